@@ -1,0 +1,1 @@
+"""CLI commands of the later stages, one module per area, each with `register(app)`."""

@@ -1,0 +1,175 @@
+"""Stage: read a SQLite schema and serialise it compactly for prompts.
+
+Shows tables, columns, types, primary and foreign keys, row counts, a few sample values per
+column (all values for low-cardinality text columns) and the user's notes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import SqltuneError
+from .execute import connect_readonly
+
+MAX_SAMPLES = 3
+MAX_CATEGORIES = 12  # text columns with at most this many distinct values list them all
+MAX_VALUE_CHARS = 40
+
+
+@dataclass
+class Column:
+    name: str
+    type: str
+    pk: bool = False
+    fk: str | None = None  # "table.column"
+    samples: list = field(default_factory=list)
+    categories: list | None = None  # the full value list of a low-cardinality text column
+    nulls: int = 0
+
+
+@dataclass
+class Table:
+    name: str
+    rows: int
+    columns: list[Column]
+
+
+@dataclass
+class Schema:
+    tables: list[Table]
+    notes: str = ""
+
+    def render(self) -> str:
+        return render(self)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _fmt(v) -> str:
+    if isinstance(v, str):
+        s = v if len(v) <= MAX_VALUE_CHARS else v[: MAX_VALUE_CHARS - 1] + "…"
+        return "'" + s.replace("'", "''") + "'"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def find_notes(db_path: Path) -> Path | None:
+    """Notes beside the DB: DB.notes.md / DB.notes.yaml / DB.md / DB.yaml."""
+    for suffix in (".notes.md", ".notes.yaml", ".notes.yml", ".md", ".yaml", ".yml"):
+        cand = db_path.with_suffix(suffix) if not suffix.startswith(".notes") else db_path.parent / (db_path.stem + suffix)
+        if cand.is_file():
+            return cand
+    return None
+
+
+def read_notes(path: str | os.PathLike) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise SqltuneError(f"notes file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise SqltuneError(f"notes file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        return _yaml_notes(data)
+    return text.strip()
+
+
+def _yaml_notes(data, indent: str = "") -> str:
+    if data is None:
+        return ""
+    if isinstance(data, str):
+        return indent + data.strip()
+    if isinstance(data, list):
+        return "\n".join(_yaml_notes(x, indent) if isinstance(x, (dict, list)) else f"{indent}- {x}" for x in data)
+    if isinstance(data, dict):
+        lines = []
+        for k, v in data.items():
+            if isinstance(v, (dict, list)):
+                lines.append(f"{indent}{k}:")
+                lines.append(_yaml_notes(v, indent + "  "))
+            else:
+                lines.append(f"{indent}- {k}: {v}")
+        return "\n".join(lines)
+    return indent + str(data)
+
+
+def describe(db_path: str | os.PathLike, notes: str | os.PathLike | None = None) -> Schema:
+    """Read the schema (and notes) of a SQLite database, read-only."""
+    db_path = Path(db_path)
+    con = connect_readonly(db_path)
+    con.set_authorizer(None)  # our own trusted queries read sqlite_master and pragmas
+    try:
+        names = [r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+        )]
+        tables = []
+        for t in names:
+            info = con.execute(f"PRAGMA table_info({_q(t)})").fetchall()
+            fks = {r[3]: f"{r[2]}.{r[4] or 'rowid'}" for r in con.execute(f"PRAGMA foreign_key_list({_q(t)})")}
+            nrows = con.execute(f"SELECT COUNT(*) FROM {_q(t)}").fetchone()[0]
+            cols = []
+            for _, cname, ctype, _, _, pk in info:
+                col = Column(cname, (ctype or "").upper(), bool(pk), fks.get(cname))
+                qc = _q(cname)
+                col.nulls = con.execute(f"SELECT COUNT(*) FROM {_q(t)} WHERE {qc} IS NULL").fetchone()[0]
+                distinct = con.execute(
+                    f"SELECT COUNT(*) FROM (SELECT DISTINCT {qc} FROM {_q(t)} WHERE {qc} IS NOT NULL LIMIT {MAX_CATEGORIES + 1})"
+                ).fetchone()[0]
+                is_text = "CHAR" in col.type or "TEXT" in col.type or col.type == ""
+                if is_text and distinct <= MAX_CATEGORIES and nrows > distinct:
+                    col.categories = [r[0] for r in con.execute(
+                        f"SELECT {qc}, COUNT(*) c FROM {_q(t)} WHERE {qc} IS NOT NULL GROUP BY {qc} ORDER BY c DESC, {qc}"
+                    )]
+                else:
+                    col.samples = [r[0] for r in con.execute(
+                        f"SELECT DISTINCT {qc} FROM {_q(t)} WHERE {qc} IS NOT NULL LIMIT {MAX_SAMPLES}"
+                    )]
+                cols.append(col)
+            tables.append(Table(t, nrows, cols))
+    finally:
+        con.close()
+    if notes is None:
+        found = find_notes(db_path)
+        notes_text = read_notes(found) if found else ""
+    else:
+        notes_text = read_notes(notes)
+    return Schema(tables, notes_text)
+
+
+def render(schema: Schema) -> str:
+    """Compact text: one CREATE TABLE-like block per table, samples as comments, then notes."""
+    out = []
+    for t in schema.tables:
+        out.append(f"CREATE TABLE {t.name} (  -- {t.rows} rows")
+        for i, c in enumerate(t.columns):
+            parts = [c.name, c.type or "ANY"]
+            if c.pk:
+                parts.append("PRIMARY KEY")
+            if c.fk:
+                parts.append(f"REFERENCES {c.fk.replace('.', '(', 1)})")
+            line = "  " + " ".join(parts) + ("," if i < len(t.columns) - 1 else "")
+            if c.categories is not None:
+                line += "  -- one of: " + ", ".join(_fmt(v) for v in c.categories)
+            elif c.samples:
+                line += "  -- e.g. " + ", ".join(_fmt(v) for v in c.samples)
+            if c.nulls:
+                line += f" ({c.nulls} NULL)"
+            out.append(line)
+        out.append(");")
+    text = "\n".join(out)
+    if schema.notes:
+        text += "\n\nNotes:\n" + schema.notes
+    return text
+
+
+def schema_text(db_path: str | os.PathLike, notes: str | os.PathLike | None = None) -> str:
+    return render(describe(db_path, notes))

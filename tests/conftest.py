@@ -1,0 +1,51 @@
+"""Shared fixtures: a user dir in tmp, the exoplanets DB, a tiny 3-table DB."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _sqltune_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache folder, except the exoplanets DB which is shared (read-only)."""
+    home = tmp_path_factory.getbasetemp() / "sqltune_home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("SQLTUNE_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+@pytest.fixture(scope="session")
+def exo_db(tmp_path_factory) -> Path:
+    from sqltune.db import build_exoplanets_db
+
+    return build_exoplanets_db(tmp_path_factory.mktemp("exo") / "exoplanets.sqlite")
+
+
+TINY_SQL = """
+CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL, country TEXT);
+CREATE TABLE books (id INTEGER PRIMARY KEY, title TEXT, author_id INTEGER REFERENCES authors(id),
+                    year INTEGER, price REAL);
+CREATE TABLE sales (book_id INTEGER REFERENCES books(id), month TEXT, copies INTEGER);
+INSERT INTO authors VALUES (1,'Ada','UK'),(2,'Borges','AR'),(3,'Calvino','IT'),(4,'Dickens','UK');
+INSERT INTO books VALUES (1,'Notes',1,1843,10.5),(2,'Ficciones',2,1944,12.0),(3,'Aleph',2,1949,11.0),
+  (4,'Cities',3,1972,9.0),(5,'Bleak House',4,1853,8.5),(6,'Hard Times',4,1854,NULL);
+INSERT INTO sales VALUES (1,'2024-01',5),(2,'2024-01',7),(2,'2024-02',3),(3,'2024-02',4),(4,'2024-01',9),
+  (5,'2024-03',2),(6,'2024-03',1);
+"""
+
+
+def make_tiny_db(path: Path) -> Path:
+    con = sqlite3.connect(path)
+    con.executescript(TINY_SQL)
+    con.commit()
+    con.close()
+    return path
+
+
+@pytest.fixture
+def tiny_db(tmp_path) -> Path:
+    return make_tiny_db(tmp_path / "tiny.sqlite")
