@@ -49,3 +49,11 @@ def make_tiny_db(path: Path) -> Path:
 @pytest.fixture
 def tiny_db(tmp_path) -> Path:
     return make_tiny_db(tmp_path / "tiny.sqlite")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer random Llama with SmolLM2's real tokenizer, as a Hugging Face folder."""
+    from tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_model") / "model")

