@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
+
+# The hub is unreachable here: fail fast instead of retrying (read by huggingface_hub at import).
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest
 
