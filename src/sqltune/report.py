@@ -1,0 +1,313 @@
+"""Stage: report. Tables, charts and honest paired comparisons of base vs tuned (vs augmented).
+
+Inputs are plain data (score reports, training metrics, timings), so any two runs can be compared.
+Outputs: report.md, a self-contained report.html (charts inlined), and PNG charts.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import platform
+from pathlib import Path
+
+from .stats import compare_paired, smallest_detectable
+
+METRICS = ("execution_rate", "exact", "set", "fuzzy")
+OUTCOME = {(True, True): "still right", (False, True): "fixed", (True, False): "broken", (False, False): "still wrong"}
+
+
+def machine_info() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def outcomes(before: dict, after: dict, key: str = "exact") -> list[dict]:
+    """Per question: fixed / broken / still right / still wrong, paired by id."""
+    b = {e["id"]: e for e in before["examples"]}
+    rows = []
+    for e in after["examples"]:
+        if e["id"] not in b:
+            continue
+        x = b[e["id"]]
+        rows.append({
+            "id": e["id"], "question": e["question"], "outcome": OUTCOME[(bool(x[key]), bool(e[key]))],
+            "before_sql": x["pred_sql"], "after_sql": e["pred_sql"],
+            "before_error": x["error_kind"], "after_error": e["error_kind"], "gold_sql": e["gold_sql"],
+        })
+    return rows
+
+
+def paired(before: dict, after: dict, key: str = "exact"):
+    b = {e["id"]: bool(e[key]) for e in before["examples"]}
+    ids = [e["id"] for e in after["examples"] if e["id"] in b]
+    a_map = {e["id"]: bool(e[key]) for e in after["examples"]}
+    return compare_paired([b[i] for i in ids], [a_map[i] for i in ids])
+
+
+# ------------------------------------------------------------------------------------------ charts
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def chart_metrics(summaries: dict, path: Path) -> Path:
+    """summaries: {stage: {split: SUMMARY}} -> grouped bars per split and metric."""
+    plt = _plt()
+    stages = list(summaries)
+    splits = sorted({s for st in summaries.values() for s in st})
+    fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 3.6), squeeze=False)
+    width = 0.8 / max(1, len(stages))
+    for ax, split in zip(axes[0], splits):
+        for i, stage in enumerate(stages):
+            s = summaries[stage].get(split)
+            if not s:
+                continue
+            xs = [m + i * width for m in range(len(METRICS))]
+            bars = ax.bar(xs, [s[m] for m in METRICS], width, label=stage)
+            ax.bar_label(bars, labels=[f"{s[m]:.0%}" for m in METRICS], fontsize=7)
+        ax.set_xticks([m + width * (len(stages) - 1) / 2 for m in range(len(METRICS))], METRICS)
+        ax.set_ylim(0, 1.1)
+        n = next((summaries[st][split]["n"] for st in stages if split in summaries[st]), 0)
+        ax.set_title(f"{split} (n = {n})")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def chart_outcomes(reports: dict, split: str, path: Path) -> Path:
+    """Grid: one row per question, one column per stage; green exact, orange ran, red error."""
+    plt = _plt()
+    from matplotlib.colors import ListedColormap
+
+    stages = [s for s in reports if split in reports[s]]
+    ids = [e["id"] for e in reports[stages[0]][split]["examples"]]
+    grid = []
+    for qid in ids:
+        row = []
+        for st in stages:
+            e = next(x for x in reports[st][split]["examples"] if x["id"] == qid)
+            row.append(2 if e["exact"] else 1 if e["executed"] else 0)
+        grid.append(row)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(stages), 0.8 + 0.18 * len(ids)))
+    ax.imshow(grid, cmap=ListedColormap(["#d9534f", "#f0ad4e", "#5cb85c"]), vmin=0, vmax=2, aspect="auto")
+    ax.set_xticks(range(len(stages)), stages)
+    ax.set_yticks(range(len(ids)), ids, fontsize=6)
+    ax.set_title(f"{split}: green exact, orange ran but wrong, red error", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def chart_training(history: list[dict], path: Path) -> Path:
+    """Loss and valid exact per evaluation (epoch)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    evals = [h for h in history if "exact" in h]
+    losses = [h for h in history if h.get("loss") is not None]
+    if losses:
+        ax.plot([h.get("epoch", i) for i, h in enumerate(losses)], [h["loss"] for h in losses], "o-", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax2 = ax.twinx()
+    if evals:
+        ax2.plot([h.get("epoch", i) for i, h in enumerate(evals)], [h["exact"] for h in evals], "s--", color="green",
+                 label="valid exact")
+    ax2.set_ylim(0, 1.05)
+    ax2.set_ylabel("valid exact")
+    fig.legend(loc="upper center", ncol=2, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ text
+def _pct(x) -> str:
+    return f"{x:.1%}" if isinstance(x, (int, float)) else "–"
+
+
+def accuracy_table(summaries: dict) -> str:
+    stages = list(summaries)
+    splits = sorted({s for st in summaries.values() for s in st})
+    head = "| split | metric | " + " | ".join(stages) + " |\n|---|---|" + "---|" * len(stages) + "\n"
+    rows = []
+    for split in splits:
+        for m in METRICS:
+            vals = [_pct(summaries[st].get(split, {}).get(m)) for st in stages]
+            rows.append(f"| {split} | {m} | " + " | ".join(vals) + " |")
+    return head + "\n".join(rows)
+
+
+def _code(s) -> str:
+    return "`" + " ".join(str(s or "∅").split()).replace("|", "\\|").replace("`", "'") + "`"
+
+
+def build_markdown(title: str, summaries: dict, reports: dict, history: list[dict], timings: dict,
+                   machine: dict, charts: dict) -> str:
+    stages = list(reports)
+    lines = [f"# {title}", "", "## Accuracy", "", accuracy_table(summaries), ""]
+    lines += ["## Is the change real?", ""]
+    first, last = stages[0], stages[-1]
+    for split in sorted(reports[last]):
+        if split not in reports[first]:
+            continue
+        for a, b in zip(stages, stages[1:]):
+            if split in reports[a] and split in reports[b]:
+                cmp = paired(reports[a][split], reports[b][split])
+                lines.append(f"- **{split}, {a} → {b}**: {cmp.sentence()}")
+        n = len(reports[last][split]["examples"])
+        if n <= 20:
+            lines.append(f"- *{split} has only {n} questions*: {smallest_detectable(n)}.")
+    lines.append("")
+    for name, path in charts.items():
+        lines += [f"![{name}]({Path(path).name})", ""]
+    for split in sorted(reports[last]):
+        if split not in reports[first] or first == last:
+            continue
+        lines += [f"## Per question: {split} ({first} → {last})", "",
+                  "| id | outcome | question | " + first + " SQL | " + last + " SQL | errors |",
+                  "|---|---|---|---|---|---|"]
+        for r in outcomes(reports[first][split], reports[last][split]):
+            errs = f"{r['before_error'] or '–'} → {r['after_error'] or '–'}"
+            lines.append(f"| {r['id']} | {r['outcome']} | {r['question']} | {_code(r['before_sql'])} | "
+                         f"{_code(r['after_sql'])} | {errs} |")
+        lines.append("")
+    if history:
+        lines += ["## Training", "", "| epoch | loss | valid exec | valid exact | valid fuzzy |", "|---|---|---|---|---|"]
+        for h in history:
+            if "exact" in h:
+                loss = f"{h['loss']:.4f}" if isinstance(h.get("loss"), (int, float)) else "–"
+                lines.append(f"| {h.get('epoch', '–')} | {loss} | {_pct(h.get('execution_rate'))} | "
+                             f"{_pct(h.get('exact'))} | {_pct(h.get('fuzzy'))} |")
+        lines.append("")
+    if timings:
+        lines += ["## Stage timings", "", "| stage | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+        lines.append("")
+    lines += ["## Machine", "", "```", json.dumps(machine, indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def markdown_to_html(md: str, images: dict[str, Path]) -> str:
+    """A small Markdown subset (headings, tables, lists, code, images) to self-contained HTML."""
+    out, in_table, in_code, in_list = [], False, False, False
+
+    def inline(s: str) -> str:
+        s = html.escape(s)
+        import re
+
+        s = re.sub(r"`([^`]*)`", r"<code>\1</code>", s)
+        s = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
+        s = re.sub(r"\*([^*]+)\*", r"<i>\1</i>", s)
+        return s
+
+    for line in md.splitlines():
+        if line.startswith("```"):
+            out.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line))
+            continue
+        if in_table and not line.startswith("|"):
+            out.append("</table>")
+            in_table = False
+        if in_list and not line.startswith("- "):
+            out.append("</ul>")
+            in_list = False
+        if line.startswith("|"):
+            cells = [c.strip().replace("\\|", "|") for c in line.strip().strip("|").split(" | ")]
+            if all(set(c) <= {"-", ""} for c in cells):
+                continue
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+                out.append("<tr>" + "".join(f"<th>{inline(c)}</th>" for c in cells) + "</tr>")
+            else:
+                out.append("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in cells) + "</tr>")
+        elif line.startswith("!["):
+            name = line[2:line.index("]")]
+            data = base64.b64encode(Path(images[name]).read_bytes()).decode()
+            out.append(f'<p><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></p>')
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("- "):
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{inline(line[2:])}</li>")
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    if in_list:
+        out.append("</ul>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;font-size:14px}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;"
+             "vertical-align:top}code{font-size:12px}img{max-width:100%}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>sqltune report</title><style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n"
+
+
+def write_report(out_dir: str | os.PathLike, reports: dict, history: list[dict] | None = None,
+                 timings: dict | None = None, title: str = "sqltune run") -> dict:
+    """reports: {stage: {split: score report}}. Writes charts, report.md and report.html."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = {st: {sp: r["summary"] for sp, r in splits.items()} for st, splits in reports.items()}
+    charts = {"metrics": chart_metrics(summaries, out / "chart_metrics.png")}
+    for split in sorted({s for st in reports.values() for s in st}):
+        charts[f"outcomes_{split}"] = chart_outcomes(reports, split, out / f"chart_outcomes_{split}.png")
+    if history:
+        charts["training"] = chart_training(history, out / "chart_training.png")
+    md = build_markdown(title, summaries, reports, history or [], timings or {}, machine_info(), charts)
+    (out / "report.md").write_text(md, encoding="utf-8")
+    (out / "report.html").write_text(markdown_to_html(md, charts), encoding="utf-8")
+    return {"markdown": out / "report.md", "html": out / "report.html", **{k: Path(v) for k, v in charts.items()}}
+
+
+def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, stage: str = "tuned") -> list[dict]:
+    """Paired comparison of two run folders' `stage` predictions per split (by question id)."""
+    from .errors import SqltuneError
+
+    rows = []
+    ra, rb = Path(run_a), Path(run_b)
+    for p in (ra, rb):
+        if not (p / "metrics.json").is_file():
+            raise SqltuneError(f"{p} is not a finished sqltune run (no metrics.json)")
+    for split in ("valid", "test"):
+        fa, fb = ra / f"{stage}_{split}_report.json", rb / f"{stage}_{split}_report.json"
+        if not (fa.is_file() and fb.is_file()):
+            continue
+        a, b = json.loads(fa.read_text()), json.loads(fb.read_text())
+        for key in ("exact", "executed", "fuzzy"):
+            cmp = paired(a, b, key)
+            rows.append({"split": split, "metric": key, **cmp.to_dict(), "sentence": cmp.sentence(key)})
+    if not rows:
+        raise SqltuneError(f"no '{stage}' reports shared by {ra} and {rb}")
+    return rows

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+
+from sqltune.report import compare_runs, markdown_to_html, outcomes, write_report
+from sqltune.stats import compare_paired, mcnemar_exact, paired_bootstrap_ci
+
+
+def test_mcnemar_exact_values():
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(6, 0) == pytest.approx(2 / 64)
+    assert mcnemar_exact(5, 0) == pytest.approx(2 / 32)  # 5 of 10 fixed is not significant
+    assert mcnemar_exact(3, 3) == 1.0
+
+
+def test_bootstrap_ci_contains_delta_and_is_degenerate_without_change():
+    a = [False] * 5 + [True] * 5
+    assert paired_bootstrap_ci(a, a) == (0.0, 0.0)
+    c = compare_paired([False] * 10, [True] * 4 + [False] * 6)
+    assert c.delta == pytest.approx(0.4) and c.ci_low <= 0.4 <= c.ci_high
+    assert c.ci_low > 0 and c.fixed == 4 and c.broken == 0
+
+
+def _report(flags):
+    ex = [{"id": f"q{i}", "question": f"question {i}", "gold_sql": "SELECT 1", "pred_sql": "SELECT 1" if f else "SELECT 2",
+           "executed": f is not None, "error_kind": None if f is not None else "syntax",
+           "exact": bool(f), "set": bool(f), "fuzzy": bool(f), "vacuous": False} for i, f in enumerate(flags)]
+    n = len(ex)
+    summary = {"n": n, "execution_rate": sum(e["executed"] for e in ex) / n, "exact": sum(e["exact"] for e in ex) / n,
+               "set": sum(e["set"] for e in ex) / n, "fuzzy": sum(e["fuzzy"] for e in ex) / n, "vacuous": 0.0}
+    return {"summary": summary, "examples": ex}
+
+
+def test_outcomes_classify_pairs():
+    rows = outcomes(_report([True, True, False, False]), _report([True, False, True, None]))
+    assert [r["outcome"] for r in rows] == ["still right", "broken", "fixed", "still wrong"]
+    assert rows[3]["after_error"] == "syntax"
+
+
+def test_write_report_files_agree(tmp_path):
+    reports = {"base": {"valid": _report([False] * 8 + [True, None]), "test": _report([False, True] * 10)},
+               "tuned": {"valid": _report([True] * 9 + [False]), "test": _report([True] * 15 + [False] * 5)}}
+    history = [{"epoch": 0, "exact": 0.1, "execution_rate": 0.9, "fuzzy": 0.1},
+               {"epoch": 1, "loss": 0.8}, {"epoch": 1, "exact": 0.9, "execution_rate": 1.0, "fuzzy": 0.9}]
+    files = write_report(tmp_path, reports, history, {"train": 12.5})
+    for key in ("markdown", "html", "metrics", "outcomes_valid", "outcomes_test", "training"):
+        assert files[key].is_file() and files[key].stat().st_size > 0
+    md = files["markdown"].read_text()
+    assert "| valid | exact | 10.0% | 90.0% |" in md
+    assert "only 10 questions" in md  # says how little 10 questions can show
+    assert "McNemar" in md and "fixed" in md
+    html = files["html"].read_text()
+    assert html.count("data:image/png;base64,") == 4  # self-contained
+    assert "<table>" in html and "90.0%" in html
+
+
+def test_markdown_to_html_escapes():
+    out = markdown_to_html("# T\n\n| a | b |\n|---|---|\n| `<x>` | y |\n", {})
+    assert "&lt;x&gt;" in out and "<script" not in out
+
+
+def test_compare_runs(tmp_path):
+    for name, flags in (("a", [False] * 10), ("b", [True] * 7 + [False] * 3)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "metrics.json").write_text("{}")
+        (d / "tuned_valid_report.json").write_text(json.dumps(_report(flags)))
+    rows = compare_runs(tmp_path / "a", tmp_path / "b")
+    exact = next(r for r in rows if r["metric"] == "exact")
+    assert exact["fixed"] == 7 and exact["p_value"] < 0.05
+    from sqltune.errors import SqltuneError
+
+    with pytest.raises(SqltuneError, match="not a finished"):
+        compare_runs(tmp_path / "a", tmp_path / "nope")
