@@ -1,0 +1,447 @@
+"""Stage: generate SQL with a model. Batched greedy decoding that shares the schema prefix.
+
+Every prompt starts with the same instructions + schema (hundreds of tokens); only the question
+differs. `generate_sql` runs that shared prefix through the model once, copies its KV cache to every
+row of a batch, prefills only the (left-padded) question tokens, then decodes greedily one token
+per step for all rows at once. A row stops at EOS or as soon as its statement is complete
+(`extract.is_complete`: a `;`, a closing fence, a blank line or prose after the query); finished rows
+leave the batch, so the remaining steps get cheaper. Greedy only, no sampling: the output of a row
+is the same tokens as generating that question alone (`generate_one_by_one`, the baseline).
+
+`predict` adds execution and self-correction: a query that fails is re-prompted with the previous
+SQL and the executor's error, up to `retries` times. `select_fewshot` picks training examples by
+TF-IDF similarity, never the asked question or anything excluded (the evaluation split).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import sys
+import time
+from collections import Counter
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from .extract import END_MARKERS, extract_sql, is_complete
+from .prompt import PromptBuilder, encode
+
+MIN_SHARED_PREFIX = 8  # tokens; below this a shared prefix is not worth a separate forward
+
+
+@dataclass
+class Generation:
+    question: str
+    raw: str
+    sql: str | None
+    seconds: float
+    retries: int = 0
+    retry_changed: bool = False
+    tokens: int = 0  # generated tokens (last attempt)
+    error: str | None = None  # executor's error for `sql` (set by `predict`)
+    first_sql: str | None = None  # the first attempt's SQL, when a retry happened
+    first_error: str | None = None
+
+
+@dataclass
+class GenerationStats:
+    """Where the time went in one `generate_texts` call (seconds are wall-clock)."""
+
+    n: int = 0
+    batches: int = 0
+    prefix_tokens: int = 0
+    prefix_seconds: float = 0.0
+    prefill_tokens: int = 0  # question tokens prefilled (without padding)
+    prefill_seconds: float = 0.0
+    decode_steps: int = 0
+    decode_seconds: float = 0.0
+    new_tokens: int = 0
+    stopped_eos: int = 0
+    stopped_statement: int = 0
+    stopped_length: int = 0
+    seconds: float = 0.0
+
+    @property
+    def queries_per_s(self) -> float:
+        return self.n / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["queries_per_s"] = self.queries_per_s
+        return d
+
+
+# ---------------------------------------------------------------- tokens and stopping
+def eos_token_ids(model, tokenizer) -> set[int]:
+    """EOS of the tokenizer and the generation config, plus every chat end marker in the vocabulary."""
+    ids: set[int] = set()
+    gen_cfg = getattr(model, "generation_config", None)
+    for src in (getattr(tokenizer, "eos_token_id", None), getattr(gen_cfg, "eos_token_id", None)):
+        if isinstance(src, int):
+            ids.add(src)
+        elif isinstance(src, (list, tuple)):
+            ids.update(int(x) for x in src)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[m] for m in END_MARKERS if m in vocab)
+    return ids
+
+
+def _shared_prefix_len(seqs: list[list[int]]) -> int:
+    """Tokens every sequence shares at its start, leaving at least one token per sequence."""
+    if not seqs:
+        return 0
+    first, n = seqs[0], min(len(s) for s in seqs) - 1
+    for s in seqs[1:]:
+        i = 0
+        while i < n and s[i] == first[i]:
+            i += 1
+        n = i
+    return max(n, 0)
+
+
+def _model_device(model):
+    return next(model.parameters()).device
+
+
+def _autocast(device, enabled: bool):
+    import torch
+
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+
+
+class _EvalMode:
+    """Run in eval mode (no dropout) and restore the caller's mode afterwards (training calls us)."""
+
+    def __init__(self, model):
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self):
+        self.model.eval()
+
+    def __exit__(self, *exc):
+        if self.was_training:
+            self.model.train()
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="q", disable=not enabled, leave=False, file=sys.stderr)
+
+
+# ---------------------------------------------------------------- the decoder
+def generate_texts(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 256,
+    progress: bool = True,
+    autocast: bool = False,
+    share_prefix: bool = True,
+    stop: Callable[[str], bool] | None = is_complete,
+    stats: GenerationStats | None = None,
+) -> list[tuple[str, int, float]]:
+    """Greedy completions of `prompts`: (text, generated tokens, seconds) per prompt, in order.
+
+    `seconds` is a row's latency inside its batch (from the batch's start until the row stopped);
+    the one-off shared-prefix forward is in `stats.prefix_seconds`.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    stats = stats if stats is not None else GenerationStats()
+    t_start = time.perf_counter()
+    n = len(prompts)
+    stats.n = n
+    results: list[tuple[str, int, float] | None] = [None] * n
+    if n == 0:
+        return []
+    device = _model_device(model)
+    eos = eos_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = [encode(tokenizer, p) for p in prompts]
+    if any(not x for x in ids):
+        raise ValueError("empty prompt")
+    shared = _shared_prefix_len(ids) if share_prefix and n > 1 else 0
+    if shared < MIN_SHARED_PREFIX:
+        shared = 0
+    config = getattr(model, "config", None)
+
+    with torch.inference_mode(), _EvalMode(model), _autocast(device, autocast), _progress(n, progress, "generating") as bar:
+        prefix_cache = None
+        if shared:
+            t = time.perf_counter()
+            prefix_cache = DynamicCache(config=config)
+            model(input_ids=torch.tensor([ids[0][:shared]], device=device), cache=prefix_cache, use_cache=True, logits_to_keep=1)
+            stats.prefix_tokens, stats.prefix_seconds = shared, time.perf_counter() - t
+
+        order = sorted(range(n), key=lambda i: -len(ids[i]))  # similar lengths together: less padding
+        for b0 in range(0, n, batch_size):
+            batch = order[b0: b0 + batch_size]
+            stats.batches += 1
+            t_batch = time.perf_counter()
+            rows = [ids[i][shared:] for i in batch]
+            B, S = len(rows), max(len(r) for r in rows)
+            inp = torch.full((B, S), pad_id, dtype=torch.long)
+            mask = torch.zeros((B, shared + S), dtype=torch.long)
+            mask[:, :shared] = 1
+            pos = torch.full((B, S), shared, dtype=torch.long)
+            for b, r in enumerate(rows):
+                inp[b, S - len(r):] = torch.tensor(r)
+                mask[b, shared + S - len(r):] = 1
+                pos[b, S - len(r):] = torch.arange(shared, shared + len(r))
+            inp, mask, pos = inp.to(device), mask.to(device), pos.to(device)
+            if prefix_cache is not None:
+                cache = copy.deepcopy(prefix_cache)
+                cache.batch_repeat_interleave(B)
+            else:
+                cache = DynamicCache(config=config)
+            out = model(input_ids=inp, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
+            nxt = out.logits[:, -1].argmax(-1)
+            stats.prefill_tokens += sum(len(r) for r in rows)
+            t_decode = time.perf_counter()
+            stats.prefill_seconds += t_decode - t_batch
+
+            gen: list[list[int]] = [[] for _ in range(B)]
+            active = list(range(B))
+            last = pos[:, -1]
+            while True:
+                keep = []
+                for j, (b, tok_id) in enumerate(zip(active, nxt.tolist())):
+                    done = None
+                    if tok_id in eos:
+                        done = "eos"
+                    else:
+                        gen[b].append(tok_id)
+                        if stop is not None and stop(tokenizer.decode(gen[b], skip_special_tokens=False)):
+                            done = "statement"
+                        elif len(gen[b]) >= max_new_tokens:
+                            done = "length"
+                    if done is None:
+                        keep.append(j)
+                        continue
+                    setattr(stats, f"stopped_{done}", getattr(stats, f"stopped_{done}") + 1)
+                    text = tokenizer.decode(gen[b], skip_special_tokens=False)
+                    results[batch[b]] = (text, len(gen[b]), time.perf_counter() - t_batch)
+                    stats.new_tokens += len(gen[b])
+                    bar.update(1)
+                if not keep:
+                    break
+                if len(keep) < len(active):
+                    sel = torch.tensor(keep, device=device)
+                    cache.batch_select_indices(sel)
+                    mask, last, nxt = mask[sel], last[sel], nxt[sel]
+                    active = [active[j] for j in keep]
+                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                last = last + 1
+                out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None], cache=cache,
+                            use_cache=True, logits_to_keep=1)
+                nxt = out.logits[:, -1].argmax(-1)
+                stats.decode_steps += 1
+            stats.decode_seconds += time.perf_counter() - t_decode
+            elapsed = time.perf_counter() - t_start
+            bar.set_postfix_str(f"{bar.n / elapsed:.2f} q/s")
+    stats.seconds = time.perf_counter() - t_start
+    return results  # type: ignore[return-value]
+
+
+def generate_one_by_one(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = 256,
+    autocast: bool = False,
+    stop: Callable[[str], bool] | None = is_complete,
+) -> list[tuple[str, int, float]]:
+    """The baseline: `model.generate` on one prompt at a time (greedy, same stopping rule)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    device = _model_device(model)
+    eos = sorted(eos_token_ids(model, tokenizer))
+
+    class _Stop(StoppingCriteria):
+        def __init__(self, start: int):
+            self.start = start
+
+        def __call__(self, input_ids, scores, **kwargs):
+            new = [t for t in input_ids[0, self.start:].tolist() if t not in eos]
+            done = stop is not None and bool(new) and stop(tokenizer.decode(new, skip_special_tokens=False))
+            return torch.tensor([done], device=input_ids.device)
+
+    out = []
+    with torch.inference_mode(), _EvalMode(model), _autocast(device, autocast):
+        for p in prompts:
+            t = time.perf_counter()
+            x = torch.tensor([encode(tokenizer, p)], device=device)
+            y = model.generate(
+                input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens, do_sample=False,
+                num_beams=1, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([_Stop(x.shape[1])]),
+                temperature=None, top_p=None, top_k=None,
+            )
+            new = [t_ for t_ in y[0, x.shape[1]:].tolist() if t_ not in eos]
+            out.append((tokenizer.decode(new, skip_special_tokens=False), len(new), time.perf_counter() - t))
+    return out
+
+
+# ---------------------------------------------------------------- questions -> SQL
+def generate_sql(
+    model,
+    tokenizer,
+    builder: PromptBuilder,
+    questions: list[str],
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 256,
+    progress: bool = True,
+    autocast: bool = False,
+    examples: list[list[dict]] | None = None,
+    share_prefix: bool = True,
+    stats: GenerationStats | None = None,
+) -> list[Generation]:
+    """Greedy SQL for each question, batched, sharing the schema prefix's KV cache.
+
+    `examples`: per-question few-shot examples (from `select_fewshot`); None uses `builder.fewshot`.
+    Per-question examples shorten the shared prefix to what the prompts still have in common.
+    """
+    if examples is not None and len(examples) != len(questions):
+        raise ValueError(f"{len(questions)} questions but {len(examples)} example lists")
+    prompts = [builder.prompt(tokenizer, q, None if examples is None else examples[i]) for i, q in enumerate(questions)]
+    outs = generate_texts(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                          progress=progress, autocast=autocast, share_prefix=share_prefix, stats=stats)
+    return [Generation(q, raw, extract_sql(raw), sec, tokens=ntok) for q, (raw, ntok, sec) in zip(questions, outs)]
+
+
+# ---------------------------------------------------------------- self-correction
+RETRY_MESSAGE = (
+    "That query failed when run on the database with this error:\n{error}\n"
+    "Write a corrected SQLite query. Reply with the SQL query only."
+)
+
+
+def retry_prompt(builder: PromptBuilder, tokenizer, question: str, sql: str | None, error: str,
+                 examples: list[dict] | None = None) -> str:
+    """The prompt for a second try: the first prompt, the failed SQL and the executor's error.
+
+    It starts with the same schema prefix, so retries share its KV cache too.
+    """
+    sql = (sql or "").strip() or "(no SQL)"
+    if builder.style == "chat":
+        msgs = builder.messages(question, builder.fewshot if examples is None else examples)
+        msgs += [{"role": "assistant", "content": sql}, {"role": "user", "content": RETRY_MESSAGE.format(error=error)}]
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    first = builder.prompt(tokenizer, question, examples)
+    if builder.style == "premsql":
+        return f"{first}{sql}\n\n# Error: {error}\n\n# Corrected SQL: "
+    return f"{first}{sql}\nError: {error}\nCorrected SQL Query: "
+
+
+def predict(
+    model,
+    tokenizer,
+    builder: PromptBuilder,
+    questions: list[str],
+    db,
+    *,
+    retries: int = 0,
+    examples: list[list[dict]] | None = None,
+    batch_size: int = 16,
+    max_new_tokens: int = 256,
+    progress: bool = True,
+    autocast: bool = False,
+    timeout: float = 5.0,
+    stats: GenerationStats | None = None,
+) -> list[Generation]:
+    """Generate, execute, and re-prompt failing queries with their error up to `retries` times.
+
+    `retry_changed` is True when a retry changed the outcome: the first SQL failed and the final SQL
+    runs. `retries` counts the re-prompts a question used; `first_sql`/`first_error` keep the first try.
+    """
+    from .execute import connect_readonly, execute
+
+    gens = generate_sql(model, tokenizer, builder, questions, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                        progress=progress, autocast=autocast, examples=examples, stats=stats)
+    con = connect_readonly(db)
+    try:
+        for g in gens:
+            g.error = execute(con, g.sql, timeout=timeout).error
+        for attempt in range(retries):
+            todo = [i for i, g in enumerate(gens) if g.error]
+            if not todo:
+                break
+            prompts = [retry_prompt(builder, tokenizer, gens[i].question, gens[i].sql, gens[i].error,
+                                    None if examples is None else examples[i]) for i in todo]
+            outs = generate_texts(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                  progress=progress, autocast=autocast)
+            for i, (raw, ntok, sec) in zip(todo, outs):
+                g = gens[i]
+                if g.retries == 0:
+                    g.first_sql, g.first_error = g.sql, g.error
+                g.raw, g.sql, g.tokens = raw, extract_sql(raw), ntok
+                g.seconds += sec
+                g.retries += 1
+                g.error = execute(con, g.sql, timeout=timeout).error
+                g.retry_changed = g.error is None
+    finally:
+        con.close()
+    return gens
+
+
+# ---------------------------------------------------------------- few-shot selection
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _norm(question: str) -> str:
+    return " ".join(_WORD.findall(question.lower()))
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def select_fewshot(question: str, pool: list[dict], k: int, exclude: Iterable = ()) -> list[dict]:
+    """The `k` items of `pool` (training data) most similar to `question` by TF-IDF cosine.
+
+    Never returns the question itself or anything in `exclude` (questions as strings, or items with
+    `question` and optional `id`): pass the split under evaluation there. Ties keep pool order.
+    """
+    if k <= 0 or not pool:
+        return []
+    banned = {_norm(question)}
+    banned_ids = set()
+    for e in exclude:
+        if isinstance(e, dict):
+            if e.get("question"):
+                banned.add(_norm(e["question"]))
+            if e.get("id") is not None:
+                banned_ids.add(str(e["id"]))
+        else:
+            banned.add(_norm(str(e)))
+    cands = [p for p in pool if _norm(p["question"]) not in banned and not (p.get("id") is not None and str(p["id"]) in banned_ids)]
+    if not cands:
+        return []
+    docs = [Counter(_words(p["question"])) for p in cands]
+    df = Counter(w for d in docs for w in d)
+    idf = {w: math.log((1 + len(docs)) / (1 + c)) + 1 for w, c in df.items()}
+
+    def vec(counts: Counter) -> dict:
+        v = {w: c * idf.get(w, math.log(1 + len(docs)) + 1) for w, c in counts.items()}
+        norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
+        return {w: x / norm for w, x in v.items()}
+
+    q = vec(Counter(_words(question)))
+    scored = [(sum(q.get(w, 0.0) * x for w, x in vec(d).items()), -i) for i, d in enumerate(docs)]
+    best = sorted(range(len(cands)), key=lambda i: scored[i], reverse=True)[:k]
+    return [{"question": cands[i]["question"], "sql": cands[i]["sql"]} for i in best]
+
+
+def fewshot_for(questions: list[str], pool: list[dict], k: int, exclude: Iterable = ()) -> list[list[dict]]:
+    """`select_fewshot` for each question; every question of the batch is excluded for every other."""
+    exclude = list(exclude) + list(questions)
+    return [select_fewshot(q, pool, k, exclude) for q in questions]
