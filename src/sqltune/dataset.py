@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from .errors import SqltuneError
@@ -61,3 +62,184 @@ def pair(gold: list[dict], pred: list[dict]) -> list[str | None]:
             raise SqltuneError(f"no prediction for gold id {missing[0]} ({len(missing)} missing)")
         return [by_id[str(g["id"])] for g in gold]
     return [p.get("sql") for p in pred]
+
+
+# ---------------------------------------------------------------- loading datasets by name or path
+PACKAGED_SPLITS = ("train", "valid", "test")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def packaged_datasets() -> list[str]:
+    """Names of the datasets shipped inside the package (folders holding train/valid/test.jsonl)."""
+    from .paths import PACKAGE_DATA
+
+    return sorted(p.name for p in PACKAGE_DATA.iterdir() if (p / "train.jsonl").is_file())
+
+
+def dataset_path(name: str) -> Path:
+    """The folder that holds a packaged dataset's train.jsonl, valid.jsonl and test.jsonl."""
+    from .errors import UnknownNameError
+    from .paths import PACKAGE_DATA
+
+    folder = PACKAGE_DATA / name
+    if not name or "/" in name or "\\" in name or not (folder / "train.jsonl").is_file():
+        known = ", ".join(packaged_datasets()) or "none"
+        raise UnknownNameError(f"unknown dataset '{name}' (packaged: {known})")
+    return folder
+
+
+def _finish(rows: list[dict], prefix: str, where: list[str], question_field: str, sql_field: str) -> list[dict]:
+    """Map the configured fields to `question`/`sql`, check them, and give missing ids."""
+    out = []
+    width = max(3, len(str(len(rows))))
+    for i, (row, loc) in enumerate(zip(rows, where), 1):
+        for field in (question_field, sql_field):
+            if field not in row:
+                raise SqltuneError(f"{loc}: missing field '{field}'")
+            if not isinstance(row[field], str) or not row[field].strip():
+                raise SqltuneError(f"{loc}: field '{field}' must be a non-empty string")
+        rid = row.get("id")
+        item = {"id": f"{prefix}-{i:0{width}d}" if rid is None or str(rid).strip() == "" else str(rid)}
+        for k, v in row.items():
+            if k == question_field:
+                item["question"] = v
+            elif k == sql_field:
+                item["sql"] = v
+            elif k not in ("id", "question", "sql"):
+                item[k] = v
+        out.append(item)
+    return out
+
+
+def _read_csv(path: Path) -> tuple[list[dict], list[str]]:
+    import csv
+
+    rows, where = [], []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames:
+                raise SqltuneError(f"{path}: empty CSV file (no header line)")
+            for row in reader:
+                if None in row:
+                    raise SqltuneError(f"{path}, line {reader.line_num}: more fields than header columns")
+                if not any((v or "").strip() for v in row.values()):
+                    continue
+                rows.append({k: v for k, v in row.items() if v is not None})
+                where.append(f"{path}, line {reader.line_num}")
+    except csv.Error as e:
+        raise SqltuneError(f"{path}: not valid CSV ({e})") from None
+    except UnicodeDecodeError:
+        raise SqltuneError(f"{path}: not UTF-8 text") from None
+    return rows, where
+
+
+def _read_json(path: Path) -> tuple[list[dict], list[str]]:
+    """A .json file: a list of records, a dict of columns, or JSON Lines (what `Dataset.to_json` writes)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SqltuneError(f"{path}: not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        if text.lstrip().startswith("{"):  # several objects: JSON Lines
+            return read_jsonl(path), _jsonl_lines(path)
+        raise SqltuneError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
+        lengths = {len(v) for v in data.values()}
+        if len(lengths) != 1:
+            raise SqltuneError(f"{path}: columns have different lengths {sorted(lengths)}")
+        data = [{k: col[i] for k, col in data.items()} for i in range(lengths.pop())]
+        return data, [f"{path}, row {i}" for i in range(1, len(data) + 1)]
+    if isinstance(data, dict):
+        return [data], [f"{path}, line 1"]
+    if not isinstance(data, list):
+        raise SqltuneError(f"{path}: expected a list of records, a dict of columns, or JSON Lines")
+    for i, row in enumerate(data, 1):
+        if not isinstance(row, dict):
+            raise SqltuneError(f"{path}, record {i}: expected a JSON object")
+    return data, [f"{path}, record {i}" for i in range(1, len(data) + 1)]
+
+
+def _hf_layout(rows: list[dict], question_field: str, sql_field: str) -> list[dict]:
+    """`answer` -> `sql` when every row is in the original project's Hugging Face layout
+    (`context`, `question`, `answer`; dataset dpv/exoplanets-sql) and no other SQL field was asked for."""
+    if sql_field != "sql" or not rows:
+        return rows
+    if all("answer" in r and "sql" not in r for r in rows):
+        return [{("sql" if k == "answer" else k): v for k, v in r.items()} for r in rows]
+    return rows
+
+
+def _load_hub(name: str, split: str, question_field: str, sql_field: str) -> list[dict]:
+    try:
+        import datasets  # optional extra: pip install 'sqltune[hub]'
+    except ImportError:
+        raise SqltuneError(
+            f"loading the hub dataset '{name}' needs the 'datasets' package: pip install 'sqltune[hub]'"
+        ) from None
+    try:
+        ds = datasets.load_dataset(name, split=split)
+    except Exception as e:  # offline, unknown name, unknown split: one line for the user
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SqltuneError(f"could not load hub dataset '{name}' (split '{split}'): {first}") from None
+    rows = _hf_layout([dict(r) for r in ds], question_field, sql_field)
+    label = f"{name}:{split}"
+    return _finish(rows, split, [f"{label}, row {i}" for i in range(1, len(rows) + 1)], question_field, sql_field)
+
+
+def load_items(spec: str | os.PathLike, question_field: str = "question", sql_field: str = "sql") -> list[dict]:
+    """Items ({id, question, sql, ...}) from a packaged name, a file, or a hub dataset id.
+
+    `spec` is one of:
+    - `NAME:SPLIT`, a packaged dataset, e.g. `exoplanets:train` (splits: train, valid, test);
+    - a `.jsonl` file; a `.csv` file with a header line; a `.json` file (records, columns or JSON
+      Lines). Rows in the original project's Hugging Face layout (`context`, `question`,
+      `answer`) have their `answer` read as `sql`;
+    - a hub dataset `owner/name[:split]` (or `hf:owner/name[:split]`; split defaults to train),
+      read with the optional `datasets` library.
+    `question_field`/`sql_field` name the source columns; they come back as `question`/`sql`.
+    Items without an `id` get one (`<split or file stem>-001`, ...). Bad input is a SqltuneError
+    naming the file and line.
+    """
+    text = str(spec)
+    path = Path(text)
+    hub = text[3:] if text.startswith("hf:") else None
+    if hub is None and not path.exists():
+        name, sep, split = text.partition(":")
+        if sep and not re.search(r"[/\\]|\.(jsonl|json|csv)$", name):
+            folder = dataset_path(name)
+            if split not in PACKAGED_SPLITS:
+                raise SqltuneError(f"unknown split '{split}' of {name} (splits: {', '.join(PACKAGED_SPLITS)})")
+            path = folder / f"{split}.jsonl"
+            rows = read_jsonl(path)
+            return _finish(rows, split, _jsonl_lines(path), "question", "sql")
+        if text in packaged_datasets():
+            raise SqltuneError(f"name a split: {text}:train, {text}:valid or {text}:test")
+        if path.suffix.lower() in (".jsonl", ".json", ".csv") or not _HUB_ID.fullmatch(name):
+            raise SqltuneError(f"file not found: {path}")
+        hub = text
+    if hub is not None:
+        name, _, split = hub.partition(":")
+        if not _HUB_ID.fullmatch(name):
+            raise SqltuneError(f"not a hub dataset id (owner/name): {name}")
+        return _load_hub(name, split or "train", question_field, sql_field)
+    if path.is_dir():
+        raise SqltuneError(f"{path} is a folder; name a file (or use NAME:SPLIT for a packaged dataset)")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = read_jsonl(path)
+        where = _jsonl_lines(path)
+    elif suffix == ".csv":
+        rows, where = _read_csv(path)
+    elif suffix == ".json":
+        rows, where = _read_json(path)
+    else:
+        raise SqltuneError(f"{path}: unknown file type '{path.suffix}' (expected .jsonl, .json or .csv)")
+    return _finish(_hf_layout(rows, question_field, sql_field), path.stem, where, question_field, sql_field)
+
+
+def _jsonl_lines(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [f"{path}, line {n}" for n, line in enumerate(f, 1) if line.strip()]
