@@ -17,6 +17,7 @@ Difficulty tags (E/M/H) are kept here only, to give `test` the mix of `valid` (2
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -27,7 +28,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from sqltune.dataset import write_jsonl  # noqa: E402
 
 OUT = ROOT / "src" / "sqltune" / "data" / "exoplanets"
-SEED = Path("/work/shared/data/seed/exoplanets_sql_recovered.jsonl")
+# the recovered original pairs (see that folder's PROVENANCE.md); override with $SQLTUNE_SEED
+SEED = Path(os.environ.get("SQLTUNE_SEED", "/work/shared/data/seed/exoplanets_sql_recovered.jsonl"))
 EARTH = "(SELECT mass FROM reference_planets WHERE name = 'Earth')"
 JUPITER = "(SELECT mass FROM reference_planets WHERE name = 'Jupiter')"
 RECOVERED = ("Recovered from the original project's training data (github.com/dapopov-st/sql-finetune, "
