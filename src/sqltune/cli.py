@@ -117,7 +117,7 @@ _register_all()
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning user errors into one line and a non-zero exit."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
     except SqltuneError as e:
         err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
         return e.exit_code
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             e.show()
             return e.exit_code
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":
