@@ -1,0 +1,149 @@
+"""The main job: database -> data check -> base scores -> fine-tune -> tuned scores -> report.
+
+Each stage writes its outputs atomically into the run folder and records its wall time, so an
+interrupted run (Ctrl-C) continues with `resume=True` from the first stage without outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+from .dataset import read_jsonl, write_jsonl
+from .errors import DatasetError, SqltuneError
+from .score import score_pairs
+
+SPLITS = ("valid", "test")
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class RunFolder:
+    """The run folder and its stage bookkeeping (timings.json)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self.timings_file = path / "timings.json"
+        self.timings = json.loads(self.timings_file.read_text()) if self.timings_file.is_file() else {}
+
+    def done(self, *names: str) -> bool:
+        return all((self.path / n).exists() for n in names)
+
+    def record(self, stage: str, seconds: float) -> None:
+        self.timings[stage] = round(seconds, 2)
+        _write_json(self.timings_file, self.timings)
+
+
+def _items(spec: str) -> list[dict]:
+    try:
+        from .dataset import load_items
+    except ImportError:  # pragma: no cover - older dataset module
+        return read_jsonl(spec, required=("question", "sql"))
+    return load_items(spec)
+
+
+def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict, db, eval_cfg: dict) -> dict:
+    """Predict and score each split; writes {stage}_{split}_pred.jsonl and _report.json."""
+    from .generate import generate_sql
+
+    reports = {}
+    for split in SPLITS:
+        rep_file = run.path / f"{stage}_{split}_report.json"
+        if rep_file.is_file():
+            reports[split] = json.loads(rep_file.read_text())
+            continue
+        t = time.monotonic()
+        gens = generate_sql(model, tok, builder, [it["question"] for it in items[split]],
+                            batch_size=int(eval_cfg.get("batch_size", 16)),
+                            max_new_tokens=int(eval_cfg.get("max_new_tokens", 256)))
+        preds = [{"id": it["id"], "sql": g.sql, "raw": g.raw} for it, g in zip(items[split], gens)]
+        write_jsonl(run.path / f"{stage}_{split}_pred.jsonl", preds)
+        rep = score_pairs(db, items[split], [p["sql"] for p in preds])
+        rep["timing"] = {"seconds": time.monotonic() - t, "questions": len(preds)}
+        _write_json(rep_file, rep)
+        run.record(f"{stage}_{split}", time.monotonic() - t)
+        reports[split] = rep
+    return reports
+
+
+def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
+        resume: bool = False, overrides: dict | None = None) -> dict:
+    """Run the whole pipeline; returns metrics.json's content."""
+    from .db import resolve_db
+    from .model import load_model, pick_device
+    from .prompt import PromptBuilder
+    from .report import write_report
+    from .schema import schema_text
+
+    try:
+        from .recipe import load_recipe
+        from .train import train
+    except ModuleNotFoundError as e:
+        raise SqltuneError(f"this version of sqltune has no fine-tuning stage yet ({e.name} is missing)") from None
+
+    cfg = load_recipe(recipe or "default", overrides or {})
+    c = cfg if isinstance(cfg, dict) else cfg.to_dict()
+    out = Path(out_dir or c.get("out") or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise SqltuneError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    run_dir = RunFolder(out)
+    _write_json(out / "recipe.json", c)
+
+    data = c.get("data", {})
+    db = resolve_db(data.get("db"))
+    items = {s: _items(data[s]) for s in ("train", *SPLITS)}
+
+    # 1. data check: failing gold SQL or leakage stops the run before any model time is spent
+    if not run_dir.done("data_check.json"):
+        t = time.monotonic()
+        from .check import check_items
+
+        rep = check_items(db, items)
+        summary = rep.to_dict() if hasattr(rep, "to_dict") else rep
+        _write_json(out / "data_check.json", summary)
+        if getattr(rep, "errors", None):
+            raise DatasetError(f"data check failed: {len(rep.errors)} errors (see {out / 'data_check.json'})")
+        run_dir.record("data_check", time.monotonic() - t)
+
+    device = pick_device(c.get("device"), c.get("dtype"))
+    builder = PromptBuilder(schema_text(db, data.get("notes")), style=c.get("prompt", {}).get("style", "chat"))
+    eval_cfg = c.get("eval", {})
+    reports: dict = {}
+
+    # 2. base model
+    t = time.monotonic()
+    model, tok, _ = load_model(c.get("model"), device)
+    run_dir.record("load_base", time.monotonic() - t)
+    reports["base"] = evaluate_stage(run_dir, "base", model, tok, builder, items, db, eval_cfg)
+
+    # 3. fine-tune (the trainer keeps the best checkpoint by valid exact, "no training" included)
+    adapter = out / "adapter"
+    if not run_dir.done("adapter/COMPLETE"):
+        del model
+        t = time.monotonic()
+        train(cfg, items["train"], items["valid"], db, adapter, resume=resume)
+        run_dir.record("train", time.monotonic() - t)
+
+    # 4. tuned model
+    from .checkpoint import load_trained
+
+    loaded = load_trained(adapter, device)
+    model, tok = loaded[0], loaded[1]
+    reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, eval_cfg)
+
+    # 5. metrics and report
+    history = read_jsonl(adapter / "metrics.jsonl") if (adapter / "metrics.jsonl").is_file() else []
+    metrics = {stage: {s: r["summary"] for s, r in reps.items()} for stage, reps in reports.items()}
+    metrics["timings"] = run_dir.timings
+    metrics["model"] = c.get("model")
+    _write_json(out / "metrics.json", metrics)
+    write_report(out, reports, history, run_dir.timings, title=f"sqltune run: {out.name}")
+    return metrics
