@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Prepare .whl/ (git-ignored): the pure-Python wheels sqltune needs on the lent GPU machine, plus a
+# wheel of sqltune itself. The GPU image already has torch, transformers, peft, accelerate, tokenizers,
+# safetensors, numpy, pyyaml, tqdm, typer, rich, click and matplotlib (see docs/gpu.md); it has no
+# registry access, so what it lacks travels as wheels and is installed there with --no-deps (which also
+# keeps the image's torch/transformers: sqltune's own pins are for the CPU venv, not for that image).
+#
+#   scripts/gpu_wheels.sh            # download into .whl/
+#   scripts/gpu_wheels.sh --dry-run  # print the commands, run nothing
+#   WHEEL_DIR=somewhere PYTHON=python3 scripts/gpu_wheels.sh
+#
+# On the device (carry: [".whl"]):
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+#     && export PYTHONPATH=/tmp/site || exit
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-.venv/bin/python}"
+WHEEL_DIR="${WHEEL_DIR:-.whl}"
+DRY=0
+[[ "${1:-}" == "--dry-run" ]] && DRY=1
+
+# name==version, one per line: what the image lacks (versions = the local venv's pins).
+# trl needs datasets, which needs dill and multiprocess (the rest of datasets' needs are in the image).
+MISSING=(
+  "sqlglot==30.30.0"
+  "gguf==0.19.0"
+  "trl==1.16.0"
+  "datasets==5.2.0"
+  "dill==0.4.1"
+  "multiprocess==0.70.19"
+)
+
+PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64)
+
+run() {
+  if [[ $DRY == 1 ]]; then
+    printf '%q ' "$@"; echo
+  else
+    "$@"
+  fi
+}
+
+download_cmd=("$PYTHON" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp)
+for p in "${PLATFORMS[@]}"; do download_cmd+=(--platform "$p"); done
+download_cmd+=(-d "$WHEEL_DIR")
+
+run mkdir -p "$WHEEL_DIR"
+# Drop stale sqltune wheels: two versions of one package stop the whole install there.
+run find "$WHEEL_DIR" -maxdepth 1 -name 'sqltune-*.whl' -delete
+run "${download_cmd[@]}" "${MISSING[@]}"
+run "$PYTHON" -m pip wheel --no-deps --no-build-isolation -w "$WHEEL_DIR" .
+
+if [[ $DRY == 0 ]]; then
+  # One version per package, or pip refuses the whole folder there.
+  dups=$(ls "$WHEEL_DIR"/*.whl | xargs -n1 basename | cut -d- -f1 | tr 'A-Z-' 'a-z_' | sort | uniq -d)
+  if [[ -n "$dups" ]]; then
+    echo "error: more than one wheel of: $dups (delete the old ones in $WHEEL_DIR)" >&2
+    exit 1
+  fi
+  du -ch "$WHEEL_DIR"/*.whl | tail -1
+  ls "$WHEEL_DIR"
+fi

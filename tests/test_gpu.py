@@ -1,0 +1,134 @@
+"""GPU-only tests (issue 7): skipped without CUDA; run on the lent machine with
+
+    python3 -m pytest -m gpu tests/test_gpu.py -v -p no:cacheprovider
+
+Output is recorded in BENCHMARKS.md ("GPU (issue 7)"). The real-model test needs the default model
+materialised in $SQLTUNE_HOME (scripts/gpu_weights.py materialize) and skips otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def common():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("gpu_common", REPO / "benchmarks" / "gpu_common.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_common"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _synthetic(common, n=8, prefix_len=300, vocab=1000, seed=0):
+    rng = random.Random(seed)
+    prefix = [rng.randrange(3, vocab) for _ in range(prefix_len)]
+    items = [(prefix + [rng.randrange(3, vocab) for _ in range(rng.randint(5, 20))],
+              [rng.randrange(3, vocab) for _ in range(rng.randint(5, 30))]) for _ in range(n)]
+    return common.Tokenized(prefix, items)
+
+
+def _tiny(vocab=1000, dtype=None):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=vocab, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    return Qwen2ForCausalLM._from_config(cfg, attn_implementation="sdpa", dtype=dtype or torch.float32).cuda()
+
+
+def test_pick_device_picks_cuda_bf16():
+    from sqltune.model import pick_device
+
+    d = pick_device()
+    assert d.device == "cuda" and d.dtype == "bfloat16" and not d.autocast
+
+
+def test_shared_prefix_equals_padded_on_cuda(common):
+    data = _synthetic(common)
+    idx = list(range(8))
+    pb = common.to_device(common.padded_batch(data, idx, 0), "cuda")
+    sb = common.to_device(common.shared_prefix_batch(data, idx, pad_to=64), "cuda")
+    model = _tiny()
+    res = {}
+    for name, b in (("padded", pb), ("shared", sb)):
+        for prec in ("fp32", "bf16"):
+            model.zero_grad()
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=prec == "bf16"):
+                loss, _ = common.lm_loss(model, b)
+            loss.backward()
+            g = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+            res[name, prec] = (loss.item(), g)
+    for prec, tol in (("fp32", 1e-4), ("bf16", 2e-2)):
+        (lp, gp), (ls, gs) = res["padded", prec], res["shared", prec]
+        print(f"{prec}: loss padded {lp:.6f} shared {ls:.6f}; grad rel diff {((gp - gs).norm() / gp.norm()).item():.2e}")
+        assert ls == pytest.approx(lp, rel=tol)
+        assert ((gp - gs).norm() / gp.norm()).item() < tol
+
+
+def test_fused_adamw_bf16_training_reduces_loss(common):
+    data = _synthetic(common)
+    b = common.to_device(common.shared_prefix_batch(data, list(range(8))), "cuda")
+    model = _tiny()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    losses = []
+    for _ in range(30):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss, _ = common.lm_loss(model, b)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    print(f"loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_lora_on_cuda_trains_only_adapters(common):
+    from peft import LoraConfig, get_peft_model
+
+    data = _synthetic(common)
+    b = common.to_device(common.shared_prefix_batch(data, list(range(8))), "cuda")
+    model = get_peft_model(_tiny(dtype=torch.bfloat16), LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
+    first = None
+    for _ in range(20):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss, _ = common.lm_loss(model, b)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        first = first if first is not None else loss.item()
+    assert loss.item() < first
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters() if n in before)
+
+
+def test_real_model_loads_on_cuda_and_writes_sql(tmp_path):
+    from sqltune.model import DEFAULT_MODEL, _cached_dir, load_model
+
+    if not (_cached_dir(DEFAULT_MODEL) / "config.json").is_file():
+        pytest.skip("default model not materialised in $SQLTUNE_HOME (scripts/gpu_weights.py materialize)")
+    from sqltune import build_exoplanets_db, execute, schema_text
+    from sqltune.prompt import PromptBuilder
+
+    db = build_exoplanets_db(tmp_path / "exo.sqlite")
+    model, tok, _ = load_model(None)
+    assert next(model.parameters()).device.type == "cuda" and next(model.parameters()).dtype == torch.bfloat16
+    prompt = PromptBuilder(schema_text(db)).prompt(tok, "How many planets were discovered in 2016?")
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to("cuda")
+    out = model.generate(**enc, max_new_tokens=40, do_sample=False)
+    sql = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip().strip("`")
+    print(sql)
+    assert execute(db, sql.removeprefix("sql").strip()).ok
