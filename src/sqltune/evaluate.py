@@ -1,0 +1,181 @@
+"""Stage: predict and evaluate. Loading for inference, predictions as rows, scores by execution.
+
+- `load_for_inference(model, adapter_dir=...)`: the model (base, or base + a trained adapter), its
+  tokenizer and the prompt builder for a database. An adapter folder carries `sqltune_checkpoint.json`
+  (base model, prompt style + rendered template + sha256, schema DB); loading refuses an adapter
+  whose template does not match the prompt built now.
+- `predict_items` -> rows {id, question, sql, raw, seconds, retries, retry_changed} that
+  `sqltune score` reads; `evaluate_items` = predict + `score.score_pairs`, with timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .errors import SqltuneError
+from .generate import GenerationStats, fewshot_for, predict
+from .prompt import PromptBuilder, check_fingerprint
+
+CHECKPOINT_META = "sqltune_checkpoint.json"
+
+
+# ---------------------------------------------------------------- loading
+def read_checkpoint_meta(adapter_dir: str | os.PathLike) -> dict:
+    """The metadata a trained adapter (or fully fine-tuned model) folder carries."""
+    path = Path(adapter_dir)
+    if not path.is_dir():
+        raise SqltuneError(f"adapter folder not found: {path}")
+    meta_file = path / CHECKPOINT_META
+    if not meta_file.is_file():
+        raise SqltuneError(f"{path} is not a sqltune checkpoint (no {CHECKPOINT_META})")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise SqltuneError(f"{meta_file}: not valid JSON ({e.msg})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("prompt"), dict):
+        raise SqltuneError(f"{meta_file}: no 'prompt' section (style, template, sha256)")
+    return meta
+
+
+def load_for_inference(
+    model_name: str | None = None,
+    adapter_dir: str | os.PathLike | None = None,
+    device=None,
+    prompt_style: str | None = None,
+    db: str | os.PathLike | None = None,
+    notes: str | os.PathLike | None = None,
+    merge: bool = True,
+):
+    """(model, tokenizer, builder) ready to generate SQL for `db`.
+
+    `device`: a `model.DeviceConfig`, a device name, or None (picked automatically). With
+    `adapter_dir`, the base model and prompt style default to the checkpoint's, and the prompt
+    rendered now must match the saved template exactly (`prompt.check_fingerprint`). LoRA/DoRA
+    adapters are merged into the weights for speed unless `merge=False`.
+    """
+    from .db import resolve_db
+    from .model import DeviceConfig, load_model, load_tokenizer, pick_device
+    from .schema import schema_text
+
+    dev = device if isinstance(device, DeviceConfig) else pick_device(device)
+    db_path = resolve_db(db)
+    meta = read_checkpoint_meta(adapter_dir) if adapter_dir is not None else None
+    if meta is not None:
+        base = meta.get("base_model")
+        if model_name and base and str(model_name) != str(base):
+            raise SqltuneError(f"adapter {adapter_dir} was trained on '{base}', not '{model_name}'; leave out --model")
+        model_name = model_name or base
+        prompt_style = prompt_style or meta["prompt"].get("style")
+    builder = PromptBuilder(schema_text(db_path, notes), prompt_style or "chat",
+                            fewshot=list((meta or {}).get("prompt", {}).get("fewshot") or []))
+    if meta is None:
+        model, tok, _ = load_model(model_name, dev)
+        builder.prompt(tok, "?")  # fail now, not mid-run, when the style does not suit the tokenizer
+        return model, tok, builder
+
+    adapter = Path(adapter_dir)
+    full = (adapter / "config.json").is_file() and not (adapter / "adapter_config.json").is_file()
+    model, tok, _ = load_model(str(adapter) if full else model_name, dev)
+    if (adapter / "tokenizer_config.json").is_file():
+        tok = load_tokenizer(str(adapter))
+    check_fingerprint(meta["prompt"], builder, tok, where=f"adapter {adapter}")
+    if not full:
+        if not (adapter / "adapter_config.json").is_file():
+            raise SqltuneError(f"{adapter} has neither adapter_config.json (an adapter) nor config.json (a model)")
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+        if merge:
+            model = model.merge_and_unload()
+        model.eval()
+    return model, tok, builder
+
+
+# ---------------------------------------------------------------- predict and evaluate
+def predict_items(
+    model,
+    tokenizer,
+    builder: PromptBuilder,
+    items: list[dict],
+    db,
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 256,
+    retries: int = 0,
+    fewshot_k: int = 0,
+    fewshot_pool: list[dict] | None = None,
+    fewshot_exclude: list | tuple = (),
+    progress: bool = True,
+    autocast: bool = False,
+    stats: GenerationStats | None = None,
+) -> list[dict]:
+    """One row per item: {id, question, sql, raw, seconds, retries, retry_changed, error, ...}.
+
+    Few-shot examples (`fewshot_k` > 0) come from `fewshot_pool` (training data) only; the items
+    being predicted and everything in `fewshot_exclude` are never shown.
+    """
+    questions = [it["question"] for it in items]
+    examples = None
+    if fewshot_k > 0:
+        if not fewshot_pool:
+            raise SqltuneError("few-shot examples need a pool of training items")
+        examples = fewshot_for(questions, fewshot_pool, fewshot_k, exclude=list(fewshot_exclude) + list(items))
+    gens = predict(model, tokenizer, builder, questions, db, retries=retries, examples=examples,
+                   batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress,
+                   autocast=autocast, stats=stats)
+    rows = []
+    for i, (it, g) in enumerate(zip(items, gens)):
+        row = {"id": str(it.get("id", i)), "question": g.question, "sql": g.sql, "raw": g.raw,
+               "seconds": round(g.seconds, 4), "retries": g.retries, "retry_changed": g.retry_changed,
+               "error": g.error}
+        if g.retries:
+            row["first_sql"], row["first_error"] = g.first_sql, g.first_error
+        if examples is not None:
+            row["fewshot"] = [e["question"] for e in examples[i]]
+        rows.append(row)
+    return rows
+
+
+def evaluate_items(
+    model,
+    tokenizer,
+    builder: PromptBuilder,
+    items: list[dict],
+    db,
+    *,
+    timeout: float = 5.0,
+    **predict_kw,
+) -> dict:
+    """Predict, then score by execution. Returns the report.
+
+    The report is `score_pairs`'s ({summary, examples}) plus `timing` {seconds, queries_per_s,
+    generation: where the time went}, `predictions` (the `predict_items` rows) and, per example,
+    the prediction's raw text, latency and retry fields. `summary.retry_fixed` counts questions a
+    retry turned from wrong to exact.
+    """
+    from .score import score_pairs
+
+    stats = GenerationStats()
+    t = time.perf_counter()
+    rows = predict_items(model, tokenizer, builder, items, db, stats=stats, **predict_kw)
+    seconds = time.perf_counter() - t
+    report = score_pairs(db, items, [r["sql"] for r in rows], timeout=timeout)
+    retried = [i for i, r in enumerate(rows) if r["retries"]]
+    first = {}
+    if retried:
+        sub = score_pairs(db, [items[i] for i in retried], [rows[i]["first_sql"] for i in retried], timeout=timeout)
+        first = dict(zip(retried, sub["examples"]))
+    for i, (ex, r) in enumerate(zip(report["examples"], rows)):
+        ex.update(raw=r["raw"], seconds=r["seconds"], retries=r["retries"], retry_changed=r["retry_changed"])
+        if i in first:
+            ex["first_sql"] = r["first_sql"]
+            ex["first_exact"] = first[i]["exact"]
+    report["summary"]["retried"] = len(retried)
+    report["summary"]["retry_fixed"] = sum(1 for i in retried if report["examples"][i]["exact"] and not first[i]["exact"])
+    report["timing"] = {"seconds": round(seconds, 3), "queries_per_s": round(len(items) / seconds, 4) if seconds else 0.0,
+                        "generation": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.to_dict().items()}}
+    report["predictions"] = rows
+    return report

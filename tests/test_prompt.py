@@ -1,0 +1,130 @@
+"""The prompt styles render, share a prefix, and lock an adapter to the template it was trained with."""
+
+import json
+
+import pytest
+
+from sqltune.errors import SqltuneError
+from sqltune.prompt import STYLES, PromptBuilder, check_fingerprint, encode
+
+SCHEMA = "CREATE TABLE books (id INTEGER PRIMARY KEY, title TEXT, year INTEGER);"
+Q = "How many books were published after 1900?"
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    from sqltune.model import load_tokenizer
+
+    return load_tokenizer(str(tiny_model_dir))
+
+
+def test_chat_style_goes_through_the_chat_template(tok):
+    p = PromptBuilder(SCHEMA, "chat").prompt(tok, Q)
+    assert p.startswith("<|im_start|>system\n") and p.endswith("<|im_start|>assistant\n")
+    assert SCHEMA in p and Q in p
+    assert p.index(SCHEMA) < p.index(Q)
+
+
+def test_premsql_style_is_prem_1b_sqls_documented_prompt(tok):
+    p = PromptBuilder(SCHEMA, "premsql").prompt(tok, Q)
+    for part in ("# Follow these instruction:", "# Database and Table Schema:\n" + SCHEMA, f"# Question: {Q}"):
+        assert part in p
+    assert p.endswith("# SQL: ")
+
+
+def test_seed_style_is_the_original_projects_string(tok):
+    p = PromptBuilder(SCHEMA, "seed").prompt(tok, Q)
+    assert p.endswith(f"Context: {SCHEMA}\nQuestion: {Q}\nSQL Query: ")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_every_prompt_starts_with_the_shared_prefix(tok, style):
+    b = PromptBuilder(SCHEMA, style)
+    prefix = b.prefix(tok)
+    assert SCHEMA in prefix and Q not in prefix
+    for q in (Q, "List titles", "What is the newest book?"):
+        assert b.prompt(tok, q).startswith(prefix)
+        assert encode(tok, b.prompt(tok, q))[: len(encode(tok, prefix)) - 1] == encode(tok, prefix)[:-1]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_fewshot_examples_render_in_every_style(tok, style):
+    ex = [{"question": "List titles", "sql": "SELECT title FROM books"}]
+    p = PromptBuilder(SCHEMA, style).prompt(tok, Q, ex)
+    assert "List titles" in p and "SELECT title FROM books" in p
+    assert p.index("SELECT title FROM books") < p.rindex(Q)
+
+
+def test_unknown_style_is_refused():
+    with pytest.raises(SqltuneError, match="unknown prompt style 'alpaca'"):
+        PromptBuilder(SCHEMA, "alpaca")
+
+
+def test_fingerprint_changes_with_schema_style_and_fewshot(tok):
+    base = PromptBuilder(SCHEMA, "chat").fingerprint(tok)
+    assert PromptBuilder(SCHEMA, "chat").fingerprint(tok) == base
+    for other in (PromptBuilder(SCHEMA + " ", "chat"), PromptBuilder(SCHEMA, "seed"),
+                  PromptBuilder(SCHEMA, "chat", [{"question": "q", "sql": "SELECT 1"}])):
+        assert other.fingerprint(tok)["sha256"] != base["sha256"]
+
+
+# ---------------------------------------------------------------- template locking on load
+def _adapter(tmp_path, tiny_model_dir, prompt: dict, base=None):
+    """A real (untrained) LoRA adapter folder with sqltune's checkpoint metadata."""
+    from peft import LoraConfig, get_peft_model
+
+    from sqltune.model import load_model, pick_device
+
+    model, _, _ = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
+    peft = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    out = tmp_path / "adapter"
+    peft.save_pretrained(out)
+    meta = {"base_model": base or str(tiny_model_dir), "prompt": prompt, "schema_db": "tiny.sqlite"}
+    (out / "sqltune_checkpoint.json").write_text(json.dumps(meta))
+    return out
+
+
+def test_adapter_with_matching_template_loads(tmp_path, tiny_model_dir, tiny_db, tok):
+    from sqltune.evaluate import load_for_inference
+    from sqltune.schema import schema_text
+
+    fp = PromptBuilder(schema_text(tiny_db), "seed").fingerprint(tok)
+    adapter = _adapter(tmp_path, tiny_model_dir, fp)
+    model, tok2, builder = load_for_inference(None, adapter, "cpu", None, tiny_db)
+    assert builder.style == "seed"  # the adapter's own style by default
+    assert builder.fingerprint(tok2) == fp
+
+
+def test_adapter_with_another_template_is_refused(tmp_path, tiny_model_dir, tiny_db, exo_db, tok):
+    from sqltune.evaluate import load_for_inference
+    from sqltune.schema import schema_text
+
+    fp = PromptBuilder(schema_text(tiny_db), "chat").fingerprint(tok)
+    adapter = _adapter(tmp_path, tiny_model_dir, fp)
+    with pytest.raises(SqltuneError, match="different prompt template"):
+        load_for_inference(None, adapter, "cpu", None, exo_db)  # another database: another schema text
+    with pytest.raises(SqltuneError, match="prompt style 'chat', not 'seed'"):
+        load_for_inference(None, adapter, "cpu", "seed", tiny_db)
+    tampered = dict(fp, sha256="0" * 64)
+    (adapter / "sqltune_checkpoint.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "prompt": tampered}))
+    with pytest.raises(SqltuneError, match="different prompt template"):
+        load_for_inference(None, adapter, "cpu", None, tiny_db)
+
+
+def test_adapter_folder_problems_are_one_clear_error(tmp_path, tiny_model_dir, tiny_db):
+    from sqltune.evaluate import load_for_inference
+
+    with pytest.raises(SqltuneError, match="adapter folder not found"):
+        load_for_inference(None, tmp_path / "nope", "cpu", None, tiny_db)
+    with pytest.raises(SqltuneError, match="not a sqltune checkpoint"):
+        load_for_inference(None, tmp_path, "cpu", None, tiny_db)
+    (tmp_path / "sqltune_checkpoint.json").write_text(json.dumps({"base_model": "x/y", "prompt": {"style": "chat"}}))
+    with pytest.raises(SqltuneError, match="trained on 'x/y', not 'other'"):
+        load_for_inference("other", tmp_path, "cpu", None, tiny_db)
+
+
+def test_check_fingerprint_directly(tok):
+    b = PromptBuilder(SCHEMA, "premsql")
+    check_fingerprint(b.fingerprint(tok), b, tok)
+    with pytest.raises(SqltuneError):
+        check_fingerprint(PromptBuilder(SCHEMA, "seed").fingerprint(tok), b, tok)
