@@ -1,0 +1,124 @@
+"""`sqltune ask / predict / eval / models`: bad input is one line and a non-zero exit; outputs chain."""
+
+import json
+
+import pytest
+
+from sqltune.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(request):
+    import torch
+
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the tiny model gains nothing from threads on a shared CPU
+    yield
+    torch.set_num_threads(threads)
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(code, err, match):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip() and "Loading weights" not in line]
+    assert len(lines) == 1 and match in lines[0], err
+
+
+def test_ask_missing_db(capsys, tmp_path):
+    code, _, err = _run(capsys, "ask", "How many?", "--db", str(tmp_path / "nope.sqlite"))
+    _one_line_error(code, err, "database not found")
+
+
+def test_ask_not_a_sqlite_file(capsys, tmp_path):
+    bad = tmp_path / "x.sqlite"
+    bad.write_text("hello")
+    code, _, err = _run(capsys, "ask", "How many?", "--db", str(bad))
+    _one_line_error(code, err, "not a SQLite database")
+
+
+def test_ask_unknown_model(capsys, tiny_db):
+    code, _, err = _run(capsys, "ask", "How many?", "--db", str(tiny_db), "--model", "no-such-model")
+    _one_line_error(code, err, "unknown model 'no-such-model'")
+
+
+def test_ask_unknown_prompt_style(capsys, tiny_db, tiny_model_dir):
+    code, _, err = _run(capsys, "ask", "How many?", "--db", str(tiny_db), "--model", str(tiny_model_dir),
+                        "--prompt-style", "alpaca")
+    _one_line_error(code, err, "unknown prompt style")
+
+
+def test_ask_missing_adapter(capsys, tiny_db, tmp_path):
+    code, _, err = _run(capsys, "ask", "How many?", "--db", str(tiny_db), "--adapter", str(tmp_path / "nope"))
+    _one_line_error(code, err, "adapter folder not found")
+
+
+def test_predict_missing_data(capsys, tiny_db, tmp_path):
+    code, _, err = _run(capsys, "predict", "--data", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "p.jsonl"),
+                        "--db", str(tiny_db))
+    _one_line_error(code, err, "not found")
+
+
+def test_fewshot_needs_training_data(capsys, tiny_db, tmp_path):
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"id": "1", "question": "How many books?", "sql": "SELECT COUNT(*) FROM books"}) + "\n")
+    code, _, err = _run(capsys, "predict", "--data", str(data), "--out", str(tmp_path / "p.jsonl"),
+                        "--db", str(tiny_db), "--fewshot", "2")
+    _one_line_error(code, err, "--fewshot-pool")
+    code, _, err = _run(capsys, "predict", "--data", "exoplanets:train", "--out", str(tmp_path / "p.jsonl"), "--fewshot", "2")
+    _one_line_error(code, err, "training data")
+
+
+def test_ask_json_with_the_tiny_model(capsys, tiny_db, tiny_model_dir):
+    code, out, _ = _run(capsys, "ask", "How many books?", "--db", str(tiny_db), "--model", str(tiny_model_dir), "--json")
+    assert code == 0
+    obj = json.loads(out)
+    assert set(obj) == {"sql", "columns", "rows", "error"}
+
+
+def test_predict_then_score_and_eval(capsys, tiny_db, tiny_model_dir, tmp_path):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": "a", "question": "How many books?", "sql": "SELECT COUNT(*) FROM books"},
+        {"id": "b", "question": "List the authors", "sql": "SELECT name FROM authors"},
+        {"id": "c", "question": "Titles of UK authors", "sql": "SELECT title FROM books JOIN authors ON author_id = authors.id WHERE country = 'UK'"},
+    ]))
+    pred = tmp_path / "pred.jsonl"
+    code, out, _ = _run(capsys, "predict", "--data", str(gold), "--out", str(pred), "--db", str(tiny_db),
+                        "--model", str(tiny_model_dir), "--batch-size", "2", "--max-new-tokens", "6", "--retries", "1")
+    assert code == 0 and "3 predictions" in out
+    rows = [json.loads(line) for line in pred.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b", "c"]
+    assert all({"id", "question", "sql", "raw", "seconds", "retries", "retry_changed"} <= set(r) for r in rows)
+    code, out, _ = _run(capsys, "score", "--gold", str(gold), "--pred", str(pred), "--db", str(tiny_db))
+    assert code == 0
+
+    out_dir = tmp_path / "ev"
+    code, out, _ = _run(capsys, "eval", "--data", str(gold), "--out-dir", str(out_dir), "--db", str(tiny_db),
+                        "--model", str(tiny_model_dir), "--max-new-tokens", "6")
+    assert code == 0 and "q/s" in out
+    report = json.loads((out_dir / "gold_report.json").read_text())
+    assert report["summary"]["n"] == 3 and report["timing"]["queries_per_s"] > 0
+    assert report["timing"]["generation"]["prefix_tokens"] > 0
+    assert len((out_dir / "gold_pred.jsonl").read_text().splitlines()) == 3
+
+
+def test_models_lists_the_packaged_models(capsys):
+    code, out, _ = _run(capsys, "models")
+    assert code == 0
+    for name in ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "smollm2-135m"):
+        assert name[:12] in out
+
+
+@pytest.mark.slow
+def test_ask_the_done_when_question(capsys):
+    code, out, _ = _run(capsys, "ask", "How many exoplanets were discovered in 2016?", "--json")
+    assert code == 0
+    assert json.loads(out)["rows"] == [[1517]]
