@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_common import (  # noqa: E402
     QWEN25_15B, clean_sql, epoch_batches, flops, lm_loss, make_examples, padded_batch, shared_prefix_batch,
-    to_device, tokenize,
+    shared_prefix_len, to_device, tokenize,
 )
 
 RESULTS: list[dict] = []
@@ -83,18 +83,24 @@ def measure_peak(n: int = 8192, reps: int = 20) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- models
-def lora_wrap(model, r: int = 16, alpha: int = 32, dropout: float = 0.05):
+def lora_wrap(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, lean: bool = False):
+    """peft LoRA on every linear layer. lean: no dropout and adapters kept in the base dtype (bf16),
+    which removes peft's per-layer fp32 casts and dropout kernels (fewer launches per step)."""
     from peft import LoraConfig, get_peft_model
 
-    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, cfg)
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0 if lean else dropout, target_modules="all-linear",
+                     task_type="CAUSAL_LM")
+    return get_peft_model(model, cfg, autocast_adapter_dtype=not lean)
 
 
 def prepare(base, mode: str):
-    """A trainable copy of `base` (bf16 on the GPU) for `mode`: lora | full (fp32 master) | full_bf16."""
+    """A trainable copy of `base` (bf16 on the GPU) for `mode`:
+    lora | lora_lean | full (fp32 master) | full_bf16."""
     m = copy.deepcopy(base)
     if mode == "lora":
         m = lora_wrap(m)  # base stays bf16 and frozen; adapters are fp32 (peft's default)
+    elif mode == "lora_lean":
+        m = lora_wrap(m, lean=True)
     elif mode == "full":
         m = m.float()  # fp32 master weights, bf16 matmuls under autocast
     elif mode == "full_bf16":
@@ -117,38 +123,63 @@ def random_model(cfg_kwargs: dict, dtype=torch.bfloat16):
 
 # ---------------------------------------------------------------------------------------------- train
 def train_run(name, base, mode, data, pad_id, layout, batch_size, epochs=1, max_steps=None, head="labels",
-              lr=None, peak=None, warmup=2, keep=False, pad_to=1):
-    """Time `epochs` epochs (or max_steps steps) of training; returns a result dict (and the model if keep)."""
+              lr=None, peak=None, warmup=2, keep=False, pad_to=1, compile=None, fixed_len=False, profile=False):
+    """Time `epochs` epochs (or max_steps steps) of training; returns a result dict (and the model if keep).
+
+    compile: None | "default" | "reduce-overhead" (CUDA graphs): torch.compile of the decoder body
+    (the lm_head + loss stay eager). fixed_len: every shared-prefix batch padded to one length (one
+    shape to compile). The warm-up steps (compilation included) are timed separately.
+    """
     model = prepare(base, mode)
     cfg = model.config
     params = [p for p in model.parameters() if p.requires_grad]
-    lr = lr or (2e-4 if mode == "lora" else 1e-5)
+    lr = lr or (2e-4 if mode.startswith("lora") else 1e-5)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
     n = len(data.items)
     idx_batches = [b for ep in range(epochs) for b in epoch_batches(n, batch_size, ep)]
     if max_steps:
         idx_batches = (idx_batches * (max_steps // len(idx_batches) + 1))[:max_steps]
+    length = None
+    if layout == "shared" and (fixed_len or compile):
+        length = -(-max(shared_prefix_len(data, idx) for idx in idx_batches) // 64) * 64
     build = (lambda idx: padded_batch(data, idx, pad_id)) if layout == "padded" else (
-        lambda idx: shared_prefix_batch(data, idx, pad_to=pad_to))
+        lambda idx: shared_prefix_batch(data, idx, pad_to=pad_to, length=length))
     cpu_batches = [build(idx) for idx in idx_batches]
     batches = [to_device(b, DEV) for b in cpu_batches]
-    total_flops = sum(flops(cfg, b, mode, None if head == "labels" else int(b["attention_mask"].sum()) if b["attention_mask"].dim() == 2 else None)
-                      for b in cpu_batches)
+    # FLOPs of the real tokens only (padding not counted as useful work)
+    count = [padded_batch(data, idx, pad_id) if layout == "padded" else shared_prefix_batch(data, idx)
+             for idx in idx_batches]
+    total_flops = sum(flops(cfg, b, mode.replace("_lean", ""), None if head == "labels" else
+                            (int(b["attention_mask"].sum()) if b["attention_mask"].dim() == 2 else None)) for b in count)
     ex_tokens = sum(data.example_tokens(idx) for idx in idx_batches)
-    fed_tokens = sum(int(b["input_ids"].numel()) for b in cpu_batches)
+    fed_tokens = sum(int(b["input_ids"].numel()) for b in count)
+    body = None
+    if compile:
+        from gpu_common import _lm_parts
+
+        body = torch.compile(_lm_parts(model)[0], mode=None if compile == "default" else compile, dynamic=False)
 
     def step_loss(b):
         with autocast():
             if head == "hf":  # the plain way: HF computes logits for every position, mean loss
                 return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).loss
-            return lm_loss(model, b)[0]
+            return lm_loss(model, b, body=body)[0]
 
-    for b in batches[:warmup]:  # warm-up: kernels, allocator, cuBLAS handles (no optimizer step)
+    sync()
+    tw = time.perf_counter()
+    for b in batches[:warmup]:  # warm-up: compilation, kernels, allocator, cuBLAS handles (no optimizer step)
         step_loss(b).backward()
     model.zero_grad(set_to_none=True)
     sync()
+    warm_s = time.perf_counter() - tw
     if DEV == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    prof = None
+    if profile:
+        from torch.profiler import ProfilerActivity, profile as tprofile
+
+        prof = tprofile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+        prof.__enter__()
     losses = []
     t0 = time.perf_counter()
     for b in batches:
@@ -160,18 +191,31 @@ def train_run(name, base, mode, data, pad_id, layout, batch_size, epochs=1, max_
     sync()
     dt = time.perf_counter() - t0
     losses = [float(x) for x in losses]
+    bad = [i for i, x in enumerate(losses) if x != x or x in (float("inf"), float("-inf"))]
     res = dict(name=name, mode=mode, layout=layout, head=head, batch_size=batch_size, steps=len(batches),
                epochs=epochs if not max_steps else None, seconds=dt, s_per_step=dt / len(batches),
+               warmup_steps=warmup, warmup_seconds=warm_s, compile=compile, length=length,
                example_tokens=ex_tokens, fed_tokens=fed_tokens, example_tok_s=ex_tokens / dt, fed_tok_s=fed_tokens / dt,
                tflops=total_flops / dt / 1e12, mfu=(total_flops / dt / 1e12 / peak) if peak else None,
-               loss_first=losses[0], loss_last=losses[-1], max_mem_gb=max_mem_gb(),
-               lr=lr, params=sum(p.numel() for p in model.parameters()), trainable=sum(p.numel() for p in params))
-    log(f"  {name}: {dt:.2f} s for {len(batches)} steps ({dt / len(batches) * 1e3:.1f} ms/step), "
-        f"{res['tflops']:.0f} TFLOP/s = {100 * (res['mfu'] or 0):.1f}% of peak, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+               loss_first=losses[0], loss_last=losses[-1], first_nonfinite_step=bad[0] if bad else None,
+               max_mem_gb=max_mem_gb(), lr=lr, params=sum(p.numel() for p in model.parameters()),
+               trainable=sum(p.numel() for p in params))
+    if prof is not None:
+        prof.__exit__(None, None, None)
+        ka = prof.key_averages()
+        res["profile_cuda"] = ka.table(sort_by="self_cuda_time_total", row_limit=12, max_name_column_width=60)
+        res["profile_cpu"] = ka.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=60)
+        res["kernels_per_step"] = sum(e.count for e in ka if e.device_type.name == "CUDA") / len(batches)
+        log(res["profile_cuda"])
+        log(res["profile_cpu"])
+        log(f"  CUDA kernels per step: {res['kernels_per_step']:.0f}")
+    log(f"  {name}: {dt:.2f} s for {len(batches)} steps ({dt / len(batches) * 1e3:.1f} ms/step; warm-up {warm_s:.1f} s), "
+        f"{res['tflops']:.0f} TFLOP/s = {100 * (res['mfu'] or 0):.1f}% of peak, loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+        + (f", NON-FINITE from step {bad[0]}" if bad else ""))
     del opt, batches
     if keep:
         return res, model
-    del model
+    del model, body
     empty_cache()
     return res
 
@@ -250,8 +294,9 @@ def gen_sqltune_run(name, model, tok, builder, evalset, db, batch_size=32, reps=
     best = min(times[1:]) if len(times) > 1 else times[0]
     res = dict(name=name, questions=len(qs), impl="sqltune.generate_sql", batch_size=batch_size, times=times,
                seconds=best, qps=len(qs) / best, accuracy=rep["summary"], stats=stats.to_dict(),
-               sample=[{"q": e["question"], "gold": e["sql"], "pred": p} for e, p in list(zip(evalset, preds))[:5]])
-    log(f"  {name}: {best:.2f} s, {res['qps']:.1f} q/s, exact {rep['summary'].get('exact')}")
+               sample=[{"q": e["question"], "gold": e["sql"], "pred": p, "raw": g.raw[:300]}
+                       for e, p, g in list(zip(evalset, preds, gens))[:5]])
+    log(f"  {name}: {best:.2f} s, {res['qps']:.1f} q/s, exact {rep['summary'].get('exact')}; raw[0]: {gens[0].raw[:200]!r}")
     return res
 
 
@@ -273,7 +318,8 @@ def guarded(section):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None, help="HF folder of the real weights (default: sqltune's resolution)")
-    ap.add_argument("--only", default="peak,equiv,train05,gen,train15")
+    ap.add_argument("--only", default="peak,equiv,baseline05,train05,compile05,gen,train15",
+                    help="sections: peak,equiv,baseline05,profile,train05,compile05,gen,train15")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--n-train", type=int, default=150)
@@ -333,74 +379,103 @@ def main(argv=None):
         log(f"  loss padded vs shared-prefix: bf16 {lp:.5f} vs {lsh:.5f}; fp32 {lp32:.6f} vs {ls32:.6f}")
         RESULTS.append(r)
 
+    def tr(*args, **kw):
+        try:
+            return train_run(*args, **kw)
+        except Exception as e:  # noqa: BLE001 - one variant failing does not stop the others
+            traceback.print_exc()
+            empty_cache()
+            return dict(name=args[0], error=f"{type(e).__name__}: {e}")
+
+    def gen_after(name, res_model):
+        res, m = res_model if isinstance(res_model, tuple) else (res_model, None)
+        RESULTS.append(res)
+        if m is not None:
+            if "gen" in only:
+                try:
+                    RESULTS.append(gen_run(name, m, tok, builder, evalset, db, reps=1))
+                except Exception as e:  # noqa: BLE001
+                    traceback.print_exc()
+                    RESULTS.append(dict(name=name, error=f"{type(e).__name__}: {e}"))
+            del m
+            empty_cache()
+
+    bs, E = a.batch_size, a.epochs
+
+    @guarded("baseline05")
+    def baseline05():
+        RESULTS.append(tr("lora_padded_hf_1ep", base, "lora", data, pad_id, "padded", bs, 1, head="hf", peak=peak))
+        RESULTS.append(tr("full_bf16_padded_hf_1ep", base, "full_bf16", data, pad_id, "padded", bs, 1, head="hf", peak=peak))
+
+    @guarded("profile")
+    def profile():
+        for mode in ("full", "lora"):
+            RESULTS.append(tr(f"profile_{mode}_shared", base, mode, data, pad_id, "shared", bs, max_steps=5, peak=peak,
+                              profile=True))
+
     @guarded("train05")
     def train05():
-        bs, E = a.batch_size, a.epochs
-        RESULTS.append(train_run("lora_padded_hf_1ep", base, "lora", data, pad_id, "padded", bs, 1, head="hf", peak=peak))
-        RESULTS.append(train_run("full_bf16_padded_hf_1ep", base, "full_bf16", data, pad_id, "padded", bs, 1, head="hf", peak=peak))
-        RESULTS.append(train_run("lora_padded_1ep", base, "lora", data, pad_id, "padded", bs, 1, peak=peak))
-        res, lora_m = train_run(f"lora_shared_{E}ep", base, "lora", data, pad_id, "shared", bs, E, peak=peak, keep=True)
-        RESULTS.append(res)
-        if "gen" in only:
-            RESULTS.append(gen_sqltune_run("gen_after_lora", lora_m, tok, builder, evalset, db, reps=1))
-        del lora_m
-        empty_cache()
-        res, full_m = train_run(f"full_shared_{E}ep", base, "full", data, pad_id, "shared", bs, E, peak=peak, keep=True)
-        RESULTS.append(res)
-        if "gen" in only:
-            RESULTS.append(gen_sqltune_run("gen_after_full", full_m, tok, builder, evalset, db, reps=1))
-        del full_m
-        empty_cache()
-        RESULTS.append(train_run(f"full_bf16_shared_{E}ep", base, "full_bf16", data, pad_id, "shared", bs, E, peak=peak))
-        RESULTS.append(train_run(f"lora_shared_b64_{E}ep", base, "lora", data, pad_id, "shared", 64, E, peak=peak))
-        RESULTS.append(train_run(f"full_shared_b64_{E}ep", base, "full", data, pad_id, "shared", 64, E, peak=peak))
+        gen_after("gen_after_lora_eager", tr(f"lora_shared_{E}ep", base, "lora", data, pad_id, "shared", bs, E,
+                                             peak=peak, fixed_len=True, keep=True))
+        RESULTS.append(tr(f"lora_lean_shared_{E}ep", base, "lora_lean", data, pad_id, "shared", bs, E, peak=peak,
+                          fixed_len=True))
+        gen_after("gen_after_full_eager", tr(f"full_shared_{E}ep", base, "full", data, pad_id, "shared", bs, E,
+                                             peak=peak, fixed_len=True, keep=True))
+        RESULTS.append(tr(f"full_bf16_shared_{E}ep", base, "full_bf16", data, pad_id, "shared", bs, E, peak=peak,
+                          fixed_len=True))
+        for b2 in (32, 64):
+            for mode in ("lora", "full"):
+                RESULTS.append(tr(f"{mode}_shared_b{b2}_{E}ep", base, mode, data, pad_id, "shared", b2, E, peak=peak,
+                                  pad_to=64))
+
+    @guarded("compile05")
+    def compile05():
+        for mode, cmode in (("full", "default"), ("full", "reduce-overhead"), ("lora", "default"),
+                            ("lora", "reduce-overhead"), ("lora_lean", "reduce-overhead")):
+            keep = cmode == "reduce-overhead" and mode in ("full", "lora")
+            gen_after(f"gen_after_{mode}_{cmode}", tr(f"{mode}_shared_{E}ep_compile_{cmode}", base, mode, data, pad_id,
+                                                      "shared", bs, E, peak=peak, compile=cmode, keep=keep))
 
     @guarded("gen")
     def gen():
-        for bs in (32, 16):
-            try:
-                RESULTS.append(gen_sqltune_run(f"gen_sqltune_b{bs}", base, tok, builder, evalset, db, batch_size=bs))
-            except Exception as e:  # noqa: BLE001
-                traceback.print_exc()
-                RESULTS.append(dict(name=f"gen_sqltune_b{bs}", error=f"{type(e).__name__}: {e}"))
-        RESULTS.append(gen_run("gen_batched_dynamic", base, tok, builder, evalset, db, reps=2))
-        RESULTS.append(gen_run("gen_one_at_a_time_dynamic", base, tok, builder, evalset, db, reps=1, one_at_a_time=10))
+        try:
+            RESULTS.append(gen_sqltune_run("gen_sqltune_b32", base, tok, builder, evalset, db, batch_size=32, reps=1))
+        except Exception as e:  # noqa: BLE001
+            traceback.print_exc()
+            RESULTS.append(dict(name="gen_sqltune_b32", error=f"{type(e).__name__}: {e}"))
+        RESULTS.append(gen_run("gen_batched_dynamic", base, tok, builder, evalset, db, reps=3))
         if not a.no_static:
             RESULTS.append(gen_run("gen_batched_static_compiled", base, tok, builder, evalset, db, static=True, reps=3))
 
     @guarded("train15")
     def train15():
         big = random_model(QWEN25_15B)
-        for name, mode, layout, bs, steps in [
-            ("1.5B_full_shared_b16", "full", "shared", 16, 20),
-            ("1.5B_full_padded_b16", "full", "padded", 16, 10),
-            ("1.5B_full_shared_b64", "full", "shared", 64, 10),
-            ("1.5B_full_bf16_padded_b16", "full_bf16", "padded", 16, 10),
-            ("1.5B_lora_shared_b16", "lora", "shared", 16, 20),
+        for name, mode, layout, b2, steps, kw in [
+            ("1.5B_full_padded_b16", "full", "padded", 16, 10, {}),
+            ("1.5B_full_bf16_padded_b16", "full_bf16", "padded", 16, 10, {}),
+            ("1.5B_full_shared_b16", "full", "shared", 16, 20, {"fixed_len": True}),
+            ("1.5B_full_shared_b16_compile_ro", "full", "shared", 16, 20, {"compile": "reduce-overhead"}),
+            ("1.5B_full_shared_b64_compile_ro", "full", "shared", 64, 10, {"compile": "reduce-overhead"}),
         ]:
-            try:
-                r = train_run(name, big, mode, data, pad_id, layout, bs, max_steps=steps, peak=peak)
-                r["weights"] = "random (Qwen2.5-1.5B config)"
-                RESULTS.append(r)
-            except Exception as e:  # noqa: BLE001
-                traceback.print_exc()
-                RESULTS.append(dict(name=name, error=f"{type(e).__name__}: {e}"))
-                empty_cache()
+            r = tr(name, big, mode, data, pad_id, layout, b2, max_steps=steps, peak=peak, **kw)
+            r["weights"] = "random (Qwen2.5-1.5B config)"
+            RESULTS.append(r)
         del big
 
-    for sec, fn in [("equiv", equiv), ("train05", train05), ("gen", gen), ("train15", train15)]:
+    for sec, fn in [("equiv", equiv), ("baseline05", baseline05), ("profile", profile), ("train05", train05),
+                    ("compile05", compile05), ("gen", gen), ("train15", train15)]:
         if sec in only:
             fn()
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
             Path(a.out).write_text(json.dumps({"env": env, "results": RESULTS}, indent=1))
 
-    log("\n| run | steps | s | ms/step | example tok/s | fed tok/s | TFLOP/s | % peak | loss first->last | mem GB |")
-    log("|---|---|---|---|---|---|---|---|---|---|")
+    log("\n| run | steps | s | ms/step | warm-up s | example tok/s | fed tok/s | TFLOP/s | % peak | loss first->last | mem GB |")
+    log("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in RESULTS:
         if "error" in r:
             log(f"| {r['name']} | ERROR {r['error'][:80]} |")
         elif "s_per_step" in r:
-            log(f"| {r['name']} | {r['steps']} | {r['seconds']:.2f} | {r['s_per_step'] * 1e3:.1f} | {r['example_tok_s']:.0f} | "
+            log(f"| {r['name']} | {r['steps']} | {r['seconds']:.2f} | {r['s_per_step'] * 1e3:.1f} | {r['warmup_seconds']:.1f} | {r['example_tok_s']:.0f} | "
                 f"{r['fed_tok_s']:.0f} | {r['tflops']:.0f} | {100 * (r['mfu'] or 0):.1f} | {r['loss_first']:.3f}->{r['loss_last']:.3f} | "
                 f"{r['max_mem_gb']:.1f} |")
         elif "qps" in r:

@@ -123,8 +123,15 @@ def padded_batch(data: Tokenized, idx: list[int], pad_id: int) -> dict:
     return {"input_ids": ids, "attention_mask": att, "position_ids": pos, "labels": lab}
 
 
-def shared_prefix_batch(data: Tokenized, idx: list[int], pad_to: int = 1) -> dict:
-    """ONE row: prefix once, then every example's tail; 4D bool mask (True = may attend)."""
+def shared_prefix_len(data: Tokenized, idx: list[int]) -> int:
+    return len(data.prefix) + sum(len(data.tail(i)[0]) for i in idx)
+
+
+def shared_prefix_batch(data: Tokenized, idx: list[int], pad_to: int = 1, length: int | None = None) -> dict:
+    """ONE row: prefix once, then every example's tail; 4D bool mask (True = may attend).
+
+    `pad_to` rounds the row up to a multiple; `length` pads it to exactly that many tokens (one
+    shape for every batch, as torch.compile / CUDA graphs want). Padding attends only to itself."""
     P = len(data.prefix)
     ids, labels, pos, seg = list(data.prefix), [IGNORE] * P, list(range(P)), [0] * P
     for s, i in enumerate(idx, 1):
@@ -136,7 +143,9 @@ def shared_prefix_batch(data: Tokenized, idx: list[int], pad_to: int = 1) -> dic
         pos += range(P, P + len(t))
         seg += [s] * len(t)
     T = len(ids)
-    Tp = -(-T // pad_to) * pad_to
+    Tp = -(-T // pad_to) * pad_to if length is None else length
+    if Tp < T:
+        raise ValueError(f"batch of {T} tokens does not fit length {length}")
     extra = Tp - T
     ids += [0] * extra
     labels += [IGNORE] * extra
@@ -188,14 +197,16 @@ def _lm_parts(model):
     return base.get_decoder(), base.get_output_embeddings()
 
 
-def lm_loss(model, batch: dict, reduction: str = "mean"):
+def lm_loss(model, batch: dict, reduction: str = "mean", body=None):
     """Cross-entropy on labelled tokens only; the lm_head runs on those positions alone.
 
     Returns (loss, n_labels). `reduction='sum'` returns the summed loss (for exact data-parallel means).
+    `body` replaces the decoder (e.g. its torch.compile'd version).
     """
     import torch.nn.functional as F
 
-    body, head = _lm_parts(model)
+    dec, head = _lm_parts(model)
+    body = body if body is not None else dec
     h = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
              position_ids=batch["position_ids"], use_cache=False).last_hidden_state
     tgt = batch["labels"][:, 1:]

@@ -3,7 +3,8 @@
     python3 -m pytest -m gpu tests/test_gpu.py -v -p no:cacheprovider
 
 Output is recorded in BENCHMARKS.md ("GPU (issue 7)"). The real-model test needs the default model
-materialised in $SQLTUNE_HOME (scripts/gpu_weights.py materialize) and skips otherwise.
+materialised (scripts/gpu_weights.py materialize; $SQLTUNE_GPU_MODEL, default
+/root/sqh/models/qwen2.5-coder-0.5b) and skips otherwise.
 """
 
 from __future__ import annotations
@@ -116,15 +117,19 @@ def test_lora_on_cuda_trains_only_adapters(common):
 
 
 def test_real_model_loads_on_cuda_and_writes_sql(tmp_path):
-    from sqltune.model import DEFAULT_MODEL, _cached_dir, load_model
+    import os
 
-    if not (_cached_dir(DEFAULT_MODEL) / "config.json").is_file():
-        pytest.skip("default model not materialised in $SQLTUNE_HOME (scripts/gpu_weights.py materialize)")
+    from sqltune.model import load_model
+
+    # conftest gives every test its own empty SQLTUNE_HOME, so the materialised model is named explicitly
+    location = os.environ.get("SQLTUNE_GPU_MODEL", "/root/sqh/models/qwen2.5-coder-0.5b")
+    if not (Path(location) / "config.json").is_file():
+        pytest.skip(f"no model at {location} (scripts/gpu_weights.py materialize; or set SQLTUNE_GPU_MODEL)")
     from sqltune import build_exoplanets_db, execute, schema_text
     from sqltune.prompt import PromptBuilder
 
     db = build_exoplanets_db(tmp_path / "exo.sqlite")
-    model, tok, _ = load_model(None)
+    model, tok, _ = load_model(location)
     assert next(model.parameters()).device.type == "cuda" and next(model.parameters()).dtype == torch.bfloat16
     prompt = PromptBuilder(schema_text(db)).prompt(tok, "How many planets were discovered in 2016?")
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to("cuda")
