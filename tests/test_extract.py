@@ -41,6 +41,14 @@ CASES = [
      "WHERE discovery_year > (2007 - 2) ORDER BY discovery_year DESC;",
      "SELECT name, discovery_year, detection_method FROM exoplanets WHERE discovery_year > (2007 - 2) "
      "ORDER BY discovery_year DESC"),
+    # real, premsql: the model goes on with an "expected output" and an explanation
+    ("1 row\nSELECT COUNT(*) FROM exoplanets WHERE discovery_year = 2019; \n\n# Expected Output: 1\n```\n\n"
+     "To achieve this, you need to write a SQL query that counts",
+     "SELECT COUNT(*) FROM exoplanets WHERE discovery_year = 2019"),
+    # real, premsql: no semicolon, then the same answer again and again
+    ("10 days\nSELECT COUNT(*) FROM exoplanets WHERE distance < 10 AND eccentricity = 0\n\n# SQL: 10 days\n"
+     "SELECT COUNT(*) FROM exoplanets WHERE distance < 10 AND eccentricity = 0\n\n# SQL: 10 days\nSELECT COUNT",
+     "SELECT COUNT(*) FROM exoplanets WHERE distance < 10 AND eccentricity = 0"),
     # real, seed: leading space, semicolon
     (" SELECT COUNT(*) FROM exoplanets WHERE discovery_year = 2016;",
      "SELECT COUNT(*) FROM exoplanets WHERE discovery_year = 2016"),

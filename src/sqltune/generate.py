@@ -56,6 +56,8 @@ class GenerationStats:
     prefill_tokens: int = 0  # question tokens prefilled (without padding)
     prefill_seconds: float = 0.0
     decode_steps: int = 0
+    decode_rows: int = 0  # rows computed over all decode steps (finished rows waiting to leave included)
+    compactions: int = 0
     decode_seconds: float = 0.0
     new_tokens: int = 0
     stopped_eos: int = 0
@@ -131,6 +133,93 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="q", disable=not enabled, leave=False, file=sys.stderr)
 
 
+# ---------------------------------------------------------------- a KV cache that does not copy itself every step
+def _growing_layer_class():
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        """A full-attention cache layer in a preallocated buffer.
+
+        `DynamicLayer.update` concatenates, copying the whole cache of the batch at every decode step
+        (hundreds of MB per step for a shared schema prefix); this layer writes the new keys and
+        values into spare room and returns views.
+        """
+
+        def __init__(self, keys, values, room: int):
+            super().__init__()
+            B, H, L, D = keys.shape
+            self._k = keys.new_empty((B, H, L + room, D))
+            self._v = values.new_empty((B, H, L + room, D))
+            self._k[:, :, :L] = keys
+            self._v[:, :, :L] = values
+            self.length = L
+            self.device, self.is_initialized = keys.device, True
+            self._views()
+
+        def _views(self):
+            self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
+
+        def lazy_initialization(self, key_states, value_states):  # pragma: no cover - born initialised
+            pass
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            n = key_states.shape[-2]
+            if self.length + n > self._k.shape[2]:  # out of room: grow (never in `generate_texts`)
+                more = max(n, self._k.shape[2])
+                self._k = torch.cat([self._k, self._k.new_empty(self._k.shape[:2] + (more, self._k.shape[3]))], 2)
+                self._v = torch.cat([self._v, self._v.new_empty(self._v.shape[:2] + (more, self._v.shape[3]))], 2)
+            self._k[:, :, self.length: self.length + n] = key_states
+            self._v[:, :, self.length: self.length + n] = value_states
+            self.length += n
+            self._views()
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+        def batch_select_indices(self, indices) -> None:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self._views()
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            self._k, self._v = self._k.repeat_interleave(repeats, 0), self._v.repeat_interleave(repeats, 0)
+            self._views()
+
+        def crop(self, tokens_to_remove: int) -> None:
+            self.length = max(0, self.length + tokens_to_remove if tokens_to_remove < 0 else tokens_to_remove)
+            self._views()
+
+    return GrowingLayer
+
+
+_GROWING = None
+
+
+def _batch_cache(prefix_cache, config, batch: int, room: int):
+    """A cache for `batch` rows that starts with the shared prefix and has `room` tokens to spare.
+
+    Models whose cache is not plain full attention (sliding windows, linear attention) get a copy
+    of the prefix in transformers' own DynamicCache instead.
+    """
+    global _GROWING
+    from transformers import DynamicCache
+    from transformers.cache_utils import Cache, DynamicLayer
+
+    plain = prefix_cache is not None and all(type(layer) is DynamicLayer and layer.is_initialized
+                                             for layer in prefix_cache.layers)
+    if not plain:
+        if prefix_cache is None:
+            return DynamicCache(config=config)
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(batch)
+        return cache
+    _GROWING = _GROWING or _growing_layer_class()
+    layers = [_GROWING(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), room)
+              for layer in prefix_cache.layers]
+    return Cache(layers=layers)
+
+
 # ---------------------------------------------------------------- the decoder
 def generate_texts(
     model,
@@ -180,8 +269,10 @@ def generate_texts(
             stats.prefix_tokens, stats.prefix_seconds = shared, time.perf_counter() - t
 
         order = sorted(range(n), key=lambda i: -len(ids[i]))  # similar lengths together: less padding
-        for b0 in range(0, n, batch_size):
-            batch = order[b0: b0 + batch_size]
+        n_batches = -(-n // batch_size)
+        size = -(-n // n_batches)  # balanced: 65 questions at batch_size 64 are 33 + 32, not 64 + 1
+        for b0 in range(0, n, size):
+            batch = order[b0: b0 + size]
             stats.batches += 1
             t_batch = time.perf_counter()
             rows = [ids[i][shared:] for i in batch]
@@ -195,11 +286,7 @@ def generate_texts(
                 mask[b, shared + S - len(r):] = 1
                 pos[b, S - len(r):] = torch.arange(shared, shared + len(r))
             inp, mask, pos = inp.to(device), mask.to(device), pos.to(device)
-            if prefix_cache is not None:
-                cache = copy.deepcopy(prefix_cache)
-                cache.batch_repeat_interleave(B)
-            else:
-                cache = DynamicCache(config=config)
+            cache = _batch_cache(prefix_cache, config, B, S + max_new_tokens + 1)
             out = model(input_ids=inp, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
             nxt = out.logits[:, -1].argmax(-1)
             stats.prefill_tokens += sum(len(r) for r in rows)
@@ -207,11 +294,13 @@ def generate_texts(
             stats.prefill_seconds += t_decode - t_batch
 
             gen: list[list[int]] = [[] for _ in range(B)]
-            active = list(range(B))
+            active = list(range(B))  # batch row of each cache row
+            alive = [True] * B
             last = pos[:, -1]
             while True:
-                keep = []
                 for j, (b, tok_id) in enumerate(zip(active, nxt.tolist())):
+                    if not alive[j]:
+                        continue
                     done = None
                     if tok_id in eos:
                         done = "eos"
@@ -222,26 +311,32 @@ def generate_texts(
                         elif len(gen[b]) >= max_new_tokens:
                             done = "length"
                     if done is None:
-                        keep.append(j)
                         continue
+                    alive[j] = False
                     setattr(stats, f"stopped_{done}", getattr(stats, f"stopped_{done}") + 1)
                     text = tokenizer.decode(gen[b], skip_special_tokens=False)
                     results[batch[b]] = (text, len(gen[b]), time.perf_counter() - t_batch)
                     stats.new_tokens += len(gen[b])
                     bar.update(1)
-                if not keep:
+                n_alive = sum(alive)
+                if not n_alive:
                     break
-                if len(keep) < len(active):
+                # Finished rows leave the batch, but not one by one: dropping rows copies the whole cache,
+                # so wait until a quarter of the rows are finished (they decode ignored tokens meanwhile).
+                if len(active) - n_alive >= max(1, len(active) // 4):
+                    keep = [j for j in range(len(active)) if alive[j]]
                     sel = torch.tensor(keep, device=device)
                     cache.batch_select_indices(sel)
                     mask, last, nxt = mask[sel], last[sel], nxt[sel]
-                    active = [active[j] for j in keep]
+                    active, alive = [active[j] for j in keep], [True] * len(keep)
+                    stats.compactions += 1
                 mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
                 last = last + 1
                 out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None], cache=cache,
                             use_cache=True, logits_to_keep=1)
                 nxt = out.logits[:, -1].argmax(-1)
                 stats.decode_steps += 1
+                stats.decode_rows += len(active)
             stats.decode_seconds += time.perf_counter() - t_decode
             elapsed = time.perf_counter() - t_start
             bar.set_postfix_str(f"{bar.n / elapsed:.2f} q/s")
