@@ -223,12 +223,15 @@ def train_run(name, base, mode, data, pad_id, layout, batch_size, epochs=1, max_
 # ---------------------------------------------------------------------------------------------- generate
 def tokenizable(sql: str) -> str | None:
     """None (scored as 'no SQL') for text sqlglot cannot even tokenize: sqltune.execute lets that
-    TokenError escape (reported to the lead), and such text is never a correct answer."""
+    TokenError (and a RecursionError on deeply nested garbage) escape (reported to the lead), and such
+    text is never a correct answer."""
     import sqlglot
 
     try:
-        sqlglot.tokenize(sql, read="sqlite")
-    except Exception:  # noqa: BLE001
+        sqlglot.parse(sql, read="sqlite")
+    except sqlglot.errors.ParseError:
+        return sql  # SQLite judges syntax; execute() handles this one
+    except (Exception, RecursionError):  # noqa: BLE001 - TokenError / RecursionError escape execute()
         return None
     return sql
 
@@ -319,11 +322,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None, help="HF folder of the real weights (default: sqltune's resolution)")
     ap.add_argument("--only", default="peak,equiv,baseline05,train05,compile05,gen,train15",
-                    help="sections: peak,equiv,baseline05,profile,train05,compile05,gen,train15")
+                    help="sections: peak,equiv,nan,baseline05,profile,eager05,train05,compile05,gen,train15")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--n-train", type=int, default=150)
     ap.add_argument("--n-eval", type=int, default=30)
+    ap.add_argument("--cudnn-sdp", action="store_true",
+                    help="leave PyTorch's cuDNN attention on (off by default: NaN gradients with our masks, see 'nan')")
     ap.add_argument("--no-static", action="store_true", help="skip the static-cache (compiled) generation")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run of the code paths")
     ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "gpu_bench.json"))
@@ -339,7 +344,9 @@ def main(argv=None):
     from sqltune.prompt import PromptBuilder
 
     torch.backends.cuda.matmul.allow_tf32 = True
-    env = dict(device=torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu", torch=torch.__version__,
+    if DEV == "cuda" and not a.cudnn_sdp:
+        torch.backends.cuda.enable_cudnn_sdp(False)  # masked SDPA then runs on the memory-efficient kernel
+    env = dict(cudnn_sdp=bool(a.cudnn_sdp), device=torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu", torch=torch.__version__,
                transformers=__import__("transformers").__version__, peft=__import__("peft").__version__,
                date=time.strftime("%Y-%m-%d %H:%M:%S %Z"), argv=sys.argv)
     log(json.dumps(env))
@@ -428,10 +435,44 @@ def main(argv=None):
                 RESULTS.append(tr(f"{mode}_shared_b{b2}_{E}ep", base, mode, data, pad_id, "shared", b2, E, peak=peak,
                                   pad_to=64))
 
+    @guarded("nan")
+    def nan():
+        """Which SDPA backend gives non-finite gradients on a 64-example shared-prefix batch (real weights)?"""
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        idx = list(range(64))
+        L = -(-shared_prefix_len(data, idx) // 64) * 64
+        out = dict(name="nan_by_sdpa_backend", tokens=L)
+        for label, b in (("unpadded", shared_prefix_batch(data, idx)), ("padded_to_64", shared_prefix_batch(data, idx, length=L))):
+            b = to_device(b, DEV)
+            for be in ("CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "MATH"):
+                m = copy.deepcopy(base).float()
+                try:
+                    with sdpa_kernel([getattr(SDPBackend, be)]), autocast():
+                        loss, _ = lm_loss(m, b)
+                    loss.backward()
+                    g = torch.stack([p.grad.float().norm() for p in m.parameters() if p.grad is not None])
+                    out[f"{label}_{be}"] = dict(loss=loss.item(), grad_finite=bool(torch.isfinite(g).all()),
+                                                grad_norm=float(g.norm()))
+                except Exception as e:  # noqa: BLE001
+                    out[f"{label}_{be}"] = f"{type(e).__name__}: {str(e)[:120]}"
+                del m
+                empty_cache()
+                log(f"  {label} {be}: {out[f'{label}_{be}']}")
+        RESULTS.append(out)
+
+    @guarded("eager05")
+    def eager05():
+        gen_after("gen_after_lora_eager", tr(f"lora_shared_{E}ep", base, "lora", data, pad_id, "shared", bs, E,
+                                             peak=peak, fixed_len=True, keep=True))
+        gen_after("gen_after_full_eager", tr(f"full_shared_{E}ep", base, "full", data, pad_id, "shared", bs, E,
+                                             peak=peak, fixed_len=True, keep=True))
+        RESULTS.append(tr(f"full_shared_b64_{E}ep", base, "full", data, pad_id, "shared", 64, E, peak=peak, pad_to=64))
+
     @guarded("compile05")
     def compile05():
-        for mode, cmode in (("full", "default"), ("full", "reduce-overhead"), ("lora", "default"),
-                            ("lora", "reduce-overhead"), ("lora_lean", "reduce-overhead")):
+        for mode, cmode in (("full", "reduce-overhead"), ("lora", "reduce-overhead"), ("full", "default"),
+                            ("lora_lean", "reduce-overhead")):
             keep = cmode == "reduce-overhead" and mode in ("full", "lora")
             gen_after(f"gen_after_{mode}_{cmode}", tr(f"{mode}_shared_{E}ep_compile_{cmode}", base, mode, data, pad_id,
                                                       "shared", bs, E, peak=peak, compile=cmode, keep=keep))
@@ -462,8 +503,9 @@ def main(argv=None):
             RESULTS.append(r)
         del big
 
-    for sec, fn in [("equiv", equiv), ("baseline05", baseline05), ("profile", profile), ("train05", train05),
-                    ("compile05", compile05), ("gen", gen), ("train15", train15)]:
+    for sec, fn in [("equiv", equiv), ("nan", nan), ("baseline05", baseline05), ("profile", profile),
+                    ("eager05", eager05), ("train05", train05), ("compile05", compile05), ("gen", gen),
+                    ("train15", train15)]:
         if sec in only:
             fn()
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
