@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 import sys
 import time
@@ -125,6 +126,34 @@ class _EvalMode:
     def __exit__(self, *exc):
         if self.was_training:
             self.model.train()
+
+
+class _SdpaGqa:
+    """Prefill with masks through SDPA's native grouped-query attention on CPU.
+
+    With a padding mask, transformers' SDPA path copies every key/value head `n_heads / n_kv_heads`
+    times (`repeat_kv`) before attention; on CPU `enable_gqa=True` gives the same result without the
+    copies (measured 6x faster attention for a 16 x 25-token prefill over an 800-token cache). Only
+    for multi-token steps: single-token decode steps already avoid the copy (`pack_gqa`) and are
+    faster that way. CUDA keeps the default (its fused kernels take no mask with GQA).
+    """
+
+    KEY = "TRANSFORMERS_SDPA_FORCE_GQA"
+
+    def __init__(self, device):
+        self.on = device.type == "cpu"
+
+    def __enter__(self):
+        if self.on:
+            self.saved = os.environ.get(self.KEY)
+            os.environ[self.KEY] = "1"
+
+    def __exit__(self, *exc):
+        if self.on:
+            if self.saved is None:
+                os.environ.pop(self.KEY, None)
+            else:
+                os.environ[self.KEY] = self.saved
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -265,7 +294,9 @@ def generate_texts(
         if shared:
             t = time.perf_counter()
             prefix_cache = DynamicCache(config=config)
-            model(input_ids=torch.tensor([ids[0][:shared]], device=device), cache=prefix_cache, use_cache=True, logits_to_keep=1)
+            with _SdpaGqa(device):
+                model(input_ids=torch.tensor([ids[0][:shared]], device=device), cache=prefix_cache, use_cache=True,
+                      logits_to_keep=1)
             stats.prefix_tokens, stats.prefix_seconds = shared, time.perf_counter() - t
 
         order = sorted(range(n), key=lambda i: -len(ids[i]))  # similar lengths together: less padding
@@ -287,7 +318,9 @@ def generate_texts(
                 pos[b, S - len(r):] = torch.arange(shared, shared + len(r))
             inp, mask, pos = inp.to(device), mask.to(device), pos.to(device)
             cache = _batch_cache(prefix_cache, config, B, S + max_new_tokens + 1)
-            out = model(input_ids=inp, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
+            with _SdpaGqa(device):
+                out = model(input_ids=inp, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
+                            logits_to_keep=1)
             nxt = out.logits[:, -1].argmax(-1)
             stats.prefill_tokens += sum(len(r) for r in rows)
             t_decode = time.perf_counter()

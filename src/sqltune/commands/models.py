@@ -102,7 +102,8 @@ def register(app: typer.Typer) -> None:
             table.add_row(*("NULL" if v is None else str(v) for v in r))
         console.print(table)
         more = len(res.rows) - SHOW_ROWS
-        console.print(f"{len(res.rows)} rows" + (f" ({more} not shown)" if more > 0 else "") + f", {g.seconds:.1f} s",
+        count = f"{len(res.rows)} row" + ("" if len(res.rows) == 1 else "s")
+        console.print(count + (f" ({more} not shown)" if more > 0 else "") + f", SQL written in {g.seconds:.1f} s",
                       highlight=False)
 
     def _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
