@@ -1,0 +1,178 @@
+"""Trained checkpoints on disk: write them atomically, read them back, merge adapters.
+
+A checkpoint folder holds an adapter (`adapter_config.json` + weights, LoRA/DoRA/QLoRA) or a whole
+model (`config.json` + weights, full fine-tuning or a merged adapter), the tokenizer,
+`sqltune_checkpoint.json` and an empty `COMPLETE` file. `sqltune_checkpoint.json` carries what
+inference needs to use the checkpoint correctly: the base model, the method, and the prompt it was
+trained with (`prompt`: style, rendered template + sha256, schema text, few-shot examples).
+
+A folder is written under a temporary name and renamed into place once everything (the `COMPLETE`
+marker last) is on disk, so a half-written checkpoint is never taken for a finished one: readers
+refuse a folder without the marker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from .errors import SqltuneError
+from .prompt import PromptBuilder, check_fingerprint
+
+CHECKPOINT_META = "sqltune_checkpoint.json"
+COMPLETE = "COMPLETE"
+FORMAT = 1
+
+
+class TrainedModel(NamedTuple):
+    model: object
+    tokenizer: object
+    info: dict  # sqltune_checkpoint.json
+    builder: PromptBuilder  # the prompt the checkpoint was trained with (or the caller's, once checked)
+
+
+# ---------------------------------------------------------------- writing
+def _tmp_sibling(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
+
+
+def write_checkpoint(out_dir: str | os.PathLike, write: Callable[[Path], None], info: dict,
+                     extra_files: dict[str, str] | None = None) -> Path:
+    """Write a checkpoint folder atomically: `write(tmp)` saves the weights/tokenizer into a temporary
+    folder, then the metadata, `extra_files` ({name: text}) and the COMPLETE marker go in, and the
+    folder is renamed to `out_dir` (replacing an older one)."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(out, "tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        (tmp / CHECKPOINT_META).write_text(json.dumps({"format": FORMAT, **info}, indent=2, default=str), encoding="utf-8")
+        (tmp / COMPLETE).write_text("")
+        if out.exists():
+            old = _tmp_sibling(out, "old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+# ---------------------------------------------------------------- reading
+def is_complete(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return (p / COMPLETE).is_file() and (p / CHECKPOINT_META).is_file()
+
+
+def read_info(path: str | os.PathLike) -> dict:
+    """`sqltune_checkpoint.json` of a finished checkpoint folder; a clear error for anything else."""
+    p = Path(path)
+    if not p.is_dir():
+        raise SqltuneError(f"checkpoint folder not found: {p}")
+    if not (p / CHECKPOINT_META).is_file():
+        raise SqltuneError(f"{p} is not a sqltune checkpoint (no {CHECKPOINT_META})")
+    if not (p / COMPLETE).is_file():
+        raise SqltuneError(f"{p} is an unfinished checkpoint (no {COMPLETE} marker); resume or rerun the training")
+    try:
+        info = json.loads((p / CHECKPOINT_META).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise SqltuneError(f"{p / CHECKPOINT_META}: not valid JSON ({e.msg})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("prompt"), dict):
+        raise SqltuneError(f"{p / CHECKPOINT_META}: no 'prompt' section (style, template, sha256)")
+    return info
+
+
+def is_adapter(path: str | os.PathLike) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def saved_builder(info: dict) -> PromptBuilder:
+    """The prompt builder a checkpoint was trained with, rebuilt from its metadata."""
+    p = info["prompt"]
+    if "schema" not in p:
+        raise SqltuneError("the checkpoint does not record its schema text; pass the prompt builder to check against")
+    return PromptBuilder(p["schema"], p.get("style", "chat"), fewshot=list(p.get("fewshot") or []))
+
+
+def load_trained(path: str | os.PathLike, device=None, builder: PromptBuilder | None = None,
+                 merge: bool = False) -> TrainedModel:
+    """(model, tokenizer, info, builder) of a finished checkpoint, ready for generation.
+
+    `device`: a `model.DeviceConfig`, a device name or None (picked automatically). `builder`: the
+    prompt the caller is about to use (its DB's schema, its style); the checkpoint refuses to load
+    when that prompt renders differently from the one it was trained with. Without `builder` the
+    saved one is returned (and checked against the tokenizer). Adapters stay unmerged unless
+    `merge` (merging is faster to generate with, unmerged is what training evaluated).
+    """
+    from .model import DeviceConfig, load_model, load_tokenizer, pick_device, resolve_model
+
+    p = Path(path)
+    info = read_info(p)
+    dev = device if isinstance(device, DeviceConfig) else pick_device(device)
+    tok = load_tokenizer(str(p) if (p / "tokenizer_config.json").is_file() else resolve_model(info["base_model"]))
+    builder = builder or saved_builder(info)
+    check_fingerprint(info["prompt"], builder, tok, where=f"checkpoint {p}")
+    if is_adapter(p):
+        from peft import PeftModel
+
+        base, _, _ = load_model(info["base_model"], dev)
+        model = PeftModel.from_pretrained(base, str(p))
+        if merge:
+            model = model.merge_and_unload()
+    else:
+        model, _, _ = load_model(str(p), dev)
+    model.eval()
+    return TrainedModel(model, tok, info, builder)
+
+
+def check_prompt(path: str | os.PathLike, builder: PromptBuilder, tokenizer) -> dict | None:
+    """For a model folder that may be a sqltune checkpoint (e.g. `--model MERGED`): refuse it when it
+    was trained with another prompt. Returns its info, or None for a plain model folder."""
+    p = Path(path)
+    if not (p / CHECKPOINT_META).is_file():
+        return None
+    info = read_info(p)
+    check_fingerprint(info["prompt"], builder, tokenizer, where=f"model {p}")
+    return info
+
+
+# ---------------------------------------------------------------- merging
+def merge(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32") -> Path:
+    """Merge an adapter into its base model and save a standalone model folder that `--model OUT`
+    loads. The checkpoint metadata travels with it, so the prompt lock still applies."""
+    import torch
+
+    from .model import pick_device
+
+    src = Path(adapter_dir)
+    info = read_info(src)
+    if not is_adapter(src):
+        raise SqltuneError(f"{src} holds a whole model, not an adapter: there is nothing to merge")
+    if info.get("method") == "qlora":
+        raise SqltuneError("a QLoRA adapter was trained on 4-bit weights; merge it on the GPU machine with the base in bf16")
+    loaded = load_trained(src, pick_device("cpu", "float32"))
+    model = loaded.model.merge_and_unload()
+    model.to(getattr(torch, dtype))
+    model.config.dtype = dtype
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        loaded.tokenizer.save_pretrained(tmp)
+        for name in ("recipe.yaml", "metrics.jsonl"):
+            if (src / name).is_file():
+                shutil.copy2(src / name, tmp / name)
+
+    merged = {k: v for k, v in info.items() if k != "format"}
+    merged.update(merged_from=str(src.resolve()), adapter_method=info.get("method"), method="merged")
+    return write_checkpoint(out_dir, write, merged)

@@ -1,0 +1,335 @@
+"""Recipes: one YAML file per experiment, validated into typed settings.
+
+A recipe has top-level `name`, `description`, `model`, `device`, `dtype`, `out` and the sections
+`data` (db, notes, train/valid/test item specs, extra training specs), `prompt` (style), `train`
+(the fine-tuning hyperparameters: `train.TrainConfig`), `eval` (generation settings) and `augment`
+(the optional augment-and-retrain round). Every key is checked: an unknown key or a value of the
+wrong type is one clear error naming the recipe and the key. Shipped recipes live in
+`sqltune/recipes/*.yaml` and are found by name (`sqltune recipes` lists them).
+
+`load_recipe(name_or_path, overrides)` applies overrides given as `{"train.lr": 1e-4}` (dotted) or
+nested dicts; string values (from the command line) are converted to the key's type.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .errors import SqltuneError, UnknownNameError
+from .model import DEFAULT_MODEL
+from .paths import PACKAGED_RECIPES
+from .train import TrainConfig
+
+# TrainConfig keys that a recipe keeps in other places (top level, `prompt`, `data`, `eval`).
+_TRAIN_ELSEWHERE = {"model": "model", "device": "device", "dtype": "dtype", "prompt_style": "prompt.style",
+                    "notes": "data.notes", "eval_batch_size": "eval.batch_size", "eval_max_new_tokens": "eval.max_new_tokens"}
+
+
+@dataclass
+class DataSection:
+    db: str | None = None  # SQLite file; None = the embedded exoplanets DB
+    notes: str | None = None  # schema notes file; None = found beside the DB
+    train: str = "exoplanets:train"  # item specs: NAME:SPLIT, a .jsonl/.json/.csv file, or a hub id
+    valid: str = "exoplanets:valid"
+    test: str | None = "exoplanets:test"
+    extra: list[str] = field(default_factory=list)  # more training items, appended to `train`
+
+
+@dataclass
+class PromptSection:
+    style: str = "chat"  # chat | premsql | seed
+
+
+@dataclass
+class EvalSection:
+    batch_size: int = 16
+    max_new_tokens: int = 256
+    timeout: float = 5.0  # seconds per query
+    retries: int = 0  # self-correction re-prompts
+
+
+@dataclass
+class AugmentSection:
+    enabled: bool = False  # run the augment-and-retrain round after the first training
+    max: int = 50  # most new pairs to keep
+    model: str | None = None  # model that writes new pairs (default: the tuned model)
+
+
+def _train_defaults() -> dict:
+    return {k: v for k, v in TrainConfig().to_dict().items() if k not in _TRAIN_ELSEWHERE}
+
+
+@dataclass
+class Recipe:
+    name: str = "custom"
+    description: str = ""
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+    out: str | None = None  # run folder (default: runs/<timestamp>)
+    data: DataSection = field(default_factory=DataSection)
+    prompt: PromptSection = field(default_factory=PromptSection)
+    train: dict = field(default_factory=_train_defaults)  # TrainConfig keys not kept elsewhere
+    eval: EvalSection = field(default_factory=EvalSection)
+    augment: AugmentSection = field(default_factory=AugmentSection)
+    source: str | None = None  # the file it was read from (not a setting)
+
+    def train_config(self) -> TrainConfig:
+        """The fine-tuning settings, gathered from every section."""
+        return TrainConfig(**self.train, model=self.model, device=self.device, dtype=self.dtype,
+                           prompt_style=self.prompt.style, notes=self.data.notes,
+                           eval_batch_size=self.eval.batch_size, eval_max_new_tokens=self.eval.max_new_tokens)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("source")
+        return d
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def train_items(self) -> list[dict]:
+        """`data.train` plus every `data.extra` spec."""
+        from .dataset import load_items
+
+        items = load_items(self.data.train)
+        for spec in self.data.extra:
+            items += load_items(spec)
+        return items
+
+
+SECTIONS = {"data": DataSection, "prompt": PromptSection, "eval": EvalSection, "augment": AugmentSection}
+TOP_LEVEL = [f.name for f in fields(Recipe) if f.name != "source"]
+
+
+# ---------------------------------------------------------------- names
+def list_recipes() -> list[dict]:
+    """The shipped recipes: {name, description, model, method, path}."""
+    out = []
+    for p in sorted(PACKAGED_RECIPES.glob("*.yaml")):
+        r = load_recipe(p)
+        out.append({"name": p.stem, "description": r.description, "model": r.model, "method": r.train["method"],
+                    "path": str(p)})
+    return out
+
+
+def recipe_path(name_or_path: str | os.PathLike) -> Path:
+    text = str(name_or_path)
+    p = Path(text).expanduser()
+    if p.suffix in (".yaml", ".yml") or os.sep in text or p.is_file():
+        if not p.is_file():
+            raise SqltuneError(f"recipe file not found: {p}")
+        return p
+    shipped = PACKAGED_RECIPES / f"{text}.yaml"
+    if shipped.is_file():
+        return shipped
+    known = sorted(q.stem for q in PACKAGED_RECIPES.glob("*.yaml"))
+    close = difflib.get_close_matches(text, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UnknownNameError(f"unknown recipe '{text}'{hint}; shipped recipes: {', '.join(known)}; or give a .yaml file")
+
+
+# ---------------------------------------------------------------- loading and checking
+def load_recipe(name_or_path: str | os.PathLike | None = None, overrides: dict | None = None) -> Recipe:
+    """Read, override and validate a recipe (a shipped name or a YAML file; default: `default`)."""
+    import yaml
+
+    path = recipe_path(name_or_path or "default")
+    label = path.stem if path.parent == PACKAGED_RECIPES else str(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise SqltuneError(f"recipe {label}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SqltuneError(f"recipe {label}: expected a mapping of settings at the top, got {type(raw).__name__}")
+    raw.setdefault("name", path.stem)
+    for key, value in _flatten(overrides or {}).items():
+        _set(raw, key, value, label)
+    recipe = build_recipe(raw, label)
+    recipe.source = str(path)
+    return recipe
+
+
+def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
+    """A validated Recipe from a plain mapping (as read from YAML)."""
+    raw = dict(raw)
+    _check_keys(raw, TOP_LEVEL, label, "")
+    kwargs = {}
+    hints = typing.get_type_hints(Recipe)
+    for key, value in raw.items():
+        if key in SECTIONS:
+            kwargs[key] = _section(SECTIONS[key], value, label, key)
+        elif key == "train":
+            kwargs[key] = _train_section(value, label)
+        else:
+            kwargs[key] = _coerce(value, hints[key], label, key)
+    recipe = Recipe(**kwargs)
+    try:
+        recipe.train_config().validate()
+    except SqltuneError as e:
+        raise SqltuneError(f"recipe {label}: {str(e).removeprefix('train config: ')}") from None
+    from .prompt import STYLES
+
+    if recipe.prompt.style not in STYLES:
+        raise SqltuneError(f"recipe {label}: prompt.style must be one of {', '.join(STYLES)}, got '{recipe.prompt.style}'")
+    return recipe
+
+
+def _section(cls, value, label: str, name: str):
+    if value is None:
+        return cls()
+    if not isinstance(value, dict):
+        raise SqltuneError(f"recipe {label}: section '{name}' must be a mapping, got {type(value).__name__}")
+    hints = typing.get_type_hints(cls)
+    _check_keys(value, list(hints), label, name + ".")
+    return cls(**{k: _coerce(v, hints[k], label, f"{name}.{k}") for k, v in value.items()})
+
+
+def _train_section(value, label: str) -> dict:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise SqltuneError(f"recipe {label}: section 'train' must be a mapping, got {type(value).__name__}")
+    hints = {k: v for k, v in typing.get_type_hints(TrainConfig).items() if k not in _TRAIN_ELSEWHERE}
+    for k in value:
+        if k in _TRAIN_ELSEWHERE:
+            raise SqltuneError(f"recipe {label}: train.{k} is set as {_TRAIN_ELSEWHERE[k]} in a recipe")
+    _check_keys(value, list(hints), label, "train.")
+    out = _train_defaults()
+    out.update({k: _coerce(v, hints[k], label, f"train.{k}") for k, v in value.items()})
+    return out
+
+
+def _check_keys(mapping: dict, allowed: list[str], label: str, prefix: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known: {', '.join(prefix + a for a in allowed)})"
+            raise SqltuneError(f"recipe {label}: unknown key '{prefix}{key}'{hint}")
+
+
+def _type_name(tp) -> str:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        base = " or ".join(_type_name(a) for a in args)
+        return base + " or null"
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(args[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}.get(tp, str(tp))
+
+
+def _coerce(value, tp, label: str, key: str):
+    """`value` as type `tp`; strings (from the command line) are parsed. Errors name the key."""
+    def fail():
+        raise SqltuneError(f"recipe {label}: {key} must be {_type_name(tp)}, got {value!r}")
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            if type(None) in args:
+                return None
+            fail()
+        inner = [a for a in args if a is not type(None)]
+        for a in inner:
+            try:
+                return _coerce(value, a, label, key)
+            except SqltuneError:
+                continue
+        fail()
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            fail()
+        return [_coerce(v, args[0], label, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        fail()
+    if tp is int:
+        if isinstance(value, bool):
+            fail()
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                fail()
+        fail()
+    if tp is float:
+        if isinstance(value, bool):
+            fail()
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 as a string
+            try:
+                return float(value)
+            except ValueError:
+                fail()
+        fail()
+    if tp is str:
+        if isinstance(value, bool) or isinstance(value, (list, dict)) or value is None:
+            fail()
+        return str(value)
+    if tp is dict:
+        if not isinstance(value, dict):
+            fail()
+        return value
+    return value
+
+
+def _flatten(overrides: dict, prefix: str = "") -> dict:
+    """{"train": {"lr": 1}} and {"train.lr": 1} alike -> {"train.lr": 1}."""
+    out = {}
+    for k, v in overrides.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and (key in SECTIONS or key == "train"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _set(raw: dict, dotted: str, value, label: str) -> None:
+    parts = dotted.split(".")
+    if len(parts) > 2:
+        raise SqltuneError(f"override {dotted}: use SECTION.KEY or KEY")
+    if len(parts) == 2:
+        section = raw.get(parts[0])
+        if section is None:
+            section = raw[parts[0]] = {}
+        if not isinstance(section, dict):
+            raise SqltuneError(f"recipe {label}: '{parts[0]}' is not a section")
+        section[parts[1]] = value
+    else:
+        raw[dotted] = value
+
+
+def parse_set(pairs: list[str]) -> dict:
+    """Command-line `--set KEY=VALUE` pairs -> overrides (values parsed as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SqltuneError(f"--set expects KEY=VALUE (e.g. train.lr=1e-4), got '{pair}'")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out

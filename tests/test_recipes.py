@@ -1,0 +1,180 @@
+"""Recipes: every shipped one loads, validates and starts (on a tiny model of its family); bad keys and
+values are one clear error; the CLI's train / merge / recipes commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from sqltune.cli import main
+from sqltune.dataset import write_jsonl
+from sqltune.errors import SqltuneError, UnknownNameError
+from sqltune.paths import PACKAGED_RECIPES
+from sqltune.recipe import list_recipes, load_recipe, parse_set
+from sqltune.train import TrainConfig, train
+
+SHIPPED = sorted(p.stem for p in PACKAGED_RECIPES.glob("*.yaml"))
+ITEMS = [
+    {"id": "a", "question": "How many authors are there?", "sql": "SELECT COUNT(*) FROM authors;"},
+    {"id": "b", "question": "List all book titles.", "sql": "SELECT title FROM books;"},
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """Tiny random models of the shipped recipes' families (Llama; Qwen2 for `default`), 4 layers so that
+    `top_layers` recipes fit, with SmolLM2's real tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from tiny import make_tiny_model, real_tokenizer_dir
+
+    root = tmp_path_factory.mktemp("tiny_family")
+    llama = make_tiny_model(root / "llama", layers=4)
+    tok = AutoTokenizer.from_pretrained(real_tokenizer_dir())
+    torch.manual_seed(0)
+    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+    qwen.save_pretrained(root / "qwen2")
+    tok.save_pretrained(root / "qwen2")
+    return {"llama": llama, "qwen2": root / "qwen2"}
+
+
+@pytest.fixture
+def items_file(tmp_path):
+    return write_jsonl(tmp_path / "items.jsonl", ITEMS)
+
+
+# ---------------------------------------------------------------- shipped recipes
+def test_the_original_experiments_and_the_default_are_shipped():
+    assert {"default", "prem-1b-full", "llama3.2-3b-lora", "llama3.2-3b-dora", "llama3.2-3b-full",
+            "llama3.1-8b-lora", "llama3.2-3b-dora-extra"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_recipe_loads_and_validates(name):
+    r = load_recipe(name)
+    cfg = r.train_config().validate()
+    assert r.name == name and r.description
+    text = (PACKAGED_RECIPES / f"{name}.yaml").read_text()
+    assert text.startswith("#") and f"--config {name}" in text  # header: the launch command (+ one override)
+    assert yaml.safe_load(r.to_yaml())["train"]["method"] == cfg.method
+    assert isinstance(cfg.lr, float)
+
+
+def test_original_hyperparameters():
+    for name in ("llama3.2-3b-lora", "llama3.2-3b-dora", "llama3.1-8b-lora", "llama3.2-3b-dora-extra"):
+        c = load_recipe(name).train_config()
+        assert (c.rank, c.alpha, c.dropout, c.lr, c.scheduler, c.prompt_style) == (128, 32, 0.1, 2e-4, "cosine", "seed")
+        assert set(c.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+        assert c.method == ("dora" if "dora" in name else "lora") and 10 <= c.epochs <= 20
+    for name in ("llama3.2-3b-full", "prem-1b-full"):
+        c = load_recipe(name).train_config()
+        assert (c.method, c.lr, c.epochs) == ("full", 2e-6, 25)
+    assert load_recipe("prem-1b-full").train_config().prompt_style == "premsql"
+    assert load_recipe("prem-1b-full").model == "premai-io/prem-1B-SQL"
+    assert load_recipe("llama3.2-3b-dora-extra").augment.enabled
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_recipe_starts_on_a_tiny_model_of_its_family(name, tiny_models, tiny_db, items_file, tmp_path):
+    family = "qwen2" if load_recipe(name).model.startswith("qwen") else "llama"
+    r = load_recipe(name, {"model": str(tiny_models[family]), "device": "cpu", "data.db": str(tiny_db),
+                           "data.train": str(items_file), "data.valid": str(items_file), "train.max_steps": 1,
+                           "train.batch_size": 2, "eval.max_new_tokens": 4})
+    result = train(r, r.train_items(), ITEMS, tiny_db, tmp_path / "out", progress=False)
+    assert [h["step"] for h in result.history] == [0, 1]
+    assert result.info["prompt"]["style"] == r.prompt.style
+    assert result.info["method"] == r.train["method"]
+    saved = yaml.safe_load((tmp_path / "out" / "recipe.yaml").read_text())
+    assert saved["train"]["lr"] == r.train["lr"] and saved["prompt"]["style"] == r.prompt.style
+
+
+# ---------------------------------------------------------------- errors and overrides
+def test_bad_recipes_are_one_clear_error(tmp_path):
+    def write(data):
+        p = tmp_path / "r.yaml"
+        p.write_text(yaml.safe_dump(data))
+        return p
+
+    cases = [
+        ({"train": {"lrr": 1e-4}}, r"unknown key 'train.lrr' \(did you mean train.lr\?\)"),
+        ({"trian": {}}, r"unknown key 'trian' \(did you mean train\?\)"),
+        ({"train": {"epochs": "many"}}, r"train.epochs must be a number, got 'many'"),
+        ({"train": {"rank": 1.5}}, r"train.rank must be an integer"),
+        ({"train": {"method": "lorra"}}, r"unknown method 'lorra'"),
+        ({"train": {"model": "x"}}, r"train.model is set as model"),
+        ({"data": ["x"]}, r"section 'data' must be a mapping"),
+        ({"prompt": {"style": "fancy"}}, r"prompt style 'fancy'"),
+        ({"eval": {"batch_size": None}}, r"eval.batch_size must be an integer"),
+        (["not", "a", "mapping"], r"expected a mapping"),
+    ]
+    for data, message in cases:
+        with pytest.raises(SqltuneError, match=message):
+            load_recipe(write(data))
+    (tmp_path / "broken.yaml").write_text("train: [1, 2\n")
+    with pytest.raises(SqltuneError, match="not valid YAML"):
+        load_recipe(tmp_path / "broken.yaml")
+    with pytest.raises(UnknownNameError, match=r"unknown recipe 'defualt' \(did you mean default\?\)"):
+        load_recipe("defualt")
+    with pytest.raises(SqltuneError, match="recipe file not found"):
+        load_recipe(tmp_path / "missing.yaml")
+
+
+def test_overrides_dotted_nested_and_from_the_command_line():
+    r = load_recipe("default", {"train.lr": "1e-4", "train": {"epochs": 2}, "eval": {"batch_size": "4"}, "model": "m"})
+    c = r.train_config()
+    assert (c.lr, c.epochs, c.eval_batch_size, c.model) == (1e-4, 2.0, 4, "m")
+    sets = parse_set(["train.top_layers=null", "train.target_modules=[q_proj, v_proj]", "prompt.style=seed"])
+    c = load_recipe("default", sets).train_config()
+    assert c.top_layers is None and c.target_modules == ["q_proj", "v_proj"] and c.prompt_style == "seed"
+    with pytest.raises(SqltuneError, match="KEY=VALUE"):
+        parse_set(["lr"])
+
+
+def test_train_config_from_dict_rejects_unknown_keys():
+    assert TrainConfig.from_dict({"lr": 1e-3}).lr == 1e-3
+    with pytest.raises(SqltuneError, match="unknown key"):
+        TrainConfig.from_dict({"learning_rate": 1e-3})
+
+
+def test_list_recipes_describes_each():
+    rows = {r["name"]: r for r in list_recipes()}
+    assert set(rows) == set(SHIPPED) and rows["default"]["method"] == "lora"
+
+
+# ---------------------------------------------------------------- the CLI
+def test_cli_train_merge_and_recipes(tiny_models, tiny_db, items_file, tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({"model": str(tiny_models["llama"]), "device": "cpu",
+                                      "data": {"db": str(tiny_db), "train": str(items_file), "valid": str(items_file)},
+                                      "train": {"method": "lora", "rank": 4, "epochs": 1, "batch_size": 2},
+                                      "eval": {"max_new_tokens": 4}}))
+    out = tmp_path / "adapter"
+    assert main(["train", "--config", str(recipe), "--out", str(out), "--lr", "1e-3", "--set", "train.seed=3"]) == 0
+    info = json.loads((out / "sqltune_checkpoint.json").read_text())
+    assert info["hyperparameters"]["lr"] == 1e-3 and info["hyperparameters"]["seed"] == 3
+    assert "chose step" in capsys.readouterr().out
+
+    assert main(["train", "--config", str(recipe), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["train", "--config", str(recipe), "--out", str(tmp_path / "x"), "--set", "train.lrr=1"]) == 2
+    assert "unknown key 'train.lrr'" in capsys.readouterr().err
+
+    assert main(["merge", str(out), str(tmp_path / "merged")]) == 0
+    assert (tmp_path / "merged" / "config.json").is_file() and (tmp_path / "merged" / "COMPLETE").is_file()
+    assert main(["recipes"]) == 0
+    assert "llama3.2-3b-dora-extra" in capsys.readouterr().out

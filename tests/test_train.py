@@ -1,0 +1,240 @@
+"""Fine-tuning on a tiny random model with a real tokenizer: learning judged by execution, saving and
+reloading (LoRA, DoRA, full), the prompt lock, resume, merge, and the shared-prefix step's exactness."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sqltune.checkpoint import check_prompt, load_trained, merge, read_info
+from sqltune.errors import SqltuneError
+from sqltune.generate import generate_sql
+from sqltune.prompt import PromptBuilder
+from sqltune.schema import schema_text
+from sqltune.score import score_pairs
+from sqltune.train import TrainConfig, train
+
+ITEMS = [
+    {"id": "a", "question": "How many authors are there?", "sql": "SELECT COUNT(*) FROM authors;"},
+    {"id": "b", "question": "List all book titles.", "sql": "SELECT title FROM books;"},
+    {"id": "c", "question": "Which authors are from the UK?", "sql": "SELECT name FROM authors WHERE country = 'UK';"},
+    {"id": "d", "question": "What is the total number of copies sold?", "sql": "SELECT SUM(copies) FROM sales;"},
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run far faster on one thread, and do not fight other processes for the cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def cfg(model, **kw) -> TrainConfig:
+    base = dict(model=str(model), method="lora", rank=8, alpha=16, dropout=0.0, lr=1e-2, epochs=2, batch_size=2,
+                device="cpu", eval_max_new_tokens=16, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def predictions(loaded, db, items=ITEMS):
+    gens = generate_sql(loaded.model, loaded.tokenizer, loaded.builder, [it["question"] for it in items],
+                        max_new_tokens=16, progress=False)
+    return [g.sql for g in gens]
+
+
+def saved_predictions(out):
+    report = json.loads((out / "valid_report.json").read_text())
+    return [e["pred_sql"] for e in report["examples"]]
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_model_dir, tmp_path_factory):
+    """One short LoRA run shared by the tests that only read its output."""
+    from conftest import make_tiny_db
+
+    tmp = tmp_path_factory.mktemp("lora_run")
+    db = make_tiny_db(tmp / "tiny.sqlite")
+    result = train(cfg(tiny_model_dir), ITEMS, ITEMS, db, tmp / "out", progress=False)
+    return result, db
+
+
+# ---------------------------------------------------------------- learning, judged by execution
+def test_tiny_model_learns_sql_judged_by_execution(tiny_model_dir, tiny_db, tmp_path):
+    config = cfg(tiny_model_dir, method="full", lr=5e-3, batch_size=1, epochs=60, eval_every=120)
+    result = train(config, ITEMS, ITEMS, tiny_db, tmp_path / "out", progress=False)
+    steps = [r["step"] for r in result.history]
+    assert steps == [0, 120, 240]
+    assert result.history[0]["exact"] == 0.0  # random weights write no SQL
+    assert result.chosen_step == 240 and result.best["exact"] == 1.0
+
+    # The scorer's verdicts on what the saved model generates now, not the training log.
+    loaded = load_trained(tmp_path / "out", "cpu")
+    preds = predictions(loaded, tiny_db)
+    report = score_pairs(tiny_db, ITEMS, preds)
+    assert [e["exact"] for e in report["examples"]] == [True] * 4
+    assert report["summary"]["execution_rate"] == 1.0
+    assert preds == saved_predictions(tmp_path / "out")  # full fine-tuning reloads with identical predictions
+
+    info = read_info(tmp_path / "out")
+    assert info["method"] == "full" and info["chosen"]["step"] == 240
+    assert info["data"]["train"]["n"] == 4 and len(info["data"]["train"]["sha256"]) == 64
+    assert info["prompt"]["style"] == "chat" and info["tokens"]["tokens_per_s"] > 0
+    lines = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == steps and {"train_loss", "exact", "fuzzy", "execution_rate"} <= set(lines[1])
+    assert not (tmp_path / "out.work").exists()
+
+
+# ---------------------------------------------------------------- saving and reloading
+def test_lora_saves_and_reloads_with_identical_predictions(lora_run):
+    result, db = lora_run
+    out = result.out_dir
+    assert result.chosen_step > 0  # a trained adapter, not the identity one from step 0
+    assert (out / "adapter_config.json").is_file() and (out / "COMPLETE").is_file()
+    assert (out / "recipe.yaml").is_file() and (out / "tokenizer_config.json").is_file()
+    assert predictions(load_trained(out, "cpu"), db) == saved_predictions(out)
+
+
+def test_dora_saves_and_reloads_with_identical_predictions(tiny_model_dir, tiny_db, tmp_path):
+    result = train(cfg(tiny_model_dir, method="dora"), ITEMS, ITEMS, tiny_db, tmp_path / "out", progress=False)
+    assert result.chosen_step > 0
+    config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
+    assert config["use_dora"] is True
+    assert predictions(load_trained(tmp_path / "out", "cpu"), tiny_db) == saved_predictions(tmp_path / "out")
+
+
+def test_adapter_refuses_another_prompt_style(lora_run):
+    result, db = lora_run
+    seed_builder = PromptBuilder(schema_text(db), style="seed")
+    with pytest.raises(SqltuneError, match="prompt style 'chat'"):
+        load_trained(result.out_dir, "cpu", builder=seed_builder)
+    other_schema = PromptBuilder(schema_text(db) + "\n-- a changed schema", style="chat")
+    with pytest.raises(SqltuneError, match="different prompt template"):
+        load_trained(result.out_dir, "cpu", builder=other_schema)
+
+
+def test_merge_makes_a_standalone_model_that_keeps_the_prompt_lock(lora_run, tmp_path):
+    import torch
+
+    from sqltune.model import load_model, pick_device, resolve_model
+
+    result, db = lora_run
+    merged = merge(result.out_dir, tmp_path / "merged")
+    assert resolve_model(str(merged)) == str(merged)  # what --model OUT does
+    model, tok, _ = load_model(str(merged), pick_device("cpu", "float32"))
+    adapter = load_trained(result.out_dir, "cpu")
+    ids = torch.tensor([tok(adapter.builder.prompt(tok, ITEMS[0]["question"]))["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, adapter.model(ids).logits, atol=1e-4)
+    assert check_prompt(merged, adapter.builder, tok)["method"] == "merged"
+    with pytest.raises(SqltuneError, match="prompt style"):
+        check_prompt(merged, PromptBuilder(schema_text(db), style="premsql"), tok)
+    with pytest.raises(SqltuneError, match="nothing to merge"):
+        merge(merged, tmp_path / "again")
+
+
+# ---------------------------------------------------------------- interruption and resume
+def test_resume_after_an_interruption_gives_the_same_checkpoint(tiny_model_dir, tiny_db, tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    import sqltune.train as T
+
+    config = cfg(tiny_model_dir, dropout=0.1, epochs=3)  # dropout: the resumed run must restore the RNG too
+    a = train(config, ITEMS, ITEMS, tiny_db, tmp_path / "a", progress=False)
+
+    real, calls = T.SharedPrefix.loss, {"n": 0}
+
+    def interrupted(self, model, batch):
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == 5:  # first step of epoch 3 (2 steps an epoch)
+                raise KeyboardInterrupt
+        return real(self, model, batch)
+
+    monkeypatch.setattr(T.SharedPrefix, "loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, ITEMS, ITEMS, tiny_db, tmp_path / "b", progress=False)
+    monkeypatch.setattr(T.SharedPrefix, "loss", real)
+
+    assert not (tmp_path / "b").exists()  # nothing half-written where the output goes
+    with pytest.raises(SqltuneError, match="not found"):
+        load_trained(tmp_path / "b", "cpu")
+    with pytest.raises(SqltuneError, match="--resume"):
+        train(config, ITEMS, ITEMS, tiny_db, tmp_path / "b", progress=False)
+    with pytest.raises(SqltuneError, match="other config"):
+        train(cfg(tiny_model_dir, dropout=0.1, epochs=3, lr=1e-3), ITEMS, ITEMS, tiny_db, tmp_path / "b",
+              resume=True, progress=False)
+
+    b = train(config, ITEMS, ITEMS, tiny_db, tmp_path / "b", resume=True, progress=False)
+    assert b.info["timing"]["resumed"] is True
+    assert (a.chosen_step, a.best["exact"]) == (b.chosen_step, b.best["exact"])
+    keys = ("step", "train_loss", "valid_loss", "exact", "exact_ids")
+    assert [[r[k] for k in keys] for r in a.history] == [[r[k] for k in keys] for r in b.history]
+    wa = load_file(tmp_path / "a" / "adapter_model.safetensors")
+    wb = load_file(tmp_path / "b" / "adapter_model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    # resuming a finished run returns it; a finished output is never overwritten without --force
+    assert train(config, ITEMS, ITEMS, tiny_db, tmp_path / "b", resume=True, progress=False).chosen_step == b.chosen_step
+    with pytest.raises(SqltuneError, match="already exists"):
+        train(config, ITEMS, ITEMS, tiny_db, tmp_path / "b", progress=False)
+
+
+def test_unfinished_checkpoint_folder_is_refused(tmp_path):
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "sqltune_checkpoint.json").write_text(json.dumps({"prompt": {"style": "chat"}}))
+    with pytest.raises(SqltuneError, match="unfinished"):
+        read_info(tmp_path / "ck")
+
+
+# ---------------------------------------------------------------- the shared-prefix step is exact
+@pytest.mark.parametrize("top", [None, 1])
+def test_shared_prefix_loss_and_gradients_equal_the_plain_ones(tiny_model_dir, top):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from sqltune.train import ExampleSet, SharedPrefix, collate, plain_loss
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    layers = None if top is None else [1]
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"],
+                                             layers_to_transform=layers, init_lora_weights=False))
+    model.eval()
+    prefix = list(range(100, 160))
+    encoded = [(prefix + [7, 8, 9], [10, 11, 12, 13]), (prefix + [7], [10, 11]), (prefix + [5, 6], [4, 3, 2])]
+    plain, shared = ExampleSet(encoded, 0), ExampleSet(encoded, len(prefix))
+    sp = SharedPrefix(model, prefix)
+    assert sp.start == (0 if top is None else 1)
+    sp.precompute(model, [shared], batch_size=2, progress=False)
+
+    def run(fn, ds):
+        model.zero_grad()
+        total, n, _ = fn(model, collate(0)([ds[i] for i in range(len(ds))]))
+        (total / n).backward()
+        return total.item(), {k: p.grad.clone() for k, p in model.named_parameters() if p.requires_grad}
+
+    l0, g0 = run(plain_loss, plain)
+    l1, g1 = run(sp.loss, shared)
+    assert l1 == pytest.approx(l0, rel=1e-5)
+    for k in g0:
+        assert torch.allclose(g0[k], g1[k], rtol=1e-4, atol=1e-6), k
+
+
+def test_qlora_needs_cuda_and_bitsandbytes(tiny_model_dir, tiny_db, tmp_path):
+    with pytest.raises(SqltuneError, match="qlora.*CUDA"):
+        train(cfg(tiny_model_dir, method="qlora"), ITEMS, ITEMS, tiny_db, tmp_path / "out", progress=False)
+
+
+def test_bad_config_is_one_clear_error(tiny_model_dir, tiny_db, tmp_path):
+    with pytest.raises(SqltuneError, match="unknown method 'lorra'"):
+        train(cfg(tiny_model_dir, method="lorra"), ITEMS, ITEMS, tiny_db, tmp_path / "o", progress=False)
+    with pytest.raises(SqltuneError, match="top_layers=9"):
+        train(cfg(tiny_model_dir, top_layers=9), ITEMS, ITEMS, tiny_db, tmp_path / "o", progress=False)
+    with pytest.raises(SqltuneError, match="could not add lora adapters"):
+        train(cfg(tiny_model_dir, target_modules=["nope_proj"]), ITEMS, ITEMS, tiny_db, tmp_path / "o", progress=False)
