@@ -93,6 +93,8 @@ def main(argv=None):
     from sqltune.model import load_tokenizer
     from sqltune.prompt import PromptBuilder
 
+    if CUDA:  # cuDNN attention gives NaN gradients with our block masks (see BENCHMARKS.md); use mem-efficient
+        torch.backends.cuda.enable_cudnn_sdp(False)
     acc = Accelerator(mixed_precision=os.environ.get("ACCELERATE_MIXED_PRECISION", "bf16" if CUDA else "no"))
     W, rank = acc.num_processes, acc.process_index
     fsdp = acc.distributed_type == DistributedType.FSDP
