@@ -51,16 +51,60 @@ def score(db, items, sqls) -> dict:
     return score_pairs(db, items, sqls)["summary"]
 
 
+def sweep(model, tok, builder, dev, sizes=(1, 8, 16, 32, 64), suffix=25, steps=6) -> list[dict]:
+    """Seconds for one prefill of `suffix` tokens per row and for one decode step, per batch size."""
+    import torch
+    from transformers import DynamicCache
+
+    from sqltune.generate import _batch_cache, _SdpaGqa
+    from sqltune.prompt import encode
+
+    device = next(model.parameters()).device
+    pre = encode(tok, builder.prefix(tok))
+    P = len(pre)
+    out = []
+    with torch.inference_mode():
+        c = DynamicCache(config=model.config)
+        t = time.perf_counter()
+        with _SdpaGqa(device):
+            model(input_ids=torch.tensor([pre], device=device), cache=c, use_cache=True, logits_to_keep=1)
+        print(f"sweep: prefix {P} tokens {time.perf_counter() - t:.2f} s", flush=True)
+        g = torch.Generator().manual_seed(0)
+        for B in sizes:
+            cache = _batch_cache(c, model.config, B, suffix + steps + 1)
+            mask = torch.ones(B, P + suffix, dtype=torch.long)
+            pos = torch.arange(P, P + suffix).repeat(B, 1)
+            ids = torch.randint(0, 30000, (B, suffix), generator=g)
+            t = time.perf_counter()
+            with _SdpaGqa(device):
+                model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
+            prefill = time.perf_counter() - t
+            times = []
+            for i in range(steps):
+                mask = torch.cat([mask, mask.new_ones(B, 1)], 1)
+                t = time.perf_counter()
+                model(input_ids=torch.randint(0, 30000, (B, 1), generator=g), attention_mask=mask,
+                      position_ids=pos[:, -1:] + 1 + i, cache=cache, use_cache=True, logits_to_keep=1)
+                times.append(time.perf_counter() - t)
+            step = sorted(times)[len(times) // 2]
+            row = {"batch": B, "prefill_s": prefill, "prefill_tok_s": B * suffix / prefill, "step_s": step, "decode_tok_s": B / step}
+            print(f"sweep: batch {B:3d}: prefill {B}x{suffix} {prefill:.2f} s ({row['prefill_tok_s']:.0f} tok/s), "
+                  f"decode step {step * 1000:.0f} ms ({row['decode_tok_s']:.1f} tok/s)", flush=True)
+            out.append(row)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="default: the packaged default model")
     ap.add_argument("--style", default="chat")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--limit", type=int, default=None, help="only the first N questions")
     ap.add_argument("--no-baseline", action="store_true", help="skip the one-by-one loop")
     ap.add_argument("--variants", action="store_true",
                     help="also batch sizes 16/64, and 16 questions with and without the shared prefix")
+    ap.add_argument("--sweep", action="store_true", help="time one prefill and decode steps per batch size")
     ap.add_argument("--out", type=Path, default=None, help="write all numbers as JSON here")
     args = ap.parse_args()
 
@@ -105,13 +149,16 @@ def main() -> int:
     if len(questions) > 30:
         runs.append(batched(questions[:30], f"batched, first 30 (batch {args.batch_size})"))
     if args.variants:
-        for bs in (16, 64):
+        for bs in (16, 32, 128):
             if bs != args.batch_size:
                 runs.append(batched(questions, f"batched (batch {bs})", batch_size=bs))
         k = min(16, len(questions))  # without the shared prefix every row prefills the whole schema: costly
         runs.append(batched(questions[:k], f"batched, first {k}", batch_size=k))
         runs.append(batched(questions[:k], f"batched, first {k}, no shared prefix", batch_size=k, share_prefix=False))
     res["batched"] = runs
+
+    if args.sweep:
+        res["sweep"] = sweep(model, tok, builder, dev)
 
     if not args.no_baseline:
         prompts = [builder.prompt(tok, q) for q in questions]
