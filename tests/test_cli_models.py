@@ -57,7 +57,7 @@ def test_ask_unknown_prompt_style(capsys, tiny_db, tiny_model_dir):
 
 def test_ask_missing_adapter(capsys, tiny_db, tmp_path):
     code, _, err = _run(capsys, "ask", "How many?", "--db", str(tiny_db), "--adapter", str(tmp_path / "nope"))
-    _one_line_error(code, err, "adapter folder not found")
+    _one_line_error(code, err, "folder not found")
 
 
 def test_predict_missing_data(capsys, tiny_db, tmp_path):

@@ -81,6 +81,7 @@ def _adapter(tmp_path, tiny_model_dir, prompt: dict, base=None):
     peft.save_pretrained(out)
     meta = {"base_model": base or str(tiny_model_dir), "prompt": prompt, "schema_db": "tiny.sqlite"}
     (out / "sqltune_checkpoint.json").write_text(json.dumps(meta))
+    (out / "COMPLETE").write_text("")
     return out
 
 
@@ -107,6 +108,7 @@ def test_adapter_with_another_template_is_refused(tmp_path, tiny_model_dir, tiny
         load_for_inference(None, adapter, "cpu", "seed", tiny_db)
     tampered = dict(fp, sha256="0" * 64)
     (adapter / "sqltune_checkpoint.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "prompt": tampered}))
+    assert (adapter / "COMPLETE").is_file()
     with pytest.raises(SqltuneError, match="different prompt template"):
         load_for_inference(None, adapter, "cpu", None, tiny_db)
 
@@ -114,11 +116,14 @@ def test_adapter_with_another_template_is_refused(tmp_path, tiny_model_dir, tiny
 def test_adapter_folder_problems_are_one_clear_error(tmp_path, tiny_model_dir, tiny_db):
     from sqltune.evaluate import load_for_inference
 
-    with pytest.raises(SqltuneError, match="adapter folder not found"):
+    with pytest.raises(SqltuneError, match="folder not found"):
         load_for_inference(None, tmp_path / "nope", "cpu", None, tiny_db)
     with pytest.raises(SqltuneError, match="not a sqltune checkpoint"):
         load_for_inference(None, tmp_path, "cpu", None, tiny_db)
     (tmp_path / "sqltune_checkpoint.json").write_text(json.dumps({"base_model": "x/y", "prompt": {"style": "chat"}}))
+    with pytest.raises(SqltuneError, match="unfinished checkpoint"):
+        load_for_inference(None, tmp_path, "cpu", None, tiny_db)
+    (tmp_path / "COMPLETE").write_text("")
     with pytest.raises(SqltuneError, match="trained on 'x/y', not 'other'"):
         load_for_inference("other", tmp_path, "cpu", None, tiny_db)
 
@@ -128,3 +133,21 @@ def test_check_fingerprint_directly(tok):
     check_fingerprint(b.fingerprint(tok), b, tok)
     with pytest.raises(SqltuneError):
         check_fingerprint(PromptBuilder(SCHEMA, "seed").fingerprint(tok), b, tok)
+
+
+def test_merged_model_folder_is_locked_too(tmp_path, tiny_model_dir, tiny_db, exo_db, tok):
+    """`--model MERGED` (a whole-model checkpoint) is held to its prompt like an adapter."""
+    import shutil
+
+    from sqltune.evaluate import load_for_inference
+    from sqltune.schema import schema_text
+
+    merged = tmp_path / "merged"
+    shutil.copytree(tiny_model_dir, merged)
+    fp = PromptBuilder(schema_text(tiny_db), "premsql").fingerprint(tok)
+    (merged / "sqltune_checkpoint.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "prompt": fp}))
+    (merged / "COMPLETE").write_text("")
+    _, _, builder = load_for_inference(str(merged), None, "cpu", None, tiny_db)
+    assert builder.style == "premsql"
+    with pytest.raises(SqltuneError, match="different prompt template"):
+        load_for_inference(str(merged), None, "cpu", None, exo_db)

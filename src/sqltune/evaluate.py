@@ -1,45 +1,25 @@
 """Stage: predict and evaluate. Loading for inference, predictions as rows, scores by execution.
 
-- `load_for_inference(model, adapter_dir=...)`: the model (base, or base + a trained adapter), its
-  tokenizer and the prompt builder for a database. An adapter folder carries `sqltune_checkpoint.json`
-  (base model, prompt style + rendered template + sha256, schema DB); loading refuses an adapter
-  whose template does not match the prompt built now.
+- `load_for_inference(model, adapter_dir=...)`: the model (base, or base + a trained checkpoint),
+  its tokenizer and the prompt builder for a database. A checkpoint folder carries
+  `sqltune_checkpoint.json` (base model, prompt style + rendered template + sha256; see
+  `checkpoint.py`); loading refuses one whose template does not match the prompt built now.
 - `predict_items` -> rows {id, question, sql, raw, seconds, retries, retry_changed} that
   `sqltune score` reads; `evaluate_items` = predict + `score.score_pairs`, with timing.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
 from .errors import SqltuneError
 from .generate import GenerationStats, fewshot_for, predict
-from .prompt import PromptBuilder, check_fingerprint
-
-CHECKPOINT_META = "sqltune_checkpoint.json"
+from .prompt import PromptBuilder
 
 
 # ---------------------------------------------------------------- loading
-def read_checkpoint_meta(adapter_dir: str | os.PathLike) -> dict:
-    """The metadata a trained adapter (or fully fine-tuned model) folder carries."""
-    path = Path(adapter_dir)
-    if not path.is_dir():
-        raise SqltuneError(f"adapter folder not found: {path}")
-    meta_file = path / CHECKPOINT_META
-    if not meta_file.is_file():
-        raise SqltuneError(f"{path} is not a sqltune checkpoint (no {CHECKPOINT_META})")
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise SqltuneError(f"{meta_file}: not valid JSON ({e.msg})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("prompt"), dict):
-        raise SqltuneError(f"{meta_file}: no 'prompt' section (style, template, sha256)")
-    return meta
-
-
 def load_for_inference(
     model_name: str | None = None,
     adapter_dir: str | os.PathLike | None = None,
@@ -52,46 +32,40 @@ def load_for_inference(
     """(model, tokenizer, builder) ready to generate SQL for `db`.
 
     `device`: a `model.DeviceConfig`, a device name, or None (picked automatically). With
-    `adapter_dir`, the base model and prompt style default to the checkpoint's, and the prompt
-    rendered now must match the saved template exactly (`prompt.check_fingerprint`). LoRA/DoRA
-    adapters are merged into the weights for speed unless `merge=False`.
+    `adapter_dir` (a checkpoint folder written by training: an adapter or a whole model, with
+    `sqltune_checkpoint.json`), the base model and prompt style default to the checkpoint's, and the
+    prompt rendered now for `db` must match the template it was trained with exactly
+    (`checkpoint.load_trained` -> `prompt.check_fingerprint`); adapters are merged into the weights
+    for speed unless `merge=False`. A `model_name` folder that is itself a sqltune checkpoint (a
+    merged adapter) is checked the same way.
     """
+    from .checkpoint import check_prompt, load_trained, read_info
     from .db import resolve_db
-    from .model import DeviceConfig, load_model, load_tokenizer, pick_device
+    from .model import DeviceConfig, load_model, pick_device
     from .schema import schema_text
 
     dev = device if isinstance(device, DeviceConfig) else pick_device(device)
     db_path = resolve_db(db)
-    meta = read_checkpoint_meta(adapter_dir) if adapter_dir is not None else None
-    if meta is not None:
-        base = meta.get("base_model")
-        if model_name and base and str(model_name) != str(base):
-            raise SqltuneError(f"adapter {adapter_dir} was trained on '{base}', not '{model_name}'; leave out --model")
-        model_name = model_name or base
-        prompt_style = prompt_style or meta["prompt"].get("style")
-    builder = PromptBuilder(schema_text(db_path, notes), prompt_style or "chat",
-                            fewshot=list((meta or {}).get("prompt", {}).get("fewshot") or []))
-    if meta is None:
-        model, tok, _ = load_model(model_name, dev)
+    schema = schema_text(db_path, notes)
+    if adapter_dir is None:
+        model, tok, location = load_model(model_name, dev)
+        info = read_info(location) if Path(location, "sqltune_checkpoint.json").is_file() else None
+        style = prompt_style or (info or {}).get("prompt", {}).get("style") or "chat"
+        fewshot = list((info or {}).get("prompt", {}).get("fewshot") or [])
+        builder = PromptBuilder(schema, style, fewshot=fewshot)
         builder.prompt(tok, "?")  # fail now, not mid-run, when the style does not suit the tokenizer
+        if info is not None:
+            check_prompt(location, builder, tok)
         return model, tok, builder
 
-    adapter = Path(adapter_dir)
-    full = (adapter / "config.json").is_file() and not (adapter / "adapter_config.json").is_file()
-    model, tok, _ = load_model(str(adapter) if full else model_name, dev)
-    if (adapter / "tokenizer_config.json").is_file():
-        tok = load_tokenizer(str(adapter))
-    check_fingerprint(meta["prompt"], builder, tok, where=f"adapter {adapter}")
-    if not full:
-        if not (adapter / "adapter_config.json").is_file():
-            raise SqltuneError(f"{adapter} has neither adapter_config.json (an adapter) nor config.json (a model)")
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter))
-        if merge:
-            model = model.merge_and_unload()
-        model.eval()
-    return model, tok, builder
+    info = read_info(adapter_dir)
+    base = info.get("base_model")
+    if model_name and base and str(model_name) != str(base):
+        raise SqltuneError(f"checkpoint {adapter_dir} was trained on '{base}', not '{model_name}'; leave out --model")
+    style = prompt_style or info["prompt"].get("style") or "chat"
+    builder = PromptBuilder(schema, style, fewshot=list(info["prompt"].get("fewshot") or []))
+    loaded = load_trained(adapter_dir, dev, builder=builder, merge=merge)
+    return loaded.model, loaded.tokenizer, loaded.builder
 
 
 # ---------------------------------------------------------------- predict and evaluate
