@@ -60,6 +60,7 @@ def sweep(model, tok, builder, dev, sizes=(1, 8, 16, 32, 64), suffix=25, steps=6
     from sqltune.prompt import encode
 
     device = next(model.parameters()).device
+    ck = _cache_kwarg(model)
     pre = encode(tok, builder.prefix(tok))
     P = len(pre)
     out = []
@@ -67,7 +68,7 @@ def sweep(model, tok, builder, dev, sizes=(1, 8, 16, 32, 64), suffix=25, steps=6
         c = DynamicCache(config=model.config)
         t = time.perf_counter()
         with _SdpaGqa(device):
-            model(input_ids=torch.tensor([pre], device=device), cache=c, use_cache=True, logits_to_keep=1)
+            model(input_ids=torch.tensor([pre], device=device), use_cache=True, logits_to_keep=1, **{ck: c})
         print(f"sweep: prefix {P} tokens {time.perf_counter() - t:.2f} s", flush=True)
         g = torch.Generator().manual_seed(0)
         for B in sizes:
@@ -77,14 +78,14 @@ def sweep(model, tok, builder, dev, sizes=(1, 8, 16, 32, 64), suffix=25, steps=6
             ids = torch.randint(0, 30000, (B, suffix), generator=g)
             t = time.perf_counter()
             with _SdpaGqa(device):
-                model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
+                model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **{ck: cache})
             prefill = time.perf_counter() - t
             times = []
             for i in range(steps):
                 mask = torch.cat([mask, mask.new_ones(B, 1)], 1)
                 t = time.perf_counter()
                 model(input_ids=torch.randint(0, 30000, (B, 1), generator=g), attention_mask=mask,
-                      position_ids=pos[:, -1:] + 1 + i, cache=cache, use_cache=True, logits_to_keep=1)
+                      position_ids=pos[:, -1:] + 1 + i, use_cache=True, logits_to_keep=1, **{ck: cache})
                 times.append(time.perf_counter() - t)
             step = sorted(times)[len(times) // 2]
             row = {"batch": B, "prefill_s": prefill, "prefill_tok_s": B * suffix / prefill, "step_s": step, "decode_tok_s": B / step}

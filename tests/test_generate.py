@@ -221,3 +221,25 @@ def test_real_model_batched_equals_one_by_one_and_answers(exo_db):
     from sqltune.execute import execute
 
     assert execute(exo_db, gens[0].sql).rows == [(1517,)]
+
+
+def test_stop_gate_never_delays_the_stop(chaotic):
+    """Asking `is_complete` only at tokens that can end a statement stops at the very same token."""
+    from test_extract import CASES
+
+    from sqltune.extract import is_complete
+    from sqltune.generate import _StopGate
+
+    _, tok = chaotic
+    for raw, _ in CASES:
+        ids = tok(raw, add_special_tokens=False)["input_ids"]
+        gate = _StopGate(tok, 1, exact=False)
+        every = gated = None
+        for i in range(len(ids)):
+            text = tok.decode(ids[: i + 1], skip_special_tokens=False)
+            asked = gate.worth_asking(0, ids[i])
+            if every is None and is_complete(text):
+                every = i
+            if gated is None and asked and is_complete(text):
+                gated = i
+        assert gated == every, raw

@@ -16,6 +16,7 @@ TF-IDF similarity, never the asked question or anything excluded (the evaluation
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import os
 import re
@@ -106,6 +107,20 @@ def _shared_prefix_len(seqs: list[list[int]]) -> int:
 
 def _model_device(model):
     return next(model.parameters()).device
+
+
+def _cache_kwarg(model) -> str:
+    """The forward argument that takes the KV cache: `cache` (transformers >= 5.2x), else `past_key_values`.
+
+    Passing the wrong one is silently swallowed by `**kwargs`: the model then runs without its cache
+    and writes garbage, so look at the signature of the model under any PEFT wrapper.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        params = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - exotic wrappers
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _autocast(device, enabled: bool):
@@ -204,7 +219,7 @@ def _growing_layer_class():
             self._views()
             return self.keys, self.values
 
-        def get_seq_length(self) -> int:
+        def get_seq_length(self, *args, **kwargs) -> int:
             return self.length
 
         def batch_select_indices(self, indices) -> None:
@@ -250,6 +265,35 @@ def _batch_cache(prefix_cache, config, batch: int, room: int):
 
 
 # ---------------------------------------------------------------- the decoder
+class _StopGate:
+    """Ask the (costly: decode + regexes + sqlglot) statement check only when a token could end one.
+
+    `is_complete` turns true only at a token that brings `;`, a backtick (fence) or a newline (blank
+    line), or within the first tokens after a newline or a "<" (a prose line such as "This query
+    ...", an end marker written as text), so the other tokens need no check; checking every row at
+    every step would dominate a GPU decode step. Any other `stop` function is asked at every token.
+    """
+
+    FOLLOW_TOKENS = 8
+
+    def __init__(self, tokenizer, rows: int, exact: bool):
+        self.tok, self.exact = tokenizer, exact
+        self.since = [0] * rows  # tokens since the last newline or "<" (an end marker may follow)
+        self.pieces: dict[int, str] = {}
+
+    def worth_asking(self, row: int, tok_id: int) -> bool:
+        if self.exact:
+            return True
+        piece = self.pieces.get(tok_id)
+        if piece is None:
+            piece = self.pieces[tok_id] = self.tok.decode([tok_id], skip_special_tokens=False)
+        if "\n" in piece or "<" in piece:
+            self.since[row] = 0
+            return True
+        self.since[row] += 1
+        return ";" in piece or "`" in piece or self.since[row] <= self.FOLLOW_TOKENS
+
+
 def generate_texts(
     model,
     tokenizer,
@@ -288,6 +332,7 @@ def generate_texts(
     if shared < MIN_SHARED_PREFIX:
         shared = 0
     config = getattr(model, "config", None)
+    ck = _cache_kwarg(model)
 
     with torch.inference_mode(), _EvalMode(model), _autocast(device, autocast), _progress(n, progress, "generating") as bar:
         prefix_cache = None
@@ -295,8 +340,8 @@ def generate_texts(
             t = time.perf_counter()
             prefix_cache = DynamicCache(config=config)
             with _SdpaGqa(device):
-                model(input_ids=torch.tensor([ids[0][:shared]], device=device), cache=prefix_cache, use_cache=True,
-                      logits_to_keep=1)
+                model(input_ids=torch.tensor([ids[0][:shared]], device=device), use_cache=True, logits_to_keep=1,
+                      **{ck: prefix_cache})
             stats.prefix_tokens, stats.prefix_seconds = shared, time.perf_counter() - t
 
         order = sorted(range(n), key=lambda i: -len(ids[i]))  # similar lengths together: less padding
@@ -319,14 +364,15 @@ def generate_texts(
             inp, mask, pos = inp.to(device), mask.to(device), pos.to(device)
             cache = _batch_cache(prefix_cache, config, B, S + max_new_tokens + 1)
             with _SdpaGqa(device):
-                out = model(input_ids=inp, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
-                            logits_to_keep=1)
+                out = model(input_ids=inp, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                            **{ck: cache})
             nxt = out.logits[:, -1].argmax(-1)
             stats.prefill_tokens += sum(len(r) for r in rows)
             t_decode = time.perf_counter()
             stats.prefill_seconds += t_decode - t_batch
 
             gen: list[list[int]] = [[] for _ in range(B)]
+            gate = _StopGate(tokenizer, B, exact=stop is not is_complete)
             active = list(range(B))  # batch row of each cache row
             alive = [True] * B
             last = pos[:, -1]
@@ -339,7 +385,8 @@ def generate_texts(
                         done = "eos"
                     else:
                         gen[b].append(tok_id)
-                        if stop is not None and stop(tokenizer.decode(gen[b], skip_special_tokens=False)):
+                        if stop is not None and gate.worth_asking(b, tok_id) and \
+                                stop(tokenizer.decode(gen[b], skip_special_tokens=False)):
                             done = "statement"
                         elif len(gen[b]) >= max_new_tokens:
                             done = "length"
@@ -365,8 +412,8 @@ def generate_texts(
                     stats.compactions += 1
                 mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
                 last = last + 1
-                out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None], cache=cache,
-                            use_cache=True, logits_to_keep=1)
+                out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None], use_cache=True,
+                            logits_to_keep=1, **{ck: cache})
                 nxt = out.logits[:, -1].argmax(-1)
                 stats.decode_steps += 1
                 stats.decode_rows += len(active)
