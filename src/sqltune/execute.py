@@ -73,7 +73,7 @@ def check_statement(sql: str) -> str:
         raise _Rejected("empty query")
     try:
         statements = [s for s in sqlglot.parse(text, read="sqlite") if s is not None]
-    except sqlglot.errors.ParseError:
+    except (sqlglot.errors.SqlglotError, RecursionError):
         # SQLite is the judge of syntax; sqlglot only counts statements and spots non-queries.
         statements = None
     if statements is not None:
