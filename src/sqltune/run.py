@@ -50,12 +50,13 @@ def _items(spec: str) -> list[dict]:
     return load_items(spec)
 
 
-def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict, db, eval_cfg: dict) -> dict:
+def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict, db, eval_cfg: dict,
+                   splits=SPLITS) -> dict:
     """Predict and score each split; writes {stage}_{split}_pred.jsonl and _report.json."""
     from .generate import generate_sql
 
     reports = {}
-    for split in SPLITS:
+    for split in splits:
         rep_file = run.path / f"{stage}_{split}_report.json"
         if rep_file.is_file():
             reports[split] = json.loads(rep_file.read_text())
@@ -66,7 +67,7 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
                             max_new_tokens=int(eval_cfg.get("max_new_tokens", 256)))
         preds = [{"id": it["id"], "sql": g.sql, "raw": g.raw} for it, g in zip(items[split], gens)]
         write_jsonl(run.path / f"{stage}_{split}_pred.jsonl", preds)
-        rep = score_pairs(db, items[split], [p["sql"] for p in preds])
+        rep = score_pairs(db, items[split], [p["sql"] for p in preds], timeout=float(eval_cfg.get("timeout", 5.0)))
         rep["timing"] = {"seconds": time.monotonic() - t, "questions": len(preds)}
         _write_json(rep_file, rep)
         run.record(f"{stage}_{split}", time.monotonic() - t)
@@ -90,16 +91,19 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         raise SqltuneError(f"this version of sqltune has no fine-tuning stage yet ({e.name} is missing)") from None
 
     cfg = load_recipe(recipe or "default", overrides or {})
-    c = cfg if isinstance(cfg, dict) else cfg.to_dict()
+    c = cfg.to_dict()
     out = Path(out_dir or c.get("out") or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
     if out.exists() and any(out.iterdir()) and not resume:
         raise SqltuneError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     run_dir = RunFolder(out)
     _write_json(out / "recipe.json", c)
 
-    data = c.get("data", {})
+    data = c["data"]
     db = resolve_db(data.get("db"))
-    items = {s: _items(data[s]) for s in ("train", *SPLITS)}
+    items = {"train": cfg.train_items(), "valid": _items(data["valid"])}
+    splits = ["valid"] + (["test"] if data.get("test") else [])
+    if data.get("test"):
+        items["test"] = _items(data["test"])
 
     # 1. data check: failing gold SQL or leakage stops the run before any model time is spent
     if not run_dir.done("data_check.json"):
@@ -107,43 +111,55 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         from .check import check_items
 
         rep = check_items(db, items)
-        summary = rep.to_dict() if hasattr(rep, "to_dict") else rep
-        _write_json(out / "data_check.json", summary)
-        if getattr(rep, "errors", None):
-            raise DatasetError(f"data check failed: {len(rep.errors)} errors (see {out / 'data_check.json'})")
+        if rep.errors:
+            _write_json(out / "data_check_failed.json", rep.to_dict())
+            raise DatasetError(f"data check failed: {len(rep.errors)} errors, first: {rep.errors[0]} "
+                               f"(all in {out / 'data_check_failed.json'})")
+        _write_json(out / "data_check.json", rep.to_dict())
         run_dir.record("data_check", time.monotonic() - t)
 
     device = pick_device(c.get("device"), c.get("dtype"))
-    builder = PromptBuilder(schema_text(db, data.get("notes")), style=c.get("prompt", {}).get("style", "chat"))
+    builder = PromptBuilder(schema_text(db, data.get("notes")), style=c["prompt"]["style"])
     eval_cfg = c.get("eval", {})
     reports: dict = {}
 
     # 2. base model
-    t = time.monotonic()
-    model, tok, _ = load_model(c.get("model"), device)
-    run_dir.record("load_base", time.monotonic() - t)
-    reports["base"] = evaluate_stage(run_dir, "base", model, tok, builder, items, db, eval_cfg)
+    base_done = all((out / f"base_{s}_report.json").is_file() for s in splits)
+    model = None
+    if not base_done:
+        t = time.monotonic()
+        model, tok, _ = load_model(c.get("model"), device)
+        run_dir.record("load_base", time.monotonic() - t)
+    else:
+        tok = None
+    reports["base"] = evaluate_stage(run_dir, "base", model, tok, builder, items, db, eval_cfg, splits)
+    del model
 
     # 3. fine-tune (the trainer keeps the best checkpoint by valid exact, "no training" included)
+    from .checkpoint import is_complete, load_trained
+
     adapter = out / "adapter"
-    if not run_dir.done("adapter/COMPLETE"):
-        del model
+    if not is_complete(adapter):
         t = time.monotonic()
-        train(cfg, items["train"], items["valid"], db, adapter, resume=resume)
+        train(cfg, items["train"], items["valid"], db, adapter, resume=True)
         run_dir.record("train", time.monotonic() - t)
 
     # 4. tuned model
-    from .checkpoint import load_trained
-
-    loaded = load_trained(adapter, device)
-    model, tok = loaded[0], loaded[1]
-    reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, eval_cfg)
+    tuned_done = all((out / f"tuned_{s}_report.json").is_file() for s in splits)
+    model = tok = None
+    if not tuned_done:
+        t = time.monotonic()
+        model, tok = load_trained(adapter, device, builder=builder)[:2]
+        run_dir.record("load_tuned", time.monotonic() - t)
+    reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, eval_cfg, splits)
 
     # 5. metrics and report
     history = read_jsonl(adapter / "metrics.jsonl") if (adapter / "metrics.jsonl").is_file() else []
     metrics = {stage: {s: r["summary"] for s, r in reps.items()} for stage, reps in reports.items()}
     metrics["timings"] = run_dir.timings
     metrics["model"] = c.get("model")
-    _write_json(out / "metrics.json", metrics)
+    metrics["recipe"] = c.get("name")
+    metrics["out"] = str(out)
     write_report(out, reports, history, run_dir.timings, title=f"sqltune run: {out.name}")
+    _write_json(out / "metrics.json", metrics)
     return metrics

@@ -1,0 +1,78 @@
+"""End to end: `sqltune run` on a tiny model and a tiny DB; the files it writes agree."""
+
+import json
+
+import pytest
+
+from sqltune.cli import main
+from sqltune.dataset import write_jsonl
+from sqltune.errors import DatasetError, SqltuneError
+from sqltune.run import run
+
+TRAIN = [
+    {"id": "t1", "question": "How many authors are there?", "sql": "SELECT COUNT(*) FROM authors"},
+    {"id": "t2", "question": "List all book titles.", "sql": "SELECT title FROM books"},
+    {"id": "t3", "question": "Which authors are from the UK?", "sql": "SELECT name FROM authors WHERE country = 'UK'"},
+    {"id": "t4", "question": "What is the total number of copies sold?", "sql": "SELECT SUM(copies) FROM sales"},
+]
+VALID = [{"id": "v1", "question": "How many books are there?", "sql": "SELECT COUNT(*) FROM books"},
+         {"id": "v2", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
+TEST = [{"id": "x1", "question": "What is the highest book price?", "sql": "SELECT MAX(price) FROM books"},
+        {"id": "x2", "question": "Which months had sales?", "sql": "SELECT DISTINCT month FROM sales"}]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def overrides(model, db, tmp_path, **data):
+    files = {}
+    for name, rows in (("train", TRAIN), ("valid", VALID), ("test", TEST)):
+        files[name] = str(write_jsonl(tmp_path / f"{name}.jsonl", data.get(name, rows)))
+    return {"model": str(model), "device": "cpu", "dtype": "float32",
+            "data": {"db": str(db), **files},
+            "train": {"method": "lora", "rank": 8, "alpha": 16, "dropout": 0.0, "lr": 1e-2, "epochs": 2,
+                      "batch_size": 2, "top_layers": None, "seed": 0},
+            "eval": {"batch_size": 4, "max_new_tokens": 12}}
+
+
+def test_run_end_to_end_files_agree(tiny_model_dir, tiny_db, tmp_path):
+    out = tmp_path / "run"
+    metrics = run("default", out, overrides=overrides(tiny_model_dir, tiny_db, tmp_path))
+    on_disk = json.loads((out / "metrics.json").read_text())
+    for stage in ("base", "tuned"):
+        for split in ("valid", "test"):
+            summary = on_disk[stage][split]
+            assert set(summary) == {"n", "execution_rate", "exact", "set", "fuzzy", "vacuous"}
+            report = json.loads((out / f"{stage}_{split}_report.json").read_text())
+            assert report["summary"] == summary == metrics[stage][split]
+            preds = [json.loads(line) for line in (out / f"{stage}_{split}_pred.jsonl").read_text().splitlines()]
+            assert [p["id"] for p in preds] == [e["id"] for e in report["examples"]]
+    md = (out / "report.md").read_text()
+    exact = on_disk["tuned"]["valid"]["exact"]
+    assert f"| valid | exact | {on_disk['base']['valid']['exact']:.1%} | {exact:.1%} |" in md
+    assert "McNemar" in md and "only 2 questions" in md
+    for png in ("chart_metrics.png", "chart_outcomes_valid.png", "chart_outcomes_test.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+    assert (out / "adapter" / "COMPLETE").is_file()
+    # a finished run resumes to the same metrics without redoing work
+    again = run("default", out, resume=True, overrides=overrides(tiny_model_dir, tiny_db, tmp_path))
+    assert again["tuned"] == metrics["tuned"] and again["base"] == metrics["base"]
+    with pytest.raises(SqltuneError, match="--resume"):
+        run("default", out, overrides=overrides(tiny_model_dir, tiny_db, tmp_path))
+    # and `sqltune report` compares it with itself: nothing fixed, nothing broken
+    assert main(["report", str(out), str(out)]) == 0
+
+
+def test_run_stops_on_a_failing_gold_query(tiny_model_dir, tiny_db, tmp_path):
+    bad = [dict(VALID[0], sql="SELECT nope FROM books")]
+    with pytest.raises(DatasetError, match="data check failed"):
+        run("default", tmp_path / "run", overrides=overrides(tiny_model_dir, tiny_db, tmp_path, valid=bad))
+    assert not (tmp_path / "run" / "base_valid_report.json").exists()
