@@ -1,0 +1,289 @@
+"""Stage: hard-example mining and validated data augmentation.
+
+1. Read a finished run's per-question results on **valid** (never test) and keep what the tuned
+   model still gets wrong, grouped by what the gold SQL needs (window functions, joins to reference
+   tables, HAVING, subqueries, ratios, …) as read from the SQL with sqlglot.
+2. Make candidate pairs two ways: (a) `mutate` training SQL of the same kinds (other columns,
+   aggregates, comparisons, sort direction) and have the model write the question; (b) have the model
+   propose a question + SQL in the style of a failing example.
+3. Keep a candidate only if its SQL runs through the safe executor, returns a non-empty, deterministic
+   result (the `data check` rules), and neither it nor its question duplicates or near-duplicates
+   (same normalised question, SQL or SQL skeleton) anything in train, valid, test or the kept pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+
+from .check import LeakIndex, check_items
+from .errors import SqltuneError
+
+KINDS = ("filter", "window", "reference_join", "join", "having", "subquery", "cte", "case", "ratio", "aggregate",
+         "group_by", "order_limit", "name_match", "null_handling")
+
+
+def sql_kinds(sql: str) -> set[str]:
+    """What a query needs, read from its syntax tree."""
+    try:
+        tree = sqlglot.parse_one(sql.strip().rstrip(";"), read="sqlite")
+    except (sqlglot.errors.SqlglotError, RecursionError):
+        return set()
+    kinds = set()
+    if tree.find(exp.Where):
+        kinds.add("filter")
+    if tree.find(exp.Window):
+        kinds.add("window")
+    tables = {t.name.lower() for t in tree.find_all(exp.Table)}
+    if "reference_planets" in tables:
+        kinds.add("reference_join")
+    if tree.find(exp.Join):
+        kinds.add("join")
+    if tree.find(exp.Having):
+        kinds.add("having")
+    if any(isinstance(s.parent, (exp.Where, exp.In, exp.Select, exp.Binary, exp.From, exp.Join))
+           for s in tree.find_all(exp.Subquery)) or any(q is not tree for q in tree.find_all(exp.Select)
+                                                         if not q.find_ancestor(exp.CTE)):
+        kinds.add("subquery")
+    if tree.find(exp.CTE):
+        kinds.add("cte")
+    if tree.find(exp.Case):
+        kinds.add("case")
+    if tree.find(exp.Div):
+        kinds.add("ratio")
+    if tree.find(exp.AggFunc):
+        kinds.add("aggregate")
+    if tree.find(exp.Group):
+        kinds.add("group_by")
+    if tree.args.get("order") is not None and tree.args.get("limit") is not None:
+        kinds.add("order_limit")
+    if tree.find(exp.Like):
+        kinds.add("name_match")
+    if any(isinstance(i.expression, exp.Null) for i in tree.find_all(exp.Is)) or tree.find(exp.Coalesce):
+        kinds.add("null_handling")
+    return kinds
+
+
+def failures(run_dir: str | os.PathLike, stage: str = "tuned") -> list[dict]:
+    """The valid questions a run's `stage` model still gets wrong, with the kinds their gold SQL needs."""
+    path = Path(run_dir) / f"{stage}_valid_report.json"
+    if not path.is_file():
+        raise SqltuneError(f"{path} not found: augment reads a finished run's valid results (never test)")
+    report = json.loads(path.read_text())
+    return [{"id": e["id"], "question": e["question"], "sql": e["gold_sql"], "kinds": sorted(sql_kinds(e["gold_sql"])),
+             "error_kind": e["error_kind"]} for e in report["examples"] if not e["exact"]]
+
+
+# ----------------------------------------------------------------------------- (a) mutations
+_AGG_SWAP = {exp.Max: exp.Min, exp.Min: exp.Max, exp.Sum: exp.Avg, exp.Avg: exp.Sum}
+_CMP_SWAP = {exp.GT: exp.LT, exp.LT: exp.GT, exp.GTE: exp.LTE, exp.LTE: exp.GTE}
+
+
+def _numeric_columns(db) -> set[str]:
+    from .schema import describe
+
+    return {c.name.lower() for t in describe(db, notes=None).tables for c in t.columns
+            if any(x in c.type for x in ("REAL", "INT", "NUM", "FLOA", "DOUB"))}
+
+
+def mutate(sql: str, numeric_columns: set[str], rng: random.Random, n: int = 4) -> list[str]:
+    """Structural variants of `sql`: another numeric column, aggregate, comparison or sort direction.
+
+    Changing literals alone would keep the SQL skeleton, so such variants are not made: the leakage
+    filter would (rightly) reject them as near-duplicates of their source.
+    """
+    try:
+        tree = sqlglot.parse_one(sql.strip().rstrip(";"), read="sqlite")
+    except (sqlglot.errors.SqlglotError, RecursionError):
+        return []
+    out: list[str] = []
+    cols = sorted(numeric_columns)
+    used = sorted({c.name.lower() for c in tree.find_all(exp.Column) if c.name.lower() in numeric_columns})
+    for _ in range(n * 3):
+        t = tree.copy()
+        op = rng.choice(["column", "aggregate", "compare", "direction"])
+        if op == "column" and used and len(cols) > 1:
+            old = rng.choice(used)
+            new = rng.choice([c for c in cols if c != old and c not in used] or [c for c in cols if c != old])
+            for c in t.find_all(exp.Column):
+                if c.name.lower() == old:
+                    c.set("this", exp.to_identifier(new))
+        elif op == "aggregate":
+            aggs = [a for a in t.find_all(*_AGG_SWAP) if type(a) in _AGG_SWAP]
+            if not aggs:
+                continue
+            a = rng.choice(aggs)
+            a.replace(_AGG_SWAP[type(a)](this=a.this.copy()))
+        elif op == "compare":
+            cmps = list(t.find_all(*_CMP_SWAP))
+            if not cmps:
+                continue
+            c = rng.choice(cmps)
+            c.replace(_CMP_SWAP[type(c)](this=c.this.copy(), expression=c.expression.copy()))
+        elif op == "direction":
+            orders = list(t.find_all(exp.Ordered))
+            if not orders:
+                continue
+            o = rng.choice(orders)
+            o.set("desc", not o.args.get("desc"))
+        else:
+            continue
+        s = t.sql(dialect="sqlite", pretty=True)
+        if s != tree.sql(dialect="sqlite", pretty=True) and s not in out:
+            out.append(s)
+        if len(out) >= n:
+            break
+    return out
+
+
+# ----------------------------------------------------------------------------- validation
+@dataclass
+class Validator:
+    """The filters every candidate passes: executes, non-empty, deterministic, no leakage."""
+
+    db: Path
+    against: LeakIndex
+    timeout: float = 5.0
+
+    def reject_reason(self, cand: dict) -> str | None:
+        if not cand.get("question") or not cand.get("sql"):
+            return "incomplete"
+        if reasons := self.against.leaks(cand):
+            return "leak: " + reasons[0].split(" as ")[0]
+        report = check_items(self.db, {"candidate": [dict(cand, id="candidate")]}, timeout=self.timeout)
+        if report.errors:
+            return "fails"
+        kinds = {f.kind for f in report.findings}
+        if "empty" in kinds:
+            return "empty result"
+        if kinds:  # volatile calls, ties at a LIMIT cut, tied ORDER BY rows, …
+            return "nondeterministic"
+        return None
+
+
+@dataclass
+class AugmentResult:
+    kept: list[dict] = field(default_factory=list)
+    tried: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+    def summary(self) -> dict:
+        return {"tried": self.tried, "kept": len(self.kept), "rejected": dict(self.rejected)}
+
+
+def filter_candidates(candidates: list[dict], validator: Validator, max_keep: int) -> AugmentResult:
+    """Apply every filter; kept pairs join the leak index so later ones can't duplicate them."""
+    res = AugmentResult()
+    for cand in candidates:
+        if len(res.kept) >= max_keep:
+            break
+        res.tried += 1
+        reason = validator.reject_reason(cand)
+        if reason:
+            res.rejected[reason] += 1
+            continue
+        res.kept.append(cand)
+        validator.against.add(cand, "augmented", cand.get("id"))
+    return res
+
+
+# ----------------------------------------------------------------------------- model prompts
+QUESTION_PROMPT = ("Here is a SQLite query on the database below. Write the one question, in plain English as "
+                   "a user would ask it, that this query answers. Reply with the question only.\n\n"
+                   "Schema:\n{schema}\n\nSQL:\n{sql}")
+PROPOSE_PROMPT = ("Database schema:\n{schema}\n\nExample question: {question}\nExample SQL:\n{sql}\n\n"
+                  "Write a NEW question of a similar type but about different columns or conditions, and its "
+                  "SQLite query. Answer exactly in this form:\nQuestion: ...\nSQL: ...")
+
+
+def _chat(model, tok, prompts: list[str], max_new_tokens: int = 160) -> list[str]:
+    import torch
+
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in prompts]
+    outs = []
+    tok.padding_side = "left"
+    for i in range(0, len(texts), 8):
+        enc = tok(texts[i:i + 8], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        with torch.no_grad():
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+        outs += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return outs
+
+
+def _clean_question(text: str) -> str:
+    line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
+    return line.removeprefix("Question:").strip().strip('"')
+
+
+def _parse_proposal(text: str) -> dict | None:
+    from .extract import extract_sql
+
+    if "Question:" not in text or "SQL" not in text:
+        return None
+    q = text.split("Question:", 1)[1].split("SQL", 1)[0].strip()
+    sql = extract_sql(text.split("Question:", 1)[1].split("SQL", 1)[1].lstrip(" :\n"))
+    return {"question": q.splitlines()[0].strip() if q else "", "sql": sql} if sql else None
+
+
+def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 50, model: str | None = None,
+            seed: int = 0) -> AugmentResult:
+    """Mine a run's valid failures and write validated new training pairs to `out` (JSONL)."""
+    from .dataset import load_items, write_jsonl
+    from .db import resolve_db
+    from .model import load_model
+    from .schema import schema_text
+
+    run_dir = Path(run_dir)
+    recipe_file = run_dir / "recipe.json"
+    if not recipe_file.is_file():
+        raise SqltuneError(f"{run_dir} is not a sqltune run folder (no recipe.json)")
+    recipe = json.loads(recipe_file.read_text())
+    data = recipe["data"]
+    db = resolve_db(data.get("db"))
+    splits = {s: load_items(data[s]) for s in ("train", "valid", "test") if data.get(s)}
+    fails = failures(run_dir)
+    res = AugmentResult()
+    if not fails:
+        write_jsonl(out, [])
+        return res
+    wanted = Counter(k for f in fails for k in f["kinds"])
+    rng = random.Random(seed)
+
+    # (a) mutate training SQL of the failing kinds
+    numeric = _numeric_columns(db)
+    sources = sorted(splits["train"], key=lambda it: -sum(wanted[k] for k in sql_kinds(it["sql"])))
+    sources = [s for s in sources if sql_kinds(s["sql"]) & set(wanted)][: max_keep * 2]
+    mutated = [(src, m) for src in sources for m in mutate(src["sql"], numeric, rng, n=2)]
+
+    m, tok, _ = load_model(model or recipe.get("model"))
+    schema = schema_text(db, data.get("notes"))
+    questions = _chat(m, tok, [QUESTION_PROMPT.format(schema=schema, sql=sql) for _, sql in mutated])
+    cands = [{"id": f"aug-mut-{i + 1:03d}", "question": _clean_question(q), "sql": sql,
+              "provenance": {"method": "mutation", "source": src["id"],
+                             "failures": [f["id"] for f in fails if set(f["kinds"]) & sql_kinds(src["sql"])]}}
+             for i, ((src, sql), q) in enumerate(zip(mutated, questions))]
+
+    # (b) the model proposes pairs in the style of each failing example
+    props = _chat(m, tok, [PROPOSE_PROMPT.format(schema=schema, question=f["question"], sql=f["sql"])
+                           for f in fails for _ in range(3)], max_new_tokens=256)
+    for i, (f, text) in enumerate(zip([f for f in fails for _ in range(3)], props)):
+        p = _parse_proposal(text)
+        cand = {"id": f"aug-gen-{i + 1:03d}", "question": (p or {}).get("question", ""), "sql": (p or {}).get("sql"),
+                "provenance": {"method": "proposal", "failures": [f["id"]]}}
+        cands.append(cand)
+
+    index = LeakIndex()
+    for name, items in splits.items():
+        for it in items:
+            index.add(it, name, str(it.get("id")))
+    res = filter_candidates(cands, Validator(db, index), max_keep)
+    write_jsonl(out, res.kept)
+    return res

@@ -1,0 +1,28 @@
+"""`sqltune augment`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("augment")
+    def augment_cmd(
+        run: Path = typer.Option(..., "--run", help="A finished run folder (its valid results are mined; never test)."),
+        out: Path = typer.Option(..., "--out", help="Where to write the kept pairs (JSONL, with provenance)."),
+        max_keep: int = typer.Option(50, "--max", min=1, help="Most pairs to keep."),
+        model: Optional[str] = typer.Option(None, "--model", help="Model that writes questions (default: the run's)."),
+    ):
+        """Find what a tuned model still gets wrong on valid and grow the training data with validated pairs."""
+        from ..augment import augment
+        from ..cli import console
+
+        res = augment(run, out, max_keep, model)
+        s = res.summary()
+        console.print(f"tried {s['tried']}, kept {s['kept']}, rejected {sum(s['rejected'].values())}")
+        for reason, n in sorted(s["rejected"].items(), key=lambda x: -x[1]):
+            console.print(f"  {n:4d}  {reason}")
+        console.print(f"wrote {out}")

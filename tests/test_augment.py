@@ -1,0 +1,82 @@
+import json
+import random
+
+import pytest
+
+from sqltune.augment import Validator, failures, filter_candidates, mutate, sql_kinds
+from sqltune.check import LeakIndex, sql_skeleton
+from sqltune.cli import main
+from sqltune.errors import SqltuneError
+
+TRAIN = [{"id": "t1", "question": "How many books were published after 1900?",
+          "sql": "SELECT COUNT(*) FROM books WHERE year > 1900"}]
+TEST = [{"id": "x1", "question": "Which book is the most expensive?",
+         "sql": "SELECT title FROM books ORDER BY price DESC LIMIT 1"}]
+
+
+def validator(db):
+    index = LeakIndex()
+    for label, items in (("train", TRAIN), ("test", TEST)):
+        for it in items:
+            index.add(it, label, it["id"])
+    return Validator(db, index)
+
+
+@pytest.mark.parametrize(
+    "cand,reason",
+    [
+        ({"question": "Price of each title?", "sql": "SELECT title, cost FROM books"}, "fails"),
+        ({"question": "Books from the future?", "sql": "SELECT title FROM books WHERE year > 3000"}, "empty result"),
+        # a test item in disguise: other wording, other literal, same skeleton
+        ({"question": "Name the cheapest-looking top title", "sql": "SELECT title FROM books ORDER BY price DESC LIMIT 2"},
+         "leak: same SQL skeleton"),
+        ({"question": "how many books were published after 1900", "sql": "SELECT MAX(year) FROM books"},
+         "leak: same question"),
+        ({"question": "Any random author?", "sql": "SELECT name FROM authors ORDER BY random() LIMIT 1"},
+         "nondeterministic"),
+        ({"question": "Which country has an author first alphabetically?",
+          "sql": "SELECT country FROM authors ORDER BY country LIMIT 1"}, None),
+    ],
+)
+def test_each_filter(tiny_db, cand, reason):
+    got = validator(tiny_db).reject_reason(cand)
+    assert (got if reason is None else (got or "")[: len(reason)]) == reason
+
+
+def test_kept_pairs_block_their_own_duplicates(tiny_db):
+    good = {"id": "a1", "question": "How many authors are from the UK?",
+            "sql": "SELECT COUNT(*) FROM authors WHERE country = 'UK'"}
+    dup = dict(good, id="a2", question="Count the British authors", sql="SELECT COUNT(*) FROM authors WHERE country = 'IT'")
+    res = filter_candidates([good, dup], validator(tiny_db), max_keep=10)
+    assert [c["id"] for c in res.kept] == ["a1"]
+    assert res.tried == 2 and res.rejected == {"leak: same SQL skeleton": 1}
+
+
+def test_sql_kinds():
+    assert sql_kinds("SELECT name, RANK() OVER (PARTITION BY y ORDER BY m) FROM e") >= {"window"}
+    assert {"group_by", "having", "aggregate"} <= sql_kinds("SELECT y, COUNT(*) FROM e GROUP BY y HAVING COUNT(*) > 3")
+    assert "reference_join" in sql_kinds("SELECT e.m * r.mass FROM e JOIN reference_planets r ON e.w = r.name")
+    assert "ratio" in sql_kinds("SELECT a / b FROM t")
+    assert sql_kinds("not sql at all (") == set()
+
+
+def test_mutations_change_the_skeleton():
+    sql = "SELECT title, price FROM books WHERE year > 1900 ORDER BY price DESC LIMIT 3"
+    muts = mutate(sql, {"price", "year", "copies"}, random.Random(1), n=4)
+    assert muts and all(sql_skeleton(m) != sql_skeleton(sql) for m in muts)
+
+
+def test_failures_read_valid_only(tmp_path):
+    (tmp_path / "tuned_valid_report.json").write_text(json.dumps({"examples": [
+        {"id": "v1", "question": "q", "gold_sql": "SELECT COUNT(*) FROM t GROUP BY a", "exact": False, "error_kind": None},
+        {"id": "v2", "question": "r", "gold_sql": "SELECT 1", "exact": True, "error_kind": None}]}))
+    (tmp_path / "tuned_test_report.json").write_text("{}")
+    f = failures(tmp_path)
+    assert [x["id"] for x in f] == ["v1"] and "group_by" in f[0]["kinds"]
+    with pytest.raises(SqltuneError, match="never test"):
+        failures(tmp_path / "missing")
+
+
+def test_cli_augment_bad_run(tmp_path, capsys):
+    assert main(["augment", "--run", str(tmp_path), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert "not a sqltune run folder" in capsys.readouterr().err
