@@ -76,3 +76,15 @@ def test_run_stops_on_a_failing_gold_query(tiny_model_dir, tiny_db, tmp_path):
     with pytest.raises(DatasetError, match="data check failed"):
         run("default", tmp_path / "run", overrides=overrides(tiny_model_dir, tiny_db, tmp_path, valid=bad))
     assert not (tmp_path / "run" / "base_valid_report.json").exists()
+
+
+def test_run_with_augment_round(tiny_model_dir, tiny_db, tmp_path):
+    ov = overrides(tiny_model_dir, tiny_db, tmp_path)
+    ov["augment"] = {"enabled": True, "max": 3}
+    ov["train"]["epochs"] = 1
+    out = tmp_path / "run"
+    metrics = run("default", out, overrides=ov)
+    assert set(metrics["augmented"]) == {"valid", "test"}
+    summary = json.loads((out / "augment_summary.json").read_text())
+    assert summary["kept"] == len((out / "augmented.jsonl").read_text().splitlines()) <= 3
+    assert "augmented" in (out / "report.md").read_text()

@@ -153,7 +153,31 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         run_dir.record("load_tuned", time.monotonic() - t)
     reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, eval_cfg, splits)
 
-    # 5. metrics and report
+    # 5. optional: mine valid failures, grow the training data, train again, score again
+    aug = c.get("augment") or {}
+    if aug.get("enabled"):
+        from .augment import augment
+
+        aug_file = out / "augmented.jsonl"
+        if not aug_file.is_file():
+            del model
+            model = None
+            t = time.monotonic()
+            res = augment(out, aug_file, int(aug.get("max", 50)), aug.get("model"))
+            _write_json(out / "augment_summary.json", res.summary())
+            run_dir.record("augment", time.monotonic() - t)
+        extra = read_jsonl(aug_file)
+        adapter_aug = out / "adapter_augmented"
+        if not is_complete(adapter_aug):
+            t = time.monotonic()
+            train(cfg, items["train"] + extra, items["valid"], db, adapter_aug, resume=True)
+            run_dir.record("train_augmented", time.monotonic() - t)
+        model = tok = None
+        if not all((out / f"augmented_{s}_report.json").is_file() for s in splits):
+            model, tok = load_trained(adapter_aug, device, builder=builder)[:2]
+        reports["augmented"] = evaluate_stage(run_dir, "augmented", model, tok, builder, items, db, eval_cfg, splits)
+
+    # 6. metrics and report
     history = read_jsonl(adapter / "metrics.jsonl") if (adapter / "metrics.jsonl").is_file() else []
     metrics = {stage: {s: r["summary"] for s, r in reps.items()} for stage, reps in reports.items()}
     metrics["timings"] = run_dir.timings
