@@ -184,6 +184,18 @@ def test_resume_after_an_interruption_gives_the_same_checkpoint(tiny_model_dir, 
         train(config, ITEMS, ITEMS, tiny_db, tmp_path / "b", progress=False)
 
 
+def test_untuned_model_wins_when_training_does_not_beat_it(tiny_model_dir, tiny_db, tmp_path):
+    # A baseline report (here: perfect answers) stands in for step 0; training cannot beat it, so the
+    # output is the untuned model and says so.
+    perfect = score_pairs(tiny_db, ITEMS, [it["sql"] for it in ITEMS])
+    result = train(cfg(tiny_model_dir, epochs=1), ITEMS, ITEMS, tiny_db, tmp_path / "out", progress=False,
+                   baseline=perfect)
+    assert result.untrained and result.chosen_step == 0 and result.best["exact"] == 1.0
+    assert read_info(tmp_path / "out")["chosen"]["untrained"] is True
+    with pytest.raises(SqltuneError, match="baseline"):
+        train(cfg(tiny_model_dir, epochs=1), ITEMS, ITEMS[:2], tiny_db, tmp_path / "o2", progress=False, baseline=perfect)
+
+
 def test_unfinished_checkpoint_folder_is_refused(tmp_path):
     (tmp_path / "ck").mkdir()
     (tmp_path / "ck" / "sqltune_checkpoint.json").write_text(json.dumps({"prompt": {"style": "chat"}}))

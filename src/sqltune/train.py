@@ -411,13 +411,18 @@ def _make_trainer_class():
             self.session.save_seconds += time.monotonic() - t
 
     class MarkComplete(TrainerCallback):
-        """Marks a Trainer checkpoint as whole once the Trainer has finished writing it."""
+        """Marks a Trainer checkpoint as whole once the Trainer has finished writing it; only then are
+        candidates other than the best dropped (a resume from an earlier checkpoint may need them)."""
+
+        def __init__(self, session: "_Session"):
+            self.session = session
 
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 if folder.is_dir():
                     (folder / COMPLETE).write_text("")
+                self.session.prune_candidates()
 
     return SqltuneTrainer, MarkComplete
 
@@ -452,7 +457,7 @@ class _Session:
         rows = read_jsonl(self.metrics_file) if self.metrics_file.is_file() else []
         self.history = [r for r in rows if r["step"] <= up_to_step]
         write_jsonl(self.metrics_file, self.history)
-        self._prune_candidates()
+        self.prune_candidates()
 
     def best(self) -> dict | None:
         if not self.history:
@@ -467,7 +472,7 @@ class _Session:
         best_step = self.best()["step"]
         return sum(1 for r in self.history if r["step"] > best_step) >= p
 
-    def _prune_candidates(self) -> None:
+    def prune_candidates(self) -> None:
         best = self.best()
         keep = f"step-{best['step']}" if best else None
         if self.candidates.is_dir():
@@ -506,16 +511,19 @@ class _Session:
             return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def evaluate(self, model, step: int, epoch: float, train_loss: float | None) -> dict:
+    def evaluate(self, model, step: int, epoch: float, train_loss: float | None, report: dict | None = None) -> dict:
+        """Generate SQL for the valid questions, score it by execution, log it, keep the candidate if best.
+        `report`: an existing score report of this very model on these items (skips generating)."""
         from .generate import generate_sql
         from .score import score_pairs
 
         t = time.monotonic()
         train_seconds = t - self.last_eval_at
-        gens = generate_sql(model, self.tok, self.builder, [it["question"] for it in self.valid_items],
-                            batch_size=self.cfg.eval_batch_size, max_new_tokens=self.cfg.eval_max_new_tokens,
-                            progress=self.progress, autocast=self.device.autocast)
-        report = score_pairs(self.db, self.valid_items, [g.sql for g in gens])
+        if report is None:
+            gens = generate_sql(model, self.tok, self.builder, [it["question"] for it in self.valid_items],
+                                batch_size=self.cfg.eval_batch_size, max_new_tokens=self.cfg.eval_max_new_tokens,
+                                progress=self.progress, autocast=self.device.autocast)
+            report = score_pairs(self.db, self.valid_items, [g.sql for g in gens])
         s = report["summary"]
         line = {"step": step, "epoch": round(float(epoch), 4), "train_loss": train_loss, "valid_loss": self.valid_loss(model),
                 "n": s["n"], "execution_rate": s["execution_rate"], "exact": s["exact"], "set": s["set"],
@@ -529,7 +537,6 @@ class _Session:
         line["best"] = self.best() is line
         with open(self.metrics_file, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
-        self._prune_candidates()
         self.eval_seconds += time.monotonic() - t
         self.last_eval_at = time.monotonic()
         mark = "new best" if line["best"] else f"best stays step {prev['step'] if prev else '-'}"
@@ -652,13 +659,15 @@ def as_train_config(config) -> TrainConfig:
 
 
 def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir, resume: bool = False,
-          force: bool = False, progress: bool = True, recipe_yaml: str | None = None) -> TrainResult:
+          force: bool = False, progress: bool = True, recipe_yaml: str | None = None,
+          baseline: dict | None = None) -> TrainResult:
     """Fine-tune `config.model` on `train_items`, choose the checkpoint by execution on `valid_items`.
 
     `config`: a TrainConfig or a Recipe. The output goes to `out_dir` (written atomically); the
     working state (Trainer checkpoints, candidates) lives in `OUT.work` until the run ends, so an
     interrupted run continues with `resume=True` and ends with the same checkpoint. `force` starts
-    over, deleting both.
+    over, deleting both. `baseline`: the untuned model's `score_pairs` report on exactly
+    `valid_items` (e.g. from the run's base evaluation), used as step 0 instead of generating again.
     """
     from transformers import TrainingArguments
 
@@ -728,7 +737,7 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
         session.load_history(-1)
         shutil.rmtree(trainer_dir, ignore_errors=True)
     if not any(r["step"] == 0 for r in session.history):
-        session.evaluate(model, 0, 0.0, None)  # "no training" is a candidate
+        session.evaluate(model, 0, 0.0, None, _check_baseline(baseline, valid_items))  # "no training" is a candidate
 
     SqltuneTrainer, MarkComplete = _make_trainer_class()
     every = {"strategy": "steps", "steps": cfg.eval_every} if cfg.eval_every else {"strategy": "epoch", "steps": 500}
@@ -744,7 +753,7 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
         use_cpu=dev.device == "cpu", bf16=mixed, disable_tqdm=not progress, dataloader_num_workers=0,
     )
     trainer = SqltuneTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set,
-                             data_collator=collate(tok.pad_token_id), callbacks=[MarkComplete()], session=session)
+                             data_collator=collate(tok.pad_token_id), callbacks=[MarkComplete(session)], session=session)
     t_train, eval_before = time.monotonic(), session.eval_seconds
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     train_wall = time.monotonic() - t_train
@@ -790,6 +799,16 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
         _echo("training did not beat the untuned model on valid: the output is the untuned model (step 0)")
     _echo(f"wrote {out} (step {best['step']}, exact {best['exact']:.1%})")
     return TrainResult(out, best["step"], best["epoch"], best, session.history, info)
+
+
+def _check_baseline(report: dict | None, valid_items: list[dict]) -> dict | None:
+    """A score report of the untuned model is usable for step 0 only if it covers exactly these items."""
+    if report is None:
+        return None
+    ids = [e["id"] for e in report.get("examples", [])]
+    if ids != [str(it.get("id", i)) for i, it in enumerate(valid_items)]:
+        raise SqltuneError("baseline: the report does not cover exactly the valid items, in order")
+    return report
 
 
 def _check_same_run(work: Path, state: dict) -> None:
