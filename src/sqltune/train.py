@@ -447,6 +447,7 @@ class _Session:
         self.tokens_example = self.tokens_computed = 0
         self.eval_seconds = self.save_seconds = 0.0
         self.t0 = time.monotonic()
+        self.is_main = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch` only rank 0 writes files
         self.last_eval_at = time.monotonic()
 
     # -- bookkeeping across restarts
@@ -456,7 +457,8 @@ class _Session:
 
         rows = read_jsonl(self.metrics_file) if self.metrics_file.is_file() else []
         self.history = [r for r in rows if r["step"] <= up_to_step]
-        write_jsonl(self.metrics_file, self.history)
+        if self.is_main:
+            write_jsonl(self.metrics_file, self.history)
         self.prune_candidates()
 
     def best(self) -> dict | None:
@@ -473,6 +475,8 @@ class _Session:
         return sum(1 for r in self.history if r["step"] > best_step) >= p
 
     def prune_candidates(self) -> None:
+        if not self.is_main:
+            return
         best = self.best()
         keep = f"step-{best['step']}" if best else None
         if self.candidates.is_dir():
@@ -532,11 +536,12 @@ class _Session:
                 "exact_ids": [e["id"] for e in report["examples"] if e["exact"]]}
         prev = self.best()
         self.history.append(line)
-        if self.best() is line:
-            self._save_candidate(model, step, line, report)
         line["best"] = self.best() is line
-        with open(self.metrics_file, "a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
+        if self.is_main:
+            if line["best"]:
+                self._save_candidate(model, step, line, report)
+            with open(self.metrics_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
         self.eval_seconds += time.monotonic() - t
         self.last_eval_at = time.monotonic()
         mark = "new best" if line["best"] else f"best stays step {prev['step'] if prev else '-'}"
@@ -792,6 +797,8 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
                 (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
         tok.save_pretrained(tmp)
 
+    if not session.is_main:
+        return TrainResult(out, best["step"], best["epoch"], best, session.history, info)
     write_checkpoint(out, write, info, {"metrics.jsonl": metrics_text, "recipe.yaml": recipe_text})
     if not cfg.keep_work:
         shutil.rmtree(work, ignore_errors=True)
