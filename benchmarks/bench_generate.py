@@ -99,7 +99,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="default: the packaged default model")
     ap.add_argument("--style", default="chat")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--limit", type=int, default=None, help="only the first N questions")
     ap.add_argument("--no-baseline", action="store_true", help="skip the one-by-one loop")
@@ -150,7 +150,7 @@ def main() -> int:
     if len(questions) > 30:
         runs.append(batched(questions[:30], f"batched, first 30 (batch {args.batch_size})"))
     if args.variants:
-        for bs in (16, 32, 128):
+        for bs in (16, 32, 64):
             if bs != args.batch_size:
                 runs.append(batched(questions, f"batched (batch {bs})", batch_size=bs))
         k = min(16, len(questions))  # without the shared prefix every row prefills the whole schema: costly

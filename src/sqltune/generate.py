@@ -345,10 +345,11 @@ def generate_texts(
             stats.prefix_tokens, stats.prefix_seconds = shared, time.perf_counter() - t
 
         order = sorted(range(n), key=lambda i: -len(ids[i]))  # similar lengths together: less padding
-        n_batches = -(-n // batch_size)
-        size = -(-n // n_batches)  # balanced: 65 questions at batch_size 64 are 33 + 32, not 64 + 1
-        for b0 in range(0, n, size):
-            batch = order[b0: b0 + size]
+        # Full batches, not balanced ones: every batch runs as many steps as its longest answer and a
+        # step of 64 rows costs ~5.5x one of a single row on CPU (BENCHMARKS.md), so 65 questions at
+        # 64 are better as 64 + 1 (the single row is cheap) than 33 + 32 (two long tails).
+        for b0 in range(0, n, batch_size):
+            batch = order[b0: b0 + batch_size]
             stats.batches += 1
             t_batch = time.perf_counter()
             rows = [ids[i][shared:] for i in batch]

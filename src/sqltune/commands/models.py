@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
         adapter: Optional[Path] = common["adapter"],
         prompt_style: Optional[str] = common["prompt_style"],
         notes: Optional[Path] = common["notes"],
-        batch_size: int = typer.Option(16, "--batch-size", min=1, help="Questions decoded together."),
+        batch_size: int = typer.Option(64, "--batch-size", min=1, help="Questions decoded together (more is faster, up to memory)."),
         retries: int = typer.Option(0, "--retries", min=0, help="Re-prompt failing SQL with its error up to N times."),
         fewshot: int = typer.Option(0, "--fewshot", min=0, help="K similar training examples in each prompt."),
         fewshot_pool: Optional[str] = typer.Option(None, "--fewshot-pool", help="Training items for --fewshot "
@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
         adapter: Optional[Path] = common["adapter"],
         prompt_style: Optional[str] = common["prompt_style"],
         notes: Optional[Path] = common["notes"],
-        batch_size: int = typer.Option(16, "--batch-size", min=1, help="Questions decoded together."),
+        batch_size: int = typer.Option(64, "--batch-size", min=1, help="Questions decoded together (more is faster, up to memory)."),
         retries: int = typer.Option(0, "--retries", min=0, help="Re-prompt failing SQL with its error up to N times."),
         fewshot: int = typer.Option(0, "--fewshot", min=0, help="K similar training examples in each prompt."),
         fewshot_pool: Optional[str] = typer.Option(None, "--fewshot-pool", help="Training items for --fewshot "
