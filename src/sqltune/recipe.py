@@ -47,7 +47,7 @@ class PromptSection:
 
 @dataclass
 class EvalSection:
-    batch_size: int = 16
+    batch_size: int = 64  # one batch for 64 questions: fastest on CPU (BENCHMARKS.md, generation)
     max_new_tokens: int = 256
     timeout: float = 5.0  # seconds per query
     retries: int = 0  # self-correction re-prompts

@@ -141,7 +141,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     adapter = out / "adapter"
     if not is_complete(adapter):
         t = time.monotonic()
-        train(cfg, items["train"], items["valid"], db, adapter, resume=True)
+        train(cfg, items["train"], items["valid"], db, adapter, resume=True, baseline=reports["base"]["valid"])
         run_dir.record("train", time.monotonic() - t)
 
     # 4. tuned model
@@ -170,7 +170,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         adapter_aug = out / "adapter_augmented"
         if not is_complete(adapter_aug):
             t = time.monotonic()
-            train(cfg, items["train"] + extra, items["valid"], db, adapter_aug, resume=True)
+            train(cfg, items["train"] + extra, items["valid"], db, adapter_aug, resume=True,
+                  baseline=reports["base"]["valid"])
             run_dir.record("train_augmented", time.monotonic() - t)
         model = tok = None
         if not all((out / f"augmented_{s}_report.json").is_file() for s in splits):

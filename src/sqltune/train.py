@@ -85,7 +85,7 @@ class TrainConfig:
     dtype: str = "auto"  # weights dtype while training: auto = float32 on CPU, bf16 on CUDA (full FT: fp32 + bf16 autocast)
     gradient_checkpointing: bool = False
     shared_prefix: bool = True
-    eval_batch_size: int = 16
+    eval_batch_size: int = 64
     eval_max_new_tokens: int = 256
     keep_work: bool = False  # keep OUT.work (Trainer checkpoints, candidates) after success
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -14,12 +14,14 @@ def register(app: typer.Typer) -> None:
         recipe: Optional[str] = typer.Argument(None, help="Recipe YAML or shipped recipe name (default: 'default')."),
         out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<timestamp>)."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+        set_: List[str] = typer.Option([], "--set", help="Any recipe setting, e.g. --set augment.enabled=true (repeatable)."),
     ):
         """Database -> data check -> base scores -> fine-tune -> tuned scores -> report."""
         from ..cli import console, print_summary
+        from ..recipe import parse_set
         from ..run import run
 
-        metrics = run(recipe, out, resume=resume)
+        metrics = run(recipe, out, resume=resume, overrides=parse_set(set_))
         for stage in ("base", "tuned", "augmented"):
             for split, summary in metrics.get(stage, {}).items():
                 print_summary(f"{stage} / {split}", summary)
