@@ -589,6 +589,10 @@ def _load_for_training(cfg: TrainConfig, dev):
     from .model import load_model, load_tokenizer, resolve_model
 
     set_seed(cfg.seed)
+    if dev.device.startswith("cuda"):
+        # cuDNN's SDPA backward gives non-finite gradients when a packed row ends in padding under a
+        # custom mask (measured on H100, torch 2.11: BENCHMARKS.md, "GPU"); flash/mem-efficient/math are fine.
+        torch.backends.cuda.enable_cudnn_sdp(False)
     if cfg.method == "qlora":
         if not dev.device.startswith("cuda"):
             raise SqltuneError("qlora trains 4-bit weights through bitsandbytes, which needs CUDA; use --method lora here")
