@@ -258,16 +258,43 @@ def first_trainable_layer(model) -> int:
 
 def _run_layers(dec, hidden, layers: range, position_ids, attention_mask, cache):
     """Decoder layers `layers` on `hidden`, writing their keys/values into `cache` (as the decoder's
-    own forward does, minus the embedding and the final norm)."""
+    own forward does, minus the embedding and the final norm).
+
+    The names of these internal arguments changed within transformers 5.x (`cache` and `inputs_embeds`
+    in 5.2x; `past_key_values`, `input_embeds` and `cache_position` before, e.g. the GPU image's 5.17),
+    so they are read from the signatures."""
+    import torch
     from transformers.masking_utils import create_causal_mask
 
-    mask = create_causal_mask(config=dec.config, inputs_embeds=hidden, attention_mask=attention_mask, cache=cache,
-                              position_ids=position_ids, layer_idx=layers.start)
+    mask_params, layer_params = _signature(create_causal_mask), _signature(type(dec.layers[0]).forward)
+    kw = {"config": dec.config, "attention_mask": attention_mask, "position_ids": position_ids}
+    kw["inputs_embeds" if "inputs_embeds" in mask_params else "input_embeds"] = hidden
+    cache_name = "cache" if "cache" in mask_params else "past_key_values"
+    kw[cache_name] = cache
+    extra = {}
+    if "cache_position" in mask_params:
+        past = cache.get_seq_length(layers.start) if cache is not None else 0
+        extra["cache_position"] = kw["cache_position"] = torch.arange(past, past + hidden.shape[1], device=hidden.device)
+    if "layer_idx" in mask_params:
+        kw["layer_idx"] = layers.start
+    mask = create_causal_mask(**kw)
+    if "cache" not in layer_params and "past_key_values" in layer_params:
+        cache_name = "past_key_values"
+    if "cache_position" not in layer_params and not any(p.kind == p.VAR_KEYWORD for p in layer_params.values()):
+        extra.pop("cache_position", None)
     pos_emb = dec.rotary_emb(hidden, position_ids)
     for i in layers:
         hidden = dec.layers[i](hidden, attention_mask=mask, position_embeddings=pos_emb, position_ids=position_ids,
-                               cache=cache, use_cache=True)
+                               use_cache=True, **{cache_name: cache}, **extra)
+        if isinstance(hidden, tuple):  # older decoder layers return (hidden_states, ...)
+            hidden = hidden[0]
     return hidden
+
+
+def _signature(fn) -> dict:
+    import inspect
+
+    return dict(inspect.signature(fn).parameters)
 
 
 class SharedPrefix:
