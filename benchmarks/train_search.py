@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=5, help="hold out every N-th train item as dev")
     ap.add_argument("--work", default="/tmp/sqltune-search")
     ap.add_argument("--baseline", default=None, help="cache of the untuned model's report on dev + valid (made once)")
+    ap.add_argument("--results", default=str(RESULTS), help="folder for NAME.json")
     args = ap.parse_args()
 
     from sqltune.dataset import load_items
@@ -51,18 +52,27 @@ def main() -> None:
               "valid_exact": sum(i in valid_ids for i in r["exact_ids"]) / len(valid),
               "execution_rate": r["execution_rate"], "eval_seconds": r["eval_seconds"],
               "seconds_since_last_eval": r["seconds_since_last_eval"]} for r in result.history]
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
     report = {"name": args.name, "sets": args.sets, "train": len(rest), "dev": len(dev), "valid": len(valid),
-              "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.node()} {platform.processor()}",
+              "date": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine(),
               "wall_seconds": round(wall, 1), "chosen_step": result.chosen_step, "curve": curve,
               "timing": result.info["timing"], "tokens": result.info["tokens"],
               "hyperparameters": result.info["hyperparameters"]}
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2))
+    (results / f"{args.name}.json").write_text(json.dumps(report, indent=2))
     for c in curve:
         print(f"{args.name} epoch {c['epoch']:.2f}: dev {c['dev_exact']:.1%} valid {c['valid_exact']:.1%} "
               f"exec {c['execution_rate']:.1%} loss {c['train_loss']} / {c['valid_loss']:.4f} eval {c['eval_seconds']}s")
     print(json.dumps(result.info["timing"]), json.dumps(result.info["tokens"]))
     shutil.rmtree(out, ignore_errors=True)
+
+
+def _machine() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
+    return f"{platform.node()} {platform.processor()} CPU x{__import__('os').cpu_count()}"
 
 
 def _baseline(path: Path, recipe, items: list[dict]) -> dict:
