@@ -203,18 +203,24 @@ PROPOSE_PROMPT = ("Database schema:\n{schema}\n\nExample question: {question}\nE
                   "SQLite query. Answer exactly in this form:\nQuestion: ...\nSQL: ...")
 
 
-def _chat(model, tok, prompts: list[str], max_new_tokens: int = 160) -> list[str]:
+def _chat(model, tok, prompts: list[str], max_new_tokens: int = 160, desc: str = "augment") -> list[str]:
+    import sys
+
     import torch
+    from tqdm.auto import tqdm
 
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
              for p in prompts]
     outs = []
     tok.padding_side = "left"
-    for i in range(0, len(texts), 8):
-        enc = tok(texts[i:i + 8], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        with torch.no_grad():
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-        outs += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    with tqdm(total=len(texts), desc=desc, unit="prompt", leave=False, file=sys.stderr) as bar:
+        for i in range(0, len(texts), 8):
+            enc = tok(texts[i:i + 8], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tok.pad_token_id)
+            outs += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            bar.update(len(texts[i:i + 8]))
     return outs
 
 
@@ -265,7 +271,8 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
 
     m, tok, _ = load_model(model or recipe.get("model"))
     schema = schema_text(db, data.get("notes"))
-    questions = _chat(m, tok, [QUESTION_PROMPT.format(schema=schema, sql=sql) for _, sql in mutated])
+    questions = _chat(m, tok, [QUESTION_PROMPT.format(schema=schema, sql=sql) for _, sql in mutated],
+                      desc="augment: questions for mutated SQL")
     cands = [{"id": f"aug-mut-{i + 1:03d}", "question": _clean_question(q), "sql": sql,
               "provenance": {"method": "mutation", "source": src["id"],
                              "failures": [f["id"] for f in fails if set(f["kinds"]) & sql_kinds(src["sql"])]}}
@@ -273,7 +280,7 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
 
     # (b) the model proposes pairs in the style of each failing example
     props = _chat(m, tok, [PROPOSE_PROMPT.format(schema=schema, question=f["question"], sql=f["sql"])
-                           for f in fails for _ in range(3)], max_new_tokens=256)
+                           for f in fails for _ in range(3)], max_new_tokens=256, desc="augment: proposed pairs")
     for i, (f, text) in enumerate(zip([f for f in fails for _ in range(3)], props)):
         p = _parse_proposal(text)
         cand = {"id": f"aug-gen-{i + 1:03d}", "question": (p or {}).get("question", ""), "sql": (p or {}).get("sql"),
