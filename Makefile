@@ -23,11 +23,11 @@ $(VENV)/.setup-test: pyproject.toml | $(VENV)/bin/python
 setup: $(VENV)/.setup
 setup-test: $(VENV)/.setup-test
 
-# Until `sqltune run` has its training stage, the most complete job that works end to end:
-# check the shipped dataset, then score the default model on the validation questions.
+# The main job on the embedded default: data check, base scores, fine-tune, tuned scores, report.
+# RUN_DIR=... picks the folder; an interrupted run continues with `make run RESUME=1 RUN_DIR=<its folder>`.
+RUN_DIR ?= runs/$(shell date +%Y%m%d-%H%M%S)
 run: setup
-	$(VENV)/bin/sqltune data check --data exoplanets:train --data exoplanets:valid --data exoplanets:test
-	$(VENV)/bin/sqltune eval --data exoplanets:valid --out-dir runs/base-valid
+	$(VENV)/bin/sqltune run --out $(RUN_DIR) $(if $(RESUME),--resume)
 
 test: setup-test
 	$(VENV)/bin/python -m pytest -q
