@@ -62,6 +62,10 @@ def test_run_end_to_end_files_agree(tiny_model_dir, tiny_db, tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert "data:image/png;base64," in (out / "report.html").read_text()
     assert (out / "adapter" / "COMPLETE").is_file()
+    # training's step 0 ("no training") is the base model's valid report, not a second generation
+    step0 = json.loads((out / "adapter" / "metrics.jsonl").read_text().splitlines()[0])
+    assert step0["step"] == 0 and step0["exact"] == on_disk["base"]["valid"]["exact"]
+    assert step0["execution_rate"] == on_disk["base"]["valid"]["execution_rate"]
     # a finished run resumes to the same metrics without redoing work
     again = run("default", out, resume=True, overrides=overrides(tiny_model_dir, tiny_db, tmp_path))
     assert again["tuned"] == metrics["tuned"] and again["base"] == metrics["base"]
@@ -88,3 +92,23 @@ def test_run_with_augment_round(tiny_model_dir, tiny_db, tmp_path):
     summary = json.loads((out / "augment_summary.json").read_text())
     assert summary["kept"] == len((out / "augmented.jsonl").read_text().splitlines()) <= 3
     assert "augmented" in (out / "report.md").read_text()
+
+
+def test_cli_run_set_overrides_and_bad_keys(tiny_model_dir, tiny_db, tmp_path, capsys):
+    ov = overrides(tiny_model_dir, tiny_db, tmp_path)
+    args = ["run", "--out", str(tmp_path / "bad"), "--set", f"model={tiny_model_dir}", "--set", "train.nonsense=1"]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "nonsense" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+    assert main(["run", "--out", str(tmp_path / "x"), "--set", "train.epochs"]) != 0  # no '='
+    assert "KEY=VALUE" in capsys.readouterr().err
+    # good overrides reach the run: the recipe it records has them
+    sets = [f"model={tiny_model_dir}", "device=cpu", "dtype=float32", f"data.db={tiny_db}",
+            f"data.train={ov['data']['train']}", f"data.valid={ov['data']['valid']}", f"data.test={ov['data']['test']}",
+            "train.epochs=1", "train.batch_size=2", "train.top_layers=null", "train.lr=1e-2", "eval.max_new_tokens=8"]
+    out = tmp_path / "good"
+    assert main(["run", "--out", str(out)] + [a for kv in sets for a in ("--set", kv)]) == 0
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["train"]["epochs"] == 1 and recipe["train"]["top_layers"] is None
+    assert recipe["eval"]["max_new_tokens"] == 8 and recipe["model"] == str(tiny_model_dir)

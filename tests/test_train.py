@@ -238,6 +238,25 @@ def test_shared_prefix_loss_and_gradients_equal_the_plain_ones(tiny_model_dir, t
         assert torch.allclose(g0[k], g1[k], rtol=1e-4, atol=1e-6), k
 
 
+def test_shared_prefix_under_the_older_mask_api(tiny_model_dir, monkeypatch):
+    """transformers before 5.2x (the GPU image's 5.17) names the mask builder's arguments `input_embeds`,
+    `past_key_values` and `cache_position`; the shared-prefix step reads the names and stays exact.
+    (All layers trainable: the stand-in below cannot say which layer's cache length the old builder
+    reads; top-layer training under 5.17 was checked on the H100, BENCHMARKS.md "Fine-tuning".)"""
+    import transformers.masking_utils as mu
+
+    real, seen = mu.create_causal_mask, []
+
+    def older(config, input_embeds, attention_mask, cache_position, past_key_values, position_ids=None):
+        seen.append(int(cache_position[0]))
+        return real(config=config, inputs_embeds=input_embeds, attention_mask=attention_mask, cache=past_key_values,
+                    position_ids=position_ids)
+
+    monkeypatch.setattr(mu, "create_causal_mask", older)
+    test_shared_prefix_loss_and_gradients_equal_the_plain_ones(tiny_model_dir, None)
+    assert 0 in seen and 60 in seen  # the prefix from position 0, the rows after the 60 cached prefix tokens
+
+
 def test_qlora_needs_cuda_and_bitsandbytes(tiny_model_dir, tiny_db, tmp_path):
     with pytest.raises(SqltuneError, match="qlora.*CUDA"):
         train(cfg(tiny_model_dir, method="qlora"), ITEMS, ITEMS, tiny_db, tmp_path / "out", progress=False)
