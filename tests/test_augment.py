@@ -3,7 +3,8 @@ import random
 
 import pytest
 
-from sqltune.augment import Validator, failures, filter_candidates, mutate, sql_kinds
+from sqltune.augment import (AugmentResult, Validator, apply_roundtrip, failures, filter_candidates, mutate,
+                              roundtrip_agrees, sql_kinds)
 from sqltune.check import LeakIndex, sql_skeleton
 from sqltune.cli import main
 from sqltune.errors import SqltuneError
@@ -50,6 +51,29 @@ def test_kept_pairs_block_their_own_duplicates(tiny_db):
     res = filter_candidates([good, dup], validator(tiny_db), max_keep=10)
     assert [c["id"] for c in res.kept] == ["a1"]
     assert res.tried == 2 and res.rejected == {"leak: same SQL skeleton": 1}
+
+
+def test_round_trip_keeps_only_pairs_whose_question_reads_back_to_the_same_result(tiny_db):
+    uk = {"id": "a1", "question": "How many authors are from the UK?",
+          "sql": "SELECT COUNT(*) FROM authors WHERE country = 'UK'"}
+    # a valid, executable pair whose question does not describe its SQL (what a small writer model produces)
+    mismatch = {"id": "a2", "question": "What is the most expensive book?",
+                "sql": "SELECT MIN(year) FROM books"}
+    titles = {"id": "a3", "question": "List the book titles.", "sql": "SELECT title FROM books ORDER BY title"}
+    model_sql = ["SELECT COUNT(name) AS n FROM authors WHERE country = 'UK'",  # same result, other column name
+                 "SELECT title FROM books ORDER BY price DESC LIMIT 1",        # what the question means: disagrees
+                 None]                                                          # the model wrote nothing usable
+    assert roundtrip_agrees(tiny_db, [uk, mismatch, titles], model_sql) == [True, False, False]
+    res = apply_roundtrip(AugmentResult(kept=[uk, mismatch, titles], tried=3), tiny_db, model_sql, max_keep=5)
+    assert [c["id"] for c in res.kept] == ["a1"]
+    assert res.kept[0]["provenance"]["roundtrip_sql"] == model_sql[0]
+    assert sum(res.rejected.values()) == 2 and all(k.startswith("round trip") for k in res.rejected)
+    # extra columns and column order are free (fuzzy), and max_keep still caps what is kept
+    both = [uk, dict(titles, id="a4")]
+    res = apply_roundtrip(AugmentResult(kept=both, tried=2), tiny_db,
+                          ["SELECT 'x', COUNT(*) FROM authors WHERE country = 'UK'", "SELECT title, year FROM books ORDER BY title"],
+                          max_keep=1)
+    assert [c["id"] for c in res.kept] == ["a1"] and not res.rejected
 
 
 def test_sql_kinds():

@@ -9,6 +9,10 @@
 3. Keep a candidate only if its SQL runs through the safe executor, returns a non-empty, deterministic
    result (the `data check` rules), and neither it nor its question duplicates or near-duplicates
    (same normalised question, SQL or SQL skeleton) anything in train, valid, test or the kept pairs.
+4. Round trip (on by default): the run's tuned model writes SQL for each surviving question; the pair is
+   kept only if that SQL returns the candidate's result (`fuzzy`: same rows, column names and order
+   free). Executing is not enough: a small model's question often does not describe the mutated SQL
+   (measured: BENCHMARKS.md, "Augmentation"), and a mutated formula can be valid SQL with no meaning.
 """
 
 from __future__ import annotations
@@ -194,6 +198,31 @@ def filter_candidates(candidates: list[dict], validator: Validator, max_keep: in
     return res
 
 
+def roundtrip_agrees(db, candidates: list[dict], model_sql: list[str | None], timeout: float = 5.0) -> list[bool]:
+    """For each candidate: does the SQL a model wrote for its question return the candidate's result
+    (the scorer's `fuzzy`: same rows; column names, order and extra columns free)?"""
+    from .score import score_pairs
+
+    if not candidates:
+        return []
+    items = [{"id": str(i), "question": c["question"], "sql": c["sql"]} for i, c in enumerate(candidates)]
+    report = score_pairs(db, items, model_sql, timeout=timeout)
+    return [bool(e["fuzzy"]) for e in report["examples"]]
+
+
+def apply_roundtrip(res: AugmentResult, db, model_sql: list[str | None], max_keep: int) -> AugmentResult:
+    """Drop the kept pairs whose round trip disagrees; keep at most `max_keep` of the rest."""
+    agree = roundtrip_agrees(db, res.kept, model_sql)
+    kept = []
+    for cand, ok, sql in zip(res.kept, agree, model_sql):
+        if not ok:
+            res.rejected["round trip: the model's SQL for the question returns another result"] += 1
+        elif len(kept) < max_keep:
+            kept.append(dict(cand, provenance=dict(cand.get("provenance", {}), roundtrip_sql=sql)))
+    res.kept = kept
+    return res
+
+
 # ----------------------------------------------------------------------------- model prompts
 QUESTION_PROMPT = ("Here is a SQLite query on the database below. Write the one question, in plain English as "
                    "a user would ask it, that this query answers. Reply with the question only.\n\n"
@@ -240,8 +269,11 @@ def _parse_proposal(text: str) -> dict | None:
 
 
 def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 50, model: str | None = None,
-            seed: int = 0) -> AugmentResult:
-    """Mine a run's valid failures and write validated new training pairs to `out` (JSONL)."""
+            seed: int = 0, roundtrip: bool = True) -> AugmentResult:
+    """Mine a run's valid failures and write validated new training pairs to `out` (JSONL).
+
+    `model` writes the questions (default: the run's base model); with `roundtrip` the run's tuned
+    model (its `adapter`, else the writer) must read each question back into SQL with the same result."""
     from .dataset import load_items, write_jsonl
     from .db import resolve_db
     from .model import load_model
@@ -294,6 +326,33 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     for name, items in splits.items():
         for it in items:
             index.add(it, name, str(it.get("id")))
-    res = filter_candidates(cands, Validator(db, index), max_keep)
+    if not roundtrip:
+        res = filter_candidates(cands, Validator(db, index), max_keep)
+        write_jsonl(out, res.kept)
+        return res
+    res = filter_candidates(cands, Validator(db, index), len(cands))
+    del m
+    model_sql = _read_back(run_dir, recipe, db, schema, [c["question"] for c in res.kept], model)
+    res = apply_roundtrip(res, db, model_sql, max_keep)
     write_jsonl(out, res.kept)
     return res
+
+
+def _read_back(run_dir: Path, recipe: dict, db, schema: str, questions: list[str], model: str | None) -> list:
+    """SQL for `questions` from the run's tuned model (or the writer model), with the run's prompt."""
+    from .checkpoint import is_complete, load_trained
+    from .generate import generate_sql
+    from .model import load_model
+    from .prompt import PromptBuilder
+
+    if not questions:
+        return []
+    builder = PromptBuilder(schema, style=(recipe.get("prompt") or {}).get("style", "chat"))
+    if is_complete(run_dir / "adapter"):
+        m, tok = load_trained(run_dir / "adapter", recipe.get("device"), builder=builder)[:2]
+    else:
+        m, tok, _ = load_model(model or recipe.get("model"))
+    ev = recipe.get("eval") or {}
+    gens = generate_sql(m, tok, builder, questions, batch_size=int(ev.get("batch_size", 64)),
+                        max_new_tokens=int(ev.get("max_new_tokens", 256)))
+    return [g.sql for g in gens]

@@ -57,7 +57,8 @@ class EvalSection:
 class AugmentSection:
     enabled: bool = False  # run the augment-and-retrain round after the first training
     max: int = 50  # most new pairs to keep
-    model: str | None = None  # model that writes new pairs (default: the tuned model)
+    model: str | None = None  # model that writes the questions (default: the run's base model)
+    roundtrip: bool = True  # keep a pair only if the tuned model reads its question back to the same result
 
 
 def _train_defaults() -> dict:

@@ -163,7 +163,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
             del model
             model = None
             t = time.monotonic()
-            res = augment(out, aug_file, int(aug.get("max", 50)), aug.get("model"))
+            res = augment(out, aug_file, int(aug.get("max", 50)), aug.get("model"),
+                          roundtrip=bool(aug.get("roundtrip", True)))
             _write_json(out / "augment_summary.json", res.summary())
             run_dir.record("augment", time.monotonic() - t)
         extra = read_jsonl(aug_file)

@@ -15,12 +15,15 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Where to write the kept pairs (JSONL, with provenance)."),
         max_keep: int = typer.Option(50, "--max", min=1, help="Most pairs to keep."),
         model: Optional[str] = typer.Option(None, "--model", help="Model that writes questions (default: the run's)."),
+        roundtrip: bool = typer.Option(True, "--roundtrip/--no-roundtrip",
+                                       help="Keep a pair only if the run's tuned model reads its question back "
+                                            "into SQL with the same result."),
     ):
         """Find what a tuned model still gets wrong on valid and grow the training data with validated pairs."""
         from ..augment import augment
         from ..cli import console
 
-        res = augment(run, out, max_keep, model)
+        res = augment(run, out, max_keep, model, roundtrip=roundtrip)
         s = res.summary()
         console.print(f"tried {s['tried']}, kept {s['kept']}, rejected {sum(s['rejected'].values())}")
         for reason, n in sorted(s["rejected"].items(), key=lambda x: -x[1]):
