@@ -232,25 +232,16 @@ PROPOSE_PROMPT = ("Database schema:\n{schema}\n\nExample question: {question}\nE
                   "SQLite query. Answer exactly in this form:\nQuestion: ...\nSQL: ...")
 
 
-def _chat(model, tok, prompts: list[str], max_new_tokens: int = 160, desc: str = "augment") -> list[str]:
-    import sys
-
-    import torch
-    from tqdm.auto import tqdm
+def _chat(model, tok, prompts: list[str], max_new_tokens: int = 160, batch_size: int = 64,
+          desc: str = "augment") -> list[str]:
+    """Greedy replies to single-turn chat prompts. The prompts start with the same instruction and
+    schema, so `generate_texts` computes that prefix once and shares its KV cache across the batch."""
+    from .generate import generate_texts
 
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
              for p in prompts]
-    outs = []
-    tok.padding_side = "left"
-    with tqdm(total=len(texts), desc=desc, unit="prompt", leave=False, file=sys.stderr) as bar:
-        for i in range(0, len(texts), 8):
-            enc = tok(texts[i:i + 8], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            with torch.no_grad():
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tok.pad_token_id)
-            outs += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            bar.update(len(texts[i:i + 8]))
-    return outs
+    return [text for text, _, _ in generate_texts(model, tok, texts, batch_size=batch_size,
+                                                   max_new_tokens=max_new_tokens, stop=None, desc=desc)]
 
 
 def _clean_question(text: str) -> str:

@@ -307,6 +307,7 @@ def generate_texts(
     share_prefix: bool = True,
     stop: Callable[[str], bool] | None = is_complete,
     stats: GenerationStats | None = None,
+    desc: str = "generating",
 ) -> list[tuple[str, int, float]]:
     """Greedy completions of `prompts`: (text, generated tokens, seconds) per prompt, in order.
 
@@ -335,7 +336,7 @@ def generate_texts(
     config = getattr(model, "config", None)
     ck = _cache_kwarg(model)
 
-    with torch.inference_mode(), _EvalMode(model), _autocast(device, autocast), _progress(n, progress, "generating") as bar:
+    with torch.inference_mode(), _EvalMode(model), _autocast(device, autocast), _progress(n, progress, desc) as bar:
         prefix_cache = None
         if shared:
             t = time.perf_counter()
