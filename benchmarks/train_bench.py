@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--plain", type=int, default=0, help="also time N examples on whole sequences, batch 1")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--prefix-grad", choices=["on", "off", "both"], default="on",
+                    help="backpropagate through the shared prefix (train.prefix_grad); both = time each")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -71,24 +73,27 @@ def main() -> None:
         order = sorted(range(len(ds)), key=lambda i: len(ds.rows[i]["input_ids"]))
         batches = [collate(tok.pad_token_id)([ds[i] for i in order[b: b + args.batch_size]])
                    for b in range(0, len(order), args.batch_size)]
-        # warm-up on the first batch, then time every batch; split forward into its parts
-        for timed in (False, True):
-            fwd = bwd = 0.0
-            for batch in batches if timed else batches[:1]:
-                t0 = time.perf_counter()
-                total, n, computed = sp.loss(model, batch)
-                t1 = time.perf_counter()
-                (total / n).backward()
-                t2 = time.perf_counter()
-                model.zero_grad(set_to_none=True)
-                fwd, bwd = fwd + t1 - t0, bwd + t2 - t1
-        step = fwd + bwd
-        row = {"setting": f"shared prefix, LoRA r{args.rank} top {top or n_layers} layers", "examples": len(items),
-               "batch_size": args.batch_size, "precompute_s": round(pre, 2), "forward_s": round(fwd, 2),
-               "backward_s": round(bwd, 2), "s_per_example": round(step / len(items), 3),
-               "example_tokens_per_s": round(full_tokens / step, 1)}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for grad in {"on": [True], "off": [False], "both": [True, False]}[args.prefix_grad]:
+            sp.grad = grad
+            # warm-up on the first batch, then time every batch
+            for timed in (False, True):
+                fwd = bwd = 0.0
+                for batch in batches if timed else batches[:1]:
+                    t0 = time.perf_counter()
+                    total, n, computed = sp.loss(model, batch)
+                    t1 = time.perf_counter()
+                    (total / n).backward()
+                    t2 = time.perf_counter()
+                    model.zero_grad(set_to_none=True)
+                    fwd, bwd = fwd + t1 - t0, bwd + t2 - t1
+            step = fwd + bwd
+            row = {"setting": f"shared prefix, LoRA r{args.rank} top {top or n_layers} layers, prefix grad "
+                              f"{'on' if grad else 'off'}", "examples": len(items),
+                   "batch_size": args.batch_size, "precompute_s": round(pre, 2), "forward_s": round(fwd, 2),
+                   "backward_s": round(bwd, 2), "s_per_example": round(step / len(items), 3),
+                   "example_tokens_per_s": round(full_tokens / step, 1)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
 
     if args.plain:
         if model is not None:

@@ -238,6 +238,36 @@ def test_shared_prefix_loss_and_gradients_equal_the_plain_ones(tiny_model_dir, t
         assert torch.allclose(g0[k], g1[k], rtol=1e-4, atol=1e-6), k
 
 
+def test_prefix_without_gradients_has_the_same_loss_and_other_gradients(tiny_model_dir):
+    """`prefix_grad: false` (a cheaper, approximate step): the forward pass and so the loss are the exact
+    ones, the adapters still get gradients through the rows, but not through the prefix's keys/values."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from sqltune.train import ExampleSet, SharedPrefix, collate, plain_loss
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+                           LoraConfig(r=4, target_modules=["k_proj", "v_proj", "down_proj"], init_lora_weights=False))
+    prefix = list(range(100, 160))
+    encoded = [(prefix + [7, 8, 9], [10, 11, 12, 13]), (prefix + [5, 6], [4, 3, 2])]
+    batch_plain = collate(0)([ExampleSet(encoded, 0)[i] for i in range(2)])
+    batch_shared = collate(0)([ExampleSet(encoded, len(prefix))[i] for i in range(2)])
+
+    def grads(fn, batch):
+        model.zero_grad()
+        total, n, _ = fn(model, batch)
+        (total / n).backward()
+        return total.item(), {k: p.grad.clone() for k, p in model.named_parameters() if p.requires_grad}
+
+    l0, g0 = grads(plain_loss, batch_plain)
+    l1, g1 = grads(SharedPrefix(model, prefix, grad=False).loss, batch_shared)
+    assert l1 == pytest.approx(l0, rel=1e-5)
+    assert all(g.abs().sum() > 0 for k, g in g1.items() if "lora_B" in k)  # every adapter still learns
+    assert any(not torch.allclose(g0[k], g1[k], rtol=1e-3, atol=1e-7) for k in g0)  # but not the exact gradient
+
+
 def test_shared_prefix_under_the_older_mask_api(tiny_model_dir, monkeypatch):
     """transformers before 5.2x (the GPU image's 5.17) names the mask builder's arguments `input_embeds`,
     `past_key_values` and `cache_position`; the shared-prefix step reads the names and stays exact.

@@ -30,6 +30,9 @@ and for every example, and each step runs only the trainable top layers. Suffixe
 length (`group_by_length`), so padding is small. The fast step needs a plain decoder stack (Llama,
 Qwen2/3, Mistral families, full attention) in a single process without gradient checkpointing;
 anything else trains on whole sequences (`shared_prefix: false` forces that too).
+`prefix_grad: false` runs the prefix through the trainable layers without autograd: the adapters
+still shape the prefix's keys/values in the forward pass, but learn only through the suffixes — a
+cheaper step with other gradients (measured, not the default: BENCHMARKS.md, "Fine-tuning").
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class TrainConfig:
     dtype: str = "auto"  # weights dtype while training: auto = float32 on CPU, bf16 on CUDA (full FT: fp32 + bf16 autocast)
     gradient_checkpointing: bool = False
     shared_prefix: bool = True
+    prefix_grad: bool = True  # backpropagate through the shared prefix (exact); false: its forward only (cheaper)
     eval_batch_size: int = 64
     eval_max_new_tokens: int = 256
     keep_work: bool = False  # keep OUT.work (Trainer checkpoints, candidates) after success
@@ -300,8 +304,9 @@ def _signature(fn) -> dict:
 class SharedPrefix:
     """The shared-prefix loss (see the module docstring). `start` is the first trainable layer."""
 
-    def __init__(self, model, prefix_ids: list[int]):
+    def __init__(self, model, prefix_ids: list[int], grad: bool = True):
         self.prefix_ids = prefix_ids
+        self.grad = grad  # False: the prefix runs through the trainable layers without autograd (an approximation)
         self.start = first_trainable_layer(model)
         self.prefix_hidden = None  # (1, P, H) entering layer `start`, when start > 0
 
@@ -365,7 +370,8 @@ class SharedPrefix:
             h = self.prefix_hidden.to(device)
         else:
             h = base.get_input_embeddings()(torch.tensor([self.prefix_ids], device=device))
-        _run_layers(dec, h, top, torch.arange(P, device=device)[None], None, cache)
+        with torch.set_grad_enabled(self.grad and torch.is_grad_enabled()):
+            _run_layers(dec, h, top, torch.arange(P, device=device)[None], None, cache)
         cache.batch_repeat_interleave(B)
         h = batch["hidden"] if self.start > 0 else base.get_input_embeddings()(ids)
         pos = (P + torch.arange(S, device=device))[None].expand(B, S)
@@ -756,7 +762,7 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     session = _Session(cfg, work, builder, tok, valid_items, valid_set, db, dev, progress)
     t_pre = time.monotonic()
     if P:
-        session.prefix = SharedPrefix(model, enc_train[0][0][:P])
+        session.prefix = SharedPrefix(model, enc_train[0][0][:P], grad=cfg.prefix_grad)
         session.prefix.precompute(model, [train_set, valid_set], cfg.batch_size, progress)
     precompute_seconds = time.monotonic() - t_pre
     _echo(f"training {cfg.method} on {len(train_items)} examples; "
