@@ -265,9 +265,12 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
 
     `model` writes the questions (default: the run's base model); with `roundtrip` the run's tuned
     model (its `adapter`, else the writer) must read each question back into SQL with the same result."""
+    from .checkpoint import is_complete, load_trained
     from .dataset import load_items, write_jsonl
     from .db import resolve_db
+    from .generate import generate_sql
     from .model import load_model
+    from .prompt import PromptBuilder
     from .schema import schema_text
 
     run_dir = Path(run_dir)
@@ -317,33 +320,15 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     for name, items in splits.items():
         for it in items:
             index.add(it, name, str(it.get("id")))
-    if not roundtrip:
-        res = filter_candidates(cands, Validator(db, index), max_keep)
-        write_jsonl(out, res.kept)
-        return res
-    res = filter_candidates(cands, Validator(db, index), len(cands))
-    del m
-    model_sql = _read_back(run_dir, recipe, db, schema, [c["question"] for c in res.kept], model)
-    res = apply_roundtrip(res, db, model_sql, max_keep)
+    res = filter_candidates(cands, Validator(db, index), len(cands) if roundtrip else max_keep)
+    if roundtrip and res.kept:
+        builder = PromptBuilder(schema, style=(recipe.get("prompt") or {}).get("style", "chat"))
+        if is_complete(run_dir / "adapter"):  # the run's tuned model reads the questions back; the writer goes first
+            del m
+            m, tok = load_trained(run_dir / "adapter", recipe.get("device"), builder=builder)[:2]
+        ev = recipe.get("eval") or {}
+        gens = generate_sql(m, tok, builder, [c["question"] for c in res.kept],
+                            batch_size=int(ev.get("batch_size", 64)), max_new_tokens=int(ev.get("max_new_tokens", 256)))
+        res = apply_roundtrip(res, db, [g.sql for g in gens], max_keep)
     write_jsonl(out, res.kept)
     return res
-
-
-def _read_back(run_dir: Path, recipe: dict, db, schema: str, questions: list[str], model: str | None) -> list:
-    """SQL for `questions` from the run's tuned model (or the writer model), with the run's prompt."""
-    from .checkpoint import is_complete, load_trained
-    from .generate import generate_sql
-    from .model import load_model
-    from .prompt import PromptBuilder
-
-    if not questions:
-        return []
-    builder = PromptBuilder(schema, style=(recipe.get("prompt") or {}).get("style", "chat"))
-    if is_complete(run_dir / "adapter"):
-        m, tok = load_trained(run_dir / "adapter", recipe.get("device"), builder=builder)[:2]
-    else:
-        m, tok, _ = load_model(model or recipe.get("model"))
-    ev = recipe.get("eval") or {}
-    gens = generate_sql(m, tok, builder, questions, batch_size=int(ev.get("batch_size", 64)),
-                        max_new_tokens=int(ev.get("max_new_tokens", 256)))
-    return [g.sql for g in gens]
