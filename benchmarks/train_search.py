@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import time
@@ -72,7 +73,7 @@ def _machine() -> str:
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
-    return f"{platform.node()} {platform.processor()} CPU x{__import__('os').cpu_count()}"
+    return f"{platform.node()} {platform.processor()} CPU x{os.cpu_count()}"
 
 
 def _baseline(path: Path, recipe, items: list[dict]) -> dict:

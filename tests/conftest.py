@@ -22,6 +22,18 @@ def _sqltune_home(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module of tiny-model tests (`pytestmark = pytest.mark.usefixtures(
+    "one_thread")`): tiny models run far faster so, and do not fight other processes for the cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def exo_db(tmp_path_factory) -> Path:
     from sqltune.db import build_exoplanets_db

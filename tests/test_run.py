@@ -21,14 +21,7 @@ TEST = [{"id": "x1", "question": "What is the highest book price?", "sql": "SELE
         {"id": "x2", "question": "Which months had sales?", "sql": "SELECT DISTINCT month FROM sales"}]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def overrides(model, db, tmp_path, **data):
