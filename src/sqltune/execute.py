@@ -167,8 +167,9 @@ class _Worker:
             stderr=subprocess.DEVNULL, close_fds=True,
         )
         self.fd = self.proc.stdout.fileno()
+        self.buf = bytearray()  # read but not yet used
         try:
-            if self._recv(time.monotonic() + 60) != b"":  # the ready message
+            if self._recv(time.monotonic() + 60):  # the ready message is empty
                 raise _WorkerGone("unexpected greeting")
         except _WorkerGone as e:
             raise RuntimeError(f"the SQL worker process did not start ({e})") from None
@@ -181,23 +182,39 @@ class _Worker:
         except OSError:
             self.kill()
             raise _WorkerGone("the worker was gone before the query") from None
-        return marshal.loads(self._recv(deadline))
+        columns, n, error, kind, _ = marshal.loads(self._recv(deadline))
+        rows = []
+        for _ in range(n):  # one chunk in memory at a time, besides the rows
+            rows.extend(marshal.loads(self._recv(deadline)))
+        return columns, rows, error, kind
 
-    def _read(self, n: int, deadline: float) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
+    def _read(self, n: int, deadline: float) -> bytearray:
+        """`n` bytes from the worker, read straight into their own buffer (one copy of a big result)."""
+        out = bytearray(n)
+        have = min(n, len(self.buf))
+        out[:have] = self.buf[:have]
+        del self.buf[:have]
+        view = memoryview(out)
+        while have < n:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.fd], [], [], left)[0]:
                 self.kill()
                 raise _WorkerGone("no answer before the deadline", timed_out=True)
-            data = os.read(self.fd, min(n - len(buf), 1 << 20))
-            if not data:
+            if n - have >= 1 << 16:
+                got = os.readv(self.fd, [view[have:]])
+            else:  # small messages: read ahead, the next one is usually right behind
+                data = os.read(self.fd, 1 << 16)
+                got = min(len(data), n - have)
+                out[have:have + got] = data[:got]
+                self.buf += data[got:]
+            if not got:
                 self.kill()
                 raise _WorkerGone(f"the worker died (exit status {self.proc.returncode})")
-            buf += data
-        return bytes(buf)
+            have += got
+        view.release()
+        return out
 
-    def _recv(self, deadline: float) -> bytes:
+    def _recv(self, deadline: float) -> bytearray:
         (n,) = _w.HEADER.unpack(self._read(_w.HEADER.size, deadline))
         return self._read(n, deadline)
 
@@ -298,7 +315,7 @@ def execute(
         worker = _take_worker()
         start = time.monotonic()
         try:
-            columns, chunks, error, kind, _ = worker.ask(request, start + timeout + GRACE)
+            columns, rows, error, kind = worker.ask(request, start + timeout + GRACE)
             break
         except _WorkerGone as gone:
             result.seconds = time.monotonic() - start
@@ -313,6 +330,5 @@ def execute(
     if error:
         result.error, result.error_kind = error, kind
     else:
-        result.columns = columns
-        result.rows = [row for chunk in chunks for row in marshal.loads(chunk)]
+        result.columns, result.rows = columns, rows
     return result

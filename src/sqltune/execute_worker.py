@@ -3,7 +3,8 @@
 `sqltune.execute` starts this file as `python -I -S execute_worker.py` (about 30 ms: no site-packages,
 no sqltune import) and talks to it over stdin/stdout: each message is an 8-byte length and a `marshal`
 payload. A request is `(path, reverse_unordered_selects, sql, timeout, max_rows, max_bytes, max_memory)`;
-the answer is `(columns, chunks, error, error_kind, seconds)` where `chunks` are marshalled lists of rows.
+the answer is `(columns, n, error, error_kind, seconds)` followed by `n` messages, each a list of rows,
+so the parent unpacks the rows one chunk at a time.
 
 Inside the worker, per query: SQLite's hard heap limit and the process's address-space limit
 (`RLIMIT_AS`) cap memory, `SQLITE_LIMIT_LENGTH` caps every string or blob at `max_bytes`, temporary
@@ -79,7 +80,7 @@ def classify(message: str) -> str:
 
 
 def mib(n: int) -> str:
-    return f"{n / 2**20:g} MiB"
+    return f"{n} bytes" if n < 2**20 else f"{n / 2**20:.4g} MiB"
 
 
 class Runner:
@@ -195,15 +196,15 @@ def main() -> None:
         if body is None:
             return
         try:
-            answer = marshal.dumps(runner.run(*marshal.loads(body)))
+            columns, chunks, error, kind, seconds = runner.run(*marshal.loads(body))
         except MemoryError:
-            answer = marshal.dumps(([], [], "the query needs more memory than allowed", "too_large", 0.0))
+            columns, chunks, error, kind, seconds = [], [], "the query needs more memory than allowed", "too_large", 0.0
         except Exception as e:  # noqa: BLE001 -- a worker bug is one query's error, not a dead worker
-            answer = marshal.dumps(([], [], f"executor worker: {type(e).__name__}: {e}", "other", 0.0))
-        stdout.write(HEADER.pack(len(answer)))
-        stdout.write(answer)
+            columns, chunks, error, kind, seconds = [], [], f"executor worker: {type(e).__name__}: {e}", "other", 0.0
+        for frame in [marshal.dumps((columns, len(chunks), error, kind, seconds)), *chunks]:
+            stdout.write(HEADER.pack(len(frame)))
+            stdout.write(frame)
         stdout.flush()
-
 
 if __name__ == "__main__":
     main()
