@@ -4,7 +4,7 @@
 
 Scores the exoplanets train+valid+test gold against itself through `sqltune.score.score_pairs` (each item
 runs the gold query and the "prediction", so 2 queries per item), `--repeat` times, and reports the
-median wall time per call and per query. Also times `execute` on a trivial query (`SELECT 1`) through a
+median wall and CPU time (this process plus its executor workers) per call and per query. Also times `execute` on a trivial query (`SELECT 1`) through a
 connection and through a path, which is the fixed cost per call. Runs on any version of the executor
 (it only uses the public signatures), so the same command measures before and after a change.
 """
@@ -19,19 +19,35 @@ import statistics
 import time
 
 
-def median_time(fn, repeat: int) -> float:
-    times = []
+def worker_cpu() -> float:
+    """CPU seconds used so far by this process's live executor workers (0 for an in-process executor)."""
+    import sys
+
+    idle = getattr(sys.modules["sqltune.execute"], "_idle", [])
+    total = 0.0
+    for w in idle:
+        with open(f"/proc/{w.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def median_time(fn, repeat: int) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds (this process + its workers) of fn()."""
+    times, cpus = [], []
     for _ in range(repeat):
+        c = time.process_time() + worker_cpu()
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        cpus.append(time.process_time() + worker_cpu() - c)
+    return statistics.median(times), statistics.median(cpus)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--trivial", type=int, default=2000, help="calls of SELECT 1 per timing")
+    ap.add_argument("--trivial", type=int, default=1000, help="calls of SELECT 1 per timing")
     args = ap.parse_args()
 
     from sqltune.dataset import load_items
@@ -44,17 +60,22 @@ def main() -> None:
     preds = [it["sql"] for it in items]
     report = score_pairs(db, items, preds)  # warm-up (page cache, worker start)
     assert report["summary"]["exact"] == 1.0, report["summary"]
-    score_s = median_time(lambda: score_pairs(db, items, preds), args.repeat)
+    score_s, score_cpu = median_time(lambda: score_pairs(db, items, preds), args.repeat)
 
     con = connect_readonly(db)
-    per_con = median_time(lambda: [execute(con, "SELECT 1") for _ in range(args.trivial)], args.repeat) / args.trivial
-    per_path = median_time(lambda: [execute(db, "SELECT 1") for _ in range(args.trivial // 4)], args.repeat) / (args.trivial // 4)
+    n = args.trivial
+    con_s, con_cpu = median_time(lambda: [execute(con, "SELECT 1") for _ in range(n)], args.repeat)
+    path_s, path_cpu = median_time(lambda: [execute(db, "SELECT 1") for _ in range(n)], args.repeat)
     con.close()
+    ms = lambda s, k: round(1000 * s / k, 3)  # noqa: E731
     out = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "load_avg_1min": os.getloadavg()[0],
         "items": len(items), "queries_per_score": 2 * len(items),
-        "score_pairs_s": round(score_s, 4), "per_query_ms": round(1000 * score_s / (2 * len(items)), 3),
-        "select1_connection_ms": round(1000 * per_con, 4), "select1_path_ms": round(1000 * per_path, 4),
+        "score_pairs_s": round(score_s, 3), "score_pairs_cpu_s": round(score_cpu, 3),
+        "per_query_ms": ms(score_s, 2 * len(items)), "per_query_cpu_ms": ms(score_cpu, 2 * len(items)),
+        "select1_connection_ms": ms(con_s, n), "select1_connection_cpu_ms": ms(con_cpu, n),
+        "select1_path_ms": ms(path_s, n), "select1_path_cpu_ms": ms(path_cpu, n),
     }
     print(json.dumps(out, indent=1))
 

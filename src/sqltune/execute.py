@@ -135,7 +135,7 @@ def _existing(db_path: str | Path) -> str:
 def _target(db: str | Path | sqlite3.Connection) -> tuple[str, bool]:
     """The database file (and scan order) that the worker opens for `db`."""
     if isinstance(db, ReadonlyConnection):
-        return _existing(db.path), db.reverse_unordered_selects
+        return db.path, db.reverse_unordered_selects  # resolved when opened
     if not isinstance(db, sqlite3.Connection):
         return _existing(db), False
     try:  # someone else's connection: ask it which file it reads
@@ -317,6 +317,9 @@ def execute(
         try:
             columns, rows, error, kind = worker.ask(request, start + timeout + GRACE)
             break
+        except KeyboardInterrupt:
+            worker.kill()  # its answer would be read by the next query
+            raise
         except _WorkerGone as gone:
             result.seconds = time.monotonic() - start
             if gone.timed_out:

@@ -23,6 +23,7 @@ import marshal
 import os
 import re
 import resource
+import signal
 import sqlite3
 import struct
 import sys
@@ -170,6 +171,8 @@ class Runner:
             error, kind = f"the query needs more than {mib(max_memory)} of memory", "too_large"
         except (OverflowError, ValueError) as e:
             error, kind = str(e), "other"
+        except OSError as e:  # the file went away under an open connection
+            error, kind = f"cannot open the database: {e}", "other"
         finally:
             if con is not None:
                 con.set_progress_handler(None, 0)
@@ -184,6 +187,7 @@ def _read_exact(stream, n: int) -> bytes | None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes our stdin
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     runner = Runner()
     stdout.write(HEADER.pack(0))  # ready
