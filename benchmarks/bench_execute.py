@@ -7,6 +7,8 @@ runs the gold query and the "prediction", so 2 queries per item), `--repeat` tim
 median wall and CPU time (this process plus its executor workers) per call and per query. Also times `execute` on a trivial query (`SELECT 1`) through a
 connection and through a path, which is the fixed cost per call. Runs on any version of the executor
 (it only uses the public signatures), so the same command measures before and after a change.
+`--hostile` also runs the issue-12 queries with the default limits (before the change these take
+gigabytes and run past the timeout).
 """
 
 from __future__ import annotations
@@ -44,10 +46,46 @@ def median_time(fn, repeat: int) -> tuple[float, float]:
     return statistics.median(times), statistics.median(cpus)
 
 
+HOSTILE = [
+    "SELECT group_concat(a.name || b.name) FROM exoplanets a, exoplanets b",
+    "SELECT replace(hex(zeroblob(20000000)), '00', 'abcdef')",
+    "SELECT printf('%.*c', 2000000000, 'x')",
+    "SELECT instr(printf('%.*c', 4000000, 'a'), printf('%.*c', 2000000, 'a') || 'b')",
+]
+
+
+def peak_rss_growth(fn):
+    """fn()'s value and how far this process's peak RSS (VmHWM) rose above its RSS before, in MiB."""
+    def status(key: str) -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status("VmRSS")
+    value = fn()
+    return value, round((status("VmHWM") - before) / 1024, 1)
+
+
+def hostile(db) -> list[dict]:
+    """The issue-12 queries with the default limits: error kind, wall seconds, this process's peak growth."""
+    from sqltune.execute import execute
+
+    rows = []
+    for sql in HOSTILE:
+        execute(db, "SELECT 1")
+        t = time.perf_counter()
+        r, grew = peak_rss_growth(lambda: execute(db, sql))
+        rows.append({"sql": sql, "error_kind": r.error_kind, "seconds": round(time.perf_counter() - t, 2),
+                     "result_chars": sum(len(str(v)) for row in r.rows for v in row), "parent_peak_growth_mib": grew})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--trivial", type=int, default=1000, help="calls of SELECT 1 per timing")
+    ap.add_argument("--hostile", action="store_true", help="also run the issue-12 hostile queries (default limits)")
     args = ap.parse_args()
 
     from sqltune.dataset import load_items
@@ -77,6 +115,8 @@ def main() -> None:
         "select1_connection_ms": ms(con_s, n), "select1_connection_cpu_ms": ms(con_cpu, n),
         "select1_path_ms": ms(path_s, n), "select1_path_cpu_ms": ms(path_cpu, n),
     }
+    if args.hostile:
+        out["hostile"] = hostile(db)
     print(json.dumps(out, indent=1))
 
 
