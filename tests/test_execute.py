@@ -270,3 +270,9 @@ def test_threads_share_the_pool(tiny_db):
     assert not errors
     assert sorted(r[0][0] for r in results) == sorted([6 + i for i in range(4)] * 5)
     assert len(_idle) <= MAX_IDLE_WORKERS
+
+
+def test_huge_limits_are_accepted(tiny_db):
+    r = execute(tiny_db, "SELECT COUNT(*) FROM books", timeout=math.inf, max_rows=10**30, max_bytes=10**30,
+                max_memory=10**30)
+    assert r.ok and r.rows == [(6,)]

@@ -15,7 +15,9 @@ Resource limits, so one query cannot take the machine:
   the result); temporary tables are kept in memory so they count against it; over it -> `too_large`;
 - size: `SQLITE_LIMIT_LENGTH` caps every string or blob at `max_bytes`, and the fetched rows stop at
   `max_rows` rows (`too_many_rows`) or `max_bytes` bytes (marshalled size, `too_large`); the caller's
-  process never receives more than that.
+  process never receives more than that (it holds about twice that while unpacking);
+- a worker that hit `too_large` is replaced; an orphaned worker ends by itself (its stdin closes, and a
+  CPU-time limit stops a query still running).
 
 `db` is a path or a connection from `connect_readonly` (or any connection to a database file): a
 connection stands for its file, which the worker opens read-only itself with the same options
@@ -197,7 +199,7 @@ class _Worker:
         view = memoryview(out)
         while have < n:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+            if left <= 0 or not select.select([self.fd], [], [], None if math.isinf(left) else left)[0]:
                 self.kill()
                 raise _WorkerGone("no answer before the deadline", timed_out=True)
             if n - have >= 1 << 16:
@@ -328,7 +330,10 @@ def execute(
             if attempt == 2 or "before the query" not in str(gone):
                 result.error, result.error_kind = f"the query's worker process died ({gone})", "other"
                 return result
-    _give_back(worker)
+    if kind == "too_large":
+        worker.close()  # a worker that ran out of memory may stay fragmented: start the next one fresh
+    else:
+        _give_back(worker)
     result.seconds = time.monotonic() - start
     if error:
         result.error, result.error_kind = error, kind

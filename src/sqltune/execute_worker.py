@@ -116,12 +116,14 @@ class Runner:
 
     def limit(self, timeout: float, max_bytes: int, max_memory: int) -> None:
         if self.heap != max_memory:
-            self.control.execute(f"PRAGMA hard_heap_limit = {int(max_memory)}")
+            self.control.execute(f"PRAGMA hard_heap_limit = {min(int(max_memory), 2**63 - 1)}")
             self.heap = max_memory
         # Python's own memory (the fetched rows, their marshalled copies) on top of SQLite's heap
         cap = self.base_as + max_memory + 4 * max_bytes + 128 * 2**20
         if self.as_hard != resource.RLIM_INFINITY:
             cap = min(cap, self.as_hard)
+        elif cap >= resource.RLIM_INFINITY:
+            cap = resource.RLIM_INFINITY
         resource.setrlimit(resource.RLIMIT_AS, (cap, self.as_hard))
         # if the parent died while a query runs, the worker still ends
         used = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
