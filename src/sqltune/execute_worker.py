@@ -127,7 +127,7 @@ class Runner:
         resource.setrlimit(resource.RLIMIT_AS, (cap, self.as_hard))
         # if the parent died while a query runs, the worker still ends
         used = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
-        cpu = int(used + min(timeout, 3600)) + 2
+        cpu = int(used + min(timeout, 1e7)) + 2
         if self.cpu_hard == resource.RLIM_INFINITY or cpu < self.cpu_hard:
             resource.setrlimit(resource.RLIMIT_CPU, (cpu, self.cpu_hard))
 
