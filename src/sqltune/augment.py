@@ -112,7 +112,8 @@ def mutate(sql: str, numeric_columns: set[str], rng: random.Random, n: int = 4) 
         return []
     out: list[str] = []
     cols = sorted(numeric_columns)
-    used = sorted({c.name.lower() for c in tree.find_all(exp.Column) if c.name.lower() in numeric_columns})
+    keys = {c.name.lower() for j in tree.find_all(exp.Join) for c in j.find_all(exp.Column)}  # join keys stay
+    used = sorted({c.name.lower() for c in tree.find_all(exp.Column) if c.name.lower() in numeric_columns} - keys)
     for _ in range(n * 3):
         t = tree.copy()
         op = rng.choice(["column", "aggregate", "compare", "direction"])

@@ -274,6 +274,9 @@ def instantiate(sql: str, cat: Catalog, rng: random.Random, n: int = 6) -> list[
             changed = {}
             for pred in t.find_all(exp.EQ, exp.GT, exp.LT, exp.GTE, exp.LTE, exp.NEQ, exp.Like):
                 c, lit = pred.this, pred.expression
+                if isinstance(lit, exp.Column) and lit.this.quoted and not lit.table and \
+                        not any(cat.col(x, lit.name) for x in amap.values()):
+                    lit = exp.Literal.string(lit.name)  # Spider-style "double-quoted" string literal
                 if not isinstance(c, exp.Column) or not isinstance(lit, exp.Literal):
                     continue
                 tab = _column_table(c, amap, cat)
@@ -417,9 +420,13 @@ def candidates(db, seeds: list[dict], cfg: SynthConfig, cat: Catalog | None = No
         rng.shuffle(pool)
         pools.append(pool)
     if "mutate" in cfg.sources:
-        numeric = {c.name.lower() for cols in cat.tables.values() for c in cols if c.numeric}
-        pool = [{"sql": m, "provenance": {"method": "mutation", "source": s.get("id")}}
-                for s in seeds for m in mutate(s["sql"], numeric, rng, n=4)]
+        pool = []
+        for s in seeds:  # numeric, non-key columns of the seed's own tables
+            tree = _parse(s["sql"])
+            tabs = set(_alias_map(tree, cat).values()) if tree is not None else set()
+            numeric = {c.name.lower() for t in tabs for c in cat.tables[t] if c.numeric and not c.pk and not c.fk}
+            pool += [{"sql": m, "provenance": {"method": "mutation", "source": s.get("id")}}
+                     for m in mutate(s["sql"], numeric, rng, n=4)]
         rng.shuffle(pool)
         pools.append(pool)
     if "schema" in cfg.sources:
@@ -606,7 +613,7 @@ def choose_checkpoint(history: list[dict], n: int, z: float = 1.0) -> dict | Non
     best = max(trained, key=key)
     p0 = base["exact"]
     margin = max(z * math.sqrt(max(p0 * (1 - p0), 0.0) / max(n, 1)), 1.0 / max(n, 1))
-    return best if best["exact"] - p0 > margin - 1e-12 else base
+    return best if best["exact"] - p0 > margin + 1e-9 else base
 
 
 def checkpoint_rule(n: int, z: float = 1.0):
