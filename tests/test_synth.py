@@ -195,3 +195,24 @@ def test_heldout_split_and_seed_weighting():
     items = weighted_training_items(SEEDS[:2], tr, 3)
     assert len(items) == 6 + 8 and len({i["id"] for i in items}) == 14
     assert [i["question"] for i in items[:6]].count(SEEDS[0]["question"]) == 3
+
+
+def test_run_with_synth_stage(tiny_model_dir, tiny_db, tmp_path):
+    from test_run import overrides
+
+    from sqltune.run import run
+
+    ov = overrides(tiny_model_dir, tiny_db, tmp_path)
+    ov["train"]["epochs"] = 1
+    ov["synth"] = {"enabled": True, "k": 10, "questions": "template", "heldout_fraction": 0.3, "seed_weight": 2}
+    out = tmp_path / "run"
+    metrics = run("default", out, overrides=ov)
+    pairs = [json.loads(x) for x in (out / "synth.jsonl").read_text().splitlines()]
+    assert 0 < len(pairs) <= 10 and "synth" in metrics["timings"]
+    held = round(len(pairs) * 0.3)
+    # the checkpoint was chosen on valid (2) + the held-out synthetic slice, by the noise rule
+    history = [json.loads(x) for x in (out / "adapter" / "metrics.jsonl").read_text().splitlines()]
+    assert history[0]["step"] == 0 and all(r["n"] == 2 + held for r in history)
+    chosen = json.loads((out / "adapter" / "sqltune_checkpoint.json").read_text())
+    want = choose_checkpoint(history, 2 + held)
+    assert json.dumps(chosen).count(f'"step": {want["step"]}') >= 1
