@@ -10,7 +10,6 @@ import pytest
 from sqltune.check import LeakIndex
 from sqltune.cli import main
 from sqltune.dataset import write_jsonl
-from sqltune.errors import SqltuneError
 from sqltune.execute import execute
 from sqltune.pairs import Validator, filter_candidates
 from sqltune.synth import (SynthConfig, candidates, catalog, choose_checkpoint, from_schema, instantiate,

@@ -30,7 +30,6 @@ import os
 import random
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sqlglot
 from sqlglot import exp
@@ -638,4 +637,4 @@ def load_seeds(spec: str | os.PathLike | None) -> list[dict]:
 
 
 __all__ = ["SynthConfig", "synth", "candidates", "catalog", "from_schema", "instantiate", "choose_checkpoint",
-           "checkpoint_rule", "split_heldout", "weighted_training_items", "STYLES", "SOURCES", "Path"]
+           "checkpoint_rule", "split_heldout", "weighted_training_items", "STYLES", "SOURCES"]
