@@ -12,7 +12,8 @@ into several calls (`--dbs` subsets, each under a 10-minute limit) with the same
 first setting's run; later settings of the same DB reuse its base reports (copied in) instead of scoring the
 untuned model again.
 
-Settings: `seeds` (synth.enabled=false), `synth` (synth.enabled=true), or NAME:KEY=VALUE;KEY=VALUE (recipe
+Settings: `seeds` (synth.enabled=false), `synth` (synth.enabled=true), `seeds_rule` (no synthetic pairs, only the
+noise-aware checkpoint rule: synth.enabled=true, synth.k=0), or NAME:KEY=VALUE;KEY=VALUE (recipe
 overrides, e.g. `vote:synth.enabled=true;eval.vote=5` once that key exists). Every setting is chosen on
 train/valid only; the run reads test once per setting, and that is the number reported.
 """
@@ -28,7 +29,9 @@ import time
 from pathlib import Path
 
 DEVSUITE = Path("/work/shared/data/devsuite")
-PRESETS = {"seeds": {"synth.enabled": False}, "synth": {"synth.enabled": True}}
+PRESETS = {"seeds": {"synth.enabled": False}, "synth": {"synth.enabled": True},
+           # seeds only, but the checkpoint chosen by synth.choose_checkpoint (separates the two effects)
+           "seeds_rule": {"synth.enabled": True, "synth.k": 0}}
 
 
 def parse_setting(spec: str) -> tuple[str, dict]:

@@ -215,3 +215,15 @@ def test_run_with_synth_stage(tiny_model_dir, tiny_db, tmp_path):
     chosen = json.loads((out / "adapter" / "sqltune_checkpoint.json").read_text())
     want = choose_checkpoint(history, 2 + held)
     assert chosen["chosen"]["step"] == want["step"]
+
+
+def test_synth_stage_k0_only_applies_the_checkpoint_rule(tmp_path, tiny_db):
+    from sqltune.run import RunFolder, synth_stage
+
+    items = {"train": SEEDS, "valid": TEST}
+    c = {"synth": {"enabled": True, "k": 0, "select_z": 1.0}}
+    tr, sel, base, choose = synth_stage(RunFolder(tmp_path / "r"), c, tiny_db, items, None, {"b": 1})
+    assert tr == SEEDS and sel == TEST and base == {"b": 1} and not (tmp_path / "r" / "synth.jsonl").exists()
+    assert choose([line(0, 0.0), line(5, 1.0)])["step"] == 0  # one question: +100 % is one question, not more
+    off = synth_stage(RunFolder(tmp_path / "r2"), {"synth": {"enabled": False}}, tiny_db, items, None, None)
+    assert off[3] is None

@@ -66,7 +66,7 @@ class SynthSection:
     """In-domain synthetic pairs before training (`sqltune.synth`, issue 14)."""
 
     enabled: bool = False
-    k: int = 200  # pairs to keep
+    k: int = 200  # pairs to keep (0: no synthesis, only the checkpoint rule below)
     teacher: str | None = None  # model that writes SQL/questions and reads them back (default: the run's model)
     sources: list[str] = field(default_factory=lambda: ["schema", "instantiate", "mutate", "model"])
     styles: list[str] = field(default_factory=lambda: ["plain", "terse", "colloquial", "imperative"])

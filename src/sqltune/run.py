@@ -84,6 +84,8 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
         return items["train"], items["valid"], baseline, None
     from .synth import SynthConfig, checkpoint_rule, split_heldout, synth, weighted_training_items
 
+    if int(syn["k"]) == 0:  # no synthetic pairs: only the noise-aware checkpoint rule, on valid
+        return items["train"], items["valid"], baseline, checkpoint_rule(len(items["valid"]), float(syn["select_z"]))
     syn_file = run.path / "synth.jsonl"
     if not syn_file.is_file():
         t = time.monotonic()

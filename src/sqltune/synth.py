@@ -594,7 +594,7 @@ def choose_checkpoint(history: list[dict], n: int, z: float = 1.0) -> dict | Non
 
     Rule: the untuned model (step 0) stays unless the best trained checkpoint's exact beats it by more
     than the noise of `n` questions: `z` standard errors of a proportion, sqrt(p0 (1 - p0) / n) at the
-    untuned accuracy p0, and never less than one question (1/n). Among trained checkpoints the
+    untuned accuracy p0, and by more than one question (margin at least 1/n). Among trained checkpoints the
     highest exact wins (ties: lower valid loss, then the earlier step).
 
     Why: a valid split of a few questions moves by 1/n per question, so "best exact" alone picks
