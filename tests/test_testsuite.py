@@ -163,12 +163,13 @@ def test_variants_keep_the_constraints(db, tmp_path):
 
 
 def test_cache_reuse_and_fingerprint_invalidation(db, tmp_path):
-    first = build_suite(db, GOLD)  # default folder: the cache, keyed by the fingerprint
+    cfg = SuiteConfig(candidates=6, patience=3)
+    first = build_suite(db, GOLD, cfg=cfg)  # default folder: the cache, keyed by the fingerprint
     assert not first.cached and "testsuites" in str(first.folder)
     assert first.folder.parent != db.parent
-    again = build_suite(db, GOLD)
+    again = build_suite(db, GOLD, cfg=cfg)
     assert again.cached and again.folder == first.folder
-    other = build_suite(db, GOLD[:3])  # other data: another fingerprint, another folder
+    other = build_suite(db, GOLD[:3], cfg=cfg)  # other data: another fingerprint, another folder
     assert not other.cached and other.folder != first.folder
     con = sqlite3.connect(db)  # the database changes
     con.execute("INSERT INTO people VALUES (9, 'Ida', 30, 'Lyon', 1, NULL)")
@@ -176,12 +177,12 @@ def test_cache_reuse_and_fingerprint_invalidation(db, tmp_path):
     con.close()
     with pytest.raises(SqltuneError, match="another database"):
         score_pairs(db, GOLD, [g["sql"] for g in GOLD], test_suite=first.folder)
-    fresh = build_suite(db, GOLD)
+    fresh = build_suite(db, GOLD, cfg=cfg)
     assert not fresh.cached and fresh.folder != first.folder
     out = tmp_path / "mine"  # an explicit folder is rebuilt in place when stale
-    build_suite(db, GOLD, out)
-    assert build_suite(db, GOLD, out).cached
-    rebuilt = build_suite(db, GOLD, out, SuiteConfig(seed=5))
+    build_suite(db, GOLD, out, cfg)
+    assert build_suite(db, GOLD, out, cfg).cached
+    rebuilt = build_suite(db, GOLD, out, SuiteConfig(seed=5, candidates=6, patience=3))
     assert not rebuilt.cached and load_suite(out)["config"]["seed"] == 5
 
 

@@ -202,7 +202,7 @@ def _open_trusted(db: Path) -> sqlite3.Connection:
     return con
 
 
-def read_schema(db: Path, sample: int = 2000) -> tuple[list[_Table], list[str]]:
+def read_schema(db: Path, sample: int = 2000) -> tuple[list[_Table], list[tuple[str, str]]]:
     """Tables (with up to `sample` real values per column) and the other CREATE statements."""
     con = _open_trusted(db)
     try:
@@ -211,7 +211,7 @@ def read_schema(db: Path, sample: int = 2000) -> tuple[list[_Table], list[str]]:
             "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL ORDER BY rowid"
         ).fetchall():
             if kind != "table":
-                extra.append(sql)  # indexes (unique ones keep their constraint), views, triggers
+                extra.append((kind, sql))  # indexes (unique ones keep their constraint), views, triggers
                 continue
             info = con.execute(f"PRAGMA table_info({_q(name)})").fetchall()
             fks = [(r[3], r[2], r[4]) for r in con.execute(f"PRAGMA foreign_key_list({_q(name)})")]
@@ -317,13 +317,19 @@ def _fresh(rng: random.Random, col: _Col, used: set):
     return f"k{k}"
 
 
-def make_variant(tables: list[_Table], extra: list[str], path: Path, seed: int, rows_per_table: int = 30) -> Path:
+def make_variant(tables: list[_Table], extra: list[tuple[str, str]], path: Path, seed: int, rows_per_table: int = 30) -> Path:
     """Write one random database with the schema of `tables` to `path` (a new file)."""
     rng = random.Random(seed)
-    con = sqlite3.connect(path)
+    con = sqlite3.connect(path, isolation_level=None)
     try:
+        con.execute("PRAGMA journal_mode = OFF")  # a throwaway file: no journal, no fsync
+        con.execute("PRAGMA synchronous = OFF")
+        con.execute("BEGIN")
         for t in tables:
             con.execute(t.create)
+        for kind, sql in extra:
+            if kind == "index":  # before the rows: a UNIQUE index turns away duplicate rows
+                con.execute(sql)
         made: dict[str, list[dict]] = {}
         for t in _order(tables):
             n = rng.randint(1, rows_per_table)
@@ -374,12 +380,13 @@ def make_variant(tables: list[_Table], extra: list[str], path: Path, seed: int, 
                     used[c.name].add(row[c.name])
                 rows.append(row)
             made[t.name.lower()] = rows
-        for sql in extra:
-            try:
-                con.execute(sql)
-            except sqlite3.Error:
-                pass  # an index the random rows violate (or a trigger): the constraint is still in the CREATE
-        con.commit()
+        for kind, sql in extra:
+            if kind != "index":
+                try:
+                    con.execute(sql)
+                except sqlite3.Error:
+                    pass  # a view or trigger SQLite will not create here: the variant works without it
+        con.execute("COMMIT")
     finally:
         con.close()
     return path
