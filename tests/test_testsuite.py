@@ -224,3 +224,28 @@ def test_bad_input_is_one_line(db, tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip()
     assert message in err and "Traceback" not in err and len(err.splitlines()) == 1, err
     assert (tmp_path / "busy" / "keep.txt").read_text() == "user file"
+
+
+def test_recipe_switch_scores_run_stages_with_the_suite(db, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from sqltune import generate
+    from sqltune.recipe import load_recipe
+    from sqltune.report import build_markdown
+    from sqltune.run import RunFolder, evaluate_stage
+
+    assert load_recipe(overrides={"eval": {"test_suite": True}}).eval.test_suite is True
+    assert load_recipe().eval.test_suite is False
+    preds = {g["id"]: g["sql"] for g in GOLD} | WRONG
+    by_question = {g["question"]: preds[g["id"]] for g in GOLD}
+    monkeypatch.setattr(generate, "generate_sql", lambda m, t, b, qs, **kw: [
+        SimpleNamespace(sql=by_question[q], raw=by_question[q]) for q in qs])
+    cfg = {"test_suite": True}
+    reps = evaluate_stage(RunFolder(tmp_path / "run"), "base", None, None, None, {"valid": GOLD}, db, cfg, ["valid"])
+    summary = reps["valid"]["summary"]
+    assert summary["right_by_accident"] == 3 and summary["exact"] == 1.0
+    md = build_markdown("t", {"base": {"valid": summary}}, {"base": reps}, [], {}, {}, {})
+    assert "| valid | suite |" in md and "Right by accident" in md and "Who lives in Paris?" in md
+    plain = evaluate_stage(RunFolder(tmp_path / "run2"), "base", None, None, None, {"valid": GOLD}, db, {}, ["valid"])
+    md = build_markdown("t", {"base": {"valid": plain["valid"]["summary"]}}, {"base": plain}, [], {}, {}, {})
+    assert "suite" not in md and "Right by accident" not in md
