@@ -79,7 +79,8 @@ def _edits(node, columns: dict[str, list[str]]):
     """Edits for one node: functions that take the node (in a copy of the tree) and change it."""
     out = []
     cls = type(node)
-    for target in _CMP_SWAPS.get(cls, ()):
+    in_join = node.find_ancestor(exp.Join) is not None  # `a.id < b.id` in ON: a near cross join, slow and pointless
+    for target in () if in_join else _CMP_SWAPS.get(cls, ()):
         out.append(lambda n, t=target: n.replace(t(this=n.this, expression=n.expression)))
     if isinstance(node, (exp.And, exp.Or)):
         other = exp.Or if isinstance(node, exp.And) else exp.And
