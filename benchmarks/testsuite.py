@@ -62,32 +62,34 @@ def _timed_scores(db, items, preds, meta, reps: int = 3) -> tuple[dict, dict, fl
 
 
 def exoplanets(args) -> dict:
+    """Each split: build the suite (fresh), then score every stored run's predictions with and without it."""
     db = resolve_db(None)
-    items = load_items("exoplanets:test")
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        res = build_suite(db, items, Path(tmp) / "suite")
-        build_s = time.perf_counter() - t
-        meta = load_suite(res.folder)
-        out = {"build_seconds": round(build_s, 2), "build": res.summary(), "runs": {}}
-        accidents = []
-        for rep_file in sorted((ROOT / "benchmarks" / "results" / "runs").glob("*/*_test_report.json")):
-            report = json.loads(rep_file.read_text())
-            by_id = {e["id"]: e.get("pred_sql") for e in report["examples"]}
-            if set(by_id) != {it["id"] for it in items}:
-                continue
-            preds = [by_id[it["id"]] for it in items]
-            plain, suite, tp, ts = _timed_scores(db, items, preds, meta)
-            key = f"{rep_file.parent.name}/{rep_file.name.split('_')[0]}"
-            out["runs"][key] = {"exact": sum(e["exact"] for e in plain["examples"]),
-                                "suite": sum(e["suite"] for e in suite["examples"]),
-                                "right_by_accident": suite["summary"]["right_by_accident"],
-                                "plain_scoring_s": round(tp, 3), "suite_scoring_s": round(ts, 3),
-                                "ratio": round(ts / tp, 2)}
-            for e in disagreements(suite):
-                accidents.append({"run": key, "id": e["id"], "question": e["question"], "gold_sql": e["gold_sql"],
-                                  "pred_sql": e["pred_sql"], **_evidence(meta, e["gold_sql"], e["pred_sql"])})
-        out["n"] = len(items)
+    out, accidents = {}, []
+    for split in args.splits.split(","):
+        items = load_items(f"exoplanets:{split}")
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            res = build_suite(db, items, Path(tmp) / "suite")
+            build_s = time.perf_counter() - t
+            meta = load_suite(res.folder)
+            o = out[split] = {"n": len(items), "build_seconds": round(build_s, 2), "build": res.summary(), "runs": {}}
+            for rep_file in sorted((ROOT / "benchmarks" / "results" / "runs").glob(f"*/*_{split}_report.json")):
+                report = json.loads(rep_file.read_text())
+                by_id = {e["id"]: e.get("pred_sql") for e in report["examples"]}
+                if set(by_id) != {it["id"] for it in items}:
+                    continue
+                preds = [by_id[it["id"]] for it in items]
+                plain, suite, tp, ts = _timed_scores(db, items, preds, meta)
+                key = f"{rep_file.parent.name}/{rep_file.name.split('_')[0]}"
+                o["runs"][key] = {"exact": sum(e["exact"] for e in plain["examples"]),
+                                  "suite": sum(e["suite"] for e in suite["examples"]),
+                                  "right_by_accident": suite["summary"]["right_by_accident"],
+                                  "plain_scoring_s": round(tp, 3), "suite_scoring_s": round(ts, 3),
+                                  "ratio": round(ts / tp, 2)}
+                for e in disagreements(suite):
+                    accidents.append({"split": split, "run": key, "id": e["id"], "question": e["question"],
+                                      "gold_sql": e["gold_sql"], "pred_sql": e["pred_sql"],
+                                      **_evidence(meta, e["gold_sql"], e["pred_sql"])})
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "exoplanets.json").write_text(json.dumps(out, indent=2, default=str))
     (OUT / "exoplanets_accidents.json").write_text(json.dumps(accidents, indent=2, default=str))
@@ -96,7 +98,9 @@ def exoplanets(args) -> dict:
 
 
 def devsuite_dbs(limit: int | None = None) -> list[Path]:
-    dbs = sorted(p for p in DEVSUITE.iterdir() if (p / "test.jsonl").is_file())
+    """Smallest test split first, so that a run cut short still covers many databases."""
+    dbs = sorted((p for p in DEVSUITE.iterdir() if (p / "test.jsonl").is_file()),
+                 key=lambda p: (len((p / "test.jsonl").read_text().splitlines()), p.name))
     return dbs[:limit] if limit else dbs
 
 
@@ -121,7 +125,8 @@ def devsuite_predict(args) -> None:
             continue
         builder = PromptBuilder(schema_text(db), "chat")
         t = time.perf_counter()
-        preds = predict_items(model, tok, builder, items, db, batch_size=64, progress=False, autocast=dev.autocast)
+        preds = predict_items(model, tok, builder, items, db, batch_size=64, progress=False, autocast=dev.autocast,
+                              max_new_tokens=args.max_new_tokens)
         rows += [{"db": folder.name, "id": p["id"], "sql": p["sql"]} for p in preds]
         write_jsonl(out_file, rows)
         print(f"{folder.name}: {len(items)} questions in {time.perf_counter() - t:.1f} s", flush=True)
@@ -170,7 +175,9 @@ def devsuite(args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["exoplanets", "devsuite-predict", "devsuite"])
+    ap.add_argument("--splits", default="test", help="exoplanets splits, comma-separated (test,valid).")
     ap.add_argument("--limit", type=int, default=None, help="Only the first N devsuite databases.")
+    ap.add_argument("--max-new-tokens", type=int, default=160, help="devsuite-predict: tokens per answer.")
     ap.add_argument("--model", default=None, help="Model for devsuite-predict (default: qwen2.5-coder-0.5b).")
     args = ap.parse_args()
     {"exoplanets": exoplanets, "devsuite-predict": devsuite_predict, "devsuite": devsuite}[args.what](args)
