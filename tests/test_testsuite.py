@@ -249,3 +249,17 @@ def test_recipe_switch_scores_run_stages_with_the_suite(db, tmp_path, monkeypatc
     plain = evaluate_stage(RunFolder(tmp_path / "run2"), "base", None, None, None, {"valid": GOLD}, db, {}, ["valid"])
     md = build_markdown("t", {"base": {"valid": plain["valid"]["summary"]}}, {"base": plain}, [], {}, {}, {})
     assert "suite" not in md and "Right by accident" not in md
+
+
+def test_limit_tie_probe_reads_aliases_and_positions(db):
+    from sqltune.testsuite import _Judge
+
+    golds = ["SELECT dept_id, COUNT(*) AS n FROM people GROUP BY dept_id ORDER BY n LIMIT 1",  # dept 3: 2 people
+             "SELECT dept_id, COUNT(*) AS n FROM people GROUP BY dept_id ORDER BY n DESC LIMIT 1",  # 1 and 2 tie at 3
+             "SELECT name, age FROM people ORDER BY 2 DESC LIMIT 2",  # 45, 38: no tie
+             "SELECT name FROM people LIMIT 2"]  # no ORDER BY: arbitrary rows
+    judge = _Judge(golds, 5.0)
+    assert judge.gold(0, 0, db) == [(3, 2)]
+    assert judge.gold(1, 0, db) is None
+    assert sorted(judge.gold(2, 0, db)) == [("Dee", 45), ("Hal", 38)]
+    assert judge.gold(3, 0, db) is None

@@ -289,7 +289,7 @@ def _order(tables: list[_Table]) -> list[_Table]:
 
 
 def _draw(rng: random.Random, col: _Col, p_special: float = 0.3):
-    special = [v for v in col.special if isinstance(v, (int, float)) == col.numeric or not col.numeric and isinstance(v, str)]
+    special = [v for v in col.special if isinstance(v, (int, float)) == col.numeric]
     real = col.values
     if special and (not real or rng.random() < p_special):
         v = rng.choice(special)
@@ -408,7 +408,15 @@ def _limit_probe(sql: str) -> str | None | bool:
     if order is None or tree.args.get("offset") or not (isinstance(lim, exp.Literal) and lim.this.isdigit()):
         return None
     t = tree.copy()
-    keys = [o.this.copy() for o in t.args["order"].expressions]
+    aliases = {e.alias.lower(): e.this for e in t.expressions if isinstance(e, exp.Alias)}
+    keys = []
+    for o in t.args["order"].expressions:
+        key = o.this
+        if isinstance(key, exp.Column) and not key.table and key.name.lower() in aliases:
+            key = aliases[key.name.lower()]  # ORDER BY an output alias: the select list cannot name it
+        elif isinstance(key, exp.Literal) and key.is_int and 0 < int(key.this) <= len(t.expressions):
+            key = t.expressions[int(key.this) - 1].unalias()  # ORDER BY 2
+        keys.append(key.copy())
     t.set("expressions", t.expressions + keys)
     t.set("limit", exp.Limit(expression=exp.Literal.number(int(lim.this) + 1)))
     return t.sql(dialect="sqlite")
