@@ -55,20 +55,28 @@ def schema_cmd(
 
 def print_summary(title: str, summary: dict) -> None:
     table = Table(title=title)
-    for key in ("n", "execution_rate", "exact", "set", "fuzzy", "vacuous"):
+    keys = ("execution_rate", "exact", "set", "fuzzy", "vacuous") + (("suite",) if "suite" in summary else ())
+    for key in ("n",) + keys:
         table.add_column(key, justify="right")
-    table.add_row(str(summary["n"]), *(f"{summary[k]:.1%}" for k in ("execution_rate", "exact", "set", "fuzzy", "vacuous")))
+    table.add_row(str(summary["n"]), *(f"{summary[k]:.1%}" for k in keys))
     console.print(table)
+    if summary.get("right_by_accident"):
+        console.print(f"{summary['right_by_accident']} exact matches are right only by accident (the test suite "
+                      "rejects them)", highlight=False)
 
 
 def print_examples(report: dict) -> None:
     table = Table(show_lines=False)
-    for col in ("id", "executed", "exact", "set", "fuzzy", "error"):
+    suite = any("suite" in e for e in report["examples"])
+    for col in ("id", "executed", "exact", "set", "fuzzy") + (("suite",) if suite else ()) + ("error",):
         table.add_column(col)
     mark = lambda b: "[green]✓[/]" if b else "[red]✗[/]"  # noqa: E731
     for e in report["examples"]:
+        note = (e["error_kind"] or "") if not e["executed"] else ("vacuous" if e["vacuous"] else "")
+        if suite and e["exact"] and not e.get("suite"):
+            note = "right by accident"
         table.add_row(e["id"], mark(e["executed"]), mark(e["exact"]), mark(e["set"]), mark(e["fuzzy"]),
-                      (e["error_kind"] or "") if not e["executed"] else ("vacuous" if e["vacuous"] else ""))
+                      *((mark(e.get("suite")),) if suite else ()), note)
     console.print(table)
 
 
@@ -80,8 +88,10 @@ def score_cmd(
     db: Optional[str] = DbOption,
     timeout: float = typer.Option(5.0, help="Seconds allowed per query."),
     max_rows: int = typer.Option(10_000, help="Row cap per query."),
+    test_suite: Optional[Path] = typer.Option(None, "--test-suite", help="A suite from `sqltune testsuite build`: "
+                                              "adds the `suite` metric (exact here and on every variant DB)."),
 ):
-    """Score predicted SQL against gold SQL by executing both (exact, set, fuzzy)."""
+    """Score predicted SQL against gold SQL by executing both (exact, set, fuzzy; suite with --test-suite)."""
     from .dataset import pair, read_jsonl
     from .db import resolve_db
     from .score import score_pairs
@@ -89,7 +99,8 @@ def score_cmd(
     dbp = resolve_db(db)
     gold_rows = read_jsonl(gold, required=("question", "sql"))
     pred_rows = read_jsonl(pred, required=("sql",))
-    report = score_pairs(dbp, gold_rows, pair(gold_rows, pred_rows), timeout=timeout, max_rows=max_rows)
+    report = score_pairs(dbp, gold_rows, pair(gold_rows, pred_rows), timeout=timeout, max_rows=max_rows,
+                         test_suite=test_suite)
     print_examples(report)
     print_summary(f"{pred.name} vs {gold.name}", report["summary"])
     if out:
@@ -101,7 +112,7 @@ def score_cmd(
 def _register_all() -> None:
     import importlib
 
-    for name in ("data", "models", "train", "run", "augment", "synth"):
+    for name in ("data", "models", "train", "run", "augment", "synth", "testsuite"):
         try:
             mod = importlib.import_module(f".commands.{name}", __package__)
         except ModuleNotFoundError as e:

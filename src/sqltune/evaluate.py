@@ -121,9 +121,10 @@ def evaluate_items(
     db,
     *,
     timeout: float = 5.0,
+    test_suite=None,
     **predict_kw,
 ) -> dict:
-    """Predict, then score by execution. Returns the report.
+    """Predict, then score by execution (and with `test_suite`, a suite folder, the suite metric).
 
     The report is `score_pairs`'s ({summary, examples}) plus `timing` {seconds, queries_per_s,
     generation: where the time went}, `predictions` (the `predict_items` rows) and, per example,
@@ -136,7 +137,7 @@ def evaluate_items(
     t = time.perf_counter()
     rows = predict_items(model, tokenizer, builder, items, db, stats=stats, **predict_kw)
     seconds = time.perf_counter() - t
-    report = score_pairs(db, items, [r["sql"] for r in rows], timeout=timeout)
+    report = score_pairs(db, items, [r["sql"] for r in rows], timeout=timeout, test_suite=test_suite)
     retried = [i for i, r in enumerate(rows) if r["retries"]]
     first = {}
     if retried:

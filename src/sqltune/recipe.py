@@ -51,6 +51,7 @@ class EvalSection:
     max_new_tokens: int = 256
     timeout: float = 5.0  # seconds per query
     retries: int = 0  # self-correction re-prompts
+    test_suite: bool = False  # also score with a distilled test suite per split (the `suite` metric)
 
 
 @dataclass

@@ -156,8 +156,9 @@ def accuracy_table(summaries: dict) -> str:
     splits = sorted({s for st in summaries.values() for s in st})
     head = "| split | metric | " + " | ".join(stages) + " |\n|---|---|" + "---|" * len(stages) + "\n"
     rows = []
+    suite = any("suite" in sm for st in summaries.values() for sm in st.values() if isinstance(sm, dict))
     for split in splits:
-        for m in METRICS:
+        for m in METRICS + (("suite",) if suite else ()):
             vals = [_pct(summaries[st].get(split, {}).get(m)) for st in stages]
             rows.append(f"| {split} | {m} | " + " | ".join(vals) + " |")
     return head + "\n".join(rows)
@@ -196,6 +197,14 @@ def build_markdown(title: str, summaries: dict, reports: dict, history: list[dic
             errs = f"{r['before_error'] or '–'} → {r['after_error'] or '–'}"
             lines.append(f"| {r['id']} | {r['outcome']} | {r['question']} | {_code(r['before_sql'])} | "
                          f"{_code(r['after_sql'])} | {errs} |")
+        lines.append("")
+    accidents = [(st, split, e) for st in stages for split in sorted(reports[st])
+                 for e in reports[st][split]["examples"] if e.get("exact") and e.get("suite") is False]
+    if accidents:
+        lines += ["## Right by accident (exact, but the test suite says no)", "",
+                  "| stage | split | id | question | predicted SQL | gold SQL |", "|---|---|---|---|---|---|"]
+        lines += [f"| {st} | {split} | {e['id']} | {e['question']} | {_code(e['pred_sql'])} | {_code(e['gold_sql'])} |"
+                  for st, split, e in accidents]
         lines.append("")
     if history:
         lines += ["## Training", "", "| epoch | loss | valid exec | valid exact | valid fuzzy |", "|---|---|---|---|---|"]

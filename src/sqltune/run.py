@@ -67,7 +67,13 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
                             max_new_tokens=int(eval_cfg.get("max_new_tokens", 256)))
         preds = [{"id": it["id"], "sql": g.sql, "raw": g.raw} for it, g in zip(items[split], gens)]
         write_jsonl(run.path / f"{stage}_{split}_pred.jsonl", preds)
-        rep = score_pairs(db, items[split], [p["sql"] for p in preds], timeout=float(eval_cfg.get("timeout", 5.0)))
+        suite = None
+        if eval_cfg.get("test_suite"):
+            from .testsuite import build_suite
+
+            suite = build_suite(db, items[split]).meta  # cached by fingerprint: built once per split
+        rep = score_pairs(db, items[split], [p["sql"] for p in preds], timeout=float(eval_cfg.get("timeout", 5.0)),
+                          test_suite=suite)
         rep["timing"] = {"seconds": time.monotonic() - t, "questions": len(preds)}
         _write_json(rep_file, rep)
         run.record(f"{stage}_{split}", time.monotonic() - t)

@@ -9,6 +9,8 @@ Metrics per pair (all booleans; the summary averages them):
   column must be matched by a distinct predicted column with the same values row by row; floats
   within relative 1e-4.
 - vacuous: the gold result is empty, so a match proves little.
+- suite (only with a test suite, `sqltune.testsuite`): exact on the original DB and the gold's rows
+  on every kept variant database; exact but not suite means right by accident.
 """
 
 from __future__ import annotations
@@ -220,9 +222,13 @@ class Example:
     vacuous: bool
     gold_rows: int
     pred_rows: int
+    suite: bool | None = None  # None: scored without a test suite
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        if d["suite"] is None:
+            del d["suite"]
+        return d
 
 
 def compare(gold: Result, pred: Result, gold_sql: str) -> dict:
@@ -242,7 +248,7 @@ def summarize(examples: Iterable[Example]) -> dict:
     ex = list(examples)
     n = len(ex)
     frac = lambda key: (sum(bool(getattr(e, key)) for e in ex) / n) if n else 0.0  # noqa: E731
-    return {
+    out = {
         "n": n,
         "execution_rate": frac("executed"),
         "exact": frac("exact"),
@@ -250,6 +256,10 @@ def summarize(examples: Iterable[Example]) -> dict:
         "fuzzy": frac("fuzzy"),
         "vacuous": frac("vacuous"),
     }
+    if ex and all(e.suite is not None for e in ex):
+        out["suite"] = frac("suite")
+        out["right_by_accident"] = sum(1 for e in ex if e.exact and not e.suite)
+    return out
 
 
 def score_pairs(
@@ -259,10 +269,13 @@ def score_pairs(
     timeout: float = DEFAULT_TIMEOUT,
     max_rows: int = DEFAULT_MAX_ROWS,
     gold_results: list[Result] | None = None,
+    test_suite: str | Path | dict | None = None,
 ) -> dict:
     """Score predicted SQL strings against gold items ({id, question, sql}). Returns a report.
 
     A gold query that fails raises DatasetError: it is never scored as the model's success or failure.
+    With `test_suite` (a folder built by `sqltune.testsuite.build_suite`), each example also gets
+    `suite` and the summary `suite` and `right_by_accident`.
     """
     if len(gold) != len(preds):
         raise DatasetError(f"{len(gold)} gold items but {len(preds)} predictions")
@@ -283,4 +296,11 @@ def score_pairs(
             ))
     finally:
         con.close()
+    if test_suite is not None:
+        from .testsuite import suite_verdicts
+
+        verdicts = suite_verdicts(test_suite, db, [g["sql"] for g in gold], list(preds),
+                                  [e.exact for e in examples], timeout=timeout)
+        for e, v in zip(examples, verdicts):
+            e.suite = v
     return {"summary": summarize(examples), "examples": [e.to_dict() for e in examples]}

@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
                       highlight=False)
 
     def _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
-                 max_new_tokens, device, dtype, evaluate: bool):
+                 max_new_tokens, device, dtype, evaluate: bool, test_suite=None):
         from ..db import resolve_db
         from ..evaluate import evaluate_items, predict_items
 
@@ -116,11 +116,15 @@ def register(app: typer.Typer) -> None:
         if not items:
             raise SqltuneError(f"{data}: no items")
         pool = _fewshot_pool(data, fewshot_pool) if fewshot > 0 else None
+        if evaluate and test_suite:  # before the model loads: a bad suite fails fast
+            from ..testsuite import build_suite, load_suite
+
+            test_suite = build_suite(dbp, items).meta if test_suite == "auto" else load_suite(test_suite)
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes)
         kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, retries=retries, fewshot_k=fewshot,
                   fewshot_pool=pool, autocast=dev.autocast)
         if evaluate:
-            report = evaluate_items(m, tok, builder, items, dbp, **kw)
+            report = evaluate_items(m, tok, builder, items, dbp, test_suite=test_suite, **kw)
             return report["predictions"], report
         return predict_items(m, tok, builder, items, dbp, **kw), None
 
@@ -177,6 +181,8 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = common["device"],
         dtype: Optional[str] = common["dtype"],
         show: bool = typer.Option(False, "--show", help="Also print the per-question table."),
+        test_suite: Optional[str] = typer.Option(None, "--test-suite", help="A suite folder from `sqltune testsuite "
+                                                 "build`, or `auto` to build (or reuse) one: adds the `suite` metric."),
     ):
         """Predict and score in one step (execution accuracy); writes predictions and the report."""
         from ..cli import console, print_examples, print_summary
@@ -185,7 +191,7 @@ def register(app: typer.Typer) -> None:
         if out_dir.exists() and not out_dir.is_dir():
             raise SqltuneError(f"--out-dir {out_dir} is a file")
         rows, report = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot,
-                                fewshot_pool, max_new_tokens, device, dtype, evaluate=True)
+                                fewshot_pool, max_new_tokens, device, dtype, evaluate=True, test_suite=test_suite)
         out_dir.mkdir(parents=True, exist_ok=True)
         name = _slug(data)
         pred_file, report_file = out_dir / f"{name}_pred.jsonl", out_dir / f"{name}_report.json"
