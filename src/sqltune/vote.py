@@ -43,16 +43,18 @@ class VoteSettings:
         check_settings(self.n, self.temperature, self.top_p)
 
 
-def check_settings(n: int, temperature: float, top_p: float) -> None:
-    """One clear line for a vote that makes no sense."""
+def check_settings(n: int, temperature: float, top_p: float, where: str = "--") -> None:
+    """One clear line for a vote that makes no sense (`where`: "--" for options, "eval." for a recipe)."""
+    name = {"vote": f"{where}vote", "temperature": f"{where}temperature",
+            "top_p": f"{where}top-p" if where == "--" else f"{where}top_p"}
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise SqltuneError(f"--vote must be at least 1 (1 = greedy only), got {n}")
+        raise SqltuneError(f"{name['vote']} must be at least 1 (1 = greedy only), got {n}")
     if n > MAX_VOTE:
-        raise SqltuneError(f"--vote {n} is above the cap of {MAX_VOTE} candidates per question")
+        raise SqltuneError(f"{name['vote']} {n} is above the cap of {MAX_VOTE} candidates per question")
     if not temperature > 0:
-        raise SqltuneError(f"--temperature must be above 0, got {temperature}")
+        raise SqltuneError(f"{name['temperature']} must be above 0, got {temperature}")
     if not 0 < top_p <= 1:
-        raise SqltuneError(f"--top-p must be in (0, 1], got {top_p}")
+        raise SqltuneError(f"{name['top_p']} must be in (0, 1], got {top_p}")
 
 
 @dataclass
@@ -168,6 +170,20 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
+def _cache_name(model) -> str:
+    """The KV cache argument: `cache` (transformers >= 5.2x), else `past_key_values` (the 5.17 GPU image).
+
+    A wrong name is swallowed by `**kwargs` and the model runs without its cache, so read the signature.
+    """
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    except (TypeError, ValueError):  # pragma: no cover - exotic wrappers
+        return "past_key_values"
+
+
 def _common_prefix(seqs: list[list[int]]) -> int:
     """Tokens every sequence shares at its start, leaving at least one token per sequence."""
     n = min(len(s) for s in seqs) - 1
@@ -230,8 +246,8 @@ def sample_sql(
         with torch.inference_mode(), amp, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             prefix_cache = DynamicCache(config=model.config)
             if shared:
-                model(input_ids=torch.tensor([ids[0][:shared]], device=device), cache=prefix_cache, use_cache=True,
-                      logits_to_keep=1)
+                model(input_ids=torch.tensor([ids[0][:shared]], device=device), use_cache=True, logits_to_keep=1,
+                      **{_cache_name(model): prefix_cache})
                 st["prefix_forwards"] += 1
             order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
             bar = _bar(len(ids), progress)
@@ -281,15 +297,15 @@ def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, t
         cache.batch_repeat_interleave(k)
     if S > 1:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        model(input_ids=inp[:, shared:-1], attention_mask=mask[:, :-1], position_ids=pos[:, shared:-1], cache=cache,
-              use_cache=True, logits_to_keep=1)
+        model(input_ids=inp[:, shared:-1], attention_mask=mask[:, :-1], position_ids=pos[:, shared:-1],
+              use_cache=True, logits_to_keep=1, **{_cache_name(model): cache})
         st["prefill_forwards"] += 1
     cache.batch_repeat_interleave(n)
     proc = _processor(n, temperature, top_p)
     torch.manual_seed(seed)
     start = inp.shape[1]
     seqs = model.generate(
-        input_ids=inp.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0), cache=cache,
+        input_ids=inp.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0), **{_cache_name(model): cache},
         do_sample=True, temperature=1.0, top_p=1.0, top_k=0, min_p=None, repetition_penalty=1.0,
         max_new_tokens=max_new_tokens, eos_token_id=sorted(eos), pad_token_id=pad_id,
         logits_processor=LogitsProcessorList([proc]),
@@ -418,3 +434,37 @@ def predict_rows(model, tokenizer, builder: PromptBuilder, items: list[dict], db
     finally:
         con.close()
     return rows
+
+
+def vote_summary(db, items: list[dict], rows: list[dict], report: dict, *, timeout: float = 5.0) -> dict:
+    """Greedy vs voted for a scored vote: {greedy, voted, overruled, helped, hurt, best_of_n, ...}.
+
+    `greedy` scores candidate 0 (the greedy answer) like the vote; `best_of_n` is the share of
+    questions where some candidate is exact (what a perfect chooser would reach).
+    """
+    from .execute import connect_readonly, execute
+    from .score import compare, score_pairs
+
+    greedy = score_pairs(db, items, [r.get("greedy_sql") for r in rows], timeout=timeout)
+    con = connect_readonly(db)
+    any_exact = 0
+    try:
+        for it, r in zip(items, rows):
+            gold = execute(con, it["sql"], timeout=timeout)
+            sqls = {c["sql"] for c in r["vote"]["candidates"] if c["sql"] and c["rows"] is not None}
+            any_exact += any(compare(gold, execute(con, s, timeout=timeout), it["sql"])["exact"] for s in sqls)
+    finally:
+        con.close()
+    voted = report["examples"]
+    over = [i for i, r in enumerate(rows) if r.get("overruled")]
+    n = len(rows)
+    return {
+        "n": len(rows[0]["vote"]["candidates"]) if rows else 0,
+        "greedy": greedy["summary"],
+        "voted": report["summary"],
+        "overruled": len(over),
+        "helped": sum(1 for i in over if voted[i]["exact"] and not greedy["examples"][i]["exact"]),
+        "hurt": sum(1 for i in over if greedy["examples"][i]["exact"] and not voted[i]["exact"]),
+        "best_of_n": any_exact / n if n else 0.0,
+        "greedy_examples": [{"id": e["id"], "exact": e["exact"], "fuzzy": e["fuzzy"]} for e in greedy["examples"]],
+    }
