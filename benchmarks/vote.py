@@ -64,12 +64,18 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64, help="rows decoded together (vote: questions x N)")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--device", default=None)
-    ap.add_argument("--devsuite", type=Path, default=HERE.parent.parent.parent / "shared" / "data" / "devsuite")
+    ap.add_argument("--devsuite", type=Path, default=None,
+                    help="devsuite folder (default: shared/data/devsuite in or beside the checkout)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     n = args.vote or (4 if args.mode == "cpu" else 8)
     vote = VoteSettings(n, args.temperature, args.top_p)
     dev = pick_device(args.device or ("cpu" if args.mode == "cpu" else None))
+    if args.devsuite is None:
+        here = [HERE.parent / "shared" / "data" / "devsuite", HERE.parent.parent.parent / "shared" / "data" / "devsuite"]
+        args.devsuite = next((p for p in here if p.is_dir()), here[0])
+    if args.mode == "gpu" and not args.devsuite.is_dir():
+        raise SystemExit(f"devsuite not found at {args.devsuite}; pass --devsuite")
     dbs = databases(args.mode, args.devsuite)
     t = time.perf_counter()
     model, tok, builder0 = load_for_inference(args.model, args.adapter, dev, db=dbs[0][1])
