@@ -84,6 +84,7 @@ def main() -> None:
     for name, db, items in dbs:
         builder = PromptBuilder(schema_text(db), builder0.style, fewshot=builder0.fewshot)
         g = arm(model, tok, builder, items, db, None, args, dev)
+        print(f"{name}: greedy {g['summary']['exact']:.3f} exact in {g['seconds']:.1f} s", flush=True)
         v = arm(model, tok, builder, items, db, vote, args, dev)
         results[name] = {"n": len(items), "greedy": g, "vote": v}
         print(f"{name}: greedy {g['summary']['exact']:.3f} in {g['seconds']:.1f} s, vote {n} "

@@ -190,3 +190,25 @@ def test_recipe_refuses_a_bad_vote():
         load_recipe("default", {"eval.vote": "0"})
     with pytest.raises(SqltuneError, match="eval.temperature must be above 0"):
         load_recipe("default", {"eval.vote": "4", "eval.temperature": "-1"})
+
+
+def test_run_evaluations_vote_only_when_the_recipe_says_so():
+    from sqltune.run import _vote_settings
+
+    assert _vote_settings({}) is None and _vote_settings({"vote": 1}) is None
+    v = _vote_settings({"vote": 8, "temperature": 0.7, "top_p": 0.9})
+    assert (v.n, v.temperature, v.top_p) == (8, 0.7, 0.9)
+    with pytest.raises(SqltuneError, match="--temperature must be above 0"):
+        _vote_settings({"vote": 4, "temperature": 0})
+
+
+def test_report_shows_greedy_vs_voted_only_for_runs_that_voted():
+    from sqltune.report import vote_lines
+
+    plain = {"base": {"test": {"summary": {"exact": 0.2}}}}
+    assert vote_lines(plain) == []
+    voted = {"tuned": {"test": {"summary": {"exact": 0.5}, "vote": {
+        "n": 4, "greedy": {"exact": 0.4}, "voted": {"exact": 0.5}, "overruled": 7, "helped": 6, "hurt": 1,
+        "best_of_n": 0.6}}}}
+    lines = vote_lines(voted)
+    assert lines[0].startswith("## Voting") and "| tuned | test | 4 | 40.0% | 50.0% | 7 | 6 | 1 | 60.0% |" in lines
