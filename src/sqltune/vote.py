@@ -216,12 +216,13 @@ def sample_sql(
 
     `batch_size` counts generated rows: each `generate` call takes max(1, batch_size // n) questions.
     The same `seed` gives the same candidates for the same inputs and batching.
-    `stats` (a dict) receives prefix/prefill/generate seconds and forward counts.
+    `stats` (a dict) receives counts: prefix_forwards, prefill_forwards (one per generate call, all
+    its questions at once, before the rows are repeated N times) and generate_calls.
     """
-    import torch
     from contextlib import nullcontext
 
-    from transformers import DynamicCache, StoppingCriteriaList
+    import torch
+    from transformers import DynamicCache
 
     check_settings(n, temperature, top_p)
     if examples is not None and len(examples) != len(questions):
