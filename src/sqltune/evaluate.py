@@ -85,8 +85,12 @@ def predict_items(
     progress: bool = True,
     autocast: bool = False,
     stats: GenerationStats | None = None,
+    vote=None,
 ) -> list[dict]:
     """One row per item: {id, question, sql, raw, seconds, retries, retry_changed, error, ...}.
+
+    `vote` (a `vote.VoteSettings` with n > 1): execution-guided decoding instead of greedy
+    (`vote.predict_rows`); rows then also carry greedy_sql, overruled and the vote's candidates.
 
     Few-shot examples (`fewshot_k` > 0) come from `fewshot_pool` (training data) only; the items
     being predicted and everything in `fewshot_exclude` are never shown.
@@ -97,6 +101,13 @@ def predict_items(
         if not fewshot_pool:
             raise SqltuneError("few-shot examples need a pool of training items")
         examples = fewshot_for(questions, fewshot_pool, fewshot_k, exclude=list(fewshot_exclude) + list(items))
+    if vote is not None and vote.n > 1:
+        if retries:
+            raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
+        from .vote import predict_rows
+
+        return predict_rows(model, tokenizer, builder, items, db, vote, examples=examples, batch_size=batch_size,
+                            max_new_tokens=max_new_tokens, progress=progress, autocast=autocast)
     gens = predict(model, tokenizer, builder, questions, db, retries=retries, examples=examples,
                    batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress,
                    autocast=autocast, stats=stats)
@@ -152,5 +163,9 @@ def evaluate_items(
     report["summary"]["retry_fixed"] = sum(1 for i in retried if report["examples"][i]["exact"] and not first[i]["exact"])
     report["timing"] = {"seconds": round(seconds, 3), "queries_per_s": round(len(items) / seconds, 4) if seconds else 0.0,
                         "generation": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.to_dict().items()}}
+    if any("greedy_sql" in r for r in rows):
+        from .vote import vote_summary
+
+        report["vote"] = vote_summary(db, items, rows, report, timeout=timeout)
     report["predictions"] = rows
     return report

@@ -52,6 +52,9 @@ class EvalSection:
     timeout: float = 5.0  # seconds per query
     retries: int = 0  # self-correction re-prompts
     test_suite: bool = False  # also score with a distilled test suite per split (the `suite` metric)
+    vote: int = 1  # execution-guided decoding: greedy + vote-1 samples, majority of results (1 = greedy only)
+    temperature: float = 0.8  # sampling temperature of the vote's samples
+    top_p: float = 0.95  # nucleus sampling of the vote's samples
 
 
 @dataclass
@@ -204,6 +207,12 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
 
     if recipe.prompt.style not in STYLES:
         raise SqltuneError(f"recipe {label}: prompt.style must be one of {', '.join(STYLES)}, got '{recipe.prompt.style}'")
+    from .vote import check_settings
+
+    try:
+        check_settings(recipe.eval.vote, recipe.eval.temperature, recipe.eval.top_p, where="eval.")
+    except SqltuneError as e:
+        raise SqltuneError(f"recipe {label}: {e}") from None
     return recipe
 
 

@@ -168,6 +168,20 @@ def _code(s) -> str:
     return "`" + " ".join(str(s or "∅").split()).replace("|", "\\|").replace("`", "'") + "`"
 
 
+def vote_lines(reports: dict) -> list[str]:
+    """Greedy vs voted per stage and split, for the evaluations that voted (issue 15)."""
+    rows = [(st, sp, r["vote"]) for st, splits in reports.items() for sp, r in splits.items() if r.get("vote")]
+    if not rows:
+        return []
+    lines = ["## Voting (greedy vs voted)", "",
+             "| stage | split | N | greedy exact | voted exact | overruled | helped | hurt | best of N |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for st, sp, v in rows:
+        lines.append(f"| {st} | {sp} | {v['n']} | {_pct(v['greedy']['exact'])} | {_pct(v['voted']['exact'])} | "
+                     f"{v['overruled']} | {v['helped']} | {v['hurt']} | {_pct(v['best_of_n'])} |")
+    return lines + [""]
+
+
 def build_markdown(title: str, summaries: dict, reports: dict, history: list[dict], timings: dict,
                    machine: dict, charts: dict) -> str:
     stages = list(reports)
@@ -206,6 +220,7 @@ def build_markdown(title: str, summaries: dict, reports: dict, history: list[dic
         lines += [f"| {st} | {split} | {e['id']} | {e['question']} | {_code(e['pred_sql'])} | {_code(e['gold_sql'])} |"
                   for st, split, e in accidents]
         lines.append("")
+    lines += vote_lines(reports)
     if history:
         lines += ["## Training", "", "| epoch | loss | valid exec | valid exact | valid fuzzy |", "|---|---|---|---|---|"]
         for h in history:

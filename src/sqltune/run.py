@@ -50,6 +50,16 @@ def _items(spec: str) -> list[dict]:
     return load_items(spec)
 
 
+def _vote_settings(eval_cfg: dict):
+    """The recipe's `eval.vote` settings, or None for greedy."""
+    from .vote import VoteSettings
+
+    n = int(eval_cfg.get("vote", 1) or 1)
+    if n <= 1:
+        return None
+    return VoteSettings(n, float(eval_cfg.get("temperature", 0.8)), float(eval_cfg.get("top_p", 0.95)))
+
+
 def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict, db, eval_cfg: dict,
                    splits=SPLITS) -> dict:
     """Predict and score each split; writes {stage}_{split}_pred.jsonl and _report.json."""
@@ -62,10 +72,19 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
             reports[split] = json.loads(rep_file.read_text())
             continue
         t = time.monotonic()
-        gens = generate_sql(model, tok, builder, [it["question"] for it in items[split]],
-                            batch_size=int(eval_cfg.get("batch_size", 16)),
-                            max_new_tokens=int(eval_cfg.get("max_new_tokens", 256)))
-        preds = [{"id": it["id"], "sql": g.sql, "raw": g.raw} for it, g in zip(items[split], gens)]
+        vote = _vote_settings(eval_cfg)
+        if vote is not None:  # execution-guided decoding (issue 15): rows carry the candidates and greedy_sql
+            from .vote import predict_rows
+
+            preds = predict_rows(model, tok, builder, items[split], db, vote, progress=False,
+                                 batch_size=int(eval_cfg.get("batch_size", 16)),
+                                 max_new_tokens=int(eval_cfg.get("max_new_tokens", 256)),
+                                 timeout=float(eval_cfg.get("timeout", 5.0)))
+        else:
+            gens = generate_sql(model, tok, builder, [it["question"] for it in items[split]],
+                                batch_size=int(eval_cfg.get("batch_size", 16)),
+                                max_new_tokens=int(eval_cfg.get("max_new_tokens", 256)))
+            preds = [{"id": it["id"], "sql": g.sql, "raw": g.raw} for it, g in zip(items[split], gens)]
         write_jsonl(run.path / f"{stage}_{split}_pred.jsonl", preds)
         suite = None
         if eval_cfg.get("test_suite"):
@@ -74,6 +93,10 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
             suite = build_suite(db, items[split]).meta  # cached by fingerprint: built once per split
         rep = score_pairs(db, items[split], [p["sql"] for p in preds], timeout=float(eval_cfg.get("timeout", 5.0)),
                           test_suite=suite)
+        if vote is not None:
+            from .vote import vote_summary
+
+            rep["vote"] = vote_summary(db, items[split], preds, rep, timeout=float(eval_cfg.get("timeout", 5.0)))
         rep["timing"] = {"seconds": time.monotonic() - t, "questions": len(preds)}
         _write_json(rep_file, rep)
         run.record(f"{stage}_{split}", time.monotonic() - t)

@@ -45,6 +45,18 @@ def _load(model, adapter, device, dtype, prompt_style, db, notes):
     return m, tok, builder, dev
 
 
+def _vote(n: int, temperature: float, top_p: float, retries: int):
+    """`VoteSettings` for --vote N > 1, None for greedy; bad values are one clear error."""
+    from ..vote import VoteSettings, check_settings
+
+    check_settings(n, temperature, top_p)
+    if n == 1:
+        return None
+    if retries:
+        raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
+    return VoteSettings(n, temperature, top_p)
+
+
 def _slug(spec: str) -> str:
     p = Path(spec)
     return p.stem if p.suffix else re.sub(r"[^\w.-]+", "-", spec).strip("-")
@@ -59,6 +71,10 @@ def register(app: typer.Typer) -> None:
     notes_opt = typer.Option(None, "--notes", help="Notes file for the schema (default: DB.notes.md beside the DB).")
     device_opt = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available).")
     dtype_opt = typer.Option(None, "--dtype", help="bfloat16, float16 or float32 (default: per device).")
+    vote_opt = typer.Option(1, "--vote", help="Execution-guided decoding: greedy + N-1 samples, executed; "
+                            "the most common result wins (1 = greedy only).")
+    temp_opt = typer.Option(0.8, "--temperature", help="Sampling temperature of --vote's samples.")
+    top_p_opt = typer.Option(0.95, "--top-p", help="Nucleus sampling of --vote's samples.")
 
     @app.command("ask")
     def ask_cmd(
@@ -72,6 +88,9 @@ def register(app: typer.Typer) -> None:
         retries: int = typer.Option(0, "--retries", help="Re-prompt with the error this many times if the SQL fails."),
         device: Optional[str] = device_opt,
         dtype: Optional[str] = dtype_opt,
+        vote: int = vote_opt,
+        temperature: float = temp_opt,
+        top_p: float = top_p_opt,
     ):
         """Answer one question: write SQL with the model, run it read-only, print the result."""
         from rich.table import Table
@@ -79,17 +98,27 @@ def register(app: typer.Typer) -> None:
         from ..cli import console
         from ..db import resolve_db
         from ..execute import execute
-        from ..generate import predict
+        from ..generate import Generation, predict
 
         if not question.strip():
             raise SqltuneError("the question is empty")
+        settings = _vote(vote, temperature, top_p, retries)
         dbp = resolve_db(db)
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes)
-        g = predict(m, tok, builder, [question], dbp, retries=retries, progress=False, autocast=dev.autocast)[0]
+        if settings is not None:
+            from ..vote import predict_rows
+
+            row = predict_rows(m, tok, builder, [{"question": question}], dbp, settings, progress=False,
+                               autocast=dev.autocast)[0]
+            g = Generation(question, row["raw"], row["sql"], row["seconds"])
+        else:
+            g = predict(m, tok, builder, [question], dbp, retries=retries, progress=False, autocast=dev.autocast)[0]
         res = execute(dbp, g.sql)
         if as_json:
-            print(json.dumps({"sql": g.sql, "columns": res.columns, "rows": [list(r) for r in res.rows],
-                              "error": res.error}, default=str))
+            out = {"sql": g.sql, "columns": res.columns, "rows": [list(r) for r in res.rows], "error": res.error}
+            if settings is not None:
+                out["vote"] = row["vote"]
+            print(json.dumps(out, default=str))
             return
         console.print(g.sql or f"[red]no SQL in the model's output:[/] {g.raw!r}", highlight=False, soft_wrap=True)
         if res.error:
@@ -105,9 +134,14 @@ def register(app: typer.Typer) -> None:
         count = f"{len(res.rows)} row" + ("" if len(res.rows) == 1 else "s")
         console.print(count + (f" ({more} not shown)" if more > 0 else "") + f", SQL written in {g.seconds:.1f} s",
                       highlight=False)
+        if settings is not None:
+            v = row["vote"]
+            agree = v["groups"][0]["votes"] if v["groups"] else 0
+            console.print(f"vote {settings.n}: {agree} of {settings.n} candidates agree on this result"
+                          + ("; the vote overruled the greedy answer" if row["overruled"] else ""), highlight=False)
 
     def _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
-                 max_new_tokens, device, dtype, evaluate: bool, test_suite=None):
+                 max_new_tokens, device, dtype, evaluate: bool, test_suite=None, vote=None):
         from ..db import resolve_db
         from ..evaluate import evaluate_items, predict_items
 
@@ -122,7 +156,7 @@ def register(app: typer.Typer) -> None:
             test_suite = build_suite(dbp, items).meta if test_suite == "auto" else load_suite(test_suite)
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes)
         kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, retries=retries, fewshot_k=fewshot,
-                  fewshot_pool=pool, autocast=dev.autocast)
+                  fewshot_pool=pool, autocast=dev.autocast, vote=vote)
         if evaluate:
             report = evaluate_items(m, tok, builder, items, dbp, test_suite=test_suite, **kw)
             return report["predictions"], report
@@ -150,13 +184,17 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
         device: Optional[str] = common["device"],
         dtype: Optional[str] = common["dtype"],
+        vote: int = vote_opt,
+        temperature: float = temp_opt,
+        top_p: float = top_p_opt,
     ):
         """Write SQL for every question of a dataset (batched, greedy) into a JSONL file."""
         from ..cli import console
         from ..dataset import write_jsonl
 
+        settings = _vote(vote, temperature, top_p, retries)
         rows, _ = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
-                           max_new_tokens, device, dtype, evaluate=False)
+                           max_new_tokens, device, dtype, evaluate=False, vote=settings)
         write_jsonl(out, rows)
         secs = sum(r["seconds"] for r in rows)
         ran = sum(r["error"] is None for r in rows)
@@ -183,6 +221,9 @@ def register(app: typer.Typer) -> None:
         show: bool = typer.Option(False, "--show", help="Also print the per-question table."),
         test_suite: Optional[str] = typer.Option(None, "--test-suite", help="A suite folder from `sqltune testsuite "
                                                  "build`, or `auto` to build (or reuse) one: adds the `suite` metric."),
+        vote: int = vote_opt,
+        temperature: float = temp_opt,
+        top_p: float = top_p_opt,
     ):
         """Predict and score in one step (execution accuracy); writes predictions and the report."""
         from ..cli import console, print_examples, print_summary
@@ -190,8 +231,10 @@ def register(app: typer.Typer) -> None:
 
         if out_dir.exists() and not out_dir.is_dir():
             raise SqltuneError(f"--out-dir {out_dir} is a file")
+        settings = _vote(vote, temperature, top_p, retries)
         rows, report = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot,
-                                fewshot_pool, max_new_tokens, device, dtype, evaluate=True, test_suite=test_suite)
+                                fewshot_pool, max_new_tokens, device, dtype, evaluate=True, test_suite=test_suite,
+                                vote=settings)
         out_dir.mkdir(parents=True, exist_ok=True)
         name = _slug(data)
         pred_file, report_file = out_dir / f"{name}_pred.jsonl", out_dir / f"{name}_report.json"
@@ -204,6 +247,11 @@ def register(app: typer.Typer) -> None:
         print_summary(f"{name}", report["summary"])
         t = report["timing"]
         extra = f"; retries fixed {report['summary']['retry_fixed']} of {report['summary']['retried']}" if retries else ""
+        if "vote" in report:
+            v = report["vote"]
+            extra += (f"; vote {v['n']}: exact {v['voted']['exact']:.1%} vs greedy {v['greedy']['exact']:.1%}, "
+                      f"overruled greedy {v['overruled']} times ({v['helped']} helped, {v['hurt']} hurt), "
+                      f"best of {v['n']} {v['best_of_n']:.1%}")
         console.print(f"{len(rows)} questions in {t['seconds']:.1f} s ({t['queries_per_s']:.2f} q/s){extra}",
                       highlight=False)
         console.print(f"wrote {pred_file} and {report_file}", highlight=False)

@@ -1,0 +1,128 @@
+"""Benchmark: execution-guided decoding (issue 15) against greedy, timing the shipped evaluator.
+
+Both arms go through `sqltune.evaluate.evaluate_items` (greedy: vote=None; vote N: `VoteSettings(N)`),
+the path `sqltune eval --vote N` takes.
+
+CPU (issue target: vote 4 <= 2.5x greedy wall time and >= +5 points exact, 0.5B, exoplanets test):
+    PYTHONPATH=src python benchmarks/vote.py cpu --model qwen2.5-coder-0.5b --vote 4
+
+GPU (devsuite test splits + exoplanets test, greedy vs vote 8, per DB and pooled):
+    PYTHONPATH=src python benchmarks/vote.py gpu --model qwen2.5-coder-1.5b --vote 8 \
+        --out benchmarks/results/vote_gpu_1.5b.json [--adapter RUN/checkpoint]
+
+Writes a JSON (per database: greedy and voted summaries, seconds, overruled/helped/hurt, best-of-N)
+and prints a table. The devsuite is read only here (`--devsuite`, default ../shared/data/devsuite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from sqltune.evaluate import evaluate_items, load_for_inference
+from sqltune.model import pick_device
+from sqltune.prompt import PromptBuilder
+from sqltune.schema import schema_text
+from sqltune.vote import VoteSettings
+
+HERE = Path(__file__).resolve().parent
+
+
+def databases(mode: str, devsuite: Path) -> list[tuple[str, str, list[dict]]]:
+    """(name, db path, test items): exoplanets test, plus every devsuite DB in gpu mode."""
+    from sqltune.dataset import load_items, read_jsonl
+    from sqltune.db import resolve_db
+
+    out = [("exoplanets", str(resolve_db(None)), load_items("exoplanets:test"))]
+    if mode == "gpu":
+        for d in sorted(p for p in devsuite.iterdir() if (p / "test.jsonl").is_file()):
+            out.append((d.name, str(d / f"{d.name}.sqlite"), read_jsonl(d / "test.jsonl", required=("question", "sql"))))
+    return out
+
+
+def arm(model, tok, builder, items, db, vote, args, dev) -> dict:
+    t = time.perf_counter()
+    rep = evaluate_items(model, tok, builder, items, db, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                         progress=False, autocast=dev.autocast, vote=vote)
+    secs = time.perf_counter() - t
+    return {"seconds": round(secs, 2), "summary": rep["summary"], "vote": {k: v for k, v in rep.get("vote", {}).items()
+                                                                          if k != "greedy_examples"},
+            "predictions": rep["predictions"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=("cpu", "gpu"))
+    ap.add_argument("--model", default="qwen2.5-coder-0.5b")
+    ap.add_argument("--adapter", default=None)
+    ap.add_argument("--vote", type=int, default=None, help="N (default: 4 on cpu, 8 on gpu)")
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--batch-size", type=int, default=64, help="rows decoded together (vote: questions x N)")
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--devsuite", type=Path, default=None,
+                    help="devsuite folder (default: shared/data/devsuite in or beside the checkout)")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    n = args.vote or (4 if args.mode == "cpu" else 8)
+    vote = VoteSettings(n, args.temperature, args.top_p)
+    dev = pick_device(args.device or ("cpu" if args.mode == "cpu" else None))
+    if args.devsuite is None:
+        here = [HERE.parent / "shared" / "data" / "devsuite", HERE.parent.parent.parent / "shared" / "data" / "devsuite"]
+        args.devsuite = next((p for p in here if p.is_dir()), here[0])
+    if args.mode == "gpu" and not args.devsuite.is_dir():
+        raise SystemExit(f"devsuite not found at {args.devsuite}; pass --devsuite")
+    dbs = databases(args.mode, args.devsuite)
+    t = time.perf_counter()
+    model, tok, builder0 = load_for_inference(args.model, args.adapter, dev, db=dbs[0][1])
+    load_s = time.perf_counter() - t
+    results = {}
+    for name, db, items in dbs:
+        builder = PromptBuilder(schema_text(db), builder0.style, fewshot=builder0.fewshot)
+        g = arm(model, tok, builder, items, db, None, args, dev)
+        print(f"{name}: greedy {g['summary']['exact']:.3f} exact in {g['seconds']:.1f} s", flush=True)
+        v = arm(model, tok, builder, items, db, vote, args, dev)
+        results[name] = {"n": len(items), "greedy": g, "vote": v}
+        print(f"{name}: greedy {g['summary']['exact']:.3f} in {g['seconds']:.1f} s, vote {n} "
+              f"{v['summary']['exact']:.3f} in {v['seconds']:.1f} s", flush=True)
+    pooled = {arm_: {m: sum(r[arm_]["summary"][m] * r["n"] for r in results.values()) / sum(r["n"] for r in results.values())
+                     for m in ("exact", "fuzzy", "execution_rate")} for arm_ in ("greedy", "vote")}
+    for arm_ in ("greedy", "vote"):
+        pooled[arm_]["seconds"] = round(sum(r[arm_]["seconds"] for r in results.values()), 2)
+    mean = {arm_: sum(r[arm_]["summary"]["exact"] for r in results.values()) / len(results) for arm_ in ("greedy", "vote")}
+    best = sum(r["vote"]["vote"]["best_of_n"] * r["n"] for r in results.values()) / sum(r["n"] for r in results.values())
+    print(f"\n| db | n | greedy exact | vote {n} exact | Δ | overruled | helped | hurt | best of {n} | greedy s | vote s | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, r in list(results.items()) + [("pooled", None)]:
+        if r is None:
+            ge, ve, gs, vs, nn = pooled["greedy"]["exact"], pooled["vote"]["exact"], pooled["greedy"]["seconds"], \
+                pooled["vote"]["seconds"], sum(x["n"] for x in results.values())
+            o = sum(x["vote"]["vote"]["overruled"] for x in results.values())
+            h = sum(x["vote"]["vote"]["helped"] for x in results.values())
+            hu = sum(x["vote"]["vote"]["hurt"] for x in results.values())
+            bo = best
+        else:
+            ge, ve, gs, vs, nn = r["greedy"]["summary"]["exact"], r["vote"]["summary"]["exact"], r["greedy"]["seconds"], \
+                r["vote"]["seconds"], r["n"]
+            vv = r["vote"]["vote"]
+            o, h, hu, bo = vv["overruled"], vv["helped"], vv["hurt"], vv["best_of_n"]
+        print(f"| {name} | {nn} | {ge:.1%} | {ve:.1%} | {100 * (ve - ge):+.1f} | {o} | {h} | {hu} | {bo:.1%} | "
+              f"{gs:.1f} | {vs:.1f} | {vs / gs if gs else 0:.2f}x |")
+    print(f"\nmean exact over {len(results)} DBs: greedy {mean['greedy']:.1%}, vote {n} {mean['vote']:.1%} "
+          f"({100 * (mean['vote'] - mean['greedy']):+.1f} points); model load {load_s:.1f} s")
+    out = {"mode": args.mode, "model": args.model, "adapter": args.adapter, "vote": n, "temperature": args.temperature,
+           "top_p": args.top_p, "batch_size": args.batch_size, "device": str(dev), "machine": platform.platform(),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_seconds": round(load_s, 1),
+           "pooled": pooled, "mean_exact": mean, "best_of_n": best, "databases": results}
+    path = args.out or HERE / "results" / f"vote_{args.mode}_{Path(args.model).name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1, default=str), encoding="utf-8")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,471 @@
+"""Stage: execution-guided decoding. Sample several SQL candidates, execute them, vote on the results.
+
+A vote of N is the greedy answer plus N-1 samples, all written in ONE `model.generate` call per
+group of questions: the schema prefix is run through the model once, each question's tokens are
+prefilled once, and the KV cache is then repeated to N rows (`DynamicCache.batch_repeat_interleave`).
+Row 0 of each question is greedy (a logits processor keeps only the argmax), so candidate 0 is the
+greedy answer and `overruled` compares the vote with it; the other rows sample at `temperature` /
+`top_p`. Every candidate keeps its mean token log-probability under the model's raw logits
+(before temperature and top-p). Rows stop at EOS or as soon as the statement is complete
+(`extract.is_complete`, the same rule the greedy decoder uses).
+
+`choose` executes every candidate read-only (`execute.execute`, each bounded by the timeout);
+candidates that fail or return no rows lose. The others are grouped by result the way `fuzzy`
+compares (`score.fuzzy_match` both ways: column order and names free, floats within 1e-4, rows as a
+multiset); the largest group wins, ties go to the higher mean log-probability, and the answer is the
+winning group's most likely candidate. With no non-empty result, an empty one wins, else greedy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+
+from .errors import SqltuneError
+from .extract import END_MARKERS, extract_sql, is_complete
+from .prompt import PromptBuilder, encode
+
+MAX_VOTE = 64
+PREVIEW_ROWS = 3
+
+
+@dataclass
+class VoteSettings:
+    """What `--vote` and recipe `eval.vote` / `eval.temperature` / `eval.top_p` set."""
+
+    n: int = 1
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self):
+        check_settings(self.n, self.temperature, self.top_p)
+
+
+def check_settings(n: int, temperature: float, top_p: float, where: str = "--") -> None:
+    """One clear line for a vote that makes no sense (`where`: "--" for options, "eval." for a recipe)."""
+    name = {"vote": f"{where}vote", "temperature": f"{where}temperature",
+            "top_p": f"{where}top-p" if where == "--" else f"{where}top_p"}
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise SqltuneError(f"{name['vote']} must be at least 1 (1 = greedy only), got {n}")
+    if n > MAX_VOTE:
+        raise SqltuneError(f"{name['vote']} {n} is above the cap of {MAX_VOTE} candidates per question")
+    if not temperature > 0:
+        raise SqltuneError(f"{name['temperature']} must be above 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise SqltuneError(f"{name['top_p']} must be in (0, 1], got {top_p}")
+
+
+@dataclass
+class Candidate:
+    sql: str | None
+    raw: str
+    mean_logprob: float
+    greedy: bool = False
+    tokens: int = 0
+
+
+@dataclass
+class VoteOutcome:
+    """The vote for one question: every candidate with its result hash and group votes."""
+
+    sql: str | None
+    chosen: int  # index into candidates
+    candidates: list[dict] = field(default_factory=list)  # sql, mean_logprob, greedy, result, votes, error, rows
+    groups: list[dict] = field(default_factory=list)  # result, votes, members, best_logprob, preview
+    overruled: bool = False  # the chosen result differs from the greedy candidate's
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- sampling
+def _processor(n: int, temperature: float, top_p: float):
+    """Records each row's log-probability of its previous token; keeps row 0 of every n greedy."""
+    import torch
+    from transformers import LogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
+
+    class _VoteProcessor(LogitsProcessor):
+        def __init__(self):
+            self.steps: list = []  # per step: [rows] log-probability of the token chosen at that step
+            self.prev = None
+            self.warpers = [TemperatureLogitsWarper(temperature)] + ([TopPLogitsWarper(top_p)] if top_p < 1 else [])
+
+        def _take(self, tokens):
+            if self.prev is not None:
+                self.steps.append(self.prev.gather(1, tokens[:, None]).squeeze(1).float().cpu())
+
+        def __call__(self, input_ids, scores):
+            self._take(input_ids[:, -1])
+            self.prev = torch.log_softmax(scores.float(), dim=-1)
+            greedy = torch.zeros(scores.shape[0], dtype=torch.bool, device=scores.device)
+            greedy[::n] = True
+            warped = scores
+            for w in self.warpers:
+                warped = w(input_ids, warped)
+            only_best = torch.full_like(scores, float("-inf"))
+            only_best.scatter_(1, scores.argmax(-1, keepdim=True), 0.0)
+            return torch.where(greedy[:, None], only_best, warped)
+
+        def finish(self, last_tokens):
+            self._take(last_tokens)
+            return torch.stack(self.steps, 1) if self.steps else torch.zeros((len(last_tokens), 0))
+
+    return _VoteProcessor()
+
+
+def _stop_criteria(tokenizer, start: int, eos: set[int]):
+    """Per-row stop once the row's statement is complete (asks `is_complete` only where a token could end one)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class _StatementStop(StoppingCriteria):
+        FOLLOW = 8  # tokens after a newline or '<' during which prose / an end marker may still appear
+
+        def __init__(self):
+            self.pieces: dict[int, str] = {}
+            self.since: list[int] | None = None
+
+        def __call__(self, input_ids, scores, **kwargs):
+            rows = input_ids.shape[0]
+            if self.since is None:
+                self.since = [0] * rows
+            done = []
+            for r, tok_id in enumerate(input_ids[:, -1].tolist()):
+                if tok_id in eos:
+                    done.append(True)
+                    continue
+                piece = self.pieces.get(tok_id)
+                if piece is None:
+                    piece = self.pieces[tok_id] = tokenizer.decode([tok_id], skip_special_tokens=False)
+                if "\n" in piece or "<" in piece:
+                    self.since[r] = 0
+                else:
+                    self.since[r] += 1
+                ask = ";" in piece or "`" in piece or self.since[r] <= self.FOLLOW
+                done.append(ask and is_complete(tokenizer.decode(_until_eos(input_ids[r, start:].tolist(), eos),
+                                                                 skip_special_tokens=False)))
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return _StatementStop()
+
+
+def _until_eos(tokens: list[int], eos: set[int]) -> list[int]:
+    for i, t in enumerate(tokens):
+        if t in eos:
+            return tokens[:i]
+    return tokens
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    for src in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        if isinstance(src, int):
+            ids.add(src)
+        elif isinstance(src, (list, tuple)):
+            ids.update(int(x) for x in src)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[m] for m in END_MARKERS if m in vocab)
+    return ids
+
+
+def _cache_name(model) -> str:
+    """The KV cache argument: `cache` (transformers >= 5.2x), else `past_key_values` (the 5.17 GPU image).
+
+    A wrong name is swallowed by `**kwargs` and the model runs without its cache, so read the signature.
+    """
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    except (TypeError, ValueError):  # pragma: no cover - exotic wrappers
+        return "past_key_values"
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    """Tokens every sequence shares at its start, leaving at least one token per sequence."""
+    n = min(len(s) for s in seqs) - 1
+    for s in seqs[1:]:
+        i = 0
+        while i < n and s[i] == seqs[0][i]:
+            i += 1
+        n = i
+    return max(n, 0)
+
+
+def sample_sql(
+    model,
+    tokenizer,
+    builder: PromptBuilder,
+    questions: list[str],
+    n: int,
+    *,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    max_new_tokens: int = 256,
+    batch_size: int = 16,
+    seed: int = 0,
+    progress: bool = False,
+    examples: list[list[dict]] | None = None,
+    autocast: bool = False,
+    stats: dict | None = None,
+) -> list[list[Candidate]]:
+    """N candidates per question: candidate 0 greedy, then N-1 samples; one prefill per question.
+
+    `batch_size` counts generated rows: each `generate` call takes max(1, batch_size // n) questions.
+    The same `seed` gives the same candidates for the same inputs and batching.
+    `stats` (a dict) receives counts: prefix_forwards, prefill_forwards (one per generate call, all
+    its questions at once, before the rows are repeated N times) and generate_calls.
+    """
+    from contextlib import nullcontext
+
+    import torch
+    from transformers import DynamicCache
+
+    check_settings(n, temperature, top_p)
+    if examples is not None and len(examples) != len(questions):
+        raise ValueError(f"{len(questions)} questions but {len(examples)} example lists")
+    if not questions:
+        return []
+    st = stats if stats is not None else {}
+    for k in ("prefix_forwards", "prefill_forwards", "generate_calls"):
+        st.setdefault(k, 0)
+    device = next(model.parameters()).device
+    eos = _eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
+    prompts = [builder.prompt(tokenizer, q, None if examples is None else examples[i]) for i, q in enumerate(questions)]
+    ids = [encode(tokenizer, p) for p in prompts]
+    shared = _common_prefix(ids) if len(ids) > 1 else len(ids[0]) - 1
+    per_call = max(1, batch_size // n)
+    out: list[list[Candidate]] = [[] for _ in questions]
+    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if autocast else nullcontext()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), amp, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            prefix_cache = DynamicCache(config=model.config)
+            if shared:
+                model(input_ids=torch.tensor([ids[0][:shared]], device=device), use_cache=True, logits_to_keep=1,
+                      **{_cache_name(model): prefix_cache})
+                st["prefix_forwards"] += 1
+            order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+            bar = _bar(len(ids), progress)
+            for c, b0 in enumerate(range(0, len(order), per_call)):
+                chunk = order[b0: b0 + per_call]
+                cands = _sample_chunk(model, tokenizer, [ids[i] for i in chunk], shared, prefix_cache, n,
+                                      temperature, top_p, max_new_tokens, eos, pad_id, seed + c, device, st)
+                for i, cs in zip(chunk, cands):
+                    out[i] = cs
+                bar.update(len(chunk))
+            bar.close()
+    finally:
+        if was_training:
+            model.train()
+    return out
+
+
+def _bar(total: int, enabled: bool):
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="voting", unit="q", disable=not enabled, leave=False, file=sys.stderr)
+
+
+def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, top_p, max_new_tokens, eos, pad_id,
+                  seed, device, st) -> list[list[Candidate]]:
+    import copy
+
+    import torch
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    k = len(ids)
+    rows = [x[shared:] for x in ids]
+    S = max(len(r) for r in rows)
+    inp = torch.full((k, shared + S), pad_id, dtype=torch.long)
+    mask = torch.zeros((k, shared + S), dtype=torch.long)
+    for b, x in enumerate(ids):
+        inp[b, :shared] = torch.tensor(x[:shared])
+        inp[b, shared + S - len(rows[b]):] = torch.tensor(rows[b])
+        mask[b, :shared] = 1
+        mask[b, shared + S - len(rows[b]):] = 1
+    inp, mask = inp.to(device), mask.to(device)
+    # The question's prefill, once per question (all but its last token, which `generate` feeds itself).
+    cache = copy.deepcopy(prefix_cache)
+    if shared:
+        cache.batch_repeat_interleave(k)
+    if S > 1:
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        model(input_ids=inp[:, shared:-1], attention_mask=mask[:, :-1], position_ids=pos[:, shared:-1],
+              use_cache=True, logits_to_keep=1, **{_cache_name(model): cache})
+        st["prefill_forwards"] += 1
+    cache.batch_repeat_interleave(n)
+    proc = _processor(n, temperature, top_p)
+    torch.manual_seed(seed)
+    start = inp.shape[1]
+    seqs = model.generate(
+        input_ids=inp.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0), **{_cache_name(model): cache},
+        do_sample=True, temperature=1.0, top_p=1.0, top_k=0, min_p=None, repetition_penalty=1.0,
+        max_new_tokens=max_new_tokens, eos_token_id=sorted(eos), pad_token_id=pad_id,
+        logits_processor=LogitsProcessorList([proc]),
+        stopping_criteria=StoppingCriteriaList([_stop_criteria(tokenizer, start, eos)]),
+    )
+    st["generate_calls"] += 1
+    new = seqs[:, start:]
+    logp = proc.finish(new[:, -1]) if new.shape[1] else None
+    out: list[list[Candidate]] = []
+    for b in range(k):
+        cs = []
+        for j in range(n):
+            r = b * n + j
+            toks = new[r].tolist()
+            kept = _until_eos(toks, eos | {pad_id})
+            # log-probabilities of the kept tokens plus the EOS that ended the row, if it did
+            m = min(len(kept) + (len(kept) < len(toks)), logp.shape[1] if logp is not None else 0)
+            mean = float(logp[r, :m].mean()) if m else 0.0
+            raw = tokenizer.decode(kept, skip_special_tokens=False)
+            cs.append(Candidate(sql=extract_sql(raw), raw=raw, mean_logprob=round(mean, 6), greedy=j == 0,
+                                tokens=len(kept)))
+        out.append(cs)
+    return out
+
+
+# ---------------------------------------------------------------- voting
+def _result_hash(rows: list) -> str:
+    """A short id for a result (of the group's first member; equal results within tolerance share a group)."""
+    from .score import _sort_key
+
+    canon = sorted(repr(sorted(map(_sort_key, r))) for r in rows)
+    return hashlib.sha1("\n".join(canon).encode()).hexdigest()[:12]
+
+
+def same_result(a: list, b: list) -> bool:
+    """Equal as `fuzzy` compares, both ways: column order and names free, floats within tolerance."""
+    from .score import fuzzy_match
+
+    return fuzzy_match(a, b, ordered=False) and fuzzy_match(b, a, ordered=False)
+
+
+def choose(db, candidates: list[Candidate], *, timeout: float = 5.0, max_rows: int | None = None) -> VoteOutcome:
+    """Execute every candidate read-only and pick the answer by majority of results (see module doc)."""
+    import sqlite3
+
+    from .execute import DEFAULT_MAX_ROWS, connect_readonly, execute
+
+    if not candidates:
+        raise ValueError("no candidates to vote on")
+    con = db if isinstance(db, sqlite3.Connection) else connect_readonly(db)
+    results: dict[str, object] = {}
+    try:
+        for c in candidates:
+            if c.sql and c.sql not in results:
+                results[c.sql] = execute(con, c.sql, timeout=timeout, max_rows=max_rows or DEFAULT_MAX_ROWS)
+    finally:
+        if con is not db:
+            con.close()
+    groups: list[dict] = []
+    member_of: list[int | None] = []
+    for i, c in enumerate(candidates):
+        res = results.get(c.sql) if c.sql else None
+        if res is None or not res.ok or not res.rows:
+            member_of.append(None)
+            continue
+        for gi, g in enumerate(groups):
+            if same_result(g["_rows"], res.rows):
+                g["members"].append(i)
+                member_of.append(gi)
+                break
+        else:
+            groups.append({"_rows": res.rows, "result": _result_hash(res.rows), "members": [i],
+                           "preview": [list(r) for r in res.rows[:PREVIEW_ROWS]], "columns": res.columns})
+            member_of.append(len(groups) - 1)
+    for g in groups:
+        g["votes"] = len(g["members"])
+        g["best_logprob"] = max(candidates[i].mean_logprob for i in g["members"])
+    by_logprob = lambda i: candidates[i].mean_logprob  # noqa: E731
+    if groups:
+        win = max(range(len(groups)), key=lambda gi: (groups[gi]["votes"], groups[gi]["best_logprob"]))
+        chosen = max(groups[win]["members"], key=by_logprob)
+    else:
+        ran_empty = [i for i, c in enumerate(candidates) if c.sql and results[c.sql].ok]
+        chosen = max(ran_empty, key=by_logprob) if ran_empty else 0
+    greedy = next((i for i, c in enumerate(candidates) if c.greedy), 0)
+    overruled = member_of[chosen] != member_of[greedy] or (member_of[chosen] is None and
+                                                          candidates[chosen].sql != candidates[greedy].sql)
+    rows = []
+    for i, c in enumerate(candidates):
+        res = results.get(c.sql) if c.sql else None
+        gi = member_of[i]
+        rows.append({"sql": c.sql, "mean_logprob": c.mean_logprob, "greedy": c.greedy,
+                     "result": groups[gi]["result"] if gi is not None else None,
+                     "votes": groups[gi]["votes"] if gi is not None else 0,
+                     "rows": len(res.rows) if res is not None and res.ok else None,
+                     "error": (res.error if res is not None else "no SQL")})
+    for g in groups:
+        del g["_rows"]
+    groups.sort(key=lambda g: (-g["votes"], -g["best_logprob"]))
+    return VoteOutcome(sql=candidates[chosen].sql, chosen=chosen, candidates=rows, groups=groups, overruled=overruled)
+
+
+# ---------------------------------------------------------------- predictions (the evaluator's hook)
+def predict_rows(model, tokenizer, builder: PromptBuilder, items: list[dict], db, vote: VoteSettings, *,
+                 examples: list[list[dict]] | None = None, batch_size: int = 16, max_new_tokens: int = 256,
+                 timeout: float = 5.0, progress: bool = True, autocast: bool = False) -> list[dict]:
+    """`predict_items`'s rows for a vote: {id, question, sql, raw, seconds, ..., greedy_sql, overruled, vote}."""
+    t = time.perf_counter()
+    cands = sample_sql(model, tokenizer, builder, [it["question"] for it in items], vote.n,
+                       temperature=vote.temperature, top_p=vote.top_p, max_new_tokens=max_new_tokens,
+                       batch_size=batch_size, seed=vote.seed, progress=progress, examples=examples, autocast=autocast)
+    per_q = (time.perf_counter() - t) / max(1, len(items))
+    from .execute import connect_readonly
+
+    con = connect_readonly(db)
+    rows = []
+    try:
+        for i, (it, cs) in enumerate(zip(items, cands)):
+            v = choose(con, cs, timeout=timeout)
+            chosen = cs[v.chosen]
+            rows.append({"id": str(it.get("id", i)), "question": it["question"], "sql": v.sql, "raw": chosen.raw,
+                         "seconds": round(per_q, 4), "retries": 0, "retry_changed": False,
+                         "error": v.candidates[v.chosen]["error"], "greedy_sql": cs[0].sql,
+                         "overruled": v.overruled, "vote": {"chosen": v.chosen, "candidates": v.candidates,
+                                                            "groups": v.groups}})
+    finally:
+        con.close()
+    return rows
+
+
+def vote_summary(db, items: list[dict], rows: list[dict], report: dict, *, timeout: float = 5.0) -> dict:
+    """Greedy vs voted for a scored vote: {greedy, voted, overruled, helped, hurt, best_of_n, ...}.
+
+    `greedy` scores candidate 0 (the greedy answer) like the vote; `best_of_n` is the share of
+    questions where some candidate is exact (what a perfect chooser would reach).
+    """
+    from .execute import connect_readonly, execute
+    from .score import compare, score_pairs
+
+    greedy = score_pairs(db, items, [r.get("greedy_sql") for r in rows], timeout=timeout)
+    con = connect_readonly(db)
+    any_exact = 0
+    try:
+        for it, r in zip(items, rows):
+            gold = execute(con, it["sql"], timeout=timeout)
+            sqls = {c["sql"] for c in r["vote"]["candidates"] if c["sql"] and c["rows"] is not None}
+            any_exact += any(compare(gold, execute(con, s, timeout=timeout), it["sql"])["exact"] for s in sqls)
+    finally:
+        con.close()
+    voted = report["examples"]
+    over = [i for i, r in enumerate(rows) if r.get("overruled")]
+    n = len(rows)
+    return {
+        "n": len(rows[0]["vote"]["candidates"]) if rows else 0,
+        "greedy": greedy["summary"],
+        "voted": report["summary"],
+        "overruled": len(over),
+        "helped": sum(1 for i in over if voted[i]["exact"] and not greedy["examples"][i]["exact"]),
+        "hurt": sum(1 for i in over if greedy["examples"][i]["exact"] and not voted[i]["exact"]),
+        "best_of_n": any_exact / n if n else 0.0,
+        "greedy_examples": [{"id": e["id"], "exact": e["exact"], "fuzzy": e["fuzzy"]} for e in greedy["examples"]],
+    }

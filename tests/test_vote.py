@@ -1,0 +1,214 @@
+"""Execution-guided decoding: sampling with one prefill per question, and the vote over executed results."""
+
+import time
+
+import pytest
+
+from sqltune.cli import main
+from sqltune.errors import SqltuneError
+from sqltune.generate import generate_sql
+from sqltune.prompt import PromptBuilder
+from sqltune.vote import Candidate, VoteSettings, choose, sample_sql
+
+SCHEMA = "CREATE TABLE books (id INTEGER PRIMARY KEY, title TEXT, year INTEGER, price REAL);"
+QUESTIONS = ["How many books?", "List every title published after 1900, newest first, with the price",
+             "Cheapest book?", "What is the average price per year?", "Titles"]
+HANG = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r"
+
+
+def cand(sql, lp=-1.0, greedy=False):
+    return Candidate(sql=sql, raw=sql or "", mean_logprob=lp, greedy=greedy)
+
+
+# ---------------------------------------------------------------- choose
+def test_majority_result_wins_over_the_greedy_answer(tiny_db):
+    cs = [cand("SELECT count(*) FROM books WHERE year > 1900", -0.1, greedy=True),
+          cand("SELECT count(*) FROM books", -0.9),
+          cand("SELECT COUNT(id) FROM books", -0.8),
+          cand("SELECT count(1) FROM books", -0.95),
+          cand("SELECT count(*) FROM books WHERE year > 1900", -0.5)]
+    v = choose(tiny_db, cs)
+    assert v.sql == "SELECT COUNT(id) FROM books"  # the group of 3 (6 books counted); its likeliest member
+    assert v.chosen == 2 and v.overruled
+    assert [g["votes"] for g in v.groups] == [3, 2]
+    assert v.candidates[1]["result"] == v.candidates[2]["result"] == v.candidates[3]["result"]
+    assert v.candidates[0]["result"] == v.candidates[4]["result"] != v.candidates[1]["result"]
+
+
+def test_groups_compare_like_fuzzy_column_order_names_and_float_tolerance(tiny_db):
+    cs = [cand("SELECT title, price FROM books WHERE price IS NOT NULL", -2.0, greedy=True),
+          cand("SELECT price AS p, title AS t FROM books WHERE price > 0", -1.5),
+          cand("SELECT title, price * (1 + 1e-7) FROM books WHERE price IS NOT NULL", -1.9),
+          cand("SELECT title FROM books", -0.1)]
+    v = choose(tiny_db, cs)
+    assert v.groups[0]["votes"] == 3 and v.chosen == 1 and not v.overruled
+
+
+def test_tie_goes_to_the_higher_mean_logprob(tiny_db):
+    cs = [cand("SELECT name FROM authors WHERE country = 'UK'", -1.2, greedy=True),
+          cand("SELECT name FROM authors WHERE country = 'AR'", -0.4)]
+    assert choose(tiny_db, cs).chosen == 1
+    cs[0].mean_logprob = -0.3
+    assert choose(tiny_db, cs).chosen == 0
+
+
+def test_failing_and_empty_candidates_lose(tiny_db):
+    cs = [cand("SELECT nope FROM books", -0.1, greedy=True), cand("SELECT nope FROM books", -0.1),
+          cand("SELECT title FROM books WHERE year > 3000", -0.2), cand("SELECT title FROM books WHERE year > 3000", -0.2),
+          cand(None, -0.05), cand("DELETE FROM books", -0.01),
+          cand("SELECT title FROM books WHERE year < 1850", -3.0)]
+    v = choose(tiny_db, cs)
+    assert v.sql == "SELECT title FROM books WHERE year < 1850" and v.overruled
+    assert [c["votes"] for c in v.candidates] == [0, 0, 0, 0, 0, 0, 1]
+    assert v.candidates[0]["error"] and v.candidates[2]["rows"] == 0
+
+
+def test_without_any_non_empty_result_an_empty_one_wins_else_greedy(tiny_db):
+    empty = "SELECT title FROM books WHERE year > 3000"
+    assert choose(tiny_db, [cand("SELECT nope", -0.1, greedy=True), cand(empty, -2.0)]).sql == empty
+    assert choose(tiny_db, [cand("SELECT nope", -5.0, greedy=True), cand("SELECT bad", -0.1)]).chosen == 0
+
+
+def test_a_hanging_candidate_is_cut_by_the_timeout_and_loses(tiny_db):
+    cs = [cand(HANG, -0.01, greedy=True), cand(HANG, -0.01), cand("SELECT 1", -3.0)]
+    t = time.monotonic()
+    v = choose(tiny_db, cs, timeout=0.3)
+    assert time.monotonic() - t < 2.0  # two hangs, each cut at 0.3 s (executed once: same SQL)
+    assert v.sql == "SELECT 1" and "timeout" in v.candidates[0]["error"]
+
+
+# ---------------------------------------------------------------- sampling
+@pytest.fixture(scope="module")
+def chaotic(tiny_model_dir):
+    """The tiny model with large random weights, so that its output depends on the prompt."""
+    import torch
+
+    from sqltune.model import load_model, pick_device
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model, tok, _ = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    yield model, tok
+    torch.set_num_threads(threads)
+
+
+def test_candidate_zero_is_the_greedy_answer_and_samples_differ(chaotic):
+    model, tok = chaotic
+    b = PromptBuilder(SCHEMA)
+    greedy = generate_sql(model, tok, b, QUESTIONS, batch_size=5, max_new_tokens=10, progress=False)
+    cands = sample_sql(model, tok, b, QUESTIONS, 4, max_new_tokens=10, batch_size=8)
+    assert [len(c) for c in cands] == [4] * len(QUESTIONS)
+    assert [c[0].raw for c in cands] == [g.raw for g in greedy]
+    assert all(c[0].greedy and not any(x.greedy for x in c[1:]) for c in cands)
+    assert len({x.raw for c in cands for x in c[1:]}) > len(QUESTIONS)  # samples are not copies of greedy
+
+
+def test_one_prefix_forward_and_one_prefill_per_group_of_questions(chaotic):
+    model, tok = chaotic
+    calls = []
+    hook = model.register_forward_pre_hook(lambda m, args, kw: calls.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        stats = {}
+        sample_sql(model, tok, PromptBuilder(SCHEMA), QUESTIONS, 4, max_new_tokens=6, batch_size=8, stats=stats)
+    finally:
+        hook.remove()
+    groups = -(-len(QUESTIONS) // 2)  # 8 rows per call / 4 candidates = 2 questions per call
+    assert stats == {"prefix_forwards": 1, "prefill_forwards": groups, "generate_calls": groups}
+    multi = [s for s in calls if s[1] > 1]
+    assert multi[0][0] == 1  # the schema prefix: one row
+    assert [s[0] for s in multi[1:]] == [2, 2, 1]  # question prefills: one row per question, not per candidate
+    assert all(s[1] == 1 for s in calls if s[0] > 2)  # the 4-row passes only ever feed one token per row
+
+
+def test_mean_logprob_is_the_models_own_probability_of_the_tokens(chaotic):
+    import torch
+
+    model, tok = chaotic
+    b = PromptBuilder(SCHEMA)
+    c = sample_sql(model, tok, b, QUESTIONS[:1], 3, max_new_tokens=8, batch_size=3, seed=3)[0][2]
+    from sqltune.prompt import encode
+
+    prompt = encode(tok, b.prompt(tok, QUESTIONS[0]))
+    gen = encode(tok, c.raw)
+    assert len(gen) == c.tokens
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + gen])).logits[0, len(prompt) - 1: -1]
+    want = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(gen)[:, None]).mean().item()
+    assert c.mean_logprob == pytest.approx(want, abs=1e-3)
+
+
+def test_same_seed_same_candidates_other_seed_others(chaotic):
+    model, tok = chaotic
+    b = PromptBuilder(SCHEMA)
+    run = lambda seed: [[x.raw for x in c] for c in sample_sql(model, tok, b, QUESTIONS[:3], 4, max_new_tokens=8,  # noqa: E731
+                                                               batch_size=8, seed=seed)]
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+
+
+def test_predict_and_evaluate_items_with_a_vote(chaotic, tiny_db):
+    from sqltune.evaluate import evaluate_items
+
+    model, tok = chaotic
+    items = [{"id": str(i), "question": q, "sql": "SELECT count(*) FROM books"} for i, q in enumerate(QUESTIONS[:3])]
+    rep = evaluate_items(model, tok, PromptBuilder(SCHEMA), items, tiny_db, max_new_tokens=6, progress=False,
+                         vote=VoteSettings(3))
+    row = rep["predictions"][0]
+    assert len(row["vote"]["candidates"]) == 3 and "greedy_sql" in row and "overruled" in row
+    v = rep["vote"]
+    assert v["n"] == 3 and v["greedy"]["n"] == 3 and v["overruled"] >= v["helped"] + v["hurt"]
+    with pytest.raises(SqltuneError, match="do not combine"):
+        evaluate_items(model, tok, PromptBuilder(SCHEMA), items, tiny_db, retries=1, vote=VoteSettings(3))
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("args,msg", [
+    (["--vote", "0"], "--vote must be at least 1"),
+    (["--vote", "65"], "above the cap of 64"),
+    (["--vote", "4", "--temperature", "-0.5"], "--temperature must be above 0"),
+    (["--vote", "4", "--top-p", "1.5"], "--top-p must be in (0, 1]"),
+    (["--vote", "4", "--retries", "1"], "do not combine"),
+])
+@pytest.mark.parametrize("command", [["ask", "How many planets?"], ["eval", "--data", "exoplanets:test"],
+                                     ["predict", "--data", "exoplanets:test", "--out", "x.jsonl"]])
+def test_cli_refuses_a_bad_vote_in_one_line(capsys, command, args, msg):
+    code = main(command + args)
+    out, err = capsys.readouterr()
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_recipe_refuses_a_bad_vote():
+    from sqltune.recipe import load_recipe
+
+    assert load_recipe("default", {"eval.vote": "4"}).eval.vote == 4
+    with pytest.raises(SqltuneError, match="eval.vote must be at least 1"):
+        load_recipe("default", {"eval.vote": "0"})
+    with pytest.raises(SqltuneError, match="eval.temperature must be above 0"):
+        load_recipe("default", {"eval.vote": "4", "eval.temperature": "-1"})
+
+
+def test_run_evaluations_vote_only_when_the_recipe_says_so():
+    from sqltune.run import _vote_settings
+
+    assert _vote_settings({}) is None and _vote_settings({"vote": 1}) is None
+    v = _vote_settings({"vote": 8, "temperature": 0.7, "top_p": 0.9})
+    assert (v.n, v.temperature, v.top_p) == (8, 0.7, 0.9)
+    with pytest.raises(SqltuneError, match="--temperature must be above 0"):
+        _vote_settings({"vote": 4, "temperature": 0})
+
+
+def test_report_shows_greedy_vs_voted_only_for_runs_that_voted():
+    from sqltune.report import vote_lines
+
+    plain = {"base": {"test": {"summary": {"exact": 0.2}}}}
+    assert vote_lines(plain) == []
+    voted = {"tuned": {"test": {"summary": {"exact": 0.5}, "vote": {
+        "n": 4, "greedy": {"exact": 0.4}, "voted": {"exact": 0.5}, "overruled": 7, "helped": 6, "hurt": 1,
+        "best_of_n": 0.6}}}}
+    lines = vote_lines(voted)
+    assert lines[0].startswith("## Voting") and "| tuned | test | 4 | 40.0% | 50.0% | 7 | 6 | 1 | 60.0% |" in lines
