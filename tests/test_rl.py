@@ -111,7 +111,7 @@ def test_grpo_smoke_on_the_tiny_model(tiny_model_dir, tiny_db, tmp_path):
     tc = TrainConfig(model=str(tiny_model_dir), method="lora", rank=4, alpha=8, dropout=0.0, lr=1e-2, max_steps=1,
                      batch_size=2, device="cpu", eval_max_new_tokens=8, seed=0)
     sft = train(tc, ITEMS, ITEMS, tiny_db, tmp_path / "sft", progress=False)
-    rl = RLConfig(steps=2, num_generations=2, prompts_per_step=2, micro_batch=2, max_completion_length=8,
+    rl = RLConfig(steps=2, num_generations=2, prompts_per_step=2, micro_batch=4, max_completion_length=8,
                   eval_every=1, lr=1e-3, beta=0.1, timeout=1.0, workers=1)
     before = sha(tiny_db)
     result = train_grpo(rl, ITEMS, ITEMS, tiny_db, tmp_path / "rl", init_adapter=sft.out_dir, train_config=tc,
@@ -128,7 +128,7 @@ def test_grpo_smoke_on_the_tiny_model(tiny_model_dir, tiny_db, tmp_path):
     steps = [x for x in lines if "reward" in x]
     evals = [x for x in lines if "exact" in x]
     assert [x["step"] for x in steps] == [1, 2]
-    assert all(x["kl"] is not None and x["any_correct"] is not None and x["no_sql"] is not None for x in steps)
+    assert all(x["kl"] is not None and x["any_correct"] is not None and x["frac_no_sql"] is not None for x in steps)
     assert [x["step"] for x in evals] == [0, 1, 2]  # the start model is a candidate
     with pytest.raises(SqltuneError, match="already exists"):
         train_grpo(rl, ITEMS, ITEMS, tiny_db, out, init_adapter=sft.out_dir, train_config=tc, progress=False)

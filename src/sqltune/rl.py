@@ -14,7 +14,9 @@ statement, timeout, row cap) and scorer, and rewards it by its result:
 Column names never matter (results compare by value). The weights live in the recipe's `rl:` section.
 Rewards are computed in a pool of worker processes, each caching the gold results it has run, and
 a batch that overruns its time budget has its pool killed and its unfinished queries counted as
-timeouts: a slow query cannot stall the trainer.
+timeouts: a slow query cannot stall the trainer. The workers are spawned (not forked from a process
+holding torch threads or CUDA), so a script that calls `train_grpo` needs the usual
+`if __name__ == "__main__":` guard.
 
 The prompts come from the ONE prompt builder (`PromptBuilder.prompt`, the text inference sees, the
 same template the SFT checkpoint was trained with: checked against its fingerprint). LoRA/DoRA: the
@@ -67,6 +69,7 @@ class RLConfig:
     timeout: float = 2.0  # seconds per query (gold and sampled)
     max_rows: int = 10_000
     workers: int = 2  # reward processes
+    gradient_checkpointing: bool = False  # trl's default is on: less memory, ~30 % slower steps
     seed: int = 42
 
     def validate(self) -> "RLConfig":
@@ -402,6 +405,7 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
         max_grad_norm=tc.max_grad_norm, seed=rl.seed, data_seed=rl.seed, logging_steps=1, save_strategy="no",
         report_to="none", remove_unused_columns=False, use_cpu=dev.device == "cpu", bf16=cuda,
         disable_tqdm=not progress, dataloader_num_workers=0, log_completions=False,
+        gradient_checkpointing=rl.gradient_checkpointing,
     )
     work.mkdir(parents=True, exist_ok=True)
     candidates = work / "candidates"
@@ -470,7 +474,9 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
                     "grad_norm": logs.get("grad_norm"), "entropy": logs.get("entropy"),
                     "completion_length": logs.get("completions/mean_length"),
                     "elapsed": round(time.monotonic() - t_start, 2)}
-            line.update({k.removeprefix("rl/"): v for k, v in logs.items() if k.startswith("rl/")})
+            # reward components: fractions of completions per outcome, and of groups with a correct sample
+            line.update({("any_correct" if k == "rl/any_correct" else "frac_" + k.removeprefix("rl/")): v
+                         for k, v in logs.items() if k.startswith("rl/")})
             log_line(line)
 
         def on_step_end(self, args, state, control, model=None, **kw):
