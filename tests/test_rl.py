@@ -100,14 +100,27 @@ def test_bad_rl_config_is_one_clear_error():
 # ---------------------------------------------------------------- a CPU smoke run on the tiny model
 ITEMS = [
     {"id": "a", "question": "How many authors are there?", "sql": "SELECT COUNT(*) FROM authors;"},
-    {"id": "b", "question": "List all book titles.", "sql": "SELECT title FROM books;"},
     {"id": "c", "question": "Which authors are from the UK?", "sql": "SELECT name FROM authors WHERE country = 'UK';"},
-    {"id": "d", "question": "What is the total number of copies sold?", "sql": "SELECT SUM(copies) FROM sales;"},
 ]
 
 
+@pytest.fixture
+def one_table_db(tmp_path):
+    """A one-table DB: a short prompt keeps trl's CPU log-prob pass (vocabulary x every token) quick."""
+    import sqlite3
+
+    path = tmp_path / "one.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript("CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT, country TEXT);"
+                      "INSERT INTO authors VALUES (1,'Ada','UK'),(2,'Borges','AR'),(3,'Dickens','UK');")
+    con.commit()
+    con.close()
+    return path
+
+
 @pytest.mark.usefixtures("one_thread")
-def test_grpo_smoke_on_the_tiny_model(tiny_model_dir, tiny_db, tmp_path):
+def test_grpo_smoke_on_the_tiny_model(tiny_model_dir, one_table_db, tmp_path):
+    tiny_db = one_table_db
     tc = TrainConfig(model=str(tiny_model_dir), method="lora", rank=4, alpha=8, dropout=0.0, lr=1e-2, max_steps=1,
                      batch_size=2, device="cpu", eval_max_new_tokens=8, seed=0)
     sft = train(tc, ITEMS, ITEMS, tiny_db, tmp_path / "sft", progress=False)
