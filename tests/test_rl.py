@@ -1,5 +1,5 @@
-"""GRPO (issue 16): the execution reward on fixed (prediction, gold) pairs, and a CPU smoke run of
-`train_grpo` on the tiny model whose checkpoint loads through the normal loader."""
+"""GRPO (issue 16): the execution reward on fixed (prediction, gold) pairs, and `sqltune run` with the rl
+stage: a CPU smoke run of `train_grpo` on the tiny model whose checkpoint loads through the normal loader."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from sqltune.checkpoint import load_trained, read_info
 from sqltune.errors import DatasetError, SqltuneError
 from sqltune.rl import ExecutionReward, RLConfig, components, prompt_texts, train_grpo
-from sqltune.train import TrainConfig, train
+from sqltune.train import TrainConfig
 
 GOLD = [
     {"id": "uk", "question": "Name and country of the UK authors?",
@@ -118,35 +118,6 @@ def one_table_db(tmp_path):
     return path
 
 
-@pytest.mark.usefixtures("one_thread")
-def test_grpo_smoke_on_the_tiny_model(tiny_model_dir, one_table_db, tmp_path):
-    tiny_db = one_table_db
-    tc = TrainConfig(model=str(tiny_model_dir), method="lora", rank=4, alpha=8, dropout=0.0, lr=1e-2, max_steps=1,
-                     batch_size=2, device="cpu", eval_max_new_tokens=8, seed=0)
-    sft = train(tc, ITEMS, ITEMS, tiny_db, tmp_path / "sft", progress=False)
-    rl = RLConfig(steps=2, num_generations=2, prompts_per_step=2, micro_batch=4, max_completion_length=8,
-                  eval_every=1, lr=1e-3, beta=0.1, timeout=1.0, workers=1)
-    before = sha(tiny_db)
-    result = train_grpo(rl, ITEMS, ITEMS, tiny_db, tmp_path / "rl", init_adapter=sft.out_dir, train_config=tc,
-                        progress=False)
-    assert sha(tiny_db) == before
-    out = tmp_path / "rl"
-    info = read_info(out)
-    assert info["trained_with"] == "grpo" and info["base_model"] == str(tiny_model_dir)
-    assert info["prompt"]["sha256"] == read_info(sft.out_dir)["prompt"]["sha256"]  # the SFT prompt, unchanged
-    assert not (out / "ref").exists()  # trl's frozen reference adapter is not part of the checkpoint
-    loaded = load_trained(out, "cpu")  # the normal loader
-    assert loaded.info["chosen"]["step"] == result.chosen_step
-    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [x for x in lines if "reward" in x]
-    evals = [x for x in lines if "exact" in x]
-    assert [x["step"] for x in steps] == [1, 2]
-    assert all(x["kl"] is not None and x["any_correct"] is not None and x["frac_no_sql"] is not None for x in steps)
-    assert [x["step"] for x in evals] == [0, 1, 2]  # the start model is a candidate
-    with pytest.raises(SqltuneError, match="already exists"):
-        train_grpo(rl, ITEMS, ITEMS, tiny_db, out, init_adapter=sft.out_dir, train_config=tc, progress=False)
-
-
 def test_prompts_are_the_builders(tiny_model_dir, tiny_db):
     from sqltune.model import load_tokenizer
     from sqltune.prompt import PromptBuilder, encode
@@ -156,3 +127,56 @@ def test_prompts_are_the_builders(tiny_model_dir, tiny_db):
     b = PromptBuilder(schema_text(tiny_db), "chat")
     [text] = prompt_texts(b, tok, ["How many books?"])
     assert tok(text)["input_ids"] == encode(tok, b.prompt(tok, "How many books?"))  # as trl tokenises it
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_run_with_the_rl_stage(tiny_model_dir, one_table_db, tmp_path):
+    """`sqltune run` with `rl.enabled`: SFT, then a CPU smoke run of `train_grpo` on the tiny model (2 steps,
+    groups of 2) from the SFT adapter, then the `rl` evaluation; the checkpoint loads through the normal loader."""
+    from sqltune.dataset import write_jsonl
+    from sqltune.run import run
+
+    valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
+    test = [{"id": "x1", "question": "Which countries?", "sql": "SELECT DISTINCT country FROM authors"}]
+    files = {n: str(write_jsonl(tmp_path / f"{n}.jsonl", rows)) for n, rows in (("train", ITEMS), ("valid", valid),
+                                                                                   ("test", test))}
+    ov = {"model": str(tiny_model_dir), "device": "cpu", "dtype": "float32", "data": {"db": str(one_table_db), **files},
+          "train": {"method": "lora", "rank": 4, "alpha": 8, "dropout": 0.0, "lr": 1e-2, "max_steps": 1, "batch_size": 2,
+                    "top_layers": None, "seed": 0},
+          "eval": {"batch_size": 4, "max_new_tokens": 8},
+          "rl": {"enabled": True, "steps": 2, "eval_every": 1, "num_generations": 2, "prompts_per_step": 2,
+                 "max_completion_length": 8, "beta": 0.1, "lr": 1e-3, "workers": 1, "timeout": 1.0}}
+    before = sha(one_table_db)
+    out = tmp_path / "run"
+    metrics = run("default", out, overrides=ov)
+    assert sha(one_table_db) == before
+    assert set(metrics["rl"]) == {"valid", "test"}
+    assert json.loads((out / "rl_test_report.json").read_text())["summary"] == metrics["rl"]["test"]
+    assert "| tuned | rl |" in (out / "report.md").read_text()
+
+    ckpt = out / "adapter_rl"
+    loaded = load_trained(ckpt, "cpu")  # the normal loader
+    info = loaded.info
+    assert info["trained_with"] == "grpo" and info["base_model"] == str(tiny_model_dir)
+    assert info["init_checkpoint"] == str((out / "adapter").resolve())
+    assert info["prompt"]["sha256"] == read_info(out / "adapter")["prompt"]["sha256"]  # the SFT prompt, unchanged
+    assert not (ckpt / "ref").exists()  # trl's frozen reference adapter is not part of the checkpoint
+    lines = [json.loads(x) for x in (ckpt / "metrics.jsonl").read_text().splitlines()]
+    steps = [x for x in lines if "reward" in x]
+    evals = [x for x in lines if "exact" in x]
+    assert [x["step"] for x in steps] == [1, 2]
+    assert all(x["kl"] is not None and x["any_correct"] is not None and x["frac_no_sql"] is not None for x in steps)
+    assert [x["step"] for x in evals] == [0, 1, 2]  # the start model is a candidate...
+    assert evals[0]["exact"] == metrics["tuned"]["valid"]["exact"]  # ...scored once, by the run's tuned stage
+    assert info["chosen"]["step"] in (0, 1, 2)
+    with pytest.raises(SqltuneError, match="already exists"):
+        train_grpo(RLConfig(), ITEMS, valid, one_table_db, ckpt, init_adapter=out / "adapter",
+                   train_config=TrainConfig(model=str(tiny_model_dir)))
+
+
+def test_cli_init_needs_grpo(tmp_path, capsys):
+    from sqltune.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "o"), "--init", str(tmp_path), "--method", "lora"]) != 0
+    err = capsys.readouterr().err
+    assert "--method grpo" in err and "Traceback" not in err
