@@ -6,6 +6,7 @@ the paired bootstrap CI and McNemar p (SFT -> SFT+GRPO), the GRPO step chosen on
 (whole run, the SFT stage, the GRPO stage, the GRPO test evaluation) from the run's timings.json.
 
     PYTHONPATH=src python3 benchmarks/rl.py --dbs flight_2 --work /root/rl --out $OUT/rl
+    # on the GPU machine: cp -r /work/shared/data/devsuite .gpu/devsuite here first and carry .gpu/devsuite
     PYTHONPATH=src python3 benchmarks/rl.py --dbs exoplanets --work /root/rl --out $OUT/rl
     PYTHONPATH=src python3 benchmarks/rl.py --no-run --dbs all --work /root/rl --out $OUT/rl   # merged table
 
@@ -25,7 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-DEVSUITE = Path("/work/shared/data/devsuite")
+# the shared copy here; on the GPU machine a copy carried in the (git-ignored) .gpu folder
+DEVSUITE = next((p for p in (Path("/work/shared/data/devsuite"), Path(".gpu/devsuite")) if p.is_dir()),
+                Path(".gpu/devsuite"))
 
 
 def all_dbs(root: Path) -> list[str]:
@@ -107,6 +110,14 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=60.0, help="start no new DB after this many seconds")
     ap.add_argument("--no-run", action="store_true", help="only summarise finished runs")
     a = ap.parse_args()
+
+    import importlib.util
+
+    missing = [m for m in ("trl", "datasets", "pyarrow", "xxhash", "pandas", "dill", "multiprocess", "sqlglot")
+               if importlib.util.find_spec(m) is None]
+    if missing and not a.no_run:  # GRPOTrainer imports datasets, which needs all of these
+        sys.exit(f"error: missing on this machine: {', '.join(missing)} (scripts/gpu_wheels.sh carries trl, datasets, "
+                 "dill, multiprocess, sqlglot; add the others there)")
 
     from sqltune.recipe import parse_set
     from sqltune.run import run

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import os
 import shutil
 import sys
 import time
@@ -68,7 +69,7 @@ class RLConfig:
     reward_no_sql: float = -0.5  # nothing that looks like SQL
     timeout: float = 2.0  # seconds per query (gold and sampled)
     max_rows: int = 10_000
-    workers: int = 2  # reward processes
+    workers: int = 4  # reward processes (at most the machine's CPU count)
     gradient_checkpointing: bool = False  # trl's default is on: less memory, ~30 % slower steps
     seed: int = 42
 
@@ -169,6 +170,7 @@ class ExecutionReward:
         self.items = items
         self.cfg = (cfg or RLConfig()).validate()
         self.weights = self.cfg.weights()
+        self.n_workers = max(1, min(self.cfg.workers, os.cpu_count() or 1))
         self._pool = None
         self.killed = 0  # pools killed for overrunning their budget
 
@@ -176,7 +178,7 @@ class ExecutionReward:
     def _start(self):
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads / CUDA
-            self._pool = ctx.Pool(self.cfg.workers)
+            self._pool = ctx.Pool(self.n_workers)
         return self._pool
 
     def close(self) -> None:
@@ -205,7 +207,7 @@ class ExecutionReward:
         args = [(self.db, self.items[i]["sql"], sql, c.timeout, c.max_rows) for i, sql in tasks]
         pending = [pool.apply_async(_grade_star, (a,)) for a in args]
         # each query may take its timeout (twice: gold + prediction, the gold once per worker), plus start-up
-        budget = 2 * c.timeout * math.ceil(len(args) / c.workers) + 10.0
+        budget = 2 * c.timeout * math.ceil(len(args) / self.n_workers) + 10.0
         deadline = time.monotonic() + budget
         out: list = []
         for p in pending:
