@@ -55,7 +55,7 @@ class RLConfig:
     steps: int = 60  # optimiser steps
     num_generations: int = 8  # completions sampled per question (the group)
     prompts_per_step: int = 8  # questions per optimiser step
-    micro_batch: int = 32  # completions per forward/backward pass (at most, divides prompts_per_step * num_generations)
+    micro_batch: int = 16  # completions per forward/backward pass (at most; divides prompts_per_step * num_generations)
     lr: float = 1e-5
     beta: float = 0.02  # KL coefficient against the starting model (0: no reference, no KL)
     temperature: float = 1.0
