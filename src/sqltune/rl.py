@@ -357,8 +357,9 @@ def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out
     db = resolve_db(db)
     dev = pick_device(tc.device, tc.dtype)
     model, tok, peft_config, init_info, base_name, location = _load(tc, init_adapter, dev)
-    fewshot = list(((init_info or {}).get("prompt") or {}).get("fewshot") or [])
-    builder = PromptBuilder(schema_text(db, tc.notes), tc.prompt_style, fewshot=fewshot)
+    saved = (init_info or {}).get("prompt") or {}  # the start checkpoint's prompt: style and few-shot travel with it
+    builder = PromptBuilder(schema_text(db, tc.notes), saved.get("style") or tc.prompt_style,
+                            fewshot=list(saved.get("fewshot") or []))
     if init_info is not None:
         check_fingerprint(init_info["prompt"], builder, tok, where=f"checkpoint {init_adapter}")
     else:
