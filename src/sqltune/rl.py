@@ -172,6 +172,8 @@ class ExecutionReward:
         self.weights = self.cfg.weights()
         self.n_workers = max(1, min(self.cfg.workers, os.cpu_count() or 1))
         self._pool = None
+        self._task = _grade_star  # what a worker runs per completion (a module-level function)
+        self.margin = 10.0  # seconds a batch gets beyond its queries' timeouts (worker start-up, IPC)
         self.killed = 0  # pools killed for overrunning their budget
 
     # -- pool
@@ -205,9 +207,9 @@ class ExecutionReward:
         pool = self._start()
         c = self.cfg
         args = [(self.db, self.items[i]["sql"], sql, c.timeout, c.max_rows) for i, sql in tasks]
-        pending = [pool.apply_async(_grade_star, (a,)) for a in args]
+        pending = [pool.apply_async(self._task, (a,)) for a in args]
         # each query may take its timeout (twice: gold + prediction, the gold once per worker), plus start-up
-        budget = 2 * c.timeout * math.ceil(len(args) / self.n_workers) + 10.0
+        budget = 2 * c.timeout * math.ceil(len(args) / self.n_workers) + self.margin
         deadline = time.monotonic() + budget
         out: list = []
         for p in pending:
