@@ -52,16 +52,16 @@ class RLConfig:
     """The recipe's `rl:` section. Model, LoRA shape, prompt and eval settings come from the rest of the recipe."""
 
     enabled: bool = False  # `sqltune run`: run GRPO after the supervised stage
-    steps: int = 60  # optimiser steps
+    steps: int = 40  # optimiser steps
     num_generations: int = 8  # completions sampled per question (the group)
     prompts_per_step: int = 8  # questions per optimiser step
     micro_batch: int = 16  # completions per forward/backward pass (at most; divides prompts_per_step * num_generations)
-    lr: float = 1e-5
+    lr: float = 5e-5  # LoRA: the SFT recipes use 5e-4; GRPO steps are noisier
     beta: float = 0.02  # KL coefficient against the starting model (0: no reference, no KL)
     temperature: float = 1.0
     top_p: float = 1.0
     max_completion_length: int = 160  # tokens per sampled completion
-    eval_every: int = 20  # evaluate on valid every N steps (and at the end)
+    eval_every: int = 10  # evaluate on valid every N steps (and at the end)
     reward_exact: float = 1.0  # the gold result (any column names, any column order)
     reward_fuzzy: float = 0.5  # the gold columns plus extra ones
     reward_executes: float = 0.1  # executes, another result
