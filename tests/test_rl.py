@@ -10,7 +10,7 @@ import pytest
 
 from sqltune.checkpoint import load_trained, read_info
 from sqltune.errors import DatasetError, SqltuneError
-from sqltune.rl import ExecutionReward, RLConfig, _grade_star, components, prompt_texts, train_grpo
+from sqltune.rl import ExecutionReward, RLConfig, components, prompt_texts, train_grpo
 from sqltune.train import TrainConfig
 
 GOLD = [
@@ -37,6 +37,7 @@ CASES = [
     ("WITH x AS (SELECT 1) UPDATE books SET price = 0", 1, "error"),
     ("SELECT COUNT(*) FROM books; DELETE FROM books", 1, "exact"),  # only the first statement is ever run
     ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c", 1, "error"),  # hangs
+    ("SELECT replace(hex(zeroblob(2000000000)), '0', 'ab')", 1, "error"),  # one huge value: refused, not computed
 ]
 
 
@@ -72,21 +73,6 @@ def test_hanging_query_is_a_timeout_within_the_budget(reward):
     outcome = reward.grade(["WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"], [1])
     assert outcome == [("error", "timeout")]
     assert time.monotonic() - t < 20
-
-
-def _stuck(args):
-    """A worker stuck outside SQLite (where the executor's own timeout cannot reach it)."""
-    import time
-
-    time.sleep(60)
-
-
-def test_a_stuck_worker_is_killed_and_counted_as_a_timeout(reward):
-    reward._task, reward.margin = _stuck, 0.5
-    assert reward.grade(["SELECT COUNT(*) FROM books"], [1]) == [("error", "timeout")]
-    assert reward.killed == 1
-    reward._task, reward.margin = _grade_star, 10.0  # the real grading again, in a fresh pool
-    assert reward.grade(["SELECT COUNT(*) FROM books"], [1]) == [("exact", None)]
 
 
 def test_components_count_groups_with_a_correct_sample():

@@ -12,11 +12,9 @@ statement, timeout, row cap) and scorer, and rewards it by its result:
 - no SQL at all                                                                   -> `reward_no_sql`
 
 Column names never matter (results compare by value). The weights live in the recipe's `rl:` section.
-Rewards are computed in a pool of worker processes, each caching the gold results it has run, and
-a batch that overruns its time budget has its pool killed and its unfinished queries counted as
-timeouts: a slow query cannot stall the trainer. The workers are spawned (not forked from a process
-holding torch threads or CUDA), so a script that calls `train_grpo` needs the usual
-`if __name__ == "__main__":` guard.
+Rewards are computed by `execute.execute`, whose queries run in its own worker processes with a
+timeout that holds even inside one long function call (a slow query cannot stall the trainer), from
+`workers` threads at once; each item's gold result is run once and cached.
 
 The prompts come from the ONE prompt builder (`PromptBuilder.prompt`, the text inference sees, the
 same template the SFT checkpoint was trained with: checked against its fingerprint). LoRA/DoRA: the
@@ -31,8 +29,6 @@ groups with a correct sample, KL, GRPO loss) and one per evaluation (valid exact
 from __future__ import annotations
 
 import json
-import math
-import multiprocessing
 import os
 import shutil
 import sys
@@ -69,7 +65,7 @@ class RLConfig:
     reward_no_sql: float = -0.5  # nothing that looks like SQL
     timeout: float = 2.0  # seconds per query (gold and sampled)
     max_rows: int = 10_000
-    workers: int = 4  # reward processes (at most the machine's CPU count)
+    workers: int = 4  # queries graded at once (threads over the executor's worker processes; at most the CPU count)
     gradient_checkpointing: bool = False  # trl's default is on: less memory, ~30 % slower steps
     seed: int = 42
 
@@ -122,23 +118,10 @@ class RLConfig:
 
 
 # ---------------------------------------------------------------- the reward
-_GOLD: dict = {}  # per worker process: (db, gold sql) -> Result
-
-
-def _gold(db: str, sql: str, timeout: float, max_rows: int):
-    key = (db, sql, timeout, max_rows)
-    if key not in _GOLD:
-        _GOLD[key] = execute(db, sql, timeout, max_rows)
-    return _GOLD[key]
-
-
-def grade(db: str, gold_sql: str, pred_sql: str | None, timeout: float, max_rows: int) -> tuple[str, str | None]:
-    """(outcome, error kind) of one prediction; the outcome is one of OUTCOMES. Runs in a worker."""
+def grade(db, gold, gold_sql: str, pred_sql: str | None, timeout: float, max_rows: int) -> tuple[str, str | None]:
+    """(outcome, error kind) of one prediction against `gold` (the Result of `gold_sql`); outcome in OUTCOMES."""
     if pred_sql is None or not pred_sql.strip():
         return "no_sql", None
-    gold = _gold(db, gold_sql, timeout, max_rows)
-    if not gold.ok:
-        return "gold_error", gold.error_kind
     pred = execute(db, pred_sql, timeout, max_rows)
     if not pred.ok:
         return "error", pred.error_kind
@@ -151,16 +134,13 @@ def grade(db: str, gold_sql: str, pred_sql: str | None, timeout: float, max_rows
     return "executed", None
 
 
-def _grade_star(args):
-    return grade(*args)
-
-
 class ExecutionReward:
     """A GRPO reward function: `reward(completions=..., item=[index into items], ...)` -> floats.
 
-    Each completion's SQL is extracted (`extract.extract_sql`), executed and compared in a pool of
-    `workers` processes; a batch gets `timeout` seconds per query per worker, plus a margin, before its
-    pool is killed and its unfinished queries count as timeouts. `close()` stops the pool.
+    Each completion's SQL is extracted (`extract.extract_sql`) and run by `execute.execute` (its own
+    worker processes: the timeout holds even inside one long function call, so no query can stall the
+    trainer for more than its timeout plus the executor's grace) from `workers` threads at once, then
+    compared with the item's gold result, run once per item and cached. `close()` stops the threads.
     """
 
     __name__ = "execution"
@@ -171,62 +151,48 @@ class ExecutionReward:
         self.cfg = (cfg or RLConfig()).validate()
         self.weights = self.cfg.weights()
         self.n_workers = max(1, min(self.cfg.workers, os.cpu_count() or 1))
+        self._gold: dict[int, object] = {}  # item index -> Result of its gold query
         self._pool = None
-        self._task = _grade_star  # what a worker runs per completion (a module-level function)
-        self.margin = 10.0  # seconds a batch gets beyond its queries' timeouts (worker start-up, IPC)
-        self.killed = 0  # pools killed for overrunning their budget
-
-    # -- pool
-    def _start(self):
-        if self._pool is None:
-            ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads / CUDA
-            self._pool = ctx.Pool(self.n_workers)
-        return self._pool
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def __del__(self):  # pragma: no cover - best effort
-        try:
-            self.close()
-        except Exception:
-            pass
+    def _map(self, fn, args: list) -> list:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.n_workers, thread_name_prefix="sqltune-reward")
+        return list(self._pool.map(fn, args))
 
     # -- grading
-    def check_gold(self, indices: list[int] | None = None) -> None:
-        """Run every gold query once (filling the workers' caches); a failing one is a DatasetError."""
-        idx = list(range(len(self.items))) if indices is None else indices
-        for i, (outcome, kind) in zip(idx, self._run([(i, "SELECT 1") for i in idx])):
-            if outcome == "gold_error":
-                raise DatasetError(f"gold query {self.items[i].get('id', i)} fails ({kind}); the reward needs its result")
+    def gold(self, i: int):
+        """The gold Result of item `i` (run once, then cached)."""
+        if i not in self._gold:
+            self._gold[i] = execute(self.db, self.items[i]["sql"], self.cfg.timeout, self.cfg.max_rows)
+        return self._gold[i]
 
-    def _run(self, tasks: list[tuple[int, str | None]]) -> list[tuple[str, str | None]]:
-        pool = self._start()
-        c = self.cfg
-        args = [(self.db, self.items[i]["sql"], sql, c.timeout, c.max_rows) for i, sql in tasks]
-        pending = [pool.apply_async(self._task, (a,)) for a in args]
-        # each query may take its timeout (twice: gold + prediction, the gold once per worker), plus start-up
-        budget = 2 * c.timeout * math.ceil(len(args) / self.n_workers) + self.margin
-        deadline = time.monotonic() + budget
-        out: list = []
-        for p in pending:
-            try:
-                out.append(p.get(timeout=max(0.0, deadline - time.monotonic())))
-            except multiprocessing.TimeoutError:
-                out.append(None)
-        if any(o is None for o in out):
-            self.killed += 1
-            self.close()  # a worker is stuck past the executor's own timeout: kill the pool, start afresh next time
-            out = [o if o is not None else ("error", "timeout") for o in out]
-        return out
+    def check_gold(self) -> None:
+        """Run every gold query once (filling the cache); a failing one is a DatasetError."""
+        for i, res in enumerate(self._map(self.gold, list(range(len(self.items))))):
+            if not res.ok:
+                raise DatasetError(f"gold query {self.items[i].get('id', i)} fails ({res.error_kind}): {res.error}; "
+                                   "the reward needs its result")
+
+    def _grade_one(self, task: tuple[int, str | None]) -> tuple[str, str | None]:
+        i, sql = task
+        if sql is None or not sql.strip():
+            return "no_sql", None
+        gold = self.gold(i)
+        if not gold.ok:
+            return "gold_error", gold.error_kind
+        return grade(self.db, gold, self.items[i]["sql"], sql, self.cfg.timeout, self.cfg.max_rows)
 
     def grade(self, completions: list[str], indices: list[int]) -> list[tuple[str, str | None]]:
         from .extract import extract_sql
 
-        return self._run([(i, extract_sql(_text(c))) for c, i in zip(completions, indices)])
+        return self._map(self._grade_one, [(i, extract_sql(_text(c))) for c, i in zip(completions, indices)])
 
     def rewards(self, outcomes: list[tuple[str, str | None]]) -> list[float]:
         return [self.weights[o if o in self.weights else "error"] for o, _ in outcomes]
@@ -517,8 +483,7 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
                    **{k: chosen[k] for k in ("exact", "execution_rate", "fuzzy", "set")}},
         "device": {"device": dev.device, "dtype": dev.dtype, "autocast": dev.autocast},
         "timing": {"wall_seconds": round(time.monotonic() - t_start, 2), "train_seconds": round(train_wall, 2),
-                   "eval_seconds": round(timing["eval_seconds"], 2), "steps": final,
-                   "reward_pools_killed": reward.killed},
+                   "eval_seconds": round(timing["eval_seconds"], 2), "steps": final},
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
