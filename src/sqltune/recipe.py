@@ -3,7 +3,8 @@
 A recipe has top-level `name`, `description`, `model`, `device`, `dtype`, `out` and the sections
 `data` (db, notes, train/valid/test item specs, extra training specs), `prompt` (style), `train`
 (the fine-tuning hyperparameters: `train.TrainConfig`), `eval` (generation settings) and `augment`
-(the optional augment-and-retrain round). Every key is checked: an unknown key or a value of the
+(the optional augment-and-retrain round) and `rl` (the optional GRPO stage after supervised tuning:
+`rl.RLConfig`). Every key is checked: an unknown key or a value of the
 wrong type is one clear error naming the recipe and the key. Shipped recipes live in
 `sqltune/recipes/*.yaml` and are found by name (`sqltune recipes` lists them).
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from .errors import SqltuneError, UnknownNameError
 from .model import DEFAULT_MODEL
 from .paths import PACKAGED_RECIPES
+from .rl import RLConfig
 from .train import TrainConfig
 
 # TrainConfig keys that a recipe keeps in other places (top level, `prompt`, `data`, `eval`).
@@ -102,6 +104,7 @@ class Recipe:
     eval: EvalSection = field(default_factory=EvalSection)
     augment: AugmentSection = field(default_factory=AugmentSection)
     synth: SynthSection = field(default_factory=SynthSection)
+    rl: RLConfig = field(default_factory=RLConfig)  # GRPO after the supervised stage (issue 16; `rl.py`)
     source: str | None = None  # the file it was read from (not a setting)
 
     def train_config(self) -> TrainConfig:
@@ -131,7 +134,7 @@ class Recipe:
 
 
 SECTIONS = {"data": DataSection, "prompt": PromptSection, "eval": EvalSection, "augment": AugmentSection,
-            "synth": SynthSection}
+            "synth": SynthSection, "rl": RLConfig}
 TOP_LEVEL = [f.name for f in fields(Recipe) if f.name != "source"]
 
 
@@ -203,6 +206,10 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
         recipe.train_config().validate()
     except SqltuneError as e:
         raise SqltuneError(f"recipe {label}: {str(e).removeprefix('train config: ')}") from None
+    try:
+        recipe.rl.validate()
+    except SqltuneError as e:
+        raise SqltuneError(f"recipe {label}: rl.{str(e).removeprefix('rl config: ')}") from None
     from .prompt import STYLES
 
     if recipe.prompt.style not in STYLES:

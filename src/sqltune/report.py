@@ -124,15 +124,19 @@ def chart_outcomes(reports: dict, split: str, path: Path) -> Path:
 
 
 def chart_training(history: list[dict], path: Path) -> Path:
-    """Loss and valid exact per evaluation (epoch)."""
+    """Loss and valid exact per evaluation (epoch); GRPO's mean reward per step when the history has it."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.4))
     evals = [h for h in history if "exact" in h]
     losses = [h for h in history if h.get("loss") is not None]
     if losses:
         ax.plot([h.get("epoch", i) for i, h in enumerate(losses)], [h["loss"] for h in losses], "o-", label="train loss")
+    rewards = [h for h in history if h.get("reward") is not None]  # GRPO steps (rl.py)
+    if rewards:
+        ax.plot([h.get("epoch", i) for i, h in enumerate(rewards)], [h["reward"] for h in rewards], "-", color="purple",
+                label="GRPO mean reward")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss / reward" if rewards else "loss")
     ax2 = ax.twinx()
     if evals:
         ax2.plot([h.get("epoch", i) for i, h in enumerate(evals)], [h["exact"] for h in evals], "s--", color="green",

@@ -214,6 +214,23 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         run_dir.record("load_tuned", time.monotonic() - t)
     reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, eval_cfg, splits)
 
+    # 4b. optional (issue 16): execution-reward RL (GRPO) on top of the tuned adapter, then its own scores;
+    #     prompts: the training items of step 3 (seeds, plus the synthetic pairs when synth is on), never valid/test
+    rl_dir = out / "adapter_rl"
+    if (c.get("rl") or {}).get("enabled"):
+        from .rl import train_grpo
+
+        if not is_complete(rl_dir):
+            model = None
+            t = time.monotonic()
+            train_grpo(cfg, train_items, items["valid"], db, rl_dir, init_adapter=adapter, resume=True,
+                       baseline=reports["tuned"]["valid"])
+            run_dir.record("rl", time.monotonic() - t)
+        model = tok = None
+        if not all((out / f"rl_{s}_report.json").is_file() for s in splits):
+            model, tok = load_trained(rl_dir, device, builder=builder)[:2]
+        reports["rl"] = evaluate_stage(run_dir, "rl", model, tok, builder, items, db, eval_cfg, splits)
+
     # 5. optional: mine valid failures, grow the training data, train again, score again
     aug = c.get("augment") or {}
     if aug.get("enabled"):
@@ -242,6 +259,9 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
 
     # 6. metrics and report
     history = read_jsonl(adapter / "metrics.jsonl") if (adapter / "metrics.jsonl").is_file() else []
+    if "rl" in reports and (rl_dir / "metrics.jsonl").is_file():  # GRPO continues the chart after the last SFT epoch
+        last = max((h.get("epoch") or 0.0 for h in history), default=0.0)
+        history += [{**h, "epoch": last + (h.get("epoch") or 0.0), "stage": "rl"} for h in read_jsonl(rl_dir / "metrics.jsonl")]
     metrics = {stage: {s: r["summary"] for s, r in reps.items()} for stage, reps in reports.items()}
     metrics["timings"] = run_dir.timings
     metrics["model"] = c.get("model")

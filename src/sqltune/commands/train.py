@@ -1,4 +1,4 @@
-"""`sqltune train`, `sqltune merge` and `sqltune recipes`."""
+"""`sqltune train` (supervised, or `--method grpo`), `sqltune merge` and `sqltune recipes`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
         config: Optional[str] = typer.Option(None, "--config", help="Recipe: a shipped name (see `sqltune recipes`) or a YAML file (default: 'default')."),
         db: Optional[str] = typer.Option(None, "--db", help="SQLite database (default: the recipe's, else the exoplanets DB)."),
         model: Optional[str] = typer.Option(None, "--model", help="Base model: packaged name, folder, .gguf or hub id."),
-        method: Optional[str] = typer.Option(None, "--method", help="lora | dora | full | qlora"),
+        method: Optional[str] = typer.Option(None, "--method", help="lora | dora | full | qlora | grpo (execution-reward RL; see --init)"),
+        init: Optional[Path] = typer.Option(None, "--init", help="grpo: the trained checkpoint to start from (an SFT output folder); default: the base model with a new adapter."),
         epochs: Optional[float] = typer.Option(None, "--epochs"),
         lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
         rank: Optional[int] = typer.Option(None, "--rank", help="LoRA/DoRA rank."),
@@ -33,17 +34,33 @@ def register(app: typer.Typer) -> None:
         """Fine-tune on question/SQL pairs; keep the checkpoint with the best valid exact (untuned included)."""
         from ..cli import console
         from ..dataset import load_items
+        from ..errors import SqltuneError
         from ..recipe import load_recipe, parse_set
         from ..train import train as run_train
 
         overrides = parse_set(set_)
+        grpo = method == "grpo"
+        if init is not None and not grpo:
+            raise SqltuneError("--init is for --method grpo")
         for key, value in {"data.train": train, "data.valid": valid, "data.db": db, "model": model,
-                           "train.method": method, "train.epochs": epochs, "train.lr": lr, "train.rank": rank,
+                           "train.method": None if grpo else method, "train.epochs": epochs,
+                           "rl.lr" if grpo else "train.lr": lr, "train.rank": rank,
                            "train.batch_size": batch_size, "train.top_layers": top_layers,
-                           "prompt.style": prompt_style, "device": device, "train.seed": seed}.items():
+                           "prompt.style": prompt_style, "device": device, "rl.seed" if grpo else "train.seed": seed}.items():
             if value is not None:
                 overrides[key] = value
         recipe = load_recipe(config, overrides)
+        if grpo:
+            from ..rl import train_grpo
+
+            result = train_grpo(recipe, recipe.train_items(), load_items(recipe.data.valid), recipe.data.db, out,
+                                init_adapter=init, force=force, resume=resume)
+            b = result.best
+            console.print(f"chose GRPO step {result.chosen_step}: valid exact {b['exact']:.1%}, executed "
+                          f"{b['execution_rate']:.1%} on {b['n']} questions"
+                          + (" — the start model; GRPO did not help" if result.untrained else "")
+                          + f"; wrote {result.out_dir}")
+            return
         result = run_train(recipe, recipe.train_items(), load_items(recipe.data.valid), recipe.data.db, out,
                            resume=resume, force=force)
         b = result.best

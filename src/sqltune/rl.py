@@ -1,0 +1,507 @@
+"""Stage: execution-reward reinforcement learning (GRPO) after supervised tuning.
+
+`train_grpo(config, train_items, valid_items, db, out_dir, init_adapter=...)` continues a trained
+checkpoint (the SFT adapter) with trl's `GRPOTrainer`: for each training question it samples a group
+of `num_generations` completions, runs every one through sqltune's own executor (read-only, one
+statement, timeout, row cap) and scorer, and rewards it by its result:
+
+- the gold result (`score.compare`: exact, or the same columns in another order) -> `reward_exact`
+- the gold columns plus extra ones (the scorer's `fuzzy`)                        -> `reward_fuzzy`
+- SQL that executes and returns something else                                   -> `reward_executes`
+- an error, a timeout, a rejected statement (a write, ATTACH, two statements)     -> `reward_error`
+- no SQL at all                                                                   -> `reward_no_sql`
+
+Column names never matter (results compare by value). The weights live in the recipe's `rl:` section.
+Rewards are computed by `execute.execute`, whose queries run in its own worker processes with a
+timeout that holds even inside one long function call (a slow query cannot stall the trainer), from
+`workers` threads at once; each item's gold result is run once and cached.
+
+The prompts come from the ONE prompt builder (`PromptBuilder.prompt`, the text inference sees, the
+same template the SFT checkpoint was trained with: checked against its fingerprint). LoRA/DoRA: the
+SFT adapter itself keeps training (trl copies it into a frozen `ref` adapter for the KL term); with no
+`init_adapter` a fresh adapter is added to the base model. The checkpoint is chosen by valid exact
+over the evaluations every `eval_every` steps, with step 0 (the starting model itself) a candidate,
+and written like an SFT one (`checkpoint.write_checkpoint`): it loads through `checkpoint.load_trained`.
+`metrics.jsonl` holds one line per optimiser step (mean reward, reward components, fraction of
+groups with a correct sample, KL, GRPO loss) and one per evaluation (valid exact, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from .errors import DatasetError, SqltuneError
+from .execute import execute
+from .score import compare
+
+OUTCOMES = ("exact", "fuzzy", "executed", "error", "no_sql")
+
+
+@dataclass
+class RLConfig:
+    """The recipe's `rl:` section. Model, LoRA shape, prompt and eval settings come from the rest of the recipe."""
+
+    enabled: bool = False  # `sqltune run`: run GRPO after the supervised stage
+    steps: int = 40  # optimiser steps
+    num_generations: int = 8  # completions sampled per question (the group)
+    prompts_per_step: int = 8  # questions per optimiser step
+    micro_batch: int = 16  # completions per forward/backward pass (at most; divides prompts_per_step * num_generations)
+    lr: float = 5e-5  # LoRA: the SFT recipes use 5e-4; GRPO steps are noisier
+    beta: float = 0.02  # KL coefficient against the starting model (0: no reference, no KL)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_completion_length: int = 160  # tokens per sampled completion
+    eval_every: int = 10  # evaluate on valid every N steps (and at the end)
+    reward_exact: float = 1.0  # the gold result (any column names, any column order)
+    reward_fuzzy: float = 0.5  # the gold columns plus extra ones
+    reward_executes: float = 0.1  # executes, another result
+    reward_error: float = -0.2  # error, timeout, rejected (writes, several statements)
+    reward_no_sql: float = -0.5  # nothing that looks like SQL
+    timeout: float = 2.0  # seconds per query (gold and sampled)
+    max_rows: int = 10_000
+    workers: int = 4  # queries graded at once (threads over the executor's worker processes; at most the CPU count)
+    gradient_checkpointing: bool = False  # trl's default is on: less memory, ~30 % slower steps
+    seed: int = 42
+
+    def validate(self) -> "RLConfig":
+        def bad(msg):
+            raise SqltuneError(f"rl config: {msg}")
+
+        for name in ("steps", "prompts_per_step", "micro_batch", "max_completion_length", "workers"):
+            if getattr(self, name) < 1:
+                bad(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_generations < 2:
+            bad(f"num_generations must be at least 2 (GRPO compares samples within a group), got {self.num_generations}")
+        if (self.prompts_per_step * self.num_generations) % self.micro():
+            bad(f"micro_batch ({self.micro_batch}) must divide prompts_per_step * num_generations "
+                f"({self.prompts_per_step * self.num_generations})")
+        if not self.lr > 0:
+            bad(f"lr must be positive, got {self.lr}")
+        if self.beta < 0:
+            bad(f"beta must be >= 0, got {self.beta}")
+        if not self.temperature > 0:
+            bad(f"temperature must be positive, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            bad(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.eval_every < 0:
+            bad("eval_every must be >= 0 (0: only at the end)")
+        if not self.timeout > 0:
+            bad(f"timeout must be positive, got {self.timeout}")
+        if not self.reward_exact > max(self.reward_fuzzy, self.reward_executes, self.reward_error, self.reward_no_sql):
+            bad("reward_exact must be the largest reward")
+        return self
+
+    def micro(self) -> int:
+        """Completions per forward/backward pass: `micro_batch`, at most one step's worth."""
+        return min(self.micro_batch, self.prompts_per_step * self.num_generations)
+
+    def weights(self) -> dict:
+        return {"exact": self.reward_exact, "fuzzy": self.reward_fuzzy, "executed": self.reward_executes,
+                "error": self.reward_error, "no_sql": self.reward_no_sql}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RLConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SqltuneError(f"rl config: unknown key(s) {', '.join(unknown)}")
+        return cls(**d)
+
+
+# ---------------------------------------------------------------- the reward
+def grade(db, gold, gold_sql: str, pred_sql: str | None, timeout: float, max_rows: int) -> tuple[str, str | None]:
+    """(outcome, error kind) of one prediction against `gold` (the Result of `gold_sql`); outcome in OUTCOMES."""
+    if pred_sql is None or not pred_sql.strip():
+        return "no_sql", None
+    pred = execute(db, pred_sql, timeout, max_rows)
+    if not pred.ok:
+        return "error", pred.error_kind
+    verdict = compare(gold, pred, gold_sql)
+    if verdict["exact"]:
+        return "exact", None
+    if verdict["fuzzy"]:
+        same_width = len(pred.columns) == len(gold.columns)
+        return ("exact" if same_width else "fuzzy"), None  # same columns in another order: the same result
+    return "executed", None
+
+
+class ExecutionReward:
+    """A GRPO reward function: `reward(completions=..., item=[index into items], ...)` -> floats.
+
+    Each completion's SQL is extracted (`extract.extract_sql`) and run by `execute.execute` (its own
+    worker processes: the timeout holds even inside one long function call, so no query can stall the
+    trainer for more than its timeout plus the executor's grace) from `workers` threads at once, then
+    compared with the item's gold result, run once per item and cached. `close()` stops the threads.
+    """
+
+    __name__ = "execution"
+
+    def __init__(self, db, items: list[dict], cfg: RLConfig | None = None):
+        self.db = str(Path(db).resolve())
+        self.items = items
+        self.cfg = (cfg or RLConfig()).validate()
+        self.weights = self.cfg.weights()
+        self.n_workers = max(1, min(self.cfg.workers, os.cpu_count() or 1))
+        self._gold: dict[int, object] = {}  # item index -> Result of its gold query
+        self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _map(self, fn, args: list) -> list:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.n_workers, thread_name_prefix="sqltune-reward")
+        return list(self._pool.map(fn, args))
+
+    # -- grading
+    def gold(self, i: int):
+        """The gold Result of item `i` (run once, then cached)."""
+        if i not in self._gold:
+            self._gold[i] = execute(self.db, self.items[i]["sql"], self.cfg.timeout, self.cfg.max_rows)
+        return self._gold[i]
+
+    def check_gold(self) -> None:
+        """Run every gold query once (filling the cache); a failing one is a DatasetError."""
+        for i, res in enumerate(self._map(self.gold, list(range(len(self.items))))):
+            if not res.ok:
+                raise DatasetError(f"gold query {self.items[i].get('id', i)} fails ({res.error_kind}): {res.error}; "
+                                   "the reward needs its result")
+
+    def _grade_one(self, task: tuple[int, str | None]) -> tuple[str, str | None]:
+        i, sql = task
+        if sql is None or not sql.strip():
+            return "no_sql", None
+        gold = self.gold(i)
+        if not gold.ok:
+            return "gold_error", gold.error_kind
+        return grade(self.db, gold, self.items[i]["sql"], sql, self.cfg.timeout, self.cfg.max_rows)
+
+    def grade(self, completions: list[str], indices: list[int]) -> list[tuple[str, str | None]]:
+        from .extract import extract_sql
+
+        return self._map(self._grade_one, [(i, extract_sql(_text(c))) for c, i in zip(completions, indices)])
+
+    def rewards(self, outcomes: list[tuple[str, str | None]]) -> list[float]:
+        return [self.weights[o if o in self.weights else "error"] for o, _ in outcomes]
+
+    def __call__(self, prompts=None, completions=None, item=None, log_metric=None, **kwargs) -> list[float]:
+        outcomes = self.grade(completions, [int(i) for i in item])
+        rewards = self.rewards(outcomes)
+        if log_metric is not None:
+            for name, value in components(outcomes, self.cfg.num_generations).items():
+                log_metric(f"rl/{name}", value)
+        return rewards
+
+
+def components(outcomes: list[tuple[str, str | None]], group: int) -> dict:
+    """Fractions of each outcome, of timeouts, and of groups (consecutive runs of `group`) with a correct sample."""
+    n = len(outcomes)
+    out = {o: sum(1 for x, _ in outcomes if x == o) / n for o in OUTCOMES} if n else {}
+    out["timeout"] = sum(1 for _, k in outcomes if k == "timeout") / n if n else 0.0
+    groups = [outcomes[j:j + group] for j in range(0, n, group)]
+    out["any_correct"] = sum(any(x == "exact" for x, _ in g) for g in groups) / len(groups) if groups else 0.0
+    return out
+
+
+def _text(completion) -> str:
+    """A completion as text (trl passes strings, or message lists for conversational prompts)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content", ""))
+    return str(completion)
+
+
+# ---------------------------------------------------------------- training
+def _echo(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def prompt_texts(builder, tokenizer, questions: list[str]) -> list[str]:
+    """The prompt texts trl will tokenise: `builder.prompt`, minus a leading BOS the tokenizer adds itself,
+    so the token ids equal `prompt.encode(builder.prompt(...))`, what inference sees."""
+    texts = [builder.prompt(tokenizer, q) for q in questions]
+    bos = tokenizer.bos_token
+    probe = tokenizer("x")["input_ids"]
+    if bos and tokenizer.bos_token_id is not None and probe and probe[0] == tokenizer.bos_token_id:
+        texts = [t[len(bos):] if t.startswith(bos) else t for t in texts]
+    return texts
+
+
+def _configs(config, train_config):
+    """(TrainConfig, RLConfig, recipe yaml or None) from a Recipe, or an RLConfig/dict plus a TrainConfig."""
+    from .train import TrainConfig, as_train_config
+
+    if hasattr(config, "train_config") and hasattr(config, "rl"):
+        rl = config.rl if isinstance(config.rl, RLConfig) else RLConfig.from_dict(config.rl)
+        return as_train_config(config).validate(), rl.validate(), config.to_yaml() if hasattr(config, "to_yaml") else None
+    rl = config if isinstance(config, RLConfig) else RLConfig.from_dict(dict(config or {}))
+    tc = as_train_config(train_config) if train_config is not None else TrainConfig()
+    return tc.validate(), rl.validate(), None
+
+
+def _load(tc, init_adapter, dev):
+    """(model, tokenizer, peft_config or None, init info or None, base model name, location)."""
+    from .checkpoint import is_adapter, read_info
+    from .model import load_model, load_tokenizer, resolve_model
+
+    peft_config = None
+    info = None
+    if init_adapter is not None:
+        p = Path(init_adapter)
+        info = read_info(p)
+        if info.get("method") == "qlora":
+            raise SqltuneError("GRPO on a QLoRA adapter is not supported; train the SFT stage with lora")
+        if is_adapter(p):
+            from peft import PeftModel
+
+            base, _, location = load_model(info["base_model"], dev)
+            model = PeftModel.from_pretrained(base, str(p), is_trainable=True)
+            tok = load_tokenizer(str(p) if (p / "tokenizer_config.json").is_file() else resolve_model(info["base_model"]))
+            return model, tok, None, info, info["base_model"], location
+        model, tok, location = load_model(str(p), dev)  # a whole model (full fine-tuning): a new adapter on top
+        base_name = str(p.resolve())
+    else:
+        model, tok, location = load_model(tc.model, dev)
+        base_name = tc.model
+    if tc.method in ("lora", "dora"):
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=tc.rank, lora_alpha=tc.alpha, lora_dropout=tc.dropout, bias="none",
+                                 target_modules=list(tc.target_modules), use_dora=tc.method == "dora",
+                                 task_type="CAUSAL_LM")
+    elif tc.method == "qlora":
+        raise SqltuneError("GRPO with qlora is not supported; use lora")
+    return model, tok, peft_config, info, base_name, location
+
+
+def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out_dir, init_adapter=None, *,
+               train_config=None, force: bool = False, resume: bool = False, progress: bool = True,
+               baseline: dict | None = None):
+    """GRPO with the execution reward; returns a `train.TrainResult` (the chosen step; 0 = the start model).
+
+    `config`: a Recipe (its `rl` section + its training/prompt/eval settings), or an RLConfig (or dict)
+    with `train_config` (a TrainConfig: model, LoRA shape, prompt style, eval settings). `init_adapter`:
+    the checkpoint to start from (an SFT output folder); None starts from `model` with a new adapter.
+    `baseline`: a score report of the start model on exactly `valid_items` (skips evaluating step 0).
+    `resume`: a finished `out_dir` is returned as is (an interrupted GRPO run starts over).
+    """
+    from .db import resolve_db
+    from .model import pick_device
+    from .prompt import PromptBuilder, check_fingerprint
+    from .schema import schema_text
+    from .train import _check_baseline, _result_from_folder, is_complete
+
+    tc, rl, recipe_yaml = _configs(config, train_config)
+    if not train_items:
+        raise SqltuneError("no training items")
+    if not valid_items:
+        raise SqltuneError("no validation items: the checkpoint is chosen on them")
+    out = Path(out_dir)
+    work = out.with_name(out.name + ".work")
+    if out.exists():
+        if resume and is_complete(out):
+            return _result_from_folder(out)
+        if not force:
+            raise SqltuneError(f"{out} already exists; choose another --out, or pass --force to overwrite it")
+        shutil.rmtree(out)
+    shutil.rmtree(work, ignore_errors=True)
+    _check_baseline(baseline, valid_items)
+
+    t_start = time.monotonic()
+    db = resolve_db(db)
+    dev = pick_device(tc.device, tc.dtype)
+    model, tok, peft_config, init_info, base_name, location = _load(tc, init_adapter, dev)
+    saved = (init_info or {}).get("prompt") or {}  # the start checkpoint's prompt: style and few-shot travel with it
+    builder = PromptBuilder(schema_text(db, tc.notes), saved.get("style") or tc.prompt_style,
+                            fewshot=list(saved.get("fewshot") or []))
+    if init_info is not None:
+        check_fingerprint(init_info["prompt"], builder, tok, where=f"checkpoint {init_adapter}")
+    else:
+        builder.prompt(tok, "?")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+
+    reward = ExecutionReward(db, train_items, rl)
+    try:
+        reward.check_gold()
+        start = {"model": model, "tok": tok, "peft_config": peft_config, "info": init_info, "path": init_adapter,
+                 "base_name": base_name, "location": location}
+        return _train(tc, rl, recipe_yaml, train_items, valid_items, db, out, start, builder, reward, dev,
+                      progress, baseline, t_start)
+    finally:
+        reward.close()
+
+
+def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: dict, builder, reward, dev,
+           progress, baseline, t_start):
+    """The GRPO loop proper (see `train_grpo`); `start`: the loaded start model and where it came from."""
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from .checkpoint import write_checkpoint
+    from .evaluate import evaluate_items
+    from .train import TrainResult, _versions, _yaml, items_sha256
+
+    model, tok, peft_config, init_info, init_adapter = (start[k] for k in ("model", "tok", "peft_config", "info", "path"))
+    base_name, location = start["base_name"], start["location"]
+    work = out.with_name(out.name + ".work")
+
+    dataset = Dataset.from_list([{"prompt": p, "item": i} for i, p in
+                                 enumerate(prompt_texts(builder, tok, [it["question"] for it in train_items]))])
+    per_step = rl.prompts_per_step * rl.num_generations
+    cuda = dev.device.startswith("cuda")
+    if cuda:
+        torch.backends.cuda.enable_cudnn_sdp(False)  # as train.py: cuDNN SDPA backward misbehaves with padding
+    args = GRPOConfig(
+        output_dir=str(work / "trainer"), per_device_train_batch_size=rl.micro(),
+        gradient_accumulation_steps=per_step // rl.micro(), num_generations=rl.num_generations,
+        max_completion_length=rl.max_completion_length, temperature=rl.temperature, top_p=rl.top_p,
+        beta=rl.beta, learning_rate=rl.lr, max_steps=rl.steps, lr_scheduler_type="constant",
+        max_grad_norm=tc.max_grad_norm, seed=rl.seed, data_seed=rl.seed, logging_steps=1, save_strategy="no",
+        report_to="none", remove_unused_columns=False, use_cpu=dev.device == "cpu", bf16=cuda,
+        disable_tqdm=not progress, dataloader_num_workers=0, log_completions=False,
+        gradient_checkpointing=rl.gradient_checkpointing,
+    )
+    work.mkdir(parents=True, exist_ok=True)
+    candidates = work / "candidates"
+    metrics_file = work / "metrics.jsonl"
+    history: list[dict] = []
+    timing = {"eval_seconds": 0.0}
+
+    def log_line(line: dict) -> None:
+        history.append(line)
+        with open(metrics_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+
+    def best() -> dict | None:
+        evals = [h for h in history if "exact" in h]
+        return max(evals, key=lambda r: (r["exact"], r["fuzzy"], -r["step"])) if evals else None
+
+    def save(m, step: int) -> None:
+        dest = candidates / f"step-{step}"
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        if step == 0 and init_adapter is not None and init_info is not None and (Path(init_adapter) / "adapter_config.json").is_file():
+            for f in Path(init_adapter).iterdir():  # the start model itself: its files as they are
+                if f.name.startswith("adapter_"):
+                    shutil.copy2(f, dest / f.name)
+            return
+        if hasattr(m, "peft_config"):
+            m.save_pretrained(dest, safe_serialization=True, selected_adapters=["default"])
+        else:
+            m.save_pretrained(dest, safe_serialization=True)
+
+    def evaluate(m, step: int, epoch: float, report: dict | None = None) -> None:
+        t = time.monotonic()
+        was_training = m.training
+        m.eval()
+        if report is None:
+            report = evaluate_items(m, tok, builder, valid_items, db, batch_size=tc.eval_batch_size,
+                                    max_new_tokens=tc.eval_max_new_tokens, progress=False, autocast=dev.autocast,
+                                    timeout=rl.timeout)
+        if was_training:
+            m.train()
+        s = report["summary"]
+        prev = best()
+        line = {"step": step, "epoch": round(float(epoch), 4), "n": s["n"], "execution_rate": s["execution_rate"],
+                "exact": s["exact"], "set": s["set"], "fuzzy": s["fuzzy"], "eval_seconds": round(time.monotonic() - t, 2),
+                "elapsed": round(time.monotonic() - t_start, 2),
+                "exact_ids": [e["id"] for e in report["examples"] if e["exact"]]}
+        log_line(line)
+        line["best"] = best() is line
+        if line["best"]:
+            save(m, step)
+        timing["eval_seconds"] += time.monotonic() - t
+        _echo(f"grpo step {step}: valid exact {s['exact']:.1%}, executed {s['execution_rate']:.1%}"
+              + (" [new best]" if line["best"] else f" [best stays step {prev['step']}]"))
+
+    class Hooks(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            evaluate(model, 0, 0.0, baseline)  # the start model is a candidate
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            if "reward" not in logs:
+                return
+            line = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4),
+                    "reward": logs.get("reward"), "reward_std": logs.get("reward_std"), "kl": logs.get("kl"),
+                    "grpo_loss": logs.get("loss"), "lr": logs.get("learning_rate"),
+                    "grad_norm": logs.get("grad_norm"), "entropy": logs.get("entropy"),
+                    "completion_length": logs.get("completions/mean_length"),
+                    "elapsed": round(time.monotonic() - t_start, 2)}
+            # reward components: fractions of completions per outcome, and of groups with a correct sample
+            line.update({("any_correct" if k == "rl/any_correct" else "frac_" + k.removeprefix("rl/")): v
+                         for k, v in logs.items() if k.startswith("rl/")})
+            log_line(line)
+
+        def on_step_end(self, args, state, control, model=None, **kw):
+            step = state.global_step
+            if rl.eval_every and step % rl.eval_every == 0 and step < rl.steps:
+                evaluate(model, step, state.epoch or 0.0)
+
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
+                          processing_class=tok, peft_config=peft_config, callbacks=[Hooks()])
+    _echo(f"grpo: {rl.steps} steps x {rl.prompts_per_step} questions x {rl.num_generations} samples "
+          f"on {len(train_items)} training questions (beta {rl.beta}, lr {rl.lr})")
+    t_train = time.monotonic()
+    trainer.train()
+    train_wall = time.monotonic() - t_train
+    final = trainer.state.global_step
+    if not any(h.get("step") == final and "exact" in h for h in history):
+        evaluate(trainer.model, final, trainer.state.epoch or 0.0)
+
+    chosen = best()
+    cand = candidates / f"step-{chosen['step']}"
+    data = {"train": {"n": len(train_items), "sha256": items_sha256(train_items)},
+            "valid": {"n": len(valid_items), "sha256": items_sha256(valid_items)}}
+    start_info = {k: v for k, v in (init_info or {}).items() if k not in ("format", "chosen", "timing", "data", "created")}
+    info = {
+        **start_info,
+        "base_model": base_name, "base_model_location": location,
+        "method": (init_info or {}).get("method") if init_info and peft_config is None else tc.method,
+        "prompt": {**builder.fingerprint(tok), "schema": builder.schema, "fewshot": list(builder.fewshot)},
+        "data": data, "db": str(db),
+        "trained_with": "grpo", "init_checkpoint": str(Path(init_adapter).resolve()) if init_adapter else None,
+        "rl": rl.to_dict(),
+        "chosen": {"step": chosen["step"], "epoch": chosen["epoch"], "untrained": chosen["step"] == 0,
+                   **{k: chosen[k] for k in ("exact", "execution_rate", "fuzzy", "set")}},
+        "device": {"device": dev.device, "dtype": dev.dtype, "autocast": dev.autocast},
+        "timing": {"wall_seconds": round(time.monotonic() - t_start, 2), "train_seconds": round(train_wall, 2),
+                   "eval_seconds": round(timing["eval_seconds"], 2), "steps": final},
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if init_info is None:
+        info["hyperparameters"] = tc.to_dict()
+    if info["method"] is None:
+        info["method"] = tc.method
+    metrics_text = "".join(json.dumps(r) + "\n" for r in history)
+    recipe_text = recipe_yaml if recipe_yaml is not None else _yaml({"model": tc.model, "train": tc.to_dict(), "rl": rl.to_dict()})
+
+    def write(tmp: Path) -> None:
+        for f in cand.iterdir():
+            (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
+        tok.save_pretrained(tmp)
+
+    write_checkpoint(out, write, info, {"metrics.jsonl": metrics_text, "recipe.yaml": recipe_text})
+    shutil.rmtree(work, ignore_errors=True)
+    if chosen["step"] == 0:
+        _echo("GRPO did not beat the start model on valid: the output is the start model (step 0)")
+    _echo(f"wrote {out} (step {chosen['step']}, valid exact {chosen['exact']:.1%})")
+    return TrainResult(out, chosen["step"], chosen["epoch"], chosen, history, info)

@@ -1,0 +1,183 @@
+"""GRPO (issue 16): the execution reward on fixed (prediction, gold) pairs, and `sqltune run` with the rl
+stage: a CPU smoke run of `train_grpo` on the tiny model whose checkpoint loads through the normal loader."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from sqltune.checkpoint import load_trained, read_info
+from sqltune.errors import DatasetError, SqltuneError
+from sqltune.rl import ExecutionReward, RLConfig, components, prompt_texts, train_grpo
+from sqltune.train import TrainConfig
+
+GOLD = [
+    {"id": "uk", "question": "Name and country of the UK authors?",
+     "sql": "SELECT name, country FROM authors WHERE country = 'UK'"},
+    {"id": "n", "question": "How many books?", "sql": "SELECT COUNT(*) FROM books"},
+]
+
+# (prediction as the model wrote it, gold index, expected outcome)
+CASES = [
+    ("SELECT name, country FROM authors WHERE country = 'UK';", 0, "exact"),
+    ("```sql\nSELECT a.country AS c, a.name AS who FROM authors a WHERE a.country = 'UK'\n```", 0, "exact"),  # order, names
+    ("SELECT name AS x, country AS y FROM authors WHERE country IN ('UK') ORDER BY name DESC", 0, "exact"),
+    ("SELECT id, name, country FROM authors WHERE country = 'UK'", 0, "fuzzy"),  # the gold columns + one more
+    ("SELECT name, country FROM authors", 0, "executed"),  # another result
+    ("SELECT COUNT(*) FROM authors", 1, "executed"),
+    ("SELECT nope FROM books", 1, "error"),
+    ("SELECT COUNT(* FROM books", 1, "error"),
+    ("I cannot answer that.", 1, "no_sql"),
+    ("", 1, "no_sql"),
+    ("DELETE FROM books", 1, "no_sql"),  # a write: not even taken for a query
+    ("DROP TABLE books", 1, "no_sql"),
+    ("WITH x AS (SELECT 1) DELETE FROM books", 1, "error"),  # a write the executor must refuse
+    ("WITH x AS (SELECT 1) UPDATE books SET price = 0", 1, "error"),
+    ("SELECT COUNT(*) FROM books; DELETE FROM books", 1, "exact"),  # only the first statement is ever run
+    ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c", 1, "error"),  # hangs
+    ("SELECT replace(hex(zeroblob(2000000000)), '0', 'ab')", 1, "error"),  # one huge value: refused, not computed
+]
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def reward(tiny_db):
+    r = ExecutionReward(tiny_db, GOLD, RLConfig(timeout=0.5, num_generations=2))
+    yield r
+    r.close()
+
+
+def test_reward_of_fixed_pairs(reward, tiny_db):
+    before = sha(tiny_db)
+    w = RLConfig().weights()
+    logged = {}
+    got = reward(prompts=["p"] * len(CASES), completions=[c for c, _, _ in CASES], item=[g for _, g, _ in CASES],
+                 log_metric=lambda k, v: logged.__setitem__(k, v))
+    assert got == [w[o] for _, _, o in CASES]
+    assert got[0] == 1.0 and got[1] == 1.0  # full reward whatever the column names/order
+    assert 0 < w["executed"] < w["fuzzy"] < w["exact"] and w["error"] < 0 and w["no_sql"] < 0
+    assert sha(tiny_db) == before  # nothing was written
+    assert logged["rl/exact"] == pytest.approx(4 / len(CASES))
+    assert logged["rl/timeout"] == pytest.approx(1 / len(CASES))  # the recursive query was stopped, not waited for
+
+
+def test_hanging_query_is_a_timeout_within_the_budget(reward):
+    import time
+
+    t = time.monotonic()
+    outcome = reward.grade(["WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"], [1])
+    assert outcome == [("error", "timeout")]
+    assert time.monotonic() - t < 20
+
+
+def test_components_count_groups_with_a_correct_sample():
+    outs = [("exact", None), ("error", "syntax"), ("executed", None), ("no_sql", None)]
+    c = components(outs, group=2)
+    assert c["any_correct"] == 0.5
+    assert c["exact"] == c["error"] == c["executed"] == c["no_sql"] == 0.25
+
+
+def test_failing_gold_query_stops_before_training(tiny_db):
+    r = ExecutionReward(tiny_db, [{"id": "bad", "question": "?", "sql": "SELECT nope FROM books"}], RLConfig(timeout=0.5))
+    try:
+        with pytest.raises(DatasetError, match="bad"):
+            r.check_gold()
+    finally:
+        r.close()
+
+
+def test_bad_rl_config_is_one_clear_error():
+    with pytest.raises(SqltuneError, match="num_generations"):
+        RLConfig(num_generations=1).validate()
+    with pytest.raises(SqltuneError, match="micro_batch"):
+        RLConfig(prompts_per_step=3, num_generations=2, micro_batch=4).validate()
+
+
+# ---------------------------------------------------------------- a CPU smoke run on the tiny model
+ITEMS = [
+    {"id": "a", "question": "How many authors are there?", "sql": "SELECT COUNT(*) FROM authors;"},
+    {"id": "c", "question": "Which authors are from the UK?", "sql": "SELECT name FROM authors WHERE country = 'UK';"},
+]
+
+
+@pytest.fixture
+def one_table_db(tmp_path):
+    """A one-table DB: a short prompt keeps trl's CPU log-prob pass (vocabulary x every token) quick."""
+    import sqlite3
+
+    path = tmp_path / "one.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript("CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT, country TEXT);"
+                      "INSERT INTO authors VALUES (1,'Ada','UK'),(2,'Borges','AR'),(3,'Dickens','UK');")
+    con.commit()
+    con.close()
+    return path
+
+
+def test_prompts_are_the_builders(tiny_model_dir, tiny_db):
+    from sqltune.model import load_tokenizer
+    from sqltune.prompt import PromptBuilder, encode
+    from sqltune.schema import schema_text
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    b = PromptBuilder(schema_text(tiny_db), "chat")
+    [text] = prompt_texts(b, tok, ["How many books?"])
+    assert tok(text)["input_ids"] == encode(tok, b.prompt(tok, "How many books?"))  # as trl tokenises it
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_run_with_the_rl_stage(tiny_model_dir, one_table_db, tmp_path):
+    """`sqltune run` with `rl.enabled`: SFT, then a CPU smoke run of `train_grpo` on the tiny model (2 steps,
+    groups of 2) from the SFT adapter, then the `rl` evaluation; the checkpoint loads through the normal loader."""
+    from sqltune.dataset import write_jsonl
+    from sqltune.run import run
+
+    valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
+    test = [{"id": "x1", "question": "Which countries?", "sql": "SELECT DISTINCT country FROM authors"}]
+    files = {n: str(write_jsonl(tmp_path / f"{n}.jsonl", rows)) for n, rows in (("train", ITEMS), ("valid", valid),
+                                                                                   ("test", test))}
+    ov = {"model": str(tiny_model_dir), "device": "cpu", "dtype": "float32", "data": {"db": str(one_table_db), **files},
+          "train": {"method": "lora", "rank": 4, "alpha": 8, "dropout": 0.0, "lr": 1e-2, "max_steps": 1, "batch_size": 2,
+                    "top_layers": None, "seed": 0},
+          "eval": {"batch_size": 4, "max_new_tokens": 8},
+          "rl": {"enabled": True, "steps": 2, "eval_every": 1, "num_generations": 2, "prompts_per_step": 2,
+                 "max_completion_length": 8, "beta": 0.1, "lr": 1e-3, "workers": 1, "timeout": 1.0}}
+    before = sha(one_table_db)
+    out = tmp_path / "run"
+    metrics = run("default", out, overrides=ov)
+    assert sha(one_table_db) == before
+    assert set(metrics["rl"]) == {"valid", "test"}
+    assert json.loads((out / "rl_test_report.json").read_text())["summary"] == metrics["rl"]["test"]
+    assert "| tuned | rl |" in (out / "report.md").read_text()
+
+    ckpt = out / "adapter_rl"
+    loaded = load_trained(ckpt, "cpu")  # the normal loader
+    info = loaded.info
+    assert info["trained_with"] == "grpo" and info["base_model"] == str(tiny_model_dir)
+    assert info["init_checkpoint"] == str((out / "adapter").resolve())
+    assert info["prompt"]["sha256"] == read_info(out / "adapter")["prompt"]["sha256"]  # the SFT prompt, unchanged
+    assert not (ckpt / "ref").exists()  # trl's frozen reference adapter is not part of the checkpoint
+    lines = [json.loads(x) for x in (ckpt / "metrics.jsonl").read_text().splitlines()]
+    steps = [x for x in lines if "reward" in x]
+    evals = [x for x in lines if "exact" in x]
+    assert [x["step"] for x in steps] == [1, 2]
+    assert all(x["kl"] is not None and x["any_correct"] is not None and x["frac_no_sql"] is not None for x in steps)
+    assert [x["step"] for x in evals] == [0, 1, 2]  # the start model is a candidate...
+    assert evals[0]["exact"] == metrics["tuned"]["valid"]["exact"]  # ...scored once, by the run's tuned stage
+    assert info["chosen"]["step"] in (0, 1, 2)
+    with pytest.raises(SqltuneError, match="already exists"):
+        train_grpo(RLConfig(), ITEMS, valid, one_table_db, ckpt, init_adapter=out / "adapter",
+                   train_config=TrainConfig(model=str(tiny_model_dir)))
+
+
+def test_cli_init_needs_grpo(tmp_path, capsys):
+    from sqltune.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "o"), "--init", str(tmp_path), "--method", "lora"]) != 0
+    err = capsys.readouterr().err
+    assert "--method grpo" in err and "Traceback" not in err
