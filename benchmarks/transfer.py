@@ -83,14 +83,16 @@ def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
     out = {"dbs": {}, "mean": {}, "pooled": {}}
     pooled: dict = {}
     for db in dbs:
-        runs = {n: work / db / n for n in names if (work / db / n / "tuned_test_report.json").is_file()}
+        # a column per (setting, stage): the tuned model, and GRPO after it (`NAME+rl`) where the run had rl on
+        runs = {n: (work / db / n, "tuned") for n in names if (work / db / n / "tuned_test_report.json").is_file()}
+        runs.update({f"{n}+rl": (work / db / n, "rl") for n in names if (work / db / n / "rl_test_report.json").is_file()})
         if not runs:
             continue
-        first = next(iter(runs.values()))
+        first = next(iter(runs.values()))[0]
         base = json.loads((first / "base_test_report.json").read_text())
         row = {"n": len(base["examples"]), "untuned": {k: base["summary"][k] for k in ("exact", "fuzzy")}}
-        for n, folder in runs.items():
-            tuned = json.loads((folder / "tuned_test_report.json").read_text())
+        for n, (folder, stage) in runs.items():
+            tuned = json.loads((folder / f"{stage}_test_report.json").read_text())
             cell = {}
             for key in ("exact", "fuzzy"):
                 a, b = per_question(base, key), per_question(tuned, key)
@@ -111,6 +113,7 @@ def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
                 cell["chosen_untrained"] = (info.get("chosen") or info.get("info", {}).get("chosen") or {}).get("untrained")
             row[n] = cell
         out["dbs"][db] = row
+    names[:] = [c for n in names for c in (n, f"{n}+rl") if c == n or any(c in r for r in out["dbs"].values())]
     for n in ["untuned"] + names:
         rows = [r for r in out["dbs"].values() if n in r]
         if not rows:
