@@ -1,6 +1,6 @@
+import os
 import sqlite3
 
-import os
 
 import pytest
 

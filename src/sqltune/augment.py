@@ -266,7 +266,7 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     `model` writes the questions (default: the run's base model); with `roundtrip` the run's tuned
     model (its `adapter`, else the writer) must read each question back into SQL with the same result."""
     from .checkpoint import is_complete, load_trained
-    from .dataset import load_items, write_jsonl
+    from .dataset import write_jsonl
     from .db import resolve_db
     from .generate import generate_sql
     from .model import load_model
@@ -280,7 +280,9 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     recipe = json.loads(recipe_file.read_text())
     data = recipe["data"]
     db = resolve_db(data.get("db"))
-    splits = {s: load_items(data[s]) for s in ("train", "valid", "test") if data.get(s)}
+    from .recipe import build_recipe
+
+    splits = build_recipe(recipe, str(recipe_file)).items()
     fails = failures(run_dir)
     res = AugmentResult()
     if not fails:

@@ -44,7 +44,10 @@ def write_checkpoint(out_dir: str | os.PathLike, write: Callable[[Path], None], 
     """Write a checkpoint folder atomically: `write(tmp)` saves the weights/tokenizer into a temporary
     folder, then the metadata, `extra_files` ({name: text}) and the COMPLETE marker go in, and the
     folder is renamed to `out_dir` (replacing an older one)."""
+    from .files import OWNER_FILE, check_replaceable
+
     out = Path(out_dir)
+    check_replaceable(out)  # only a folder sqltune wrote is ever replaced
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(out, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -54,6 +57,7 @@ def write_checkpoint(out_dir: str | os.PathLike, write: Callable[[Path], None], 
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
         (tmp / CHECKPOINT_META).write_text(json.dumps({"format": FORMAT, **info}, indent=2, default=str), encoding="utf-8")
+        (tmp / OWNER_FILE).write_text(json.dumps({"written_by": "sqltune", "kind": "checkpoint"}) + "\n")
         (tmp / COMPLETE).write_text("")
         if out.exists():
             old = _tmp_sibling(out, "old")
@@ -148,15 +152,26 @@ def check_prompt(path: str | os.PathLike, builder: PromptBuilder, tokenizer) -> 
 
 
 # ---------------------------------------------------------------- merging
-def merge(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32") -> Path:
+def merge(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32",
+          force: bool = False) -> Path:
     """Merge an adapter into its base model and save a standalone model folder that `--model OUT`
-    loads. The checkpoint metadata travels with it, so the prompt lock still applies."""
+    loads. The checkpoint metadata travels with it, so the prompt lock still applies. An existing
+    `out_dir` is replaced only with `force` and only when sqltune wrote it."""
     import torch
 
+    from .files import check_replaceable, check_writable
     from .model import pick_device
 
     src = Path(adapter_dir)
+    out = Path(out_dir)
     info = read_info(src)
+    check_writable(out, "OUT", folder=True)
+    if os.path.lexists(out):
+        if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents or out.resolve() in src.resolve().parents:
+            raise SqltuneError(f"OUT {out} is the adapter folder itself (or inside it); choose a new folder")
+        check_replaceable(out, "OUT")
+        if not force and any(out.iterdir()):
+            raise SqltuneError(f"{out} already exists; choose another folder, or pass --force to replace it")
     if not is_adapter(src):
         raise SqltuneError(f"{src} holds a whole model, not an adapter: there is nothing to merge")
     if info.get("method") == "qlora":

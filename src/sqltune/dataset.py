@@ -258,3 +258,37 @@ def _load_items(spec, question_field: str, sql_field: str, need_sql: bool) -> li
 def _jsonl_lines(path: Path) -> list[str]:
     text = path.read_text(encoding="utf-8", errors="replace")
     return [f"{path}, line {n}" for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+
+
+# ---------------------------------------------------------------- one file -> train / valid / test
+def _norm_sql(sql: str) -> str:
+    return re.sub(r"\s+", " ", sql.lower().strip().rstrip(";"))
+
+
+def split_by_sql(items: list[dict], with_test: bool = True) -> dict[str, list[dict]]:
+    """Split one set of pairs by gold SQL, so no query (nor a paraphrase of it) is in two splits.
+
+    The devsuite's rule: distinct normalised SQLs, sorted, shuffled with `random.Random(0)`; the first
+    half trains, the rest is test (`with_test`); of the training half (sorted) the first quarter (at
+    least one query) is valid. Every item follows its SQL.
+    """
+    import random
+
+    queries = sorted({_norm_sql(it["sql"]) for it in items})
+    need = 3 if with_test else 2
+    if len(queries) < need:
+        raise SqltuneError(f"splitting needs at least {need} distinct gold queries, got {len(queries)}; "
+                           "give --valid" + (" and --test" if with_test else "") + " files")
+    if with_test:
+        random.Random(0).shuffle(queries)
+        half, test = sorted(queries[: len(queries) // 2]), set(queries[len(queries) // 2:])
+    else:
+        half, test = queries, set()
+    valid = set(half[: max(1, len(half) // 4)])
+    out: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
+    for it in items:
+        q = _norm_sql(it["sql"])
+        out["test" if q in test else "valid" if q in valid else "train"].append(it)
+    if not with_test:
+        del out["test"]
+    return out
