@@ -38,7 +38,11 @@ def show(renderable, err: bool = False) -> None:
         c.print(renderable)
     else:
         width = max(80, c.measure(renderable, options=c.options.update(width=10_000)).maximum)
-        c.print(renderable, width=width)
+        old, c.width = c.width, width
+        try:
+            c.print(renderable)
+        finally:
+            c.width = old
 
 
 def table(columns, rows, title: str | None = None, **kw) -> Table:
