@@ -75,15 +75,25 @@ def test_run_stops_on_a_failing_gold_query(tiny_model_dir, tiny_db, tmp_path):
     assert not (tmp_path / "run" / "base_valid_report.json").exists()
 
 
-def test_run_with_augment_round(tiny_model_dir, tiny_db, tmp_path):
+def test_run_with_augment_round(tiny_model_dir, tiny_db, tmp_path, monkeypatch):
+    import sqltune.augment as aug
+
+    # A random tiny model writes empty questions, so the round would keep nothing and prove nothing:
+    # the question writer is replaced by one that numbers its questions; the rest runs for real.
+    monkeypatch.setattr(aug, "_chat", lambda m, tok, prompts, **kw: [f"Question: what does query {i} return?"
+                                                                     for i in range(len(prompts))])
     ov = overrides(tiny_model_dir, tiny_db, tmp_path)
-    ov["augment"] = {"enabled": True, "max": 3}
+    # no round trip: a random tiny model never reads a question back
+    ov["augment"] = {"enabled": True, "max": 3, "roundtrip": False}
     ov["train"]["epochs"] = 1
     out = tmp_path / "run"
     metrics = run("default", out, overrides=ov)
     assert set(metrics["augmented"]) == {"valid", "test"}
     summary = json.loads((out / "augment_summary.json").read_text())
-    assert summary["kept"] == len((out / "augmented.jsonl").read_text().splitlines()) <= 3
+    kept = summary["kept"]
+    assert 1 <= kept == len((out / "augmented.jsonl").read_text().splitlines()) <= 3, summary
+    info = json.loads((out / "adapter_augmented" / "sqltune_checkpoint.json").read_text())
+    assert info["data"]["train"]["n"] == len(TRAIN) + kept  # the second training saw the new pairs
     assert "augmented" in (out / "report.md").read_text()
 
 
