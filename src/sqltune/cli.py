@@ -15,7 +15,7 @@ import typer
 
 from .commands.options import DB, MAX_ROWS, TIMEOUT
 from .console import echo, esc, mark, show, table
-from .errors import SqltuneError
+from .errors import Interrupted, SqltuneError
 
 app = typer.Typer(
     help="Teach small open LLMs to write correct SQL for one SQLite database.\n\n"
@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning user errors into one line and a non-zero exit."""
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="sqltune")
+    except Interrupted as e:
+        echo(f"interrupted; {esc(e)}", err=True)
+        return e.exit_code
     except SqltuneError as e:
         echo(f"[red]error:[/] {esc(e)}", err=True)
         return e.exit_code
@@ -184,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         echo(f"[red]error:[/] {esc(e.strerror or e)}{esc(where)}", err=True)
         return 2
+    if rc == 130:  # typer turns Ctrl-C into exit code 130, silently
+        echo("interrupted; nothing written", err=True)
     return rc if isinstance(rc, int) else 0
 
 

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         are saved in the run folder (split_*.jsonl).
         """
         from ..console import echo, esc
-        from ..errors import SqltuneError
+        from ..errors import Interrupted, SqltuneError
         from ..recipe import parse_set
         from ..run import run
 
@@ -52,17 +52,19 @@ def register(app: typer.Typer) -> None:
             if db is None and "data.db" not in overrides:
                 raise SqltuneError("--train needs --db (the database the questions are about)")
             overrides.update({"data.train": train, "data.valid": valid, "data.test": test, "data.split": valid is None})
-        if train is not None and valid is None:
-            echo(f"splitting {esc(train)} by gold SQL into train / valid" + (" / test" if test is None else "")
-                 + " (no query in two splits)", err=True)
         try:
             metrics = run(recipe, out, resume=resume, overrides=overrides)
         except KeyboardInterrupt:
-            where = out or "the run folder"
-            echo(f"interrupted; {esc(where)} keeps the finished stages: add --out {esc(where)} --resume to continue",
-                 err=True)
-            raise typer.Exit(130) from None
+            from ..run import is_run_folder
+
+            if out is not None and out.is_dir() and is_run_folder(out):
+                raise Interrupted(f"{out} keeps the finished stages: add --out {out} --resume to continue") from None
+            raise
         from ..cli import print_summary
+
+        if train is not None and valid is None:
+            echo(f"valid{'' if test else ' and test'} were split off {esc(train)} by gold SQL (no query in two "
+                 f"splits): split_*.jsonl in the run folder")
 
         for stage in ("base", "tuned", "augmented"):
             for split, summary in metrics.get(stage, {}).items():

@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
         Example: sqltune train --db mydb.sqlite --train train.jsonl --valid valid.jsonl --out my-adapter
         """
         from ..console import echo, esc
+        from ..errors import Interrupted
         from ..files import check_replaceable, check_writable
         from ..recipe import load_recipe, parse_set
         from ..train import train as run_train
@@ -60,8 +61,7 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             work = out.with_name(out.name + ".work")
             if work.is_dir():
-                echo(f"interrupted; {esc(work)} keeps the finished steps: add --resume to continue", err=True)
-                raise typer.Exit(130) from None
+                raise Interrupted(f"{work} keeps the finished steps: add --resume to continue") from None
             raise
         b = result.best
         tok = result.info["tokens"]
