@@ -160,6 +160,8 @@ def load_recipe(name_or_path: str | os.PathLike | None = None, overrides: dict |
     label = path.stem if path.parent == PACKAGED_RECIPES else str(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SqltuneError(f"recipe {label}: not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise SqltuneError(f"recipe {label}: not valid YAML ({str(e).splitlines()[0]})") from None
     if raw is None:

@@ -52,12 +52,18 @@ def register(app: typer.Typer) -> None:
             if db is None and "data.db" not in overrides:
                 raise SqltuneError("--train needs --db (the database the questions are about)")
             overrides.update({"data.train": train, "data.valid": valid, "data.test": test, "data.split": valid is None})
+        if out is None:  # named here, so that a Ctrl-C can say where the run is kept
+            from datetime import datetime
+
+            from ..recipe import load_recipe
+
+            out = Path(load_recipe(recipe, overrides).out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
         try:
             metrics = run(recipe, out, resume=resume, overrides=overrides)
         except KeyboardInterrupt:
             from ..run import is_run_folder
 
-            if out is not None and out.is_dir() and is_run_folder(out):
+            if out.is_dir() and is_run_folder(out):
                 raise Interrupted(f"{out} keeps the finished stages: add --out {out} --resume to continue") from None
             raise
         from ..cli import print_summary

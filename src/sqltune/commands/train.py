@@ -38,8 +38,10 @@ def register(app: typer.Typer) -> None:
         Example: sqltune train --db mydb.sqlite --train train.jsonl --valid valid.jsonl --out my-adapter
         """
         from ..console import echo, esc
+        from ..db import resolve_db
         from ..errors import Interrupted
         from ..files import check_replaceable, check_writable
+        from ..model import resolve_model
         from ..recipe import load_recipe, parse_set
         from ..train import train as run_train
 
@@ -55,8 +57,10 @@ def register(app: typer.Typer) -> None:
             check_replaceable(out)
             check_replaceable(out.with_name(out.name + ".work"))
         recipe = load_recipe(config, overrides)
+        items = recipe.items()  # every input is checked before anything is deleted or written
+        resolve_db(recipe.data.db, need_tables=True)
+        resolve_model(recipe.model)
         try:
-            items = recipe.items()
             result = run_train(recipe, items["train"], items["valid"], recipe.data.db, out, resume=resume, force=force)
         except KeyboardInterrupt:
             work = out.with_name(out.name + ".work")
