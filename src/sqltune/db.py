@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import os
 import sqlite3
-import tempfile
 from pathlib import Path
 
 from .errors import SqltuneError
@@ -72,36 +71,29 @@ def build_exoplanets_db(out: str | os.PathLike, force: bool = False) -> Path:
         if list(reader.fieldnames or []) != list(EXOPLANETS_COLUMNS):
             raise SqltuneError(f"unexpected columns in {EXOPLANETS_CSV}: {reader.fieldnames}")
         rows = [tuple(_convert(r[c], t) for c, t in EXOPLANETS_COLUMNS.items()) for r in reader]
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the DB gets the user's normal permissions
-    try:
-        con = sqlite3.connect(tmp)
-        con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        cols = ",\n  ".join(
-            f"{c} {t}" + (" REFERENCES reference_planets(name)" if c == "mass_wrt" else "")
-            for c, t in EXOPLANETS_COLUMNS.items()
-        )
-        con.executescript(
-            "CREATE TABLE reference_planets (name TEXT PRIMARY KEY, mass REAL);\n"
-            f"CREATE TABLE exoplanets (\n  {cols}\n);"
-        )
-        con.executemany("INSERT INTO reference_planets VALUES (?, ?)", REFERENCE_PLANETS)
-        marks = ",".join("?" * len(EXOPLANETS_COLUMNS))
-        con.executemany(f"INSERT INTO exoplanets VALUES ({marks})", rows)
-        con.commit()
-        con.close()
-        os.replace(tmp, out)
-        notes = out.parent / (out.stem + ".notes.md")
-        if not notes.exists():  # an existing notes file is the user's: never replaced
-            from .files import write_text
+    from .files import atomic_path, write_text
 
-            write_text(notes, EXOPLANETS_NOTES.read_text(encoding="utf-8"))
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out) as tmp:  # created by sqlite with the user's normal permissions
+        con = sqlite3.connect(tmp)
+        try:
+            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            cols = ",\n  ".join(
+                f"{c} {t}" + (" REFERENCES reference_planets(name)" if c == "mass_wrt" else "")
+                for c, t in EXOPLANETS_COLUMNS.items()
+            )
+            con.executescript(
+                "CREATE TABLE reference_planets (name TEXT PRIMARY KEY, mass REAL);\n"
+                f"CREATE TABLE exoplanets (\n  {cols}\n);"
+            )
+            con.executemany("INSERT INTO reference_planets VALUES (?, ?)", REFERENCE_PLANETS)
+            marks = ",".join("?" * len(EXOPLANETS_COLUMNS))
+            con.executemany(f"INSERT INTO exoplanets VALUES ({marks})", rows)
+            con.commit()
+        finally:
+            con.close()
+    notes = out.parent / (out.stem + ".notes.md")
+    if not notes.exists():  # an existing notes file is the user's: never replaced
+        write_text(notes, EXOPLANETS_NOTES.read_text(encoding="utf-8"))
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import SqltuneError
@@ -23,18 +24,50 @@ CHECKPOINT_META = "sqltune_checkpoint.json"  # also written only by sqltune (che
 
 
 # ---------------------------------------------------------------- atomic writes
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temporary sibling + rename)."""
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    elif os.path.lexists(p):
+        p.unlink()
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, folder: bool = False):
+    """The one way sqltune writes a file or folder: yields a temporary sibling to fill; when the block
+    ends without error the sibling replaces `path` (a folder: the old one is moved aside first), else
+    it is removed. A crash or Ctrl-C never leaves half a file or a half-written folder at `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _remove(tmp)
+    if folder:
+        tmp.mkdir(parents=True)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        yield tmp
+        if folder and os.path.lexists(path):
+            old = path.with_name(f".{path.name}.{os.getpid()}.old")
+            _remove(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
-    return path
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb", **kw):
+    """`open(path, mode)` whose content appears at `path` only once the block succeeds."""
+    with atomic_path(path) as tmp, open(tmp, mode, **kw) as f:
+        yield f
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically."""
+    with atomic_open(path) as f:
+        f.write(data)
+    return Path(path)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -584,14 +584,13 @@ class _Session:
 
     def _save_candidate(self, model, step: int, line: dict, report: dict) -> None:
         dest = self.candidates / f"step-{step}"
-        tmp = self.candidates / f".step-{step}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        (tmp / "valid_report.json").write_text(json.dumps(report, default=str))
-        (tmp / "metrics.json").write_text(json.dumps(line))
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+        from .files import atomic_path
+
+        self.candidates.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dest, folder=True) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            (tmp / "valid_report.json").write_text(json.dumps(report, default=str))
+            (tmp / "metrics.json").write_text(json.dumps(line))
 
 
 def _fmt(x) -> str:
