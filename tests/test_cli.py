@@ -409,3 +409,15 @@ def test_atomic_writes_leave_no_temp_file_and_use_normal_permissions(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         files.write_text(tmp_path / "b.txt", "x")
     assert sorted(q.name for q in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_force_checks_every_input_before_deleting_even_its_own_folder(capsys, tmp_path):
+    from sqltune.files import claim
+
+    ours = claim(tmp_path / "adapter", "checkpoint")
+    (ours / "weights.bin").write_text("trained for a week")
+    code, _, err = _run(capsys, "train", "--out", ours, "--force", "--db", tmp_path / "nope.sqlite")
+    _one_line(code, err, "database not found")
+    code, _, err = _run(capsys, "train", "--out", ours, "--force", "--model", "/nonexistent-model")
+    _one_line(code, err, "unknown model")
+    assert (ours / "weights.bin").read_text() == "trained for a week"

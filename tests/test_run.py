@@ -115,3 +115,34 @@ def test_cli_run_set_overrides_and_bad_keys(tiny_model_dir, tiny_db, tmp_path, c
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe["train"]["epochs"] == 1 and recipe["train"]["top_layers"] is None
     assert recipe["eval"]["max_new_tokens"] == 8 and recipe["model"] == str(tiny_model_dir)
+
+
+def test_run_on_your_own_db_with_one_file(tiny_model_dir, tiny_db, tmp_path, capsys):
+    """`sqltune run --db DB --train PAIRS`: valid and test are split off the one file by gold SQL."""
+    pairs = tmp_path / "pairs.jsonl"
+    write_jsonl(pairs, TRAIN + VALID + TEST + [dict(t, id=t["id"] + "b", question=t["question"] + " (again)")
+                                               for t in TRAIN])
+    out = tmp_path / "mine"
+    sets = [f"model={tiny_model_dir}", "device=cpu", "dtype=float32", "train.epochs=1", "train.batch_size=2",
+            "train.top_layers=null", "eval.max_new_tokens=8"]
+    code = main(["run", "--db", str(tiny_db), "--train", str(pairs), "--out", str(out)]
+                + [a for kv in sets for a in ("--set", kv)])
+    assert code == 0, capsys.readouterr().err
+    assert "split off" in capsys.readouterr().out
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["data"]["split"] is True and recipe["data"]["valid"] is None
+    splits = {s: [json.loads(x) for x in (out / f"split_{s}.jsonl").read_text().splitlines()]
+              for s in ("train", "valid", "test")}
+    assert sum(map(len, splits.values())) == len(TRAIN) * 2 + len(VALID) + len(TEST)
+    sql_of = {s: {it["sql"] for it in items} for s, items in splits.items()}
+    assert not (sql_of["train"] & sql_of["valid"] or sql_of["train"] & sql_of["test"] or sql_of["valid"] & sql_of["test"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tuned"]["test"]["n"] == len(splits["test"])
+    report = (out / "report.md").read_text()
+    assert str(tiny_model_dir) in report and "split off data.train" in report
+    assert (out / ".sqltune").is_file()
+    # a second run into the same folder without --resume is refused; with --resume it finds everything done
+    assert main(["run", "--db", str(tiny_db), "--train", str(pairs), "--out", str(out)]
+                + [a for kv in sets for a in ("--set", kv)]) == 2
+    assert main(["run", "--db", str(tiny_db), "--train", str(pairs), "--out", str(out), "--resume"]
+                + [a for kv in sets for a in ("--set", kv)]) == 0
