@@ -127,7 +127,9 @@ def claim(folder: str | os.PathLike, kind: str) -> Path:
 def owned(folder: str | os.PathLike) -> bool:
     """True for a folder sqltune wrote (its marker, or a finished checkpoint's metadata)."""
     p = Path(folder)
-    return p.is_dir() and not p.is_symlink() and ((p / OWNER_FILE).is_file() or (p / CHECKPOINT_META).is_file())
+    legacy_work = p.name.endswith(".work") and (p / "run.json").is_file()  # training work folder from before markers
+    return p.is_dir() and not p.is_symlink() and ((p / OWNER_FILE).is_file() or (p / CHECKPOINT_META).is_file()
+                                                  or legacy_work)
 
 
 def _protected(p: Path) -> str | None:

@@ -738,7 +738,7 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
         raise SqltuneError(f"{out} already exists; choose another --out, or pass --force to overwrite it")
     elif work.exists() and not resume:
         raise SqltuneError(f"{work} holds an interrupted run; pass --resume to continue it or --force to start over")
-    elif work.exists():
+    elif work.exists() and not (work / "run.json").is_file():  # run.json: a work folder from before markers
         check_replaceable(work)
 
     t_start = time.monotonic()
