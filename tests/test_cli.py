@@ -421,3 +421,19 @@ def test_force_checks_every_input_before_deleting_even_its_own_folder(capsys, tm
     code, _, err = _run(capsys, "train", "--out", ours, "--force", "--model", "/nonexistent-model")
     _one_line(code, err, "unknown model")
     assert (ours / "weights.bin").read_text() == "trained for a week"
+
+
+def test_resume_of_a_run_from_before_a_new_recipe_key(capsys, tmp_path, tiny_db):
+    from sqltune.dataset import write_jsonl
+
+    rows = [{"question": f"q{i}", "sql": f"SELECT {i} FROM books"} for i in range(4)]
+    t, v = write_jsonl(tmp_path / "t.jsonl", rows[:2]), write_jsonl(tmp_path / "v.jsonl", rows[2:])
+    out = tmp_path / "run"
+    _started_run(out, {"data.db": str(tiny_db), "data.train": str(t), "data.valid": str(v), "data.test": None,
+                       "model": "/nonexistent-model"})
+    recipe = json.loads((out / "recipe.json").read_text())
+    del recipe["data"]["split"]  # recipes had no data.split then
+    (out / "recipe.json").write_text(json.dumps(recipe))
+    code, _, err = _run(capsys, "run", "--out", out, "--resume", "--db", tiny_db, "--train", t, "--valid", v,
+                        "--set", "model=/nonexistent-model")
+    _one_line(code, err, "unknown model")  # past the same-run check: it stopped at the (missing) model

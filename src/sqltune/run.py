@@ -68,9 +68,16 @@ def inputs_fingerprint(db: Path, items: dict) -> dict:
 
 def check_same_run(out: Path, recipe: dict, inputs: dict) -> None:
     """`--resume` continues the same run: refuse when the recipe or the data differ from the folder's."""
-    old_recipe = json.loads((out / "recipe.json").read_text())
-    keys = [k for k in sorted(set(_flat(recipe)) | set(_flat(old_recipe)))
-            if k != "out" and _flat(recipe).get(k) != _flat(old_recipe).get(k)]
+    from .recipe import build_recipe
+
+    try:
+        old_recipe = json.loads((out / "recipe.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SqltuneError(f"{out / 'recipe.json'} is damaged; cannot tell whether this is the same run") from None
+    new, old = _flat(recipe), _flat(old_recipe) if isinstance(old_recipe, dict) else {}
+    for k, v in _flat(build_recipe({}).to_dict()).items():
+        old.setdefault(k, v)  # a key added to recipes since the run started has its default there
+    keys = [k for k in sorted(set(new) | set(old)) if k != "out" and new.get(k) != old.get(k)]
     inputs_file = out / "inputs.json"
     if inputs_file.is_file():
         old_inputs = json.loads(inputs_file.read_text())
