@@ -55,11 +55,23 @@ def _commands(f: Path, db: Path, tmp: Path) -> list[list[str]]:
         ["run", "--db", db, "--train", f, "--out", tmp / "run", "--set", f"model={nomodel}"],
         ["run", f, "--out", tmp / "run", "--set", f"model={nomodel}"],
         ["schema", "--db", f],
+        ["schema", "--db", db, "--notes", f],
         ["ask", "how many?", "--db", f, "--model", nomodel],
+        ["score", "--gold", "exoplanets:valid", "--pred", f, "--db", db],
+        ["report", f.parent / "runa", f.parent / "runa"],
+        ["augment", "--run", f.parent / "runa", "--out", tmp / "aug.jsonl", "--model", nomodel],
     ]
 
 
-@pytest.mark.parametrize("which", range(10))
+def _run_folder(tmp: Path, data: bytes) -> None:
+    """A run folder whose every file holds the random content."""
+    run = tmp / "runa"
+    run.mkdir()
+    for name in ("metrics.json", "recipe.json", "tuned_valid_report.json", "base_valid_report.json"):
+        (run / name).write_bytes(data)
+
+
+@pytest.mark.parametrize("which", range(14))
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=contents())
 def test_any_file_is_one_line_and_changes_nothing(which, content, tiny_db, tmp_path_factory, capsys, monkeypatch):
@@ -68,6 +80,7 @@ def test_any_file_is_one_line_and_changes_nothing(which, content, tiny_db, tmp_p
     suffix, data = content
     f = tmp / f"input{suffix}"
     f.write_bytes(data)
+    _run_folder(tmp, data)
     db_bytes = tiny_db.read_bytes()
     before = {p: p.read_bytes() for p in tmp.rglob("*") if p.is_file()}
     argv = [str(a) for a in _commands(f, tiny_db, tmp)[which]]
@@ -76,7 +89,7 @@ def test_any_file_is_one_line_and_changes_nothing(which, content, tiny_db, tmp_p
     assert "Traceback" not in out + err
     after = {p: p.read_bytes() for p in tmp.rglob("*") if p.is_file()}
     assert tiny_db.read_bytes() == db_bytes
-    if which == 0 and code == 0:  # score of a file against itself can be valid: it writes nothing anyway
+    if which in (0, 9, 11) and code == 0:  # a score or empty notes can be valid: nothing is written anyway
         assert after == before
         return
     assert code != 0, (argv, out, err)

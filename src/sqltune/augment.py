@@ -80,7 +80,9 @@ def failures(run_dir: str | os.PathLike, stage: str = "tuned") -> list[dict]:
     path = Path(run_dir) / f"{stage}_valid_report.json"
     if not path.is_file():
         raise SqltuneError(f"{path} not found: augment reads a finished run's valid results (never test)")
-    report = json.loads(path.read_text())
+    from .report import load_report
+
+    report = load_report(path, ("id", "question", "gold_sql", "exact", "error_kind"))
     return [{"id": e["id"], "question": e["question"], "sql": e["gold_sql"], "kinds": sorted(sql_kinds(e["gold_sql"])),
              "error_kind": e["error_kind"]} for e in report["examples"] if not e["exact"]]
 
@@ -277,7 +279,12 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     recipe_file = run_dir / "recipe.json"
     if not recipe_file.is_file():
         raise SqltuneError(f"{run_dir} is not a sqltune run folder (no recipe.json)")
-    recipe = json.loads(recipe_file.read_text())
+    try:
+        recipe = json.loads(recipe_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        recipe = None
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("data"), dict):
+        raise SqltuneError(f"{recipe_file} is not a sqltune run's recipe")
     data = recipe["data"]
     db = resolve_db(data.get("db"))
     from .recipe import build_recipe

@@ -294,6 +294,23 @@ def write_report(out_dir: str | os.PathLike, reports: dict, history: list[dict] 
     return {"markdown": out / "report.md", "html": out / "report.html", **{k: Path(v) for k, v in charts.items()}}
 
 
+def load_report(path: str | os.PathLike, keys: tuple[str, ...] = ("id", "exact", "executed", "fuzzy")) -> dict:
+    """A score report written by sqltune (`score_pairs`), checked: one clear error for anything else."""
+    from .errors import SqltuneError
+
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SqltuneError(f"{path} is not a sqltune score report (not JSON)") from None
+    examples = report.get("examples") if isinstance(report, dict) else None
+    if not isinstance(examples, list) or not all(isinstance(e, dict) and all(k in e for k in keys) for e in examples):
+        raise SqltuneError(f"{path} is not a sqltune score report (needs examples with {', '.join(keys)})")
+    if not all(isinstance(e["id"], (str, int)) for e in examples):
+        raise SqltuneError(f"{path}: example ids must be strings")
+    return report
+
+
 def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, stage: str = "tuned",
                  warn=None) -> list[dict]:
     """Paired comparison of two run folders' `stage` predictions per split.
@@ -314,7 +331,7 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, stage: str 
         if not (fa.is_file() and fb.is_file()):
             continue
         found = True
-        a, b = json.loads(fa.read_text()), json.loads(fb.read_text())
+        a, b = load_report(fa), load_report(fb)
         qa = {e["id"]: e.get("question") for e in a["examples"]}
         differ = [e["id"] for e in b["examples"] if e["id"] in qa and qa[e["id"]] != e.get("question")]
         if differ and warn:
