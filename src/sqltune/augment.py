@@ -21,14 +21,17 @@ import json
 import os
 import random
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlglot
 from sqlglot import exp
 
-from .check import LeakIndex, check_items
+from .check import LeakIndex
 from .errors import SqltuneError
+# the one validation pipeline, shared with `synth` (re-exported: augment's public names stay)
+from .pairs import PairResult, Validator, apply_roundtrip, chat, clean_question, filter_candidates, roundtrip_agrees, write_pairs
+
+AugmentResult = PairResult
 
 KINDS = ("filter", "window", "reference_join", "join", "having", "subquery", "cte", "case", "ratio", "aggregate",
          "group_by", "order_limit", "name_match", "null_handling")
@@ -111,7 +114,8 @@ def mutate(sql: str, numeric_columns: set[str], rng: random.Random, n: int = 4) 
         return []
     out: list[str] = []
     cols = sorted(numeric_columns)
-    used = sorted({c.name.lower() for c in tree.find_all(exp.Column) if c.name.lower() in numeric_columns})
+    keys = {c.name.lower() for j in tree.find_all(exp.Join) for c in j.find_all(exp.Column)}  # join keys stay
+    used = sorted({c.name.lower() for c in tree.find_all(exp.Column) if c.name.lower() in numeric_columns} - keys)
     for _ in range(n * 3):
         t = tree.copy()
         op = rng.choice(["column", "aggregate", "compare", "direction"])
@@ -149,82 +153,6 @@ def mutate(sql: str, numeric_columns: set[str], rng: random.Random, n: int = 4) 
     return out
 
 
-# ----------------------------------------------------------------------------- validation
-@dataclass
-class Validator:
-    """The filters every candidate passes: executes, non-empty, deterministic, no leakage."""
-
-    db: Path
-    against: LeakIndex
-    timeout: float = 5.0
-
-    def reject_reason(self, cand: dict) -> str | None:
-        if not cand.get("question") or not cand.get("sql"):
-            return "incomplete"
-        if reasons := self.against.leaks(cand):
-            return "leak: " + reasons[0].split(" as ")[0]
-        report = check_items(self.db, {"candidate": [dict(cand, id="candidate")]}, timeout=self.timeout)
-        if report.errors:
-            return "fails"
-        kinds = {f.kind for f in report.findings}
-        if "empty" in kinds:
-            return "empty result"
-        if kinds:  # volatile calls, ties at a LIMIT cut, tied ORDER BY rows, …
-            return "nondeterministic"
-        return None
-
-
-@dataclass
-class AugmentResult:
-    kept: list[dict] = field(default_factory=list)
-    tried: int = 0
-    rejected: Counter = field(default_factory=Counter)
-
-    def summary(self) -> dict:
-        return {"tried": self.tried, "kept": len(self.kept), "rejected": dict(self.rejected)}
-
-
-def filter_candidates(candidates: list[dict], validator: Validator, max_keep: int) -> AugmentResult:
-    """Apply every filter; kept pairs join the leak index so later ones can't duplicate them."""
-    res = AugmentResult()
-    for cand in candidates:
-        if len(res.kept) >= max_keep:
-            break
-        res.tried += 1
-        reason = validator.reject_reason(cand)
-        if reason:
-            res.rejected[reason] += 1
-            continue
-        res.kept.append(cand)
-        validator.against.add(cand, "augmented", cand.get("id"))
-    return res
-
-
-def roundtrip_agrees(db, candidates: list[dict], model_sql: list[str | None], timeout: float = 5.0) -> list[bool]:
-    """For each candidate: does the SQL a model wrote for its question return the candidate's result
-    (the scorer's `fuzzy`: same rows; column names, order and extra columns free)?"""
-    from .score import score_pairs
-
-    if not candidates:
-        return []
-    items = [{"id": str(i), "question": c["question"], "sql": c["sql"]} for i, c in enumerate(candidates)]
-    report = score_pairs(db, items, model_sql, timeout=timeout)
-    return [bool(e["fuzzy"]) for e in report["examples"]]
-
-
-def apply_roundtrip(res: AugmentResult, db, model_sql: list[str | None], max_keep: int) -> AugmentResult:
-    """Drop the kept pairs whose round trip disagrees; keep at most `max_keep` of the rest."""
-    agree = roundtrip_agrees(db, res.kept, model_sql)
-    kept = []
-    for cand, ok, sql in zip(res.kept, agree, model_sql):
-        if not ok:
-            res.rejected["round trip: the model's SQL for the question returns another result"] += 1
-        elif len(kept) < max_keep:
-            kept.append(dict(cand, provenance=dict(cand.get("provenance", {}), roundtrip_sql=sql)))
-    res.kept = kept
-    return res
-
-
 # ----------------------------------------------------------------------------- model prompts
 QUESTION_PROMPT = ("Here is a SQLite query on the database below. Write the one question, in plain English as "
                    "a user would ask it, that this query answers. Reply with the question only.\n\n"
@@ -234,21 +162,8 @@ PROPOSE_PROMPT = ("Database schema:\n{schema}\n\nExample question: {question}\nE
                   "SQLite query. Answer exactly in this form:\nQuestion: ...\nSQL: ...")
 
 
-def _chat(model, tok, prompts: list[str], max_new_tokens: int = 160, batch_size: int = 64,
-          desc: str = "augment") -> list[str]:
-    """Greedy replies to single-turn chat prompts. The prompts start with the same instruction and
-    schema, so `generate_texts` computes that prefix once and shares its KV cache across the batch."""
-    from .generate import generate_texts
-
-    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-             for p in prompts]
-    return [text for text, _, _ in generate_texts(model, tok, texts, batch_size=batch_size,
-                                                   max_new_tokens=max_new_tokens, stop=None, desc=desc)]
-
-
-def _clean_question(text: str) -> str:
-    line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
-    return line.removeprefix("Question:").strip().strip('"')
+_chat = chat
+_clean_question = clean_question
 
 
 def _parse_proposal(text: str) -> dict | None:
@@ -268,7 +183,6 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     `model` writes the questions (default: the run's base model); with `roundtrip` the run's tuned
     model (its `adapter`, else the writer) must read each question back into SQL with the same result."""
     from .checkpoint import is_complete, load_trained
-    from .dataset import write_jsonl
     from .db import resolve_db
     from .generate import generate_sql
     from .model import load_model
@@ -293,7 +207,7 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     fails = failures(run_dir)
     res = AugmentResult()
     if not fails:
-        write_jsonl(out, [])
+        write_pairs(out, [])
         return res
     wanted = Counter(k for f in fails for k in f["kinds"])
     rng = random.Random(seed)
@@ -339,5 +253,5 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
         gens = generate_sql(m, tok, builder, [c["question"] for c in res.kept],
                             batch_size=int(ev.get("batch_size", 64)), max_new_tokens=int(ev.get("max_new_tokens", 256)))
         res = apply_roundtrip(res, db, [g.sql for g in gens], max_keep)
-    write_jsonl(out, res.kept)
+    write_pairs(out, res.kept)
     return res

@@ -32,7 +32,7 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
-from .execute import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT, _authorizer, connect_readonly, execute
+from .execute import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT, connect_readonly, execute
 from .score import is_ordered, rows_match
 
 ERROR, WARNING = "error", "warning"
@@ -377,11 +377,7 @@ def _window_ties(con, tree: exp.Expression, timeout: float) -> str | None:
 
 
 def _reverse_connection(db) -> sqlite3.Connection:
-    con = connect_readonly(db)
-    con.set_authorizer(None)
-    con.execute("PRAGMA reverse_unordered_selects = ON")
-    con.set_authorizer(_authorizer)
-    return con
+    return connect_readonly(db, reverse_unordered_selects=True)
 
 
 # ---------------------------------------------------------------- the check

@@ -127,9 +127,9 @@ def score_cmd(
 
 def _register_all() -> None:
     """Commands of later stages live beside the stage they wrap, one module per area."""
-    from .commands import augment, data, models, run, train
+    from .commands import augment, data, models, run, synth, train
 
-    for mod in (data, models, train, run, augment):
+    for mod in (data, models, train, run, augment, synth):
         mod.register(app)
 
 

@@ -62,6 +62,25 @@ class AugmentSection:
     roundtrip: bool = True  # keep a pair only if the tuned model reads its question back to the same result
 
 
+@dataclass
+class SynthSection:
+    """In-domain synthetic pairs before training (`sqltune.synth`, issue 14)."""
+
+    enabled: bool = False
+    k: int = 200  # pairs to keep (0: no synthesis, only the checkpoint rule below)
+    teacher: str | None = None  # model that writes SQL/questions and reads them back (default: the run's model)
+    sources: list[str] = field(default_factory=lambda: ["schema", "instantiate", "mutate", "model"])
+    styles: list[str] = field(default_factory=lambda: ["plain", "terse", "colloquial", "imperative"])
+    questions: str = "model"  # model | template (no model: template questions, no read-back)
+    readback: bool = True  # keep a pair only if the writer reads its question back to the same result
+    readback_samples: int = 1  # >1: majority of sampled read-backs (sqltune.vote)
+    model_sql_per_level: int = 8  # prompts per complexity level for the model-written SQL source
+    seed_weight: int = 3  # each seed pair appears this many times in the training data
+    heldout_fraction: float = 0.2  # share of synthetic pairs held out to join valid in the checkpoint choice
+    select_z: float = 1.0  # a trained checkpoint must beat the untuned model by z standard errors
+    seed: int = 0
+
+
 def _train_defaults() -> dict:
     return {k: v for k, v in TrainConfig().to_dict().items() if k not in _TRAIN_ELSEWHERE}
 
@@ -79,6 +98,7 @@ class Recipe:
     train: dict = field(default_factory=_train_defaults)  # TrainConfig keys not kept elsewhere
     eval: EvalSection = field(default_factory=EvalSection)
     augment: AugmentSection = field(default_factory=AugmentSection)
+    synth: SynthSection = field(default_factory=SynthSection)
     source: str | None = None  # the file it was read from (not a setting)
 
     def train_config(self) -> TrainConfig:
@@ -120,7 +140,8 @@ class Recipe:
         return items
 
 
-SECTIONS = {"data": DataSection, "prompt": PromptSection, "eval": EvalSection, "augment": AugmentSection}
+SECTIONS = {"data": DataSection, "prompt": PromptSection, "eval": EvalSection, "augment": AugmentSection,
+            "synth": SynthSection}
 TOP_LEVEL = [f.name for f in fields(Recipe) if f.name != "source"]
 
 

@@ -125,6 +125,37 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
     return reports
 
 
+def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict):
+    """Issue 14: synthetic pairs before training (recipe `synth:`). Returns the training items (seeds
+    weighted up + synthetic pairs), the checkpoint-choice items (valid + a held-out slice of synthetic
+    pairs), the step-0 baseline (None when the slice must be scored too) and the checkpoint rule."""
+    syn = c.get("synth") or {}
+    if not syn.get("enabled"):
+        return items["train"], items["valid"], baseline, None
+    from .synth import SynthConfig, checkpoint_rule, split_heldout, synth, weighted_training_items
+
+    if int(syn["k"]) == 0:  # no synthetic pairs: only the noise-aware checkpoint rule, on valid
+        return items["train"], items["valid"], baseline, checkpoint_rule(len(items["valid"]), float(syn["select_z"]))
+    syn_file = run.path / "synth.jsonl"
+    if not syn_file.is_file():
+        t = time.monotonic()
+        ev = c.get("eval") or {}
+        cfg = SynthConfig(k=int(syn["k"]), sources=tuple(syn["sources"]), styles=tuple(syn["styles"]),
+                          questions=syn["questions"], readback=bool(syn["readback"]),
+                          readback_samples=int(syn["readback_samples"]),
+                          model_sql_per_level=int(syn["model_sql_per_level"]), seed=int(syn["seed"]),
+                          batch_size=int(ev.get("batch_size", 64)), max_new_tokens=int(ev.get("max_new_tokens", 256)))
+        heldout = {s: items[s] for s in ("valid", "test") if s in items}
+        synth(db, syn_file, items["train"], heldout, model=c.get("model"), teacher=syn.get("teacher"),
+              notes=c["data"].get("notes"), prompt_style=c["prompt"]["style"], device=device, cfg=cfg)
+        run.record("synth", time.monotonic() - t)
+    pairs = read_jsonl(syn_file)
+    train_part, held = split_heldout(pairs, float(syn["heldout_fraction"]), int(syn["seed"]))
+    select = items["valid"] + [{"id": p["id"], "question": p["question"], "sql": p["sql"]} for p in held]
+    return (weighted_training_items(items["train"], train_part, int(syn["seed_weight"])), select,
+            None if held else baseline, checkpoint_rule(len(select), float(syn["select_z"])))
+
+
 def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
         resume: bool = False, overrides: dict | None = None) -> dict:
     """Run the whole pipeline; returns metrics.json's content."""
@@ -201,9 +232,10 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     from .checkpoint import is_complete, load_trained
 
     adapter = out / "adapter"
+    train_items, select_items, baseline, choose = synth_stage(run_dir, c, db, items, device, reports["base"]["valid"])
     if not is_complete(adapter):
         t = time.monotonic()
-        train(cfg, items["train"], items["valid"], db, adapter, resume=True, baseline=reports["base"]["valid"])
+        train(cfg, train_items, select_items, db, adapter, resume=True, baseline=baseline, choose=choose)
         run_dir.record("train", time.monotonic() - t)
 
     # 4. tuned model

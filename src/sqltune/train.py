@@ -482,6 +482,7 @@ class _Session:
         self.t0 = time.monotonic()
         self.is_main = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch` only rank 0 writes files
         self.last_eval_at = time.monotonic()
+        self.choose = None  # optional rule history -> chosen line (train(..., choose=...))
 
     # -- bookkeeping across restarts
     def load_history(self, up_to_step: int) -> None:
@@ -497,6 +498,8 @@ class _Session:
     def best(self) -> dict | None:
         if not self.history:
             return None
+        if self.choose is not None:  # issue 14: a checkpoint rule from the caller (synth.choose_checkpoint)
+            return self.choose(self.history)
         return max(self.history, key=lambda r: (r["exact"], -(r["valid_loss"] if r["valid_loss"] is not None else math.inf),
                                                 -r["step"]))
 
@@ -701,7 +704,7 @@ def as_train_config(config) -> TrainConfig:
 
 def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir, resume: bool = False,
           force: bool = False, progress: bool = True, recipe_yaml: str | None = None,
-          baseline: dict | None = None) -> TrainResult:
+          baseline: dict | None = None, choose=None) -> TrainResult:
     """Fine-tune `config.model` on `train_items`, choose the checkpoint by execution on `valid_items`.
 
     `config`: a TrainConfig or a Recipe. The output goes to `out_dir` (written atomically); the
@@ -709,6 +712,8 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     interrupted run continues with `resume=True` and ends with the same checkpoint. `force` starts
     over, deleting both. `baseline`: the untuned model's `score_pairs` report on exactly
     `valid_items` (e.g. from the run's base evaluation), used as step 0 instead of generating again.
+    `choose`: a rule `history -> chosen evaluation line` replacing "best valid exact" (issue 14:
+    `synth.checkpoint_rule`, which keeps the untuned model unless the gain beats the noise).
     """
     from transformers import TrainingArguments
 
@@ -767,6 +772,7 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     P = _shared_prefix_len([p for p, _ in enc_train + enc_valid]) if problem is None else 0
     train_set, valid_set = ExampleSet(enc_train, P), ExampleSet(enc_valid, P)
     session = _Session(cfg, work, builder, tok, valid_items, valid_set, db, dev, progress)
+    session.choose = choose
     t_pre = time.monotonic()
     if P:
         session.prefix = SharedPrefix(model, enc_train[0][0][:P], grad=cfg.prefix_grad)

@@ -1,0 +1,209 @@
+"""Does tuning transfer to a new database? The SHIPPED `sqltune run` on each devsuite database, side by side:
+untuned, tuned on the seeds (the DB's train split) only, tuned on seeds + synthetic pairs (issue 14), and any
+setting given as recipe overrides. Per DB and mean, exact and fuzzy on test, with the paired bootstrap CI
+and McNemar p against the untuned model (sqltune.stats).
+
+    PYTHONPATH=src python benchmarks/transfer.py --recipe qwen1.5b-gpu --model qwen2.5-coder-1.5b \\
+        --dbs flight_2 tvshow --work runs/transfer --out benchmarks/results/transfer/qwen15b
+
+Each (db, setting) is one run folder WORK/<db>/<setting>; a finished one is reused, so a long sweep is split
+into several calls (`--dbs` subsets, each under a 10-minute limit) with the same --work, and a last call with
+`--no-run` (all DBs) prints and writes the merged table. The untuned numbers are the base evaluation of the
+first setting's run; later settings of the same DB reuse its base reports (copied in) instead of scoring the
+untuned model again.
+
+Settings: `seeds` (synth.enabled=false), `synth` (synth.enabled=true), `seeds_rule` (no synthetic pairs, only the
+noise-aware checkpoint rule: synth.enabled=true, synth.k=0), or NAME:KEY=VALUE;KEY=VALUE (recipe
+overrides, e.g. `vote:synth.enabled=true;eval.vote=5` once that key exists). Every setting is chosen on
+train/valid only; the run reads test once per setting, and that is the number reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+DEVSUITE = Path("/work/shared/data/devsuite")
+PRESETS = {"seeds": {"synth.enabled": False}, "synth": {"synth.enabled": True},
+           # seeds only, but the checkpoint chosen by synth.choose_checkpoint (separates the two effects)
+           "seeds_rule": {"synth.enabled": True, "synth.k": 0}}
+
+
+def parse_setting(spec: str) -> tuple[str, dict]:
+    from sqltune.recipe import parse_set
+
+    name, sep, rest = spec.partition(":")
+    if not sep:
+        if name not in PRESETS:
+            sys.exit(f"error: unknown setting '{name}' (presets: {', '.join(PRESETS)}; or NAME:KEY=VALUE;...)")
+        return name, dict(PRESETS[name])
+    return name, parse_set([p for p in rest.split(";") if p.strip()])
+
+
+def all_dbs(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if (p / f"{p.name}.sqlite").is_file())
+
+
+def run_one(recipe: str, db: str, root: Path, work: Path, name: str, setting: dict, model: str | None,
+            first: Path | None) -> Path:
+    from sqltune.run import run
+
+    out = work / db / name
+    if (out / "metrics.json").is_file():
+        return out
+    d = root / db
+    ov = {"data.db": str(d / f"{db}.sqlite"), "data.train": str(d / "train.jsonl"),
+          "data.valid": str(d / "valid.jsonl"), "data.test": str(d / "test.jsonl"), "data.extra": [], **setting}
+    if model:
+        ov["model"] = model
+    out.mkdir(parents=True, exist_ok=True)
+    if first is not None:  # the untuned model's reports are the same for every setting: reuse them
+        for f in ("data_check.json", "base_valid_report.json", "base_test_report.json",
+                  "base_valid_pred.jsonl", "base_test_pred.jsonl"):
+            if (first / f).is_file() and not (out / f).exists():
+                shutil.copy2(first / f, out / f)
+    t = time.monotonic()
+    run(recipe, out, resume=True, overrides=ov)
+    (out / "transfer_wall_seconds.txt").write_text(f"{time.monotonic() - t:.1f}\n")
+    return out
+
+
+def per_question(report: dict, key: str) -> dict[str, bool]:
+    return {str(e["id"]): bool(e[key]) for e in report["examples"]}
+
+
+def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
+    from sqltune.stats import compare_paired
+
+    out = {"dbs": {}, "mean": {}, "pooled": {}}
+    pooled: dict = {}
+    for db in dbs:
+        runs = {n: work / db / n for n in names if (work / db / n / "tuned_test_report.json").is_file()}
+        if not runs:
+            continue
+        first = next(iter(runs.values()))
+        base = json.loads((first / "base_test_report.json").read_text())
+        row = {"n": len(base["examples"]), "untuned": {k: base["summary"][k] for k in ("exact", "fuzzy")}}
+        for n, folder in runs.items():
+            tuned = json.loads((folder / "tuned_test_report.json").read_text())
+            cell = {}
+            for key in ("exact", "fuzzy"):
+                a, b = per_question(base, key), per_question(tuned, key)
+                ids = sorted(a)
+                cmp = compare_paired([a[i] for i in ids], [b[i] for i in ids])
+                cell[key] = cmp.to_dict()
+                pooled.setdefault((n, key), ([], []))
+                pooled[(n, key)][0].extend(a[i] for i in ids)
+                pooled[(n, key)][1].extend(b[i] for i in ids)
+            summ = folder / "synth.summary.json"
+            cell["synth"] = json.loads(summ.read_text()) if summ.is_file() else None
+            m = json.loads((folder / "metrics.json").read_text())
+            cell["timings"] = m.get("timings")
+            ck = folder / "adapter" / "sqltune_checkpoint.json"
+            cell["chosen_untrained"] = None
+            if ck.is_file():
+                info = json.loads(ck.read_text())
+                cell["chosen_untrained"] = (info.get("chosen") or info.get("info", {}).get("chosen") or {}).get("untrained")
+            row[n] = cell
+        out["dbs"][db] = row
+    for n in ["untuned"] + names:
+        rows = [r for r in out["dbs"].values() if n in r]
+        if not rows:
+            continue
+        out["mean"][n] = {k: sum((r[n][k] if n == "untuned" else r[n][k]["after"]) for r in rows) / len(rows)
+                          for k in ("exact", "fuzzy")}
+        out["mean"][n]["dbs"] = len(rows)
+    for (n, key), (a, b) in pooled.items():
+        out["pooled"].setdefault(n, {})[key] = compare_paired(a, b).to_dict()
+    return out
+
+
+def markdown(res: dict, names: list[str]) -> str:
+    head = "| db | n | untuned exact | untuned fuzzy | " + " | ".join(
+        f"{n} exact (Δ, 95 % CI) | {n} fuzzy (Δ)" for n in names) + " |"
+    lines = [head, "|" + "---|" * (4 + 2 * len(names))]
+    for db, r in res["dbs"].items():
+        cells = [db, str(r["n"]), f"{r['untuned']['exact']:.1%}", f"{r['untuned']['fuzzy']:.1%}"]
+        for n in names:
+            if n not in r:
+                cells += ["-", "-"]
+                continue
+            e, f = r[n]["exact"], r[n]["fuzzy"]
+            cells += [f"{e['after']:.1%} ({e['delta']:+.1%}, [{e['ci_low']:+.1%}, {e['ci_high']:+.1%}])",
+                      f"{f['after']:.1%} ({f['delta']:+.1%})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if res["mean"]:
+        cells = ["**mean (per DB)**", str(sum(r["n"] for r in res["dbs"].values()))]
+        u = res["mean"].get("untuned", {})
+        cells += [f"{u.get('exact', 0):.1%}", f"{u.get('fuzzy', 0):.1%}"]
+        for n in names:
+            m, p = res["mean"].get(n), res["pooled"].get(n)
+            if not m:
+                cells += ["-", "-"]
+                continue
+            e = p["exact"]
+            cells += [f"{m['exact']:.1%} ({m['exact'] - u['exact']:+.1%}; pooled CI [{e['ci_low']:+.1%}, "
+                      f"{e['ci_high']:+.1%}], p = {e['p_value']:.3g})", f"{m['fuzzy']:.1%} ({m['fuzzy'] - u['fuzzy']:+.1%})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--recipe", default="default", help="shipped recipe name or YAML file")
+    ap.add_argument("--model", default=None, help="override the recipe's model")
+    ap.add_argument("--dbs", nargs="*", default=None, help="devsuite databases (default: all)")
+    ap.add_argument("--settings", nargs="*", default=["seeds", "synth"], help="seeds | synth | NAME:KEY=VALUE;...")
+    ap.add_argument("--set", dest="sets", nargs="*", default=[], help="overrides for every setting (KEY=VALUE)")
+    ap.add_argument("--devsuite", default=str(DEVSUITE))
+    ap.add_argument("--work", default="runs/transfer", help="run folders (reused: finished runs are not redone)")
+    ap.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    ap.add_argument("--no-run", action="store_true", help="only collect finished runs (merge earlier calls)")
+    args = ap.parse_args(argv)
+
+    from sqltune.errors import SqltuneError
+    from sqltune.recipe import parse_set
+
+    root, work = Path(args.devsuite), Path(args.work)
+    dbs = args.dbs or all_dbs(root)
+    missing = [d for d in dbs if not (root / d / f"{d}.sqlite").is_file()]
+    if missing:
+        sys.exit(f"error: not in {root}: {', '.join(missing)}")
+    common = parse_set(args.sets)
+    settings = [parse_setting(s) for s in args.settings]
+    names = [n for n, _ in settings]
+    t0 = time.monotonic()
+    if not args.no_run:
+        for db in dbs:
+            first = None
+            for name, ov in settings:
+                t = time.monotonic()
+                try:
+                    folder = run_one(args.recipe, db, root, work, name, {**common, **ov}, args.model, first)
+                except SqltuneError as e:
+                    print(f"{db}/{name}: error: {e}", file=sys.stderr)
+                    continue
+                first = first or folder
+                print(f"{db}/{name}: done in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
+    res = collect(work, dbs, names)
+    res["meta"] = {"recipe": args.recipe, "model": args.model, "settings": dict(settings), "common": common,
+                   "machine": platform.node(), "python": platform.python_version(),
+                   "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "wall_seconds_this_call": round(time.monotonic() - t0, 1)}
+    table = markdown(res, names)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))
+        out.with_suffix(".md").write_text(table + "\n")
+        print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

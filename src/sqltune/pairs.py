@@ -1,0 +1,198 @@
+"""The one validation pipeline for generated question → SQL pairs (used by `augment` and `synth`).
+
+A candidate pair is kept only if its SQL runs through the safe executor, returns a non-empty,
+deterministic result (the `data check` rules), leaks nothing into the held-out splits (same
+normalised question, SQL or SQL skeleton: `check.LeakIndex`), and is not trivially equivalent to a
+pair already kept (same normalised SQL, or same skeleton *and* same result). Kept pairs join the
+indexes, so later candidates cannot duplicate them. Optionally a model reads each question back into
+SQL and the pair survives only if that SQL returns the candidate's result (`roundtrip_agrees`).
+`write_pairs` writes the kept pairs atomically; every pair carries its `provenance`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .check import LeakIndex, check_items, normalize_sql, sql_skeleton
+from .execute import execute
+
+
+def result_hash(rows: list) -> str:
+    """Order-free fingerprint of a result (what "same result" means for duplicates)."""
+    return hashlib.sha256(json.dumps(sorted(json.dumps(list(r), default=str) for r in rows)).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Validator:
+    """The filters every candidate passes: executes, non-empty, deterministic, no leakage, no duplicate.
+
+    `against`: the items nothing may leak into (skeleton hits count). `dedupe_results`: a candidate
+    whose skeleton matches a kept (or `seen`) pair is rejected only when its result is the same too,
+    so one skeleton with other values giving other rows is kept (what synthesis wants); without it a
+    skeleton match against `against` is enough (augment's rule)."""
+
+    db: Path
+    against: LeakIndex
+    timeout: float = 5.0
+    dedupe_results: bool = False
+    check_questions: bool = True  # False: SQL filters only (questions are written later: `question_reason`)
+    _sql: set = field(default_factory=set)
+    _questions: set = field(default_factory=set)
+    _shape: set = field(default_factory=set)
+
+    def reject_reason(self, cand: dict) -> str | None:
+        if not cand.get("sql") or self.check_questions and not cand.get("question"):
+            return "incomplete"
+        if reasons := self.against.leaks(cand if self.check_questions else {"sql": cand["sql"]}):
+            return "leak: " + reasons[0].split(" as ")[0]
+        if normalize_sql(cand["sql"]) in self._sql:
+            return "duplicate: same SQL as a kept pair"
+        if self.check_questions and (reason := self.question_reason(cand)):
+            return reason
+        report = check_items(self.db, {"candidate": [dict(cand, id="candidate")]}, timeout=self.timeout)
+        if report.errors:
+            return "fails"
+        kinds = {f.kind for f in report.findings}
+        if "empty" in kinds:
+            return "empty result"
+        if kinds:  # volatile calls, ties at a LIMIT cut, tied ORDER BY rows, …
+            return "nondeterministic"
+        if self.dedupe_results and self._shape_key(cand["sql"]) in self._shape:
+            return "duplicate: same skeleton and result as a kept pair"
+        return None
+
+    def question_reason(self, cand: dict) -> str | None:
+        """The question's own filters: present, leaks into no held-out question, not a kept pair's."""
+        from .check import normalize_question
+
+        q = normalize_question(cand.get("question") or "")
+        if len(q.split()) < 3:
+            return "incomplete"
+        if self.against.leaks({"question": cand["question"]}):
+            return "leak: same question"
+        if q in self._questions:
+            return "duplicate: same question as a kept pair"
+        return None
+
+    def add_question(self, cand: dict) -> None:
+        from .check import normalize_question
+
+        self._questions.add(normalize_question(cand["question"]))
+
+    def _shape_key(self, sql: str) -> tuple:
+        res = execute(self.db, sql, timeout=self.timeout)
+        return (sql_skeleton(sql), result_hash(res.rows if res.ok else []))
+
+    def add(self, cand: dict, label: str = "kept") -> None:
+        """Remember a kept (or seed) pair, so later candidates cannot duplicate it."""
+        self._sql.add(normalize_sql(cand["sql"]))
+        if cand.get("question") and self.check_questions:
+            self.add_question(cand)
+        if self.dedupe_results:
+            self._shape.add(self._shape_key(cand["sql"]))
+        else:
+            self.against.add(cand, label, cand.get("id"))
+
+
+@dataclass
+class PairResult:
+    """What a generator tried, kept, and rejected (by reason)."""
+
+    kept: list[dict] = field(default_factory=list)
+    tried: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+    def summary(self) -> dict:
+        by_source = Counter((c.get("provenance") or {}).get("method", "?") for c in self.kept)
+        return {"tried": self.tried, "kept": len(self.kept), "rejected": dict(self.rejected),
+                "kept_by_source": dict(by_source)}
+
+
+def filter_candidates(candidates: list[dict], validator: Validator, max_keep: int, progress: bool = False,
+                      desc: str = "validating") -> PairResult:
+    """Apply every filter; kept pairs join the validator's indexes so later ones can't duplicate them."""
+    res = PairResult()
+    bar = _bar(len(candidates), progress, desc)
+    for cand in candidates:
+        if len(res.kept) >= max_keep:
+            break
+        res.tried += 1
+        bar.update(1)
+        reason = validator.reject_reason(cand)
+        if reason:
+            res.rejected[reason] += 1
+            continue
+        res.kept.append(cand)
+        validator.add(cand, "augmented")
+    bar.close()
+    return res
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
+
+
+def roundtrip_agrees(db, candidates: list[dict], model_sql: list[str | None], timeout: float = 5.0) -> list[bool]:
+    """For each candidate: does the SQL a model wrote for its question return the candidate's result
+    (the scorer's `fuzzy`: same rows; column names, order and extra columns free)?"""
+    from .score import score_pairs
+
+    if not candidates:
+        return []
+    items = [{"id": str(i), "question": c["question"], "sql": c["sql"]} for i, c in enumerate(candidates)]
+    report = score_pairs(db, items, model_sql, timeout=timeout)
+    return [bool(e["fuzzy"]) for e in report["examples"]]
+
+
+ROUNDTRIP_REJECT = "round trip: the model's SQL for the question returns another result"
+
+
+def apply_roundtrip(res: PairResult, db, model_sql: list[str | None], max_keep: int) -> PairResult:
+    """Drop the kept pairs whose round trip disagrees; keep at most `max_keep` of the rest."""
+    agree = roundtrip_agrees(db, res.kept, model_sql)
+    kept = []
+    for cand, ok, sql in zip(res.kept, agree, model_sql):
+        if not ok:
+            res.rejected[ROUNDTRIP_REJECT] += 1
+        elif len(kept) < max_keep:
+            kept.append(dict(cand, provenance=dict(cand.get("provenance", {}), roundtrip_sql=sql)))
+    res.kept = kept
+    return res
+
+
+def write_pairs(path, pairs: list[dict], summary: dict | None = None) -> Path:
+    """The kept pairs as JSONL (atomic: a crash never leaves half a file), plus `PATH.summary.json`."""
+    from .dataset import write_jsonl
+    from .files import write_json
+
+    path = Path(path)
+    if summary is not None:
+        write_json(path.with_name(path.stem + ".summary.json"), summary)
+    return write_jsonl(path, pairs)
+
+
+# ----------------------------------------------------------------------------- model text helpers
+def chat(model, tok, prompts: list[str], max_new_tokens: int = 160, batch_size: int = 64,
+         desc: str = "writing", progress: bool = True) -> list[str]:
+    """Greedy replies to single-turn chat prompts. Prompts sharing an instruction+schema prefix share
+    its KV cache across the batch (`generate_texts`)."""
+    from .generate import generate_texts
+
+    if not prompts:
+        return []
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in prompts]
+    return [text for text, _, _ in generate_texts(model, tok, texts, batch_size=batch_size,
+                                                   max_new_tokens=max_new_tokens, stop=None, desc=desc,
+                                                   progress=progress)]
+
+
+def clean_question(text: str) -> str:
+    line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
+    return line.removeprefix("Question:").strip().strip('"')

@@ -1,0 +1,640 @@
+"""Stage: in-domain synthetic question → SQL pairs for one database (issue 14).
+
+From the database alone (schema, keys, real values) plus the user's seed pairs (possibly none),
+write K validated pairs. Candidate SQL comes from four sources, cheapest first:
+
+- `schema`: graded-complexity templates filled from the schema and real values: single table
+  (filter, count, top-1, extremes), join along a foreign key, aggregate + GROUP BY / HAVING, nested
+  (comparison with a subquery, NOT IN), window (RANK). Each carries a plain template question.
+- `instantiate`: each seed's skeleton filled with other values of the same columns, other columns of
+  the same type, or (single-table seeds) another table with columns of the same types (sqlglot AST).
+- `mutate`: structural mutations of the seeds (`augment.mutate`: other aggregate, comparison, sort
+  direction, numeric column).
+- `model`: the writer model writes SQL of each complexity level, shown the schema, sampled values and
+  up to three seed examples.
+
+Every candidate goes through the one validation pipeline (`sqltune.pairs`): executes read-only,
+returns rows, is deterministic, leaks nothing into valid/test, is not a duplicate of a seed or a kept
+pair (same SQL, or same skeleton and same result). The writer model (`teacher` if given, else
+`model`) then writes a question for each survivor in one of several styles, and a pair survives a
+consistency check: the writer reads the question back into SQL (`generate.generate_sql`, the prompt
+used for training) and that SQL must return the candidate's result. Every kept pair has provenance.
+
+`choose_checkpoint` is the checkpoint rule the training stage uses when synthetic pairs are in play.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+
+from .errors import SqltuneError
+from .pairs import PairResult, Validator, apply_roundtrip, chat, clean_question, filter_candidates, write_pairs
+
+SOURCES = ("schema", "instantiate", "mutate", "model")
+STYLES = {
+    "plain": "a plain, complete English question, as a user would ask it",
+    "terse": "a short, terse question of a few words, like a search query",
+    "colloquial": "a casual, conversational question, as someone would ask a colleague",
+    "imperative": "an instruction that starts with a verb such as List, Show, Find, Give or Count",
+}
+LEVELS = {
+    "single": "a query on a single table with a WHERE filter",
+    "join": "a query that joins two tables along a foreign key",
+    "aggregate": "a query with an aggregate, GROUP BY and possibly HAVING",
+    "nested": "a query with a nested subquery (IN, NOT IN, or a comparison with a subquery)",
+    "window": "a query that uses a window function such as RANK() OVER (ORDER BY ...)",
+}
+_NUMERIC = ("INT", "REAL", "NUM", "FLOA", "DOUB", "DEC")
+
+
+# ----------------------------------------------------------------------------- the database's catalog
+@dataclass
+class Col:
+    name: str
+    table: str
+    numeric: bool
+    pk: bool = False
+    fk: str | None = None
+    values: list = field(default_factory=list)  # distinct real values (a sample)
+
+
+@dataclass
+class Catalog:
+    tables: dict[str, list[Col]]
+    rows: dict[str, int]
+    fks: list[tuple[str, str, str, str]]  # (table, column, ref_table, ref_column)
+
+    def col(self, table: str, name: str) -> Col | None:
+        for c in self.tables.get(table, []):
+            if c.name.lower() == name.lower():
+                return c
+        return None
+
+    def table_of(self, name: str) -> str | None:
+        for t in self.tables:
+            if t.lower() == name.lower():
+                return t
+        return None
+
+
+def catalog(db, notes=None, max_values: int = 20) -> Catalog:
+    """Tables, columns (numeric or not), keys and up to `max_values` real values per column."""
+    from .execute import connect_readonly
+    from .schema import _q, describe
+
+    schema = describe(db, notes)
+    tables = [t for t in schema.tables if t.rows > 0]
+    if not tables:
+        raise SqltuneError(f"{db} has no tables with rows: there is nothing to synthesise pairs from")
+    con = connect_readonly(db)
+    con.set_authorizer(None)
+    cat = Catalog({}, {}, [])
+    try:
+        for t in tables:
+            cols = []
+            for c in t.columns:
+                vals = [r[0] for r in con.execute(
+                    f"SELECT DISTINCT {_q(c.name)} FROM {_q(t.name)} WHERE {_q(c.name)} IS NOT NULL "
+                    f"AND {_q(c.name)} != '' ORDER BY {_q(c.name)} LIMIT {max_values}")]
+                vals = [int(v) if isinstance(v, float) and v.is_integer() else v for v in vals]
+                numeric = any(x in c.type for x in _NUMERIC) or (bool(vals) and all(
+                    isinstance(v, (int, float)) for v in vals))
+                cols.append(Col(c.name, t.name, numeric, c.pk, c.fk, vals))
+                if c.fk:
+                    rt, rc = c.fk.split(".", 1)
+                    cat.fks.append((t.name, c.name, rt, rc))
+            cat.tables[t.name] = cols
+            cat.rows[t.name] = t.rows
+    finally:
+        con.close()
+    cat.fks = [fk for fk in cat.fks if cat.table_of(fk[2]) and cat.col(cat.table_of(fk[2]), fk[3])]
+    return cat
+
+
+def _q(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and name.upper() not in _RESERVED else \
+        '"' + name.replace('"', '""') + '"'
+
+
+_RESERVED = {"ORDER", "GROUP", "SELECT", "FROM", "WHERE", "TABLE", "INDEX", "KEY", "LIMIT", "BY", "AS", "TO",
+             "IN", "IS", "ON", "OR", "AND", "NOT", "NULL", "CASE", "WHEN", "THEN", "ELSE", "END", "JOIN", "YEAR"}
+
+
+def _lit(v) -> str:
+    if isinstance(v, str):
+        return "'" + v.replace("'", "''") + "'"
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def _words(name: str) -> str:
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).replace("_", " ").strip().lower()
+
+
+# ----------------------------------------------------------------------------- source: schema templates
+def from_schema(cat: Catalog, rng: random.Random, per_table: int = 40) -> list[dict]:
+    """Graded templates filled from the schema and real values; each with a template question."""
+    out: list[dict] = []
+    seen: set[str] = set()
+
+    def add(level: str, sql: str, question: str, tables: list[str]):
+        if sql in seen:
+            return
+        seen.add(sql)
+        out.append({"sql": sql, "template_question": question,
+                    "provenance": {"method": "schema", "level": level, "tables": tables}})
+
+    for t, cols in cat.tables.items():
+        T, tw = _q(t), _words(t)
+        plain = [c for c in cols if not c.pk and not c.fk and c.values] or [c for c in cols if c.values]
+        nums = [c for c in plain if c.numeric]
+        texts = [c for c in plain if not c.numeric]
+        for _ in range(per_table):
+            shown = rng.choice(plain) if plain else None
+            if shown is None:
+                break
+            S = _q(shown.name)
+            if texts:
+                f = rng.choice(texts)
+                v = rng.choice(f.values)
+                if f is not shown:
+                    add("single", f"SELECT {S} FROM {T} WHERE {_q(f.name)} = {_lit(v)}",
+                        f"What is the {_words(shown.name)} of the {tw} whose {_words(f.name)} is {v}?", [t])
+                add("single", f"SELECT COUNT(*) FROM {T} WHERE {_q(f.name)} = {_lit(v)}",
+                    f"How many {tw} records have {_words(f.name)} {v}?", [t])
+                add("aggregate", f"SELECT {_q(f.name)}, COUNT(*) FROM {T} GROUP BY {_q(f.name)}",
+                    f"How many {tw} records are there for each {_words(f.name)}?", [t])
+                add("aggregate", f"SELECT {_q(f.name)} FROM {T} GROUP BY {_q(f.name)} HAVING COUNT(*) > 1",
+                    f"Which {_words(f.name)} values appear in more than one {tw} record?", [t])
+            if nums:
+                n = rng.choice(nums)
+                v = n.values[len(n.values) // 2]
+                N = _q(n.name)
+                if n is not shown:
+                    add("single", f"SELECT {S} FROM {T} WHERE {N} > {_lit(v)}",
+                        f"List the {_words(shown.name)} of {tw} with {_words(n.name)} greater than {v}.", [t])
+                    add("single", f"SELECT {S} FROM {T} ORDER BY {N} DESC LIMIT 1",
+                        f"What is the {_words(shown.name)} of the {tw} with the highest {_words(n.name)}?", [t])
+                    add("nested", f"SELECT {S} FROM {T} WHERE {N} > (SELECT AVG({N}) FROM {T})",
+                        f"Which {tw} have a {_words(n.name)} above the average? Give their {_words(shown.name)}.", [t])
+                    add("window", f"SELECT {S}, {N}, RANK() OVER (ORDER BY {N} DESC) FROM {T}",
+                        f"Rank every {tw} by {_words(n.name)}, highest first, showing its {_words(shown.name)}.", [t])
+                agg = rng.choice(["AVG", "MAX", "MIN", "SUM"])
+                word = {"AVG": "average", "MAX": "maximum", "MIN": "minimum", "SUM": "total"}[agg]
+                add("single", f"SELECT {agg}({N}) FROM {T}", f"What is the {word} {_words(n.name)} of all {tw}?", [t])
+                if texts:
+                    g = rng.choice(texts)
+                    add("aggregate", f"SELECT {_q(g.name)}, {agg}({N}) FROM {T} GROUP BY {_q(g.name)}",
+                        f"What is the {word} {_words(n.name)} for each {_words(g.name)} of {tw}?", [t])
+    for t, c, rt, rc in cat.fks:
+        rt = cat.table_of(rt)
+        for _ in range(max(1, per_table // 3)):
+            shown = [x for x in cat.tables[rt] if not x.pk and x.values]
+            filt = [x for x in cat.tables[t] if not x.pk and not x.fk and x.values]
+            if not shown or not filt:
+                break
+            s, f = rng.choice(shown), rng.choice(filt)
+            v = rng.choice(f.values)
+            op, opw = ("=", "is") if not f.numeric else (">", "is greater than")
+            add("join", f"SELECT DISTINCT T2.{_q(s.name)} FROM {_q(t)} AS T1 JOIN {_q(rt)} AS T2 "
+                        f"ON T1.{_q(c)} = T2.{_q(rc)} WHERE T1.{_q(f.name)} {op} {_lit(v)}",
+                f"What are the {_words(s.name)} of the {_words(rt)} linked to {_words(t)} records whose "
+                f"{_words(f.name)} {opw} {v}?", [t, rt])
+            add("aggregate", f"SELECT T2.{_q(s.name)}, COUNT(*) FROM {_q(t)} AS T1 JOIN {_q(rt)} AS T2 "
+                             f"ON T1.{_q(c)} = T2.{_q(rc)} GROUP BY T2.{_q(rc)}",
+                f"For each {_words(rt)}, give its {_words(s.name)} and how many {_words(t)} records it has.", [t, rt])
+            add("nested", f"SELECT {_q(s.name)} FROM {_q(rt)} WHERE {_q(rc)} NOT IN (SELECT {_q(c)} FROM {_q(t)} "
+                          f"WHERE {_q(c)} IS NOT NULL)",
+                f"Which {_words(rt)} have no {_words(t)} records? Give their {_words(s.name)}.", [t, rt])
+    rng.shuffle(out)
+    return out
+
+
+# ----------------------------------------------------------------------------- source: seed skeletons
+def _parse(sql: str):
+    try:
+        return sqlglot.parse_one(sql.strip().rstrip(";"), read="sqlite")
+    except (sqlglot.errors.SqlglotError, RecursionError):
+        return None
+
+
+def _alias_map(tree, cat: Catalog) -> dict[str, str]:
+    m = {}
+    for t in tree.find_all(exp.Table):
+        real = cat.table_of(t.name)
+        if real:
+            m[t.name.lower()] = real
+            if t.alias:
+                m[t.alias.lower()] = real
+    return m
+
+
+def _column_table(col: exp.Column, amap: dict[str, str], cat: Catalog) -> str | None:
+    if col.table:
+        return amap.get(col.table.lower())
+    for t in dict.fromkeys(amap.values()):
+        if cat.col(t, col.name):
+            return t
+    return None
+
+
+def instantiate(sql: str, cat: Catalog, rng: random.Random, n: int = 6) -> list[tuple[str, str, dict]]:
+    """Variants of a seed's skeleton: (sql, how, {old literal: new literal}). Other real values of the
+    compared columns, other columns of the same type in the same table, or (single-table seeds) another
+    table whose columns have the same types. The literal map lets the seed's question follow a pure
+    value change (`retarget_question`)."""
+    tree = _parse(sql)
+    if tree is None:
+        return []
+    amap = _alias_map(tree, cat)
+    if not amap:
+        return []
+    out: list[tuple[str, str, dict]] = []
+    join_cols = {id(c) for j in tree.find_all(exp.Join) for c in j.find_all(exp.Column)}
+
+    def emit(t, how, values=None):
+        s = t.sql(dialect="sqlite")
+        if s not in (x for x, _, _ in out) and s != tree.sql(dialect="sqlite"):
+            out.append((s, how, values or {}))
+
+    for _ in range(n * 3):
+        if len(out) >= n:
+            break
+        t = tree.copy()
+        op = rng.choice(["values", "column", "table"])
+        cols = [c for c in t.find_all(exp.Column) if id(c) not in join_cols]
+        if op == "values":
+            changed = {}
+            for pred in t.find_all(exp.EQ, exp.GT, exp.LT, exp.GTE, exp.LTE, exp.NEQ, exp.Like):
+                c, lit = pred.this, pred.expression
+                if isinstance(lit, exp.Column) and lit.this.quoted and not lit.table and \
+                        not any(cat.col(x, lit.name) for x in amap.values()):
+                    lit = exp.Literal.string(lit.name)  # Spider-style "double-quoted" string literal
+                if not isinstance(c, exp.Column) or not isinstance(lit, exp.Literal):
+                    continue
+                tab = _column_table(c, amap, cat)
+                info = cat.col(tab, c.name) if tab else None
+                if not info or not info.values or isinstance(pred, exp.Like):
+                    continue
+                v = rng.choice(info.values)
+                if lit.is_string != isinstance(v, str):
+                    continue
+                changed[lit.this] = str(v)
+                pred.set("expression", exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(v))
+            if changed:
+                emit(t, "other values", changed)
+        elif op == "column" and cols:
+            c = rng.choice(cols)
+            tab = _column_table(c, amap, cat)
+            info = cat.col(tab, c.name) if tab else None
+            if not info or info.pk or info.fk:
+                continue
+            used = {x.name.lower() for x in cols}
+            alts = [x for x in cat.tables[tab] if x.numeric == info.numeric and not x.pk and not x.fk
+                    and x.name.lower() not in used and x.values]
+            if not alts:
+                continue
+            new = rng.choice(alts)
+            for x in t.find_all(exp.Column):
+                if x.name.lower() == c.name.lower() and _column_table(x, amap, cat) == tab:
+                    x.set("this", exp.to_identifier(new.name))
+                    parent = x.parent
+                    if isinstance(parent, (exp.EQ, exp.NEQ, exp.GT, exp.LT, exp.GTE, exp.LTE)) and \
+                            isinstance(parent.expression, exp.Literal):
+                        v = rng.choice(new.values)
+                        parent.set("expression", exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(v))
+            emit(t, f"column {c.name} -> {new.name}")
+        elif op == "table" and len(set(amap.values())) == 1 and len(cat.tables) > 1:
+            src = next(iter(amap.values()))
+            dst = rng.choice([x for x in cat.tables if x != src])
+            mapping, taken = {}, set()
+            ok = True
+            for c in {x.name.lower(): x for x in t.find_all(exp.Column)}.values():
+                info = cat.col(src, c.name)
+                if info is None:
+                    continue
+                alts = [x for x in cat.tables[dst] if x.numeric == info.numeric and x.pk == info.pk
+                        and x.name not in taken and x.values] or \
+                       [x for x in cat.tables[dst] if x.numeric == info.numeric and x.name not in taken and x.values]
+                if not alts:
+                    ok = False
+                    break
+                mapping[c.name.lower()] = rng.choice(alts)
+                taken.add(mapping[c.name.lower()].name)
+            if not ok or not mapping:
+                continue
+            for x in t.find_all(exp.Table):
+                x.set("this", exp.to_identifier(dst))
+            for x in t.find_all(exp.Column):
+                if x.name.lower() in mapping:
+                    new = mapping[x.name.lower()]
+                    x.set("this", exp.to_identifier(new.name))
+                    parent = x.parent
+                    if isinstance(parent, (exp.EQ, exp.NEQ, exp.GT, exp.LT, exp.GTE, exp.LTE)) and \
+                            isinstance(parent.expression, exp.Literal):
+                        v = rng.choice(new.values)
+                        parent.set("expression", exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(v))
+            emit(t, f"table {src} -> {dst}")
+    return out
+
+
+def retarget_question(question: str, values: dict[str, str]) -> str | None:
+    """The seed's question with each replaced literal swapped for its new value, when every old value
+    appears in it word for word (otherwise None: the question cannot follow the change safely)."""
+    out = question
+    for old, new in values.items():
+        pat = re.compile(r"(?<![\w.])" + re.escape(str(old)) + r"(?![\w])", re.IGNORECASE)
+        if not str(old).strip() or len(pat.findall(out)) != 1:
+            return None
+        out = pat.sub(lambda _: str(new), out)
+    return out if out != question else None
+
+
+# ----------------------------------------------------------------------------- model prompts
+SQL_PROMPT = ("Database schema:\n{schema}\n\n{examples}Write one new SQLite query about the table {table}: "
+              "{level}. Use real values shown in the schema. Reply with the SQL query only.")
+QUESTION_PROMPT = ("Here is a SQLite query on the database below. Write the one question this query answers, "
+                   "as {style}. Mention every condition and value in the query. Reply with the question only."
+                   "\n\nSchema:\n{schema}\n\nSQL:\n{sql}")
+
+
+def _examples_text(seeds: list[dict], rng: random.Random, k: int = 3) -> str:
+    if not seeds:
+        return ""
+    picks = rng.sample(seeds, min(k, len(seeds)))
+    return "".join(f"Example question: {s['question']}\nExample SQL: {s['sql']}\n\n" for s in picks)
+
+
+# ----------------------------------------------------------------------------- the API
+@dataclass
+class SynthConfig:
+    k: int = 200  # pairs to keep
+    sources: tuple = SOURCES
+    styles: tuple = tuple(STYLES)
+    readback: bool = True  # consistency check: the writer reads the question back into SQL
+    readback_samples: int = 1  # >1: majority of sampled read-backs (sqltune.vote.sample_sql once merged)
+    questions: str = "model"  # model | template (no model: schema-template questions only, no read-back)
+    overgenerate: float = 2.0  # questions written per wanted pair (the read-back rejects part)
+    model_sql_per_level: int = 8  # prompts per complexity level for the `model` source
+    batch_size: int = 64
+    max_new_tokens: int = 256
+    seed: int = 0
+    progress: bool = True
+
+
+def check_seeds(db, seeds: list[dict], timeout: float = 5.0) -> None:
+    """Seeds whose SQL fails stop synthesis with one clear line."""
+    from .execute import execute
+
+    for i, s in enumerate(seeds, 1):
+        if not s.get("sql") or not s.get("question"):
+            raise SqltuneError(f"seed pair {s.get('id', i)}: needs a question and SQL")
+        res = execute(db, s["sql"], timeout=timeout)
+        if not res.ok:
+            raise SqltuneError(f"seed pair {s.get('id', i)}: its SQL fails ({res.error_kind}): {res.error}")
+
+
+def candidates(db, seeds: list[dict], cfg: SynthConfig, cat: Catalog | None = None) -> list[dict]:
+    """The deterministic candidates (schema templates, seed instantiations, seed mutations), interleaved
+    so that every source is represented when the budget cuts the list."""
+    from .augment import mutate
+
+    cat = cat or catalog(db)
+    rng = random.Random(cfg.seed)
+    pools: list[list[dict]] = []
+    if "instantiate" in cfg.sources:
+        pool = []
+        for s in seeds:
+            for sql, how, values in instantiate(s["sql"], cat, rng, n=8):
+                c = {"sql": sql, "provenance": {"method": "instantiate", "source": s.get("id"), "how": how}}
+                if values and (q := retarget_question(s.get("question", ""), values)):
+                    c["template_question"] = q
+                pool.append(c)
+        rng.shuffle(pool)
+        pools.append(pool)
+    if "mutate" in cfg.sources:
+        pool = []
+        for s in seeds:  # numeric, non-key columns of the seed's own tables
+            tree = _parse(s["sql"])
+            tabs = set(_alias_map(tree, cat).values()) if tree is not None else set()
+            numeric = {c.name.lower() for t in tabs for c in cat.tables[t] if c.numeric and not c.pk and not c.fk}
+            pool += [{"sql": m, "provenance": {"method": "mutation", "source": s.get("id")}}
+                     for m in mutate(s["sql"], numeric, rng, n=4)]
+        rng.shuffle(pool)
+        pools.append(pool)
+    if "schema" in cfg.sources:
+        pools.append(from_schema(cat, rng))
+    out = []
+    for i in range(max((len(p) for p in pools), default=0)):
+        out.extend(p[i] for p in pools if i < len(p))
+    return out
+
+
+def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None = None, *,
+          model: str | None = None, teacher: str | None = None, notes=None, prompt_style: str = "chat",
+          device=None, cfg: SynthConfig | None = None) -> PairResult:
+    """Write up to `cfg.k` validated pairs for `db` to `out` (JSONL, atomic; summary beside it).
+
+    `seeds`: the user's pairs (may be empty). `heldout`: {"valid": items, "test": items} nothing may
+    leak into. `teacher` (else `model`) writes SQL and questions and reads the questions back."""
+    from .check import LeakIndex
+    from .db import resolve_db
+    from .schema import schema_text
+
+    cfg = cfg or SynthConfig()
+    if cfg.k < 1:
+        raise SqltuneError("synth: k must be at least 1")
+    unknown = set(cfg.sources) - set(SOURCES)
+    if unknown:
+        raise SqltuneError(f"synth: unknown source(s) {', '.join(sorted(unknown))}; known: {', '.join(SOURCES)}")
+    bad_styles = set(cfg.styles) - set(STYLES)
+    if bad_styles or not cfg.styles:
+        raise SqltuneError(f"synth: unknown style(s) {', '.join(sorted(bad_styles)) or '(none)'}; "
+                           f"known: {', '.join(STYLES)}")
+    if cfg.questions not in ("model", "template"):
+        raise SqltuneError("synth: questions must be 'model' or 'template'")
+    db = resolve_db(db)
+    seeds = list(seeds)
+    check_seeds(db, seeds)
+    cat = catalog(db, notes)
+    rng = random.Random(cfg.seed)
+    index = LeakIndex()
+    for name, items in (heldout or {}).items():
+        for it in items:
+            index.add(it, name, str(it.get("id")))
+    validator = Validator(db, index, dedupe_results=True)
+    for s in seeds:
+        validator.add(s)
+    use_model = cfg.questions == "model"
+
+    writer = tok = builder = None
+    if use_model:
+        writer, tok = _load_writer(teacher or model, device)
+        schema = schema_text(db, notes)
+        from .prompt import PromptBuilder
+
+        builder = PromptBuilder(schema, style=prompt_style)
+
+    cands = candidates(db, seeds, cfg, cat)
+    if use_model and "model" in cfg.sources:
+        prompts, meta = [], []
+        for level, what in LEVELS.items():
+            for _ in range(cfg.model_sql_per_level):
+                table = rng.choice(list(cat.tables))
+                prompts.append(SQL_PROMPT.format(schema=schema, examples=_examples_text(seeds, rng), table=table,
+                                                 level=what))
+                meta.append(level)
+        from .extract import extract_sql
+
+        texts = chat(writer, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                     desc="synth: model-written SQL", progress=cfg.progress)
+        model_cands = [{"sql": extract_sql(t), "provenance": {"method": "model", "level": lv}}
+                       for t, lv in zip(texts, meta)]
+        cands = [c for pair in zip(model_cands, cands[: len(model_cands)]) for c in pair] + cands[len(model_cands):]
+    if not use_model:
+        cands = [c for c in cands if c.get("template_question")]
+
+    # 1. SQL filters (cheap; before any question is written)
+    for i, c in enumerate(cands):
+        c["id"] = f"syn-{i + 1:05d}"
+        c["question"] = c.get("template_question") if not use_model else "?"
+    want = cfg.k if not use_model else max(cfg.k, int(math.ceil(cfg.k * cfg.overgenerate)))
+    if use_model:
+        validator.check_questions = False
+    res = filter_candidates([c for c in cands if c.get("sql")], validator, want, progress=cfg.progress,
+                            desc="synth: executing candidates")
+    res.tried += sum(1 for c in cands if not c.get("sql"))
+    if n_nosql := sum(1 for c in cands if not c.get("sql")):
+        res.rejected["no SQL in the model's reply"] += n_nosql
+
+    # 2. questions in several styles, 3. read-back consistency check
+    if use_model and res.kept:
+        styles = list(cfg.styles)
+        for i, c in enumerate(res.kept):
+            c["provenance"]["style"] = styles[i % len(styles)]
+        qs = chat(writer, tok, [QUESTION_PROMPT.format(style=STYLES[c["provenance"]["style"]], schema=schema,
+                                                       sql=c["sql"]) for c in res.kept],
+                  max_new_tokens=96, batch_size=cfg.batch_size, desc="synth: questions", progress=cfg.progress)
+        kept = []
+        for c, q in zip(res.kept, qs):
+            c["question"] = clean_question(q)
+            reason = validator.question_reason(c)
+            if reason:
+                res.rejected[reason] += 1
+            else:
+                validator.add_question(c)
+                kept.append(c)
+        res.kept = kept
+        if cfg.readback and res.kept:
+            sqls = readback_sql(writer, tok, builder, [c["question"] for c in res.kept], db, cfg)
+            res = apply_roundtrip(res, db, sqls, cfg.k)
+    res.kept = res.kept[: cfg.k]
+    for c in res.kept:
+        c.pop("template_question", None)
+        c["provenance"].update({"writer": "template" if not use_model else (teacher or model or "default"),
+                                "readback": bool(use_model and cfg.readback)})
+    summary = dict(res.summary(), k=cfg.k, seeds=len(seeds), sources=list(cfg.sources), styles=list(cfg.styles),
+                   teacher=teacher, model=model)
+    write_pairs(out, res.kept, summary)
+    return res
+
+
+def readback_sql(model, tok, builder, questions: list[str], db, cfg: SynthConfig) -> list[str | None]:
+    """The SQL the model reads each question back into: greedy (`generate_sql`), or with
+    `readback_samples` > 1 the majority result of sampled SQL (`sqltune.vote`, when present)."""
+    from .generate import generate_sql
+
+    if cfg.readback_samples > 1:
+        try:
+            from .vote import choose, sample_sql
+        except ImportError:
+            pass  # sqltune.vote not merged yet: greedy read-back
+        else:
+            cands = sample_sql(model, tok, builder, questions, cfg.readback_samples, batch_size=cfg.batch_size,
+                               max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=cfg.progress)
+            return [getattr(choose(db, c), "sql", None) for c in cands]
+    gens = generate_sql(model, tok, builder, questions, batch_size=cfg.batch_size,
+                        max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)
+    return [g.sql for g in gens]
+
+
+def _load_writer(name: str | None, device=None):
+    from .model import load_model
+
+    try:
+        m, tok, _ = load_model(name, device)
+    except SqltuneError as e:
+        raise SqltuneError(f"synth: the writer model {name or '(default)'} cannot be loaded: {e}") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise SqltuneError(f"synth: the writer model {name or '(default)'} cannot be loaded: "
+                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return m, tok
+
+
+def split_heldout(pairs: list[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(training part, held-out part) of the synthetic pairs; the held-out part joins the checkpoint choice."""
+    if fraction <= 0 or len(pairs) < 2:
+        return list(pairs), []
+    idx = list(range(len(pairs)))
+    random.Random(seed).shuffle(idx)
+    n = max(1, int(round(len(pairs) * fraction)))
+    held = set(idx[:n])
+    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+
+
+# ----------------------------------------------------------------------------- checkpoint choice
+def choose_checkpoint(history: list[dict], n: int, z: float = 1.0) -> dict | None:
+    """The checkpoint to keep, from the trainer's evaluation lines (`step`, `exact` on `n` questions).
+
+    Rule: the untuned model (step 0) stays unless the best trained checkpoint's exact beats it by more
+    than the noise of `n` questions: `z` standard errors of a proportion, sqrt(p0 (1 - p0) / n) at the
+    untuned accuracy p0, and by more than one question (margin at least 1/n). Among trained checkpoints the
+    highest exact wins (ties: lower valid loss, then the earlier step).
+
+    Why: a valid split of a few questions moves by 1/n per question, so "best exact" alone picks
+    whichever checkpoint got lucky (measured: a devsuite DB went 0.50 → 1.00 on 4 valid questions
+    while its test fell 0.77 → 0.64). Pooling valid with a held-out slice of synthetic pairs raises n;
+    demanding a gain above one standard error keeps the untuned model when the evidence is noise.
+    """
+    if not history:
+        return None
+    key = lambda r: (r["exact"], -(r["valid_loss"] if r.get("valid_loss") is not None else math.inf), -r["step"])  # noqa: E731
+    base = next((r for r in history if r["step"] == 0), None)
+    trained = [r for r in history if r["step"] != 0]
+    if base is None or not trained:
+        return max(history, key=key)
+    best = max(trained, key=key)
+    p0 = base["exact"]
+    margin = max(z * math.sqrt(max(p0 * (1 - p0), 0.0) / max(n, 1)), 1.0 / max(n, 1))
+    return best if best["exact"] - p0 > margin + 1e-9 else base
+
+
+def checkpoint_rule(n: int, z: float = 1.0):
+    """`choose_checkpoint` bound to `n` and `z`, in the form the trainer's `choose` hook takes."""
+    return lambda history, _n=None: choose_checkpoint(history, n, z)
+
+
+def weighted_training_items(seeds: list[dict], synthetic: list[dict], seed_weight: int) -> list[dict]:
+    """Seeds repeated `seed_weight` times (ids suffixed so each copy is distinct), then the synthetic pairs."""
+    out = []
+    for r in range(max(1, seed_weight)):
+        out += [dict(s, id=f"{s.get('id')}" + (f"#w{r}" if r else "")) for s in seeds]
+    return out + [{"id": p["id"], "question": p["question"], "sql": p["sql"]} for p in synthetic]
+
+
+def load_seeds(spec: str | os.PathLike | None) -> list[dict]:
+    if spec is None:
+        return []
+    from .dataset import load_items
+
+    return load_items(spec)
+
+
+__all__ = ["SynthConfig", "synth", "candidates", "catalog", "from_schema", "instantiate", "choose_checkpoint",
+           "checkpoint_rule", "split_heldout", "weighted_training_items", "STYLES", "SOURCES"]

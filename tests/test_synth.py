@@ -1,0 +1,229 @@
+"""Synthetic pairs (issue 14): every source yields valid SQL, the shared filters reject with reasons,
+zero seeds works, bad input is one clear line, the checkpoint rule keeps the untuned model on noise."""
+
+import json
+import random
+import sqlite3
+
+import pytest
+
+from sqltune.check import LeakIndex
+from sqltune.cli import main
+from sqltune.dataset import write_jsonl
+from sqltune.execute import execute
+from sqltune.pairs import Validator, filter_candidates
+from sqltune.synth import (SynthConfig, candidates, catalog, choose_checkpoint, from_schema, instantiate,
+                           retarget_question, split_heldout, synth, weighted_training_items)
+
+SEEDS = [
+    {"id": "s1", "question": "Which authors are from the UK?", "sql": "SELECT name FROM authors WHERE country = 'UK'"},
+    {"id": "s2", "question": "How many books did Borges write?",
+     "sql": "SELECT COUNT(*) FROM books AS b JOIN authors AS a ON b.author_id = a.id WHERE a.name = 'Borges'"},
+    {"id": "s3", "question": "What is the price of the newest book?", "sql": "SELECT price FROM books ORDER BY year DESC LIMIT 1"},
+    {"id": "s4", "question": "Total copies sold per month?", "sql": "SELECT month, SUM(copies) FROM sales GROUP BY month"},
+]
+TEST = [{"id": "x1", "question": "Which book is the most expensive?",
+         "sql": "SELECT title FROM books ORDER BY price DESC LIMIT 1"}]
+
+
+def _runs_with_rows(db, sql):
+    res = execute(db, sql)
+    return res.ok and len(res.rows) > 0
+
+
+def test_schema_source_covers_every_level_with_valid_sql(tiny_db):
+    cands = from_schema(catalog(tiny_db), random.Random(0))
+    levels = {c["provenance"]["level"] for c in cands}
+    assert levels == {"single", "join", "aggregate", "nested", "window"}
+    assert all(execute(tiny_db, c["sql"]).ok for c in cands)
+    assert sum(_runs_with_rows(tiny_db, c["sql"]) for c in cands) > len(cands) * 0.7
+    # joins follow the declared foreign keys
+    joins = [c for c in cands if c["provenance"]["level"] == "join"]
+    assert joins and all(set(c["provenance"]["tables"]) in ({"books", "authors"}, {"sales", "books"}) for c in joins)
+
+
+def test_instantiate_changes_values_columns_or_table_and_runs(tiny_db):
+    cat = catalog(tiny_db)
+    out = instantiate(SEEDS[0]["sql"], cat, random.Random(1), n=8)
+    hows = {how.split()[0] for _, how, _ in out}
+    assert "other" in hows  # other values of `country`
+    assert all(execute(tiny_db, sql).ok for sql, _, _ in out)
+    vals = [v for sql, how, v in out if how == "other values"]
+    assert vals and all(set(v) == {"UK"} and v["UK"] in {"AR", "IT", "UK"} for v in vals)
+    # the join seed keeps its join and changes the compared name to a real one
+    joined = instantiate(SEEDS[1]["sql"], cat, random.Random(0), n=4)
+    assert joined and all("JOIN" in sql and execute(tiny_db, sql).ok for sql, _, _ in joined)
+
+
+def test_spider_double_quoted_literals_are_instantiated(tiny_db):
+    out = instantiate('SELECT name FROM authors WHERE country = "UK"', catalog(tiny_db), random.Random(0), n=6)
+    assert any(how == "other values" and v == {"UK": v["UK"]} for _, how, v in out)
+
+
+def test_retarget_question_only_when_the_value_is_in_the_question():
+    assert retarget_question("Which authors are from the UK?", {"UK": "IT"}) == "Which authors are from the IT?"
+    assert retarget_question("Which authors are British?", {"UK": "IT"}) is None
+    assert retarget_question("Books after 1900 or 19000?", {"1900": "1950"}) == "Books after 1950 or 19000?"
+
+
+def test_each_source_yields_candidates_that_run(tiny_db):
+    cands = candidates(tiny_db, SEEDS, SynthConfig(sources=("instantiate", "mutate", "schema")))
+    methods = {c["provenance"]["method"] for c in cands}
+    assert methods == {"instantiate", "mutation", "schema"}
+    for m in methods:
+        sqls = [c["sql"] for c in cands if c["provenance"]["method"] == m]
+        assert sum(execute(tiny_db, s).ok for s in sqls) >= len(sqls) * 0.6, m
+
+
+@pytest.mark.parametrize("cand,reason", [
+    ({"question": "Price of each title?", "sql": "SELECT title, cost FROM books"}, "fails"),
+    ({"question": "Books from the future?", "sql": "SELECT title FROM books WHERE year > 3000"}, "empty result"),
+    ({"question": "Any random author at all?", "sql": "SELECT name FROM authors ORDER BY random() LIMIT 1"},
+     "nondeterministic"),
+    ({"question": "Top two titles by price?", "sql": "SELECT title FROM books ORDER BY price DESC LIMIT 2"},
+     "leak: same SQL skeleton"),
+    ({"question": "Which authors are from the UK?", "sql": "SELECT name FROM authors WHERE country = 'IT'"},
+     "duplicate: same question"),
+    ({"question": "Names of the British authors", "sql": "select name from authors where country='UK'"},
+     "duplicate: same SQL"),
+    ({"question": "Which authors are from Italy?", "sql": "SELECT name FROM authors WHERE country = 'IT'",
+      "_q": "Italian authors please"}, None),
+])
+def test_filters_reject_with_reasons(tiny_db, cand, reason):
+    v = Validator(tiny_db, LeakIndex(TEST, "test"), dedupe_results=True)
+    for s in SEEDS:
+        v.add(s)
+    cand = dict(cand, question=cand.pop("_q", cand["question"]))
+    got = v.reject_reason(cand)
+    assert (got if reason is None else (got or "")[: len(reason)]) == reason
+
+
+def test_same_skeleton_same_result_is_a_duplicate_other_result_is_not(tiny_db):
+    v = Validator(tiny_db, LeakIndex(), dedupe_results=True)
+    v.add({"question": "Titles of books published after 1900?", "sql": "SELECT title FROM books WHERE year > 1900"})
+    res = filter_candidates([
+        {"id": "same-rows", "question": "Titles of books from after 1920?", "sql": "SELECT title FROM books WHERE year > 1920"},
+        {"id": "other-rows", "question": "Titles of books from after 1945?", "sql": "SELECT title FROM books WHERE year > 1945"},
+        {"id": "same-sql", "question": "Book titles, after 1945 please", "sql": "select title from books where year>1945"},
+    ], v, max_keep=10)
+    assert [c["id"] for c in res.kept] == ["other-rows"]
+    assert res.rejected == {"duplicate: same skeleton and result as a kept pair": 1, "duplicate: same SQL as a kept pair": 1}
+
+
+def test_zero_seeds_from_schema_alone_writes_validated_pairs(tiny_db, tmp_path):
+    out = tmp_path / "syn.jsonl"
+    res = synth(tiny_db, out, [], {"test": TEST}, cfg=SynthConfig(k=15, questions="template", progress=False))
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert 0 < len(rows) == len(res.kept) <= 15
+    for r in rows:
+        assert _runs_with_rows(tiny_db, r["sql"]) and r["question"] and r["provenance"]["method"] == "schema"
+        assert not LeakIndex(TEST).leaks(r)
+    summary = json.loads((tmp_path / "syn.summary.json").read_text())
+    assert summary["kept"] == len(rows) and summary["tried"] >= len(rows)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_model_path_writes_questions_and_reads_them_back(tiny_db, tiny_model_dir, tmp_path):
+    """The tiny random model writes nonsense: the read-back rejects it, and the summary says so."""
+    out = tmp_path / "syn.jsonl"
+    cfg = SynthConfig(k=3, progress=False, batch_size=8, max_new_tokens=8, model_sql_per_level=1)
+    res = synth(tiny_db, out, SEEDS, {"test": TEST}, model=str(tiny_model_dir), device=None, cfg=cfg)
+    assert out.is_file() and res.tried > 0
+    assert res.kept == [] or all(c["provenance"]["readback"] for c in res.kept)
+    assert sum(res.rejected.values()) > 0
+
+
+def _cli(args, capsys):
+    rc = main(args)
+    return rc, capsys.readouterr()
+
+
+def test_cli_bad_input_is_one_line_and_nothing_written(tiny_db, tmp_path, capsys):
+    out = tmp_path / "syn.jsonl"
+    empty = tmp_path / "empty.sqlite"
+    sqlite3.connect(empty).execute("CREATE TABLE t (a INT)").connection.commit()
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database at all")
+    bad_seeds = write_jsonl(tmp_path / "bad.jsonl", [{"id": "b1", "question": "q?", "sql": "SELECT nope FROM books"}])
+    for args, words in [
+        (["--db", str(empty), "--template-questions"], "no tables with rows"),
+        (["--db", str(garbage), "--template-questions"], "not a SQLite database"),
+        (["--db", str(tiny_db), "--seeds", str(bad_seeds), "--template-questions"], "seed pair b1"),
+        (["--db", str(tiny_db), "--seeds", str(tmp_path / "missing.jsonl"), "--template-questions"], "not found"),
+        (["--db", str(tiny_db), "--teacher", str(tmp_path / "no-such-model")], "cannot be loaded"),
+    ]:
+        rc, cap = _cli(["synth", "--out", str(out), *args], capsys)
+        assert rc != 0, args
+        assert words in cap.err and "Traceback" not in cap.err and len(cap.err.strip().splitlines()) == 1, cap.err
+        assert not out.exists() and not list(tmp_path.glob("syn.jsonl*"))
+
+
+def test_cli_synth_template_questions(tiny_db, tmp_path, capsys):
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
+    rc, cap = _cli(["synth", "--db", str(tiny_db), "--seeds", str(seeds), "--k", "10", "--template-questions",
+                    "--out", str(tmp_path / "s.jsonl")], capsys)
+    assert rc == 0 and "kept" in cap.out
+    assert 0 < len((tmp_path / "s.jsonl").read_text().splitlines()) <= 10
+
+
+# ----------------------------------------------------------------------------- checkpoint rule
+def line(step, exact, loss=1.0):
+    return {"step": step, "exact": exact, "valid_loss": loss}
+
+
+def test_checkpoint_rule_keeps_untuned_model_on_noise():
+    # 4 questions: one more right (+25 points) is within the noise of 4 questions (SE 0.25 at p0 = 0.5)
+    assert choose_checkpoint([line(0, 0.5), line(10, 0.75)], n=4)["step"] == 0
+    assert choose_checkpoint([line(0, 0.5), line(10, 1.0)], n=4)["step"] == 10
+    # 100 questions: +10 points beats one SE (0.05); +3 does not
+    assert choose_checkpoint([line(0, 0.5), line(10, 0.6), line(20, 0.55)], n=100)["step"] == 10
+    assert choose_checkpoint([line(0, 0.5), line(10, 0.53)], n=100)["step"] == 0
+    # at p0 = 1 the margin is still one question
+    assert choose_checkpoint([line(0, 1.0), line(10, 1.0)], n=50)["step"] == 0
+    # a worse tuned model never wins; no untuned line: plain best
+    assert choose_checkpoint([line(0, 0.5), line(10, 0.2)], n=10)["step"] == 0
+    assert choose_checkpoint([line(10, 0.2), line(20, 0.4)], n=10)["step"] == 20
+
+
+def test_heldout_split_and_seed_weighting():
+    pairs = [{"id": f"p{i}", "question": f"q {i}", "sql": "SELECT 1", "provenance": {}} for i in range(10)]
+    tr, held = split_heldout(pairs, 0.2, seed=0)
+    assert len(held) == 2 and len(tr) == 8 and not {p["id"] for p in tr} & {p["id"] for p in held}
+    items = weighted_training_items(SEEDS[:2], tr, 3)
+    assert len(items) == 6 + 8 and len({i["id"] for i in items}) == 14
+    assert [i["question"] for i in items[:6]].count(SEEDS[0]["question"]) == 3
+
+
+def test_run_with_synth_stage(tiny_model_dir, tiny_db, tmp_path):
+    from test_run import overrides
+
+    from sqltune.run import run
+
+    ov = overrides(tiny_model_dir, tiny_db, tmp_path)
+    ov["train"]["epochs"] = 1
+    ov["synth"] = {"enabled": True, "k": 10, "questions": "template", "heldout_fraction": 0.3, "seed_weight": 2}
+    out = tmp_path / "run"
+    metrics = run("default", out, overrides=ov)
+    pairs = [json.loads(x) for x in (out / "synth.jsonl").read_text().splitlines()]
+    assert 0 < len(pairs) <= 10 and "synth" in metrics["timings"]
+    held = round(len(pairs) * 0.3)
+    # the checkpoint was chosen on valid (2) + the held-out synthetic slice, by the noise rule
+    history = [json.loads(x) for x in (out / "adapter" / "metrics.jsonl").read_text().splitlines()]
+    assert history[0]["step"] == 0 and all(r["n"] == 2 + held for r in history)
+    chosen = json.loads((out / "adapter" / "sqltune_checkpoint.json").read_text())
+    want = choose_checkpoint(history, 2 + held)
+    assert chosen["chosen"]["step"] == want["step"]
+
+
+def test_synth_stage_k0_only_applies_the_checkpoint_rule(tmp_path, tiny_db):
+    from sqltune.run import RunFolder, synth_stage
+
+    items = {"train": SEEDS, "valid": TEST}
+    c = {"synth": {"enabled": True, "k": 0, "select_z": 1.0}}
+    tr, sel, base, choose = synth_stage(RunFolder(tmp_path / "r"), c, tiny_db, items, None, {"b": 1})
+    assert tr == SEEDS and sel == TEST and base == {"b": 1} and not (tmp_path / "r" / "synth.jsonl").exists()
+    assert choose([line(0, 0.0), line(5, 1.0)])["step"] == 0  # one question: +100 % is one question, not more
+    off = synth_stage(RunFolder(tmp_path / "r2"), {"synth": {"enabled": False}}, tiny_db, items, None, None)
+    assert off[3] is None
