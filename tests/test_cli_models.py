@@ -90,10 +90,12 @@ def test_predict_then_score_and_eval(capsys, tiny_db, tiny_model_dir, tmp_path):
         {"id": "b", "question": "List the authors", "sql": "SELECT name FROM authors"},
         {"id": "c", "question": "Titles of UK authors", "sql": "SELECT title FROM books JOIN authors ON author_id = authors.id WHERE country = 'UK'"},
     ]))
-    pred = tmp_path / "pred.jsonl"
+    deep = tmp_path.joinpath(*["a-long-folder-name-that-makes-the-path-wider-than-a-terminal"] * 3)
+    deep.mkdir(parents=True)
+    pred = deep / "pred.jsonl"  # printed on one line however long: output to a pipe is never hard-wrapped
     code, out, _ = _run(capsys, "predict", "--data", str(gold), "--out", str(pred), "--db", str(tiny_db),
                         "--model", str(tiny_model_dir), "--batch-size", "2", "--max-new-tokens", "6", "--retries", "1")
-    assert code == 0 and "3 predictions" in out
+    assert code == 0 and f"wrote {pred}: 3 predictions" in out
     rows = [json.loads(line) for line in pred.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "b", "c"]
     assert all({"id", "question", "sql", "raw", "seconds", "retries", "retry_changed"} <= set(r) for r in rows)
@@ -110,11 +112,20 @@ def test_predict_then_score_and_eval(capsys, tiny_db, tiny_model_dir, tmp_path):
     assert len((out_dir / "gold_pred.jsonl").read_text().splitlines()) == 3
 
 
-def test_models_lists_the_packaged_models(capsys):
+def test_models_lists_the_packaged_models(capsys, monkeypatch):
+    import importlib.util
+
+    from sqltune.model import PACKAGED
+
+    parts = {p for spec in PACKAGED.values() for p in spec.packages}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in parts else real(name, *a))
     code, out, _ = _run(capsys, "models")
     assert code == 0
-    for name in ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "smollm2-135m"):
-        assert name[:12] in out
+    names = [line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│")]
+    assert names == ["qwen2.5-coder-0.5b (default)", "qwen2.5-coder-1.5b", "smollm2-135m"]  # whole names, one row each
+    for spec in PACKAGED.values():  # the install hints print literally, brackets included
+        assert spec.pip in out
 
 
 @pytest.mark.slow

@@ -1,4 +1,6 @@
+import os
 import sqlite3
+
 
 import pytest
 
@@ -27,9 +29,18 @@ def test_build_refuses_overwrite(tmp_path):
     with pytest.raises(SqltuneError, match="--force"):
         build_exoplanets_db(out)
     assert out.read_bytes() == b"precious"
+    with pytest.raises(SqltuneError, match="not an exoplanets database that sqltune build-db wrote"):
+        build_exoplanets_db(out, force=True)  # --force replaces only what build-db wrote
+    assert out.read_bytes() == b"precious"
+    out.unlink()
+    build_exoplanets_db(out)
+    (tmp_path / "x.notes.md").write_text("my notes")
     build_exoplanets_db(out, force=True)
     assert out.read_bytes()[:15] == b"SQLite format 3"
-    assert (tmp_path / "x.notes.md").is_file()
+    assert (tmp_path / "x.notes.md").read_text() == "my notes"  # the user's notes are never replaced
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # normal permissions, not mkstemp's 0600
 
 
 def test_cli_build_db_refuses_overwrite(tmp_path, capsys):

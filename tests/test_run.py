@@ -75,15 +75,25 @@ def test_run_stops_on_a_failing_gold_query(tiny_model_dir, tiny_db, tmp_path):
     assert not (tmp_path / "run" / "base_valid_report.json").exists()
 
 
-def test_run_with_augment_round(tiny_model_dir, tiny_db, tmp_path):
+def test_run_with_augment_round(tiny_model_dir, tiny_db, tmp_path, monkeypatch):
+    import sqltune.augment as aug
+
+    # A random tiny model writes empty questions, so the round would keep nothing and prove nothing:
+    # the question writer is replaced by one that numbers its questions; the rest runs for real.
+    monkeypatch.setattr(aug, "_chat", lambda m, tok, prompts, **kw: [f"Question: what does query {i} return?"
+                                                                     for i in range(len(prompts))])
     ov = overrides(tiny_model_dir, tiny_db, tmp_path)
-    ov["augment"] = {"enabled": True, "max": 3}
+    # no round trip: a random tiny model never reads a question back
+    ov["augment"] = {"enabled": True, "max": 3, "roundtrip": False}
     ov["train"]["epochs"] = 1
     out = tmp_path / "run"
     metrics = run("default", out, overrides=ov)
     assert set(metrics["augmented"]) == {"valid", "test"}
     summary = json.loads((out / "augment_summary.json").read_text())
-    assert summary["kept"] == len((out / "augmented.jsonl").read_text().splitlines()) <= 3
+    kept = summary["kept"]
+    assert 1 <= kept == len((out / "augmented.jsonl").read_text().splitlines()) <= 3, summary
+    info = json.loads((out / "adapter_augmented" / "sqltune_checkpoint.json").read_text())
+    assert info["data"]["train"]["n"] == len(TRAIN) + kept  # the second training saw the new pairs
     assert "augmented" in (out / "report.md").read_text()
 
 
@@ -105,3 +115,34 @@ def test_cli_run_set_overrides_and_bad_keys(tiny_model_dir, tiny_db, tmp_path, c
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe["train"]["epochs"] == 1 and recipe["train"]["top_layers"] is None
     assert recipe["eval"]["max_new_tokens"] == 8 and recipe["model"] == str(tiny_model_dir)
+
+
+def test_run_on_your_own_db_with_one_file(tiny_model_dir, tiny_db, tmp_path, capsys):
+    """`sqltune run --db DB --train PAIRS`: valid and test are split off the one file by gold SQL."""
+    pairs = tmp_path / "pairs.jsonl"
+    write_jsonl(pairs, TRAIN + VALID + TEST + [dict(t, id=t["id"] + "b", question=t["question"] + " (again)")
+                                               for t in TRAIN])
+    out = tmp_path / "mine"
+    sets = [f"model={tiny_model_dir}", "device=cpu", "dtype=float32", "train.epochs=1", "train.batch_size=2",
+            "train.top_layers=null", "eval.max_new_tokens=8"]
+    code = main(["run", "--db", str(tiny_db), "--train", str(pairs), "--out", str(out)]
+                + [a for kv in sets for a in ("--set", kv)])
+    assert code == 0, capsys.readouterr().err
+    assert "split off" in capsys.readouterr().out
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["data"]["split"] is True and recipe["data"]["valid"] is None
+    splits = {s: [json.loads(x) for x in (out / f"split_{s}.jsonl").read_text().splitlines()]
+              for s in ("train", "valid", "test")}
+    assert sum(map(len, splits.values())) == len(TRAIN) * 2 + len(VALID) + len(TEST)
+    sql_of = {s: {it["sql"] for it in items} for s, items in splits.items()}
+    assert not (sql_of["train"] & sql_of["valid"] or sql_of["train"] & sql_of["test"] or sql_of["valid"] & sql_of["test"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tuned"]["test"]["n"] == len(splits["test"])
+    report = (out / "report.md").read_text()
+    assert str(tiny_model_dir) in report and "split off data.train" in report
+    assert (out / ".sqltune").is_file()
+    # a second run into the same folder without --resume is refused; with --resume it finds everything done
+    assert main(["run", "--db", str(tiny_db), "--train", str(pairs), "--out", str(out)]
+                + [a for kv in sets for a in ("--set", kv)]) == 2
+    assert main(["run", "--db", str(tiny_db), "--train", str(pairs), "--out", str(out), "--resume"]
+                + [a for kv in sets for a in ("--set", kv)]) == 0

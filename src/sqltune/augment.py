@@ -83,7 +83,9 @@ def failures(run_dir: str | os.PathLike, stage: str = "tuned") -> list[dict]:
     path = Path(run_dir) / f"{stage}_valid_report.json"
     if not path.is_file():
         raise SqltuneError(f"{path} not found: augment reads a finished run's valid results (never test)")
-    report = json.loads(path.read_text())
+    from .report import load_report
+
+    report = load_report(path, ("id", "question", "gold_sql", "exact", "error_kind"))
     return [{"id": e["id"], "question": e["question"], "sql": e["gold_sql"], "kinds": sorted(sql_kinds(e["gold_sql"])),
              "error_kind": e["error_kind"]} for e in report["examples"] if not e["exact"]]
 
@@ -181,7 +183,6 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     `model` writes the questions (default: the run's base model); with `roundtrip` the run's tuned
     model (its `adapter`, else the writer) must read each question back into SQL with the same result."""
     from .checkpoint import is_complete, load_trained
-    from .dataset import load_items
     from .db import resolve_db
     from .generate import generate_sql
     from .model import load_model
@@ -192,10 +193,17 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     recipe_file = run_dir / "recipe.json"
     if not recipe_file.is_file():
         raise SqltuneError(f"{run_dir} is not a sqltune run folder (no recipe.json)")
-    recipe = json.loads(recipe_file.read_text())
+    try:
+        recipe = json.loads(recipe_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        recipe = None
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("data"), dict):
+        raise SqltuneError(f"{recipe_file} is not a sqltune run's recipe")
     data = recipe["data"]
     db = resolve_db(data.get("db"))
-    splits = {s: load_items(data[s]) for s in ("train", "valid", "test") if data.get(s)}
+    from .recipe import build_recipe
+
+    splits = build_recipe(recipe, str(recipe_file)).items()
     fails = failures(run_dir)
     res = AugmentResult()
     if not fails:

@@ -35,37 +35,23 @@ class TrainedModel(NamedTuple):
 
 
 # ---------------------------------------------------------------- writing
-def _tmp_sibling(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
-
-
 def write_checkpoint(out_dir: str | os.PathLike, write: Callable[[Path], None], info: dict,
                      extra_files: dict[str, str] | None = None) -> Path:
     """Write a checkpoint folder atomically: `write(tmp)` saves the weights/tokenizer into a temporary
     folder, then the metadata, `extra_files` ({name: text}) and the COMPLETE marker go in, and the
     folder is renamed to `out_dir` (replacing an older one)."""
+    from .files import OWNER_FILE, atomic_path, check_replaceable
+
     out = Path(out_dir)
+    check_replaceable(out)  # only a folder sqltune wrote is ever replaced
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(out, "tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_path(out, folder=True) as tmp:
         write(tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
         (tmp / CHECKPOINT_META).write_text(json.dumps({"format": FORMAT, **info}, indent=2, default=str), encoding="utf-8")
+        (tmp / OWNER_FILE).write_text(json.dumps({"written_by": "sqltune", "kind": "checkpoint"}) + "\n")
         (tmp / COMPLETE).write_text("")
-        if out.exists():
-            old = _tmp_sibling(out, "old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -148,15 +134,26 @@ def check_prompt(path: str | os.PathLike, builder: PromptBuilder, tokenizer) -> 
 
 
 # ---------------------------------------------------------------- merging
-def merge(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32") -> Path:
+def merge(adapter_dir: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32",
+          force: bool = False) -> Path:
     """Merge an adapter into its base model and save a standalone model folder that `--model OUT`
-    loads. The checkpoint metadata travels with it, so the prompt lock still applies."""
+    loads. The checkpoint metadata travels with it, so the prompt lock still applies. An existing
+    `out_dir` is replaced only with `force` and only when sqltune wrote it."""
     import torch
 
+    from .files import check_replaceable, check_writable
     from .model import pick_device
 
     src = Path(adapter_dir)
+    out = Path(out_dir)
     info = read_info(src)
+    check_writable(out, "OUT", folder=True)
+    if os.path.lexists(out):
+        if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents or out.resolve() in src.resolve().parents:
+            raise SqltuneError(f"OUT {out} is the adapter folder itself (or inside it); choose a new folder")
+        check_replaceable(out, "OUT")
+        if not force and any(out.iterdir()):
+            raise SqltuneError(f"{out} already exists; choose another folder, or pass --force to replace it")
     if not is_adapter(src):
         raise SqltuneError(f"{src} holds a whole model, not an adapter: there is nothing to merge")
     if info.get("method") == "qlora":

@@ -1,155 +1,203 @@
 """The `sqltune` command line: a thin layer over the Python API.
 
-Every command parses options, calls one API function and prints. User errors (SqltuneError) are
-one line on stderr and exit code 2; never a traceback.
+Every command parses options, calls one API function and prints through `sqltune.console` (data is
+printed literally, never as markup). Usage errors are click's one-line message with exit code 2;
+user errors (SqltuneError) are one line on stderr; never a traceback.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from .errors import SqltuneError
+from .commands.options import DB, MAX_ROWS, TIMEOUT
+from .console import echo, esc, mark, show, table
+from .errors import Interrupted, SqltuneError
 
 app = typer.Typer(
-    help="Teach small open LLMs to write correct SQL for one SQLite database.",
+    help="Teach small open LLMs to write correct SQL for one SQLite database.\n\n"
+         "Start with `sqltune run` (the whole job on the embedded exoplanets DB), or on your own database: "
+         "`sqltune run --db mydb.sqlite --train pairs.jsonl`.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-console = Console()
-err_console = Console(stderr=True)
 
-DbOption = typer.Option(None, "--db", help="SQLite database (default: the embedded exoplanets DB).")
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"sqltune {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")):
+    """Teach small open LLMs to write correct SQL for one SQLite database."""
 
 
 @app.command("build-db")
 def build_db_cmd(
     out: Path = typer.Argument(..., help="Where to write the exoplanets SQLite database."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    force: bool = typer.Option(False, "--force", help="Replace an exoplanets DB that build-db wrote before "
+                               "(any other file is refused)."),
 ):
-    """Build the embedded exoplanets database (5,250 planets + reference_planets)."""
+    """Build the embedded exoplanets database (5,250 planets + reference_planets).
+
+    Example: sqltune build-db exo.sqlite
+    """
     from .db import build_exoplanets_db
 
     path = build_exoplanets_db(out, force=force)
-    console.print(f"wrote {path}")
+    echo(f"wrote {esc(path)}")
 
 
 @app.command("schema")
 def schema_cmd(
-    db: Optional[str] = DbOption,
+    db: Optional[str] = DB,
     notes: Optional[Path] = typer.Option(None, "--notes", help="Notes file (YAML or Markdown)."),
 ):
-    """Print the schema text a model is shown: tables, keys, samples and notes."""
+    """Print the schema text a model is shown: tables, keys, samples and notes.
+
+    Example: sqltune schema --db mydb.sqlite
+    """
     from .db import resolve_db
     from .schema import schema_text
 
-    print(schema_text(resolve_db(db), notes))
+    print(schema_text(resolve_db(db, need_tables=True), notes))
 
 
 def print_summary(title: str, summary: dict) -> None:
-    table = Table(title=title)
     keys = ("execution_rate", "exact", "set", "fuzzy", "vacuous") + (("suite",) if "suite" in summary else ())
-    for key in ("n",) + keys:
-        table.add_column(key, justify="right")
-    table.add_row(str(summary["n"]), *(f"{summary[k]:.1%}" for k in keys))
-    console.print(table)
+    t = table(("n",) + keys, [[str(summary["n"])] + [f"{summary[k]:.1%}" for k in keys]], title=title)
+    for c in t.columns:
+        c.justify = "right"
+    show(t)
     if summary.get("right_by_accident"):
-        console.print(f"{summary['right_by_accident']} exact matches are right only by accident (the test suite "
-                      "rejects them)", highlight=False)
+        echo(f"{summary['right_by_accident']} exact matches are right only by accident (the test suite rejects them)")
 
 
 def print_examples(report: dict) -> None:
-    table = Table(show_lines=False)
+    from .console import Text
+
     suite = any("suite" in e for e in report["examples"])
-    for col in ("id", "executed", "exact", "set", "fuzzy") + (("suite",) if suite else ()) + ("error",):
-        table.add_column(col)
-    mark = lambda b: "[green]✓[/]" if b else "[red]✗[/]"  # noqa: E731
+    rows = []
     for e in report["examples"]:
         note = (e["error_kind"] or "") if not e["executed"] else ("vacuous" if e["vacuous"] else "")
         if suite and e["exact"] and not e.get("suite"):
             note = "right by accident"
-        table.add_row(e["id"], mark(e["executed"]), mark(e["exact"]), mark(e["set"]), mark(e["fuzzy"]),
-                      *((mark(e.get("suite")),) if suite else ()), note)
-    console.print(table)
+        rows.append([e["id"], mark(e["executed"]), mark(e["exact"]), mark(e["set"]), mark(e["fuzzy"]),
+                     *((mark(e.get("suite")),) if suite else ()), Text(note)])
+    show(table(("id", "executed", "exact", "set", "fuzzy") + (("suite",) if suite else ()) + ("error",), rows))
 
 
 @app.command("score")
 def score_cmd(
-    gold: Path = typer.Option(..., "--gold", help="Gold JSONL: question, sql, optional id."),
+    gold: str = typer.Option(..., "--gold", help="Gold items: .jsonl, .csv or .json (question, sql, optional id) "
+                             "or NAME:SPLIT."),
     pred: Path = typer.Option(..., "--pred", help="Predicted JSONL: sql (may be null), optional id."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the report JSON here."),
-    db: Optional[str] = DbOption,
-    timeout: float = typer.Option(5.0, help="Seconds allowed per query."),
-    max_rows: int = typer.Option(10_000, help="Row cap per query."),
+    db: Optional[str] = DB,
+    timeout: float = TIMEOUT,
+    max_rows: int = MAX_ROWS,
     test_suite: Optional[Path] = typer.Option(None, "--test-suite", help="A suite from `sqltune testsuite build`: "
                                               "adds the `suite` metric (exact here and on every variant DB)."),
 ):
-    """Score predicted SQL against gold SQL by executing both (exact, set, fuzzy; suite with --test-suite)."""
-    from .dataset import pair, read_jsonl
+    """Score predicted SQL against gold SQL by executing both (exact, set, fuzzy; suite with --test-suite).
+
+    Example: sqltune score --gold exoplanets:valid --pred pred.jsonl --out report.json
+    """
+    from .dataset import load_items, pair, read_jsonl
     from .db import resolve_db
+    from .files import check_writable, write_json
     from .score import score_pairs
 
-    dbp = resolve_db(db)
-    gold_rows = read_jsonl(gold, required=("question", "sql"))
+    if out:
+        check_writable(out)
+    dbp = resolve_db(db, need_tables=True)
+    gold_rows = load_items(gold)
     pred_rows = read_jsonl(pred, required=("sql",))
+    if not gold_rows:
+        raise SqltuneError(f"{gold}: no items")
     report = score_pairs(dbp, gold_rows, pair(gold_rows, pred_rows), timeout=timeout, max_rows=max_rows,
                          test_suite=test_suite)
     print_examples(report)
-    print_summary(f"{pred.name} vs {gold.name}", report["summary"])
+    print_summary(f"{pred.name} vs {Path(gold).name}", report["summary"])
     if out:
-        out.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-        console.print(f"wrote {out}")
+        write_json(out, report)
+        echo(f"wrote {esc(out)}")
 
 
-# Commands of later stages live beside the stage they wrap.
 def _register_all() -> None:
-    import importlib
+    """Commands of later stages live beside the stage they wrap, one module per area."""
+    from .commands import augment, data, models, run, synth, testsuite, train
 
-    for name in ("data", "models", "train", "run", "augment", "synth", "testsuite"):
-        try:
-            mod = importlib.import_module(f".commands.{name}", __package__)
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.commands.{name}":
-                raise
-            continue
+    for mod in (data, models, train, run, augment, synth, testsuite):
         mod.register(app)
 
 
 _register_all()
 
 
+def _usage_errors() -> tuple[type, ...]:
+    """The click exceptions of the click that typer really uses (typer 0.29 bundles its own)."""
+    kinds = []
+    try:
+        from typer._click.exceptions import ClickException as Bundled
+
+        kinds.append(Bundled)
+    except ImportError:  # pragma: no cover - a typer that uses the click package
+        pass
+    import click
+
+    kinds.append(click.exceptions.ClickException)
+    return tuple(kinds)
+
+
+def _abort_kinds() -> tuple[type, ...]:
+    kinds = [typer.Abort]
+    try:
+        from typer._click.exceptions import Abort as Bundled
+
+        kinds.append(Bundled)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(kinds)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning user errors into one line and a non-zero exit."""
     try:
-        rc = app(args=argv, standalone_mode=False)
-    except SqltuneError as e:
-        err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        rc = app(args=argv, standalone_mode=False, prog_name="sqltune")
+    except Interrupted as e:
+        echo(f"interrupted; {esc(e)}", err=True)
         return e.exit_code
-    except FileNotFoundError as e:
-        err_console.print(f"[red]error:[/] {e.strerror}: {e.filename}" if e.filename else f"error: {e}", soft_wrap=True)
-        return 2
+    except SqltuneError as e:
+        echo(f"[red]error:[/] {esc(e)}", err=True)
+        return e.exit_code
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        echo("interrupted; nothing written", err=True)
         return 130
     except typer.Exit as e:
         return e.exit_code
-    except typer.Abort:
-        err_console.print("aborted")
-        return 1
-    except Exception as e:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        raise
+    except _usage_errors() as e:
+        e.show()
+        return e.exit_code
+    except _abort_kinds():
+        echo("interrupted; nothing written", err=True)
+        return 130
+    except OSError as e:  # a file that cannot be read or written: one line, not a traceback
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        echo(f"[red]error:[/] {esc(e.strerror or e)}{esc(where)}", err=True)
+        return 2
+    if rc == 130:  # typer turns Ctrl-C into exit code 130, silently
+        echo("interrupted; nothing written", err=True)
     return rc if isinstance(rc, int) else 0
 
 

@@ -19,32 +19,31 @@ def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[
     if not path.is_file():
         raise SqltuneError(f"file not found: {path}")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SqltuneError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise SqltuneError(f"{path}, line {n}: expected a JSON object")
-            for key in required:
-                if key not in row:
-                    raise SqltuneError(f"{path}, line {n}: missing field '{key}'")
-            rows.append(row)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SqltuneError(f"{path}: not UTF-8 text") from None
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SqltuneError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise SqltuneError(f"{path}, line {n}: expected a JSON object")
+        for key in required:
+            if key not in row:
+                raise SqltuneError(f"{path}, line {n}: missing field '{key}'")
+        rows.append(row)
     return rows
 
 
 def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> Path:
     """Write rows atomically (temp file + rename), so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    from .files import write_lines
+
+    return write_lines(path, rows)
 
 
 def pair(gold: list[dict], pred: list[dict]) -> list[str | None]:
@@ -88,12 +87,13 @@ def dataset_path(name: str) -> Path:
     return folder
 
 
-def _finish(rows: list[dict], prefix: str, where: list[str], question_field: str, sql_field: str) -> list[dict]:
+def _finish(rows: list[dict], prefix: str, where: list[str], question_field: str, sql_field: str,
+            need_sql: bool = True) -> list[dict]:
     """Map the configured fields to `question`/`sql`, check them, and give missing ids."""
     out = []
     width = max(3, len(str(len(rows))))
     for i, (row, loc) in enumerate(zip(rows, where), 1):
-        for field in (question_field, sql_field):
+        for field in (question_field, sql_field) if need_sql or sql_field in row else (question_field,):
             if field not in row:
                 raise SqltuneError(f"{loc}: missing field '{field}'")
             if not isinstance(row[field], str) or not row[field].strip():
@@ -172,7 +172,7 @@ def _hf_layout(rows: list[dict], question_field: str, sql_field: str) -> list[di
     return rows
 
 
-def _load_hub(name: str, split: str, question_field: str, sql_field: str) -> list[dict]:
+def _load_hub(name: str, split: str, question_field: str, sql_field: str, need_sql: bool = True) -> list[dict]:
     try:
         import datasets  # optional extra: pip install 'sqltune[hub]'
     except ImportError:
@@ -186,10 +186,12 @@ def _load_hub(name: str, split: str, question_field: str, sql_field: str) -> lis
         raise SqltuneError(f"could not load hub dataset '{name}' (split '{split}'): {first}") from None
     rows = _hf_layout([dict(r) for r in ds], question_field, sql_field)
     label = f"{name}:{split}"
-    return _finish(rows, split, [f"{label}, row {i}" for i in range(1, len(rows) + 1)], question_field, sql_field)
+    return _finish(rows, split, [f"{label}, row {i}" for i in range(1, len(rows) + 1)], question_field, sql_field,
+                   need_sql)
 
 
-def load_items(spec: str | os.PathLike, question_field: str = "question", sql_field: str = "sql") -> list[dict]:
+def load_items(spec: str | os.PathLike, question_field: str = "question", sql_field: str = "sql",
+               need_sql: bool = True) -> list[dict]:
     """Items ({id, question, sql, ...}) from a packaged name, a file, or a hub dataset id.
 
     `spec` is one of:
@@ -200,9 +202,16 @@ def load_items(spec: str | os.PathLike, question_field: str = "question", sql_fi
     - a hub dataset `owner/name[:split]` (or `hf:owner/name[:split]`; split defaults to train),
       read with the optional `datasets` library.
     `question_field`/`sql_field` name the source columns; they come back as `question`/`sql`.
-    Items without an `id` get one (`<split or file stem>-001`, ...). Bad input is a SqltuneError
-    naming the file and line.
+    Items without an `id` get one (`<split or file stem>-001`, ...). Bad input, and a source with
+    no items, is a SqltuneError naming the file and line. `need_sql=False` accepts questions alone.
     """
+    items = _load_items(spec, question_field, sql_field, need_sql)
+    if not items:
+        raise SqltuneError(f"{spec}: no items (an empty file?)")
+    return items
+
+
+def _load_items(spec, question_field: str, sql_field: str, need_sql: bool) -> list[dict]:
     text = str(spec)
     path = Path(text)
     hub = text[3:] if text.startswith("hf:") else None
@@ -219,12 +228,17 @@ def load_items(spec: str | os.PathLike, question_field: str = "question", sql_fi
             raise SqltuneError(f"name a split: {text}:train, {text}:valid or {text}:test")
         if path.suffix.lower() in (".jsonl", ".json", ".csv") or not _HUB_ID.fullmatch(name):
             raise SqltuneError(f"file not found: {path}")
-        hub = text
+        hub = text  # OWNER/NAME with no such local file: a hub dataset id (the error says both)
     if hub is not None:
         name, _, split = hub.partition(":")
         if not _HUB_ID.fullmatch(name):
             raise SqltuneError(f"not a hub dataset id (owner/name): {name}")
-        return _load_hub(name, split or "train", question_field, sql_field)
+        try:
+            return _load_hub(name, split or "train", question_field, sql_field, need_sql)
+        except SqltuneError as e:
+            if text.startswith("hf:"):
+                raise
+            raise SqltuneError(f"no such file {path}; as a hub dataset id: {e}") from None
     if path.is_dir():
         raise SqltuneError(f"{path} is a folder; name a file (or use NAME:SPLIT for a packaged dataset)")
     suffix = path.suffix.lower()
@@ -237,9 +251,44 @@ def load_items(spec: str | os.PathLike, question_field: str = "question", sql_fi
         rows, where = _read_json(path)
     else:
         raise SqltuneError(f"{path}: unknown file type '{path.suffix}' (expected .jsonl, .json or .csv)")
-    return _finish(_hf_layout(rows, question_field, sql_field), path.stem, where, question_field, sql_field)
+    return _finish(_hf_layout(rows, question_field, sql_field), path.stem, where, question_field, sql_field,
+                   need_sql)
 
 
 def _jsonl_lines(path: Path) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        return [f"{path}, line {n}" for n, line in enumerate(f, 1) if line.strip()]
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return [f"{path}, line {n}" for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+
+
+# ---------------------------------------------------------------- one file -> train / valid / test
+def _norm_sql(sql: str) -> str:
+    return re.sub(r"\s+", " ", sql.lower().strip().rstrip(";"))
+
+
+def split_by_sql(items: list[dict], with_test: bool = True) -> dict[str, list[dict]]:
+    """Split one set of pairs by gold SQL, so no query (nor a paraphrase of it) is in two splits.
+
+    The devsuite's rule: distinct normalised SQLs, sorted, shuffled with `random.Random(0)`; the first
+    half trains, the rest is test (`with_test`); of the training half (sorted) the first quarter (at
+    least one query) is valid. Every item follows its SQL.
+    """
+    import random
+
+    queries = sorted({_norm_sql(it["sql"]) for it in items})
+    need = 3 if with_test else 2
+    if len(queries) < need:
+        raise SqltuneError(f"splitting needs at least {need} distinct gold queries, got {len(queries)}; "
+                           "give --valid" + (" and --test" if with_test else "") + " files")
+    if with_test:
+        random.Random(0).shuffle(queries)
+        half, test = sorted(queries[: len(queries) // 2]), set(queries[len(queries) // 2:])
+    else:
+        half, test = queries, set()
+    valid = set(half[: max(1, len(half) // 4)])
+    out: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
+    for it in items:
+        q = _norm_sql(it["sql"])
+        out["test" if q in test else "valid" if q in valid else "train"].append(it)
+    if not with_test:
+        del out["test"]
+    return out

@@ -16,3 +16,9 @@ class UnknownNameError(SqltuneError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class Interrupted(SqltuneError):
+    """Ctrl-C during a command that kept something: the message says what, and how to continue."""
+
+    exit_code = 130

@@ -15,7 +15,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,20 +94,19 @@ def _progress(desc: str, total: int):
 
 def join_parts(parts: list[Path], out: Path, expected_sha256: str | None) -> Path:
     """Concatenate parts into `out`, verifying the sha256 of the whole; atomic."""
-    tmp = out.with_name(out.name + ".tmp")
+    from .files import atomic_open
+
     h = hashlib.sha256()
     total = sum(p.stat().st_size for p in parts)
-    with open(tmp, "wb") as f, _progress(f"joining {out.name}", total) as bar:
+    with atomic_open(out) as f, _progress(f"joining {out.name}", total) as bar:
         for p in parts:
             with open(p, "rb") as src:
                 for block in iter(lambda: src.read(1 << 22), b""):
                     h.update(block)
                     f.write(block)
                     bar.update(len(block))
-    if expected_sha256 and h.hexdigest() != expected_sha256:
-        tmp.unlink()
-        raise SqltuneError(f"checksum mismatch joining {out.name}: got {h.hexdigest()}, expected {expected_sha256}")
-    os.replace(tmp, out)
+        if expected_sha256 and h.hexdigest() != expected_sha256:  # raised inside: nothing is left at `out`
+            raise SqltuneError(f"checksum mismatch joining {out.name}: got {h.hexdigest()}, expected {expected_sha256}")
     return out
 
 
@@ -117,8 +115,8 @@ def dequantize_gguf(gguf: Path, out_dir: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    from .files import atomic_path
+
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.bfloat16
@@ -126,11 +124,10 @@ def dequantize_gguf(gguf: Path, out_dir: Path) -> Path:
     model.config.quantization_config = None
     if hasattr(model.config, "__dict__"):
         model.config.__dict__.pop("quantization_config", None)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    (tmp / "sqltune_source.json").write_text(json.dumps({"gguf": str(gguf)}))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    with atomic_path(out_dir, folder=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "sqltune_source.json").write_text(json.dumps({"gguf": str(gguf)}))
     return out_dir
 
 

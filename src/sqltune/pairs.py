@@ -169,12 +169,11 @@ def apply_roundtrip(res: PairResult, db, model_sql: list[str | None], max_keep: 
 def write_pairs(path, pairs: list[dict], summary: dict | None = None) -> Path:
     """The kept pairs as JSONL (atomic: a crash never leaves half a file), plus `PATH.summary.json`."""
     from .dataset import write_jsonl
+    from .files import write_json
 
     path = Path(path)
     if summary is not None:
-        tmp = path.with_name(path.name + ".summary.json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-        tmp.replace(path.with_name(path.stem + ".summary.json"))
+        write_json(path.with_name(path.stem + ".summary.json"), summary)
     return write_jsonl(path, pairs)
 
 

@@ -37,9 +37,10 @@ class DataSection:
     db: str | None = None  # SQLite file; None = the embedded exoplanets DB
     notes: str | None = None  # schema notes file; None = found beside the DB
     train: str = "exoplanets:train"  # item specs: NAME:SPLIT, a .jsonl/.json/.csv file, or a hub id
-    valid: str = "exoplanets:valid"
+    valid: str | None = "exoplanets:valid"  # null with `split`
     test: str | None = "exoplanets:test"
     extra: list[str] = field(default_factory=list)  # more training items, appended to `train`
+    split: bool = False  # carve valid (and test, when null) out of `train` by gold SQL (dataset.split_by_sql)
 
 
 @dataclass
@@ -124,12 +125,25 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def train_items(self) -> list[dict]:
-        """`data.train` plus every `data.extra` spec."""
-        from .dataset import load_items
+        """`data.train` plus every `data.extra` spec (only the training part of a split `data.train`)."""
+        return self.items()["train"]
 
-        items = load_items(self.data.train)
-        for spec in self.data.extra:
-            items += load_items(spec)
+    def items(self) -> dict[str, list[dict]]:
+        """{"train", "valid"[, "test"]: items}: `data.train` (+ `data.extra`), `data.valid`, `data.test`;
+        with `data.split`, valid (and test when `data.test` is null) are carved out of `data.train`."""
+        from .dataset import load_items, split_by_sql
+
+        d = self.data
+        if d.split:
+            items = split_by_sql(load_items(d.train), with_test=not d.test)
+            if d.test:
+                items["test"] = load_items(d.test)
+        else:
+            items = {"train": load_items(d.train), "valid": load_items(d.valid)}
+            if d.test:
+                items["test"] = load_items(d.test)
+        for spec in d.extra:
+            items["train"] = items["train"] + load_items(spec)
         return items
 
 
@@ -174,6 +188,8 @@ def load_recipe(name_or_path: str | os.PathLike | None = None, overrides: dict |
     label = path.stem if path.parent == PACKAGED_RECIPES else str(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SqltuneError(f"recipe {label}: not UTF-8 text") from None
     except yaml.YAMLError as e:
         raise SqltuneError(f"recipe {label}: not valid YAML ({str(e).splitlines()[0]})") from None
     if raw is None:
@@ -212,6 +228,8 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
         raise SqltuneError(f"recipe {label}: rl.{str(e).removeprefix('rl config: ')}") from None
     from .prompt import STYLES
 
+    if recipe.data.valid is None and not recipe.data.split:
+        raise SqltuneError(f"recipe {label}: data.valid is null; name a validation file or set data.split: true")
     if recipe.prompt.style not in STYLES:
         raise SqltuneError(f"recipe {label}: prompt.style must be one of {', '.join(STYLES)}, got '{recipe.prompt.style}'")
     from .vote import check_settings

@@ -11,8 +11,10 @@ import html
 import json
 import os
 import platform
+import re
 from pathlib import Path
 
+from .files import write_text
 from .stats import compare_paired, smallest_detectable
 
 METRICS = ("execution_rate", "exact", "set", "fuzzy")
@@ -187,9 +189,12 @@ def vote_lines(reports: dict) -> list[str]:
 
 
 def build_markdown(title: str, summaries: dict, reports: dict, history: list[dict], timings: dict,
-                   machine: dict, charts: dict) -> str:
+                   machine: dict, charts: dict, about: dict | None = None) -> str:
     stages = list(reports)
-    lines = [f"# {title}", "", "## Accuracy", "", accuracy_table(summaries), ""]
+    lines = [f"# {title}", ""]
+    if about:  # what the results came from: model, recipe, method, data
+        lines += [f"- **{k}**: {_code(v)}" for k, v in about.items() if v is not None] + [""]
+    lines += ["## Accuracy", "", accuracy_table(summaries), ""]
     lines += ["## Is the change real?", ""]
     first, last = stages[0], stages[-1]
     for split in sorted(reports[last]):
@@ -247,8 +252,6 @@ def markdown_to_html(md: str, images: dict[str, Path]) -> str:
 
     def inline(s: str) -> str:
         s = html.escape(s)
-        import re
-
         s = re.sub(r"`([^`]*)`", r"<code>\1</code>", s)
         s = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
         s = re.sub(r"\*([^*]+)\*", r"<i>\1</i>", s)
@@ -269,7 +272,7 @@ def markdown_to_html(md: str, images: dict[str, Path]) -> str:
             out.append("</ul>")
             in_list = False
         if line.startswith("|"):
-            cells = [c.strip().replace("\\|", "|") for c in line.strip().strip("|").split(" | ")]
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:].removesuffix("|"))]
             if all(set(c) <= {"-", ""} for c in cells):
                 continue
             if not in_table:
@@ -303,7 +306,7 @@ def markdown_to_html(md: str, images: dict[str, Path]) -> str:
 
 
 def write_report(out_dir: str | os.PathLike, reports: dict, history: list[dict] | None = None,
-                 timings: dict | None = None, title: str = "sqltune run") -> dict:
+                 timings: dict | None = None, title: str = "sqltune run", about: dict | None = None) -> dict:
     """reports: {stage: {split: score report}}. Writes charts, report.md and report.html."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -313,14 +316,36 @@ def write_report(out_dir: str | os.PathLike, reports: dict, history: list[dict] 
         charts[f"outcomes_{split}"] = chart_outcomes(reports, split, out / f"chart_outcomes_{split}.png")
     if history:
         charts["training"] = chart_training(history, out / "chart_training.png")
-    md = build_markdown(title, summaries, reports, history or [], timings or {}, machine_info(), charts)
-    (out / "report.md").write_text(md, encoding="utf-8")
-    (out / "report.html").write_text(markdown_to_html(md, charts), encoding="utf-8")
+    md = build_markdown(title, summaries, reports, history or [], timings or {}, machine_info(), charts, about)
+    write_text(out / "report.md", md)
+    write_text(out / "report.html", markdown_to_html(md, charts))
     return {"markdown": out / "report.md", "html": out / "report.html", **{k: Path(v) for k, v in charts.items()}}
 
 
-def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, stage: str = "tuned") -> list[dict]:
-    """Paired comparison of two run folders' `stage` predictions per split (by question id)."""
+def load_report(path: str | os.PathLike, keys: tuple[str, ...] = ("id", "exact", "executed", "fuzzy")) -> dict:
+    """A score report written by sqltune (`score_pairs`), checked: one clear error for anything else."""
+    from .errors import SqltuneError
+
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SqltuneError(f"{path} is not a sqltune score report (not JSON)") from None
+    examples = report.get("examples") if isinstance(report, dict) else None
+    if not isinstance(examples, list) or not all(isinstance(e, dict) and all(k in e for k in keys) for e in examples):
+        raise SqltuneError(f"{path} is not a sqltune score report (needs examples with {', '.join(keys)})")
+    if not all(isinstance(e["id"], (str, int)) for e in examples):
+        raise SqltuneError(f"{path}: example ids must be strings")
+    return report
+
+
+def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, stage: str = "tuned",
+                 warn=None) -> list[dict]:
+    """Paired comparison of two run folders' `stage` predictions per split.
+
+    Questions are paired by id, and only where both runs asked the same question under that id
+    (`warn(message)` hears about ids whose questions differ). Runs with no question in common are refused.
+    """
     from .errors import SqltuneError
 
     rows = []
@@ -328,14 +353,28 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, stage: str 
     for p in (ra, rb):
         if not (p / "metrics.json").is_file():
             raise SqltuneError(f"{p} is not a finished sqltune run (no metrics.json)")
+    found = False
     for split in ("valid", "test"):
         fa, fb = ra / f"{stage}_{split}_report.json", rb / f"{stage}_{split}_report.json"
         if not (fa.is_file() and fb.is_file()):
             continue
-        a, b = json.loads(fa.read_text()), json.loads(fb.read_text())
+        found = True
+        a, b = load_report(fa), load_report(fb)
+        qa = {e["id"]: e.get("question") for e in a["examples"]}
+        differ = [e["id"] for e in b["examples"] if e["id"] in qa and qa[e["id"]] != e.get("question")]
+        if differ and warn:
+            warn(f"{split}: {len(differ)} ids carry different questions in the two runs (e.g. {differ[0]}); "
+                 f"they are left out of the comparison")
+        keep = {e["id"] for e in b["examples"] if e["id"] in qa and e["id"] not in differ}
+        if not keep:
+            continue
+        a = {**a, "examples": [e for e in a["examples"] if e["id"] in keep]}
+        b = {**b, "examples": [e for e in b["examples"] if e["id"] in keep]}
         for key in ("exact", "executed", "fuzzy"):
             cmp = paired(a, b, key)
             rows.append({"split": split, "metric": key, **cmp.to_dict(), "sentence": cmp.sentence(key)})
-    if not rows:
+    if not found:
         raise SqltuneError(f"no '{stage}' reports shared by {ra} and {rb}")
+    if not rows:
+        raise SqltuneError(f"{ra} and {rb} have no question in common (same id and question): nothing to compare")
     return rows

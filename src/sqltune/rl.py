@@ -312,13 +312,18 @@ def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out
         raise SqltuneError("no validation items: the checkpoint is chosen on them")
     out = Path(out_dir)
     work = out.with_name(out.name + ".work")
+    from .files import check_replaceable, claim, remove_owned
+
     if out.exists():
         if resume and is_complete(out):
             return _result_from_folder(out)
         if not force:
             raise SqltuneError(f"{out} already exists; choose another --out, or pass --force to overwrite it")
-        shutil.rmtree(out)
-    shutil.rmtree(work, ignore_errors=True)
+        check_replaceable(out)  # only a folder sqltune wrote is ever deleted
+    check_replaceable(work)
+    if out.exists():
+        remove_owned(out)
+    remove_owned(work)
     _check_baseline(baseline, valid_items)
 
     t_start = time.monotonic()
@@ -378,7 +383,7 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
         disable_tqdm=not progress, dataloader_num_workers=0, log_completions=False,
         gradient_checkpointing=rl.gradient_checkpointing,
     )
-    work.mkdir(parents=True, exist_ok=True)
+    claim(work, "grpo-work")
     candidates = work / "candidates"
     metrics_file = work / "metrics.jsonl"
     history: list[dict] = []

@@ -14,23 +14,19 @@ from pathlib import Path
 
 from .dataset import read_jsonl, write_jsonl
 from .errors import DatasetError, SqltuneError
+from .files import check_writable, claim, owned
+from .files import write_json as _write_json
 from .score import score_pairs
 
 SPLITS = ("valid", "test")
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 class RunFolder:
-    """The run folder and its stage bookkeeping (timings.json)."""
+    """The run folder and its stage bookkeeping (timings.json); marked as sqltune's (`files.OWNER_FILE`)."""
 
     def __init__(self, path: Path):
         self.path = path
-        path.mkdir(parents=True, exist_ok=True)
+        claim(path, "run")
         self.timings_file = path / "timings.json"
         self.timings = json.loads(self.timings_file.read_text()) if self.timings_file.is_file() else {}
 
@@ -42,12 +38,66 @@ class RunFolder:
         _write_json(self.timings_file, self.timings)
 
 
-def _items(spec: str) -> list[dict]:
+def is_run_folder(path: Path) -> bool:
+    """A folder `run` started: its marker (or, from before markers, recipe.json with timings.json)."""
+    return owned(path) or ((path / "recipe.json").is_file() and (path / "timings.json").is_file())
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def inputs_fingerprint(db: Path, items: dict) -> dict:
+    """What the results depend on besides the recipe: the DB file's and each split's sha256."""
+    import hashlib
+
+    from .train import items_sha256
+
+    h = hashlib.sha256()
+    with open(db, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"db": h.hexdigest(), **{f"{s}": items_sha256(v) for s, v in items.items()}}
+
+
+def check_same_run(out: Path, recipe: dict, inputs: dict) -> None:
+    """`--resume` continues the same run: refuse when the recipe or the data differ from the folder's."""
+    from .recipe import build_recipe
+
     try:
-        from .dataset import load_items
-    except ImportError:  # pragma: no cover - older dataset module
-        return read_jsonl(spec, required=("question", "sql"))
-    return load_items(spec)
+        old_recipe = json.loads((out / "recipe.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SqltuneError(f"{out / 'recipe.json'} is damaged; cannot tell whether this is the same run") from None
+    new, old = _flat(recipe), _flat(old_recipe) if isinstance(old_recipe, dict) else {}
+    for k, v in _flat(build_recipe({}).to_dict()).items():
+        old.setdefault(k, v)  # a key added to recipes since the run started has its default there
+    keys = [k for k in sorted(set(new) | set(old)) if k != "out" and new.get(k) != old.get(k)]
+    inputs_file = out / "inputs.json"
+    if inputs_file.is_file():
+        old_inputs = json.loads(inputs_file.read_text())
+        keys += [f"data ({k})" for k in sorted(set(inputs) | set(old_inputs)) if inputs.get(k) != old_inputs.get(k)]
+    if keys:
+        shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        raise SqltuneError(f"{out} holds a run with other settings: {shown} differ; resume it with the same "
+                           f"recipe and --set values, or choose another --out")
+
+
+def _check_own_db(data: dict) -> None:
+    """A database of one's own needs questions about it: `data.db` alone keeps the exoplanets questions."""
+    if data.get("db") in (None, "exoplanets"):
+        return
+    default = [k for k in ("train", "valid", "test") if str(data.get(k) or "").startswith("exoplanets:")]
+    if default:
+        raise SqltuneError(
+            f"data.db is {data['db']}, but data.{'/'.join(default)} still name the exoplanets questions: "
+            f"give questions about your database (sqltune run --db {data['db']} --train pairs.jsonl "
+            f"[--valid V] [--test T], or --set data.train=... data.valid=... data.test=...)")
 
 
 def _vote_settings(eval_cfg: dict):
@@ -144,38 +194,50 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     from .report import write_report
     from .schema import schema_text
 
-    try:
-        from .recipe import load_recipe
-        from .train import train
-    except ModuleNotFoundError as e:
-        raise SqltuneError(f"this version of sqltune has no fine-tuning stage yet ({e.name} is missing)") from None
+    from .recipe import load_recipe
+    from .train import train
 
+    # 0. check every input and the output folder before anything is written
     cfg = load_recipe(recipe or "default", overrides or {})
     c = cfg.to_dict()
     out = Path(out_dir or c.get("out") or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise SqltuneError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    run_dir = RunFolder(out)
-    _write_json(out / "recipe.json", c)
-
+    check_writable(out, folder=True)
+    started = out.is_dir() and any(out.iterdir())
+    if started and not resume:
+        raise SqltuneError(f"{out} already holds files; pass --resume to continue a run there or choose another --out")
+    if started and not is_run_folder(out):
+        raise SqltuneError(f"{out} is not a sqltune run folder; --resume continues only a run that sqltune started")
     data = c["data"]
-    db = resolve_db(data.get("db"))
-    items = {"train": cfg.train_items(), "valid": _items(data["valid"])}
-    splits = ["valid"] + (["test"] if data.get("test") else [])
-    if data.get("test"):
-        items["test"] = _items(data["test"])
+    _check_own_db(data)
+    db = resolve_db(data.get("db"), need_tables=True)
+    items = cfg.items()
+    splits = ["valid"] + (["test"] if items.get("test") else [])
+    inputs = inputs_fingerprint(db, items)
+    if started and (out / "recipe.json").is_file():
+        check_same_run(out, c, inputs)
+    from .model import resolve_model
+
+    resolve_model(c.get("model"))  # an unknown or missing model fails before the run folder is made
 
     # 1. data check: failing gold SQL or leakage stops the run before any model time is spent
-    if not run_dir.done("data_check.json"):
-        t = time.monotonic()
+    check_report, t = None, time.monotonic()
+    if not (out / "data_check.json").is_file():
         from .check import check_items
 
-        rep = check_items(db, items)
-        if rep.errors:
-            _write_json(out / "data_check_failed.json", rep.to_dict())
-            raise DatasetError(f"data check failed: {len(rep.errors)} errors, first: {rep.errors[0]} "
-                               f"(all in {out / 'data_check_failed.json'})")
-        _write_json(out / "data_check.json", rep.to_dict())
+        check_report = check_items(db, items)
+        if check_report.errors:
+            f = check_report.errors[0]
+            raise DatasetError(f"data check failed: {len(check_report.errors)} errors, first: {f.file} {f.id}: "
+                               f"{f.kind}: {f.message} (see `sqltune data check`); nothing written")
+
+    run_dir = RunFolder(out)
+    _write_json(out / "recipe.json", c)
+    _write_json(out / "inputs.json", inputs)
+    if data.get("split"):
+        for s, v in items.items():
+            write_jsonl(out / f"split_{s}.jsonl", v)
+    if check_report is not None:
+        _write_json(out / "data_check.json", check_report.to_dict())
         run_dir.record("data_check", time.monotonic() - t)
 
     device = pick_device(c.get("device"), c.get("dtype"))
@@ -267,6 +329,9 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     metrics["model"] = c.get("model")
     metrics["recipe"] = c.get("name")
     metrics["out"] = str(out)
-    write_report(out, reports, history, run_dir.timings, title=f"sqltune run: {out.name}")
+    about = {"model": c.get("model"), "recipe": c.get("name"), "method": c["train"].get("method"),
+             "database": str(db), **{f"data.{k}": data.get(k) for k in ("train", "valid", "test") if data.get(k)},
+             "split": "valid/test split off data.train by gold SQL" if data.get("split") else None}
+    write_report(out, reports, history, run_dir.timings, title=f"sqltune run: {out.name}", about=about)
     _write_json(out / "metrics.json", metrics)
     return metrics

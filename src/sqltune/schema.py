@@ -73,7 +73,10 @@ def read_notes(path: str | os.PathLike) -> str:
     path = Path(path)
     if not path.is_file():
         raise SqltuneError(f"notes file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SqltuneError(f"notes file {path} is not UTF-8 text") from None
     if path.suffix in (".yaml", ".yml"):
         try:
             data = yaml.safe_load(text)

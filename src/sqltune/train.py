@@ -587,14 +587,13 @@ class _Session:
 
     def _save_candidate(self, model, step: int, line: dict, report: dict) -> None:
         dest = self.candidates / f"step-{step}"
-        tmp = self.candidates / f".step-{step}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        (tmp / "valid_report.json").write_text(json.dumps(report, default=str))
-        (tmp / "metrics.json").write_text(json.dumps(line))
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+        from .files import atomic_path
+
+        self.candidates.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dest, folder=True) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            (tmp / "valid_report.json").write_text(json.dumps(report, default=str))
+            (tmp / "metrics.json").write_text(json.dumps(line))
 
 
 def _fmt(x) -> str:
@@ -730,17 +729,22 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
         raise SqltuneError("no training items")
     if not valid_items:
         raise SqltuneError("no validation items: the checkpoint is chosen on them")
+    from .files import check_replaceable, check_writable, claim, remove_owned
+
     out = Path(out_dir)
     work = out.with_name(out.name + ".work")
-    if force:
-        shutil.rmtree(out, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
-    if out.exists():
+    check_writable(out, folder=True)
+    if force:  # refuse now what sqltune did not write; delete only once every input has been checked
+        check_replaceable(out)
+        check_replaceable(work)
+    elif out.exists():
         if resume and is_complete(out):
             return _result_from_folder(out)
         raise SqltuneError(f"{out} already exists; choose another --out, or pass --force to overwrite it")
-    if work.exists() and not resume:
+    elif work.exists() and not resume:
         raise SqltuneError(f"{work} holds an interrupted run; pass --resume to continue it or --force to start over")
+    elif work.exists() and not (work / "run.json").is_file():  # run.json: a work folder from before markers
+        check_replaceable(work)
 
     t_start = time.monotonic()
     db = resolve_db(db)
@@ -748,11 +752,14 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     model, tok, location, layers, n_layers = _load_for_training(cfg, dev)
     builder = PromptBuilder(schema_text(db, cfg.notes), cfg.prompt_style)
     builder.prompt(tok, "?")  # a style the tokenizer cannot render fails now
+    if force:
+        remove_owned(out)
+        remove_owned(work)
     resolved = _resolved(cfg, layers, n_layers)
     fingerprint = {"train": {"n": len(train_items), "sha256": items_sha256(train_items)},
                    "valid": {"n": len(valid_items), "sha256": items_sha256(valid_items)}}
     state = {"config": resolved, "data": fingerprint, "prompt_sha256": builder.fingerprint(tok)["sha256"]}
-    work.mkdir(parents=True, exist_ok=True)
+    claim(work, "training work folder")
     _check_same_run(work, state)
 
     # data

@@ -19,13 +19,18 @@ def register(app: typer.Typer) -> None:
                                        help="Keep a pair only if the run's tuned model reads its question back "
                                             "into SQL with the same result."),
     ):
-        """Find what a tuned model still gets wrong on valid and grow the training data with validated pairs."""
-        from ..augment import augment
-        from ..cli import console
+        """Find what a tuned model still gets wrong on valid and grow the training data with validated pairs.
 
+        Example: sqltune augment --run runs/20261130-0100 --out more.jsonl --max 20
+        """
+        from ..augment import augment
+        from ..console import echo, esc
+        from ..files import check_writable
+
+        check_writable(out)
         res = augment(run, out, max_keep, model, roundtrip=roundtrip)
         s = res.summary()
-        console.print(f"tried {s['tried']}, kept {s['kept']}, rejected {sum(s['rejected'].values())}")
+        echo(f"tried {s['tried']}, kept {s['kept']}, rejected {sum(s['rejected'].values())}")
         for reason, n in sorted(s["rejected"].items(), key=lambda x: -x[1]):
-            console.print(f"  {n:4d}  {reason}")
-        console.print(f"wrote {out}")
+            echo(f"  {n:4d}  {esc(reason)}")
+        echo(f"wrote {esc(out)}")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from ..errors import DatasetError
+from .options import DB, TIMEOUT
 
 
 def register(app: typer.Typer) -> None:
@@ -27,24 +27,26 @@ def register(app: typer.Typer) -> None:
     def check_cmd(
         data: List[str] = typer.Option(..., "--data", help="A dataset: NAME:SPLIT (e.g. exoplanets:test), "
                                        ".jsonl, .csv or .json file. Repeat to check leakage between them."),
-        db: Optional[str] = typer.Option(None, "--db", help="SQLite database (default: the embedded exoplanets DB)."),
+        db: Optional[str] = DB,
         question_field: str = typer.Option("question", help="Question column/field in the files."),
         sql_field: str = typer.Option("sql", help="SQL column/field in the files."),
-        timeout: float = typer.Option(5.0, help="Seconds allowed per gold query."),
+        timeout: float = TIMEOUT,
         out: Optional[Path] = typer.Option(None, "--out", help="Write the findings as JSON here."),
     ):
         """Run every gold query; report errors, empty results, nondeterminism, duplicates and leakage.
 
         Exit code 1 on any error or leakage between files; warnings alone exit 0.
+        Example: sqltune data check --db mydb.sqlite --data train.jsonl --data valid.jsonl
         """
-        from rich.table import Table
-
         from ..check import check_items
-        from ..cli import console
+        from ..console import echo, esc, show, styled, table
         from ..dataset import load_items
         from ..db import resolve_db
+        from ..files import check_writable, write_json
 
-        dbp = resolve_db(db)
+        if out:
+            check_writable(out)
+        dbp = resolve_db(db, need_tables=True)
         specs = list(dict.fromkeys(data))
         names = [Path(s).name if Path(s).is_file() else s for s in specs]
         if len(set(names)) < len(names):
@@ -53,19 +55,20 @@ def register(app: typer.Typer) -> None:
                  for name, spec in zip(names, specs)}
         report = check_items(dbp, files, timeout=timeout)
         if report.findings:
-            table = Table(title="data check findings")
-            for col in ("file", "id", "level", "kind", "message"):
-                table.add_column(col, overflow="fold")
+            rows = []
             for f in sorted(report.findings, key=lambda f: (f.level != "error", list(files).index(f.file), f.index)):
-                level = "[red]error[/]" if f.level == "error" else "[yellow]warning[/]"
-                table.add_row(f.file, f.id, level, f.kind, f.message)
-            console.print(table)
+                level = styled("error", "red") if f.level == "error" else styled("warning", "yellow")
+                rows.append([f.file, f.id, level, f.kind, f.message])
+            t = table(("file", "id", "level", "kind", "message"), rows, title="data check findings")
+            for c in t.columns:
+                c.overflow = "fold"
+            show(t)
         sizes = ", ".join(f"{name} {n}" for name, n in report.files.items())
-        console.print(f"{sum(report.files.values())} items ({sizes}) against {dbp.name}: "
-                      f"{len(report.errors)} errors, {len(report.warnings)} warnings", highlight=False, soft_wrap=True)
+        echo(esc(f"{sum(report.files.values())} items ({sizes}) against {dbp.name}: "
+                 f"{len(report.errors)} errors, {len(report.warnings)} warnings"))
         if out:
-            out.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
-            console.print(f"wrote {out}")
+            write_json(out, report.to_dict())
+            echo(f"wrote {esc(out)}")
         if report.errors:
             raise DataCheckFailed(f"data check failed: {len(report.errors)} errors (gold queries that fail, "
                                   f"duplicate ids or leakage between files)")

@@ -10,29 +10,23 @@ from typing import Optional
 import typer
 
 from ..errors import SqltuneError
+from .options import (ADAPTER, BATCH_SIZE, DB, DEVICE, DTYPE, FEWSHOT, FEWSHOT_POOL, MAX_NEW_TOKENS, MODEL, NOTES,
+                      PROMPT_STYLE, RETRIES)
 
 SHOW_ROWS = 50
 
 
-def _items(spec: str) -> list[dict]:
-    try:
-        from ..dataset import load_items
-    except ImportError:  # pragma: no cover - older dataset module
-        from ..dataset import read_jsonl
-
-        return read_jsonl(spec, required=("question",))
-    return load_items(spec)
-
-
 def _fewshot_pool(data: str, pool: Optional[str]) -> list[dict]:
     """Training items for few-shot examples: --fewshot-pool, else NAME:train for a packaged NAME:SPLIT."""
+    from ..dataset import load_items
+
     if pool:
-        return _items(pool)
+        return load_items(pool)
     name, sep, split = data.partition(":")
     if sep and not Path(data).exists() and "/" not in name:
         if split == "train":
             raise SqltuneError("few-shot examples come from training data; evaluating on train leaves none (pass --fewshot-pool)")
-        return _items(f"{name}:train")
+        return load_items(f"{name}:train")
     raise SqltuneError("--fewshot needs --fewshot-pool TRAIN_FILE (examples come only from training data)")
 
 
@@ -63,39 +57,32 @@ def _slug(spec: str) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    db_opt = typer.Option(None, "--db", help="SQLite database (default: the embedded exoplanets DB).")
-    model_opt = typer.Option(None, "--model", "-m", help="Packaged name, model folder, .gguf file or hub id "
-                             "(default: qwen2.5-coder-0.5b, or the adapter's base model).")
-    adapter_opt = typer.Option(None, "--adapter", help="Trained adapter (or fine-tuned model) folder.")
-    style_opt = typer.Option(None, "--prompt-style", help="chat (default), premsql or seed; an adapter's own by default.")
-    notes_opt = typer.Option(None, "--notes", help="Notes file for the schema (default: DB.notes.md beside the DB).")
-    device_opt = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available).")
-    dtype_opt = typer.Option(None, "--dtype", help="bfloat16, float16 or float32 (default: per device).")
     vote_opt = typer.Option(1, "--vote", help="Execution-guided decoding: greedy + N-1 samples, executed; "
-                            "the most common result wins (1 = greedy only).")
-    temp_opt = typer.Option(0.8, "--temperature", help="Sampling temperature of --vote's samples.")
-    top_p_opt = typer.Option(0.95, "--top-p", help="Nucleus sampling of --vote's samples.")
+                            "the most common result wins (1 = greedy only, at most 64).")
+    temp_opt = typer.Option(0.8, "--temperature", help="Sampling temperature of --vote's samples (> 0).")
+    top_p_opt = typer.Option(0.95, "--top-p", help="Nucleus sampling of --vote's samples (0 < p <= 1).")
 
     @app.command("ask")
     def ask_cmd(
         question: str = typer.Argument(..., help="A question about the database, in plain words."),
-        db: Optional[str] = db_opt,
-        model: Optional[str] = model_opt,
-        adapter: Optional[Path] = adapter_opt,
+        db: Optional[str] = DB,
+        model: Optional[str] = MODEL,
+        adapter: Optional[Path] = ADAPTER,
         as_json: bool = typer.Option(False, "--json", help='Print one JSON object {"sql", "columns", "rows", "error"}.'),
-        prompt_style: Optional[str] = style_opt,
-        notes: Optional[Path] = notes_opt,
-        retries: int = typer.Option(0, "--retries", help="Re-prompt with the error this many times if the SQL fails."),
-        device: Optional[str] = device_opt,
-        dtype: Optional[str] = dtype_opt,
+        prompt_style: Optional[str] = PROMPT_STYLE,
+        notes: Optional[Path] = NOTES,
+        retries: int = RETRIES,
+        device: Optional[str] = DEVICE,
+        dtype: Optional[str] = DTYPE,
         vote: int = vote_opt,
         temperature: float = temp_opt,
         top_p: float = top_p_opt,
     ):
-        """Answer one question: write SQL with the model, run it read-only, print the result."""
-        from rich.table import Table
+        """Answer one question: write SQL with the model, run it read-only, print the result.
 
-        from ..cli import console
+        Example: sqltune ask "How many planets were discovered in 2016?" --db exo.sqlite
+        """
+        from ..console import echo, esc, show, table
         from ..db import resolve_db
         from ..execute import execute
         from ..generate import Generation, predict
@@ -103,7 +90,7 @@ def register(app: typer.Typer) -> None:
         if not question.strip():
             raise SqltuneError("the question is empty")
         settings = _vote(vote, temperature, top_p, retries)
-        dbp = resolve_db(db)
+        dbp = resolve_db(db, need_tables=True)
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes)
         if settings is not None:
             from ..vote import predict_rows
@@ -118,35 +105,30 @@ def register(app: typer.Typer) -> None:
             out = {"sql": g.sql, "columns": res.columns, "rows": [list(r) for r in res.rows], "error": res.error}
             if settings is not None:
                 out["vote"] = row["vote"]
-            print(json.dumps(out, default=str))
+            print(json.dumps(out, default=str, ensure_ascii=False))
             return
-        console.print(g.sql or f"[red]no SQL in the model's output:[/] {g.raw!r}", highlight=False, soft_wrap=True)
+        echo(esc(g.sql) if g.sql else f"[red]no SQL in the model's output:[/] {esc(repr(g.raw))}")
         if res.error:
-            console.print(f"[red]error ({res.error_kind}):[/] {res.error}", highlight=False, soft_wrap=True)
+            echo(f"[red]error ({esc(res.error_kind)}):[/] {esc(res.error)}")
             raise typer.Exit(1)
-        table = Table(show_header=True)
-        for c in res.columns:
-            table.add_column(c)
-        for r in res.rows[:SHOW_ROWS]:
-            table.add_row(*("NULL" if v is None else str(v) for v in r))
-        console.print(table)
+        show(table(res.columns, res.rows[:SHOW_ROWS]))
         more = len(res.rows) - SHOW_ROWS
         count = f"{len(res.rows)} row" + ("" if len(res.rows) == 1 else "s")
-        console.print(count + (f" ({more} not shown)" if more > 0 else "") + f", SQL written in {g.seconds:.1f} s",
-                      highlight=False)
+        echo(count + (f" ({more} not shown)" if more > 0 else "") + f", SQL written in {g.seconds:.1f} s")
         if settings is not None:
             v = row["vote"]
             agree = v["groups"][0]["votes"] if v["groups"] else 0
-            console.print(f"vote {settings.n}: {agree} of {settings.n} candidates agree on this result"
-                          + ("; the vote overruled the greedy answer" if row["overruled"] else ""), highlight=False)
+            echo(f"vote {settings.n}: {agree} of {settings.n} candidates agree on this result"
+                 + ("; the vote overruled the greedy answer" if row["overruled"] else ""))
 
     def _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
                  max_new_tokens, device, dtype, evaluate: bool, test_suite=None, vote=None):
+        from ..dataset import load_items
         from ..db import resolve_db
         from ..evaluate import evaluate_items, predict_items
 
-        dbp = resolve_db(db)
-        items = _items(data)
+        dbp = resolve_db(db, need_tables=True)
+        items = load_items(data, need_sql=evaluate)
         if not items:
             raise SqltuneError(f"{data}: no items")
         pool = _fewshot_pool(data, fewshot_pool) if fewshot > 0 else None
@@ -162,62 +144,61 @@ def register(app: typer.Typer) -> None:
             return report["predictions"], report
         return predict_items(m, tok, builder, items, dbp, **kw), None
 
-    common = dict(
-        db=db_opt, model=model_opt, adapter=adapter_opt, prompt_style=style_opt, notes=notes_opt,
-        device=device_opt, dtype=dtype_opt,
-    )
-
     @app.command("predict")
     def predict_cmd(
         data: str = typer.Option(..., "--data", help="Questions: NAME:SPLIT (e.g. exoplanets:valid), .jsonl, .csv or .json."),
         out: Path = typer.Option(..., "--out", help="Predictions JSONL (rows with id and sql; `sqltune score` reads it)."),
-        db: Optional[str] = common["db"],
-        model: Optional[str] = common["model"],
-        adapter: Optional[Path] = common["adapter"],
-        prompt_style: Optional[str] = common["prompt_style"],
-        notes: Optional[Path] = common["notes"],
-        batch_size: int = typer.Option(64, "--batch-size", min=1, help="Questions decoded together (more is faster, up to memory)."),
-        retries: int = typer.Option(0, "--retries", min=0, help="Re-prompt failing SQL with its error up to N times."),
-        fewshot: int = typer.Option(0, "--fewshot", min=0, help="K similar training examples in each prompt."),
-        fewshot_pool: Optional[str] = typer.Option(None, "--fewshot-pool", help="Training items for --fewshot "
-                                                   "(default NAME:train for NAME:SPLIT)."),
-        max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
-        device: Optional[str] = common["device"],
-        dtype: Optional[str] = common["dtype"],
+        db: Optional[str] = DB,
+        model: Optional[str] = MODEL,
+        adapter: Optional[Path] = ADAPTER,
+        prompt_style: Optional[str] = PROMPT_STYLE,
+        notes: Optional[Path] = NOTES,
+        batch_size: int = BATCH_SIZE,
+        retries: int = RETRIES,
+        fewshot: int = FEWSHOT,
+        fewshot_pool: Optional[str] = FEWSHOT_POOL,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+        device: Optional[str] = DEVICE,
+        dtype: Optional[str] = DTYPE,
         vote: int = vote_opt,
         temperature: float = temp_opt,
         top_p: float = top_p_opt,
     ):
-        """Write SQL for every question of a dataset (batched, greedy) into a JSONL file."""
-        from ..cli import console
-        from ..dataset import write_jsonl
+        """Write SQL for every question of a dataset (batched, greedy) into a JSONL file.
 
+        The questions need a `question` field (an `sql` field is not needed). Example:
+        sqltune predict --data exoplanets:valid --out pred.jsonl --adapter runs/X/adapter
+        """
+        from ..console import echo, esc
+        from ..dataset import write_jsonl
+        from ..files import check_writable
+
+        check_writable(out)
         settings = _vote(vote, temperature, top_p, retries)
         rows, _ = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
                            max_new_tokens, device, dtype, evaluate=False, vote=settings)
         write_jsonl(out, rows)
         secs = sum(r["seconds"] for r in rows)
         ran = sum(r["error"] is None for r in rows)
-        console.print(f"wrote {out}: {len(rows)} predictions, {ran} run without error; "
-                      f"mean latency {secs / len(rows):.2f} s", highlight=False)
+        echo(f"wrote {esc(out)}: {len(rows)} predictions, {ran} run without error; "
+             f"mean latency {secs / len(rows):.2f} s")
 
     @app.command("eval")
     def eval_cmd(
         data: str = typer.Option(..., "--data", help="Gold items: NAME:SPLIT (e.g. exoplanets:valid), .jsonl, .csv or .json."),
         out_dir: Path = typer.Option(Path("."), "--out-dir", help="Folder for <data>_pred.jsonl and <data>_report.json."),
-        db: Optional[str] = common["db"],
-        model: Optional[str] = common["model"],
-        adapter: Optional[Path] = common["adapter"],
-        prompt_style: Optional[str] = common["prompt_style"],
-        notes: Optional[Path] = common["notes"],
-        batch_size: int = typer.Option(64, "--batch-size", min=1, help="Questions decoded together (more is faster, up to memory)."),
-        retries: int = typer.Option(0, "--retries", min=0, help="Re-prompt failing SQL with its error up to N times."),
-        fewshot: int = typer.Option(0, "--fewshot", min=0, help="K similar training examples in each prompt."),
-        fewshot_pool: Optional[str] = typer.Option(None, "--fewshot-pool", help="Training items for --fewshot "
-                                                   "(default NAME:train for NAME:SPLIT)."),
-        max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
-        device: Optional[str] = common["device"],
-        dtype: Optional[str] = common["dtype"],
+        db: Optional[str] = DB,
+        model: Optional[str] = MODEL,
+        adapter: Optional[Path] = ADAPTER,
+        prompt_style: Optional[str] = PROMPT_STYLE,
+        notes: Optional[Path] = NOTES,
+        batch_size: int = BATCH_SIZE,
+        retries: int = RETRIES,
+        fewshot: int = FEWSHOT,
+        fewshot_pool: Optional[str] = FEWSHOT_POOL,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+        device: Optional[str] = DEVICE,
+        dtype: Optional[str] = DTYPE,
         show: bool = typer.Option(False, "--show", help="Also print the per-question table."),
         test_suite: Optional[str] = typer.Option(None, "--test-suite", help="A suite folder from `sqltune testsuite "
                                                  "build`, or `auto` to build (or reuse) one: adds the `suite` metric."),
@@ -225,12 +206,16 @@ def register(app: typer.Typer) -> None:
         temperature: float = temp_opt,
         top_p: float = top_p_opt,
     ):
-        """Predict and score in one step (execution accuracy); writes predictions and the report."""
-        from ..cli import console, print_examples, print_summary
-        from ..dataset import write_jsonl
+        """Predict and score in one step (execution accuracy); writes predictions and the report.
 
-        if out_dir.exists() and not out_dir.is_dir():
-            raise SqltuneError(f"--out-dir {out_dir} is a file")
+        Example: sqltune eval --data exoplanets:test --adapter runs/X/adapter --out-dir results
+        """
+        from ..cli import print_examples, print_summary
+        from ..console import echo, esc
+        from ..dataset import write_jsonl
+        from ..files import check_writable, write_json
+
+        check_writable(out_dir, "--out-dir", folder=True)
         settings = _vote(vote, temperature, top_p, retries)
         rows, report = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot,
                                 fewshot_pool, max_new_tokens, device, dtype, evaluate=True, test_suite=test_suite,
@@ -239,9 +224,7 @@ def register(app: typer.Typer) -> None:
         name = _slug(data)
         pred_file, report_file = out_dir / f"{name}_pred.jsonl", out_dir / f"{name}_report.json"
         write_jsonl(pred_file, rows)
-        tmp = report_file.with_name(report_file.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-        tmp.replace(report_file)
+        write_json(report_file, report)
         if show:
             print_examples(report)
         print_summary(f"{name}", report["summary"])
@@ -252,28 +235,25 @@ def register(app: typer.Typer) -> None:
             extra += (f"; vote {v['n']}: exact {v['voted']['exact']:.1%} vs greedy {v['greedy']['exact']:.1%}, "
                       f"overruled greedy {v['overruled']} times ({v['helped']} helped, {v['hurt']} hurt), "
                       f"best of {v['n']} {v['best_of_n']:.1%}")
-        console.print(f"{len(rows)} questions in {t['seconds']:.1f} s ({t['queries_per_s']:.2f} q/s){extra}",
-                      highlight=False)
-        console.print(f"wrote {pred_file} and {report_file}", highlight=False)
+        echo(f"{len(rows)} questions in {t['seconds']:.1f} s ({t['queries_per_s']:.2f} q/s){extra}")
+        echo(f"wrote {esc(pred_file)} and {esc(report_file)}")
 
     @app.command("models")
     def models_cmd():
         """List the packaged models, whether their parts are installed and whether they are cached."""
         import importlib.util
 
-        from rich.markup import escape
-        from rich.table import Table
-
-        from ..cli import console
+        from ..console import show, styled, table
         from ..model import DEFAULT_MODEL, PACKAGED, _cached_dir
 
-        table = Table()
-        for col in ("name", "description", "installed", "cached", "install with"):
-            table.add_column(col, overflow="fold")
+        rows = []
         for name, spec in PACKAGED.items():
             installed = all(importlib.util.find_spec(p) is not None for p in spec.packages)
             cached = (_cached_dir(name) / "config.json").is_file()
-            table.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), spec.description,
-                          "[green]yes[/]" if installed else "[red]no[/]", "yes" if cached else "no",
-                          "" if installed else escape(spec.pip))
-        console.print(table)
+            rows.append([name + (" (default)" if name == DEFAULT_MODEL else ""), spec.description,
+                         styled("yes", "green") if installed else styled("no", "red"), "yes" if cached else "no",
+                         "" if installed else spec.pip])
+        t = table(("name", "description", "installed", "cached", "install with"), rows)
+        for c in t.columns:
+            c.overflow = "fold"
+        show(t)

@@ -7,35 +7,89 @@ from typing import List, Optional
 
 import typer
 
+from .options import SET
+
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
         recipe: Optional[str] = typer.Argument(None, help="Recipe YAML or shipped recipe name (default: 'default')."),
         out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<timestamp>)."),
-        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
-        set_: List[str] = typer.Option([], "--set", help="Any recipe setting, e.g. --set augment.enabled=true (repeatable)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out (same recipe, "
+                                    "same --set values, same data; anything else is refused)."),
+        db: Optional[str] = typer.Option(None, "--db", help="Your SQLite database (needs --train: questions about it)."),
+        train: Optional[str] = typer.Option(None, "--train", help="Question/SQL pairs about --db (.jsonl, .csv, .json). "
+                                            "Without --valid/--test they are split off this file by gold SQL."),
+        valid: Optional[str] = typer.Option(None, "--valid", help="Validation pairs (choose the checkpoint)."),
+        test: Optional[str] = typer.Option(None, "--test", help="Test pairs (scored, never trained or chosen on)."),
+        set_: List[str] = SET,
     ):
-        """Database -> data check -> base scores -> fine-tune -> tuned scores -> report."""
-        from ..cli import console, print_summary
+        """Database -> data check -> base scores -> fine-tune -> tuned scores -> report.
+
+        \b
+        Examples:
+          sqltune run                                   # the default recipe on the exoplanets DB
+          sqltune run --db mydb.sqlite --train pairs.jsonl
+          sqltune run --db mydb.sqlite --train t.jsonl --valid v.jsonl --test x.jsonl
+          sqltune run qwen1.5b-gpu --set train.epochs=2 --out runs/mine
+          sqltune run --out runs/mine --resume          # continue after Ctrl-C
+
+        With --train alone, valid and test are split off the file by gold SQL (no query, nor a
+        paraphrase of it, lands in two splits); --test alone splits off valid only. The split files
+        are saved in the run folder (split_*.jsonl).
+        """
+        from ..console import echo, esc
+        from ..errors import Interrupted, SqltuneError
         from ..recipe import parse_set
         from ..run import run
 
-        metrics = run(recipe, out, resume=resume, overrides=parse_set(set_))
+        overrides = parse_set(set_)
+        if (valid or test) and not train:
+            raise SqltuneError("--valid/--test go with --train (the pairs to fine-tune on)")
+        if db is not None:
+            overrides["data.db"] = db
+        if train is not None:
+            if db is None and "data.db" not in overrides:
+                raise SqltuneError("--train needs --db (the database the questions are about)")
+            overrides.update({"data.train": train, "data.valid": valid, "data.test": test, "data.split": valid is None})
+        if out is None:  # named here, so that a Ctrl-C can say where the run is kept
+            from datetime import datetime
+
+            from ..recipe import load_recipe
+
+            out = Path(load_recipe(recipe, overrides).out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
+        try:
+            metrics = run(recipe, out, resume=resume, overrides=overrides)
+        except KeyboardInterrupt:
+            from ..run import is_run_folder
+
+            if out.is_dir() and is_run_folder(out):
+                raise Interrupted(f"{out} keeps the finished stages: add --out {out} --resume to continue") from None
+            raise
+        from ..cli import print_summary
+
+        if train is not None and valid is None:
+            echo(f"valid{'' if test else ' and test'} were split off {esc(train)} by gold SQL (no query in two "
+                 f"splits): split_*.jsonl in the run folder")
+
         for stage in ("base", "tuned", "augmented"):
             for split, summary in metrics.get(stage, {}).items():
                 print_summary(f"{stage} / {split}", summary)
-        console.print(f"report: {metrics.get('out', out)}")
+        echo(f"report: {esc(metrics.get('out', out))}")
 
     @app.command("report")
     def report_cmd(
         run_a: Path = typer.Argument(..., help="First run folder."),
         run_b: Path = typer.Argument(..., help="Second run folder."),
-        stage: str = typer.Option("tuned", help="Which stage's predictions to compare."),
+        stage: str = typer.Option("tuned", help="Which stage's predictions to compare (base, tuned, augmented)."),
     ):
-        """Compare two runs question by question: paired bootstrap CI and McNemar's test."""
-        from ..cli import console
+        """Compare two runs question by question: paired bootstrap CI and McNemar's test.
+
+        Only questions both runs answered (same id, same question) are paired; runs with none in common
+        are refused. Example: sqltune report runs/a runs/b
+        """
+        from ..console import echo, esc
         from ..report import compare_runs
 
-        for row in compare_runs(run_a, run_b, stage):
-            console.print(f"{row['split']}: {row['sentence']}")
+        for row in compare_runs(run_a, run_b, stage, warn=lambda msg: echo(f"[yellow]warning:[/] {esc(msg)}", err=True)):
+            echo(esc(f"{row['split']}: {row['sentence']}"))

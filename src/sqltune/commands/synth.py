@@ -7,20 +7,21 @@ from typing import List, Optional
 
 import typer
 
+from .options import DB, MODEL
+
 
 def register(app: typer.Typer) -> None:
     @app.command("synth")
     def synth_cmd(
         out: Path = typer.Option(..., "--out", help="Where to write the kept pairs (JSONL with provenance; "
                                                      "a summary goes beside it as OUT.summary.json)."),
-        db: Optional[str] = typer.Option(None, "--db", help="SQLite database (default: the embedded exoplanets DB)."),
+        db: Optional[str] = DB,
         seeds: Optional[str] = typer.Option(None, "--seeds", help="Your question/SQL pairs (.jsonl/.json/.csv or "
                                                                   "NAME:SPLIT); none: from the schema alone."),
         holdout: List[str] = typer.Option([], "--holdout", help="Items nothing may leak into (valid, test); "
                                                                  "repeatable."),
         k: int = typer.Option(200, "--k", min=1, help="Pairs to keep."),
-        model: Optional[str] = typer.Option(None, "--model", help="Model that writes and reads back (default: the "
-                                                                   "packaged default)."),
+        model: Optional[str] = MODEL,
         teacher: Optional[str] = typer.Option(None, "--teacher", help="A larger model that writes and reads back "
                                                                        "instead of --model."),
         sources: str = typer.Option("schema,instantiate,mutate,model", "--sources", help="Candidate SQL sources."),
@@ -33,10 +34,16 @@ def register(app: typer.Typer) -> None:
         notes: Optional[Path] = typer.Option(None, "--notes", help="Schema notes file."),
         seed: int = typer.Option(0, "--seed"),
     ):
-        """Write validated in-domain question/SQL pairs for a database (from its schema, values and your seeds)."""
-        from ..cli import console
+        """Write validated in-domain question/SQL pairs for a database (from its schema, values and your seeds).
+
+        Example: sqltune synth --db mydb.sqlite --seeds pairs.jsonl --holdout valid.jsonl --out more.jsonl
+        """
+        from ..console import echo, esc
         from ..dataset import load_items
+        from ..files import check_writable
         from ..synth import SynthConfig, load_seeds, synth
+
+        check_writable(out)
 
         seed_items = load_seeds(seeds)
         held = {f"holdout{i + 1}": load_items(spec) for i, spec in enumerate(holdout)}
@@ -45,9 +52,9 @@ def register(app: typer.Typer) -> None:
                           questions="template" if template_questions else "model", readback=readback, seed=seed)
         res = synth(db, out, seed_items, held, model=model, teacher=teacher, notes=notes, cfg=cfg)
         s = res.summary()
-        console.print(f"tried {s['tried']}, kept {s['kept']} "
-                      f"({', '.join(f'{n} {m}' for m, n in s['kept_by_source'].items()) or 'none'}), "
-                      f"rejected {sum(s['rejected'].values())}", highlight=False)
+        echo(esc(f"tried {s['tried']}, kept {s['kept']} "
+                 f"({', '.join(f'{n} {m}' for m, n in s['kept_by_source'].items()) or 'none'}), "
+                 f"rejected {sum(s['rejected'].values())}"))
         for reason, n in sorted(s["rejected"].items(), key=lambda x: -x[1]):
-            console.print(f"  {n:5d}  {reason}", highlight=False, markup=False)
-        console.print(f"wrote {out}", highlight=False, markup=False)
+            echo(f"  {n:5d}  {esc(reason)}")
+        echo(f"wrote {esc(out)}")

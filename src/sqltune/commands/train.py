@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from .options import DB, MODEL, SET
+
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
@@ -15,26 +17,33 @@ def register(app: typer.Typer) -> None:
         train: Optional[str] = typer.Option(None, "--train", help="Training items: NAME:SPLIT, .jsonl/.json/.csv, or a hub id (default: the recipe's)."),
         valid: Optional[str] = typer.Option(None, "--valid", help="Validation items, used to choose the checkpoint (default: the recipe's)."),
         config: Optional[str] = typer.Option(None, "--config", help="Recipe: a shipped name (see `sqltune recipes`) or a YAML file (default: 'default')."),
-        db: Optional[str] = typer.Option(None, "--db", help="SQLite database (default: the recipe's, else the exoplanets DB)."),
-        model: Optional[str] = typer.Option(None, "--model", help="Base model: packaged name, folder, .gguf or hub id."),
+        db: Optional[str] = DB,
+        model: Optional[str] = MODEL,
         method: Optional[str] = typer.Option(None, "--method", help="lora | dora | full | qlora | grpo (execution-reward RL; see --init)"),
         init: Optional[Path] = typer.Option(None, "--init", help="grpo: the trained checkpoint to start from (an SFT output folder); default: the base model with a new adapter."),
-        epochs: Optional[float] = typer.Option(None, "--epochs"),
-        lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
-        rank: Optional[int] = typer.Option(None, "--rank", help="LoRA/DoRA rank."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-        top_layers: Optional[int] = typer.Option(None, "--top-layers", help="Adapt (or train) only the last N layers."),
+        epochs: Optional[float] = typer.Option(None, "--epochs", min=0.001, help="Passes over the training data (> 0)."),
+        lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Learning rate."),
+        rank: Optional[int] = typer.Option(None, "--rank", min=1, help="LoRA/DoRA rank."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Examples per step."),
+        top_layers: Optional[int] = typer.Option(None, "--top-layers", min=1, help="Adapt (or train) only the last N layers."),
         prompt_style: Optional[str] = typer.Option(None, "--prompt-style", help="chat | premsql | seed"),
         device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps"),
         seed: Optional[int] = typer.Option(None, "--seed"),
-        set_: List[str] = typer.Option([], "--set", help="Any recipe setting, e.g. --set train.warmup=0.1 (repeatable)."),
+        set_: List[str] = SET,
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same --out."),
-        force: bool = typer.Option(False, "--force", help="Delete an existing --out (and its interrupted run) first."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing --out that sqltune wrote (and its "
+                                   "interrupted run); a folder sqltune did not write is refused."),
     ):
-        """Fine-tune on question/SQL pairs; keep the checkpoint with the best valid exact (untuned included)."""
-        from ..cli import console
-        from ..dataset import load_items
-        from ..errors import SqltuneError
+        """Fine-tune on question/SQL pairs; keep the checkpoint with the best valid exact (untuned included).
+
+        Example: sqltune train --db mydb.sqlite --train train.jsonl --valid valid.jsonl --out my-adapter
+        GRPO after SFT: sqltune train --method grpo --init my-adapter --db mydb.sqlite --train train.jsonl --out my-rl
+        """
+        from ..console import echo, esc
+        from ..db import resolve_db
+        from ..errors import Interrupted, SqltuneError
+        from ..files import check_replaceable, check_writable
+        from ..model import resolve_model
         from ..recipe import load_recipe, parse_set
         from ..train import train as run_train
 
@@ -49,51 +58,59 @@ def register(app: typer.Typer) -> None:
                            "prompt.style": prompt_style, "device": device, "rl.seed" if grpo else "train.seed": seed}.items():
             if value is not None:
                 overrides[key] = value
+        check_writable(out, folder=True)
+        if force:
+            check_replaceable(out)
+            check_replaceable(out.with_name(out.name + ".work"))
         recipe = load_recipe(config, overrides)
-        if grpo:
-            from ..rl import train_grpo
+        items = recipe.items()  # every input is checked before anything is deleted or written
+        resolve_db(recipe.data.db, need_tables=True)
+        resolve_model(recipe.model)
+        try:
+            if grpo:
+                from ..rl import train_grpo
 
-            result = train_grpo(recipe, recipe.train_items(), load_items(recipe.data.valid), recipe.data.db, out,
-                                init_adapter=init, force=force, resume=resume)
-            b = result.best
-            console.print(f"chose GRPO step {result.chosen_step}: valid exact {b['exact']:.1%}, executed "
-                          f"{b['execution_rate']:.1%} on {b['n']} questions"
-                          + (" — the start model; GRPO did not help" if result.untrained else "")
-                          + f"; wrote {result.out_dir}")
-            return
-        result = run_train(recipe, recipe.train_items(), load_items(recipe.data.valid), recipe.data.db, out,
-                           resume=resume, force=force)
+                result = train_grpo(recipe, items["train"], items["valid"], recipe.data.db, out,
+                                    init_adapter=init, force=force, resume=resume)
+                b = result.best
+                echo(f"chose GRPO step {result.chosen_step}: valid exact {b['exact']:.1%}, executed "
+                     f"{b['execution_rate']:.1%} on {b['n']} questions"
+                     + (" — the start model; GRPO did not help" if result.untrained else "")
+                     + f"; wrote {esc(result.out_dir)}")
+                return
+            result = run_train(recipe, items["train"], items["valid"], recipe.data.db, out, resume=resume, force=force)
+        except KeyboardInterrupt:
+            work = out.with_name(out.name + ".work")
+            if work.is_dir():
+                raise Interrupted(f"{work} keeps the finished steps: add --resume to continue") from None
+            raise
         b = result.best
         tok = result.info["tokens"]
-        console.print(f"chose step {result.chosen_step} (epoch {result.chosen_epoch:g}): exact {b['exact']:.1%}, "
+        echo(f"chose step {result.chosen_step} (epoch {result.chosen_epoch:g}): exact {b['exact']:.1%}, "
                       f"executed {b['execution_rate']:.1%}, fuzzy {b['fuzzy']:.1%} on {b['n']} valid questions"
-                      + (" — the untuned model; training did not help" if result.untrained else ""))
-        console.print(f"{tok['tokens_per_s']:.0f} example tokens/s; wrote {result.out_dir}")
+             + (" — the untuned model; training did not help" if result.untrained else ""))
+        echo(f"{tok['tokens_per_s']:.0f} example tokens/s; wrote {esc(result.out_dir)}")
 
     @app.command("merge")
     def merge_cmd(
         adapter: Path = typer.Argument(..., help="A trained adapter folder (from sqltune train)."),
-        out: Path = typer.Argument(..., help="Where to write the standalone merged model."),
+        out: Path = typer.Argument(..., help="Where to write the standalone merged model (a new folder)."),
+        force: bool = typer.Option(False, "--force", help="Replace an OUT that sqltune wrote before."),
     ):
-        """Merge an adapter into its base model: a folder that `--model OUT` loads."""
-        from ..checkpoint import merge
-        from ..cli import console
+        """Merge an adapter into its base model: a folder that `--model OUT` loads.
 
-        console.print(f"wrote {merge(adapter, out)}")
+        Example: sqltune merge runs/X/adapter merged-model
+        """
+        from ..checkpoint import merge
+        from ..console import echo, esc
+
+        echo(f"wrote {esc(merge(adapter, out, force=force))}")
 
     @app.command("recipes")
     def recipes_cmd():
-        """List the shipped recipes."""
-        from rich.table import Table
-
-        from ..cli import console
+        """List the shipped recipes (`sqltune run NAME` runs one)."""
+        from ..console import show, table
         from ..recipe import list_recipes
 
-        table = Table()
-        table.add_column("name", no_wrap=True)
-        table.add_column("model", overflow="fold")
-        table.add_column("method", no_wrap=True)
-        table.add_column("description")
-        for r in list_recipes():
-            table.add_row(r["name"], r["model"], r["method"], r["description"])
-        console.print(table)
+        show(table(("name", "model", "method", "description"),
+                   [[r["name"], r["model"], r["method"], r["description"]] for r in list_recipes()]))

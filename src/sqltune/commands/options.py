@@ -1,0 +1,22 @@
+"""The options several commands share, defined once (help texts and allowed ranges included)."""
+
+from __future__ import annotations
+
+import typer
+
+DB = typer.Option(None, "--db", help="SQLite database (default: the embedded exoplanets DB).")
+MODEL = typer.Option(None, "--model", "-m", help="Packaged name, model folder, .gguf file or hub id "
+                     "(default: qwen2.5-coder-0.5b, or the adapter's base model).")
+ADAPTER = typer.Option(None, "--adapter", help="Trained adapter (or fine-tuned model) folder.")
+PROMPT_STYLE = typer.Option(None, "--prompt-style", help="chat (default), premsql or seed; an adapter's own by default.")
+NOTES = typer.Option(None, "--notes", help="Notes file for the schema (default: DB.notes.md beside the DB).")
+DEVICE = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available).")
+DTYPE = typer.Option(None, "--dtype", help="bfloat16, float16 or float32 (default: per device).")
+BATCH_SIZE = typer.Option(64, "--batch-size", min=1, help="Questions decoded together (more is faster, up to memory).")
+RETRIES = typer.Option(0, "--retries", min=0, help="Re-prompt failing SQL with its error up to N times.")
+FEWSHOT = typer.Option(0, "--fewshot", min=0, help="K similar training examples in each prompt.")
+FEWSHOT_POOL = typer.Option(None, "--fewshot-pool", help="Training items for --fewshot (default NAME:train for NAME:SPLIT).")
+MAX_NEW_TOKENS = typer.Option(256, "--max-new-tokens", min=1, help="Most tokens of SQL written per question.")
+TIMEOUT = typer.Option(5.0, "--timeout", min=0.001, help="Seconds allowed per query (> 0).")
+MAX_ROWS = typer.Option(10_000, "--max-rows", min=1, help="Row cap per query (>= 1).")
+SET = typer.Option([], "--set", help="Any recipe setting as KEY=VALUE, e.g. --set train.epochs=2 (repeatable).")

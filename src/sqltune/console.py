@@ -1,0 +1,64 @@
+"""The one console helper: everything the CLI prints goes through here.
+
+Rich reads `[...]` as style markup, so data (SQL, result cells, column headers, ids, paths, messages
+that embed user input) is escaped with `esc` or passed as `Text`; only sqltune's own styling is
+markup. Output that is not a terminal (a pipe, a file, a test) is never hard-wrapped.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+_out = Console(highlight=False)
+_err = Console(stderr=True, highlight=False)
+
+
+def esc(value) -> str:
+    """`value` as text that rich prints literally."""
+    return escape(str(value))
+
+
+def _console(err: bool) -> Console:
+    return _err if err else _out
+
+
+def echo(markup: str = "", err: bool = False) -> None:
+    """Print one message. `markup` is sqltune's own text: escape any data in it with `esc`."""
+    c = _console(err)
+    c.print(markup, soft_wrap=not c.is_terminal)
+
+
+def show(renderable, err: bool = False) -> None:
+    """Print a table (or other renderable); on a pipe or file, as wide as it needs to be."""
+    c = _console(err)
+    if c.is_terminal:
+        c.print(renderable)
+    else:
+        width = max(80, c.measure(renderable, options=c.options.update(width=10_000)).maximum)
+        old, c.width = c.width, width
+        try:
+            c.print(renderable)
+        finally:
+            c.width = old
+
+
+def table(columns, rows, title: str | None = None, **kw) -> Table:
+    """A table whose title, headers and cells are data: a str cell is shown literally; pass a rich
+    `Text` for a styled cell (see `mark`)."""
+    t = Table(title=Text(title) if title else None, **kw)
+    for col in columns:
+        t.add_column(Text(str(col)))
+    for row in rows:
+        t.add_row(*(c if isinstance(c, Text) else Text("NULL" if c is None else str(c)) for c in row))
+    return t
+
+
+def mark(ok: bool) -> Text:
+    return Text("✓", style="green") if ok else Text("✗", style="red")
+
+
+def styled(text, style: str) -> Text:
+    return Text(str(text), style=style)
