@@ -9,10 +9,10 @@ from sqltune.generate import (
     generate_one_by_one,
     generate_sql,
     generate_texts,
-    predict,
     retry_prompt,
     select_fewshot,
 )
+from sqltune.evaluate import EvalConfig, predict_questions
 from sqltune.prompt import PromptBuilder
 
 SCHEMA = "CREATE TABLE books (id INTEGER PRIMARY KEY, title TEXT, year INTEGER, price REAL);"
@@ -140,8 +140,8 @@ def test_predict_retries_failing_sql_with_the_error(monkeypatch, tiny_db, chaoti
         return out
 
     monkeypatch.setattr(gen, "generate_texts", fake)
-    gens = predict(model, tok, PromptBuilder(SCHEMA, "seed"), ["How many books?", "Titles", "Prices"], tiny_db,
-                   retries=2, progress=False)
+    gens = predict_questions(model, tok, PromptBuilder(SCHEMA, "seed"), ["How many books?", "Titles", "Prices"], tiny_db,
+                             EvalConfig(retries=2, progress=False))
     fixed, ok, broken = gens
     assert (fixed.sql, fixed.retries, fixed.retry_changed, fixed.error) == ("SELECT COUNT(*) FROM books", 1, True, None)
     assert fixed.first_sql == "SELECT COUNT(*) FROM bokks" and "no such table" in fixed.first_error
@@ -215,7 +215,7 @@ def test_real_model_batched_equals_one_by_one_and_answers(exo_db):
     model, tok, _ = load_model(None)
     b = PromptBuilder(schema_text(exo_db), "chat")
     qs = ["How many exoplanets were discovered in 2016?", "List the 3 closest exoplanets.", "Average eccentricity?"]
-    gens = predict(model, tok, b, qs, exo_db, progress=False)
+    gens = predict_questions(model, tok, b, qs, exo_db, EvalConfig(progress=False))
     alone = generate_one_by_one(model, tok, [b.prompt(tok, q) for q in qs])
     assert [g.raw for g in gens] == [t for t, _, _ in alone]
     from sqltune.execute import execute

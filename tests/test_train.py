@@ -9,7 +9,7 @@ import pytest
 
 from sqltune.checkpoint import check_prompt, load_trained, merge, read_info
 from sqltune.errors import SqltuneError
-from sqltune.generate import generate_sql
+from sqltune.model import pick_device
 from sqltune.prompt import PromptBuilder
 from sqltune.schema import schema_text
 from sqltune.score import score_pairs
@@ -34,9 +34,11 @@ def cfg(model, **kw) -> TrainConfig:
 
 
 def predictions(loaded, db, items=ITEMS):
-    gens = generate_sql(loaded.model, loaded.tokenizer, loaded.builder, [it["question"] for it in items],
-                        max_new_tokens=16, progress=False)
-    return [g.sql for g in gens]
+    """The evaluator's predictions, with the settings training evaluated with (cfg below)."""
+    from sqltune.evaluate import EvalConfig, predict
+
+    ecfg = EvalConfig(batch_size=64, max_new_tokens=16, progress=False, autocast=pick_device("cpu").autocast)
+    return [r["sql"] for r in predict(loaded.model, loaded.tokenizer, loaded.builder, items, db, ecfg)]
 
 
 def saved_predictions(out):

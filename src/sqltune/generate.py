@@ -9,8 +9,8 @@ leave the batch, so the remaining steps get cheaper. Greedy only, no sampling: a
 tokens as generating its question alone (`generate_one_by_one`, the baseline), up to the rounding
 of different batch shapes (fp32: 65/65 identical answers on the exoplanets benchmark).
 
-`predict` adds execution and self-correction: a query that fails is re-prompted with the previous
-SQL and the executor's error, up to `retries` times. `select_fewshot` picks training examples by
+Execution and self-correction (re-prompting a failing query with `retry_prompt`) are the
+evaluator's (`evaluate.predict_questions`). `select_fewshot` picks training examples by
 TF-IDF similarity, never the asked question or anything excluded (the evaluation split).
 """
 
@@ -518,57 +518,6 @@ def retry_prompt(builder: PromptBuilder, tokenizer, question: str, sql: str | No
     if builder.style == "premsql":
         return f"{first}{sql}\n\n# Error: {error}\n\n# Corrected SQL: "
     return f"{first}{sql}\nError: {error}\nCorrected SQL Query: "
-
-
-def predict(
-    model,
-    tokenizer,
-    builder: PromptBuilder,
-    questions: list[str],
-    db,
-    *,
-    retries: int = 0,
-    examples: list[list[dict]] | None = None,
-    batch_size: int = 16,
-    max_new_tokens: int = 256,
-    progress: bool = True,
-    autocast: bool = False,
-    timeout: float = 5.0,
-    stats: GenerationStats | None = None,
-) -> list[Generation]:
-    """Generate, execute, and re-prompt failing queries with their error up to `retries` times.
-
-    `retry_changed` is True when a retry changed the outcome: the first SQL failed and the final SQL
-    runs. `retries` counts the re-prompts a question used; `first_sql`/`first_error` keep the first try.
-    """
-    from .execute import connect_readonly, execute
-
-    gens = generate_sql(model, tokenizer, builder, questions, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                        progress=progress, autocast=autocast, examples=examples, stats=stats)
-    con = connect_readonly(db)
-    try:
-        for g in gens:
-            g.error = execute(con, g.sql, timeout=timeout).error
-        for attempt in range(retries):
-            todo = [i for i, g in enumerate(gens) if g.error]
-            if not todo:
-                break
-            prompts = [retry_prompt(builder, tokenizer, gens[i].question, gens[i].sql, gens[i].error,
-                                    None if examples is None else examples[i]) for i in todo]
-            outs = generate_texts(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                  progress=progress, autocast=autocast)
-            for i, (raw, ntok, sec) in zip(todo, outs):
-                g = gens[i]
-                if g.retries == 0:
-                    g.first_sql, g.first_error = g.sql, g.error
-                g.raw, g.sql, g.tokens = raw, extract_sql(raw), ntok
-                g.seconds += sec
-                g.retries += 1
-                g.error = execute(con, g.sql, timeout=timeout).error
-                g.retry_changed = g.error is None
-    finally:
-        con.close()
-    return gens
 
 
 # ---------------------------------------------------------------- few-shot selection

@@ -50,10 +50,11 @@ def _items(spec: str) -> list[dict]:
     return load_items(spec)
 
 
-def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict, db, eval_cfg: dict,
+def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict, db, eval_cfg,
                    splits=SPLITS) -> dict:
-    """Predict and score each split; writes {stage}_{split}_pred.jsonl and _report.json."""
-    from .generate import generate_sql
+    """Predict and score each split with the one evaluator (`evaluate.evaluate`, settings `eval_cfg`:
+    an `evaluate.EvalConfig`); writes {stage}_{split}_pred.jsonl and _report.json."""
+    from .evaluate import evaluate
 
     reports = {}
     for split in splits:
@@ -62,13 +63,9 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
             reports[split] = json.loads(rep_file.read_text())
             continue
         t = time.monotonic()
-        gens = generate_sql(model, tok, builder, [it["question"] for it in items[split]],
-                            batch_size=int(eval_cfg.get("batch_size", 16)),
-                            max_new_tokens=int(eval_cfg.get("max_new_tokens", 256)))
-        preds = [{"id": it["id"], "sql": g.sql, "raw": g.raw} for it, g in zip(items[split], gens)]
-        write_jsonl(run.path / f"{stage}_{split}_pred.jsonl", preds)
-        rep = score_pairs(db, items[split], [p["sql"] for p in preds], timeout=float(eval_cfg.get("timeout", 5.0)))
-        rep["timing"] = {"seconds": time.monotonic() - t, "questions": len(preds)}
+        rep = evaluate(model, tok, builder, items[split], db, eval_cfg)
+        write_jsonl(run.path / f"{stage}_{split}_pred.jsonl", rep.pop("predictions"))
+        rep["timing"]["questions"] = len(items[split])
         _write_json(rep_file, rep)
         run.record(f"{stage}_{split}", time.monotonic() - t)
         reports[split] = rep
@@ -120,7 +117,10 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
 
     device = pick_device(c.get("device"), c.get("dtype"))
     builder = PromptBuilder(schema_text(db, data.get("notes")), style=c["prompt"]["style"])
-    eval_cfg = c.get("eval", {})
+    from .evaluate import EvalConfig
+
+    # one evaluation setting for every stage, training's checkpoint choice included (same recipe keys)
+    eval_cfg = EvalConfig.from_recipe(cfg, device, fewshot_pool=items["train"])
     reports: dict = {}
 
     # 2. base model
@@ -177,7 +177,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         model = tok = None
         if not all((out / f"augmented_{s}_report.json").is_file() for s in splits):
             model, tok = load_trained(adapter_aug, device, builder=builder)[:2]
-        reports["augmented"] = evaluate_stage(run_dir, "augmented", model, tok, builder, items, db, eval_cfg, splits)
+        aug_cfg = eval_cfg.with_(fewshot_pool=items["train"] + extra) if eval_cfg.fewshot else eval_cfg
+        reports["augmented"] = evaluate_stage(run_dir, "augmented", model, tok, builder, items, db, aug_cfg, splits)
 
     # 6. metrics and report
     history = read_jsonl(adapter / "metrics.jsonl") if (adapter / "metrics.jsonl").is_file() else []

@@ -91,6 +91,9 @@ class TrainConfig:
     prefix_grad: bool = True  # backpropagate through the shared prefix (exact); false: its forward only (cheaper)
     eval_batch_size: int = 64
     eval_max_new_tokens: int = 256
+    eval_retries: int = 0  # the checkpoint is chosen with the evaluation the recipe's `eval` section describes
+    eval_timeout: float = 5.0
+    eval_fewshot: int = 0  # few-shot examples come from the training items
     keep_work: bool = False  # keep OUT.work (Trainer checkpoints, candidates) after success
 
     def validate(self) -> "TrainConfig":
@@ -101,6 +104,8 @@ class TrainConfig:
             bad(f"unknown method '{self.method}' (one of: {', '.join(METHODS)})")
         if self.scheduler not in SCHEDULERS:
             bad(f"unknown scheduler '{self.scheduler}' (one of: {', '.join(SCHEDULERS)})")
+        if self.eval_retries < 0 or self.eval_fewshot < 0:
+            bad("eval_retries and eval_fewshot cannot be negative")
         for name in ("rank", "batch_size", "grad_accum", "eval_batch_size", "eval_max_new_tokens"):
             if getattr(self, name) < 1:
                 bad(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -470,8 +475,9 @@ class _Session:
     """Evaluation, candidates, metrics and counters of one run (shared with the Trainer subclass)."""
 
     def __init__(self, cfg: TrainConfig, work: Path, builder, tokenizer, valid_items, valid_set, db, device,
-                 progress: bool):
+                 progress: bool, eval_cfg=None):
         self.cfg, self.work, self.builder, self.tok = cfg, work, builder, tokenizer
+        self.eval_cfg = eval_cfg  # evaluate.EvalConfig: the run's evaluation, so a candidate's score is reproducible
         self.valid_items, self.valid_set, self.db, self.device, self.progress = valid_items, valid_set, db, device, progress
         self.metrics_file = work / "metrics.jsonl"
         self.candidates = work / "candidates"
@@ -551,16 +557,12 @@ class _Session:
     def evaluate(self, model, step: int, epoch: float, train_loss: float | None, report: dict | None = None) -> dict:
         """Generate SQL for the valid questions, score it by execution, log it, keep the candidate if best.
         `report`: an existing score report of this very model on these items (skips generating)."""
-        from .generate import generate_sql
-        from .score import score_pairs
+        from .evaluate import evaluate
 
         t = time.monotonic()
         train_seconds = t - self.last_eval_at
         if report is None:
-            gens = generate_sql(model, self.tok, self.builder, [it["question"] for it in self.valid_items],
-                                batch_size=self.cfg.eval_batch_size, max_new_tokens=self.cfg.eval_max_new_tokens,
-                                progress=self.progress, autocast=self.device.autocast)
-            report = score_pairs(self.db, self.valid_items, [g.sql for g in gens])
+            report = evaluate(model, self.tok, self.builder, self.valid_items, self.db, self.eval_cfg)
         s = report["summary"]
         line = {"step": step, "epoch": round(float(epoch), 4), "train_loss": train_loss, "valid_loss": self.valid_loss(model),
                 "n": s["n"], "execution_rate": s["execution_rate"], "exact": s["exact"], "set": s["set"],
@@ -619,7 +621,7 @@ def _load_for_training(cfg: TrainConfig, dev):
     import torch
     from transformers import set_seed
 
-    from .model import load_model, load_tokenizer, resolve_model
+    from .model import load
 
     set_seed(cfg.seed)
     if dev.device.startswith("cuda"):
@@ -631,17 +633,7 @@ def _load_for_training(cfg: TrainConfig, dev):
             raise SqltuneError("qlora trains 4-bit weights through bitsandbytes, which needs CUDA; use --method lora here")
         if importlib.util.find_spec("bitsandbytes") is None:
             raise SqltuneError("qlora needs bitsandbytes (pip install bitsandbytes); or use --method lora")
-        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-        location = resolve_model(cfg.model)
-        tok = load_tokenizer(location)
-        model = AutoModelForCausalLM.from_pretrained(location, device_map={"": torch.cuda.current_device()},
-                                                     quantization_config=BitsAndBytesConfig(
-                                                         load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                         bnb_4bit_use_double_quant=True,
-                                                         bnb_4bit_compute_dtype=torch.bfloat16))
-    else:
-        model, tok, location = load_model(cfg.model, dev)
+    model, tok, location = load(cfg.model, dev, quantize="nf4" if cfg.method == "qlora" else None)[:3]
     n_layers = model.config.get_text_config().num_hidden_layers
     layers = cfg.layers_to_transform
     if cfg.top_layers is not None:
@@ -759,7 +751,10 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     problem = fast_path_problem(model, cfg, world)
     P = _shared_prefix_len([p for p, _ in enc_train + enc_valid]) if problem is None else 0
     train_set, valid_set = ExampleSet(enc_train, P), ExampleSet(enc_valid, P)
-    session = _Session(cfg, work, builder, tok, valid_items, valid_set, db, dev, progress)
+    from .evaluate import EvalConfig
+
+    eval_cfg = EvalConfig.from_train_config(cfg, dev, fewshot_pool=train_items, progress=progress).validate()
+    session = _Session(cfg, work, builder, tok, valid_items, valid_set, db, dev, progress, eval_cfg)
     t_pre = time.monotonic()
     if P:
         session.prefix = SharedPrefix(model, enc_train[0][0][:P], grad=cfg.prefix_grad)

@@ -79,13 +79,14 @@ def register(app: typer.Typer) -> None:
         from ..cli import console
         from ..db import resolve_db
         from ..execute import execute
-        from ..generate import predict
+        from ..evaluate import EvalConfig, predict_questions
 
         if not question.strip():
             raise SqltuneError("the question is empty")
         dbp = resolve_db(db)
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes)
-        g = predict(m, tok, builder, [question], dbp, retries=retries, progress=False, autocast=dev.autocast)[0]
+        g = predict_questions(m, tok, builder, [question], dbp,
+                              EvalConfig(retries=retries, progress=False, autocast=dev.autocast))[0]
         res = execute(dbp, g.sql)
         if as_json:
             print(json.dumps({"sql": g.sql, "columns": res.columns, "rows": [list(r) for r in res.rows],
