@@ -427,6 +427,116 @@ def generate_texts(
     return results  # type: ignore[return-value]
 
 
+def generate_texts_hf(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 256,
+    progress: bool = True,
+    autocast: bool = False,
+    share_prefix: bool = True,
+    stop: Callable[[str], bool] | None = is_complete,
+    stats: GenerationStats | None = None,
+    desc: str = "generating",
+    cache_implementation: str | None = None,
+) -> list[tuple[str, int, float]]:
+    """`generate_texts` through transformers' own batched `model.generate` (greedy).
+
+    The shared schema prefix runs once; each batch gets a copy of its KV cache (repeated over the
+    rows) and generates from [prefix][padding][question], the padding masked out, so positions
+    continue after the prefix as in `generate_texts`. Rows stop at EOS or at the end of the
+    statement (a per-row stopping criterion); finished rows stay in the batch until all are done.
+    """
+    import torch
+    from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
+
+    stats = stats if stats is not None else GenerationStats()
+    t_start = time.perf_counter()
+    n = len(prompts)
+    stats.n = n
+    if n == 0:
+        return []
+    device = _model_device(model)
+    eos = eos_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = [encode(tokenizer, p) for p in prompts]
+    if any(not x for x in ids):
+        raise ValueError("empty prompt")
+    shared = _shared_prefix_len(ids) if share_prefix and n > 1 else 0
+    if shared < MIN_SHARED_PREFIX:
+        shared = 0
+    ck = _cache_kwarg(model)
+    results: list[tuple[str, int, float] | None] = [None] * n
+
+    class RowStop(StoppingCriteria):
+        def __init__(self, start: int, rows: int):
+            self.start, self.done = start, [False] * rows
+            self.gate = _StopGate(tokenizer, rows, exact=stop is not is_complete)
+
+        def __call__(self, input_ids, scores, **kwargs):
+            new = input_ids[:, self.start:]
+            last = new[:, -1].tolist()
+            for b, tok_id in enumerate(last):
+                if self.done[b] or tok_id in eos:
+                    self.done[b] = True
+                    continue
+                if stop is not None and self.gate.worth_asking(b, tok_id):
+                    toks = [t for t in new[b].tolist() if t not in eos]
+                    self.done[b] = stop(tokenizer.decode(toks, skip_special_tokens=False))
+            return torch.tensor(self.done, device=input_ids.device)
+
+    with torch.inference_mode(), _EvalMode(model), _autocast(device, autocast), _progress(n, progress, desc) as bar:
+        prefix_cache = None
+        if shared:
+            t = time.perf_counter()
+            prefix_cache = DynamicCache(config=model.config)
+            model(input_ids=torch.tensor([ids[0][:shared]], device=device), use_cache=True, logits_to_keep=1,
+                  **{ck: prefix_cache})
+            stats.prefix_tokens, stats.prefix_seconds = shared, time.perf_counter() - t
+        order = sorted(range(n), key=lambda i: -len(ids[i]))
+        for b0 in range(0, n, batch_size):
+            batch = order[b0: b0 + batch_size]
+            stats.batches += 1
+            t_batch = time.perf_counter()
+            rows = [ids[i][shared:] for i in batch]
+            B, S = len(rows), max(len(r) for r in rows)
+            inp = torch.full((B, shared + S), pad_id, dtype=torch.long)
+            mask = torch.zeros((B, shared + S), dtype=torch.long)
+            inp[:, :shared] = torch.tensor(ids[batch[0]][:shared])
+            mask[:, :shared] = 1
+            for b, r in enumerate(rows):
+                inp[b, shared + S - len(r):] = torch.tensor(r)
+                mask[b, shared + S - len(r):] = 1
+            kw = {}
+            if prefix_cache is not None:
+                cache = copy.deepcopy(prefix_cache)
+                cache.batch_repeat_interleave(B)
+                kw[ck] = cache
+            elif cache_implementation:
+                kw["cache_implementation"] = cache_implementation
+            out = model.generate(
+                input_ids=inp.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                do_sample=False, num_beams=1, eos_token_id=sorted(eos), pad_token_id=pad_id,
+                stopping_criteria=StoppingCriteriaList([RowStop(shared + S, B)]),
+                temperature=None, top_p=None, top_k=None, **kw,
+            )
+            seconds = time.perf_counter() - t_batch
+            for b, i in enumerate(batch):
+                gen: list[int] = []
+                for t_ in out[b, shared + S:].tolist():
+                    if t_ in eos:
+                        break
+                    gen.append(t_)
+                results[i] = (tokenizer.decode(gen, skip_special_tokens=False), len(gen), seconds)
+                stats.new_tokens += len(gen)
+            stats.decode_steps += out.shape[1] - shared - S
+            bar.update(len(batch))
+    stats.seconds = time.perf_counter() - t_start
+    return results  # type: ignore[return-value]
+
+
 def generate_one_by_one(
     model,
     tokenizer,
