@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 
 from .errors import SqltuneError
 from .execute import DEFAULT_TIMEOUT

@@ -30,6 +30,7 @@ from typing import Callable, Iterable
 
 from .extract import END_MARKERS, extract_sql, is_complete
 from .prompt import PromptBuilder, encode
+from .shared_prefix import shared_prefix_len
 
 MIN_SHARED_PREFIX = 8  # tokens; below this a shared prefix is not worth a separate forward
 
@@ -91,19 +92,6 @@ def eos_token_ids(model, tokenizer) -> set[int]:
     vocab = tokenizer.get_vocab()
     ids.update(vocab[m] for m in END_MARKERS if m in vocab)
     return ids
-
-
-def _shared_prefix_len(seqs: list[list[int]]) -> int:
-    """Tokens every sequence shares at its start, leaving at least one token per sequence."""
-    if not seqs:
-        return 0
-    first, n = seqs[0], min(len(s) for s in seqs) - 1
-    for s in seqs[1:]:
-        i = 0
-        while i < n and s[i] == first[i]:
-            i += 1
-        n = i
-    return max(n, 0)
 
 
 def _model_device(model):
@@ -330,7 +318,7 @@ def generate_texts(
     ids = [encode(tokenizer, p) for p in prompts]
     if any(not x for x in ids):
         raise ValueError("empty prompt")
-    shared = _shared_prefix_len(ids) if share_prefix and n > 1 else 0
+    shared = shared_prefix_len(ids) if share_prefix and n > 1 else 0
     if shared < MIN_SHARED_PREFIX:
         shared = 0
     config = getattr(model, "config", None)
@@ -464,7 +452,7 @@ def generate_texts_hf(
     ids = [encode(tokenizer, p) for p in prompts]
     if any(not x for x in ids):
         raise ValueError("empty prompt")
-    shared = _shared_prefix_len(ids) if share_prefix and n > 1 else 0
+    shared = shared_prefix_len(ids) if share_prefix and n > 1 else 0
     if shared < MIN_SHARED_PREFIX:
         shared = 0
     ck = _cache_kwarg(model)

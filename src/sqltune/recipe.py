@@ -24,7 +24,7 @@ from pathlib import Path
 from .errors import SqltuneError, UnknownNameError
 from .model import DEFAULT_MODEL
 from .paths import PACKAGED_RECIPES
-from .train import TrainConfig
+from .train_config import TrainConfig
 
 # TrainConfig keys that a recipe keeps in other places (top level, `prompt`, `data`, `eval`).
 _TRAIN_ELSEWHERE = {"model": "model", "device": "device", "dtype": "dtype", "prompt_style": "prompt.style",

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from .dataset import read_jsonl, write_jsonl
 from .errors import DatasetError, SqltuneError
-from .score import score_pairs
 
 SPLITS = ("valid", "test")
 
