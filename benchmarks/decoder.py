@@ -6,10 +6,10 @@
 Both generators get the same prompts (exoplanets valid + test questions, the default prompt builder),
 the same batch, greedy decoding, the same stopping rule (EOS or the end of the SQL statement) and
 the precision `model.pick_device` picks (bf16 autocast on a CPU that has it). Compared:
-- `generate_texts`: the custom decoder (schema prefix once, KV cache in preallocated buffers, finished
-  rows leave the batch);
-- `generate_texts_hf`: `model.generate` on the batch, with the schema prefix's KV cache computed once
-  and copied per batch;
+- `generate_texts(decoder="custom")`: the custom decoder (schema prefix once, KV cache in preallocated
+  buffers, finished rows leave the batch);
+- `generate_texts(decoder="transformers")`: `model.generate` on the batch, with the schema prefix's
+  KV cache computed once and copied per batch;
 - with --variants: `model.generate` without the prefix cache, and with `cache_implementation="static"`.
 Runs are interleaved and repeated (`--repeat`); the table keeps each one's fastest time. Outputs are
 compared text by text. Only public names of sqltune are used.
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
 
     from sqltune.dataset import load_items
     from sqltune.db import default_db
-    from sqltune.generate import GenerationStats, generate_texts, generate_texts_hf
+    from sqltune.generate import GenerationStats, generate_texts
     from sqltune.model import load, pick_device
     from sqltune.prompt import PromptBuilder
     from sqltune.schema import schema_text
@@ -69,27 +69,30 @@ def main(argv=None) -> int:
     model, tok, builder = loaded.model, loaded.tokenizer, loaded.builder
     prompts = [builder.prompt(tok, it["question"]) for it in items]
     kw = dict(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=False, autocast=dev.autocast)
-    methods = {"custom decoder (generate_texts)": lambda s: generate_texts(model, tok, prompts, stats=s, **kw),
-               "model.generate + prefix cache copied per batch": lambda s: generate_texts_hf(model, tok, prompts, stats=s, **kw)}
+    custom, hf = dict(kw, decoder="custom"), dict(kw, decoder="transformers")
+    methods = {"custom decoder": lambda s: generate_texts(model, tok, prompts, stats=s, **custom),
+               "model.generate + prefix cache copied per batch": lambda s: generate_texts(model, tok, prompts, stats=s, **hf)}
     if args.variants:
-        methods["model.generate, no prefix cache"] = lambda s: generate_texts_hf(model, tok, prompts, stats=s,
-                                                                                share_prefix=False, **kw)
-        methods["model.generate, StaticCache, no prefix cache"] = lambda s: generate_texts_hf(
-            model, tok, prompts, stats=s, share_prefix=False, cache_implementation="static", **kw)
+        methods["model.generate, no prefix cache"] = lambda s: generate_texts(model, tok, prompts, stats=s,
+                                                                             share_prefix=False, **hf)
+        methods["model.generate, StaticCache, no prefix cache"] = lambda s: generate_texts(
+            model, tok, prompts, stats=s, share_prefix=False, cache_implementation="static", **hf)
     # warm-up: one-off costs (kernels, allocator) out of the first timed run
-    generate_texts(model, tok, prompts[:2], **dict(kw, max_new_tokens=8))
-    generate_texts_hf(model, tok, prompts[:2], **dict(kw, max_new_tokens=8))
+    generate_texts(model, tok, prompts[:2], **dict(custom, max_new_tokens=8))
+    generate_texts(model, tok, prompts[:2], **dict(hf, max_new_tokens=8))
     res = {name: {"times": []} for name in methods}
     for _ in range(args.repeat):
         for name, fn in methods.items():
             stats = GenerationStats()
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             out = fn(stats)
             res[name]["times"].append(round(time.perf_counter() - t, 3))
+            res[name].setdefault("cpu_times", []).append(round(time.process_time() - cpu, 3))  # robust on a shared CPU
             res[name]["texts"] = [x[0] for x in out]
             res[name]["new_tokens"] = stats.new_tokens
-            print(f"{name}: {res[name]['times'][-1]:.2f} s", file=sys.stderr, flush=True)
-    ref = res["custom decoder (generate_texts)"]["texts"]
+            print(f"{name}: {res[name]['times'][-1]:.2f} s (CPU time {res[name]['cpu_times'][-1]:.1f} s)",
+                  file=sys.stderr, flush=True)
+    ref = res["custom decoder"]["texts"]
     from sqltune.extract import extract_sql
     from sqltune.score import score_pairs
 
@@ -98,6 +101,7 @@ def main(argv=None) -> int:
         summary = score_pairs(db, items, [extract_sql(x) for x in r["texts"]])["summary"]
         best = min(r["times"])
         rows.append({"generator": name, "questions": len(items), "seconds": best, "times": r["times"],
+                     "cpu_seconds": min(r["cpu_times"]),
                      "q_per_s": round(len(items) / best, 3), "same_text_as_custom": sum(a == b for a, b in zip(r["texts"], ref)),
                      "exact": summary["exact"], "executed": summary["execution_rate"], "new_tokens": r["new_tokens"]})
     custom = rows[0]["seconds"]

@@ -243,3 +243,26 @@ def test_stop_gate_never_delays_the_stop(chaotic):
             if gated is None and asked and is_complete(text):
                 gated = i
         assert gated == every, raw
+
+
+# ---------------------------------------------------------------- transformers' batched generate (issue 13)
+@pytest.mark.parametrize("style", ["chat", "seed"])
+def test_model_generate_with_the_prefix_cache_equals_one_by_one(chaotic, style):
+    model, tok = chaotic
+    b = PromptBuilder(SCHEMA, style)
+    prompts = [b.prompt(tok, q) for q in QUESTIONS]
+    alone = generate_one_by_one(model, tok, prompts, max_new_tokens=12)
+    for bs in (2, 5):
+        stats = GenerationStats()
+        got = generate_texts(model, tok, prompts, batch_size=bs, max_new_tokens=12, progress=False, stats=stats,
+                             decoder="transformers")
+        assert [t for t, _, _ in got] == [t for t, _, _ in alone]
+        assert stats.prefix_tokens > 10
+    plain = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=12, progress=False, share_prefix=False,
+                           decoder="transformers")
+    assert [t for t, _, _ in plain] == [t for t, _, _ in alone]
+    stop = lambda text: len(text) >= 8 * (1 + len(text) % 3)  # noqa: E731 - rows stop at different steps
+    a2 = generate_one_by_one(model, tok, prompts, max_new_tokens=20, stop=stop)
+    g2 = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=20, progress=False, stop=stop,
+                        decoder="transformers")
+    assert [t for t, _, _ in g2] == [t for t, _, _ in a2] and [n for _, n, _ in g2] == [n for _, n, _ in a2]

@@ -9,6 +9,12 @@ leave the batch, so the remaining steps get cheaper. Greedy only, no sampling: a
 tokens as generating its question alone (`generate_one_by_one`, the baseline), up to the rounding
 of different batch shapes (fp32: 65/65 identical answers on the exoplanets benchmark).
 
+Two decoders do this (`generate_texts(decoder=...)`): the hand-written loop below (KV cache in
+preallocated buffers, finished rows leave the batch, SDPA's grouped-query attention for masked
+prefills) and transformers' batched `model.generate` started from a copy of the prefix cache. Both
+give the same tokens (tests/test_generate.py); "auto" takes the custom one only on the CPU, where it
+was measured faster by 1.5x or more, and `model.generate` elsewhere (BENCHMARKS.md, "Decoder").
+
 Execution and self-correction (re-prompting a failing query with `retry_prompt`) are the
 evaluator's (`evaluate.predict_questions`). `select_fewshot` picks training examples by
 TF-IDF similarity, never the asked question or anything excluded (the evaluation split).
@@ -296,14 +302,27 @@ def generate_texts(
     stop: Callable[[str], bool] | None = is_complete,
     stats: GenerationStats | None = None,
     desc: str = "generating",
+    decoder: str = "auto",
+    cache_implementation: str | None = None,
 ) -> list[tuple[str, int, float]]:
     """Greedy completions of `prompts`: (text, generated tokens, seconds) per prompt, in order.
 
     `seconds` is a row's latency inside its batch (from the batch's start until the row stopped);
-    the one-off shared-prefix forward is in `stats.prefix_seconds`.
+    the one-off shared-prefix forward is in `stats.prefix_seconds`. `decoder`: "custom" (the loop
+    below), "transformers" (`model.generate`, `_generate_texts_hf`) or "auto": the custom decoder on
+    the CPU, where it is measured faster by more than 1.5x, transformers' everywhere else
+    (BENCHMARKS.md, "Decoder"; `benchmarks/decoder.py` compares them on any machine).
+    `cache_implementation` (transformers' decoder, without a shared prefix): e.g. "static".
     """
     import torch
     from transformers import DynamicCache
+
+    if decoder not in ("auto", "custom", "transformers"):
+        raise ValueError(f"unknown decoder '{decoder}' (auto, custom or transformers)")
+    if decoder == "transformers" or (decoder == "auto" and _model_device(model).type != "cpu"):
+        return _generate_texts_hf(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                  progress=progress, autocast=autocast, share_prefix=share_prefix, stop=stop,
+                                  stats=stats, desc=desc, cache_implementation=cache_implementation)
 
     stats = stats if stats is not None else GenerationStats()
     t_start = time.perf_counter()
@@ -415,7 +434,7 @@ def generate_texts(
     return results  # type: ignore[return-value]
 
 
-def generate_texts_hf(
+def _generate_texts_hf(
     model,
     tokenizer,
     prompts: list[str],
@@ -430,7 +449,7 @@ def generate_texts_hf(
     desc: str = "generating",
     cache_implementation: str | None = None,
 ) -> list[tuple[str, int, float]]:
-    """`generate_texts` through transformers' own batched `model.generate` (greedy).
+    """`generate_texts(decoder="transformers")`: transformers' own batched `model.generate` (greedy).
 
     The shared schema prefix runs once; each batch gets a copy of its KV cache (repeated over the
     rows) and generates from [prefix][padding][question], the padding masked out, so positions
