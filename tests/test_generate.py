@@ -63,7 +63,7 @@ def test_batched_with_prefix_cache_equals_one_by_one(chaotic, style):
     assert [t for t, _, _ in plain] == [t for t, _, _ in alone]
 
 
-def test_stopping_and_finished_rows_leave_the_batch(chaotic):
+def test_stopping_per_row_in_a_batch(chaotic):
     model, tok = chaotic
     prompts = [PromptBuilder(SCHEMA).prompt(tok, q) for q in QUESTIONS]
     stop = lambda text: len(text) >= 8 * (1 + len(text) % 3)  # noqa: E731 - rows stop at different steps
@@ -254,15 +254,12 @@ def test_model_generate_with_the_prefix_cache_equals_one_by_one(chaotic, style):
     alone = generate_one_by_one(model, tok, prompts, max_new_tokens=12)
     for bs in (2, 5):
         stats = GenerationStats()
-        got = generate_texts(model, tok, prompts, batch_size=bs, max_new_tokens=12, progress=False, stats=stats,
-                             decoder="transformers")
+        got = generate_texts(model, tok, prompts, batch_size=bs, max_new_tokens=12, progress=False, stats=stats)
         assert [t for t, _, _ in got] == [t for t, _, _ in alone]
         assert stats.prefix_tokens > 10
-    plain = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=12, progress=False, share_prefix=False,
-                           decoder="transformers")
+    plain = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=12, progress=False, share_prefix=False)
     assert [t for t, _, _ in plain] == [t for t, _, _ in alone]
     stop = lambda text: len(text) >= 8 * (1 + len(text) % 3)  # noqa: E731 - rows stop at different steps
     a2 = generate_one_by_one(model, tok, prompts, max_new_tokens=20, stop=stop)
-    g2 = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=20, progress=False, stop=stop,
-                        decoder="transformers")
+    g2 = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=20, progress=False, stop=stop)
     assert [t for t, _, _ in g2] == [t for t, _, _ in a2] and [n for _, n, _ in g2] == [n for _, n, _ in a2]
