@@ -4,11 +4,11 @@
         .venv/bin/python benchmarks/bench_generate.py --out /tmp/bench_generate.json
 
 Predicts the exoplanets valid + test questions with the default model, first with
-`sqltune.generate.generate_sql` (batched, greedy, schema prefix computed once), then, in the same
+the evaluator `sqltune.evaluate.evaluate` (batched, greedy, schema prefix computed once), then, in the same
 process, with `model.generate` on one question at a time (greedy, same stopping rule). Prints both
 times, the ratio, the accuracy of each (they must agree) and where the batched time went. Also times
-the first 30 questions alone (target: <= 8 s) and, with --variants, other batch sizes and the batched
-path without the shared prefix.
+the first 30 questions alone (target: <= 8 s) and, with --variants, other batch sizes (the decoder
+against `model.generate`, with and without the prefix cache: benchmarks/decoder.py).
 """
 
 from __future__ import annotations
@@ -51,50 +51,6 @@ def score(db, items, sqls) -> dict:
     return score_pairs(db, items, sqls)["summary"]
 
 
-def sweep(model, tok, builder, dev, sizes=(1, 8, 16, 32, 64), suffix=25, steps=6) -> list[dict]:
-    """Seconds for one prefill of `suffix` tokens per row and for one decode step, per batch size."""
-    import torch
-    from transformers import DynamicCache
-
-    from sqltune.generate import _batch_cache, _SdpaGqa
-    from sqltune.prompt import encode
-
-    device = next(model.parameters()).device
-    ck = _cache_kwarg(model)
-    pre = encode(tok, builder.prefix(tok))
-    P = len(pre)
-    out = []
-    with torch.inference_mode():
-        c = DynamicCache(config=model.config)
-        t = time.perf_counter()
-        with _SdpaGqa(device):
-            model(input_ids=torch.tensor([pre], device=device), use_cache=True, logits_to_keep=1, **{ck: c})
-        print(f"sweep: prefix {P} tokens {time.perf_counter() - t:.2f} s", flush=True)
-        g = torch.Generator().manual_seed(0)
-        for B in sizes:
-            cache = _batch_cache(c, model.config, B, suffix + steps + 1)
-            mask = torch.ones(B, P + suffix, dtype=torch.long)
-            pos = torch.arange(P, P + suffix).repeat(B, 1)
-            ids = torch.randint(0, 30000, (B, suffix), generator=g)
-            t = time.perf_counter()
-            with _SdpaGqa(device):
-                model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1, **{ck: cache})
-            prefill = time.perf_counter() - t
-            times = []
-            for i in range(steps):
-                mask = torch.cat([mask, mask.new_ones(B, 1)], 1)
-                t = time.perf_counter()
-                model(input_ids=torch.randint(0, 30000, (B, 1), generator=g), attention_mask=mask,
-                      position_ids=pos[:, -1:] + 1 + i, use_cache=True, logits_to_keep=1, **{ck: cache})
-                times.append(time.perf_counter() - t)
-            step = sorted(times)[len(times) // 2]
-            row = {"batch": B, "prefill_s": prefill, "prefill_tok_s": B * suffix / prefill, "step_s": step, "decode_tok_s": B / step}
-            print(f"sweep: batch {B:3d}: prefill {B}x{suffix} {prefill:.2f} s ({row['prefill_tok_s']:.0f} tok/s), "
-                  f"decode step {step * 1000:.0f} ms ({row['decode_tok_s']:.1f} tok/s)", flush=True)
-            out.append(row)
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="default: the packaged default model")
@@ -105,7 +61,6 @@ def main() -> int:
     ap.add_argument("--no-baseline", action="store_true", help="skip the one-by-one loop")
     ap.add_argument("--variants", action="store_true",
                     help="also batch sizes 16/64, and 16 questions with and without the shared prefix")
-    ap.add_argument("--sweep", action="store_true", help="time one prefill and decode steps per batch size")
     ap.add_argument("--out", type=Path, default=None, help="write all numbers as JSON here")
     args = ap.parse_args()
 
@@ -113,7 +68,8 @@ def main() -> int:
 
     from sqltune.db import default_db
     from sqltune.extract import extract_sql
-    from sqltune.generate import GenerationStats, generate_one_by_one, generate_sql
+    from sqltune.evaluate import EvalConfig, evaluate
+    from sqltune.generate import generate_one_by_one
     from sqltune.model import load_model, pick_device
     from sqltune.prompt import PromptBuilder
     from sqltune.schema import schema_text
@@ -131,19 +87,21 @@ def main() -> int:
     res.update(device=f"{dev.device} {dev.dtype} autocast={dev.autocast}", model=loc, n=len(items))
     print(f"{len(items)} questions, {res['machine']}, {res['device']}, model loaded in {res['load_seconds']:.1f} s", flush=True)
 
-    def batched(qs, label, **kw):
-        stats = GenerationStats()
+    def batched(qs, label, batch_size=None):
+        """The evaluator (`sqltune.evaluate.evaluate`): generation, execution and scoring, as `eval` runs them."""
+        cfg = EvalConfig(batch_size=batch_size or args.batch_size, max_new_tokens=args.max_new_tokens,
+                         autocast=dev.autocast, progress=False)
         t = time.perf_counter()
-        gens = generate_sql(model, tok, builder, qs, max_new_tokens=args.max_new_tokens, progress=False,
-                            autocast=dev.autocast, stats=stats, **({"batch_size": args.batch_size} | kw))
+        rep = evaluate(model, tok, builder, items[: len(qs)], db, cfg)
         secs = time.perf_counter() - t
-        summ = score(db, items[: len(qs)], [g.sql for g in gens])
+        summ, stats = rep["summary"], rep["timing"]["generation"]
+        preds = rep["predictions"]
         row = {"label": label, "n": len(qs), "seconds": secs, "queries_per_s": len(qs) / secs,
-               "exact": summ["exact"], "execution_rate": summ["execution_rate"], "stats": stats.to_dict(),
-               "sql": [g.sql for g in gens], "raw": [g.raw for g in gens]}
+               "exact": summ["exact"], "execution_rate": summ["execution_rate"], "stats": stats,
+               "sql": [p["sql"] for p in preds], "raw": [p["raw"] for p in preds]}
         print(f"{label:32s} {len(qs):3d} q  {secs:7.1f} s  {len(qs) / secs:5.2f} q/s  exact {summ['exact']:.1%}  "
               f"executed {summ['execution_rate']:.1%}", flush=True)
-        print("    " + json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in stats.to_dict().items()}), flush=True)
+        print("    " + json.dumps(stats), flush=True)
         return row
 
     runs = [batched(questions, f"batched (batch {args.batch_size})")]
@@ -153,13 +111,7 @@ def main() -> int:
         for bs in (16, 32, 64):
             if bs != args.batch_size:
                 runs.append(batched(questions, f"batched (batch {bs})", batch_size=bs))
-        k = min(16, len(questions))  # without the shared prefix every row prefills the whole schema: costly
-        runs.append(batched(questions[:k], f"batched, first {k}", batch_size=k))
-        runs.append(batched(questions[:k], f"batched, first {k}, no shared prefix", batch_size=k, share_prefix=False))
     res["batched"] = runs
-
-    if args.sweep:
-        res["sweep"] = sweep(model, tok, builder, dev)
 
     if not args.no_baseline:
         prompts = [builder.prompt(tok, q) for q in questions]

@@ -37,11 +37,12 @@ def main() -> None:
 
     from sqltune.dataset import load_items
     from sqltune.db import resolve_db
-    from sqltune.generate import _shared_prefix_len
     from sqltune.model import load_model, pick_device
     from sqltune.prompt import PromptBuilder
     from sqltune.schema import schema_text
-    from sqltune.train import DEFAULT_TARGETS, ExampleSet, SharedPrefix, collate, encode_examples, plain_loss
+    from sqltune.shared_prefix import SharedPrefix, plain_loss, shared_prefix_len
+    from sqltune.train_config import DEFAULT_TARGETS
+    from sqltune.train_data import ExampleSet, collate, encode_examples
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -50,7 +51,7 @@ def main() -> None:
     base, tok, _ = load_model(args.model, dev)
     builder = PromptBuilder(schema_text(resolve_db(None)))
     enc = encode_examples(builder, tok, items)
-    P = _shared_prefix_len([p for p, _ in enc])
+    P = shared_prefix_len([p for p, _ in enc])
     full_tokens = sum(len(p) + len(c) for p, c in enc)
     n_layers = base.config.num_hidden_layers
     rows = []

@@ -80,19 +80,19 @@ def _baseline(path: Path, recipe, items: list[dict]) -> dict:
     """The untuned model's score report on `items`, generated once and cached in `path`."""
     if path.is_file():
         return json.loads(path.read_text())
+    from sqltune.dataset import load_items
     from sqltune.db import resolve_db
-    from sqltune.generate import generate_sql
-    from sqltune.model import load_model, pick_device
+    from sqltune.evaluate import EvalConfig, evaluate
+    from sqltune.model import load, pick_device
     from sqltune.prompt import PromptBuilder
     from sqltune.schema import schema_text
-    from sqltune.score import score_pairs
 
     db = resolve_db(recipe.data.db)
-    model, tok, _ = load_model(recipe.model, pick_device(recipe.device, recipe.dtype))
-    builder = PromptBuilder(schema_text(db, recipe.data.notes), recipe.prompt.style)
-    gens = generate_sql(model, tok, builder, [it["question"] for it in items], batch_size=recipe.eval.batch_size,
-                        max_new_tokens=recipe.eval.max_new_tokens)
-    report = score_pairs(db, items, [g.sql for g in gens])
+    dev = pick_device(recipe.device, recipe.dtype)
+    loaded = load(recipe.model, dev, builder=PromptBuilder(schema_text(db, recipe.data.notes), recipe.prompt.style))
+    # the same evaluation training runs for its step 0 (EvalConfig from the recipe), so the cache is a valid baseline
+    ecfg = EvalConfig.from_train_config(recipe.train_config(), dev, fewshot_pool=load_items(recipe.data.train))
+    report = evaluate(loaded.model, loaded.tokenizer, loaded.builder, items, db, ecfg)
     path.write_text(json.dumps(report))
     return report
 

@@ -170,3 +170,41 @@ def test_shipped_splits_pass_alone_and_together(exo_db):
     assert report.findings == []
     assert report.files == {"exoplanets:train": len(files["exoplanets:train"]), "exoplanets:valid": 10,
                             "exoplanets:test": len(files["exoplanets:test"])}
+
+
+# ---------------------------------------------------------------- units (issue 13)
+OLD_TRAIN_007 = """WITH min_radius AS (
+    SELECT discovery_year, MIN(radius_multiplier) AS min_radius
+    FROM exoplanets
+    GROUP BY discovery_year
+)
+SELECT e.discovery_year, e.name, e.radius_multiplier
+FROM exoplanets e
+JOIN min_radius m ON e.discovery_year = m.discovery_year
+WHERE e.radius_multiplier = m.min_radius"""
+
+
+def test_multiplier_compared_without_its_unit_is_a_warning(exo_db):
+    from sqltune.check import check_items, mixed_units, unit_columns
+
+    units = unit_columns(exo_db)
+    assert units == {"mass_multiplier": "mass_wrt", "radius_multiplier": "radius_wrt"}
+    assert mixed_units(OLD_TRAIN_007, units) == ["radius_multiplier"]
+    assert mixed_units("SELECT name FROM exoplanets ORDER BY mass_multiplier DESC LIMIT 3", units) == ["mass_multiplier"]
+    assert mixed_units("SELECT name FROM exoplanets WHERE radius_multiplier BETWEEN 1 AND 2", units) == ["radius_multiplier"]
+    # the unit is read: by a filter, a join to reference_planets, or a conversion
+    assert mixed_units("SELECT name FROM exoplanets WHERE mass_wrt = 'Earth' AND mass_multiplier > 2", units) == []
+    assert mixed_units("SELECT MAX(e.mass_multiplier * r.mass) FROM exoplanets e "
+                       "JOIN reference_planets r ON e.mass_wrt = r.name", units) == []
+    # shown or tested for NULL only: nothing is compared
+    assert mixed_units("SELECT name, radius_multiplier FROM exoplanets WHERE radius_multiplier IS NOT NULL", units) == []
+    rep = check_items(exo_db, {"train": [{"id": "t7", "question": "q", "sql": OLD_TRAIN_007}]})
+    assert [(f.kind, f.level) for f in rep.findings] == [("mixed_units", "warning")]
+    assert "radius_wrt" in rep.findings[0].message
+
+
+def test_shipped_items_fixed_by_issue_13():
+    train = {it["id"]: it for it in load_items("exoplanets:train")}
+    test = {it["id"]: it for it in load_items("exoplanets:test")}
+    assert "radius_wrt" in train["train-007"]["sql"]
+    assert "distance < 1000" in test["test-048"]["sql"] and "<=" not in test["test-048"]["sql"]

@@ -9,10 +9,10 @@ from sqltune.generate import (
     generate_one_by_one,
     generate_sql,
     generate_texts,
-    predict,
     retry_prompt,
     select_fewshot,
 )
+from sqltune.evaluate import EvalConfig, predict_questions
 from sqltune.prompt import PromptBuilder
 
 SCHEMA = "CREATE TABLE books (id INTEGER PRIMARY KEY, title TEXT, year INTEGER, price REAL);"
@@ -63,7 +63,7 @@ def test_batched_with_prefix_cache_equals_one_by_one(chaotic, style):
     assert [t for t, _, _ in plain] == [t for t, _, _ in alone]
 
 
-def test_stopping_and_finished_rows_leave_the_batch(chaotic):
+def test_stopping_per_row_in_a_batch(chaotic):
     model, tok = chaotic
     prompts = [PromptBuilder(SCHEMA).prompt(tok, q) for q in QUESTIONS]
     stop = lambda text: len(text) >= 8 * (1 + len(text) % 3)  # noqa: E731 - rows stop at different steps
@@ -140,8 +140,8 @@ def test_predict_retries_failing_sql_with_the_error(monkeypatch, tiny_db, chaoti
         return out
 
     monkeypatch.setattr(gen, "generate_texts", fake)
-    gens = predict(model, tok, PromptBuilder(SCHEMA, "seed"), ["How many books?", "Titles", "Prices"], tiny_db,
-                   retries=2, progress=False)
+    gens = predict_questions(model, tok, PromptBuilder(SCHEMA, "seed"), ["How many books?", "Titles", "Prices"], tiny_db,
+                             EvalConfig(retries=2, progress=False))
     fixed, ok, broken = gens
     assert (fixed.sql, fixed.retries, fixed.retry_changed, fixed.error) == ("SELECT COUNT(*) FROM books", 1, True, None)
     assert fixed.first_sql == "SELECT COUNT(*) FROM bokks" and "no such table" in fixed.first_error
@@ -215,7 +215,7 @@ def test_real_model_batched_equals_one_by_one_and_answers(exo_db):
     model, tok, _ = load_model(None)
     b = PromptBuilder(schema_text(exo_db), "chat")
     qs = ["How many exoplanets were discovered in 2016?", "List the 3 closest exoplanets.", "Average eccentricity?"]
-    gens = predict(model, tok, b, qs, exo_db, progress=False)
+    gens = predict_questions(model, tok, b, qs, exo_db, EvalConfig(progress=False))
     alone = generate_one_by_one(model, tok, [b.prompt(tok, q) for q in qs])
     assert [g.raw for g in gens] == [t for t, _, _ in alone]
     from sqltune.execute import execute
@@ -243,3 +243,23 @@ def test_stop_gate_never_delays_the_stop(chaotic):
             if gated is None and asked and is_complete(text):
                 gated = i
         assert gated == every, raw
+
+
+# ---------------------------------------------------------------- transformers' batched generate (issue 13)
+@pytest.mark.parametrize("style", ["chat", "seed"])
+def test_model_generate_with_the_prefix_cache_equals_one_by_one(chaotic, style):
+    model, tok = chaotic
+    b = PromptBuilder(SCHEMA, style)
+    prompts = [b.prompt(tok, q) for q in QUESTIONS]
+    alone = generate_one_by_one(model, tok, prompts, max_new_tokens=12)
+    for bs in (2, 5):
+        stats = GenerationStats()
+        got = generate_texts(model, tok, prompts, batch_size=bs, max_new_tokens=12, progress=False, stats=stats)
+        assert [t for t, _, _ in got] == [t for t, _, _ in alone]
+        assert stats.prefix_tokens > 10
+    plain = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=12, progress=False, share_prefix=False)
+    assert [t for t, _, _ in plain] == [t for t, _, _ in alone]
+    stop = lambda text: len(text) >= 8 * (1 + len(text) % 3)  # noqa: E731 - rows stop at different steps
+    a2 = generate_one_by_one(model, tok, prompts, max_new_tokens=20, stop=stop)
+    g2 = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=20, progress=False, stop=stop)
+    assert [t for t, _, _ in g2] == [t for t, _, _ in a2] and [n for _, n, _ in g2] == [n for _, n, _ in a2]

@@ -9,9 +9,7 @@ materialised (scripts/gpu_weights.py materialize; $SQLTUNE_GPU_MODEL, default
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,22 +21,19 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def common():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("gpu_common", REPO / "benchmarks" / "gpu_common.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_common"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _synthetic(common, n=8, prefix_len=300, vocab=1000, seed=0):
+def _synthetic(n=8, prefix_len=300, vocab=1000, seed=0):
+    """(prompt ids, completion ids) pairs sharing a prefix, as `train_data.encode_examples` gives them."""
     rng = random.Random(seed)
     prefix = [rng.randrange(3, vocab) for _ in range(prefix_len)]
-    items = [(prefix + [rng.randrange(3, vocab) for _ in range(rng.randint(5, 20))],
-              [rng.randrange(3, vocab) for _ in range(rng.randint(5, 30))]) for _ in range(n)]
-    return common.Tokenized(prefix, items)
+    return prefix, [(prefix + [rng.randrange(3, vocab) for _ in range(rng.randint(5, 20))],
+                     [rng.randrange(3, vocab) for _ in range(rng.randint(5, 30))]) for _ in range(n)]
+
+
+def _batch(encoded, prefix_len):
+    from sqltune.train_data import ExampleSet, collate
+
+    ds = ExampleSet(encoded, prefix_len)
+    return {k: v.cuda() for k, v in collate(0)([ds[i] for i in range(len(ds))]).items()}
 
 
 def _tiny(vocab=1000, dtype=None):
@@ -57,57 +52,46 @@ def test_pick_device_picks_cuda_bf16():
     assert d.device == "cuda" and d.dtype == "bfloat16" and not d.autocast
 
 
-def test_shared_prefix_equals_padded_on_cuda(common):
-    data = _synthetic(common)
-    idx = list(range(8))
-    pb = common.to_device(common.padded_batch(data, idx, 0), "cuda")
-    sb = common.to_device(common.shared_prefix_batch(data, idx, pad_to=64), "cuda")
+def test_shared_prefix_equals_plain_on_cuda():
+    """The shipped shared-prefix step (sqltune.shared_prefix) against whole sequences, fp32 and bf16."""
+    from sqltune.shared_prefix import SharedPrefix, plain_loss
+
+    prefix, encoded = _synthetic()
     model = _tiny()
     res = {}
-    for name, b in (("padded", pb), ("shared", sb)):
+    for name in ("plain", "shared"):
         for prec in ("fp32", "bf16"):
             model.zero_grad()
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=prec == "bf16"):
-                loss, _ = common.lm_loss(model, b)
-            loss.backward()
+                if name == "plain":
+                    total, n, _ = plain_loss(model, _batch(encoded, 0))
+                else:
+                    total, n, _ = SharedPrefix(model, prefix).loss(model, _batch(encoded, len(prefix)))
+            (total / n).backward()
             g = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-            res[name, prec] = (loss.item(), g)
+            res[name, prec] = ((total / n).item(), g)
     for prec, tol in (("fp32", 1e-4), ("bf16", 2e-2)):
-        (lp, gp), (ls, gs) = res["padded", prec], res["shared", prec]
-        print(f"{prec}: loss padded {lp:.6f} shared {ls:.6f}; grad rel diff {((gp - gs).norm() / gp.norm()).item():.2e}")
+        (lp, gp), (ls, gs) = res["plain", prec], res["shared", prec]
+        print(f"{prec}: loss plain {lp:.6f} shared {ls:.6f}; grad rel diff {((gp - gs).norm() / gp.norm()).item():.2e}")
         assert ls == pytest.approx(lp, rel=tol)
         assert ((gp - gs).norm() / gp.norm()).item() < tol
 
 
-def test_fused_adamw_bf16_training_reduces_loss(common):
-    data = _synthetic(common)
-    b = common.to_device(common.shared_prefix_batch(data, list(range(8))), "cuda")
-    model = _tiny()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-    losses = []
-    for _ in range(30):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss, _ = common.lm_loss(model, b)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        losses.append(loss.item())
-    print(f"loss {losses[0]:.3f} -> {losses[-1]:.3f}")
-    assert losses[-1] < 0.5 * losses[0]
-
-
-def test_lora_on_cuda_trains_only_adapters(common):
+def test_lora_on_cuda_trains_only_adapters():
     from peft import LoraConfig, get_peft_model
 
-    data = _synthetic(common)
-    b = common.to_device(common.shared_prefix_batch(data, list(range(8))), "cuda")
+    from sqltune.shared_prefix import SharedPrefix
+
+    prefix, encoded = _synthetic()
     model = get_peft_model(_tiny(dtype=torch.bfloat16), LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, fused=True)
+    batch, step = _batch(encoded, len(prefix)), SharedPrefix(model, prefix)
     first = None
     for _ in range(20):
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss, _ = common.lm_loss(model, b)
+            total, n, _ = step.loss(model, batch)
+        loss = total / n
         loss.backward()
         opt.step()
         opt.zero_grad()

@@ -1,5 +1,5 @@
 """CPU tests of the GPU tooling (issue 7): wheel folder, weight split/join, accelerate configs, device
-choice, and the shared-prefix batch layout the GPU benchmarks use."""
+choice, and that the benchmarks import only public names of sqltune."""
 
 from __future__ import annotations
 
@@ -27,12 +27,6 @@ def _load(name: str, path: Path):
 @pytest.fixture(scope="module")
 def weights():
     return _load("gpu_weights", REPO / "scripts" / "gpu_weights.py")
-
-
-@pytest.fixture(scope="module")
-def common():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    return _load("gpu_common", REPO / "benchmarks" / "gpu_common.py")
 
 
 # ------------------------------------------------------------------------------------------- wheels
@@ -198,98 +192,14 @@ def test_pick_device_without_cuda(monkeypatch):
         pick_device("cuda")
 
 
-# ------------------------------------------------------------------------------------------- batch layouts
-def synthetic(common, n=6, prefix_len=40, vocab=500, seed=0):
-    rng = random.Random(seed)
-    prefix = [rng.randrange(3, vocab) for _ in range(prefix_len)]
-    items = []
-    for _ in range(n):
-        q = [rng.randrange(3, vocab) for _ in range(rng.randint(3, 9))]
-        c = [rng.randrange(3, vocab) for _ in range(rng.randint(2, 7))]
-        items.append((prefix + q, c))
-    return common.Tokenized(prefix, items)
+# ------------------------------------------------------------------------------------------- benchmarks
+def test_benchmarks_use_only_public_names_of_the_package():
+    """benchmarks/ time the shipped code: no private name of sqltune is imported or reached into."""
+    import ast
 
-
-def test_shared_prefix_mask_and_positions(common):
-    data = synthetic(common, n=3, prefix_len=5)
-    b = common.shared_prefix_batch(data, [0, 1, 2], pad_to=8)
-    m = b["attention_mask"][0, 0]
-    pos = b["position_ids"][0].tolist()
-    P = 5
-    lens = [len(data.tail(i)[0]) for i in range(3)]
-    starts = [P, P + lens[0], P + lens[0] + lens[1]]
-    T = sum(lens) + P
-    assert m.shape[0] % 8 == 0 and m.shape[0] >= T
-    for s, L in zip(starts, lens):
-        assert pos[s: s + L] == list(range(P, P + L))  # positions restart after the prefix
-        for i in range(s, s + L):
-            assert m[i, :P].all()  # every tail sees the whole prefix
-            assert m[i, s: i + 1].all() and not m[i, i + 1:].any()  # itself causally, nothing later
-            assert not m[i, P:s].any()  # and no earlier tail
-    assert not m[:P, P:].any()
-    assert m[T:, :T].sum() == 0 and all(m[i, i] for i in range(T, m.shape[0]))  # padding sees only itself
-    lab = b["labels"][0].tolist()
-    assert lab[:P] == [common.IGNORE] * P and all(lab[s] == common.IGNORE for s in starts)
-    assert common.label_tokens(b) == sum(len(c) for _, c in data.items)
-
-
-def _tiny_qwen(vocab=500):
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
-    return Qwen2ForCausalLM._from_config(cfg, attn_implementation="sdpa").float()
-
-
-def test_shared_prefix_loss_and_grads_equal_padded(common):
-    import torch
-
-    data = synthetic(common)
-    model = _tiny_qwen()
-    idx = [4, 0, 2, 5]
-    grads, losses = [], []
-    for b in (common.padded_batch(data, idx, pad_id=0), common.shared_prefix_batch(data, idx),
-              common.shared_prefix_batch(data, idx, pad_to=64)):
-        model.zero_grad()
-        loss, n = common.lm_loss(model, b)
-        loss.backward()
-        losses.append(loss.item())
-        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
-        assert int(n) == sum(len(data.items[i][1]) for i in idx)
-    hf = model(input_ids=common.padded_batch(data, idx, 0)["input_ids"],
-               attention_mask=common.padded_batch(data, idx, 0)["attention_mask"],
-               labels=common.padded_batch(data, idx, 0)["labels"]).loss.item()
-    assert losses[1] == pytest.approx(losses[0], rel=1e-5) and losses[2] == pytest.approx(losses[0], rel=1e-5)
-    assert hf == pytest.approx(losses[0], rel=1e-5)
-    for g in grads[1:]:
-        assert ((g - grads[0]).norm() / grads[0].norm()).item() < 1e-5
-
-
-def test_flop_count(common):
-    from transformers import Qwen2Config
-
-    cfg = Qwen2Config(**common.QWEN25_15B)
-    body, head = common.n_params(cfg)
-    assert 1.30e9 < body < 1.32e9 and head == 151936 * 1536  # Qwen2.5-1.5B: 1.31B non-embedding
-    data = synthetic(common, n=4)
-    b = common.padded_batch(data, [0, 1, 2, 3], 0)
-    full, lora = common.flops(cfg, b, "full"), common.flops(cfg, b, "lora")
-    att = 4 * 12 * 128 * common.attention_pairs(b) * 28
-    lin = 2 * body * common.body_tokens(b) + 2 * head * common.label_tokens(b)
-    assert full == 3 * lin + 3 * att and lora == 2 * lin + 3 * att
-    assert common.body_tokens(b) == sum(len(p) + len(c) for p, c in data.items)
-
-
-def test_examples_are_valid_sql_on_the_exoplanets_db(common, exo_db):
-    from sqltune import execute
-
-    for e in common.make_examples(len(common.TEMPLATES) * 2, seed=3):
-        r = execute(exo_db, e["sql"])
-        assert r.ok and r.rows, e
-
-
-def test_clean_sql(common):
-    assert common.clean_sql("```sql\nSELECT 1;\n```") == "SELECT 1"
-    assert common.clean_sql(" SELECT a FROM t; SELECT 2") == "SELECT a FROM t"
+    for path in sorted((REPO / "benchmarks").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqltune"):
+                assert not any(part.startswith("_") for part in node.module.split(".")), (path.name, node.module)
+                assert not [a.name for a in node.names if a.name.startswith("_")], (path.name, node.module)

@@ -39,3 +39,12 @@ def test_pick_device_overrides():
     assert d.device == "cpu" and d.dtype == "float32"
     with pytest.raises(SqltuneError):
         pick_device("cpu", "float8")
+
+
+def test_loading_a_model_does_not_need_sqlglot():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['sqlglot'] = None; import sqltune.model, sqltune.checkpoint; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]

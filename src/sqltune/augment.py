@@ -184,8 +184,8 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     model (its `adapter`, else the writer) must read each question back into SQL with the same result."""
     from .checkpoint import is_complete, load_trained
     from .db import resolve_db
-    from .generate import generate_sql
-    from .model import load_model
+    from .evaluate import EvalConfig, predict
+    from .model import load_model, pick_device
     from .prompt import PromptBuilder
     from .schema import schema_text
 
@@ -221,7 +221,7 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     # the filters (BENCHMARKS.md, "Augmentation"), so 1.5x the wanted count is enough
     mutated = mutated[: int(1.5 * max_keep) + 1]
 
-    m, tok, _ = load_model(model or recipe.get("model"))
+    m, tok, _ = load_model(model or recipe.get("model"), pick_device(recipe.get("device"), recipe.get("dtype")))
     schema = schema_text(db, data.get("notes"))
     questions = _chat(m, tok, [QUESTION_PROMPT.format(schema=schema, sql=sql) for _, sql in mutated],
                       desc="augment: questions for mutated SQL")
@@ -249,9 +249,9 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
         if is_complete(run_dir / "adapter"):  # the run's tuned model reads the questions back; the writer goes first
             del m
             m, tok = load_trained(run_dir / "adapter", recipe.get("device"), builder=builder)[:2]
-        ev = recipe.get("eval") or {}
-        gens = generate_sql(m, tok, builder, [c["question"] for c in res.kept],
-                            batch_size=int(ev.get("batch_size", 64)), max_new_tokens=int(ev.get("max_new_tokens", 256)))
-        res = apply_roundtrip(res, db, [g.sql for g in gens], max_keep)
+        ecfg = EvalConfig.from_recipe(recipe, pick_device(recipe.get("device"), recipe.get("dtype")),
+                                      fewshot_pool=splits["train"])
+        rows = predict(m, tok, builder, res.kept, db, ecfg)
+        res = apply_roundtrip(res, db, [r["sql"] for r in rows], max_keep)
     write_pairs(out, res.kept)
     return res

@@ -11,7 +11,10 @@ deterministic. Warnings, each found by running queries, not by guessing:
 - `order_ties`: a top-level ORDER BY (no LIMIT) leaves differing rows tied; the scorer compares
   ordered results in order, so their arbitrary order would fail a correct prediction;
 - `order_dependent`: the result changes when SQLite scans tables in reverse
-  (`PRAGMA reverse_unordered_selects`): a safety net for the rest (GROUP_CONCAT, ...).
+  (`PRAGMA reverse_unordered_selects`): a safety net for the rest (GROUP_CONCAT, ...);
+- `mixed_units`: a `X_multiplier` column is compared, sorted or aggregated (=, <, BETWEEN, ORDER BY,
+  MIN/MAX/AVG/SUM) in a query that never reads its unit column `X_wrt` (found in the database: a
+  table with both columns), so values in different units (Earth and Jupiter radii) are mixed.
 
 Across items: duplicate ids (error), duplicate questions or SQL within a file (warnings), and
 leakage between files (errors): the same normalised question, the same normalised SQL, or the same
@@ -236,6 +239,50 @@ def volatile_calls(sql: str) -> list[str]:
     return sorted(found)
 
 
+# ---------------------------------------------------------------- units
+def unit_columns(db: str | Path) -> dict[str, str]:
+    """{X_multiplier: X_wrt} for every table of the database that has both columns (lower case)."""
+    out = {}
+    con = sqlite3.connect(f"file:{Path(db).resolve()}?mode=ro", uri=True)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for t in tables:
+            cols = {r[1].lower() for r in con.execute(f"PRAGMA table_info({_quote(t)})")}
+            for c in cols:
+                if c.endswith("_multiplier") and c.removesuffix("_multiplier") + "_wrt" in cols:
+                    out[c] = c.removesuffix("_multiplier") + "_wrt"
+    finally:
+        con.close()
+    return out
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_COMPARING = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp.In, exp.Ordered,
+              exp.Min, exp.Max, exp.Avg, exp.Sum)
+
+
+def mixed_units(sql: str, units: dict[str, str]) -> list[str]:
+    """The `X_multiplier` columns `sql` compares, sorts or aggregates without ever reading `X_wrt`."""
+    tree = _parse(sql)
+    if tree is None or not units:
+        return []
+    used = {c.name.lower() for c in tree.find_all(exp.Column)}
+    found = set()
+    for col in tree.find_all(exp.Column):
+        name = col.name.lower()
+        if name not in units or units[name] in used:
+            continue
+        node = col.parent
+        while node is not None and not isinstance(node, (exp.Select, exp.Subquery) + _COMPARING):
+            node = node.parent
+        if isinstance(node, _COMPARING):
+            found.add(name)
+    return sorted(found)
+
+
 def _int_literal(node) -> int | None:
     value = node.args.get("expression") if node is not None else None
     if isinstance(value, exp.Literal) and not value.is_string:
@@ -397,6 +444,7 @@ def check_items(
         Finding(f, str(it.get("id", i)), i, lvl, kind, msg))
     con = connect_readonly(db)
     rcon = _reverse_connection(db)
+    units = unit_columns(db)
     try:
         for fname, items in files.items():
             seen_ids: dict[str, int] = {}
@@ -422,7 +470,7 @@ def check_items(
                 if ns in seen_sql:
                     add(fname, item, i, WARNING, "duplicate_sql", f"same SQL as {seen_sql[ns]}")
                 seen_sql.setdefault(ns, iid)
-                _check_query(con, rcon, fname, item, i, add, timeout, max_rows)
+                _check_query(con, rcon, fname, item, i, add, timeout, max_rows, units)
     finally:
         con.close()
         rcon.close()
@@ -436,7 +484,7 @@ def check_items(
     return report
 
 
-def _check_query(con, rcon, fname, item, i, add, timeout, max_rows) -> None:
+def _check_query(con, rcon, fname, item, i, add, timeout, max_rows, units=None) -> None:
     sql = item["sql"]
     res = execute(con, sql, timeout, max_rows)
     if not res.ok:
@@ -444,6 +492,10 @@ def _check_query(con, rcon, fname, item, i, add, timeout, max_rows) -> None:
         return
     if not res.rows and not _empty_explained(item):
         add(fname, item, i, WARNING, "empty", "gold query returns no rows (say why in notes if intended)")
+    mixed = mixed_units(sql, units or {})
+    if mixed:
+        add(fname, item, i, WARNING, "mixed_units",
+            "; ".join(f"compares {c} without {units[c]}: values in different units are mixed" for c in mixed))
     volatile = volatile_calls(sql)
     if volatile:
         add(fname, item, i, WARNING, "volatile", f"result depends on the clock or chance: {', '.join(volatile)}")

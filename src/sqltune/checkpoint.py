@@ -93,7 +93,7 @@ def saved_builder(info: dict) -> PromptBuilder:
 
 def load_trained(path: str | os.PathLike, device=None, builder: PromptBuilder | None = None,
                  merge: bool = False) -> TrainedModel:
-    """(model, tokenizer, info, builder) of a finished checkpoint, ready for generation.
+    """(model, tokenizer, info, builder) of a finished checkpoint, ready for generation (`model.load`).
 
     `device`: a `model.DeviceConfig`, a device name or None (picked automatically). `builder`: the
     prompt the caller is about to use (its DB's schema, its style); the checkpoint refuses to load
@@ -101,25 +101,11 @@ def load_trained(path: str | os.PathLike, device=None, builder: PromptBuilder | 
     saved one is returned (and checked against the tokenizer). Adapters stay unmerged unless
     `merge` (merging is faster to generate with, unmerged is what training evaluated).
     """
-    from .model import DeviceConfig, load_model, load_tokenizer, pick_device, resolve_model
+    from .model import load
 
-    p = Path(path)
-    info = read_info(p)
-    dev = device if isinstance(device, DeviceConfig) else pick_device(device)
-    tok = load_tokenizer(str(p) if (p / "tokenizer_config.json").is_file() else resolve_model(info["base_model"]))
-    builder = builder or saved_builder(info)
-    check_fingerprint(info["prompt"], builder, tok, where=f"checkpoint {p}")
-    if is_adapter(p):
-        from peft import PeftModel
-
-        base, _, _ = load_model(info["base_model"], dev)
-        model = PeftModel.from_pretrained(base, str(p))
-        if merge:
-            model = model.merge_and_unload()
-    else:
-        model, _, _ = load_model(str(p), dev)
-    model.eval()
-    return TrainedModel(model, tok, info, builder)
+    info = read_info(path)
+    loaded = load(path, device, builder=builder or saved_builder(info), merge=merge)
+    return TrainedModel(loaded.model, loaded.tokenizer, loaded.info, loaded.builder)
 
 
 def check_prompt(path: str | os.PathLike, builder: PromptBuilder, tokenizer) -> dict | None:

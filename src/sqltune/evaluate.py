@@ -1,22 +1,99 @@
-"""Stage: predict and evaluate. Loading for inference, predictions as rows, scores by execution.
+"""Stage: predict and evaluate. The one evaluator: every score in sqltune comes from `evaluate`.
 
-- `load_for_inference(model, adapter_dir=...)`: the model (base, or base + a trained checkpoint),
-  its tokenizer and the prompt builder for a database. A checkpoint folder carries
-  `sqltune_checkpoint.json` (base model, prompt style + rendered template + sha256; see
-  `checkpoint.py`); loading refuses one whose template does not match the prompt built now.
-- `predict_items` -> rows {id, question, sql, raw, seconds, retries, retry_changed} that
-  `sqltune score` reads; `evaluate_items` = predict + `score.score_pairs`, with timing.
+- `EvalConfig`: how questions become SQL and how it is scored (batch size, token budget,
+  self-correction retries, few-shot examples, bf16 autocast, executor timeout and row cap, the
+  execution-guided vote of `vote.py`, and an optional test suite for the `suite` metric). A
+  recipe's `eval` section gives one (`EvalConfig.from_recipe`), as does a `train.TrainConfig`
+  (`EvalConfig.from_train_config`), so `run`, training's checkpoint choice and the CLI score a
+  model the same way: the same predictions, the same precision (autocast as `model.pick_device`
+  decided it).
+- `predict(model, tok, builder, items, db, cfg)` -> rows {id, question, sql, raw, seconds,
+  retries, retry_changed, error, ...} that `sqltune score` reads; `predict_questions` is the one
+  place where questions turn into `Generation`s (generate, execute, re-prompt failures).
+- `evaluate(model, tok, builder, items, db, cfg)` = `predict` + `score.score_pairs`, with timing.
+- `load_for_inference(model, adapter_dir=...)`: model (base, adapter or merged folder), tokenizer
+  and the prompt builder for a database, through the one loader (`model.load`).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
+from dataclasses import dataclass, field, fields, replace
 
 from .errors import SqltuneError
-from .generate import GenerationStats, fewshot_for, predict
+from .execute import DEFAULT_TIMEOUT
+from .generate import Generation, GenerationStats, fewshot_for
 from .prompt import PromptBuilder
+
+
+
+@dataclass
+class EvalConfig:
+    """Every setting of one evaluation. Defaults are the CLI's."""
+
+    batch_size: int = 16
+    max_new_tokens: int = 256
+    retries: int = 0  # self-correction: re-prompt a failing query with its error this many times
+    fewshot: int = 0  # k similar training examples per question (0: the builder's own, usually none)
+    fewshot_pool: list[dict] | None = field(default=None, repr=False)  # training items the examples come from
+    fewshot_exclude: list = field(default_factory=list, repr=False)  # never shown (the evaluated items always are)
+    autocast: bool = False  # bf16 autocast: take it from `model.pick_device(...).autocast`, never decide it here
+    timeout: float = DEFAULT_TIMEOUT  # seconds per query, predictions and gold alike
+    max_rows: int | None = None  # row cap when scoring (None: the scorer's default)
+    progress: bool = True
+    vote: object = None  # a `vote.VoteSettings` with n > 1: greedy + n-1 samples, executed, majority result wins
+    test_suite: object = field(default=None, repr=False)  # a built suite (`testsuite`): adds the `suite` metric
+
+    def validate(self) -> "EvalConfig":
+        for name in ("batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise SqltuneError(f"eval: {name} must be at least 1, got {getattr(self, name)}")
+        if self.retries < 0 or self.fewshot < 0:
+            raise SqltuneError("eval: retries and fewshot cannot be negative")
+        if self.fewshot and not self.fewshot_pool:
+            raise SqltuneError("few-shot examples need a pool of training items")
+        if self.vote is not None and getattr(self.vote, "n", 1) <= 1:
+            self.vote = None
+        if self.vote is not None and self.retries:
+            raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
+        return self
+
+    def with_(self, **kw) -> "EvalConfig":
+        return replace(self, **kw)
+
+    @classmethod
+    def from_recipe(cls, recipe, device, fewshot_pool: list[dict] | None = None, **kw) -> "EvalConfig":
+        """From a `recipe.Recipe` (or its dict form) and the `model.DeviceConfig` the run picked."""
+        ev = recipe.eval if hasattr(recipe, "eval") else (recipe.get("eval") or {})
+        get = (lambda k, d: getattr(ev, k, d)) if not isinstance(ev, dict) else (lambda k, d: ev.get(k, d))
+        vote = None
+        if int(get("vote", 1)) > 1:
+            from .vote import VoteSettings
+
+            vote = VoteSettings(int(get("vote", 1)), float(get("temperature", 0.8)), float(get("top_p", 0.95)))
+        kw.setdefault("vote", vote)
+        return cls(batch_size=int(get("batch_size", 64)), max_new_tokens=int(get("max_new_tokens", 256)),
+                   retries=int(get("retries", 0)), fewshot=int(get("fewshot", 0)), timeout=float(get("timeout", DEFAULT_TIMEOUT)),
+                   autocast=bool(device.autocast), fewshot_pool=fewshot_pool if int(get("fewshot", 0)) else None, **kw)
+
+    @classmethod
+    def from_train_config(cls, cfg, device, fewshot_pool: list[dict] | None = None, **kw) -> "EvalConfig":
+        """From a `train.TrainConfig` (its eval_* keys, which a recipe fills from its `eval` section)."""
+        k = int(getattr(cfg, "eval_fewshot", 0))
+        return cls(batch_size=cfg.eval_batch_size, max_new_tokens=cfg.eval_max_new_tokens,
+                   retries=int(getattr(cfg, "eval_retries", 0)), fewshot=k,
+                   timeout=float(getattr(cfg, "eval_timeout", DEFAULT_TIMEOUT)), autocast=bool(device.autocast),
+                   fewshot_pool=fewshot_pool if k else None, **kw)
+
+    def to_dict(self) -> dict:
+        """The settings that shape predictions and scores (no pools, no progress bar)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)
+             if f.name not in ("fewshot_pool", "fewshot_exclude", "progress", "vote", "test_suite")}
+        d["vote"] = None if self.vote is None else {"n": self.vote.n, "temperature": self.vote.temperature,
+                                                    "top_p": self.vote.top_p, "seed": self.vote.seed}
+        d["test_suite"] = self.test_suite is not None
+        return d
 
 
 # ---------------------------------------------------------------- loading
@@ -35,82 +112,95 @@ def load_for_inference(
     `adapter_dir` (a checkpoint folder written by training: an adapter or a whole model, with
     `sqltune_checkpoint.json`), the base model and prompt style default to the checkpoint's, and the
     prompt rendered now for `db` must match the template it was trained with exactly
-    (`checkpoint.load_trained` -> `prompt.check_fingerprint`); adapters are merged into the weights
-    for speed unless `merge=False`. A `model_name` folder that is itself a sqltune checkpoint (a
-    merged adapter) is checked the same way.
+    (`prompt.check_fingerprint`); adapters are merged into the weights for speed unless
+    `merge=False`. A `model_name` folder that is itself a sqltune checkpoint (a merged adapter) is
+    checked the same way. Loading goes through `model.load`, the one loader.
     """
-    from .checkpoint import check_prompt, load_trained, read_info
+    from .checkpoint import read_info
     from .db import resolve_db
-    from .model import DeviceConfig, load_model, pick_device
+    from .model import load
     from .schema import schema_text
 
-    dev = device if isinstance(device, DeviceConfig) else pick_device(device)
     db_path = resolve_db(db)
     schema = schema_text(db_path, notes)
-    if adapter_dir is None:
-        model, tok, location = load_model(model_name, dev)
-        info = read_info(location) if Path(location, "sqltune_checkpoint.json").is_file() else None
-        style = prompt_style or (info or {}).get("prompt", {}).get("style") or "chat"
-        fewshot = list((info or {}).get("prompt", {}).get("fewshot") or [])
-        builder = PromptBuilder(schema, style, fewshot=fewshot)
-        builder.prompt(tok, "?")  # fail now, not mid-run, when the style does not suit the tokenizer
-        if info is not None:
-            check_prompt(location, builder, tok)
-        return model, tok, builder
-
-    info = read_info(adapter_dir)
-    base = info.get("base_model")
-    if model_name and base and str(model_name) != str(base):
-        raise SqltuneError(f"checkpoint {adapter_dir} was trained on '{base}', not '{model_name}'; leave out --model")
-    style = prompt_style or info["prompt"].get("style") or "chat"
-    builder = PromptBuilder(schema, style, fewshot=list(info["prompt"].get("fewshot") or []))
-    loaded = load_trained(adapter_dir, dev, builder=builder, merge=merge)
+    if adapter_dir is not None:
+        info = read_info(adapter_dir)
+        base = info.get("base_model")
+        if model_name and base and str(model_name) != str(base):
+            raise SqltuneError(f"checkpoint {adapter_dir} was trained on '{base}', not '{model_name}'; leave out --model")
+    loaded = load(adapter_dir if adapter_dir is not None else model_name, device, merge=merge,
+                  builder=lambda info: _builder(schema, prompt_style, info))
     return loaded.model, loaded.tokenizer, loaded.builder
 
 
-# ---------------------------------------------------------------- predict and evaluate
-def predict_items(
-    model,
-    tokenizer,
-    builder: PromptBuilder,
-    items: list[dict],
-    db,
-    *,
-    batch_size: int = 16,
-    max_new_tokens: int = 256,
-    retries: int = 0,
-    fewshot_k: int = 0,
-    fewshot_pool: list[dict] | None = None,
-    fewshot_exclude: list | tuple = (),
-    progress: bool = True,
-    autocast: bool = False,
-    stats: GenerationStats | None = None,
-    vote=None,
-) -> list[dict]:
+def _builder(schema: str, style: str | None, info: dict | None) -> PromptBuilder:
+    p = (info or {}).get("prompt") or {}
+    return PromptBuilder(schema, style or p.get("style") or "chat", fewshot=list(p.get("fewshot") or []))
+
+
+# ---------------------------------------------------------------- predict
+def predict_questions(model, tokenizer, builder: PromptBuilder, questions: list[str], db, cfg: EvalConfig,
+                      examples: list[list[dict]] | None = None,
+                      stats: GenerationStats | None = None) -> list[Generation]:
+    """The one place where questions become SQL: generate (greedy, batched), execute each query
+    read-only, and re-prompt the failing ones with the executor's error up to `cfg.retries` times.
+
+    `retry_changed` is True when a retry changed the outcome: the first SQL failed and the final SQL
+    runs. `retries` counts the re-prompts a question used; `first_sql`/`first_error` keep the first try.
+    (Voting over sampled candidates plugs in here: it replaces the greedy `generate_sql` call.)
+    """
+    from . import generate as gen
+    from .execute import connect_readonly, execute
+    from .extract import extract_sql
+
+    gens = gen.generate_sql(model, tokenizer, builder, questions, batch_size=cfg.batch_size,
+                            max_new_tokens=cfg.max_new_tokens, progress=cfg.progress, autocast=cfg.autocast,
+                            examples=examples, stats=stats)
+    con = connect_readonly(db)
+    try:
+        for g in gens:
+            g.error = execute(con, g.sql, timeout=cfg.timeout).error
+        for _ in range(cfg.retries):
+            todo = [i for i, g in enumerate(gens) if g.error]
+            if not todo:
+                break
+            prompts = [gen.retry_prompt(builder, tokenizer, gens[i].question, gens[i].sql, gens[i].error,
+                                        None if examples is None else examples[i]) for i in todo]
+            outs = gen.generate_texts(model, tokenizer, prompts, batch_size=cfg.batch_size,
+                                      max_new_tokens=cfg.max_new_tokens, progress=cfg.progress, autocast=cfg.autocast)
+            for i, (raw, ntok, sec) in zip(todo, outs):
+                g = gens[i]
+                if g.retries == 0:
+                    g.first_sql, g.first_error = g.sql, g.error
+                g.raw, g.sql, g.tokens = raw, extract_sql(raw), ntok
+                g.seconds += sec
+                g.retries += 1
+                g.error = execute(con, g.sql, timeout=cfg.timeout).error
+                g.retry_changed = g.error is None
+    finally:
+        con.close()
+    return gens
+
+
+def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg: EvalConfig | None = None,
+            stats: GenerationStats | None = None) -> list[dict]:
     """One row per item: {id, question, sql, raw, seconds, retries, retry_changed, error, ...}.
 
-    `vote` (a `vote.VoteSettings` with n > 1): execution-guided decoding instead of greedy
-    (`vote.predict_rows`); rows then also carry greedy_sql, overruled and the vote's candidates.
-
-    Few-shot examples (`fewshot_k` > 0) come from `fewshot_pool` (training data) only; the items
-    being predicted and everything in `fewshot_exclude` are never shown.
+    Few-shot examples (`cfg.fewshot` > 0) come from `cfg.fewshot_pool` (training data) only; the
+    items being predicted and everything in `cfg.fewshot_exclude` are never shown.
     """
+    cfg = (cfg or EvalConfig()).validate()
     questions = [it["question"] for it in items]
     examples = None
-    if fewshot_k > 0:
-        if not fewshot_pool:
-            raise SqltuneError("few-shot examples need a pool of training items")
-        examples = fewshot_for(questions, fewshot_pool, fewshot_k, exclude=list(fewshot_exclude) + list(items))
-    if vote is not None and vote.n > 1:
-        if retries:
-            raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
+    if cfg.fewshot > 0:
+        examples = fewshot_for(questions, cfg.fewshot_pool, cfg.fewshot, exclude=list(cfg.fewshot_exclude) + list(items))
+    if cfg.vote is not None:  # execution-guided decoding (issue 15): rows carry greedy_sql, overruled, candidates
         from .vote import predict_rows
 
-        return predict_rows(model, tokenizer, builder, items, db, vote, examples=examples, batch_size=batch_size,
-                            max_new_tokens=max_new_tokens, progress=progress, autocast=autocast)
-    gens = predict(model, tokenizer, builder, questions, db, retries=retries, examples=examples,
-                   batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress,
-                   autocast=autocast, stats=stats)
+        return predict_rows(model, tokenizer, builder, items, db, cfg.vote, examples=examples,
+                            batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, timeout=cfg.timeout,
+                            progress=cfg.progress, autocast=cfg.autocast)
+    gens = predict_questions(model, tokenizer, builder, questions, db, cfg, examples=examples, stats=stats)
     rows = []
     for i, (it, g) in enumerate(zip(items, gens)):
         row = {"id": str(it.get("id", i)), "question": g.question, "sql": g.sql, "raw": g.raw,
@@ -124,38 +214,31 @@ def predict_items(
     return rows
 
 
-def evaluate_items(
-    model,
-    tokenizer,
-    builder: PromptBuilder,
-    items: list[dict],
-    db,
-    *,
-    timeout: float = 5.0,
-    test_suite=None,
-    **predict_kw,
-) -> dict:
-    """Predict, then score by execution (and with `test_suite`, a suite folder, the suite metric).
+# ---------------------------------------------------------------- evaluate
+def evaluate(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg: EvalConfig | None = None) -> dict:
+    """Predict, then score by execution. Returns the report.
 
     The report is `score_pairs`'s ({summary, examples}) plus `timing` {seconds, queries_per_s,
-    generation: where the time went}, `predictions` (the `predict_items` rows) and, per example,
-    the prediction's raw text, latency and retry fields. `summary.retry_fixed` counts questions a
-    retry turned from wrong to exact.
+    generation: where the time went}, `eval_config` (the settings), `predictions` (the `predict`
+    rows) and, per example, the prediction's raw text, latency and retry fields.
+    `summary.retried`/`summary.retry_fixed` count questions re-prompted / turned from wrong to exact.
     """
     from .score import score_pairs
 
+    cfg = (cfg or EvalConfig()).validate()
+    limits = {"timeout": cfg.timeout, **({"max_rows": cfg.max_rows} if cfg.max_rows is not None else {})}
     stats = GenerationStats()
     t = time.perf_counter()
-    rows = predict_items(model, tokenizer, builder, items, db, stats=stats, **predict_kw)
+    rows = predict(model, tokenizer, builder, items, db, cfg, stats=stats)
     seconds = time.perf_counter() - t
-    report = score_pairs(db, items, [r["sql"] for r in rows], timeout=timeout, test_suite=test_suite)
-    retried = [i for i, r in enumerate(rows) if r["retries"]]
+    report = score_pairs(db, items, [r["sql"] for r in rows], test_suite=cfg.test_suite, **limits)
+    retried = [i for i, r in enumerate(rows) if r.get("retries")]
     first = {}
     if retried:
-        sub = score_pairs(db, [items[i] for i in retried], [rows[i]["first_sql"] for i in retried], timeout=timeout)
+        sub = score_pairs(db, [items[i] for i in retried], [rows[i]["first_sql"] for i in retried], **limits)
         first = dict(zip(retried, sub["examples"]))
     for i, (ex, r) in enumerate(zip(report["examples"], rows)):
-        ex.update(raw=r["raw"], seconds=r["seconds"], retries=r["retries"], retry_changed=r["retry_changed"])
+        ex.update(raw=r["raw"], seconds=r["seconds"], retries=r.get("retries", 0), retry_changed=r.get("retry_changed", False))
         if i in first:
             ex["first_sql"] = r["first_sql"]
             ex["first_exact"] = first[i]["exact"]
@@ -163,9 +246,31 @@ def evaluate_items(
     report["summary"]["retry_fixed"] = sum(1 for i in retried if report["examples"][i]["exact"] and not first[i]["exact"])
     report["timing"] = {"seconds": round(seconds, 3), "queries_per_s": round(len(items) / seconds, 4) if seconds else 0.0,
                         "generation": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.to_dict().items()}}
-    if any("greedy_sql" in r for r in rows):
+    if cfg.vote is not None:
         from .vote import vote_summary
 
-        report["vote"] = vote_summary(db, items, rows, report, timeout=timeout)
+        report["vote"] = vote_summary(db, items, rows, report, timeout=cfg.timeout)
+    report["eval_config"] = cfg.to_dict()
     report["predictions"] = rows
     return report
+
+
+# ---------------------------------------------------------------- keyword forms (older call sites)
+def _config(kw: dict) -> EvalConfig:
+    kw = dict(kw)
+    if "fewshot_k" in kw:
+        kw["fewshot"] = kw.pop("fewshot_k")
+    if kw.get("fewshot_exclude") is not None:
+        kw["fewshot_exclude"] = list(kw["fewshot_exclude"])
+    return EvalConfig(**{k: v for k, v in kw.items() if v is not None or k == "max_rows"})
+
+
+def predict_items(model, tokenizer, builder: PromptBuilder, items: list[dict], db, *,
+                  stats: GenerationStats | None = None, **kw) -> list[dict]:
+    """`predict` with the EvalConfig given as keywords (`fewshot_k` = `fewshot`)."""
+    return predict(model, tokenizer, builder, items, db, _config(kw), stats=stats)
+
+
+def evaluate_items(model, tokenizer, builder: PromptBuilder, items: list[dict], db, **kw) -> dict:
+    """`evaluate` with the EvalConfig given as keywords (`fewshot_k` = `fewshot`)."""
+    return evaluate(model, tokenizer, builder, items, db, _config(kw))

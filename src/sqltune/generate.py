@@ -1,16 +1,17 @@
 """Stage: generate SQL with a model. Batched greedy decoding that shares the schema prefix.
 
 Every prompt starts with the same instructions + schema (hundreds of tokens); only the question
-differs. `generate_sql` runs that shared prefix through the model once, copies its KV cache to every
-row of a batch, prefills only the (left-padded) question tokens, then decodes greedily one token
-per step for all rows at once. A row stops at EOS or as soon as its statement is complete
-(`extract.is_complete`: a `;`, a closing fence, a blank line or prose after the query); finished rows
-leave the batch, so the remaining steps get cheaper. Greedy only, no sampling: a row gets the same
-tokens as generating its question alone (`generate_one_by_one`, the baseline), up to the rounding
-of different batch shapes (fp32: 65/65 identical answers on the exoplanets benchmark).
+differs. `generate_texts` runs that shared prefix through the model once, and each batch then runs
+transformers' `model.generate` (greedy) from a copy of its KV cache, on [prefix][padding][question]
+with the padding masked out. A row stops at EOS or as soon as its statement is complete
+(`extract.is_complete`: a `;`, a closing fence, a blank line or prose after the query). A row gets the
+same tokens as generating its question alone (`generate_one_by_one`, the baseline; tested), up to
+the rounding of different batch shapes. A hand-written decoder (own KV cache, rows leaving the batch)
+was measured against this in issue 13 and did not win by the 1.5x that would justify keeping it
+(BENCHMARKS.md, "Decoder"): it was deleted.
 
-`predict` adds execution and self-correction: a query that fails is re-prompted with the previous
-SQL and the executor's error, up to `retries` times. `select_fewshot` picks training examples by
+Execution and self-correction (re-prompting a failing query with `retry_prompt`) are the
+evaluator's (`evaluate.predict_questions`). `select_fewshot` picks training examples by
 TF-IDF similarity, never the asked question or anything excluded (the evaluation split).
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-import os
 import re
 import sys
 import time
@@ -30,6 +30,7 @@ from typing import Callable, Iterable
 
 from .extract import END_MARKERS, extract_sql, is_complete
 from .prompt import PromptBuilder, encode
+from .shared_prefix import shared_prefix_len
 
 MIN_SHARED_PREFIX = 8  # tokens; below this a shared prefix is not worth a separate forward
 
@@ -59,8 +60,6 @@ class GenerationStats:
     prefill_tokens: int = 0  # question tokens prefilled (without padding)
     prefill_seconds: float = 0.0
     decode_steps: int = 0
-    decode_rows: int = 0  # rows computed over all decode steps (finished rows waiting to leave included)
-    compactions: int = 0
     decode_seconds: float = 0.0
     new_tokens: int = 0
     stopped_eos: int = 0
@@ -91,19 +90,6 @@ def eos_token_ids(model, tokenizer) -> set[int]:
     vocab = tokenizer.get_vocab()
     ids.update(vocab[m] for m in END_MARKERS if m in vocab)
     return ids
-
-
-def _shared_prefix_len(seqs: list[list[int]]) -> int:
-    """Tokens every sequence shares at its start, leaving at least one token per sequence."""
-    if not seqs:
-        return 0
-    first, n = seqs[0], min(len(s) for s in seqs) - 1
-    for s in seqs[1:]:
-        i = 0
-        while i < n and s[i] == first[i]:
-            i += 1
-        n = i
-    return max(n, 0)
 
 
 def _model_device(model):
@@ -144,125 +130,10 @@ class _EvalMode:
             self.model.train()
 
 
-class _SdpaGqa:
-    """Prefill with masks through SDPA's native grouped-query attention on CPU.
-
-    With a padding mask, transformers' SDPA path copies every key/value head `n_heads / n_kv_heads`
-    times (`repeat_kv`) before attention; on CPU `enable_gqa=True` gives the same result without the
-    copies (measured 6x faster attention for a 16 x 25-token prefill over an 800-token cache). Only
-    for multi-token steps: single-token decode steps already avoid the copy (`pack_gqa`) and are
-    faster that way. CUDA keeps the default (its fused kernels take no mask with GQA).
-    """
-
-    KEY = "TRANSFORMERS_SDPA_FORCE_GQA"
-
-    def __init__(self, device):
-        self.on = device.type == "cpu"
-
-    def __enter__(self):
-        if self.on:
-            self.saved = os.environ.get(self.KEY)
-            os.environ[self.KEY] = "1"
-
-    def __exit__(self, *exc):
-        if self.on:
-            if self.saved is None:
-                os.environ.pop(self.KEY, None)
-            else:
-                os.environ[self.KEY] = self.saved
-
-
 def _progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="q", disable=not enabled, leave=False, file=sys.stderr)
-
-
-# ---------------------------------------------------------------- a KV cache that does not copy itself every step
-def _growing_layer_class():
-    import torch
-    from transformers.cache_utils import DynamicLayer
-
-    class GrowingLayer(DynamicLayer):
-        """A full-attention cache layer in a preallocated buffer.
-
-        `DynamicLayer.update` concatenates, copying the whole cache of the batch at every decode step
-        (hundreds of MB per step for a shared schema prefix); this layer writes the new keys and
-        values into spare room and returns views.
-        """
-
-        def __init__(self, keys, values, room: int):
-            super().__init__()
-            B, H, L, D = keys.shape
-            self._k = keys.new_empty((B, H, L + room, D))
-            self._v = values.new_empty((B, H, L + room, D))
-            self._k[:, :, :L] = keys
-            self._v[:, :, :L] = values
-            self.length = L
-            self.device, self.is_initialized = keys.device, True
-            self._views()
-
-        def _views(self):
-            self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
-
-        def lazy_initialization(self, key_states, value_states):  # pragma: no cover - born initialised
-            pass
-
-        def update(self, key_states, value_states, *args, **kwargs):
-            n = key_states.shape[-2]
-            if self.length + n > self._k.shape[2]:  # out of room: grow (never in `generate_texts`)
-                more = max(n, self._k.shape[2])
-                self._k = torch.cat([self._k, self._k.new_empty(self._k.shape[:2] + (more, self._k.shape[3]))], 2)
-                self._v = torch.cat([self._v, self._v.new_empty(self._v.shape[:2] + (more, self._v.shape[3]))], 2)
-            self._k[:, :, self.length: self.length + n] = key_states
-            self._v[:, :, self.length: self.length + n] = value_states
-            self.length += n
-            self._views()
-            return self.keys, self.values
-
-        def get_seq_length(self, *args, **kwargs) -> int:
-            return self.length
-
-        def batch_select_indices(self, indices) -> None:
-            self._k, self._v = self._k[indices], self._v[indices]
-            self._views()
-
-        def batch_repeat_interleave(self, repeats: int) -> None:
-            self._k, self._v = self._k.repeat_interleave(repeats, 0), self._v.repeat_interleave(repeats, 0)
-            self._views()
-
-        def crop(self, tokens_to_remove: int) -> None:
-            self.length = max(0, self.length + tokens_to_remove if tokens_to_remove < 0 else tokens_to_remove)
-            self._views()
-
-    return GrowingLayer
-
-
-_GROWING = None
-
-
-def _batch_cache(prefix_cache, config, batch: int, room: int):
-    """A cache for `batch` rows that starts with the shared prefix and has `room` tokens to spare.
-
-    Models whose cache is not plain full attention (sliding windows, linear attention) get a copy
-    of the prefix in transformers' own DynamicCache instead.
-    """
-    global _GROWING
-    from transformers import DynamicCache
-    from transformers.cache_utils import Cache, DynamicLayer
-
-    plain = prefix_cache is not None and all(type(layer) is DynamicLayer and layer.is_initialized
-                                             for layer in prefix_cache.layers)
-    if not plain:
-        if prefix_cache is None:
-            return DynamicCache(config=config)
-        cache = copy.deepcopy(prefix_cache)
-        cache.batch_repeat_interleave(batch)
-        return cache
-    _GROWING = _GROWING or _growing_layer_class()
-    layers = [_GROWING(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), room)
-              for layer in prefix_cache.layers]
-    return Cache(layers=layers)
 
 
 # ---------------------------------------------------------------- the decoder
@@ -308,20 +179,25 @@ def generate_texts(
     stop: Callable[[str], bool] | None = is_complete,
     stats: GenerationStats | None = None,
     desc: str = "generating",
+    cache_implementation: str | None = None,
 ) -> list[tuple[str, int, float]]:
-    """Greedy completions of `prompts`: (text, generated tokens, seconds) per prompt, in order.
+    """Greedy completions of `prompts`: (text, generated tokens, seconds) per prompt, in order, through
+    transformers' batched `model.generate`.
 
-    `seconds` is a row's latency inside its batch (from the batch's start until the row stopped);
-    the one-off shared-prefix forward is in `stats.prefix_seconds`.
+    `seconds` is the batch's time (the one-off shared-prefix forward is in `stats.prefix_seconds`).
+    The shared schema prefix runs once; each batch gets a copy of its KV cache (repeated over the
+    rows) and generates from [prefix][padding][question], the padding masked out, so positions
+    continue after the prefix as in `generate_texts`. Rows stop at EOS or at the end of the
+    statement (a per-row stopping criterion); finished rows stay in the batch until all are done.
+    `cache_implementation` (without a shared prefix only): e.g. "static".
     """
     import torch
-    from transformers import DynamicCache
+    from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 
     stats = stats if stats is not None else GenerationStats()
     t_start = time.perf_counter()
     n = len(prompts)
     stats.n = n
-    results: list[tuple[str, int, float] | None] = [None] * n
     if n == 0:
         return []
     device = _model_device(model)
@@ -330,99 +206,79 @@ def generate_texts(
     ids = [encode(tokenizer, p) for p in prompts]
     if any(not x for x in ids):
         raise ValueError("empty prompt")
-    shared = _shared_prefix_len(ids) if share_prefix and n > 1 else 0
+    shared = shared_prefix_len(ids) if share_prefix and n > 1 else 0
     if shared < MIN_SHARED_PREFIX:
         shared = 0
-    config = getattr(model, "config", None)
     ck = _cache_kwarg(model)
+    results: list[tuple[str, int, float] | None] = [None] * n
+
+    class RowStop(StoppingCriteria):
+        def __init__(self, start: int, rows: int):
+            self.start, self.done, self.reason = start, [False] * rows, [None] * rows
+            self.gate = _StopGate(tokenizer, rows, exact=stop is not is_complete)
+
+        def __call__(self, input_ids, scores, **kwargs):
+            new = input_ids[:, self.start:]
+            last = new[:, -1].tolist()
+            for b, tok_id in enumerate(last):
+                if self.done[b]:
+                    continue
+                if tok_id in eos:
+                    self.done[b], self.reason[b] = True, "eos"
+                elif stop is not None and self.gate.worth_asking(b, tok_id):
+                    toks = [t for t in new[b].tolist() if t not in eos]
+                    if stop(tokenizer.decode(toks, skip_special_tokens=False)):
+                        self.done[b], self.reason[b] = True, "statement"
+            return torch.tensor(self.done, device=input_ids.device)
 
     with torch.inference_mode(), _EvalMode(model), _autocast(device, autocast), _progress(n, progress, desc) as bar:
         prefix_cache = None
         if shared:
             t = time.perf_counter()
-            prefix_cache = DynamicCache(config=config)
-            with _SdpaGqa(device):
-                model(input_ids=torch.tensor([ids[0][:shared]], device=device), use_cache=True, logits_to_keep=1,
-                      **{ck: prefix_cache})
+            prefix_cache = DynamicCache(config=model.config)
+            model(input_ids=torch.tensor([ids[0][:shared]], device=device), use_cache=True, logits_to_keep=1,
+                  **{ck: prefix_cache})
             stats.prefix_tokens, stats.prefix_seconds = shared, time.perf_counter() - t
-
-        order = sorted(range(n), key=lambda i: -len(ids[i]))  # similar lengths together: less padding
-        # Full batches, not balanced ones: every batch runs as many steps as its longest answer and a
-        # step of 64 rows costs ~5.5x one of a single row on CPU (BENCHMARKS.md), so 65 questions at
-        # 64 are better as 64 + 1 (the single row is cheap) than 33 + 32 (two long tails).
+        order = sorted(range(n), key=lambda i: -len(ids[i]))
         for b0 in range(0, n, batch_size):
             batch = order[b0: b0 + batch_size]
             stats.batches += 1
             t_batch = time.perf_counter()
             rows = [ids[i][shared:] for i in batch]
             B, S = len(rows), max(len(r) for r in rows)
-            inp = torch.full((B, S), pad_id, dtype=torch.long)
+            inp = torch.full((B, shared + S), pad_id, dtype=torch.long)
             mask = torch.zeros((B, shared + S), dtype=torch.long)
+            inp[:, :shared] = torch.tensor(ids[batch[0]][:shared])
             mask[:, :shared] = 1
-            pos = torch.full((B, S), shared, dtype=torch.long)
             for b, r in enumerate(rows):
-                inp[b, S - len(r):] = torch.tensor(r)
+                inp[b, shared + S - len(r):] = torch.tensor(r)
                 mask[b, shared + S - len(r):] = 1
-                pos[b, S - len(r):] = torch.arange(shared, shared + len(r))
-            inp, mask, pos = inp.to(device), mask.to(device), pos.to(device)
-            cache = _batch_cache(prefix_cache, config, B, S + max_new_tokens + 1)
-            with _SdpaGqa(device):
-                out = model(input_ids=inp, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
-                            **{ck: cache})
-            nxt = out.logits[:, -1].argmax(-1)
-            stats.prefill_tokens += sum(len(r) for r in rows)
-            t_decode = time.perf_counter()
-            stats.prefill_seconds += t_decode - t_batch
-
-            gen: list[list[int]] = [[] for _ in range(B)]
-            gate = _StopGate(tokenizer, B, exact=stop is not is_complete)
-            active = list(range(B))  # batch row of each cache row
-            alive = [True] * B
-            last = pos[:, -1]
-            while True:
-                for j, (b, tok_id) in enumerate(zip(active, nxt.tolist())):
-                    if not alive[j]:
-                        continue
-                    done = None
-                    if tok_id in eos:
-                        done = "eos"
-                    else:
-                        gen[b].append(tok_id)
-                        if stop is not None and gate.worth_asking(b, tok_id) and \
-                                stop(tokenizer.decode(gen[b], skip_special_tokens=False)):
-                            done = "statement"
-                        elif len(gen[b]) >= max_new_tokens:
-                            done = "length"
-                    if done is None:
-                        continue
-                    alive[j] = False
-                    setattr(stats, f"stopped_{done}", getattr(stats, f"stopped_{done}") + 1)
-                    text = tokenizer.decode(gen[b], skip_special_tokens=False)
-                    results[batch[b]] = (text, len(gen[b]), time.perf_counter() - t_batch)
-                    stats.new_tokens += len(gen[b])
-                    bar.update(1)
-                n_alive = sum(alive)
-                if not n_alive:
-                    break
-                # Finished rows leave the batch, but not one by one: dropping rows copies the whole cache,
-                # so wait until a quarter of the rows are finished (they decode ignored tokens meanwhile).
-                if len(active) - n_alive >= max(1, len(active) // 4):
-                    keep = [j for j in range(len(active)) if alive[j]]
-                    sel = torch.tensor(keep, device=device)
-                    cache.batch_select_indices(sel)
-                    mask, last, nxt = mask[sel], last[sel], nxt[sel]
-                    active, alive = [active[j] for j in keep], [True] * len(keep)
-                    stats.compactions += 1
-                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-                last = last + 1
-                out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None], use_cache=True,
-                            logits_to_keep=1, **{ck: cache})
-                nxt = out.logits[:, -1].argmax(-1)
-                stats.decode_steps += 1
-                stats.decode_rows += len(active)
-            stats.decode_seconds += time.perf_counter() - t_decode
-            elapsed = time.perf_counter() - t_start
-            bar.set_postfix_str(f"{bar.n / elapsed:.2f} q/s")
+            kw, stopper = {}, RowStop(shared + S, B)
+            if prefix_cache is not None:
+                cache = copy.deepcopy(prefix_cache)
+                cache.batch_repeat_interleave(B)
+                kw[ck] = cache
+            elif cache_implementation:
+                kw["cache_implementation"] = cache_implementation
+            out = model.generate(
+                input_ids=inp.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                do_sample=False, num_beams=1, eos_token_id=sorted(eos), pad_token_id=pad_id,
+                stopping_criteria=StoppingCriteriaList([stopper]),
+                temperature=None, top_p=None, top_k=None, **kw,
+            )
+            seconds = time.perf_counter() - t_batch
+            for b, i in enumerate(batch):
+                gen: list[int] = []
+                for t_ in out[b, shared + S:].tolist():
+                    if t_ in eos:
+                        break
+                    gen.append(t_)
+                why = stopper.reason[b] or ("length" if len(gen) >= max_new_tokens else "eos")
+                setattr(stats, f"stopped_{why}", getattr(stats, f"stopped_{why}") + 1)
+                results[i] = (tokenizer.decode(gen, skip_special_tokens=False), len(gen), seconds)
+                stats.new_tokens += len(gen)
+            stats.decode_steps += out.shape[1] - shared - S
+            bar.update(len(batch))
     stats.seconds = time.perf_counter() - t_start
     return results  # type: ignore[return-value]
 
@@ -518,57 +374,6 @@ def retry_prompt(builder: PromptBuilder, tokenizer, question: str, sql: str | No
     if builder.style == "premsql":
         return f"{first}{sql}\n\n# Error: {error}\n\n# Corrected SQL: "
     return f"{first}{sql}\nError: {error}\nCorrected SQL Query: "
-
-
-def predict(
-    model,
-    tokenizer,
-    builder: PromptBuilder,
-    questions: list[str],
-    db,
-    *,
-    retries: int = 0,
-    examples: list[list[dict]] | None = None,
-    batch_size: int = 16,
-    max_new_tokens: int = 256,
-    progress: bool = True,
-    autocast: bool = False,
-    timeout: float = 5.0,
-    stats: GenerationStats | None = None,
-) -> list[Generation]:
-    """Generate, execute, and re-prompt failing queries with their error up to `retries` times.
-
-    `retry_changed` is True when a retry changed the outcome: the first SQL failed and the final SQL
-    runs. `retries` counts the re-prompts a question used; `first_sql`/`first_error` keep the first try.
-    """
-    from .execute import connect_readonly, execute
-
-    gens = generate_sql(model, tokenizer, builder, questions, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                        progress=progress, autocast=autocast, examples=examples, stats=stats)
-    con = connect_readonly(db)
-    try:
-        for g in gens:
-            g.error = execute(con, g.sql, timeout=timeout).error
-        for attempt in range(retries):
-            todo = [i for i, g in enumerate(gens) if g.error]
-            if not todo:
-                break
-            prompts = [retry_prompt(builder, tokenizer, gens[i].question, gens[i].sql, gens[i].error,
-                                    None if examples is None else examples[i]) for i in todo]
-            outs = generate_texts(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                  progress=progress, autocast=autocast)
-            for i, (raw, ntok, sec) in zip(todo, outs):
-                g = gens[i]
-                if g.retries == 0:
-                    g.first_sql, g.first_error = g.sql, g.error
-                g.raw, g.sql, g.tokens = raw, extract_sql(raw), ntok
-                g.seconds += sec
-                g.retries += 1
-                g.error = execute(con, g.sql, timeout=timeout).error
-                g.retry_changed = g.error is None
-    finally:
-        con.close()
-    return gens
 
 
 # ---------------------------------------------------------------- few-shot selection

@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import SqltuneError, UnknownNameError
 from .paths import cache_dir
@@ -233,15 +234,40 @@ def load_tokenizer(location: str):
     return tok
 
 
-def load_model(model: str | os.PathLike | None = None, device: DeviceConfig | None = None):
-    """(model, tokenizer, location) for `model`, on `device` (picked automatically when None)."""
-    from transformers import AutoModelForCausalLM
+class Loaded(NamedTuple):
+    model: object
+    tokenizer: object
+    location: str  # the folder (or hub id) the weights came from; an adapter's own folder for an adapter
+    info: dict | None  # sqltune_checkpoint.json of a trained checkpoint (adapter or whole model), else None
+    builder: object | None  # the prompt builder, checked against the checkpoint's prompt (when asked for)
 
-    location = resolve_model(model)
-    device = device or pick_device()
+
+def load(model: str | os.PathLike | None = None, device: DeviceConfig | str | None = None, *,
+         builder=None, merge: bool = False, quantize: str | None = None) -> Loaded:
+    """The one loader: a base model, a trained adapter or a whole (merged / fully tuned) model folder.
+
+    `model`: a packaged name, a model folder, a .gguf file, a hub id, or a sqltune checkpoint folder
+    (adapter: the base named in its `sqltune_checkpoint.json` is loaded first, then the adapter on top,
+    merged into the weights when `merge`). `device`: a DeviceConfig, a device name or None (picked).
+    `builder`: a `prompt.PromptBuilder`, or a function `info -> PromptBuilder` (info is None for a
+    plain model), or None (a checkpoint's saved builder). A checkpoint whose trained prompt renders
+    differently from the builder refuses to load. `quantize="nf4"`: 4-bit weights for QLoRA (CUDA).
+    """
+    dev = device if isinstance(device, DeviceConfig) else pick_device(device)
+    path = Path(str(model)) if model is not None else None
+    info = None
+    if path is not None and path.is_dir() and (path / "sqltune_checkpoint.json").exists():
+        from .checkpoint import read_info
+
+        info = read_info(path)
+    adapter = path is not None and path.is_dir() and (path / "adapter_config.json").is_file()
+    if adapter and info is None:
+        raise SqltuneError(f"{path} is an adapter without sqltune_checkpoint.json; it cannot be checked or loaded")
+    location = resolve_model(info["base_model"] if adapter else model)
+    tok_from = str(path) if path is not None and (path / "tokenizer_config.json").is_file() else location
     try:
-        tok = load_tokenizer(location)
-        m = AutoModelForCausalLM.from_pretrained(location, dtype=device.torch_dtype())
+        tok = load_tokenizer(tok_from)
+        m = _from_pretrained(location, dev, quantize)
     except OSError as e:
         if not Path(location).exists():
             raise SqltuneError(
@@ -249,6 +275,49 @@ def load_model(model: str | os.PathLike | None = None, device: DeviceConfig | No
                 f"{str(e).splitlines()[0]}"
             ) from None
         raise SqltuneError(f"could not load model from {location}: {str(e).splitlines()[0]}") from None
-    m.to(device.device)
+    if adapter:
+        from peft import PeftModel
+
+        m = PeftModel.from_pretrained(m, str(path))
+        if merge:
+            m = m.merge_and_unload()
+        location = str(path)
+    if callable(builder) and not hasattr(builder, "prompt"):
+        builder = builder(info)
+    if info is not None and builder is None and "schema" in info["prompt"]:
+        from .checkpoint import saved_builder
+
+        builder = saved_builder(info)
+    if info is not None and builder is not None:
+        from .prompt import check_fingerprint
+
+        check_fingerprint(info["prompt"], builder, tok, where=f"{'checkpoint' if adapter else 'model'} {path}")
+    if builder is not None:
+        builder.prompt(tok, "?")  # fail now, not mid-run, when the style does not suit the tokenizer
     m.eval()
-    return m, tok, location
+    return Loaded(m, tok, location, info, builder)
+
+
+def _from_pretrained(location: str, dev: DeviceConfig, quantize: str | None):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if quantize is None:
+        m = AutoModelForCausalLM.from_pretrained(location, dtype=dev.torch_dtype())
+        m.to(dev.device)
+        return m
+    if quantize != "nf4":
+        raise SqltuneError(f"unknown quantization '{quantize}' (nf4)")
+    from transformers import BitsAndBytesConfig
+
+    return AutoModelForCausalLM.from_pretrained(
+        location, device_map={"": torch.cuda.current_device()},
+        quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                               bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16))
+
+
+def load_model(model: str | os.PathLike | None = None, device: DeviceConfig | None = None):
+    """(model, tokenizer, location) for `model`, on `device` (picked automatically when None): `load`
+    without the prompt check."""
+    loaded = load(model, device)
+    return loaded.model, loaded.tokenizer, loaded.location

@@ -2,9 +2,10 @@
 
 A recipe has top-level `name`, `description`, `model`, `device`, `dtype`, `out` and the sections
 `data` (db, notes, train/valid/test item specs, extra training specs), `prompt` (style), `train`
-(the fine-tuning hyperparameters: `train.TrainConfig`), `eval` (generation settings) and `augment`
-(the optional augment-and-retrain round) and `rl` (the optional GRPO stage after supervised tuning:
-`rl.RLConfig`). Every key is checked: an unknown key or a value of the
+(the fine-tuning hyperparameters: `train.TrainConfig`), `eval` (`evaluate.EvalConfig`: the settings of
+every evaluation of the run, training's checkpoint choice included), `augment` (the optional
+augment-and-retrain round), `synth` (synthetic pairs before training) and `rl` (the optional GRPO stage
+after supervised tuning: `rl.RLConfig`). Every key is checked: an unknown key or a value of the
 wrong type is one clear error naming the recipe and the key. Shipped recipes live in
 `sqltune/recipes/*.yaml` and are found by name (`sqltune recipes` lists them).
 
@@ -25,11 +26,12 @@ from .errors import SqltuneError, UnknownNameError
 from .model import DEFAULT_MODEL
 from .paths import PACKAGED_RECIPES
 from .rl import RLConfig
-from .train import TrainConfig
+from .train_config import TrainConfig
 
 # TrainConfig keys that a recipe keeps in other places (top level, `prompt`, `data`, `eval`).
 _TRAIN_ELSEWHERE = {"model": "model", "device": "device", "dtype": "dtype", "prompt_style": "prompt.style",
-                    "notes": "data.notes", "eval_batch_size": "eval.batch_size", "eval_max_new_tokens": "eval.max_new_tokens"}
+                    "notes": "data.notes", "eval_batch_size": "eval.batch_size", "eval_max_new_tokens": "eval.max_new_tokens",
+                    "eval_retries": "eval.retries", "eval_timeout": "eval.timeout", "eval_fewshot": "eval.fewshot"}
 
 
 @dataclass
@@ -54,6 +56,7 @@ class EvalSection:
     max_new_tokens: int = 256
     timeout: float = 5.0  # seconds per query
     retries: int = 0  # self-correction re-prompts
+    fewshot: int = 0  # similar training examples shown per question
     test_suite: bool = False  # also score with a distilled test suite per split (the `suite` metric)
     vote: int = 1  # execution-guided decoding: greedy + vote-1 samples, majority of results (1 = greedy only)
     temperature: float = 0.8  # sampling temperature of the vote's samples
@@ -112,7 +115,8 @@ class Recipe:
         """The fine-tuning settings, gathered from every section."""
         return TrainConfig(**self.train, model=self.model, device=self.device, dtype=self.dtype,
                            prompt_style=self.prompt.style, notes=self.data.notes,
-                           eval_batch_size=self.eval.batch_size, eval_max_new_tokens=self.eval.max_new_tokens)
+                           eval_batch_size=self.eval.batch_size, eval_max_new_tokens=self.eval.max_new_tokens,
+                           eval_retries=self.eval.retries, eval_timeout=self.eval.timeout, eval_fewshot=self.eval.fewshot)
 
     def to_dict(self) -> dict:
         d = asdict(self)

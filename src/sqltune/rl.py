@@ -243,7 +243,7 @@ def prompt_texts(builder, tokenizer, questions: list[str]) -> list[str]:
 
 def _configs(config, train_config):
     """(TrainConfig, RLConfig, recipe yaml or None) from a Recipe, or an RLConfig/dict plus a TrainConfig."""
-    from .train import TrainConfig, as_train_config
+    from .train_config import TrainConfig, as_train_config
 
     if hasattr(config, "train_config") and hasattr(config, "rl"):
         rl = config.rl if isinstance(config.rl, RLConfig) else RLConfig.from_dict(config.rl)
@@ -312,7 +312,7 @@ def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out
         raise SqltuneError("no validation items: the checkpoint is chosen on them")
     out = Path(out_dir)
     work = out.with_name(out.name + ".work")
-    from .files import check_replaceable, claim, remove_owned
+    from .files import check_replaceable, remove_owned
 
     if out.exists():
         if resume and is_complete(out):
@@ -383,6 +383,8 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
         disable_tqdm=not progress, dataloader_num_workers=0, log_completions=False,
         gradient_checkpointing=rl.gradient_checkpointing,
     )
+    from .files import claim
+
     claim(work, "grpo-work")
     candidates = work / "candidates"
     metrics_file = work / "metrics.jsonl"

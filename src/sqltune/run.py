@@ -16,7 +16,6 @@ from .dataset import read_jsonl, write_jsonl
 from .errors import DatasetError, SqltuneError
 from .files import check_writable, claim, owned
 from .files import write_json as _write_json
-from .score import score_pairs
 
 SPLITS = ("valid", "test")
 
@@ -100,20 +99,11 @@ def _check_own_db(data: dict) -> None:
             f"[--valid V] [--test T], or --set data.train=... data.valid=... data.test=...)")
 
 
-def _vote_settings(eval_cfg: dict):
-    """The recipe's `eval.vote` settings, or None for greedy."""
-    from .vote import VoteSettings
-
-    n = int(eval_cfg.get("vote", 1) or 1)
-    if n <= 1:
-        return None
-    return VoteSettings(n, float(eval_cfg.get("temperature", 0.8)), float(eval_cfg.get("top_p", 0.95)))
-
-
-def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict, db, eval_cfg: dict,
-                   splits=SPLITS) -> dict:
-    """Predict and score each split; writes {stage}_{split}_pred.jsonl and _report.json."""
-    from .generate import generate_sql
+def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict, db, eval_cfg,
+                   splits=SPLITS, test_suite: bool = False) -> dict:
+    """Predict and score each split with the one evaluator (`evaluate.evaluate`, settings `eval_cfg`:
+    an `evaluate.EvalConfig`); writes {stage}_{split}_pred.jsonl and _report.json."""
+    from .evaluate import evaluate
 
     reports = {}
     for split in splits:
@@ -122,32 +112,14 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
             reports[split] = json.loads(rep_file.read_text())
             continue
         t = time.monotonic()
-        vote = _vote_settings(eval_cfg)
-        if vote is not None:  # execution-guided decoding (issue 15): rows carry the candidates and greedy_sql
-            from .vote import predict_rows
-
-            preds = predict_rows(model, tok, builder, items[split], db, vote, progress=False,
-                                 batch_size=int(eval_cfg.get("batch_size", 16)),
-                                 max_new_tokens=int(eval_cfg.get("max_new_tokens", 256)),
-                                 timeout=float(eval_cfg.get("timeout", 5.0)))
-        else:
-            gens = generate_sql(model, tok, builder, [it["question"] for it in items[split]],
-                                batch_size=int(eval_cfg.get("batch_size", 16)),
-                                max_new_tokens=int(eval_cfg.get("max_new_tokens", 256)))
-            preds = [{"id": it["id"], "sql": g.sql, "raw": g.raw} for it, g in zip(items[split], gens)]
-        write_jsonl(run.path / f"{stage}_{split}_pred.jsonl", preds)
-        suite = None
-        if eval_cfg.get("test_suite"):
+        cfg = eval_cfg
+        if test_suite:  # recipe eval.test_suite: the `suite` metric; the suite is cached by fingerprint
             from .testsuite import build_suite
 
-            suite = build_suite(db, items[split]).meta  # cached by fingerprint: built once per split
-        rep = score_pairs(db, items[split], [p["sql"] for p in preds], timeout=float(eval_cfg.get("timeout", 5.0)),
-                          test_suite=suite)
-        if vote is not None:
-            from .vote import vote_summary
-
-            rep["vote"] = vote_summary(db, items[split], preds, rep, timeout=float(eval_cfg.get("timeout", 5.0)))
-        rep["timing"] = {"seconds": time.monotonic() - t, "questions": len(preds)}
+            cfg = eval_cfg.with_(test_suite=build_suite(db, items[split]).meta)
+        rep = evaluate(model, tok, builder, items[split], db, cfg)
+        write_jsonl(run.path / f"{stage}_{split}_pred.jsonl", rep.pop("predictions"))
+        rep["timing"]["questions"] = len(items[split])
         _write_json(rep_file, rep)
         run.record(f"{stage}_{split}", time.monotonic() - t)
         reports[split] = rep
@@ -242,7 +214,11 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
 
     device = pick_device(c.get("device"), c.get("dtype"))
     builder = PromptBuilder(schema_text(db, data.get("notes")), style=c["prompt"]["style"])
-    eval_cfg = c.get("eval", {})
+    from .evaluate import EvalConfig
+
+    # one evaluation setting for every stage, training's checkpoint choice included (same recipe keys)
+    eval_cfg = EvalConfig.from_recipe(cfg, device, fewshot_pool=items["train"])
+    suite = bool(c.get("eval", {}).get("test_suite"))
     reports: dict = {}
 
     # 2. base model
@@ -254,7 +230,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         run_dir.record("load_base", time.monotonic() - t)
     else:
         tok = None
-    reports["base"] = evaluate_stage(run_dir, "base", model, tok, builder, items, db, eval_cfg, splits)
+    reports["base"] = evaluate_stage(run_dir, "base", model, tok, builder, items, db, eval_cfg, splits, suite)
     del model
 
     # 3. fine-tune (the trainer keeps the best checkpoint by valid exact, "no training" included)
@@ -274,7 +250,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         t = time.monotonic()
         model, tok = load_trained(adapter, device, builder=builder)[:2]
         run_dir.record("load_tuned", time.monotonic() - t)
-    reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, eval_cfg, splits)
+    reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, eval_cfg, splits, suite)
 
     # 4b. optional (issue 16): execution-reward RL (GRPO) on top of the tuned adapter, then its own scores;
     #     prompts: the training items of step 3 (seeds, plus the synthetic pairs when synth is on), never valid/test
@@ -291,7 +267,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         model = tok = None
         if not all((out / f"rl_{s}_report.json").is_file() for s in splits):
             model, tok = load_trained(rl_dir, device, builder=builder)[:2]
-        reports["rl"] = evaluate_stage(run_dir, "rl", model, tok, builder, items, db, eval_cfg, splits)
+        reports["rl"] = evaluate_stage(run_dir, "rl", model, tok, builder, items, db, eval_cfg, splits, suite)
 
     # 5. optional: mine valid failures, grow the training data, train again, score again
     aug = c.get("augment") or {}
@@ -317,7 +293,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         model = tok = None
         if not all((out / f"augmented_{s}_report.json").is_file() for s in splits):
             model, tok = load_trained(adapter_aug, device, builder=builder)[:2]
-        reports["augmented"] = evaluate_stage(run_dir, "augmented", model, tok, builder, items, db, eval_cfg, splits)
+        aug_cfg = eval_cfg.with_(fewshot_pool=items["train"] + extra) if eval_cfg.fewshot else eval_cfg
+        reports["augmented"] = evaluate_stage(run_dir, "augmented", model, tok, builder, items, db, aug_cfg, splits, suite)
 
     # 6. metrics and report
     history = read_jsonl(adapter / "metrics.jsonl") if (adapter / "metrics.jsonl").is_file() else []

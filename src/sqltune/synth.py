@@ -17,7 +17,7 @@ Every candidate goes through the one validation pipeline (`sqltune.pairs`): exec
 returns rows, is deterministic, leaks nothing into valid/test, is not a duplicate of a seed or a kept
 pair (same SQL, or same skeleton and same result). The writer model (`teacher` if given, else
 `model`) then writes a question for each survivor in one of several styles, and a pair survives a
-consistency check: the writer reads the question back into SQL (`generate.generate_sql`, the prompt
+consistency check: the writer reads the question back into SQL (`evaluate.predict`, the prompt
 used for training) and that SQL must return the candidate's result. Every kept pair has provenance.
 
 `choose_checkpoint` is the checkpoint rule the training stage uses when synthetic pairs are in play.
@@ -546,22 +546,15 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
 
 
 def readback_sql(model, tok, builder, questions: list[str], db, cfg: SynthConfig) -> list[str | None]:
-    """The SQL the model reads each question back into: greedy (`generate_sql`), or with
-    `readback_samples` > 1 the majority result of sampled SQL (`sqltune.vote`, when present)."""
-    from .generate import generate_sql
+    """The SQL the model reads each question back into, through the one evaluator (`evaluate.predict`):
+    greedy, or with `readback_samples` > 1 the majority result of sampled SQL (`sqltune.vote`)."""
+    from .evaluate import EvalConfig, predict
+    from .vote import VoteSettings
 
-    if cfg.readback_samples > 1:
-        try:
-            from .vote import choose, sample_sql
-        except ImportError:
-            pass  # sqltune.vote not merged yet: greedy read-back
-        else:
-            cands = sample_sql(model, tok, builder, questions, cfg.readback_samples, batch_size=cfg.batch_size,
-                               max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=cfg.progress)
-            return [getattr(choose(db, c), "sql", None) for c in cands]
-    gens = generate_sql(model, tok, builder, questions, batch_size=cfg.batch_size,
-                        max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)
-    return [g.sql for g in gens]
+    vote = VoteSettings(cfg.readback_samples, seed=cfg.seed) if cfg.readback_samples > 1 else None
+    ecfg = EvalConfig(batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, progress=cfg.progress, vote=vote)
+    rows = predict(model, tok, builder, [{"id": str(i), "question": q} for i, q in enumerate(questions)], db, ecfg)
+    return [r["sql"] for r in rows]
 
 
 def _load_writer(name: str | None, device=None):

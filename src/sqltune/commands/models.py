@@ -85,21 +85,20 @@ def register(app: typer.Typer) -> None:
         from ..console import echo, esc, show, table
         from ..db import resolve_db
         from ..execute import execute
-        from ..generate import Generation, predict
+        from ..evaluate import EvalConfig, predict, predict_questions
+        from ..generate import Generation
 
         if not question.strip():
             raise SqltuneError("the question is empty")
         settings = _vote(vote, temperature, top_p, retries)
         dbp = resolve_db(db, need_tables=True)
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes)
-        if settings is not None:
-            from ..vote import predict_rows
-
-            row = predict_rows(m, tok, builder, [{"question": question}], dbp, settings, progress=False,
-                               autocast=dev.autocast)[0]
+        cfg = EvalConfig(retries=retries, progress=False, autocast=dev.autocast, vote=settings)
+        if settings is not None:  # the one evaluator's vote path: candidates, votes, the chosen SQL
+            row = predict(m, tok, builder, [{"question": question}], dbp, cfg)[0]
             g = Generation(question, row["raw"], row["sql"], row["seconds"])
         else:
-            g = predict(m, tok, builder, [question], dbp, retries=retries, progress=False, autocast=dev.autocast)[0]
+            g = predict_questions(m, tok, builder, [question], dbp, cfg)[0]
         res = execute(dbp, g.sql)
         if as_json:
             out = {"sql": g.sql, "columns": res.columns, "rows": [list(r) for r in res.rows], "error": res.error}

@@ -1,0 +1,229 @@
+"""The Trainer of a fine-tuning run and the callback that chooses its checkpoint by execution.
+
+Why a `transformers.Trainer` subclass and not trl's SFTTrainer: what SFTTrainer adds is dataset
+formatting, tokenisation and packing, and here all three must be sqltune's own (the one prompt
+builder, the inference tokenisation, the shared prefix). The Trainer keeps doing what it does:
+optimiser, scheduler, gradient accumulation, mixed precision, logging, checkpoints and `--resume`,
+`accelerate launch`. The subclass only overrides `compute_loss` (`shared_prefix.SharedPrefix.loss`
+or `plain_loss`), the token count used to normalise the loss across accumulated batches, and
+`evaluate`, which hands over to `CheckpointChoice`: a `TrainerCallback` that evaluates each
+candidate with the one evaluator (`evaluate.evaluate`), logs metrics.jsonl, keeps the best candidate
+and marks the Trainer's checkpoints complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from .checkpoint import COMPLETE
+from .shared_prefix import SharedPrefix, plain_loss
+from .train_config import TrainConfig
+from .train_data import IGNORE, collate
+
+
+def make_trainer_class():
+    """The Trainer subclass (built on first use: importing transformers' Trainer is slow)."""
+    from transformers import Trainer
+
+    class SqltuneTrainer(Trainer):
+        """Trainer with the shared-prefix loss and evaluation by execution (see the module docstring)."""
+
+        def __init__(self, *args, session: "CheckpointChoice", **kwargs):
+            super().__init__(*args, **kwargs)
+            self.session = session
+            self.loss_is_scaled_for_ga = True  # compute_loss divides by the tokens of the whole accumulated batch
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            s = self.session
+            if s.prefix is not None:
+                total, n, computed = s.prefix.loss(model, inputs)
+            else:
+                total, n, computed = plain_loss(model, inputs)
+            s.tokens_example += int(inputs["full_tokens"].sum())
+            s.tokens_computed += computed
+            loss = total / max(1, int(num_items_in_batch) if num_items_in_batch is not None else n)
+            return (loss, None) if return_outputs else loss
+
+        def _get_num_items_in_batch(self, batch_samples, device):
+            return sum(int((b["targets"] != IGNORE).sum()) for b in batch_samples)
+
+        def evaluate(self, *args, **kwargs):
+            s, step = self.session, self.state.global_step
+            done = [r for r in s.history if r["step"] == step]  # the Trainer may ask twice at an epoch's end
+            metrics = done[0] if done else s.evaluate(self.model, step, self.state.epoch or 0.0, self._last_train_loss())
+            if self.session.should_stop():
+                self.control.should_training_stop = True
+            return {f"eval_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+        def _last_train_loss(self):
+            for entry in reversed(self.state.log_history):
+                if "loss" in entry:
+                    return entry["loss"]
+            return None
+
+        def _save_checkpoint(self, model, trial):
+            t = time.monotonic()
+            super()._save_checkpoint(model, trial)
+            self.session.save_seconds += time.monotonic() - t
+
+    return SqltuneTrainer
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    found = [p for p in folder.glob("checkpoint-*") if (p / COMPLETE).is_file() and p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+# ---------------------------------------------------------------- one training run's state
+class CheckpointChoice(TrainerCallback):
+    """Chooses the checkpoint: evaluates each candidate (the Trainer's `evaluate` hands over here),
+    keeps the best in OUT.work/candidates, logs metrics.jsonl, counts tokens and seconds, and, as a
+    callback, marks each Trainer checkpoint complete once written (`on_save`; only then are
+    candidates other than the best dropped: a resume from an earlier checkpoint may need them)."""
+
+    def __init__(self, cfg: TrainConfig, work: Path, builder, tokenizer, valid_items, valid_set, db, device,
+                 progress: bool, eval_cfg=None):
+        self.cfg, self.work, self.builder, self.tok = cfg, work, builder, tokenizer
+        self.eval_cfg = eval_cfg  # evaluate.EvalConfig: the run's evaluation, so a candidate's score is reproducible
+        self.valid_items, self.valid_set, self.db, self.device, self.progress = valid_items, valid_set, db, device, progress
+        self.metrics_file = work / "metrics.jsonl"
+        self.candidates = work / "candidates"
+        self.history: list[dict] = []
+        self.prefix: SharedPrefix | None = None
+        self.tokens_example = self.tokens_computed = 0
+        self.eval_seconds = self.save_seconds = 0.0
+        self.t0 = time.monotonic()
+        self.is_main = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch` only rank 0 writes files
+        self.last_eval_at = time.monotonic()
+        self.choose = None  # optional rule history -> chosen line (train(..., choose=...))
+
+    # -- the Trainer's events
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                (folder / COMPLETE).write_text("")
+            self.prune_candidates()
+
+    # -- bookkeeping across restarts
+    def load_history(self, up_to_step: int) -> None:
+        """Metrics of evaluations at or before `up_to_step` (the checkpoint resumed from)."""
+        from .dataset import read_jsonl, write_jsonl
+
+        rows = read_jsonl(self.metrics_file) if self.metrics_file.is_file() else []
+        self.history = [r for r in rows if r["step"] <= up_to_step]
+        if self.is_main:
+            write_jsonl(self.metrics_file, self.history)
+        self.prune_candidates()
+
+    def best(self) -> dict | None:
+        if not self.history:
+            return None
+        if self.choose is not None:  # issue 14: a checkpoint rule from the caller (synth.checkpoint_rule)
+            return self.choose(self.history)
+        return max(self.history, key=lambda r: (r["exact"], -(r["valid_loss"] if r["valid_loss"] is not None else math.inf),
+                                                -r["step"]))
+
+    def should_stop(self) -> bool:
+        p = self.cfg.early_stopping_patience
+        if not p or not self.history:
+            return False
+        best_step = self.best()["step"]
+        return sum(1 for r in self.history if r["step"] > best_step) >= p
+
+    def prune_candidates(self) -> None:
+        if not self.is_main:
+            return
+        best = self.best()
+        keep = f"step-{best['step']}" if best else None
+        if self.candidates.is_dir():
+            for d in self.candidates.iterdir():
+                if d.name != keep:
+                    shutil.rmtree(d, ignore_errors=True)
+
+    # -- evaluation
+    def valid_loss(self, model) -> float | None:
+        import torch
+
+        if not len(self.valid_set):
+            return None
+        was_training = model.training
+        model.eval()
+        total, n = 0.0, 0
+        try:
+            with torch.no_grad(), self._autocast():
+                fn = collate(self.tok.pad_token_id)
+                bs = self.cfg.batch_size
+                for b0 in range(0, len(self.valid_set), bs):
+                    batch = fn([self.valid_set[i] for i in range(b0, min(b0 + bs, len(self.valid_set)))])
+                    batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
+                    s, k, _ = self.prefix.loss(model, batch) if self.prefix is not None else plain_loss(model, batch)
+                    total, n = total + float(s), n + k
+        finally:
+            model.train(was_training)
+        return total / n if n else None
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.device.autocast:
+            return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def evaluate(self, model, step: int, epoch: float, train_loss: float | None, report: dict | None = None) -> dict:
+        """Generate SQL for the valid questions, score it by execution, log it, keep the candidate if best.
+        `report`: an existing score report of this very model on these items (skips generating)."""
+        from .evaluate import evaluate
+
+        t = time.monotonic()
+        train_seconds = t - self.last_eval_at
+        if report is None:
+            report = evaluate(model, self.tok, self.builder, self.valid_items, self.db, self.eval_cfg)
+        s = report["summary"]
+        line = {"step": step, "epoch": round(float(epoch), 4), "train_loss": train_loss, "valid_loss": self.valid_loss(model),
+                "n": s["n"], "execution_rate": s["execution_rate"], "exact": s["exact"], "set": s["set"],
+                "fuzzy": s["fuzzy"], "eval_seconds": round(time.monotonic() - t, 2),
+                "seconds_since_last_eval": round(train_seconds, 2), "elapsed": round(time.monotonic() - self.t0, 2),
+                "exact_ids": [e["id"] for e in report["examples"] if e["exact"]]}
+        prev = self.best()
+        self.history.append(line)
+        line["best"] = self.best() is line
+        if self.is_main:
+            if line["best"]:
+                self._save_candidate(model, step, line, report)
+            with open(self.metrics_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
+        self.eval_seconds += time.monotonic() - t
+        self.last_eval_at = time.monotonic()
+        mark = "new best" if line["best"] else f"best stays step {prev['step'] if prev else '-'}"
+        echo(f"step {step} (epoch {float(epoch):.2f}): exact {s['exact']:.1%}, executed {s['execution_rate']:.1%}, "
+              f"fuzzy {s['fuzzy']:.1%}, valid loss {_fmt(line['valid_loss'])}, train loss {_fmt(train_loss)} [{mark}]")
+        return line
+
+    def _save_candidate(self, model, step: int, line: dict, report: dict) -> None:
+        from .files import atomic_path
+
+        dest = self.candidates / f"step-{step}"
+        self.candidates.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dest, folder=True) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            (tmp / "valid_report.json").write_text(json.dumps(report, default=str))
+            (tmp / "metrics.json").write_text(json.dumps(line))
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def echo(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
