@@ -101,7 +101,7 @@ def score_cmd(
 def _register_all() -> None:
     import importlib
 
-    for name in ("data", "models", "train", "run", "augment"):
+    for name in ("data", "models", "train", "run", "augment", "serve"):
         try:
             mod = importlib.import_module(f".commands.{name}", __package__)
         except ModuleNotFoundError as e:
