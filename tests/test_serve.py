@@ -107,6 +107,7 @@ def test_concurrent_questions_are_decoded_as_one_batch(engine):
     assert [g.question for g in gens] == questions
     assert [g.raw for g in gens] == [engine.generate(questions[:1])[0].raw] * 5 and gens[0].sql == SQL
     assert b.batches == 1 and b.largest == 5
+    assert engine.prefix_reused >= 2  # the batch and the lone question both started from the cached prefix
 
 
 def test_schema_and_health(client, engine, db):
@@ -173,6 +174,41 @@ def test_vote_without_the_voting_module_is_a_clear_400(client):
         assert "vote" in error_of(client.post("/api/ask", json={"question": "ok?", "vote": 3}), 400, "unavailable")
     else:
         pytest.skip("sqltune.vote is installed: voting answers instead")
+
+
+def test_vote_goes_through_sqltune_vote(client, monkeypatch):
+    """The wiring of `vote` > 1 to the voting module's contract (sample_sql, then choose), with a stand-in module."""
+    import sys
+    import types
+    from dataclasses import dataclass, field
+
+    import sqltune
+
+    @dataclass
+    class Outcome:
+        sql: str
+        candidates: list = field(default_factory=list)
+        groups: list = field(default_factory=list)
+
+    calls = {}
+    fake = types.ModuleType("sqltune.vote")
+
+    def sample_sql(model, tok, builder, questions, n, **kw):
+        calls["sample"] = (questions, n)
+        return [[types.SimpleNamespace(sql=SQL, raw=SQL, mean_logprob=-0.1)] * n]
+
+    def choose(db, cands, *, timeout=5.0):
+        calls["choose"] = len(cands)
+        return Outcome("SELECT count(*) AS n FROM books", [{"sql": c.sql, "votes": 1} for c in cands],
+                       [{"votes": len(cands), "result": "h"}])
+
+    fake.sample_sql, fake.choose = sample_sql, choose
+    monkeypatch.setitem(sys.modules, "sqltune.vote", fake)
+    monkeypatch.setattr(sqltune, "vote", fake, raising=False)
+    a = client.post("/api/ask", json={"question": "How many books?", "vote": 3}).json()
+    assert calls == {"sample": (["How many books?"], 3), "choose": 3}
+    assert a["sql"] == "SELECT count(*) AS n FROM books" and a["rows"] == [[6]]
+    assert len(a["candidates"]) == 3 and a["groups"] == [{"votes": 3, "result": "h"}]
 
 
 def test_a_token_is_required_when_set(engine):

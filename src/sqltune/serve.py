@@ -111,13 +111,17 @@ class Engine:
             self.feedback_file = cache_dir() / "feedback.jsonl"
         self.model_name = cfg.model or getattr(self.model.config, "_name_or_path", None) or "default"
         self.fingerprint = self.builder.fingerprint(self.tokenizer)
+        self.prefix_reused = 0  # batches that used the cached prefix
 
     def generate(self, questions: list[str]):
-        from .generate import generate_sql
+        from .generate import GenerationStats, generate_sql
 
-        return generate_sql(self.model, self.tokenizer, self.builder, questions, batch_size=len(questions),
+        stats = GenerationStats()
+        gens = generate_sql(self.model, self.tokenizer, self.builder, questions, batch_size=len(questions),
                             max_new_tokens=self.config.max_new_tokens, progress=False,
-                            autocast=self.device.autocast, prefix=self.prefix)
+                            autocast=self.device.autocast, prefix=self.prefix, stats=stats)
+        self.prefix_reused += stats.prefix_tokens == 0  # else the batch's prompts did not start with it
+        return gens
 
     def vote(self, question: str, n: int) -> dict:
         """Sample `n` candidates with `sqltune.vote` and keep the one whose result most agree on."""
@@ -126,12 +130,11 @@ class Engine:
         except ImportError:
             raise BadRequest("voting is not available in this installation (sqltune.vote is missing)", "unavailable")
         cands = vote.sample_sql(self.model, self.tokenizer, self.builder, [question], n,
-                                max_new_tokens=self.config.max_new_tokens)[0]
+                                max_new_tokens=self.config.max_new_tokens, autocast=self.device.autocast)[0]
         outcome = vote.choose(self.db, cands, timeout=self.config.timeout)
-        groups = getattr(outcome, "groups", None) or []
-        return {"sql": getattr(outcome, "sql", None),
-                "candidates": [{"sql": c.sql, "mean_logprob": getattr(c, "mean_logprob", None)} for c in cands],
-                "groups": [_plain(g) for g in groups]}
+        per_candidate = getattr(outcome, "candidates", None) or [
+            {"sql": c.sql, "mean_logprob": getattr(c, "mean_logprob", None)} for c in cands]
+        return {"sql": outcome.sql, "candidates": _plain(per_candidate), "groups": _plain(getattr(outcome, "groups", []))}
 
 
 def _plain(obj):
@@ -433,7 +436,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
                 "feedback_file": str(engine.feedback_file), "device": engine.device.device,
                 "prefix_tokens": len(engine.prefix.ids), "load_seconds": round(engine.load_seconds, 3),
                 "prefix_seconds": round(engine.prefix_seconds, 3),
-                "served": {"questions": batcher.questions, "batches": batcher.batches, "largest_batch": batcher.largest},
+                "served": {"questions": batcher.questions, "batches": batcher.batches, "largest_batch": batcher.largest,
+                           "prefix_reused_batches": engine.prefix_reused},
                 "batch_size": cfg.batch_size, "max_wait_s": cfg.max_wait}
 
     @app.post("/api/feedback", dependencies=api)
