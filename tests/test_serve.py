@@ -316,6 +316,20 @@ def test_serve_run_that_is_not_a_run_is_one_line(tmp_path, capsys):
     assert "not a sqltune run folder" in err and "Traceback" not in err
 
 
+def test_a_port_in_use_is_one_line_before_any_model_load(tmp_path, capsys):
+    import socket
+
+    from sqltune.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["serve", "--model", str(tmp_path / "no-such-model"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
 def test_run_paths_picks_the_runs_adapter_and_db(tmp_path):
     from sqltune.errors import SqltuneError
     from sqltune.serve import run_paths

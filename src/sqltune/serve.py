@@ -478,6 +478,18 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
     return app
 
 
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(infos[0][4])
+    except OSError as e:
+        raise SqltuneError(f"cannot listen on {host}:{port}: {e.strerror or e}")
+
+
 def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log=print) -> None:
     """Load the model, then serve until interrupted."""
     import uvicorn
@@ -485,6 +497,7 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log=pr
     if host not in ("127.0.0.1", "localhost", "::1"):
         log(f"warning: listening on {host}: anyone who can reach this machine can query the database"
             + ("" if config.token else " (no --token set)"))
+    _check_port(host, port)  # before the model load, not after it
     engine = Engine(config)
     log(f"model loaded in {engine.load_seconds:.1f} s; schema prefix ({len(engine.prefix.ids)} tokens) cached in "
         f"{engine.prefix_seconds:.1f} s; feedback goes to {engine.feedback_file}")
