@@ -136,9 +136,9 @@ def score_cmd(
 
 def _register_all() -> None:
     """Commands of later stages live beside the stage they wrap, one module per area."""
-    from .commands import augment, data, models, run, synth, testsuite, train
+    from .commands import augment, data, models, run, serve, synth, testsuite, train
 
-    for mod in (data, models, train, run, augment, synth, testsuite):
+    for mod in (data, models, train, run, augment, synth, testsuite, serve):
         mod.register(app)
 
 

@@ -141,13 +141,13 @@ def _builder(schema: str, style: str | None, info: dict | None) -> PromptBuilder
 # ---------------------------------------------------------------- predict
 def predict_questions(model, tokenizer, builder: PromptBuilder, questions: list[str], db, cfg: EvalConfig,
                       examples: list[list[dict]] | None = None,
-                      stats: GenerationStats | None = None) -> list[Generation]:
+                      stats: GenerationStats | None = None, prefix=None) -> list[Generation]:
     """The one place where questions become SQL: generate (greedy, batched), execute each query
     read-only, and re-prompt the failing ones with the executor's error up to `cfg.retries` times.
 
     `retry_changed` is True when a retry changed the outcome: the first SQL failed and the final SQL
     runs. `retries` counts the re-prompts a question used; `first_sql`/`first_error` keep the first try.
-    (Voting over sampled candidates plugs in here: it replaces the greedy `generate_sql` call.)
+    `prefix`: a precomputed schema-prefix KV cache (`generate.prefix_cache`, e.g. a server's).
     """
     from . import generate as gen
     from .execute import connect_readonly, execute
@@ -155,7 +155,7 @@ def predict_questions(model, tokenizer, builder: PromptBuilder, questions: list[
 
     gens = gen.generate_sql(model, tokenizer, builder, questions, batch_size=cfg.batch_size,
                             max_new_tokens=cfg.max_new_tokens, progress=cfg.progress, autocast=cfg.autocast,
-                            examples=examples, stats=stats)
+                            examples=examples, stats=stats, prefix=prefix)
     con = connect_readonly(db)
     try:
         for g in gens:

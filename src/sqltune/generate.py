@@ -180,6 +180,7 @@ def generate_texts(
     stats: GenerationStats | None = None,
     desc: str = "generating",
     cache_implementation: str | None = None,
+    prefix: "PrefixCache | None" = None,
 ) -> list[tuple[str, int, float]]:
     """Greedy completions of `prompts`: (text, generated tokens, seconds) per prompt, in order, through
     transformers' batched `model.generate`.
@@ -189,7 +190,9 @@ def generate_texts(
     rows) and generates from [prefix][padding][question], the padding masked out, so positions
     continue after the prefix as in `generate_texts`. Rows stop at EOS or at the end of the
     statement (a per-row stopping criterion); finished rows stay in the batch until all are done.
-    `cache_implementation` (without a shared prefix only): e.g. "static".
+    `cache_implementation` (without a shared prefix only): e.g. "static". `prefix` (from
+    `prefix_cache`, computed once by a server) is reused instead of the prefix forward when every
+    prompt starts with its tokens.
     """
     import torch
     from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
@@ -209,6 +212,9 @@ def generate_texts(
     shared = shared_prefix_len(ids) if share_prefix and n > 1 else 0
     if shared < MIN_SHARED_PREFIX:
         shared = 0
+    given = prefix is not None and prefix.covers(ids)
+    if given:
+        shared = len(prefix.ids)
     ck = _cache_kwarg(model)
     results: list[tuple[str, int, float] | None] = [None] * n
 
@@ -232,8 +238,8 @@ def generate_texts(
             return torch.tensor(self.done, device=input_ids.device)
 
     with torch.inference_mode(), _EvalMode(model), _autocast(device, autocast), _progress(n, progress, desc) as bar:
-        prefix_cache = None
-        if shared:
+        prefix_cache = prefix.cache if given else None
+        if shared and not given:
             t = time.perf_counter()
             prefix_cache = DynamicCache(config=model.config)
             model(input_ids=torch.tensor([ids[0][:shared]], device=device), use_cache=True, logits_to_keep=1,
@@ -281,6 +287,36 @@ def generate_texts(
             bar.update(len(batch))
     stats.seconds = time.perf_counter() - t_start
     return results  # type: ignore[return-value]
+
+
+@dataclass
+class PrefixCache:
+    """The KV cache of prompt tokens every request starts with (a server's schema prefix), computed once.
+
+    `generate_texts` copies it into each batch's cache and never changes it."""
+
+    ids: list[int]
+    cache: object
+
+    def covers(self, ids: list[list[int]]) -> bool:
+        n = len(self.ids)
+        return n > 0 and bool(ids) and all(len(x) > n and x[:n] == self.ids for x in ids)
+
+
+def prefix_cache(model, tokenizer, prompts: list[str], *, autocast: bool = False) -> PrefixCache:
+    """The KV cache of the tokens all of `prompts` (two or more renderings) share, leaving >= 1 each."""
+    import torch
+    from transformers import DynamicCache
+
+    ids = [encode(tokenizer, p) for p in prompts]
+    shared = shared_prefix_len(ids)
+    device = _model_device(model)
+    cache = DynamicCache(config=getattr(model, "config", None))
+    if shared:
+        with torch.inference_mode(), _EvalMode(model), _autocast(device, autocast):
+            model(input_ids=torch.tensor([ids[0][:shared]], device=device), use_cache=True, logits_to_keep=1,
+                  **{_cache_kwarg(model): cache})
+    return PrefixCache(ids[0][:shared], cache)
 
 
 def generate_one_by_one(
@@ -338,6 +374,7 @@ def generate_sql(
     examples: list[list[dict]] | None = None,
     share_prefix: bool = True,
     stats: GenerationStats | None = None,
+    prefix: PrefixCache | None = None,
 ) -> list[Generation]:
     """Greedy SQL for each question, batched, sharing the schema prefix's KV cache.
 
@@ -348,7 +385,8 @@ def generate_sql(
         raise ValueError(f"{len(questions)} questions but {len(examples)} example lists")
     prompts = [builder.prompt(tokenizer, q, None if examples is None else examples[i]) for i, q in enumerate(questions)]
     outs = generate_texts(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                          progress=progress, autocast=autocast, share_prefix=share_prefix, stats=stats)
+                          progress=progress, autocast=autocast, share_prefix=share_prefix, stats=stats,
+                          prefix=prefix)
     return [Generation(q, raw, extract_sql(raw), sec, tokens=ntok) for q, (raw, ntok, sec) in zip(questions, outs)]
 
 

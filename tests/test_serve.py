@@ -1,0 +1,347 @@
+"""`sqltune serve`: the JSON API through FastAPI's TestClient, with the tiny model taught one answer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from conftest import make_tiny_db  # noqa: E402
+from taught import ANSWER, QUESTIONS, make_taught_model  # noqa: F401  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SQL = ANSWER.rstrip(";")
+AUTHORS = [["Ada", "UK"], ["Borges", "AR"], ["Calvino", "IT"], ["Dickens", "UK"]]
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> Path:
+    return make_tiny_db(tmp_path_factory.mktemp("serve_db") / "tiny.sqlite")
+
+
+@pytest.fixture(scope="module")
+def taught(tiny_model_dir, db, tmp_path_factory) -> Path:
+    return make_taught_model(tiny_model_dir, db, tmp_path_factory.getbasetemp() / "taught_model")
+
+
+@pytest.fixture(scope="module")
+def engine(taught, db, tmp_path_factory):
+    from sqltune.serve import Engine, ServeConfig
+
+    fb = tmp_path_factory.mktemp("serve_fb") / "feedback.jsonl"
+    return Engine(ServeConfig(model=str(taught), db=str(db), device="cpu", feedback=str(fb), max_question_chars=200,
+                              max_body_bytes=4096))
+
+
+@pytest.fixture(scope="module")
+def client(engine):
+    from sqltune.serve import create_app
+
+    with TestClient(create_app(engine)) as c:
+        yield c
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def error_of(r, status: int, kind: str | None = None) -> str:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert "Traceback" not in r.text and isinstance(body["error"], str) and body["error"]
+    if kind:
+        assert body["error_kind"] == kind, body
+    return body["error"]
+
+
+# ---------------------------------------------------------------- answers
+def test_ask_writes_sql_runs_it_and_returns_rows(client):
+    r = client.post("/api/ask", json={"question": "Which authors are there?"})
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["sql"] == SQL and a["error"] is None and a["error_kind"] is None
+    assert a["columns"] == ["name", "country"] and a["rows"] == AUTHORS
+    assert a["row_count"] == 4 and a["truncated"] is False and a["seconds"] > 0
+
+
+def test_ask_max_rows_truncates_the_rows_sent(client):
+    a = client.post("/api/ask", json={"question": "Which authors are there?", "max_rows": 2}).json()
+    assert a["rows"] == AUTHORS[:2] and a["row_count"] == 4 and a["truncated"] is True
+
+
+def test_the_cached_prefix_gives_the_same_tokens_without_recomputing_it(engine):
+    from sqltune.generate import GenerationStats, generate_texts
+
+    prompts = [engine.builder.prompt(engine.tokenizer, q) for q in ("Who wrote Aleph?", "Any books from 1972?")]
+    assert engine.prefix.covers([engine.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts])
+    fresh, reused = GenerationStats(), GenerationStats()
+    kw = dict(progress=False, autocast=engine.device.autocast)  # the prefix was computed under the same setting
+    a = generate_texts(engine.model, engine.tokenizer, prompts, stats=fresh, **kw)
+    b = generate_texts(engine.model, engine.tokenizer, prompts, stats=reused, prefix=engine.prefix, **kw)
+    assert [x[0] for x in a] == [x[0] for x in b]
+    assert fresh.prefix_tokens > 0 and reused.prefix_tokens == 0  # the prefix forward was skipped
+    one = generate_texts(engine.model, engine.tokenizer, prompts[:1], prefix=engine.prefix, **kw)
+    assert one[0][0] == a[0][0]  # a lone question (no sharing of its own) uses the cache too
+
+
+def test_concurrent_questions_are_decoded_as_one_batch(engine):
+    from sqltune.serve import Batcher
+
+    b = Batcher(engine, batch_size=8, max_wait=1.0)
+    try:
+        questions = [QUESTIONS[0]] * 5  # the same question: rows of one batch must not disturb each other
+        futures = [b.submit(q) for q in questions]
+        gens = [f.result(timeout=60) for f in futures]
+    finally:
+        b.close()
+    assert [g.question for g in gens] == questions
+    assert [g.raw for g in gens] == [engine.generate(questions[:1])[0].raw] * 5 and gens[0].sql == SQL
+    assert b.batches == 1 and b.largest == 5
+    assert engine.prefix_reused >= 2  # the batch and the lone question both started from the cached prefix
+
+
+def test_schema_and_health(client, engine, db):
+    s = client.get("/api/schema").json()
+    assert [t["name"] for t in s["tables"]] == ["authors", "books", "sales"]
+    assert {"name": "title", "type": "TEXT", "pk": False, "fk": None} in s["tables"][1]["columns"]
+    assert "CREATE TABLE" in s["text"] or "authors" in s["text"]
+    h = client.get("/api/health").json()
+    assert h["status"] == "ok" and h["db"] == str(db) and h["adapter"] is None
+    assert h["prompt"]["sha256"] == engine.builder.fingerprint(engine.tokenizer)["sha256"]
+    assert h["prefix_tokens"] > 50 and h["served"]["questions"] >= 0
+
+
+def test_page_and_openapi_docs(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="question"' in page.text and "/api/ask" in page.text
+    assert "http://" not in page.text.replace("http://www.w3.org", "")  # nothing fetched from elsewhere: works offline
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/ask", "/api/schema", "/api/health", "/api/feedback", "/api/execute"} <= set(paths)
+
+
+# ---------------------------------------------------------------- bad input: 4xx JSON, never a 500
+@pytest.mark.parametrize("body, status, kind", [
+    ({"question": ""}, 400, "bad_request"),
+    ({"question": "   \n"}, 400, "bad_request"),
+    ({"question": "x" * 201}, 400, "too_large"),
+    ({}, 422, "invalid"),
+    ({"question": ["a"]}, 422, "invalid"),
+    ({"question": "ok?", "max_rows": -1}, 400, "bad_request"),
+    ({"question": "ok?", "vote": 0}, 400, "bad_request"),
+    ({"question": "ok?", "vote": 1000}, 400, "bad_request"),
+])
+def test_bad_questions_are_json_errors(client, body, status, kind):
+    error_of(client.post("/api/ask", json=body), status, kind)
+
+
+def test_a_body_that_is_not_json(client):
+    assert "JSON" in error_of(client.post("/api/ask", content=b"question=hi",
+                                          headers={"content-type": "application/json"}), 400, "bad_json")
+    error_of(client.post("/api/ask", content=b"\xff\xfe{", headers={"content-type": "application/json"}), 400, "bad_json")
+
+
+def test_oversized_bodies_are_refused_declared_or_streamed(client):
+    big = json.dumps({"question": "x" * 5000}).encode()
+    error_of(client.post("/api/ask", content=big, headers={"content-type": "application/json"}), 413, "too_large")
+
+    def chunks():  # no content-length: the server counts while reading
+        for _ in range(10):
+            yield b" " * 1000
+
+    error_of(client.post("/api/ask", content=chunks(), headers={"content-type": "application/json"}), 413, "too_large")
+
+
+def test_unknown_paths_and_methods_are_json(client):
+    error_of(client.get("/api/nothing"), 404, "not_found")
+    error_of(client.get("/api/ask"), 405, "method_not_allowed")
+
+
+def test_vote_without_the_voting_module_is_a_clear_400(client):
+    try:
+        import sqltune.vote  # noqa: F401
+    except ImportError:
+        assert "vote" in error_of(client.post("/api/ask", json={"question": "ok?", "vote": 3}), 400, "unavailable")
+    else:
+        pytest.skip("sqltune.vote is installed: voting answers instead")
+
+
+def test_vote_goes_through_sqltune_vote(client, monkeypatch):
+    """The wiring of `vote` > 1 to the voting module's contract (sample_sql, then choose), with a stand-in module."""
+    import sys
+    import types
+    from dataclasses import dataclass, field
+
+    import sqltune
+
+    @dataclass
+    class Outcome:
+        sql: str
+        candidates: list = field(default_factory=list)
+        groups: list = field(default_factory=list)
+
+    calls = {}
+    fake = types.ModuleType("sqltune.vote")
+
+    def sample_sql(model, tok, builder, questions, n, **kw):
+        calls["sample"] = (questions, n)
+        return [[types.SimpleNamespace(sql=SQL, raw=SQL, mean_logprob=-0.1)] * n]
+
+    def choose(db, cands, *, timeout=5.0):
+        calls["choose"] = len(cands)
+        return Outcome("SELECT count(*) AS n FROM books", [{"sql": c.sql, "votes": 1} for c in cands],
+                       [{"votes": len(cands), "result": "h"}])
+
+    fake.sample_sql, fake.choose = sample_sql, choose
+    monkeypatch.setitem(sys.modules, "sqltune.vote", fake)
+    monkeypatch.setattr(sqltune, "vote", fake, raising=False)
+    a = client.post("/api/ask", json={"question": "How many books?", "vote": 3}).json()
+    assert calls == {"sample": (["How many books?"], 3), "choose": 3}
+    assert a["sql"] == "SELECT count(*) AS n FROM books" and a["rows"] == [[6]]
+    assert len(a["candidates"]) == 3 and a["groups"] == [{"votes": 3, "result": "h"}]
+
+
+def test_a_token_is_required_when_set(engine):
+    from dataclasses import replace
+
+    from sqltune.serve import create_app
+
+    with TestClient(create_app(engine, replace(engine.config, token="s3cret"))) as c:
+        error_of(c.get("/api/health"), 401, "unauthorized")
+        error_of(c.get("/api/health", headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
+        error_of(c.post("/api/ask", json={"question": "hi"}, headers={"Authorization": "Basic s3cret"}), 401)
+        assert c.get("/api/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        r = c.post("/api/ask", json={"question": "Which authors are there?"}, headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 200 and r.json()["rows"] == AUTHORS
+        assert c.get("/").status_code == 200  # the page loads, then asks for the token
+
+
+# ---------------------------------------------------------------- feedback and hostile SQL
+def test_feedback_saves_pairs_that_run_and_training_reads_them(client, engine):
+    from sqltune.dataset import load_items
+
+    f = engine.feedback_file
+    before = f.read_text().count("\n") if f.exists() else 0
+    r = client.post("/api/feedback", json={"question": "Which authors are there?", "sql": SQL, "correct": True})
+    assert r.status_code == 200 and r.json()["saved"] is True, r.text
+    fixed = "SELECT title FROM books WHERE year > 1900"
+    r = client.post("/api/feedback", json={"question": "Books after 1900?", "sql": SQL, "correct": False,
+                                           "fixed_sql": fixed})
+    assert r.status_code == 200 and r.json()["row_count"] == 3, r.text
+    error_of(client.post("/api/feedback", json={"question": "Wrong?", "sql": SQL, "correct": False}), 400)
+    error_of(client.post("/api/feedback", json={"question": "", "sql": SQL, "correct": True}), 400)
+    error_of(client.post("/api/feedback", json={"question": "q", "sql": "SELEC nothing", "correct": True}), 400, "sql_error")
+    error_of(client.post("/api/feedback", json={"question": "q", "correct": "maybe"}), 422)
+    rows = [json.loads(x) for x in f.read_text().splitlines()]
+    assert len(rows) == before + 2
+    assert rows[-1]["sql"] == fixed and rows[-1]["model_sql"] == SQL and rows[-1]["fixed"] is True
+    items = load_items(f)  # what `sqltune run --data FILE` reads
+    assert [(i["question"], i["sql"]) for i in items[-2:]] == [("Which authors are there?", SQL), ("Books after 1900?", fixed)]
+
+
+HOSTILE = [
+    "DROP TABLE authors",
+    "DELETE FROM authors",
+    "INSERT INTO authors VALUES (9, 'Eve', 'XX')",
+    "UPDATE books SET price = 0",
+    "CREATE TABLE t (x)",
+    "ATTACH DATABASE 'evil.sqlite' AS evil",
+    "PRAGMA writable_schema = 1",
+    "VACUUM",
+    "SELECT 1; DROP TABLE authors",
+    "SELECT load_extension('/tmp/evil')",
+    "REPLACE INTO authors VALUES (1, 'X', 'Y')",
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+]
+
+
+def test_hostile_fixed_sql_leaves_the_database_byte_identical(client, engine, db):
+    f = engine.feedback_file
+    size = f.stat().st_size if f.exists() else 0
+    before, mtime = digest(db), db.stat().st_mtime_ns
+    engine.config.timeout = 0.5  # the endless recursive query is stopped by the executor's timeout
+    try:
+        for sql in HOSTILE:
+            error_of(client.post("/api/feedback", json={"question": "q", "sql": SQL, "correct": False, "fixed_sql": sql}),
+                     400, "sql_error")
+            r = client.post("/api/execute", json={"sql": sql})
+            assert r.status_code == 200 and r.json()["error"] and r.json()["rows"] == [], sql
+    finally:
+        engine.config.timeout = 5.0
+    assert digest(db) == before and db.stat().st_mtime_ns == mtime
+    assert (f.stat().st_size if f.exists() else 0) == size
+    ok = client.post("/api/execute", json={"sql": "SELECT count(*) AS n FROM authors"}).json()
+    assert ok["rows"] == [[4]] and ok["error"] is None
+
+
+def test_cells_that_json_cannot_hold_are_sent_as_text(client):
+    r = client.post("/api/execute", json={"sql": "SELECT x'00ff' AS b, 1e999 AS inf, -1e999 AS ninf, NULL AS n"})
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"] == [["x'00ff'", "inf", "-inf", None]]
+
+
+# ---------------------------------------------------------------- the command
+def test_serve_warns_off_loopback_and_loads_once(monkeypatch, taught, db, tmp_path):
+    import uvicorn
+
+    from sqltune.serve import ServeConfig, serve
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(app=app, host=host, port=port))
+    logs: list[str] = []
+    serve(ServeConfig(model=str(taught), db=str(db), device="cpu", feedback=str(tmp_path / "f.jsonl")),
+          host="0.0.0.0", port=8123, log=logs.append)
+    assert logs[0].startswith("warning: listening on 0.0.0.0") and "--token" in logs[0]
+    assert seen["host"] == "0.0.0.0" and seen["port"] == 8123
+    logs.clear()
+    serve(ServeConfig(model=str(taught), db=str(db), device="cpu"), host="127.0.0.1", log=logs.append)
+    assert not any(m.startswith("warning") for m in logs)
+
+
+def test_serve_run_that_is_not_a_run_is_one_line(tmp_path, capsys):
+    from sqltune.cli import main
+
+    assert main(["serve", "--run", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a sqltune run folder" in err and "Traceback" not in err
+
+
+def test_a_port_in_use_is_one_line_before_any_model_load(tmp_path, capsys):
+    import socket
+
+    from sqltune.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["serve", "--model", str(tmp_path / "no-such-model"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_run_paths_picks_the_runs_adapter_and_db(tmp_path):
+    from sqltune.errors import SqltuneError
+    from sqltune.serve import run_paths
+
+    (tmp_path / "recipe.json").write_text(json.dumps({"model": "m", "data": {"db": "x.sqlite"}, "prompt": {"style": "seed"}}))
+    with pytest.raises(SqltuneError, match="no finished adapter"):
+        run_paths(tmp_path)
+    from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
+
+    for name in ("adapter", "adapter_augmented"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / COMPLETE).write_text("")
+        (tmp_path / name / CHECKPOINT_META).write_text("{}")
+        got = run_paths(tmp_path)
+        assert got["adapter"] == str(tmp_path / name) and got["db"] == "x.sqlite" and got["prompt_style"] == "seed"

@@ -1,0 +1,109 @@
+"""The web page of `sqltune serve` in a real browser: Debian's chromium driven by Playwright.
+
+A server runs on a free loopback port with the tiny model taught one answer; the test types a
+question and waits for the SQL and the result table, corrects the SQL, and takes a screenshot (into
+$SQLTUNE_SCREENSHOT when set: `SQLTUNE_SCREENSHOT=docs/serve.png` made the README's; else a temp file).
+Skips (with the reason) only where Chromium or Playwright is missing; `.ci/run` installs both.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import make_tiny_db
+from taught import ANSWER, QUESTIONS, make_taught_model
+
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("one_thread")]
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
+                 if p and Path(p).is_file()), None)
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    import uvicorn
+
+    from sqltune.serve import Engine, ServeConfig, create_app
+
+    db = make_tiny_db(tmp_path_factory.mktemp("browser_db") / "tiny.sqlite")
+    model = make_taught_model(tiny_model_dir, db, tmp_path_factory.getbasetemp() / "taught_model")
+    engine = Engine(ServeConfig(model=str(model), db=str(db), device="cpu",
+                                feedback=str(tmp_path_factory.mktemp("browser_fb") / "feedback.jsonl")))
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", engine
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page():
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (apt-get install -y chromium): browser test skipped")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        pg = browser.new_page(viewport={"width": 1100, "height": 620})
+        yield pg
+        browser.close()
+
+
+def test_the_page_answers_a_question_with_sql_and_a_table(server, page, tmp_path):
+    url, engine = server
+    page.goto(url + "/")
+    page.wait_for_function("document.getElementById('info').textContent.includes('tiny.sqlite')")
+    page.fill("#question", QUESTIONS[0])
+    page.click("#go")
+    page.wait_for_selector("#result table", timeout=60_000)
+    assert page.inner_text("#sql").strip() == ANSWER.rstrip(";")
+    assert page.locator("#sql .kw").first.inner_text() == "SELECT"  # highlighted
+    assert page.locator("#result th").all_inner_texts() == ["name", "country"]
+    assert page.locator("#result tbody tr").count() == 4
+    assert page.locator("#result tbody tr").first.inner_text().split() == ["Ada", "UK"]
+    assert "answered in" in page.inner_text("#time")
+    assert page.locator("#history li").all_inner_texts() == [QUESTIONS[0]]
+    assert page.is_hidden("#error")
+
+    # correct the SQL: it runs read-only first, then "save" writes the feedback file
+    page.click("#fix")
+    page.fill("#fixed", "DROP TABLE authors")
+    page.click("#try")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.is_disabled("#save") and not engine.feedback_file.exists()
+    page.fill("#fixed", "SELECT title, year FROM books ORDER BY year")
+    page.click("#try")
+    page.wait_for_function("document.querySelectorAll('#result tbody tr').length === 6")
+    page.click("#save")
+    page.wait_for_function("document.getElementById('saved').textContent.includes('saved')")
+    assert "SELECT title, year FROM books" in engine.feedback_file.read_text()
+
+    page.fill("#question", QUESTIONS[0])
+    page.click("#go")
+    page.wait_for_function("document.querySelectorAll('#history li').length === 2")
+    page.wait_for_selector("#result th")
+    shot = Path(os.environ.get("SQLTUNE_SCREENSHOT") or tmp_path / "serve.png")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
