@@ -34,9 +34,9 @@ DEVSUITE = Path(os.environ.get("DEVSUITE", "/work/shared/data/devsuite"))
 def _evidence(meta: dict, gold: str, pred: str) -> dict:
     """The first kept variant on which the prediction and the gold differ, with both results."""
     from sqltune.score import rows_match
-    from sqltune.testsuite import _Judge
+    from sqltune.testsuite import Judge
 
-    judge = _Judge([gold], 5.0)
+    judge = Judge([gold], 5.0)
     for v, var in enumerate(meta["variants"]):
         path = Path(meta["folder"]) / var["file"]
         g = judge.gold(0, v, path)

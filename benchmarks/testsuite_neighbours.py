@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from sqltune.dataset import load_items  # noqa: E402
 from sqltune.execute import connect_readonly, execute  # noqa: E402
 from sqltune.score import exact_match, is_ordered  # noqa: E402
-from sqltune.testsuite import _column_alternatives, build_suite, load_suite, neighbours, read_schema, suite_verdicts  # noqa: E402
+from sqltune.testsuite import column_alternatives, build_suite, load_suite, neighbours, read_schema, suite_verdicts  # noqa: E402
 from testsuite import OUT, _evidence, devsuite_dbs  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def main() -> None:
             db = folder / f"{folder.name}.sqlite"
             items = load_items(folder / "test.jsonl")
             meta = load_suite(build_suite(db, items, Path(tmp) / folder.name).folder)
-            alts = _column_alternatives(read_schema(db)[0])
+            alts = column_alternatives(read_schema(db)[0])
             con = connect_readonly(db)
             accepted = []
             for it in items:

@@ -95,19 +95,19 @@ def notes_db(tmp_path) -> Path:
 def fake_model(monkeypatch):
     """`ask` without a model: the loader and the generator are stubbed, everything after runs for real."""
     import sqltune.commands.models as cm
-    import sqltune.generate as gen
+    import sqltune.evaluate as ev
 
     class G:
         raw = sql = None
         seconds = 0.1
 
-    def predict(m, tok, builder, questions, db, **kw):
+    def predict(m, tok, builder, questions, db, cfg=None, **kw):
         g = G()
         g.sql = g.raw = fake_model.sql
         return [g]
 
     monkeypatch.setattr(cm, "_load", lambda *a: (None, None, None, type("D", (), {"autocast": False})()))
-    monkeypatch.setattr(gen, "predict", predict)
+    monkeypatch.setattr(ev, "predict_questions", predict)
     return fake_model
 
 

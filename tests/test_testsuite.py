@@ -227,9 +227,8 @@ def test_bad_input_is_one_line(db, tmp_path, capsys, args, message):
 
 
 def test_recipe_switch_scores_run_stages_with_the_suite(db, tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
     from sqltune import generate
+    from sqltune.evaluate import EvalConfig
     from sqltune.recipe import load_recipe
     from sqltune.report import build_markdown
     from sqltune.run import RunFolder, evaluate_stage
@@ -239,26 +238,27 @@ def test_recipe_switch_scores_run_stages_with_the_suite(db, tmp_path, monkeypatc
     preds = {g["id"]: g["sql"] for g in GOLD} | WRONG
     by_question = {g["question"]: preds[g["id"]] for g in GOLD}
     monkeypatch.setattr(generate, "generate_sql", lambda m, t, b, qs, **kw: [
-        SimpleNamespace(sql=by_question[q], raw=by_question[q]) for q in qs])
-    cfg = {"test_suite": True}
-    reps = evaluate_stage(RunFolder(tmp_path / "run"), "base", None, None, None, {"valid": GOLD}, db, cfg, ["valid"])
+        generate.Generation(q, by_question[q], by_question[q], 0.0) for q in qs])
+    cfg = EvalConfig(progress=False)
+    reps = evaluate_stage(RunFolder(tmp_path / "run"), "base", None, None, None, {"valid": GOLD}, db, cfg, ["valid"],
+                          test_suite=True)
     summary = reps["valid"]["summary"]
     assert summary["right_by_accident"] == 3 and summary["exact"] == 1.0
     md = build_markdown("t", {"base": {"valid": summary}}, {"base": reps}, [], {}, {}, {})
     assert "| valid | suite |" in md and "Right by accident" in md and "Who lives in Paris?" in md
-    plain = evaluate_stage(RunFolder(tmp_path / "run2"), "base", None, None, None, {"valid": GOLD}, db, {}, ["valid"])
+    plain = evaluate_stage(RunFolder(tmp_path / "run2"), "base", None, None, None, {"valid": GOLD}, db, cfg, ["valid"])
     md = build_markdown("t", {"base": {"valid": plain["valid"]["summary"]}}, {"base": plain}, [], {}, {}, {})
     assert "suite" not in md and "Right by accident" not in md
 
 
 def test_limit_tie_probe_reads_aliases_and_positions(db):
-    from sqltune.testsuite import _Judge
+    from sqltune.testsuite import Judge
 
     golds = ["SELECT dept_id, COUNT(*) AS n FROM people GROUP BY dept_id ORDER BY n LIMIT 1",  # dept 3: 2 people
              "SELECT dept_id, COUNT(*) AS n FROM people GROUP BY dept_id ORDER BY n DESC LIMIT 1",  # 1 and 2 tie at 3
              "SELECT name, age FROM people ORDER BY 2 DESC LIMIT 2",  # 45, 38: no tie
              "SELECT name FROM people LIMIT 2"]  # no ORDER BY: arbitrary rows
-    judge = _Judge(golds, 5.0)
+    judge = Judge(golds, 5.0)
     assert judge.gold(0, 0, db) == [(3, 2)]
     assert judge.gold(1, 0, db) is None
     assert sorted(judge.gold(2, 0, db)) == [("Dee", 45), ("Hal", 38)]

@@ -193,13 +193,19 @@ def test_recipe_refuses_a_bad_vote():
 
 
 def test_run_evaluations_vote_only_when_the_recipe_says_so():
-    from sqltune.run import _vote_settings
+    from types import SimpleNamespace
 
-    assert _vote_settings({}) is None and _vote_settings({"vote": 1}) is None
-    v = _vote_settings({"vote": 8, "temperature": 0.7, "top_p": 0.9})
+    from sqltune.evaluate import EvalConfig
+
+    dev = SimpleNamespace(autocast=False)
+    assert EvalConfig.from_recipe({}, dev).vote is None
+    assert EvalConfig.from_recipe({"eval": {"vote": 1}}, dev).vote is None
+    v = EvalConfig.from_recipe({"eval": {"vote": 8, "temperature": 0.7, "top_p": 0.9}}, dev).vote
     assert (v.n, v.temperature, v.top_p) == (8, 0.7, 0.9)
     with pytest.raises(SqltuneError, match="--temperature must be above 0"):
-        _vote_settings({"vote": 4, "temperature": 0})
+        EvalConfig.from_recipe({"eval": {"vote": 4, "temperature": 0}}, dev)
+    with pytest.raises(SqltuneError, match="--retries and --vote do not combine"):
+        EvalConfig.from_recipe({"eval": {"vote": 4, "retries": 1}}, dev).validate()
 
 
 def test_report_shows_greedy_vs_voted_only_for_runs_that_voted():

@@ -126,6 +126,27 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
     return reports
 
 
+def _same_model_scores(run: RunFolder, checkpoint: Path, before: str, after: str, splits) -> None:
+    """A checkpoint whose chosen step is 0 is the model it started from: copy that stage's reports."""
+    from .checkpoint import read_info
+
+    try:
+        untrained = bool(read_info(checkpoint).get("chosen", {}).get("untrained"))
+    except (SqltuneError, OSError, ValueError):
+        return
+    if not untrained:
+        return
+    for split in splits:
+        src, dst = run.path / f"{before}_{split}_report.json", run.path / f"{after}_{split}_report.json"
+        if src.is_file() and not dst.exists():
+            rep = json.loads(src.read_text())
+            rep["same_model_as"] = before  # the chosen checkpoint is step 0: the same weights, the same answers
+            _write_json(dst, rep)
+            pred = run.path / f"{before}_{split}_pred.jsonl"
+            if pred.is_file():
+                (run.path / f"{after}_{split}_pred.jsonl").write_bytes(pred.read_bytes())
+
+
 def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict):
     """Issue 14: synthetic pairs before training (recipe `synth:`). Returns the training items (seeds
     weighted up + synthetic pairs), the checkpoint-choice items (valid + a held-out slice of synthetic
@@ -243,7 +264,9 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         train(cfg, train_items, select_items, db, adapter, resume=True, baseline=baseline, choose=choose)
         run_dir.record("train", time.monotonic() - t)
 
-    # 4. tuned model
+    # 4. tuned model. When training did not beat the untuned model, the checkpoint *is* that model:
+    #    its scores are the base scores (scoring it again would only add bf16/batching noise).
+    _same_model_scores(run_dir, adapter, "base", "tuned", splits)
     tuned_done = all((out / f"tuned_{s}_report.json").is_file() for s in splits)
     model = tok = None
     if not tuned_done:
@@ -265,6 +288,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
                        baseline=reports["tuned"]["valid"])
             run_dir.record("rl", time.monotonic() - t)
         model = tok = None
+        _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)
         if not all((out / f"rl_{s}_report.json").is_file() for s in splits):
             model, tok = load_trained(rl_dir, device, builder=builder)[:2]
         reports["rl"] = evaluate_stage(run_dir, "rl", model, tok, builder, items, db, eval_cfg, splits, suite)

@@ -422,7 +422,7 @@ def _limit_probe(sql: str) -> str | None | bool:
     return t.sql(dialect="sqlite")
 
 
-class _Judge:
+class Judge:
     """Gold results per (question, variant), computed once."""
 
     def __init__(self, golds: list[str], timeout: float):
@@ -521,7 +521,7 @@ class BuildResult:
                 "seconds": self.meta["seconds"], "cached": self.cached}
 
 
-def _column_alternatives(tables: list[_Table]) -> dict[str, list[str]]:
+def column_alternatives(tables: list[_Table]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for t in tables:
         names = [c.name for c in t.cols]
@@ -565,8 +565,8 @@ def build_suite(db: str | os.PathLike, items: list[dict], out: str | os.PathLike
     for t in tables:
         for c in t.cols:
             c.special = sorted(consts.get(c.name.lower(), ()), key=repr)
-    alts = _column_alternatives(tables)
-    judge = _Judge(golds, cfg.timeout)
+    alts = column_alternatives(tables)
+    judge = Judge(golds, cfg.timeout)
 
     con = connect_readonly(db)
     alive: dict[int, list[str]] = {}
@@ -681,7 +681,7 @@ def suite_verdicts(suite: str | os.PathLike | dict, db: str | os.PathLike, golds
         raise SqltuneError(f"the test suite in {meta['folder']} was built for another database "
                            f"(or the database changed since); rebuild it with `sqltune testsuite build`")
     folder = Path(meta["folder"])
-    judge = _Judge(golds, timeout)
+    judge = Judge(golds, timeout)
     out = [bool(e) for e in exact]
     cons = [connect_readonly(folder / v["file"]) for v in meta["variants"]]
     try:
