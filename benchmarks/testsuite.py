@@ -134,7 +134,8 @@ def devsuite_predict(args) -> None:
 
 
 def devsuite(args) -> dict:
-    preds = read_jsonl(OUT / "devsuite_base_pred.jsonl")
+    preds = read_jsonl(Path(args.preds) if args.preds else OUT / "devsuite_base_pred.jsonl")
+    tag = f"_{args.tag}" if args.tag else ""
     by = {(r["db"], r["id"]): r["sql"] for r in preds}
     out = {"dbs": {}, "build_seconds": 0.0}
     accidents = []
@@ -166,8 +167,8 @@ def devsuite(args) -> dict:
     out["total"]["suite_scoring_s"] = round(sum(x["suite_scoring_s"] for x in d), 3)
     out["build_seconds"] = round(out["build_seconds"], 2)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "devsuite.json").write_text(json.dumps(out, indent=2, default=str))
-    (OUT / "devsuite_accidents.json").write_text(json.dumps(accidents, indent=2, default=str))
+    (OUT / f"devsuite{tag}.json").write_text(json.dumps(out, indent=2, default=str))
+    (OUT / f"devsuite{tag}_accidents.json").write_text(json.dumps(accidents, indent=2, default=str))
     print(json.dumps(out, indent=2))
     return out
 
@@ -179,6 +180,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="Only the first N devsuite databases.")
     ap.add_argument("--max-new-tokens", type=int, default=160, help="devsuite-predict: tokens per answer.")
     ap.add_argument("--model", default=None, help="Model for devsuite-predict (default: qwen2.5-coder-0.5b).")
+    ap.add_argument("--preds", default=None, help="devsuite: predictions JSONL {db, id, sql} (default: devsuite-predict's).")
+    ap.add_argument("--tag", default="", help="devsuite: suffix of the output files (devsuite_TAG.json).")
     args = ap.parse_args()
     {"exoplanets": exoplanets, "devsuite-predict": devsuite_predict, "devsuite": devsuite}[args.what](args)
 

@@ -182,6 +182,14 @@ class _Col:
     def integer(self) -> bool:
         return "INT" in self.type.upper()
 
+    @property
+    def distinct_text(self) -> bool:
+        """A text column whose real values are all different (names, titles, codes): unique in practice
+        though no constraint says so. Variants keep it unique, or every GROUP BY name vs GROUP BY id and
+        every DISTINCT would "disagree" on duplicates the real data can never hold."""
+        real = [v for v in self.values if v is not None]
+        return not self.numeric and len(real) >= 3 and len(set(real)) == len(real)
+
 
 @dataclass
 class _Table:
@@ -337,6 +345,7 @@ def make_variant(tables: list[_Table], extra: list[tuple[str, str]], path: Path,
             pk_cols = [c for c in t.cols if c.pk]
             fk_of = {c.lower(): (p, pc) for c, p, pc in t.fks}
             rows, keys, used = [], set(), {c.name: set() for c in pk_cols}
+            used.update({c.name: set() for c in t.cols if c.distinct_text and not c.pk})
             for _ in range(n * 3):
                 if len(rows) >= n:
                     break
@@ -344,7 +353,7 @@ def make_variant(tables: list[_Table], extra: list[tuple[str, str]], path: Path,
                 for c in t.cols:
                     if c.name.lower() in fk_of:
                         continue
-                    if len(pk_cols) == 1 and c.pk:
+                    if (len(pk_cols) == 1 and c.pk) or (c.distinct_text and not c.pk):
                         row[c.name] = _fresh(rng, c, used[c.name])
                     else:
                         row[c.name] = _draw(rng, c)
@@ -377,8 +386,9 @@ def make_variant(tables: list[_Table], extra: list[tuple[str, str]], path: Path,
                 except sqlite3.Error:
                     continue  # a CHECK or UNIQUE constraint said no: draw another row
                 keys.add(key)
-                for c in pk_cols:
-                    used[c.name].add(row[c.name])
+                for name in used:
+                    if name in row:
+                        used[name].add(row[name])
                 rows.append(row)
             made[t.name.lower()] = rows
         for kind, sql in extra:
