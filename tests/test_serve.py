@@ -167,15 +167,6 @@ def test_unknown_paths_and_methods_are_json(client):
     error_of(client.get("/api/ask"), 405, "method_not_allowed")
 
 
-def test_vote_without_the_voting_module_is_a_clear_400(client):
-    try:
-        import sqltune.vote  # noqa: F401
-    except ImportError:
-        assert "vote" in error_of(client.post("/api/ask", json={"question": "ok?", "vote": 3}), 400, "unavailable")
-    else:
-        pytest.skip("sqltune.vote is installed: voting answers instead")
-
-
 def test_vote_goes_through_sqltune_vote(client, monkeypatch):
     """The wiring of `vote` > 1 to the voting module's contract (sample_sql, then choose), with a stand-in module."""
     import sys

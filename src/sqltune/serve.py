@@ -127,10 +127,8 @@ class Engine:
 
     def vote(self, question: str, n: int) -> dict:
         """Sample `n` candidates with `sqltune.vote` and keep the one whose result most agree on."""
-        try:
-            from . import vote
-        except ImportError:
-            raise BadRequest("voting is not available in this installation (sqltune.vote is missing)", "unavailable")
+        from . import vote
+
         cands = vote.sample_sql(self.model, self.tokenizer, self.builder, [question], n,
                                 max_new_tokens=self.config.max_new_tokens, autocast=self.device.autocast)[0]
         outcome = vote.choose(self.db, cands, timeout=self.config.timeout)
