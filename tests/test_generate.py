@@ -25,28 +25,6 @@ QUESTIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def chaotic(tiny_model_dir):
-    """The tiny model with large random weights, so that its greedy output depends on the prompt.
-
-    One thread: a 64-wide model gains nothing from more, and loses a lot on a busy shared CPU.
-    """
-    import torch
-
-    from sqltune.model import load_model, pick_device
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    model, tok, _ = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    yield model, tok
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("style", ["chat", "premsql", "seed"])
 def test_batched_with_prefix_cache_equals_one_by_one(chaotic, style):
     model, tok = chaotic

@@ -78,25 +78,6 @@ def test_a_hanging_candidate_is_cut_by_the_timeout_and_loses(tiny_db):
 
 
 # ---------------------------------------------------------------- sampling
-@pytest.fixture(scope="module")
-def chaotic(tiny_model_dir):
-    """The tiny model with large random weights, so that its output depends on the prompt."""
-    import torch
-
-    from sqltune.model import load_model, pick_device
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    model, tok, _ = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    yield model, tok
-    torch.set_num_threads(threads)
-
-
 def test_candidate_zero_is_the_greedy_answer_and_samples_differ(chaotic):
     model, tok = chaotic
     b = PromptBuilder(SCHEMA)

@@ -244,6 +244,15 @@ def _column_table(col: exp.Column, amap: dict[str, str], cat: Catalog) -> str | 
     return None
 
 
+def _retarget(col: exp.Column, new, rng: random.Random) -> None:
+    """Point `col` at column `new`; a literal it is compared with becomes one of `new`'s real values."""
+    col.set("this", exp.to_identifier(new.name))
+    parent = col.parent
+    if isinstance(parent, (exp.EQ, exp.NEQ, exp.GT, exp.LT, exp.GTE, exp.LTE)) and isinstance(parent.expression, exp.Literal):
+        v = rng.choice(new.values)
+        parent.set("expression", exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(v))
+
+
 def instantiate(sql: str, cat: Catalog, rng: random.Random, n: int = 6) -> list[tuple[str, str, dict]]:
     """Variants of a seed's skeleton: (sql, how, {old literal: new literal}). Other real values of the
     compared columns, other columns of the same type in the same table, or (single-table seeds) another
@@ -303,12 +312,7 @@ def instantiate(sql: str, cat: Catalog, rng: random.Random, n: int = 6) -> list[
             new = rng.choice(alts)
             for x in t.find_all(exp.Column):
                 if x.name.lower() == c.name.lower() and _column_table(x, amap, cat) == tab:
-                    x.set("this", exp.to_identifier(new.name))
-                    parent = x.parent
-                    if isinstance(parent, (exp.EQ, exp.NEQ, exp.GT, exp.LT, exp.GTE, exp.LTE)) and \
-                            isinstance(parent.expression, exp.Literal):
-                        v = rng.choice(new.values)
-                        parent.set("expression", exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(v))
+                    _retarget(x, new, rng)
             emit(t, f"column {c.name} -> {new.name}")
         elif op == "table" and len(set(amap.values())) == 1 and len(cat.tables) > 1:
             src = next(iter(amap.values()))
@@ -334,12 +338,7 @@ def instantiate(sql: str, cat: Catalog, rng: random.Random, n: int = 6) -> list[
             for x in t.find_all(exp.Column):
                 if x.name.lower() in mapping:
                     new = mapping[x.name.lower()]
-                    x.set("this", exp.to_identifier(new.name))
-                    parent = x.parent
-                    if isinstance(parent, (exp.EQ, exp.NEQ, exp.GT, exp.LT, exp.GTE, exp.LTE)) and \
-                            isinstance(parent.expression, exp.Literal):
-                        v = rng.choice(new.values)
-                        parent.set("expression", exp.Literal.string(v) if isinstance(v, str) else exp.Literal.number(v))
+                    _retarget(x, new, rng)
             emit(t, f"table {src} -> {dst}")
     return out
 
