@@ -146,3 +146,29 @@ def test_run_on_your_own_db_with_one_file(tiny_model_dir, tiny_db, tmp_path, cap
                 + [a for kv in sets for a in ("--set", kv)]) == 2
     assert main(["run", "--db", str(tiny_db), "--train", str(pairs), "--out", str(out), "--resume"]
                 + [a for kv in sets for a in ("--set", kv)]) == 0
+
+
+def test_a_voting_run_gives_training_the_greedy_step_0(tiny_model_dir, tiny_db, tmp_path, monkeypatch):
+    """Training scores candidates greedily; with eval.vote the base report is voted, and its greedy half
+    (not the vote) must be step 0, else the checkpoint choice compares a vote with greedy answers."""
+    import sqltune.train
+    from sqltune.run import greedy_view
+
+    seen = {}
+
+    def fake_train(cfg, train_items, valid_items, db, out, resume=False, baseline=None, choose=None):
+        seen["baseline"] = baseline
+        raise KeyboardInterrupt  # stop the run here: only the hand-over matters
+
+    monkeypatch.setattr(sqltune.train, "train", fake_train)
+    ov = overrides(tiny_model_dir, tiny_db, tmp_path)
+    ov["eval"] = {**ov["eval"], "vote": 3}
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run("default", out, overrides=ov)
+    base = json.loads((out / "base_valid_report.json").read_text())
+    assert base["vote"]["n"] == 3
+    assert seen["baseline"]["summary"] == base["vote"]["greedy"]
+    assert seen["baseline"]["examples"] == base["vote"]["greedy_examples"]
+    plain = {"summary": {"exact": 0.5}, "examples": []}
+    assert greedy_view(plain) is plain

@@ -126,6 +126,16 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
     return reports
 
 
+def greedy_view(report: dict) -> dict:
+    """The greedy half of a report. Training scores its candidates greedily (a vote per candidate would
+    cost N times the generation), so a voted evaluation of the start model must not stand in for step 0:
+    that would compare a vote with greedy answers. A report without a vote is returned as it is."""
+    v = report.get("vote")
+    if not v:
+        return report
+    return {"summary": v["greedy"], "examples": v["greedy_examples"]}
+
+
 def _same_model_scores(run: RunFolder, checkpoint: Path, before: str, after: str, splits) -> None:
     """A checkpoint whose chosen step is 0 is the model it started from: copy that stage's reports."""
     from .checkpoint import read_info
@@ -258,7 +268,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     from .checkpoint import is_complete, load_trained
 
     adapter = out / "adapter"
-    train_items, select_items, baseline, choose = synth_stage(run_dir, c, db, items, device, reports["base"]["valid"])
+    train_items, select_items, baseline, choose = synth_stage(run_dir, c, db, items, device,
+                                                                  greedy_view(reports["base"]["valid"]))
     if not is_complete(adapter):
         t = time.monotonic()
         train(cfg, train_items, select_items, db, adapter, resume=True, baseline=baseline, choose=choose)
@@ -285,7 +296,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
             model = None
             t = time.monotonic()
             train_grpo(cfg, train_items, items["valid"], db, rl_dir, init_adapter=adapter, resume=True,
-                       baseline=reports["tuned"]["valid"])
+                       baseline=greedy_view(reports["tuned"]["valid"]))
             run_dir.record("rl", time.monotonic() - t)
         model = tok = None
         _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)
@@ -312,7 +323,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         if not is_complete(adapter_aug):
             t = time.monotonic()
             train(cfg, items["train"] + extra, items["valid"], db, adapter_aug, resume=True,
-                  baseline=reports["base"]["valid"])
+                  baseline=greedy_view(reports["base"]["valid"]))
             run_dir.record("train_augmented", time.monotonic() - t)
         model = tok = None
         if not all((out / f"augmented_{s}_report.json").is_file() for s in splits):
