@@ -1,59 +1,81 @@
 #!/usr/bin/env bash
-# The devsuite sweep on a lent GPU machine (docs/gpu.md): long jobs run in the background (setsid), so
-# they outlive one 10-minute command; later calls wait on them and copy the small results to $OUT.
+# Long GPU work as background jobs (docs/gpu.md, section 6): a command is cut at 10 minutes, but a process
+# started with setsid runs on while the machine stays warm (a call at least every 30 s), so later calls
+# only wait on the jobs and copy their small results into $OUT.
 #
-#   bash benchmarks/gpu_sweep.sh start      # after the weights are materialised in /root/sqh
-#   bash benchmarks/gpu_sweep.sh wait 560   # repeat (back to back: the machine goes cold after 30 s idle)
-#   bash benchmarks/gpu_sweep.sh collect    # tables + a tarball of the small run files into $OUT
+#   bash benchmarks/gpu_sweep.sh devsuite GPU DB...     # one job per devsuite DB: benchmarks/transfer.py
+#                                                       #   --settings "$SETTING" (same --work for all)
+#   bash benchmarks/gpu_sweep.sh launch NAME GPU CMD    # any command as a job (CUDA_VISIBLE_DEVICES=GPU;
+#                                                       #   GPU may be a list such as 1,0); $J/out is for its files
+#   bash benchmarks/gpu_sweep.sh wait SECONDS           # until every job is done or SECONDS pass; prints the
+#                                                       #   logs' tails and collects what is finished so far
+#   bash benchmarks/gpu_sweep.sh collect                # $OUT/transfer.md + results.tgz (small files only)
 #
-# With 2 GPUs: GPU 0 runs benchmarks/vote.py (untuned, greedy vs vote 8), then benchmarks/transfer.py's
-# `seeds` setting with GRPO after SFT (rl.enabled=true; falls back to seeds alone if the rl stage fails);
-# GPU 1 runs transfer.py's `synth` setting. With one GPU the two chains run one after the other.
+# Jobs run side by side on one GPU (a 1.5B run uses a few GB of an H200's 139 GB and leaves most of its
+# compute idle while it decodes); each gets OMP_NUM_THREADS=2 so that a dozen of them share the CPUs.
 set -u
 cd "$(dirname "$0")/.."
-J=/root/jobs
-mkdir -p "$J"
-export PYTHONPATH="$PWD/src:/tmp/site" SQLTUNE_HOME=/root/sqh HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+J=${SWEEP_DIR:-/root/jobs}
+mkdir -p "$J/jobs" "$J/out"
+export PYTHONPATH="$PWD/src:/tmp/site" SQLTUNE_HOME="${SQLTUNE_HOME:-/root/sqh}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 \
+  TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 MODEL="${MODEL:-qwen2.5-coder-1.5b}"
 RECIPE="${RECIPE:-qwen1.5b-gpu}"
-DBS="${DBS:-flight_2 cre_Doc_Template_Mgt tvshow network_1 poker_player orchestra employee_hire_evaluation course_teach singer museum_visit battle_death voter_1}"
+SETTING="${SETTING:-full:synth.enabled=true;rl.enabled=true;eval.vote=8;rl.gradient_checkpointing=true}"
+ALL_DBS="flight_2 cre_Doc_Template_Mgt tvshow network_1 poker_player orchestra employee_hire_evaluation course_teach singer museum_visit battle_death voter_1"
 T="python3 benchmarks/transfer.py --recipe $RECIPE --model $MODEL --devsuite $J/devsuite --work $J/transfer"
 
-case "${1:-}" in
-start)
-  [ -d "$J/devsuite" ] || cp -r .gpu/devsuite "$J/devsuite" || exit 1
-  chain0="python3 benchmarks/vote.py gpu --model $MODEL --vote 8 --devsuite $J/devsuite --out $J/vote_gpu.json > $J/vote.log 2>&1;
-    $T --settings 'seeds:synth.enabled=false;rl.enabled=true' --dbs $DBS > $J/seeds.log 2>&1 ||
-    $T --settings 'seeds:synth.enabled=false' --dbs $DBS >> $J/seeds.log 2>&1; touch $J/gpu0.done"
-  chain1="$T --settings synth --dbs $DBS > $J/synth.log 2>&1; touch $J/gpu1.done"
-  ngpu=$(python3 -c 'import torch; print(torch.cuda.device_count())')
-  echo "GPUs: $ngpu"
-  if [ "$ngpu" -ge 2 ]; then
-    CUDA_VISIBLE_DEVICES=0 setsid nohup bash -c "$chain0" > /dev/null 2>&1 < /dev/null &
-    CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "$chain1" > /dev/null 2>&1 < /dev/null &
-  else
-    setsid nohup bash -c "$chain0; $chain1" > /dev/null 2>&1 < /dev/null &
+launch() {  # NAME GPU CMD
+  local name=$1 gpu=$2; shift 2
+  echo "$*" > "$J/jobs/$name.cmd"
+  CUDA_VISIBLE_DEVICES=$gpu setsid nohup bash -c "( $* ); echo \$? > $J/jobs/$name.done" \
+    > "$J/jobs/$name.log" 2>&1 < /dev/null &
+  echo "started $name on GPU $gpu"
+}
+
+collect() {
+  local out="${OUT:-/tmp/out}"
+  mkdir -p "$out"
+  if [ -d "$J/transfer" ]; then
+    $T --no-run --settings "$SETTING" --dbs $ALL_DBS --out "$J/out/transfer" > "$J/out/transfer_print.txt" 2>&1
+    cp "$J/out/transfer.md" "$out/" 2>/dev/null
   fi
-  sleep 5; echo started
+  (cd "$J" && tar czf "$out/results.tgz" --exclude='*.safetensors' --exclude='*.bin' --exclude='*.pt' \
+      --exclude='*.pth' --exclude='checkpoint-*' --exclude='candidates' --exclude='devsuite' --exclude='optimizer*' \
+      --exclude='tokenizer*' --exclude='*.png' --exclude='report.html' out jobs transfer exo 2>/dev/null)
+  ls -la "$out"
+}
+
+case "${1:-}" in
+devsuite)
+  gpu=$2; shift 2
+  [ -d "$J/devsuite" ] || cp -r .gpu/devsuite "$J/devsuite" || exit 1
+  for db in "$@"; do launch "db-$db" "$gpu" "$T --settings '$SETTING' --dbs $db"; done
+  ;;
+launch)
+  launch "$2" "$3" "${*:4}"
   ;;
 wait)
-  limit="${2:-560}"; t0=$(date +%s)
+  limit="${2:-540}"; t0=$(date +%s)
   while [ $(( $(date +%s) - t0 )) -lt "$limit" ]; do
-    { [ -f "$J/gpu0.done" ] && [ -f "$J/gpu1.done" ]; } && break
+    left=0
+    for c in "$J"/jobs/*.cmd; do [ -f "${c%.cmd}.done" ] || left=$((left + 1)); done
+    [ "$left" -eq 0 ] && break
     sleep 10
   done
-  for f in "$J"/*.log; do echo "== $f"; grep -v "it/s\]\|s/it\]\|Warning\|warn" "$f" | tail -n 12; done
-  nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader
-  { [ -f "$J/gpu0.done" ] && [ -f "$J/gpu1.done" ]; } && echo "all done"
+  for c in "$J"/jobs/*.cmd; do
+    n=$(basename "${c%.cmd}")
+    st=running; [ -f "$J/jobs/$n.done" ] && st="exit $(cat "$J/jobs/$n.done")"
+    echo "== $n ($st)"; grep -av "it/s\]\|s/it\]\|Warning\|warn\|^\s*$" "$J/jobs/$n.log" | tail -n 3 | cut -c1-300
+  done
+  command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader
+  collect > /dev/null 2>&1
+  left=0; for c in "$J"/jobs/*.cmd; do [ -f "${c%.cmd}.done" ] || left=$((left + 1)); done
+  echo "jobs left: $left"
   ;;
 collect)
-  out="${OUT:-/tmp/out}"; mkdir -p "$out"
-  $T --no-run --settings seeds synth --dbs $DBS --out "$out/transfer" > "$out/transfer_print.txt" 2>&1
-  cp "$J/vote_gpu.json" "$out/" 2>/dev/null
-  (cd "$J" && tar czf "$out/runs.tgz" --exclude='*.safetensors' --exclude='*.bin' --exclude='*.pt' \
-      --exclude='checkpoint-*' --exclude='devsuite' --exclude='optimizer*' .)
-  ls -la "$out"
+  collect
   ;;
 *)
-  echo "usage: $0 start | wait [SECONDS] | collect" >&2; exit 2 ;;
+  echo "usage: $0 devsuite GPU DB... | launch NAME GPU CMD | wait [SECONDS] | collect" >&2; exit 2 ;;
 esac

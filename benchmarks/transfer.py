@@ -77,43 +77,58 @@ def per_question(report: dict, key: str) -> dict[str, bool]:
     return {str(e["id"]): bool(e[key]) for e in report["examples"]}
 
 
+def views(report: dict, name: str) -> list[tuple[str, dict]]:
+    """A report's columns: the greedy answers under `name`; a voted report (eval.vote > 1) adds
+    `name@vote` with the voted answers (its greedy half is `vote.greedy_examples`)."""
+    v = report.get("vote")
+    if not v:
+        return [(name, report)]
+    return [(name, {"summary": v["greedy"], "examples": v["greedy_examples"]}), (f"{name}@vote", report)]
+
+
 def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
     from sqltune.stats import compare_paired
 
     out = {"dbs": {}, "mean": {}, "pooled": {}}
     pooled: dict = {}
     for db in dbs:
-        # a column per (setting, stage): the tuned model, and GRPO after it (`NAME+rl`) where the run had rl on
+        # a column per (setting, stage): the tuned model, and GRPO after it (`NAME+rl`) where the run had rl on;
+        # runs with eval.vote > 1 add `@vote` columns; every column is compared with the untuned model's greedy answers
         runs = {n: (work / db / n, "tuned") for n in names if (work / db / n / "tuned_test_report.json").is_file()}
         runs.update({f"{n}+rl": (work / db / n, "rl") for n in names if (work / db / n / "rl_test_report.json").is_file()})
         if not runs:
             continue
         first = next(iter(runs.values()))[0]
-        base = json.loads((first / "base_test_report.json").read_text())
+        base_views = views(json.loads((first / "base_test_report.json").read_text()), "untuned")
+        base = base_views[0][1]
         row = {"n": len(base["examples"]), "untuned": {k: base["summary"][k] for k in ("exact", "fuzzy")}}
-        for n, (folder, stage) in runs.items():
-            tuned = json.loads((folder / f"{stage}_test_report.json").read_text())
+        columns = [(n, col, rep, folder) for n, (folder, stage) in runs.items()
+                   for col, rep in views(json.loads((folder / f"{stage}_test_report.json").read_text()), n)]
+        columns = [(c, c, r, first) for c, r in base_views[1:]] + columns
+        for n, col, tuned, folder in columns:
             cell = {}
             for key in ("exact", "fuzzy"):
                 a, b = per_question(base, key), per_question(tuned, key)
                 ids = sorted(a)
                 cmp = compare_paired([a[i] for i in ids], [b[i] for i in ids])
                 cell[key] = cmp.to_dict()
-                pooled.setdefault((n, key), ([], []))
-                pooled[(n, key)][0].extend(a[i] for i in ids)
-                pooled[(n, key)][1].extend(b[i] for i in ids)
+                pooled.setdefault((col, key), ([], []))
+                pooled[(col, key)][0].extend(a[i] for i in ids)
+                pooled[(col, key)][1].extend(b[i] for i in ids)
             summ = folder / "synth.summary.json"
             cell["synth"] = json.loads(summ.read_text()) if summ.is_file() else None
-            m = json.loads((folder / "metrics.json").read_text())
+            m = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
             cell["timings"] = m.get("timings")
             ck = folder / "adapter" / "sqltune_checkpoint.json"
             cell["chosen_untrained"] = None
             if ck.is_file():
                 info = json.loads(ck.read_text())
                 cell["chosen_untrained"] = (info.get("chosen") or info.get("info", {}).get("chosen") or {}).get("untrained")
-            row[n] = cell
+            row[col] = cell
         out["dbs"][db] = row
-    names[:] = [c for n in names for c in (n, f"{n}+rl") if c == n or any(c in r for r in out["dbs"].values())]
+    found = {c for r in out["dbs"].values() for c in r}
+    cols = ["untuned@vote"] + [c for n in names for c in (n, f"{n}@vote", f"{n}+rl", f"{n}+rl@vote")]
+    names[:] = [c for c in cols if c in found]
     for n in ["untuned"] + names:
         rows = [r for r in out["dbs"].values() if n in r]
         if not rows:

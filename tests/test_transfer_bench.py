@@ -1,0 +1,56 @@
+"""benchmarks/transfer.py's table: columns per setting and stage, greedy and voted, each paired with the
+untuned model's greedy answers on the same questions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _transfer():
+    spec = importlib.util.spec_from_file_location("transfer_bench", ROOT / "benchmarks" / "transfer.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _report(exact: list[bool], greedy: list[bool] | None = None) -> dict:
+    ex = [{"id": f"q{i}", "exact": e, "fuzzy": e} for i, e in enumerate(exact)]
+    rep = {"summary": {"exact": sum(exact) / len(exact), "fuzzy": sum(exact) / len(exact)}, "examples": ex}
+    if greedy is not None:
+        g = [{"id": f"q{i}", "exact": e, "fuzzy": e} for i, e in enumerate(greedy)]
+        rep["vote"] = {"n": 8, "greedy": {"exact": sum(greedy) / len(greedy), "fuzzy": sum(greedy) / len(greedy)},
+                       "greedy_examples": g}
+    return rep
+
+
+def _write(folder: Path, **reports):
+    folder.mkdir(parents=True)
+    for name, rep in reports.items():
+        (folder / f"{name}_test_report.json").write_text(json.dumps(rep))
+    (folder / "metrics.json").write_text("{}")
+
+
+def test_voted_runs_get_greedy_and_voted_columns_against_the_untuned_greedy(tmp_path):
+    t = _transfer()
+    _write(tmp_path / "db1" / "full",
+           base=_report([True, True, False, False], greedy=[True, False, False, False]),
+           tuned=_report([True, True, False, False], greedy=[True, False, False, False]),
+           rl=_report([True, True, True, True], greedy=[True, True, True, False]))
+    _write(tmp_path / "db2" / "seeds", base=_report([False, True]), tuned=_report([True, True]))
+    names = ["full", "seeds"]
+    res = t.collect(tmp_path, ["db1", "db2"], names)
+    assert names == ["untuned@vote", "full", "full@vote", "full+rl", "full+rl@vote", "seeds"]
+    d1 = res["dbs"]["db1"]
+    assert d1["untuned"]["exact"] == 0.25  # the greedy half of a voted base report
+    assert d1["untuned@vote"]["exact"]["after"] == 0.5 and d1["untuned@vote"]["exact"]["delta"] == 0.25
+    assert d1["full+rl"]["exact"]["after"] == 0.75 and d1["full+rl@vote"]["exact"]["after"] == 1.0
+    assert "seeds" not in d1 and res["dbs"]["db2"]["seeds"]["exact"]["delta"] == 0.5
+    # a setting's mean is compared with the untuned mean over the databases it ran on
+    assert res["mean"]["full+rl@vote"]["dbs"] == 1 and res["mean"]["full+rl@vote"]["untuned"]["exact"] == 0.25
+    assert res["mean"]["untuned"]["exact"] == (0.25 + 0.5) / 2
+    table = t.markdown(res, names)
+    assert table.splitlines()[0].count("exact (Δ, 95 % CI)") == len(names)
