@@ -181,3 +181,25 @@ def test_cli_init_needs_grpo(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "o"), "--init", str(tmp_path), "--method", "lora"]) != 0
     err = capsys.readouterr().err
     assert "--method grpo" in err and "Traceback" not in err
+
+
+def test_a_checkpoint_rule_chooses_the_grpo_step(tiny_model_dir, one_table_db, tmp_path):
+    """`choose` (the noise-aware rule `run` passes when synthetic pairs pool with valid) decides, not the
+    highest exact: the tiny model scores 0 everywhere, where the default keeps the earliest step (0), and
+    a rule that takes the last evaluation gets step 2."""
+    valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
+    seen = []
+
+    def last(history):
+        seen.append([h["step"] for h in history])
+        return history[-1]
+
+    rl = RLConfig(steps=2, eval_every=1, num_generations=2, prompts_per_step=2, max_completion_length=8,
+                  lr=1e-3, workers=1, timeout=1.0)
+    tc = TrainConfig(model=str(tiny_model_dir), device="cpu", dtype="float32", method="lora", rank=4, alpha=8,
+                     top_layers=None, eval_batch_size=4, eval_max_new_tokens=8)
+    train_grpo(rl, ITEMS, valid, one_table_db, tmp_path / "rl", train_config=tc, choose=last, progress=False)
+    assert seen and seen[-1] == [0, 1, 2]  # the rule saw every evaluation, the start model's first
+    assert read_info(tmp_path / "rl")["chosen"]["step"] == 2
+    train_grpo(rl, ITEMS, valid, one_table_db, tmp_path / "rl0", train_config=tc, progress=False)
+    assert read_info(tmp_path / "rl0")["chosen"]["step"] == 0  # the default: ties go to the earlier step

@@ -290,13 +290,15 @@ def _load(tc, init_adapter, dev):
 
 def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out_dir, init_adapter=None, *,
                train_config=None, force: bool = False, resume: bool = False, progress: bool = True,
-               baseline: dict | None = None):
+               baseline: dict | None = None, choose=None):
     """GRPO with the execution reward; returns a `train.TrainResult` (the chosen step; 0 = the start model).
 
     `config`: a Recipe (its `rl` section + its training/prompt/eval settings), or an RLConfig (or dict)
     with `train_config` (a TrainConfig: model, LoRA shape, prompt style, eval settings). `init_adapter`:
     the checkpoint to start from (an SFT output folder); None starts from `model` with a new adapter.
     `baseline`: a score report of the start model on exactly `valid_items` (skips evaluating step 0).
+    `choose`: a rule history -> chosen evaluation line (as `train.train` takes, e.g. the noise-aware
+    `synth.checkpoint_rule`); default: the highest valid exact, ties to the earlier step.
     `resume`: a finished `out_dir` is returned as is (an interrupted GRPO run starts over).
     """
     from .db import resolve_db
@@ -346,13 +348,13 @@ def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out
         start = {"model": model, "tok": tok, "peft_config": peft_config, "info": init_info, "path": init_adapter,
                  "base_name": base_name, "location": location}
         return _train(tc, rl, recipe_yaml, train_items, valid_items, db, out, start, builder, reward, dev,
-                      progress, baseline, t_start)
+                      progress, baseline, t_start, choose)
     finally:
         reward.close()
 
 
 def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: dict, builder, reward, dev,
-           progress, baseline, t_start):
+           progress, baseline, t_start, choose=None):
     """The GRPO loop proper (see `train_grpo`); `start`: the loaded start model and where it came from."""
     import torch
     from datasets import Dataset
@@ -398,6 +400,8 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
 
     def best() -> dict | None:
         evals = [h for h in history if "exact" in h]
+        if choose is not None and evals:
+            return choose(evals)
         return max(evals, key=lambda r: (r["exact"], r["fuzzy"], -r["step"])) if evals else None
 
     def save(m, step: int) -> None:

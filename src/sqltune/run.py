@@ -295,8 +295,11 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         if not is_complete(rl_dir):
             model = None
             t = time.monotonic()
-            train_grpo(cfg, train_items, items["valid"], db, rl_dir, init_adapter=adapter, resume=True,
-                       baseline=greedy_view(reports["tuned"]["valid"]))
+            # the checkpoint is chosen as SFT's was: with synthetic pairs, on valid + their held-out slice,
+            # by the noise-aware rule (a tiny valid split alone cannot tell a GRPO step from luck)
+            pooled = choose is not None and len(select_items) > len(items["valid"])
+            train_grpo(cfg, train_items, select_items if pooled else items["valid"], db, rl_dir, init_adapter=adapter,
+                       resume=True, baseline=None if pooled else greedy_view(reports["tuned"]["valid"]), choose=choose)
             run_dir.record("rl", time.monotonic() - t)
         model = tok = None
         _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)
