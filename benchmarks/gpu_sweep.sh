@@ -17,7 +17,10 @@ set -u
 cd "$(dirname "$0")/.."
 J=${SWEEP_DIR:-/root/jobs}
 mkdir -p "$J/jobs" "$J/out"
-export PYTHONPATH="$PWD/src:/tmp/site" SQLTUNE_HOME="${SQLTUNE_HOME:-/root/sqh}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 \
+# the jobs run a snapshot of the package taken at the first call: a later call re-sends the working tree,
+# and a running job's lazy imports must not pick up code that changed under it
+[ -d "$J/src" ] || cp -r src "$J/src"
+export PYTHONPATH="$J/src:/tmp/site" SQLTUNE_HOME="${SQLTUNE_HOME:-/root/sqh}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 \
   TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 MODEL="${MODEL:-qwen2.5-coder-1.5b}"
 RECIPE="${RECIPE:-qwen1.5b-gpu}"
