@@ -1,0 +1,123 @@
+"""`sqltune train` under `accelerate launch` with two CPU processes (DDP over gloo) against one process
+at the same global batch (8 = 2 x 4): both finish, rank 0 alone writes the output folder (one
+metrics.jsonl, one line per evaluation, one report), the ranks agree with the one-process run on the
+chosen step, and the train-loss curves agree (benchmarks/gpu_train.py's `compare`, the one used on GPUs).
+
+The one-process run takes the shared-prefix step; the two-process run whole sequences (the
+shared-prefix step is single-process): the curves agreeing also says the two losses are the same.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sqltune.checkpoint import is_complete, read_info
+
+REPO = Path(__file__).resolve().parents[1]
+PAIRS = [
+    ("How many authors are there?", "SELECT COUNT(*) FROM authors;"),
+    ("List all book titles.", "SELECT title FROM books;"),
+    ("Which authors are from the UK?", "SELECT name FROM authors WHERE country = 'UK';"),
+    ("What is the total number of copies sold?", "SELECT SUM(copies) FROM sales;"),
+    ("How many books are there?", "SELECT COUNT(*) FROM books;"),
+    ("List all author names.", "SELECT name FROM authors;"),
+    ("Which books were written before 1900?", "SELECT title FROM books WHERE year < 1900;"),
+    ("What is the most expensive book?", "SELECT title FROM books ORDER BY price DESC LIMIT 1;"),
+    ("How many sales rows are there?", "SELECT COUNT(*) FROM sales;"),
+    ("Which authors are from Argentina?", "SELECT name FROM authors WHERE country = 'AR';"),
+    ("What is the average book price?", "SELECT AVG(price) FROM books;"),
+    ("List the months with sales.", "SELECT DISTINCT month FROM sales;"),
+    ("Which book is the oldest?", "SELECT title FROM books ORDER BY year LIMIT 1;"),
+    ("How many countries do authors come from?", "SELECT COUNT(DISTINCT country) FROM authors;"),
+    ("What is the cheapest book?", "SELECT title FROM books ORDER BY price LIMIT 1;"),
+    ("List books with a price above 10.", "SELECT title FROM books WHERE price > 10;"),
+]
+
+
+def write_items(path: Path, pairs, prefix: str) -> Path:
+    path.write_text("".join(json.dumps({"id": f"{prefix}{i}", "question": q, "sql": s}) + "\n"
+                            for i, (q, s) in enumerate(pairs)))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_compare():
+    spec = importlib.util.spec_from_file_location("gpu_train", REPO / "benchmarks" / "gpu_train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.compare
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_model_dir, tmp_path_factory):
+    """One process at batch 8 and two processes at batch 4 each: 16 examples, 2 epochs, evaluated every 2 steps."""
+    from conftest import make_tiny_db
+
+    tmp = tmp_path_factory.mktemp("ddp")
+    db = make_tiny_db(tmp / "tiny.sqlite")
+    train = write_items(tmp / "train.jsonl", PAIRS, "t")
+    valid = write_items(tmp / "valid.jsonl", PAIRS[:4], "v")
+    common = ["-m", "sqltune", "train", "--db", str(db), "--train", str(train), "--valid", str(valid),
+              "--model", str(tiny_model_dir), "--device", "cpu", "--epochs", "2", "--set", "train.top_layers=null",
+              "--set", "train.dropout=0", "--set", "train.lr=1e-2", "--set", "train.eval_every=2",
+              "--set", "eval.max_new_tokens=8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(REPO / "src")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    one = subprocess.run([sys.executable, *common, "--batch-size", "8", "--out", str(tmp / "one")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    ddp = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                          str(REPO / "configs" / "accelerate" / "ddp-cpu.yaml"), "--num_processes", "2",
+                          "--main_process_port", str(free_port()), *common, "--batch-size", "4",
+                          "--out", str(tmp / "ddp")], env=env, capture_output=True, text=True, timeout=600)
+    return tmp, one, ddp
+
+
+def test_both_finish_and_two_processes_ran_whole_sequences(runs):
+    tmp, one, ddp = runs
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "shared prefix of" in one.stderr
+    assert "whole sequences (several processes" in ddp.stderr  # the world size reached the trainer
+
+
+def test_rank_zero_alone_writes_the_output_once(runs):
+    tmp, one, ddp = runs
+    out = tmp / "ddp"
+    assert is_complete(out)
+    assert not out.with_name("ddp.work").exists()  # the work folder is gone (removed once, by rank 0)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(x)["step"] for x in lines]
+    assert steps == [0, 2, 4]  # one line per evaluation, not one per rank
+    assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("ddp")) == ["ddp"]
+    assert ddp.stderr.count(f"wrote {out} (step") == 1  # the trainer's log: rank 0's
+    assert ddp.stdout.count("chose step") + ddp.stderr.count("chose step") == 1  # the CLI's report: rank 0's
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp / "one").iterdir())
+
+
+def test_same_choice_and_same_loss_curve_as_one_process(runs, capsys):
+    tmp, one, ddp = runs
+    a, b = read_info(tmp / "one"), read_info(tmp / "ddp")
+    assert a["chosen"]["step"] == b["chosen"]["step"]
+    assert a["tokens"]["example_tokens"] == b["tokens"]["example_tokens"]  # counted over both ranks
+    hist_a = [json.loads(x) for x in (tmp / "one" / "metrics.jsonl").read_text().splitlines()]
+    hist_b = [json.loads(x) for x in (tmp / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in hist_a] == [r["step"] for r in hist_b]
+    assert [r["epoch"] for r in hist_a] == [r["epoch"] for r in hist_b]  # same global batch: same steps per epoch
+    compare = load_compare()
+    assert compare(str(tmp / "one" / "metrics.jsonl"), str(tmp / "ddp" / "metrics.jsonl"), 1e-3) == 0
+    assert "2 common steps" in capsys.readouterr().out
+    for ra, rb in zip(hist_a, hist_b):  # the valid loss too: shared-prefix vs whole-sequence forward
+        assert rb["valid_loss"] == pytest.approx(ra["valid_loss"], rel=1e-3)
