@@ -11,7 +11,7 @@
 #
 # On the GPU image (docs/gpu.md): after the wheel preamble of section 1 (sqltune's wheels in /tmp/site) and
 # with the 1.5B materialised in /root/sqh/models/qwen2.5-coder-1.5b (section 2 / 3b), from the repo root:
-#   bash benchmarks/gpu_issue13.sh
+#   bash benchmarks/gpu_issue13.sh      # writes into $OUT; step limits 240+80+90+110 s keep it under a 10-minute call
 # Overrides (environment): MODEL (folder or name), OUT (default $OUT or ./gpu_issue13_out), PY (python3),
 # DEVICE=cpu (a dry run: --device cpu, configs/accelerate/ddp-cpu.yaml over gloo), SET (extra recipe
 # overrides for every run, e.g. "train.top_layers=null" for a 2-layer test model), GPU_TRAIN_EPOCHS (2),
@@ -31,10 +31,10 @@ GPU_TRAIN_EPOCHS=${GPU_TRAIN_EPOCHS:-2}
 DDP_STEPS=${DDP_STEPS:-10}
 DDP_EVERY=${DDP_EVERY:-5}
 DDP_BATCH=${DDP_BATCH:-8}
-T_TRAIN=${T_TRAIN:-270}
-T_DECODER=${T_DECODER:-90}
-T_ONE=${T_ONE:-100}
-T_DDP=${T_DDP:-120}
+T_TRAIN=${T_TRAIN:-240}
+T_DECODER=${T_DECODER:-80}
+T_ONE=${T_ONE:-90}
+T_DDP=${T_DDP:-110}
 WORK=${WORK:-/tmp/sqltune-issue13}
 
 mkdir -p "$OUT" "$WORK" || exit 1

@@ -12,9 +12,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,15 +80,21 @@ def runs(tiny_model_dir, tmp_path_factory):
         [str(REPO / "src")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     one = subprocess.run([sys.executable, *common, "--batch-size", "8", "--out", str(tmp / "one")],
                          env=env, capture_output=True, text=True, timeout=600)
-    ddp = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                          str(REPO / "configs" / "accelerate" / "ddp-cpu.yaml"), "--num_processes", "2",
-                          "--main_process_port", str(free_port()), *common, "--batch-size", "4",
-                          "--out", str(tmp / "ddp")], env=env, capture_output=True, text=True, timeout=600)
-    return tmp, one, ddp
+    ddp = subprocess.run(launch(common, "--batch-size", "4", "--out", str(tmp / "ddp")),
+                         env=env, capture_output=True, text=True, timeout=600)
+    return tmp, one, ddp, common, env
+
+
+def launch(*args) -> list[str]:
+    """`accelerate launch` of two CPU processes (torchrun: `--cpu` would start one), then `python` ARGS."""
+    flat = [a for x in args for a in (x if isinstance(x, list) else [x])]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+            str(REPO / "configs" / "accelerate" / "ddp-cpu.yaml"), "--num_processes", "2",
+            "--main_process_port", str(free_port()), *flat]
 
 
 def test_both_finish_and_two_processes_ran_whole_sequences(runs):
-    tmp, one, ddp = runs
+    tmp, one, ddp = runs[:3]
     assert one.returncode == 0, one.stderr[-3000:]
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "shared prefix of" in one.stderr
@@ -94,7 +102,7 @@ def test_both_finish_and_two_processes_ran_whole_sequences(runs):
 
 
 def test_rank_zero_alone_writes_the_output_once(runs):
-    tmp, one, ddp = runs
+    tmp, one, ddp = runs[:3]
     out = tmp / "ddp"
     assert is_complete(out)
     assert not out.with_name("ddp.work").exists()  # the work folder is gone (removed once, by rank 0)
@@ -108,7 +116,7 @@ def test_rank_zero_alone_writes_the_output_once(runs):
 
 
 def test_same_choice_and_same_loss_curve_as_one_process(runs, capsys):
-    tmp, one, ddp = runs
+    tmp, one, ddp = runs[:3]
     a, b = read_info(tmp / "one"), read_info(tmp / "ddp")
     assert a["chosen"]["step"] == b["chosen"]["step"]
     assert a["tokens"]["example_tokens"] == b["tokens"]["example_tokens"]  # counted over both ranks
@@ -121,3 +129,30 @@ def test_same_choice_and_same_loss_curve_as_one_process(runs, capsys):
     assert "2 common steps" in capsys.readouterr().out
     for ra, rb in zip(hist_a, hist_b):  # the valid loss too: shared-prefix vs whole-sequence forward
         assert rb["valid_loss"] == pytest.approx(ra["valid_loss"], rel=1e-3)
+
+
+@pytest.mark.slow  # two more launches (~40 s here)
+def test_resume_under_two_processes_ends_as_the_uninterrupted_run(runs):
+    """Killed once a checkpoint is complete, then `--resume`d: the same curve and the same weights."""
+    tmp, _, ddp, common, env = runs
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    out = tmp / "res"
+    args = launch(common, "--batch-size", "4", "--out", str(out))
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    marker = tmp / "res.work" / "trainer" / "checkpoint-2" / "COMPLETE"
+    deadline = time.monotonic() + 300
+    while not marker.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)  # torchrun passes it on to both ranks (SIGKILL would orphan them)
+    proc.wait(timeout=60)
+    time.sleep(1)
+    assert marker.is_file() and not (out / "metrics.jsonl").exists()  # interrupted after step 2, before the end
+    resumed = subprocess.run(args + ["--resume"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert "resuming from checkpoint-2" in resumed.stdout
+    assert read_info(out)["timing"]["resumed"] is True
+    a = [json.loads(x) for x in (tmp / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["train_loss"], r["valid_loss"]) for r in a] == [(r["step"], r["train_loss"], r["valid_loss"]) for r in b]
+    assert (out / "adapter_model.safetensors").read_bytes() == (tmp / "ddp" / "adapter_model.safetensors").read_bytes()
