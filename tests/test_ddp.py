@@ -156,3 +156,27 @@ def test_resume_under_two_processes_ends_as_the_uninterrupted_run(runs):
     b = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["train_loss"], r["valid_loss"]) for r in a] == [(r["step"], r["train_loss"], r["valid_loss"]) for r in b]
     assert (out / "adapter_model.safetensors").read_bytes() == (tmp / "ddp" / "adapter_model.safetensors").read_bytes()
+
+
+@pytest.mark.slow  # ~2 minutes here: every step of the GPU script, on the CPU with the tiny model
+def test_gpu_issue13_script_dry_run_on_the_cpu(tiny_model_dir, tmp_path):
+    """benchmarks/gpu_issue13.sh (one GPU call for the lead) runs end to end with DEVICE=cpu: every
+    command line in it parses and runs, and the small files it promises come back."""
+    out = tmp_path / "out"
+    env = {**os.environ, "MODEL": str(tiny_model_dir), "DEVICE": "cpu", "PY": sys.executable, "OUT": str(out),
+           "WORK": str(tmp_path / "work"), "SET": "train.top_layers=null eval.max_new_tokens=8",
+           "GPU_TRAIN_EPOCHS": "0.05", "DDP_STEPS": "2", "DDP_EVERY": "1", "DDP_BATCH": "2", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_issue13.sh")], env=env, capture_output=True,
+                         text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    steps = [line.split("\t") for line in (out / "steps.tsv").read_text().splitlines()[1:]]
+    assert [s[0] for s in steps] == ["gpu_train", "decoder", "train_one_gpu", "train_ddp_2", "compare"]
+    assert all(s[1] == "0" for s in steps), steps
+    assert sorted(p.name for p in out.iterdir()) == ["ddp.json", "ddp_compare.md", "decoder.json", "gpu_train.json",
+                                                    "log.txt", "steps.tsv"]
+    rows = json.loads((out / "gpu_train.json").read_text())["rows"]
+    assert [(r["method"], r["lr"]) for r in rows] == [("lora", 5e-4), ("full", 1e-5)]
+    assert {"valid", "test"} <= rows[0]["eval"].keys()
+    ddp = json.loads((out / "ddp.json").read_text())
+    assert ddp["one"]["summary"]["shared_prefix_tokens"] > 0 and ddp["ddp"]["summary"]["shared_prefix_tokens"] == 0
+    assert "2 common steps" in (out / "ddp_compare.md").read_text()
