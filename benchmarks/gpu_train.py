@@ -3,6 +3,7 @@
     python3 benchmarks/gpu_train.py --model /root/sqh/models/qwen2.5-coder-0.5b --out $OUT/gpu_train.json
     python3 benchmarks/gpu_train.py --model DIR --methods lora,full --epochs 10 --out $OUT/gpu_train.json
     python3 benchmarks/gpu_train.py --compare ONE/metrics.jsonl DDP/metrics.jsonl    # two `sqltune train` runs
+    bash benchmarks/gpu_issue13.sh    # all of issue 13's GPU measurements in one call (1.5B, 2 GPUs): see there
 
 For each method: `sqltune.train.train` with the default recipe (exoplanets train, the checkpoint
 chosen on valid by the one evaluator), then `sqltune.evaluate.evaluate` of the chosen checkpoint on
@@ -35,12 +36,15 @@ def machine() -> dict:
 
 def one_method(args, method: str, work: Path) -> dict:
     from sqltune.dataset import load_items
+    from sqltune.db import resolve_db
     from sqltune.evaluate import EvalConfig, evaluate
     from sqltune.model import load, pick_device
     from sqltune.recipe import load_recipe, parse_set
     from sqltune.train import train
 
     overrides = {"train.method": method, **parse_set(args.set)}
+    if method == "full" and args.full_lr is not None:
+        overrides["train.lr"] = args.full_lr
     if args.model:
         overrides["model"] = args.model
     if args.epochs is not None:
@@ -49,8 +53,9 @@ def one_method(args, method: str, work: Path) -> dict:
         overrides["train.batch_size"] = args.batch_size
     recipe = load_recipe(args.config, overrides)
     valid, test = load_items(recipe.data.valid), load_items(recipe.data.test)
+    db = resolve_db(recipe.data.db)  # the recipe's (None: the packaged exoplanets database)
     t = time.perf_counter()
-    res = train(recipe, recipe.train_items(), valid, recipe.data.db, work / method, force=True, progress=False)
+    res = train(recipe, recipe.train_items(), valid, db, work / method, force=True, progress=False)
     wall = time.perf_counter() - t
     dev = pick_device(recipe.device, recipe.dtype)
     t = time.perf_counter()
@@ -59,10 +64,11 @@ def one_method(args, method: str, work: Path) -> dict:
     ecfg = EvalConfig.from_recipe(recipe, dev, fewshot_pool=recipe.train_items(), progress=False)
     evals = {}
     for split, items in (("valid", valid), ("test", test)):
-        rep = evaluate(loaded.model, loaded.tokenizer, loaded.builder, items, recipe.data.db, ecfg)
+        rep = evaluate(loaded.model, loaded.tokenizer, loaded.builder, items, db, ecfg)
         evals[split] = {"summary": rep["summary"], "timing": rep["timing"]}
     info = res.info
-    row = {"method": method, "train_wall_s": round(wall, 2), "timing": info["timing"], "tokens": info["tokens"],
+    row = {"method": method, "train_wall_s": round(wall, 2), "steps": max(r["step"] for r in res.history),
+           "lr": recipe.train["lr"], "timing": info["timing"], "tokens": info["tokens"],
            "chosen": info["chosen"], "history": res.history, "load_s": round(load_s, 2), "eval": evals,
            "eval_config": ecfg.to_dict(), "device": info["device"]}
     print(f"{method}: train {wall:.1f} s (steps {info['timing']['step_seconds']} s, evals "
@@ -101,6 +107,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=float, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--set", nargs="*", default=[], help="recipe overrides KEY=VALUE")
+    ap.add_argument("--full-lr", type=float, default=1e-5,
+                    help="learning rate of --methods full (the recipe's is LoRA's; BENCHMARKS.md 'Fine-tuning (issue 8)')")
     ap.add_argument("--work", default="/tmp/sqltune-gpu-train")
     ap.add_argument("--decoder", action="store_true", help="also run benchmarks/decoder.py (30 questions)")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two metrics.jsonl loss curves and exit")
@@ -122,11 +130,11 @@ def main(argv=None) -> int:
         out = str(Path(args.out).with_name("decoder.json")) if args.out else None
         decoder.main(["--limit", "30", "--variants"] + (["--model", args.model] if args.model else [])
                      + (["--out", out] if out else []))
-    print("| method | train wall | step s | eval s | example tok/s | chosen step | valid exact | test exact | test q/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| method | train wall | steps | step s | eval s | example tok/s | chosen step | valid exact | test exact | test q/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in report["rows"]:
         t, ev = r["timing"], r["eval"]
-        print(f"| {r['method']} | {r['train_wall_s']} s | {t['step_seconds']} | {t['eval_seconds']} | "
+        print(f"| {r['method']} | {r['train_wall_s']} s | {r['steps']} | {t['step_seconds']} | {t['eval_seconds']} | "
               f"{r['tokens']['tokens_per_s']} | {r['chosen']['step']} | {ev['valid']['summary']['exact']:.1%} | "
               f"{ev['test']['summary']['exact']:.1%} | {ev['test']['timing']['queries_per_s']} |")
     return 0

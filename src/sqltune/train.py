@@ -16,13 +16,13 @@ The jobs live in modules named for them: `train_config` (TrainConfig, TrainResul
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
 from .adapters import device_and_dtype, load_for_training, resolved_config
 from .checkpoint import is_complete, merge, read_info, write_checkpoint  # noqa: F401 - merge re-exported
+from .distributed import broadcast, on_main, sum_over_ranks, world_size
 from .errors import SqltuneError
 from .shared_prefix import SharedPrefix, fast_path_problem, plain_loss, shared_prefix_len  # noqa: F401 - re-exported
 from .train_config import DEFAULT_TARGETS, METHODS, SCHEDULERS, TrainConfig, TrainResult, as_train_config  # noqa: F401
@@ -42,9 +42,10 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     `valid_items` (e.g. from the run's base evaluation), used as step 0 instead of generating again.
     `choose`: a rule `history -> chosen evaluation line` replacing "best valid exact" (issue 14:
     `synth.checkpoint_rule`, which keeps the untuned model unless the gain beats the noise).
-    """
-    from transformers import TrainingArguments
 
+    Under `accelerate launch --num_processes N` (DDP) every rank calls this; rank 0 alone evaluates
+    the candidates and writes files, and hands its decisions to the other ranks (`distributed.py`).
+    """
     from .db import resolve_db
     from .prompt import PromptBuilder
     from .schema import schema_text
@@ -77,24 +78,23 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     t_start = time.monotonic()
     db = resolve_db(db)
     dev = device_and_dtype(cfg)
+    trainer_dir = work / "trainer"
+    args = _training_args(cfg, dev, trainer_dir, progress)  # several processes: joins them (after the checks above, before any write)
     model, tok, location, layers, n_layers = load_for_training(cfg, dev)
     builder = PromptBuilder(schema_text(db, cfg.notes), cfg.prompt_style)
     builder.prompt(tok, "?")  # a style the tokenizer cannot render fails now
     if force:
-        remove_owned(out)
-        remove_owned(work)
+        on_main(lambda: (remove_owned(out), remove_owned(work)))
     resolved = resolved_config(cfg, layers, n_layers)
     fingerprint = {"train": {"n": len(train_items), "sha256": items_sha256(train_items)},
                    "valid": {"n": len(valid_items), "sha256": items_sha256(valid_items)}}
     state = {"config": resolved, "data": fingerprint, "prompt_sha256": builder.fingerprint(tok)["sha256"]}
-    claim(work, "training work folder")
-    _check_same_run(work, state)
+    on_main(lambda: (claim(work, "training work folder"), _check_same_run(work, state)))
 
     # data
     enc_train = encode_examples(builder, tok, train_items)
     enc_valid = encode_examples(builder, tok, valid_items)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    problem = fast_path_problem(model, cfg, world)
+    problem = fast_path_problem(model, cfg, world_size())
     P = shared_prefix_len([p for p, _ in enc_train + enc_valid]) if problem is None else 0
     train_set, valid_set = ExampleSet(enc_train, P), ExampleSet(enc_valid, P)
     from .evaluate import EvalConfig
@@ -112,30 +112,17 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
              if P else f"whole sequences ({problem})"))
 
     # resume point
-    trainer_dir = work / "trainer"
-    ckpt = last_complete_checkpoint(trainer_dir) if resume else None
+    ckpt = broadcast(last_complete_checkpoint(trainer_dir) if resume else None)
     if ckpt is not None:
         session.load_history(int(ckpt.name.split("-")[-1]))
         echo(f"resuming from {ckpt.name}")
     else:
         session.load_history(-1)
-        shutil.rmtree(trainer_dir, ignore_errors=True)
+        on_main(shutil.rmtree, trainer_dir, ignore_errors=True)
     if not any(r["step"] == 0 for r in session.history):
         session.evaluate(model, 0, 0.0, None, _check_baseline(baseline, valid_items))  # "no training" is a candidate
 
     SqltuneTrainer = make_trainer_class()
-    every = {"strategy": "steps", "steps": cfg.eval_every} if cfg.eval_every else {"strategy": "epoch", "steps": 500}
-    mixed = dev.autocast or (dev.device.startswith("cuda") and (dev.dtype == "bfloat16" or cfg.method in ("full", "qlora")))
-    args = TrainingArguments(
-        output_dir=str(trainer_dir), per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler, warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, data_seed=cfg.seed,
-        eval_strategy=every["strategy"], eval_steps=every["steps"], save_strategy=every["strategy"],
-        save_steps=every["steps"], logging_strategy=every["strategy"], logging_steps=every["steps"],
-        save_total_limit=2, report_to="none", remove_unused_columns=False, train_sampling_strategy="group_by_length",
-        use_cpu=dev.device == "cpu", bf16=mixed, disable_tqdm=not progress, dataloader_num_workers=0,
-    )
     trainer = SqltuneTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set,
                              data_collator=collate(tok.pad_token_id), callbacks=[session], session=session)
     t_train, eval_before = time.monotonic(), session.eval_seconds
@@ -147,6 +134,7 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
 
     # the output folder
     best = session.best()
+    session.tokens_example, session.tokens_computed = sum_over_ranks([session.tokens_example, session.tokens_computed])
     cand = session.candidates / f"step-{best['step']}"
     info = {
         "base_model": cfg.model, "base_model_location": location, "method": cfg.method,
@@ -176,15 +164,38 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
                 (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
         tok.save_pretrained(tmp)
 
-    if not session.is_main:
-        return TrainResult(out, best["step"], best["epoch"], best, session.history, info)
-    write_checkpoint(out, write, info, {"metrics.jsonl": metrics_text, "recipe.yaml": recipe_text})
-    if not cfg.keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+    def finish() -> None:  # rank 0 alone; the other ranks return once it has written the folder
+        write_checkpoint(out, write, info, {"metrics.jsonl": metrics_text, "recipe.yaml": recipe_text})
+        if not cfg.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+    on_main(finish)
     if best["step"] == 0:
         echo("training did not beat the untuned model on valid: the output is the untuned model (step 0)")
     echo(f"wrote {out} (step {best['step']}, exact {best['exact']:.1%})")
     return TrainResult(out, best["step"], best["epoch"], best, session.history, info)
+
+
+def _training_args(cfg: TrainConfig, dev, trainer_dir: Path, progress: bool):
+    """The Trainer's arguments. Creating them sets up the device and, under `accelerate launch`, the
+    process group: every rank has passed the input checks, nothing is written yet."""
+    from transformers import TrainingArguments
+
+    every = {"strategy": "steps", "steps": cfg.eval_every} if cfg.eval_every else {"strategy": "epoch", "steps": 500}
+    mixed = dev.autocast or (dev.device.startswith("cuda") and (dev.dtype == "bfloat16" or cfg.method in ("full", "qlora")))
+    args = TrainingArguments(
+        output_dir=str(trainer_dir), per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler, warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, data_seed=cfg.seed,
+        eval_strategy=every["strategy"], eval_steps=every["steps"], save_strategy=every["strategy"],
+        save_steps=every["steps"], logging_strategy=every["strategy"], logging_steps=every["steps"],
+        save_total_limit=2, report_to="none", remove_unused_columns=False, train_sampling_strategy="group_by_length",
+        use_cpu=dev.device == "cpu", bf16=mixed, disable_tqdm=not progress, dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # DDP: every trainable weight is used in each step
+    )
+    args.device  # noqa: B018 - sets up the device (and the process group of `accelerate launch`) now
+    return args
 
 
 def _check_baseline(report: dict | None, valid_items: list[dict]) -> dict | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from .checkpoint import COMPLETE
+from .distributed import barrier, is_main, on_main, world_size
 from .shared_prefix import SharedPrefix, plain_loss
 from .train_config import TrainConfig
 from .train_data import IGNORE, collate
@@ -50,10 +50,17 @@ def make_trainer_class():
             s.tokens_example += int(inputs["full_tokens"].sum())
             s.tokens_computed += computed
             loss = total / max(1, int(num_items_in_batch) if num_items_in_batch is not None else n)
+            if world_size() > 1:  # DDP averages the ranks' gradients: rank sum / global tokens x ranks gives,
+                loss = loss * world_size()  # averaged, the one-process loss of the global batch (and its log)
             return (loss, None) if return_outputs else loss
 
         def _get_num_items_in_batch(self, batch_samples, device):
-            return sum(int((b["targets"] != IGNORE).sum()) for b in batch_samples)
+            n = sum(int((b["targets"] != IGNORE).sum()) for b in batch_samples)
+            if world_size() > 1:  # the tokens of the global batch (every rank's share); see compute_loss
+                import torch
+
+                n = int(self.accelerator.gather(torch.tensor([n], device=device)).sum())
+            return n
 
         def evaluate(self, *args, **kwargs):
             s, step = self.session, self.state.global_step
@@ -101,12 +108,13 @@ class CheckpointChoice(TrainerCallback):
         self.tokens_example = self.tokens_computed = 0
         self.eval_seconds = self.save_seconds = 0.0
         self.t0 = time.monotonic()
-        self.is_main = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch` only rank 0 writes files
+        self.is_main = is_main()  # under `accelerate launch` only rank 0 evaluates and writes (distributed.py)
         self.last_eval_at = time.monotonic()
         self.choose = None  # optional rule history -> chosen line (train(..., choose=...))
 
     # -- the Trainer's events
     def on_save(self, args, state, control, **kwargs):
+        barrier()  # every rank has written its part of the checkpoint (rng_state_RANK.pth) before it is marked
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
@@ -118,10 +126,13 @@ class CheckpointChoice(TrainerCallback):
         """Metrics of evaluations at or before `up_to_step` (the checkpoint resumed from)."""
         from .dataset import read_jsonl, write_jsonl
 
-        rows = read_jsonl(self.metrics_file) if self.metrics_file.is_file() else []
-        self.history = [r for r in rows if r["step"] <= up_to_step]
-        if self.is_main:
-            write_jsonl(self.metrics_file, self.history)
+        def load() -> list[dict]:
+            rows = read_jsonl(self.metrics_file) if self.metrics_file.is_file() else []
+            history = [r for r in rows if r["step"] <= up_to_step]
+            write_jsonl(self.metrics_file, history)
+            return history
+
+        self.history = on_main(load)
         self.prune_candidates()
 
     def best(self) -> dict | None:
@@ -182,7 +193,14 @@ class CheckpointChoice(TrainerCallback):
 
     def evaluate(self, model, step: int, epoch: float, train_loss: float | None, report: dict | None = None) -> dict:
         """Generate SQL for the valid questions, score it by execution, log it, keep the candidate if best.
-        `report`: an existing score report of this very model on these items (skips generating)."""
+        `report`: an existing score report of this very model on these items (skips generating).
+        Several processes: rank 0 evaluates and writes; the others receive its line (same history, same choice)."""
+        line = on_main(self._evaluate, model, step, epoch, train_loss, report)
+        if not self.is_main:
+            self.history.append(line)
+        return line
+
+    def _evaluate(self, model, step: int, epoch: float, train_loss: float | None, report: dict | None) -> dict:
         from .evaluate import evaluate
 
         t = time.monotonic()
@@ -198,11 +216,10 @@ class CheckpointChoice(TrainerCallback):
         prev = self.best()
         self.history.append(line)
         line["best"] = self.best() is line
-        if self.is_main:
-            if line["best"]:
-                self._save_candidate(model, step, line, report)
-            with open(self.metrics_file, "a", encoding="utf-8") as f:
-                f.write(json.dumps(line) + "\n")
+        if line["best"]:
+            self._save_candidate(model, step, line, report)
+        with open(self.metrics_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
         self.eval_seconds += time.monotonic() - t
         self.last_eval_at = time.monotonic()
         mark = "new best" if line["best"] else f"best stays step {prev['step'] if prev else '-'}"
@@ -226,4 +243,5 @@ def _fmt(x) -> str:
 
 
 def echo(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    if is_main():  # one log under `accelerate launch`
+        print(msg, file=sys.stderr, flush=True)

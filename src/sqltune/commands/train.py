@@ -84,6 +84,10 @@ def register(app: typer.Typer) -> None:
             if work.is_dir():
                 raise Interrupted(f"{work} keeps the finished steps: add --resume to continue") from None
             raise
+        from ..distributed import is_main
+
+        if not is_main():  # under `accelerate launch`: one report, rank 0's
+            return
         b = result.best
         tok = result.info["tokens"]
         echo(f"chose step {result.chosen_step} (epoch {result.chosen_epoch:g}): exact {b['exact']:.1%}, "
