@@ -187,6 +187,26 @@ def test_checkpoint_rule_keeps_untuned_model_on_noise():
     assert choose_checkpoint([line(10, 0.2), line(20, 0.4)], n=10)["step"] == 20
 
 
+def test_checkpoint_rule_judges_gains_on_valid_and_guards_with_the_synthetic_slice():
+    """Lines scored on 10 valid + 20 synthetic questions. Step 0 answers every synthetic pair (they passed
+    its own read-back): pooled, no trained checkpoint could beat it; split, valid decides the gain and the
+    slice only vetoes forgetting."""
+    valid = [f"v{i}" for i in range(10)]
+    syn = [f"s{i}" for i in range(20)]
+
+    def ln(step, v_right, s_right, loss=1.0):
+        ids = valid[:v_right] + syn[:s_right]
+        return {"step": step, "n": 30, "exact": len(ids) / 30, "valid_loss": loss, "exact_ids": ids}
+
+    h = [ln(0, 5, 20), ln(10, 8, 19), ln(20, 9, 12)]
+    assert choose_checkpoint(h, 30)["step"] == 0  # pooled: 25/30 vs 27/30 is within the noise of 30
+    got = choose_checkpoint(h, 10, valid_ids=valid)
+    assert got["step"] == 10 and got is h[1]  # +3 valid (margin 0.16); step 20's +4 forgot 8 synthetic pairs
+    assert choose_checkpoint([ln(0, 5, 20), ln(10, 6, 20)], 10, valid_ids=valid)["step"] == 0  # +1 is noise
+    assert choose_checkpoint([ln(0, 5, 20), ln(10, 9, 10)], 10, valid_ids=valid)["step"] == 0  # all forgot: keep 0
+    assert choose_checkpoint([ln(10, 5, 20), ln(20, 6, 20)], 10, valid_ids=valid)["step"] == 20  # no step 0: best
+
+
 def test_heldout_split_and_seed_weighting():
     pairs = [{"id": f"p{i}", "question": f"q {i}", "sql": "SELECT 1", "provenance": {}} for i in range(10)]
     tr, held = split_heldout(pairs, 0.2, seed=0)

@@ -185,7 +185,9 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
     train_part, held = split_heldout(pairs, float(syn["heldout_fraction"]), int(syn["seed"]))
     select = items["valid"] + [{"id": p["id"], "question": p["question"], "sql": p["sql"]} for p in held]
     return (weighted_training_items(items["train"], train_part, int(syn["seed_weight"])), select,
-            None if held else baseline, checkpoint_rule(len(select), float(syn["select_z"])))
+            None if held else baseline,
+            checkpoint_rule(len(items["valid"]), float(syn["select_z"]),
+                            valid_ids=[str(it.get("id", i)) for i, it in enumerate(items["valid"])] if held else None))
 
 
 def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
@@ -295,11 +297,11 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         if not is_complete(rl_dir):
             model = None
             t = time.monotonic()
-            # the checkpoint is chosen as SFT's was: with synthetic pairs, on valid + their held-out slice,
-            # by the noise-aware rule (a tiny valid split alone cannot tell a GRPO step from luck)
-            pooled = choose is not None and len(select_items) > len(items["valid"])
-            train_grpo(cfg, train_items, select_items if pooled else items["valid"], db, rl_dir, init_adapter=adapter,
-                       resume=True, baseline=None if pooled else greedy_view(reports["tuned"]["valid"]), choose=choose)
+            # the checkpoint is chosen as SFT's was (with synthetic pairs: the gain on valid beyond its noise,
+            # the held-out synthetic slice as a guard against forgetting)
+            pooled = len(select_items) > len(items["valid"])
+            train_grpo(cfg, train_items, select_items, db, rl_dir, init_adapter=adapter, resume=True,
+                       baseline=None if pooled else greedy_view(reports["tuned"]["valid"]), choose=choose)
             run_dir.record("rl", time.monotonic() - t)
         model = tok = None
         _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)

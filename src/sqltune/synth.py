@@ -581,7 +581,21 @@ def split_heldout(pairs: list[dict], fraction: float, seed: int = 0) -> tuple[li
 
 
 # ----------------------------------------------------------------------------- checkpoint choice
-def choose_checkpoint(history: list[dict], n: int, z: float = 1.0) -> dict | None:
+def _margin(p0: float, n: int, z: float) -> float:
+    """`z` standard errors of a proportion at p0 on n questions, and at least one question (1/n)."""
+    return max(z * math.sqrt(max(p0 * (1 - p0), 0.0) / max(n, 1)), 1.0 / max(n, 1))
+
+
+def _split_line(r: dict, valid_ids: set) -> dict:
+    """An evaluation line over valid + the synthetic slice, with `exact` on valid alone and `guard_exact`
+    on the slice (from its `exact_ids`)."""
+    ids = set(r.get("exact_ids") or [])
+    n_guard = r["n"] - len(valid_ids)
+    return {**r, "exact": len(ids & valid_ids) / max(len(valid_ids), 1),
+            "guard_exact": len(ids - valid_ids) / n_guard if n_guard > 0 else None, "n_guard": n_guard}
+
+
+def choose_checkpoint(history: list[dict], n: int, z: float = 1.0, valid_ids=None) -> dict | None:
     """The checkpoint to keep, from the trainer's evaluation lines (`step`, `exact` on `n` questions).
 
     Rule: the untuned model (step 0) stays unless the best trained checkpoint's exact beats it by more
@@ -589,27 +603,46 @@ def choose_checkpoint(history: list[dict], n: int, z: float = 1.0) -> dict | Non
     untuned accuracy p0, and by more than one question (margin at least 1/n). Among trained checkpoints the
     highest exact wins (ties: lower valid loss, then the earlier step).
 
+    With `valid_ids` (the lines were scored on valid + a held-out slice of synthetic pairs): the gain is
+    judged on the valid questions alone (`n` = their number), and the synthetic slice is a guard: a
+    checkpoint whose exact on the slice falls below step 0's by more than the slice's own margin is not
+    eligible. The returned line is the trainer's own (its `exact` the pooled one).
+
     Why: a valid split of a few questions moves by 1/n per question, so "best exact" alone picks
     whichever checkpoint got lucky (measured: a devsuite DB went 0.50 → 1.00 on 4 valid questions
-    while its test fell 0.77 → 0.64). Pooling valid with a held-out slice of synthetic pairs raises n;
-    demanding a gain above one standard error keeps the untuned model when the evidence is noise.
+    while its test fell 0.77 → 0.64); demanding a gain above one standard error keeps the untuned model
+    when the evidence is noise. The synthetic slice cannot measure a gain: its pairs survived the
+    writer's own read-back, so when the writer is the model being tuned, step 0 answers nearly all of
+    them (measured on the devsuite, 1.5B: 0.89-1.00 on the slice at step 0 for 12 of 12 DBs), and pooled
+    with valid it made every trained checkpoint lose. It does show forgetting (every SFT run lowered it).
     """
     if not history:
         return None
     key = lambda r: (r["exact"], -(r["valid_loss"] if r.get("valid_loss") is not None else math.inf), -r["step"])  # noqa: E731
-    base = next((r for r in history if r["step"] == 0), None)
-    trained = [r for r in history if r["step"] != 0]
+    lines = history
+    if valid_ids is not None:
+        valid_ids = {str(i) for i in valid_ids}
+        lines = [_split_line(r, valid_ids) for r in history]
+        n = len(valid_ids)
+    base = next((r for r in lines if r["step"] == 0), None)
+    trained = [r for r in lines if r["step"] != 0]
     if base is None or not trained:
-        return max(history, key=key)
+        best = max(lines, key=key)
+        return history[lines.index(best)]
+    if valid_ids is not None and base.get("guard_exact") is not None:
+        floor = base["guard_exact"] - _margin(base["guard_exact"], base["n_guard"], z)
+        trained = [r for r in trained if r["guard_exact"] >= floor - 1e-9]
+        if not trained:
+            return history[lines.index(base)]
     best = max(trained, key=key)
     p0 = base["exact"]
-    margin = max(z * math.sqrt(max(p0 * (1 - p0), 0.0) / max(n, 1)), 1.0 / max(n, 1))
-    return best if best["exact"] - p0 > margin + 1e-9 else base
+    chosen = best if best["exact"] - p0 > _margin(p0, n, z) + 1e-9 else base
+    return history[lines.index(chosen)]
 
 
-def checkpoint_rule(n: int, z: float = 1.0):
-    """`choose_checkpoint` bound to `n` and `z`, in the form the trainer's `choose` hook takes."""
-    return lambda history, _n=None: choose_checkpoint(history, n, z)
+def checkpoint_rule(n: int, z: float = 1.0, valid_ids=None):
+    """`choose_checkpoint` bound to `n`, `z` (and `valid_ids`), in the form the trainer's `choose` hook takes."""
+    return lambda history, _n=None: choose_checkpoint(history, n, z, valid_ids)
 
 
 def weighted_training_items(seeds: list[dict], synthetic: list[dict], seed_weight: int) -> list[dict]:

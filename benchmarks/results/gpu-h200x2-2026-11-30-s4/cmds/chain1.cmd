@@ -1,0 +1,1 @@
+REPO=/work/main bash /root/merged/chain1.sh
