@@ -15,7 +15,7 @@
 # Overrides (environment): MODEL (folder or name), OUT (default $OUT or ./gpu_issue13_out), PY (python3),
 # DEVICE=cpu (a dry run: --device cpu, configs/accelerate/ddp-cpu.yaml over gloo), SET (extra recipe
 # overrides for every run, e.g. "train.top_layers=null" for a 2-layer test model), GPU_TRAIN_EPOCHS (2),
-# DDP_STEPS (10), DDP_EVERY (5), DDP_BATCH (8: per process; one process gets twice as much),
+# ONE_GPU_ID (0: the GPU of the single-GPU steps), DDP_STEPS (10), DDP_EVERY (5), DDP_BATCH (8: per process; one process gets twice as much),
 # T_TRAIN / T_DECODER / T_ONE / T_DDP (per-step time limits, seconds).
 # CPU dry run with the tests' tiny model (tests/tiny.py):
 #   MODEL=/tmp/tiny DEVICE=cpu SET="train.top_layers=null eval.max_new_tokens=8" GPU_TRAIN_EPOCHS=0.05 \
@@ -53,7 +53,7 @@ if [ "$DEVICE" = cpu ]; then
   ONE_GPU=() TWO_GPUS=()
 else
   ACCEL_CONFIG=configs/accelerate/ddp.yaml
-  ONE_GPU=(env CUDA_VISIBLE_DEVICES=0) TWO_GPUS=(env CUDA_VISIBLE_DEVICES=0,1)
+  ONE_GPU=(env CUDA_VISIBLE_DEVICES=${ONE_GPU_ID:-0}) TWO_GPUS=(env CUDA_VISIBLE_DEVICES=0,1)
 fi
 
 step() {  # step NAME LIMIT COMMAND...: run it, log it, record its exit code and seconds; never stop the script
