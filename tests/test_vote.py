@@ -199,3 +199,118 @@ def test_report_shows_greedy_vs_voted_only_for_runs_that_voted():
         "best_of_n": 0.6}}}}
     lines = vote_lines(voted)
     assert lines[0].startswith("## Voting") and "| tuned | test | 4 | 40.0% | 50.0% | 7 | 6 | 1 | 60.0% |" in lines
+
+
+# ---------------------------------------------------------------- the correction step (--vote-correct)
+CLOSE = [("SELECT title FROM books WHERE year > 1900", -0.2), ("SELECT title FROM books WHERE year < 1900", -0.3),
+         ("SELECT title FROM books WHERE year > 1900", -0.6)]  # 2 votes against 1: close
+
+
+def close_candidates():
+    return [cand(sql, lp, greedy=i == 0) for i, (sql, lp) in enumerate(CLOSE)]
+
+
+def test_close_means_the_top_two_groups_are_within_one_vote(tiny_db):
+    from sqltune.vote import is_close
+
+    assert is_close(choose(tiny_db, close_candidates()))
+    clear = close_candidates() + [cand(CLOSE[0][0], -0.7)]  # 3 against 1
+    assert not is_close(choose(tiny_db, clear))
+    assert not is_close(choose(tiny_db, [cand(CLOSE[0][0], greedy=True), cand(CLOSE[0][0])]))  # one group
+    assert not is_close(choose(tiny_db, [cand(CLOSE[0][0], greedy=True), cand("SELECT nope")]))
+
+
+@pytest.mark.parametrize("style", ["chat", "premsql", "seed"])
+def test_correction_prompt_shows_both_sqls_and_their_first_rows_after_the_schema_prefix(chaotic, tiny_db, style):
+    from sqltune.vote import correction_options
+
+    _, tok = chaotic
+    b = PromptBuilder(SCHEMA, style)
+    v = choose(tiny_db, close_candidates())
+    opts = correction_options(v)
+    assert [o["sql"] for o in opts] == [CLOSE[0][0], CLOSE[1][0]]
+    p = b.correction(tok, "Which titles are recent?", opts)
+    assert CLOSE[0][0] in p and CLOSE[1][0] in p and "Which titles are recent?" in p
+    assert str(opts[0]["rows"][0][0]) in p and str(opts[1]["rows"][0][0]) in p  # first rows of each
+    assert p.startswith(b.prefix(tok))  # same schema prefix as every prompt (one builder, shared cache)
+    long = [{"sql": "SELECT 1", "columns": ["x"], "rows": [["y" * 500]] * 10}]
+    q = b.correction(tok, "Q?", long)
+    assert "y" * 500 not in q and q.count("yyy...") == 3  # values truncated, first 3 rows only
+
+
+def _spy_generate(monkeypatch, reply=None):
+    """Record the prompts the correction step generates from; `reply` replaces the model's text."""
+    import sqltune.generate as gen
+
+    seen, real = [], gen.generate_texts
+
+    def spy(model, tok, prompts, **kw):
+        seen.extend(prompts)
+        return [(reply, 3, 0.0) for _ in prompts] if reply is not None else real(model, tok, prompts, **kw)
+
+    monkeypatch.setattr(gen, "generate_texts", spy)
+    return seen
+
+
+def _vote_with(monkeypatch, cands_per_q):
+    import sqltune.vote as vote_mod
+
+    monkeypatch.setattr(vote_mod, "sample_sql", lambda *a, **k: [list(c) for c in cands_per_q])
+
+
+def test_a_failing_correction_keeps_the_vote(chaotic, tiny_db, monkeypatch):
+    from sqltune.vote import predict_rows
+
+    model, tok = chaotic
+    _vote_with(monkeypatch, [close_candidates()])
+    seen = _spy_generate(monkeypatch)  # the tiny model's own (garbage) correction
+    row = predict_rows(model, tok, PromptBuilder(SCHEMA), [{"question": "Recent titles?"}], tiny_db,
+                       VoteSettings(3, correct=True), max_new_tokens=8, progress=False)[0]
+    assert len(seen) == 1 and CLOSE[0][0] in seen[0] and CLOSE[1][0] in seen[0]
+    assert row["correction"]["ran"] and not row["correction"]["changed"] and row["correction"]["error"]
+    assert row["sql"] == row["voted_sql"] == CLOSE[0][0]
+    for reply in ("SELECT nope FROM books", "SELECT title FROM books WHERE year > 3000", "no sql here"):
+        _spy_generate(monkeypatch, reply)  # fails / returns nothing / writes no SQL: the vote stays
+        row = predict_rows(model, tok, PromptBuilder(SCHEMA), [{"question": "Recent titles?"}], tiny_db,
+                           VoteSettings(3, correct=True), progress=False)[0]
+        assert row["correction"]["ran"] and not row["correction"]["changed"] and row["sql"] == CLOSE[0][0]
+
+
+def test_a_correction_with_another_result_replaces_the_vote_and_is_counted(chaotic, tiny_db, monkeypatch):
+    from sqltune.evaluate import evaluate_items
+
+    model, tok = chaotic
+    clear = [cand("SELECT count(*) FROM books", -0.1, greedy=True)] * 3  # one group: no correction
+    _vote_with(monkeypatch, [close_candidates(), clear])
+    seen = _spy_generate(monkeypatch, "SELECT title FROM books WHERE year < 1900")  # the minority's result
+    items = [{"id": "a", "question": "Old titles?", "sql": "SELECT title FROM books WHERE year < 1900"},
+             {"id": "b", "question": "How many books?", "sql": "SELECT count(*) FROM books"}]
+    rep = evaluate_items(model, tok, PromptBuilder(SCHEMA), items, tiny_db, progress=False,
+                         vote=VoteSettings(3, correct=True))
+    a, b = rep["predictions"]
+    assert len(seen) == 1  # only the close vote is corrected
+    assert a["correction"]["changed"] and a["sql"] == "SELECT title FROM books WHERE year < 1900"
+    assert a["voted_sql"] == CLOSE[0][0] and b["correction"] == {"ran": False} and b["sql"] == b["voted_sql"]
+    v = rep["vote"]
+    assert v["voted"]["exact"] == 0.5 and rep["summary"]["exact"] == 1.0
+    assert v["correction"] == {"corrected": rep["summary"], "ran": 1, "changed": 1, "helped": 1, "hurt": 0}
+    assert rep["eval_config"]["vote"]["correct"] is True
+    from sqltune.report import vote_lines
+
+    text = "\n".join(vote_lines({"base": {"test": rep}}))
+    assert "close votes corrected" in text and "| base | test | 1 | 1 | 1 | 0 | 50.0% | 100.0% |" in text
+
+
+def test_vote_correct_needs_a_vote_of_two(capsys):
+    for command in (["ask", "How many planets?"], ["eval", "--data", "exoplanets:test"],
+                    ["predict", "--data", "exoplanets:test", "--out", "x.jsonl"]):
+        code = main(command + ["--vote-correct"])
+        out, err = capsys.readouterr()
+        assert code == 2 and "--vote-correct needs --vote 2 or more" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SqltuneError, match="vote-correct needs"):
+        VoteSettings(1, correct=True)
+    from sqltune.recipe import load_recipe
+
+    assert load_recipe("default", {"eval.vote": "4", "eval.vote_correct": "true"}).eval.vote_correct is True
+    with pytest.raises(SqltuneError, match="eval.vote_correct needs eval.vote 2 or more"):
+        load_recipe("default", {"eval.vote_correct": "true"})

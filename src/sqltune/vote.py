@@ -14,6 +14,12 @@ candidates that fail or return no rows lose. The others are grouped by result th
 compares (`score.fuzzy_match` both ways: column order and names free, floats within 1e-4, rows as a
 multiset); the largest group wins, ties go to the higher mean log-probability, and the answer is the
 winning group's most likely candidate. With no non-empty result, an empty one wins, else greedy.
+
+`correct` (`--vote-correct`, SLM-SQL's corrective self-consistency): when the vote is close (two or
+more result groups and the top two differ by at most `CLOSE_MARGIN` votes), the model is shown the
+question, the two groups' most likely SQL and their first rows (`PromptBuilder.correction`) and
+writes the final SQL greedily. It is executed read-only like every candidate; if it fails or returns
+no rows, the voted answer stays; if it returns the voted result, the voted SQL stays.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from .prompt import PromptBuilder, encode
 
 MAX_VOTE = 64
 PREVIEW_ROWS = 3
+CLOSE_MARGIN = 1  # the correction step runs when the top two result groups differ by at most this many votes
 
 
 @dataclass
@@ -38,15 +45,17 @@ class VoteSettings:
     temperature: float = 0.8
     top_p: float = 0.95
     seed: int = 0
+    correct: bool = False  # the correction step on close votes (`--vote-correct`)
 
     def __post_init__(self):
-        check_settings(self.n, self.temperature, self.top_p)
+        check_settings(self.n, self.temperature, self.top_p, correct=self.correct)
 
 
-def check_settings(n: int, temperature: float, top_p: float, where: str = "--") -> None:
+def check_settings(n: int, temperature: float, top_p: float, where: str = "--", correct: bool = False) -> None:
     """One clear line for a vote that makes no sense (`where`: "--" for options, "eval." for a recipe)."""
     name = {"vote": f"{where}vote", "temperature": f"{where}temperature",
-            "top_p": f"{where}top-p" if where == "--" else f"{where}top_p"}
+            "top_p": f"{where}top-p" if where == "--" else f"{where}top_p",
+            "correct": f"{where}vote-correct" if where == "--" else f"{where}vote_correct"}
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise SqltuneError(f"{name['vote']} must be at least 1 (1 = greedy only), got {n}")
     if n > MAX_VOTE:
@@ -55,6 +64,9 @@ def check_settings(n: int, temperature: float, top_p: float, where: str = "--") 
         raise SqltuneError(f"{name['temperature']} must be above 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise SqltuneError(f"{name['top_p']} must be in (0, 1], got {top_p}")
+    if correct and n < 2:
+        raise SqltuneError(f"{name['correct']} needs {name['vote']} 2 or more (it arbitrates between the "
+                           f"two most-voted results), got {name['vote']} {n}")
 
 
 @dataclass
@@ -409,31 +421,101 @@ def choose(db, candidates: list[Candidate], *, timeout: float = 5.0, max_rows: i
     return VoteOutcome(sql=candidates[chosen].sql, chosen=chosen, candidates=rows, groups=groups, overruled=overruled)
 
 
+# ---------------------------------------------------------------- correction of close votes
+def is_close(outcome: VoteOutcome) -> bool:
+    """Two or more result groups, the top two within `CLOSE_MARGIN` votes of each other."""
+    g = outcome.groups
+    return len(g) >= 2 and g[0]["votes"] - g[1]["votes"] <= CLOSE_MARGIN
+
+
+def correction_options(outcome: VoteOutcome) -> list[dict]:
+    """The two most-voted groups as the correction prompt shows them: {sql, columns, rows} each."""
+    out = []
+    for g in outcome.groups[:2]:
+        best = max(g["members"], key=lambda i: outcome.candidates[i]["mean_logprob"])
+        out.append({"sql": outcome.candidates[best]["sql"], "columns": g.get("columns") or [], "rows": g["preview"]})
+    return out
+
+
+def correct(model, tokenizer, builder: PromptBuilder, questions: list[str], outcomes: list[VoteOutcome], db, *,
+            examples: list[list[dict]] | None = None, batch_size: int = 16, max_new_tokens: int = 256,
+            timeout: float = 5.0, autocast: bool = False) -> list[dict]:
+    """The correction step for every close vote: {ran, sql, error, rows, changed, prompt_sqls} per question.
+
+    `sql` is the model's final SQL (None where it wrote none); `changed` is True only where that SQL
+    ran, returned rows, and its result differs from the vote's, and then it is the answer.
+    """
+    from .execute import DEFAULT_MAX_ROWS, connect_readonly, execute
+    from .generate import generate_texts
+
+    todo = [i for i, o in enumerate(outcomes) if is_close(o)]
+    out = [{"ran": False} for _ in outcomes]
+    if not todo:
+        return out
+    opts = {i: correction_options(outcomes[i]) for i in todo}
+    prompts = [builder.correction(tokenizer, questions[i], opts[i], None if examples is None else examples[i])
+               for i in todo]
+    texts = generate_texts(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                           progress=False, autocast=autocast, desc="correcting")
+    con = db if not isinstance(db, (str, bytes)) and hasattr(db, "execute") else connect_readonly(db)
+    try:
+        for i, (raw, _, _) in zip(todo, texts):
+            sql = extract_sql(raw)
+            rec = {"ran": True, "sql": sql, "raw": raw, "error": "no SQL", "rows": None, "changed": False,
+                   "prompt_sqls": [o["sql"] for o in opts[i]]}
+            if sql:
+                res = execute(con, sql, timeout=timeout, max_rows=DEFAULT_MAX_ROWS)
+                rec["error"], rec["rows"] = res.error, (len(res.rows) if res.ok else None)
+                if res.ok and res.rows and outcomes[i].sql:
+                    voted = execute(con, outcomes[i].sql, timeout=timeout, max_rows=DEFAULT_MAX_ROWS)
+                    rec["changed"] = not (voted.ok and same_result(voted.rows, res.rows))
+                elif res.ok and res.rows:
+                    rec["changed"] = True
+            out[i] = rec
+    finally:
+        if con is not db:
+            con.close()
+    return out
+
+
 # ---------------------------------------------------------------- predictions (the evaluator's hook)
 def predict_rows(model, tokenizer, builder: PromptBuilder, items: list[dict], db, vote: VoteSettings, *,
                  examples: list[list[dict]] | None = None, batch_size: int = 16, max_new_tokens: int = 256,
                  timeout: float = 5.0, progress: bool = True, autocast: bool = False) -> list[dict]:
-    """`predict_items`'s rows for a vote: {id, question, sql, raw, seconds, ..., greedy_sql, overruled, vote}."""
+    """`predict_items`'s rows for a vote: {id, question, sql, raw, seconds, ..., greedy_sql, overruled, vote}.
+
+    With `vote.correct` each row also has `voted_sql` (the vote's answer) and `correction` (see `correct`).
+    """
     t = time.perf_counter()
-    cands = sample_sql(model, tokenizer, builder, [it["question"] for it in items], vote.n,
+    questions = [it["question"] for it in items]
+    cands = sample_sql(model, tokenizer, builder, questions, vote.n,
                        temperature=vote.temperature, top_p=vote.top_p, max_new_tokens=max_new_tokens,
                        batch_size=batch_size, seed=vote.seed, progress=progress, examples=examples, autocast=autocast)
-    per_q = (time.perf_counter() - t) / max(1, len(items))
     from .execute import connect_readonly
 
     con = connect_readonly(db)
-    rows = []
     try:
-        for i, (it, cs) in enumerate(zip(items, cands)):
-            v = choose(con, cs, timeout=timeout)
-            chosen = cs[v.chosen]
-            rows.append({"id": str(it.get("id", i)), "question": it["question"], "sql": v.sql, "raw": chosen.raw,
-                         "seconds": round(per_q, 4), "retries": 0, "retry_changed": False,
-                         "error": v.candidates[v.chosen]["error"], "greedy_sql": cs[0].sql,
-                         "overruled": v.overruled, "vote": {"chosen": v.chosen, "candidates": v.candidates,
-                                                            "groups": v.groups}})
+        outcomes = [choose(con, cs, timeout=timeout) for cs in cands]
+        fixes = (correct(model, tokenizer, builder, questions, outcomes, con, examples=examples,
+                         batch_size=batch_size, max_new_tokens=max_new_tokens, timeout=timeout, autocast=autocast)
+                 if vote.correct else None)
     finally:
         con.close()
+    per_q = (time.perf_counter() - t) / max(1, len(items))
+    rows = []
+    for i, (it, cs, v) in enumerate(zip(items, cands, outcomes)):
+        chosen = cs[v.chosen]
+        row = {"id": str(it.get("id", i)), "question": it["question"], "sql": v.sql, "raw": chosen.raw,
+               "seconds": round(per_q, 4), "retries": 0, "retry_changed": False,
+               "error": v.candidates[v.chosen]["error"], "greedy_sql": cs[0].sql,
+               "overruled": v.overruled, "vote": {"chosen": v.chosen, "candidates": v.candidates, "groups": v.groups}}
+        if fixes is not None:
+            fx = fixes[i]
+            row["voted_sql"] = v.sql
+            row["correction"] = {k: fx[k] for k in ("ran", "sql", "error", "changed", "prompt_sqls") if k in fx}
+            if fx.get("changed"):
+                row["sql"], row["raw"], row["error"] = fx["sql"], fx["raw"], None
+        rows.append(row)
     return rows
 
 
@@ -441,7 +523,9 @@ def vote_summary(db, items: list[dict], rows: list[dict], report: dict, *, timeo
     """Greedy vs voted for a scored vote: {greedy, voted, overruled, helped, hurt, best_of_n, ...}.
 
     `greedy` scores candidate 0 (the greedy answer) like the vote; `best_of_n` is the share of
-    questions where some candidate is exact (what a perfect chooser would reach).
+    questions where some candidate is exact (what a perfect chooser would reach). `voted` is the
+    vote's answer; with the correction step, `correction` holds {corrected (the final answer's
+    summary, the report's), ran, changed, helped, hurt}.
     """
     from .execute import connect_readonly, execute
     from .score import compare, score_pairs
@@ -456,16 +540,31 @@ def vote_summary(db, items: list[dict], rows: list[dict], report: dict, *, timeo
             any_exact += any(compare(gold, execute(con, s, timeout=timeout), it["sql"])["exact"] for s in sqls)
     finally:
         con.close()
-    voted = report["examples"]
+    final = report["examples"]
+    corrected = any("correction" in r for r in rows)
+    # the vote's own answer (before any correction step) is what overruled / helped / hurt judge
+    before = score_pairs(db, items, [r.get("voted_sql", r["sql"]) for r in rows], timeout=timeout) if corrected \
+        else report
+    voted = before["examples"]
     over = [i for i, r in enumerate(rows) if r.get("overruled")]
     n = len(rows)
-    return {
+    out = {
         "n": len(rows[0]["vote"]["candidates"]) if rows else 0,
         "greedy": greedy["summary"],
-        "voted": report["summary"],
+        "voted": before["summary"],
         "overruled": len(over),
         "helped": sum(1 for i in over if voted[i]["exact"] and not greedy["examples"][i]["exact"]),
         "hurt": sum(1 for i in over if greedy["examples"][i]["exact"] and not voted[i]["exact"]),
         "best_of_n": any_exact / n if n else 0.0,
         "greedy_examples": [{"id": e["id"], "exact": e["exact"], "fuzzy": e["fuzzy"]} for e in greedy["examples"]],
     }
+    if corrected:  # what the correction step did: `corrected` is the final answer's score (the report's)
+        changed = [i for i, r in enumerate(rows) if (r.get("correction") or {}).get("changed")]
+        out["correction"] = {
+            "corrected": report["summary"],
+            "ran": sum(1 for r in rows if (r.get("correction") or {}).get("ran")),
+            "changed": len(changed),
+            "helped": sum(1 for i in changed if final[i]["exact"] and not voted[i]["exact"]),
+            "hurt": sum(1 for i in changed if voted[i]["exact"] and not final[i]["exact"]),
+        }
+    return out
