@@ -99,11 +99,31 @@ def test_one_prefix_forward_and_one_prefill_per_group_of_questions(chaotic):
     finally:
         hook.remove()
     groups = -(-len(QUESTIONS) // 2)  # 8 rows per call / 4 candidates = 2 questions per call
-    assert stats == {"prefix_forwards": 1, "prefill_forwards": groups, "generate_calls": groups}
+    assert {k: stats[k] for k in ("prefix_forwards", "prefill_forwards", "generate_calls")} == \
+        {"prefix_forwards": 1, "prefill_forwards": groups, "generate_calls": groups}
+    assert stats["row_steps"] <= 8 * stats["decode_steps"]
     multi = [s for s in calls if s[1] > 1]
     assert multi[0][0] == 1  # the schema prefix: one row
     assert [s[0] for s in multi[1:]] == [2, 2, 1]  # question prefills: one row per question, not per candidate
     assert all(s[1] == 1 for s in calls if s[0] > 2)  # the 4-row passes only ever feed one token per row
+
+
+def test_finished_rows_leave_the_batch_and_samples_stop_at_the_cap(chaotic, monkeypatch):
+    import sqltune.vote as vote_mod
+    from sqltune.vote import sample_cap
+
+    model, tok = chaotic
+    # the random model never ends a statement: end one at a text-determined point, so rows stop at different steps
+    monkeypatch.setattr(vote_mod, "is_complete", lambda text: sum(map(ord, text)) % 5 == 0)
+    stats = {}
+    cands = sample_sql(model, tok, PromptBuilder(SCHEMA), QUESTIONS, 4, max_new_tokens=80, batch_size=20, stats=stats)
+    lengths = [x.tokens for c in cands for x in c]
+    assert len(set(lengths)) > 1
+    # each row is decoded only until it stops (its tokens, plus the step that wrote EOS), not for the longest row
+    assert stats["row_steps"] <= sum(n + 1 for n in lengths) < len(lengths) * stats["decode_steps"]
+    for c in cands:
+        assert all(x.tokens <= sample_cap(c[0].tokens, 80) for x in c[1:])
+    assert sample_cap(10, 256) == 39 and sample_cap(200, 256) == 256
 
 
 def test_mean_logprob_is_the_models_own_probability_of_the_tokens(chaotic):

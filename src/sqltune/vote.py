@@ -1,13 +1,16 @@
 """Stage: execution-guided decoding. Sample several SQL candidates, execute them, vote on the results.
 
-A vote of N is the greedy answer plus N-1 samples, all written in ONE `model.generate` call per
-group of questions: the schema prefix is run through the model once, each question's tokens are
-prefilled once, and the KV cache is then repeated to N rows (`DynamicCache.batch_repeat_interleave`).
-Row 0 of each question is greedy (a logits processor keeps only the argmax), so candidate 0 is the
-greedy answer and `overruled` compares the vote with it; the other rows sample at `temperature` /
-`top_p`. Every candidate keeps its mean token log-probability under the model's raw logits
-(before temperature and top-p). Rows stop at EOS or as soon as the statement is complete
-(`extract.is_complete`, the same rule the greedy decoder uses).
+A vote of N is the greedy answer plus N-1 samples, decoded together: the schema prefix is run
+through the model once, each question's tokens are prefilled once, and the KV cache is then
+repeated to N rows (`DynamicCache.batch_repeat_interleave`). Row 0 of each question is greedy
+(argmax), so candidate 0 is the greedy answer and `overruled` compares the vote with it; the other
+rows sample at `temperature` / `top_p` (transformers' warpers). The decode loop is our own rather
+than `model.generate`, for what made the vote cost 8x greedy on CPU (BENCHMARKS.md, "Voting"): a
+row leaves the batch and its cache as soon as it stops (EOS, or its statement is complete:
+`extract.is_complete` behind the greedy decoder's `_StopGate`), so the slowest sample no longer
+keeps every finished row computing; and once a question's greedy row has ended after L tokens, its
+samples stop at `sample_cap` (1.5 L + 24 tokens, at most `max_new_tokens`). Every candidate keeps
+its mean token log-probability under the model's raw logits (before temperature and top-p).
 
 `choose` executes every candidate read-only (`execute.execute`, each bounded by the timeout);
 candidates that fail or return no rows lose. The others are grouped by result the way `fuzzy`
@@ -34,6 +37,7 @@ from .prompt import PromptBuilder, encode
 
 MAX_VOTE = 64
 PREVIEW_ROWS = 3
+SAMPLE_CAP = (1.5, 24)  # a sample stops after 1.5 x its greedy row's tokens + 24 (`sample_cap`)
 CLOSE_MARGIN = 1  # the correction step runs when the top two result groups differ by at most this many votes
 
 
@@ -93,81 +97,9 @@ class VoteOutcome:
 
 
 # ---------------------------------------------------------------- sampling
-def _processor(n: int, temperature: float, top_p: float):
-    """Records each row's log-probability of its previous token; keeps row 0 of every n greedy."""
-    import torch
-    from transformers import LogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
-
-    class _VoteProcessor(LogitsProcessor):
-        def __init__(self):
-            self.steps: list = []  # per step: [rows] log-probability of the token chosen at that step
-            self.prev = None
-            self.warpers = [TemperatureLogitsWarper(temperature)] + ([TopPLogitsWarper(top_p)] if top_p < 1 else [])
-
-        def _take(self, tokens):
-            if self.prev is not None:
-                self.steps.append(self.prev.gather(1, tokens[:, None]).squeeze(1).float().cpu())
-
-        def __call__(self, input_ids, scores):
-            self._take(input_ids[:, -1])
-            self.prev = torch.log_softmax(scores.float(), dim=-1)
-            greedy = torch.zeros(scores.shape[0], dtype=torch.bool, device=scores.device)
-            greedy[::n] = True
-            warped = scores
-            for w in self.warpers:
-                warped = w(input_ids, warped)
-            only_best = torch.full_like(scores, float("-inf"))
-            only_best.scatter_(1, scores.argmax(-1, keepdim=True), 0.0)
-            return torch.where(greedy[:, None], only_best, warped)
-
-        def finish(self, last_tokens):
-            self._take(last_tokens)
-            return torch.stack(self.steps, 1) if self.steps else torch.zeros((len(last_tokens), 0))
-
-    return _VoteProcessor()
-
-
-def _stop_criteria(tokenizer, start: int, eos: set[int]):
-    """Per-row stop once the row's statement is complete (asks `is_complete` only where a token could end one)."""
-    import torch
-    from transformers import StoppingCriteria
-
-    class _StatementStop(StoppingCriteria):
-        FOLLOW = 8  # tokens after a newline or '<' during which prose / an end marker may still appear
-
-        def __init__(self):
-            self.pieces: dict[int, str] = {}
-            self.since: list[int] | None = None
-
-        def __call__(self, input_ids, scores, **kwargs):
-            rows = input_ids.shape[0]
-            if self.since is None:
-                self.since = [0] * rows
-            done = []
-            for r, tok_id in enumerate(input_ids[:, -1].tolist()):
-                if tok_id in eos:
-                    done.append(True)
-                    continue
-                piece = self.pieces.get(tok_id)
-                if piece is None:
-                    piece = self.pieces[tok_id] = tokenizer.decode([tok_id], skip_special_tokens=False)
-                if "\n" in piece or "<" in piece:
-                    self.since[r] = 0
-                else:
-                    self.since[r] += 1
-                ask = ";" in piece or "`" in piece or self.since[r] <= self.FOLLOW
-                done.append(ask and is_complete(tokenizer.decode(_until_eos(input_ids[r, start:].tolist(), eos),
-                                                                 skip_special_tokens=False)))
-            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-    return _StatementStop()
-
-
-def _until_eos(tokens: list[int], eos: set[int]) -> list[int]:
-    for i, t in enumerate(tokens):
-        if t in eos:
-            return tokens[:i]
-    return tokens
+def sample_cap(greedy_tokens: int, max_new_tokens: int) -> int:
+    """The most tokens a sample may write once its question's greedy row ended after `greedy_tokens`."""
+    return min(max_new_tokens, int(SAMPLE_CAP[0] * greedy_tokens + 0.999) + SAMPLE_CAP[1])
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -228,8 +160,9 @@ def sample_sql(
 
     `batch_size` counts generated rows: each `generate` call takes max(1, batch_size // n) questions.
     The same `seed` gives the same candidates for the same inputs and batching.
-    `stats` (a dict) receives counts: prefix_forwards, prefill_forwards (one per generate call, all
-    its questions at once, before the rows are repeated N times) and generate_calls.
+    `stats` (a dict) receives counts: prefix_forwards, prefill_forwards (one per group of questions,
+    all at once, before the rows are repeated N times), generate_calls (decode loops, one per
+    group), decode_steps and row_steps (rows decoded, summed over steps).
     """
     from contextlib import nullcontext
 
@@ -242,7 +175,7 @@ def sample_sql(
     if not questions:
         return []
     st = stats if stats is not None else {}
-    for k in ("prefix_forwards", "prefill_forwards", "generate_calls"):
+    for k in ("prefix_forwards", "prefill_forwards", "generate_calls", "decode_steps", "row_steps"):
         st.setdefault(k, 0)
     device = next(model.parameters()).device
     eos = _eos_ids(model, tokenizer)
@@ -288,10 +221,13 @@ def _bar(total: int, enabled: bool):
 
 def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, top_p, max_new_tokens, eos, pad_id,
                   seed, device, st) -> list[list[Candidate]]:
+    """Decode n rows per question from one prefill: row 0 greedy, the others sampled; finished rows leave."""
     import copy
 
     import torch
-    from transformers import LogitsProcessorList, StoppingCriteriaList
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    from .generate import _StopGate
 
     k = len(ids)
     rows = [x[shared:] for x in ids]
@@ -304,42 +240,77 @@ def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, t
         mask[b, :shared] = 1
         mask[b, shared + S - len(rows[b]):] = 1
     inp, mask = inp.to(device), mask.to(device)
-    # The question's prefill, once per question (all but its last token, which `generate` feeds itself).
+    ck = _cache_name(model)
+    # The question's prefill, once per question (all but its last token, which the first step feeds).
     cache = copy.deepcopy(prefix_cache)
     if shared:
         cache.batch_repeat_interleave(k)
     if S > 1:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         model(input_ids=inp[:, shared:-1], attention_mask=mask[:, :-1], position_ids=pos[:, shared:-1],
-              use_cache=True, logits_to_keep=1, **{_cache_name(model): cache})
+              use_cache=True, logits_to_keep=1, **{ck: cache})
         st["prefill_forwards"] += 1
     cache.batch_repeat_interleave(n)
-    proc = _processor(n, temperature, top_p)
-    torch.manual_seed(seed)
-    start = inp.shape[1]
-    seqs = model.generate(
-        input_ids=inp.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0), **{_cache_name(model): cache},
-        do_sample=True, temperature=1.0, top_p=1.0, top_k=0, min_p=None, repetition_penalty=1.0,
-        max_new_tokens=max_new_tokens, eos_token_id=sorted(eos), pad_token_id=pad_id,
-        logits_processor=LogitsProcessorList([proc]),
-        stopping_criteria=StoppingCriteriaList([_stop_criteria(tokenizer, start, eos)]),
-    )
+    R = k * n
+    m = mask.repeat_interleave(n, 0)
+    p = m.sum(-1) - 1  # position of each row's last prompt token
+    cur = inp[:, -1].repeat_interleave(n, 0)[:, None]
+    greedy = torch.zeros(R, dtype=torch.bool, device=device)
+    greedy[::n] = True
+    warpers = [TemperatureLogitsWarper(temperature)] + ([TopPLogitsWarper(top_p)] if top_p < 1 else [])
+    gen = torch.Generator(device=device).manual_seed(seed)
+    gate = _StopGate(tokenizer, R, exact=False)
+    act = list(range(R))  # original row of each batch row still decoding
+    toks: list[list[int]] = [[] for _ in range(R)]
+    lps: list[list[float]] = [[] for _ in range(R)]
+    limit = [max_new_tokens] * R
     st["generate_calls"] += 1
-    new = seqs[:, start:]
-    logp = proc.finish(new[:, -1]) if new.shape[1] else None
+    while act:
+        logits = model(input_ids=cur, attention_mask=m, position_ids=p[:, None], use_cache=True,
+                       **{ck: cache}).logits[:, -1].float()
+        st["decode_steps"] += 1
+        st["row_steps"] += len(act)
+        warped = logits
+        for w in warpers:
+            warped = w(None, warped)
+        sampled = torch.multinomial(torch.softmax(warped, -1), 1, generator=gen).squeeze(1)
+        nxt = torch.where(greedy, logits.argmax(-1), sampled)
+        chosen = torch.log_softmax(logits, -1).gather(1, nxt[:, None]).squeeze(1)
+        done = set()
+        for j, (r, t, lp) in enumerate(zip(act, nxt.tolist(), chosen.tolist())):
+            lps[r].append(lp)
+            if t in eos:
+                done.add(j)
+                continue
+            toks[r].append(t)
+            if len(toks[r]) >= limit[r] or (gate.worth_asking(r, t) and
+                                            is_complete(tokenizer.decode(toks[r], skip_special_tokens=False))):
+                done.add(j)
+        for j in done:
+            r = act[j]
+            if r % n == 0:  # the greedy row ended: its question's samples get a length cap
+                for o in range(r + 1, r + n):
+                    limit[o] = min(limit[o], sample_cap(len(toks[r]), max_new_tokens))
+        keep = [j for j, r in enumerate(act) if j not in done and len(toks[r]) < limit[r]]
+        if len(keep) < len(act):  # finished rows leave the batch and its cache
+            if not keep:
+                break
+            idx = torch.tensor(keep, device=device)
+            cache.batch_select_indices(idx)
+            m, p, nxt, greedy = m[idx], p[idx], nxt[idx], greedy[idx]
+            act = [act[j] for j in keep]
+        m = torch.cat([m, m.new_ones((len(act), 1))], 1)
+        p = p + 1
+        cur = nxt[:, None]
     out: list[list[Candidate]] = []
     for b in range(k):
         cs = []
         for j in range(n):
             r = b * n + j
-            toks = new[r].tolist()
-            kept = _until_eos(toks, eos | {pad_id})
-            # log-probabilities of the kept tokens plus the EOS that ended the row, if it did
-            m = min(len(kept) + (len(kept) < len(toks)), logp.shape[1] if logp is not None else 0)
-            mean = float(logp[r, :m].mean()) if m else 0.0
-            raw = tokenizer.decode(kept, skip_special_tokens=False)
+            raw = tokenizer.decode(toks[r], skip_special_tokens=False)
+            mean = sum(lps[r]) / len(lps[r]) if lps[r] else 0.0
             cs.append(Candidate(sql=extract_sql(raw), raw=raw, mean_logprob=round(mean, 6), greedy=j == 0,
-                                tokens=len(kept)))
+                                tokens=len(toks[r])))
         out.append(cs)
     return out
 
