@@ -57,13 +57,13 @@ COMPACT = ("id", "sql", "greedy_sql", "voted_sql", "overruled", "correction")
 
 
 def arm(model, tok, builder, items, db, vote, args, dev) -> dict:
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     rep = evaluate_items(model, tok, builder, items, db, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                          progress=False, autocast=dev.autocast, vote=vote)
-    secs = time.perf_counter() - t
+    secs, cpu = time.perf_counter() - t, time.process_time() - cpu
     preds = [{k: r[k] for k in COMPACT if k in r} | {"exact": e["exact"]}
              for r, e in zip(rep["predictions"], rep["examples"])]
-    return {"seconds": round(secs, 2), "summary": rep["summary"], "vote": {k: v for k, v in rep.get("vote", {}).items()
+    return {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2), "summary": rep["summary"], "vote": {k: v for k, v in rep.get("vote", {}).items()
                                                                           if k != "greedy_examples"},
             "predictions": preds}
 
@@ -185,8 +185,8 @@ def main() -> None:
         print(f"{name}: greedy {g['summary']['exact']:.3f} exact in {g['seconds']:.1f} s", flush=True)
         v = arm(model, tok, builder, items, db, vote, args, dev)
         results[name] = {"n": len(items), "greedy": g, "vote": v}
-        print(f"{name}: greedy {g['summary']['exact']:.3f} in {g['seconds']:.1f} s, vote {n} "
-              f"{v['summary']['exact']:.3f} in {v['seconds']:.1f} s", flush=True)
+        print(f"{name}: greedy {g['summary']['exact']:.3f} in {g['seconds']:.1f} s ({g['cpu_seconds']:.0f} CPU s), "
+              f"vote {n} {v['summary']['exact']:.3f} in {v['seconds']:.1f} s ({v['cpu_seconds']:.0f} CPU s)", flush=True)
     pooled = {arm_: {m: sum(r[arm_]["summary"][m] * r["n"] for r in results.values()) / sum(r["n"] for r in results.values())
                      for m in ("exact", "fuzzy", "execution_rate")} for arm_ in ("greedy", "vote")}
     for arm_ in ("greedy", "vote"):
