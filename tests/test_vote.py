@@ -126,6 +126,31 @@ def test_finished_rows_leave_the_batch_and_samples_stop_at_the_cap(chaotic, monk
     assert sample_cap(10, 256) == 39 and sample_cap(200, 256) == 256
 
 
+def test_nucleus_keeps_what_transformers_top_p_keeps_with_the_same_probabilities():
+    import torch
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    from sqltune.vote import _nucleus, _sample
+
+    g = torch.Generator().manual_seed(0)
+    peaked = torch.randn(3, 5000, generator=g) * 4
+    flat = torch.randn(2, 5000, generator=g) * 0.1  # the nucleus of a flat row is far wider than 64 tokens
+    logits = torch.cat([peaked, flat])
+    want = torch.softmax(TopPLogitsWarper(0.9)(None, TemperatureLogitsWarper(0.7)(None, logits)), -1)
+    got = torch.zeros_like(want)
+    parts = _nucleus(logits, 0.7, 0.9)
+    idx, probs = parts[0]
+    got.scatter_(1, idx, probs)
+    rows, full = parts[1]
+    assert rows.tolist() == [3, 4]
+    got[rows] = full
+    got = got / got.sum(-1, keepdim=True)
+    assert torch.equal(got > 0, want > 0) and torch.allclose(got, want, atol=1e-6)
+    assert 1 < int((want[0] > 0).sum()) <= 64 and int((want[3] > 0).sum()) > 64
+    toks = _sample(logits, 0.7, 0.9, torch.Generator().manual_seed(1))
+    assert all(want[r, t] > 0 for r, t in enumerate(toks.tolist()))
+
+
 def test_mean_logprob_is_the_models_own_probability_of_the_tokens(chaotic):
     import torch
 
@@ -135,8 +160,8 @@ def test_mean_logprob_is_the_models_own_probability_of_the_tokens(chaotic):
     from sqltune.prompt import encode
 
     prompt = encode(tok, b.prompt(tok, QUESTIONS[0]))
-    gen = encode(tok, c.raw)
-    assert len(gen) == c.tokens
+    gen = c.ids
+    assert len(gen) == c.tokens and tok.decode(gen) == c.raw
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([prompt + gen])).logits[0, len(prompt) - 1: -1]
     want = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(gen)[:, None]).mean().item()

@@ -4,7 +4,8 @@ A vote of N is the greedy answer plus N-1 samples, decoded together: the schema 
 through the model once, each question's tokens are prefilled once, and the KV cache is then
 repeated to N rows (`DynamicCache.batch_repeat_interleave`). Row 0 of each question is greedy
 (argmax), so candidate 0 is the greedy answer and `overruled` compares the vote with it; the other
-rows sample at `temperature` / `top_p` (transformers' warpers). The decode loop is our own rather
+rows sample at `temperature` / `top_p` (as transformers' warpers do, looking at the likeliest
+64 tokens first: `_nucleus`). The decode loop is our own rather
 than `model.generate`, for what made the vote cost 8x greedy on CPU (BENCHMARKS.md, "Voting"): a
 row leaves the batch and its cache as soon as it stops (EOS, or its statement is complete:
 `extract.is_complete` behind the greedy decoder's `_StopGate`), so the slowest sample no longer
@@ -37,6 +38,7 @@ from .prompt import PromptBuilder, encode
 
 MAX_VOTE = 64
 PREVIEW_ROWS = 3
+SAMPLE_TOP_K = 64  # sampling looks at the 64 likeliest tokens first (`_nucleus`); the full vocabulary only if needed
 SAMPLE_CAP = (1.5, 24)  # a sample stops after 1.5 x its greedy row's tokens + 24 (`sample_cap`)
 CLOSE_MARGIN = 1  # the correction step runs when the top two result groups differ by at most this many votes
 
@@ -80,6 +82,7 @@ class Candidate:
     mean_logprob: float
     greedy: bool = False
     tokens: int = 0
+    ids: list[int] = field(default_factory=list, repr=False)  # the generated token ids (without EOS)
 
 
 @dataclass
@@ -97,6 +100,44 @@ class VoteOutcome:
 
 
 # ---------------------------------------------------------------- sampling
+def _nucleus(logits, temperature: float, top_p: float, k: int = SAMPLE_TOP_K):
+    """Top-p sampling's candidates per row: (token ids, probabilities), as transformers' warpers give them.
+
+    `TemperatureLogitsWarper` + `TopPLogitsWarper` sort the whole vocabulary per row (1.6 s a step for
+    64 rows of Qwen's 152k tokens on the 2-core CPU, plus 0.7 s to sample from it, BENCHMARKS.md): the
+    nucleus is the likeliest tokens until their mass reaches `top_p`, so look at the `k` likeliest
+    first and use the warpers only for rows whose nucleus reaches past them (a flat distribution).
+    Probabilities are not renormalised (`torch.multinomial` does not need it).
+    """
+    import torch
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    scaled = logits / temperature
+    top, idx = scaled.topk(min(k, scaled.shape[-1]), dim=-1)
+    probs = (top - torch.logsumexp(scaled, -1, keepdim=True)).exp()
+    cum = probs.cumsum(-1)
+    probs = probs.masked_fill(cum - probs >= top_p, 0.0)  # keep a token while the mass before it is < top_p
+    wide = (cum[:, -1] < top_p).nonzero().flatten().tolist()
+    if wide:  # rare: the nucleus is wider than k tokens; the warpers over the whole vocabulary
+        warped = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, logits[wide]))
+        full = torch.softmax(warped, -1)
+        return [(idx, probs), (torch.tensor(wide, device=logits.device), full)]
+    return [(idx, probs)]
+
+
+def _sample(logits, temperature: float, top_p: float, gen):
+    """One sampled token per row (top-p at `temperature`), drawn with the generator `gen`."""
+    import torch
+
+    parts = _nucleus(logits, temperature, top_p)
+    idx, probs = parts[0]
+    tok = idx.gather(1, torch.multinomial(probs, 1, generator=gen)).squeeze(1)
+    if len(parts) > 1:
+        rows, full = parts[1]
+        tok[rows] = torch.multinomial(full, 1, generator=gen).squeeze(1)
+    return tok
+
+
 def sample_cap(greedy_tokens: int, max_new_tokens: int) -> int:
     """The most tokens a sample may write once its question's greedy row ended after `greedy_tokens`."""
     return min(max_new_tokens, int(SAMPLE_CAP[0] * greedy_tokens + 0.999) + SAMPLE_CAP[1])
@@ -225,7 +266,6 @@ def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, t
     import copy
 
     import torch
-    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
     from .generate import _StopGate
 
@@ -257,7 +297,6 @@ def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, t
     cur = inp[:, -1].repeat_interleave(n, 0)[:, None]
     greedy = torch.zeros(R, dtype=torch.bool, device=device)
     greedy[::n] = True
-    warpers = [TemperatureLogitsWarper(temperature)] + ([TopPLogitsWarper(top_p)] if top_p < 1 else [])
     gen = torch.Generator(device=device).manual_seed(seed)
     gate = _StopGate(tokenizer, R, exact=False)
     act = list(range(R))  # original row of each batch row still decoding
@@ -270,11 +309,7 @@ def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, t
                        **{ck: cache}).logits[:, -1].float()
         st["decode_steps"] += 1
         st["row_steps"] += len(act)
-        warped = logits
-        for w in warpers:
-            warped = w(None, warped)
-        sampled = torch.multinomial(torch.softmax(warped, -1), 1, generator=gen).squeeze(1)
-        nxt = torch.where(greedy, logits.argmax(-1), sampled)
+        nxt = torch.where(greedy, logits.argmax(-1), _sample(logits, temperature, top_p, gen))
         chosen = torch.log_softmax(logits, -1).gather(1, nxt[:, None]).squeeze(1)
         done = set()
         for j, (r, t, lp) in enumerate(zip(act, nxt.tolist(), chosen.tolist())):
@@ -310,7 +345,7 @@ def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, t
             raw = tokenizer.decode(toks[r], skip_special_tokens=False)
             mean = sum(lps[r]) / len(lps[r]) if lps[r] else 0.0
             cs.append(Candidate(sql=extract_sql(raw), raw=raw, mean_logprob=round(mean, 6), greedy=j == 0,
-                                tokens=len(toks[r])))
+                                tokens=len(toks[r]), ids=toks[r]))
         out.append(cs)
     return out
 
