@@ -99,11 +99,56 @@ def test_one_prefix_forward_and_one_prefill_per_group_of_questions(chaotic):
     finally:
         hook.remove()
     groups = -(-len(QUESTIONS) // 2)  # 8 rows per call / 4 candidates = 2 questions per call
-    assert stats == {"prefix_forwards": 1, "prefill_forwards": groups, "generate_calls": groups}
+    assert {k: stats[k] for k in ("prefix_forwards", "prefill_forwards", "generate_calls")} == \
+        {"prefix_forwards": 1, "prefill_forwards": groups, "generate_calls": groups}
+    assert stats["row_steps"] <= 8 * stats["decode_steps"]
     multi = [s for s in calls if s[1] > 1]
     assert multi[0][0] == 1  # the schema prefix: one row
     assert [s[0] for s in multi[1:]] == [2, 2, 1]  # question prefills: one row per question, not per candidate
     assert all(s[1] == 1 for s in calls if s[0] > 2)  # the 4-row passes only ever feed one token per row
+
+
+def test_finished_rows_leave_the_batch_and_samples_stop_at_the_cap(chaotic, monkeypatch):
+    import sqltune.vote as vote_mod
+    from sqltune.vote import sample_cap
+
+    model, tok = chaotic
+    # the random model never ends a statement: end one at a text-determined point, so rows stop at different steps
+    monkeypatch.setattr(vote_mod, "is_complete", lambda text: sum(map(ord, text)) % 5 == 0)
+    stats = {}
+    cands = sample_sql(model, tok, PromptBuilder(SCHEMA), QUESTIONS, 4, max_new_tokens=80, batch_size=20, stats=stats)
+    lengths = [x.tokens for c in cands for x in c]
+    assert len(set(lengths)) > 1
+    # each row is decoded only until it stops (its tokens, plus the step that wrote EOS), not for the longest row
+    assert stats["row_steps"] <= sum(n + 1 for n in lengths) < len(lengths) * stats["decode_steps"]
+    for c in cands:
+        assert all(x.tokens <= sample_cap(c[0].tokens, 80) for x in c[1:])
+    assert sample_cap(10, 256) == 39 and sample_cap(200, 256) == 256
+
+
+def test_nucleus_keeps_what_transformers_top_p_keeps_with_the_same_probabilities():
+    import torch
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    from sqltune.vote import _nucleus, _sample
+
+    g = torch.Generator().manual_seed(0)
+    peaked = torch.randn(3, 5000, generator=g) * 4
+    flat = torch.randn(2, 5000, generator=g) * 0.1  # the nucleus of a flat row is far wider than 64 tokens
+    logits = torch.cat([peaked, flat])
+    want = torch.softmax(TopPLogitsWarper(0.9)(None, TemperatureLogitsWarper(0.7)(None, logits)), -1)
+    got = torch.zeros_like(want)
+    parts = _nucleus(logits, 0.7, 0.9)
+    idx, probs = parts[0]
+    got.scatter_(1, idx, probs)
+    rows, full = parts[1]
+    assert rows.tolist() == [3, 4]
+    got[rows] = full
+    got = got / got.sum(-1, keepdim=True)
+    assert torch.equal(got > 0, want > 0) and torch.allclose(got, want, atol=1e-6)
+    assert 1 < int((want[0] > 0).sum()) <= 64 and int((want[3] > 0).sum()) > 64
+    toks = _sample(logits, 0.7, 0.9, torch.Generator().manual_seed(1))
+    assert all(want[r, t] > 0 for r, t in enumerate(toks.tolist()))
 
 
 def test_mean_logprob_is_the_models_own_probability_of_the_tokens(chaotic):
@@ -115,8 +160,8 @@ def test_mean_logprob_is_the_models_own_probability_of_the_tokens(chaotic):
     from sqltune.prompt import encode
 
     prompt = encode(tok, b.prompt(tok, QUESTIONS[0]))
-    gen = encode(tok, c.raw)
-    assert len(gen) == c.tokens
+    gen = c.ids
+    assert len(gen) == c.tokens and tok.decode(gen) == c.raw
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([prompt + gen])).logits[0, len(prompt) - 1: -1]
     want = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(gen)[:, None]).mean().item()
@@ -199,3 +244,118 @@ def test_report_shows_greedy_vs_voted_only_for_runs_that_voted():
         "best_of_n": 0.6}}}}
     lines = vote_lines(voted)
     assert lines[0].startswith("## Voting") and "| tuned | test | 4 | 40.0% | 50.0% | 7 | 6 | 1 | 60.0% |" in lines
+
+
+# ---------------------------------------------------------------- the correction step (--vote-correct)
+CLOSE = [("SELECT title FROM books WHERE year > 1900", -0.2), ("SELECT title FROM books WHERE year < 1900", -0.3),
+         ("SELECT title FROM books WHERE year > 1900", -0.6)]  # 2 votes against 1: close
+
+
+def close_candidates():
+    return [cand(sql, lp, greedy=i == 0) for i, (sql, lp) in enumerate(CLOSE)]
+
+
+def test_close_means_the_top_two_groups_are_within_one_vote(tiny_db):
+    from sqltune.vote import is_close
+
+    assert is_close(choose(tiny_db, close_candidates()))
+    clear = close_candidates() + [cand(CLOSE[0][0], -0.7)]  # 3 against 1
+    assert not is_close(choose(tiny_db, clear))
+    assert not is_close(choose(tiny_db, [cand(CLOSE[0][0], greedy=True), cand(CLOSE[0][0])]))  # one group
+    assert not is_close(choose(tiny_db, [cand(CLOSE[0][0], greedy=True), cand("SELECT nope")]))
+
+
+@pytest.mark.parametrize("style", ["chat", "premsql", "seed"])
+def test_correction_prompt_shows_both_sqls_and_their_first_rows_after_the_schema_prefix(chaotic, tiny_db, style):
+    from sqltune.vote import correction_options
+
+    _, tok = chaotic
+    b = PromptBuilder(SCHEMA, style)
+    v = choose(tiny_db, close_candidates())
+    opts = correction_options(v)
+    assert [o["sql"] for o in opts] == [CLOSE[0][0], CLOSE[1][0]]
+    p = b.correction(tok, "Which titles are recent?", opts)
+    assert CLOSE[0][0] in p and CLOSE[1][0] in p and "Which titles are recent?" in p
+    assert str(opts[0]["rows"][0][0]) in p and str(opts[1]["rows"][0][0]) in p  # first rows of each
+    assert p.startswith(b.prefix(tok))  # same schema prefix as every prompt (one builder, shared cache)
+    long = [{"sql": "SELECT 1", "columns": ["x"], "rows": [["y" * 500]] * 10}]
+    q = b.correction(tok, "Q?", long)
+    assert "y" * 500 not in q and q.count("yyy...") == 3  # values truncated, first 3 rows only
+
+
+def _spy_generate(monkeypatch, reply=None):
+    """Record the prompts the correction step generates from; `reply` replaces the model's text."""
+    import sqltune.generate as gen
+
+    seen, real = [], gen.generate_texts
+
+    def spy(model, tok, prompts, **kw):
+        seen.extend(prompts)
+        return [(reply, 3, 0.0) for _ in prompts] if reply is not None else real(model, tok, prompts, **kw)
+
+    monkeypatch.setattr(gen, "generate_texts", spy)
+    return seen
+
+
+def _vote_with(monkeypatch, cands_per_q):
+    import sqltune.vote as vote_mod
+
+    monkeypatch.setattr(vote_mod, "sample_sql", lambda *a, **k: [list(c) for c in cands_per_q])
+
+
+def test_a_failing_correction_keeps_the_vote(chaotic, tiny_db, monkeypatch):
+    from sqltune.vote import predict_rows
+
+    model, tok = chaotic
+    _vote_with(monkeypatch, [close_candidates()])
+    seen = _spy_generate(monkeypatch)  # the tiny model's own (garbage) correction
+    row = predict_rows(model, tok, PromptBuilder(SCHEMA), [{"question": "Recent titles?"}], tiny_db,
+                       VoteSettings(3, correct=True), max_new_tokens=8, progress=False)[0]
+    assert len(seen) == 1 and CLOSE[0][0] in seen[0] and CLOSE[1][0] in seen[0]
+    assert row["correction"]["ran"] and not row["correction"]["changed"] and row["correction"]["error"]
+    assert row["sql"] == row["voted_sql"] == CLOSE[0][0]
+    for reply in ("SELECT nope FROM books", "SELECT title FROM books WHERE year > 3000", "no sql here"):
+        _spy_generate(monkeypatch, reply)  # fails / returns nothing / writes no SQL: the vote stays
+        row = predict_rows(model, tok, PromptBuilder(SCHEMA), [{"question": "Recent titles?"}], tiny_db,
+                           VoteSettings(3, correct=True), progress=False)[0]
+        assert row["correction"]["ran"] and not row["correction"]["changed"] and row["sql"] == CLOSE[0][0]
+
+
+def test_a_correction_with_another_result_replaces_the_vote_and_is_counted(chaotic, tiny_db, monkeypatch):
+    from sqltune.evaluate import evaluate_items
+
+    model, tok = chaotic
+    clear = [cand("SELECT count(*) FROM books", -0.1, greedy=True)] * 3  # one group: no correction
+    _vote_with(monkeypatch, [close_candidates(), clear])
+    seen = _spy_generate(monkeypatch, "SELECT title FROM books WHERE year < 1900")  # the minority's result
+    items = [{"id": "a", "question": "Old titles?", "sql": "SELECT title FROM books WHERE year < 1900"},
+             {"id": "b", "question": "How many books?", "sql": "SELECT count(*) FROM books"}]
+    rep = evaluate_items(model, tok, PromptBuilder(SCHEMA), items, tiny_db, progress=False,
+                         vote=VoteSettings(3, correct=True))
+    a, b = rep["predictions"]
+    assert len(seen) == 1  # only the close vote is corrected
+    assert a["correction"]["changed"] and a["sql"] == "SELECT title FROM books WHERE year < 1900"
+    assert a["voted_sql"] == CLOSE[0][0] and b["correction"] == {"ran": False} and b["sql"] == b["voted_sql"]
+    v = rep["vote"]
+    assert v["voted"]["exact"] == 0.5 and rep["summary"]["exact"] == 1.0
+    assert v["correction"] == {"corrected": rep["summary"], "ran": 1, "changed": 1, "helped": 1, "hurt": 0}
+    assert rep["eval_config"]["vote"]["correct"] is True
+    from sqltune.report import vote_lines
+
+    text = "\n".join(vote_lines({"base": {"test": rep}}))
+    assert "close votes corrected" in text and "| base | test | 1 | 1 | 1 | 0 | 50.0% | 100.0% |" in text
+
+
+def test_vote_correct_needs_a_vote_of_two(capsys):
+    for command in (["ask", "How many planets?"], ["eval", "--data", "exoplanets:test"],
+                    ["predict", "--data", "exoplanets:test", "--out", "x.jsonl"]):
+        code = main(command + ["--vote-correct"])
+        out, err = capsys.readouterr()
+        assert code == 2 and "--vote-correct needs --vote 2 or more" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SqltuneError, match="vote-correct needs"):
+        VoteSettings(1, correct=True)
+    from sqltune.recipe import load_recipe
+
+    assert load_recipe("default", {"eval.vote": "4", "eval.vote_correct": "true"}).eval.vote_correct is True
+    with pytest.raises(SqltuneError, match="eval.vote_correct needs eval.vote 2 or more"):
+        load_recipe("default", {"eval.vote_correct": "true"})

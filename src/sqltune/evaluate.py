@@ -71,7 +71,8 @@ class EvalConfig:
         if int(get("vote", 1)) > 1:
             from .vote import VoteSettings
 
-            vote = VoteSettings(int(get("vote", 1)), float(get("temperature", 0.8)), float(get("top_p", 0.95)))
+            vote = VoteSettings(int(get("vote", 1)), float(get("temperature", 0.8)), float(get("top_p", 0.95)),
+                                correct=bool(get("vote_correct", False)))
         kw.setdefault("vote", vote)
         return cls(batch_size=int(get("batch_size", 64)), max_new_tokens=int(get("max_new_tokens", 256)),
                    retries=int(get("retries", 0)), fewshot=int(get("fewshot", 0)), timeout=float(get("timeout", DEFAULT_TIMEOUT)),
@@ -91,7 +92,8 @@ class EvalConfig:
         d = {f.name: getattr(self, f.name) for f in fields(self)
              if f.name not in ("fewshot_pool", "fewshot_exclude", "progress", "vote", "test_suite")}
         d["vote"] = None if self.vote is None else {"n": self.vote.n, "temperature": self.vote.temperature,
-                                                    "top_p": self.vote.top_p, "seed": self.vote.seed}
+                                                    "top_p": self.vote.top_p, "seed": self.vote.seed,
+                                                    "correct": bool(getattr(self.vote, "correct", False))}
         d["test_suite"] = self.test_suite is not None
         return d
 

@@ -45,6 +45,17 @@ PREMSQL_TEMPLATE = (
 # The original project's Llama-3 training string (Context / Question / SQL Query).
 SEED_TEMPLATE = "Context: {schema}\n{fewshot}Question: {question}\nSQL Query: "
 
+# The vote's correction step (`vote.correct`): the question with the disagreeing queries and their first rows.
+CORRECTION_TEMPLATE = (
+    "{question}\n\n"
+    "Different SQLite queries were written for this question and return different results:\n\n"
+    "{options}"
+    "Write the one SQLite query that answers the question correctly (one of these, or a fixed one). "
+    "Reply with the SQL query only."
+)
+CORRECTION_ROWS = 3  # first rows shown per query
+CORRECTION_CELL = 40  # characters shown per value
+
 
 @dataclass
 class PromptBuilder:
@@ -95,6 +106,24 @@ class PromptBuilder:
                 raise SqltuneError("the chat template does not extend the generation prompt; use another style")
             return full[len(prompt):].rstrip("\n")
         return sql + (tokenizer.eos_token or "")
+
+    def correction(self, tokenizer, question: str, options: list[dict], examples: list[dict] | None = None) -> str:
+        """The prompt of the vote's correction step: `question` with each option's SQL and first rows.
+
+        `options`: [{sql, columns, rows}] (the two most-voted results). It is the ordinary prompt of
+        a longer question, so it starts with the same schema prefix and renders in every style.
+        """
+        def cell(v) -> str:
+            t = repr(v) if not isinstance(v, str) else v
+            return t if len(t) <= CORRECTION_CELL else t[: CORRECTION_CELL - 3] + "..."
+
+        parts = []
+        for i, o in enumerate(options, 1):
+            rows = [" | ".join(cell(v) for v in r) for r in list(o.get("rows") or [])[:CORRECTION_ROWS]]
+            cols = " | ".join(str(c) for c in (o.get("columns") or []))
+            parts.append(f"Query {i}:\n{' '.join(str(o['sql']).split())}\nFirst rows ({cols}):\n"
+                         + "\n".join(rows or ["(none)"]) + "\n\n")
+        return self.prompt(tokenizer, CORRECTION_TEMPLATE.format(question=question, options="".join(parts)), examples)
 
     def example(self, tokenizer, question: str, sql: str, examples: list[dict] | None = None) -> tuple[str, str]:
         return self.prompt(tokenizer, question, examples), self.completion(tokenizer, question, sql, examples)

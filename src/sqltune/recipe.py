@@ -61,6 +61,7 @@ class EvalSection:
     vote: int = 1  # execution-guided decoding: greedy + vote-1 samples, majority of results (1 = greedy only)
     temperature: float = 0.8  # sampling temperature of the vote's samples
     top_p: float = 0.95  # nucleus sampling of the vote's samples
+    vote_correct: bool = False  # close votes: the model picks/fixes between the top two results (needs vote >= 2)
 
 
 @dataclass
@@ -239,7 +240,8 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
     from .vote import check_settings
 
     try:
-        check_settings(recipe.eval.vote, recipe.eval.temperature, recipe.eval.top_p, where="eval.")
+        check_settings(recipe.eval.vote, recipe.eval.temperature, recipe.eval.top_p, where="eval.",
+                       correct=recipe.eval.vote_correct)
     except SqltuneError as e:
         raise SqltuneError(f"recipe {label}: {e}") from None
     return recipe

@@ -185,6 +185,14 @@ def vote_lines(reports: dict) -> list[str]:
     for st, sp, v in rows:
         lines.append(f"| {st} | {sp} | {v['n']} | {_pct(v['greedy']['exact'])} | {_pct(v['voted']['exact'])} | "
                      f"{v['overruled']} | {v['helped']} | {v['hurt']} | {_pct(v['best_of_n'])} |")
+    fixed = [(st, sp, v["correction"]) for st, sp, v in rows if v.get("correction")]
+    if fixed:  # the correction step on close votes (--vote-correct)
+        lines += ["", "| stage | split | close votes corrected | answer changed | helped | hurt | voted exact | "
+                  "after correction |", "|---|---|---|---|---|---|---|---|"]
+        for st, sp, c in fixed:
+            v = next(v for s_, p_, v in rows if (s_, p_) == (st, sp))
+            lines.append(f"| {st} | {sp} | {c['ran']} | {c['changed']} | {c['helped']} | {c['hurt']} | "
+                         f"{_pct(v['voted']['exact'])} | {_pct(c['corrected']['exact'])} |")
     return lines + [""]
 
 

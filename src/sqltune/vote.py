@@ -1,19 +1,29 @@
 """Stage: execution-guided decoding. Sample several SQL candidates, execute them, vote on the results.
 
-A vote of N is the greedy answer plus N-1 samples, all written in ONE `model.generate` call per
-group of questions: the schema prefix is run through the model once, each question's tokens are
-prefilled once, and the KV cache is then repeated to N rows (`DynamicCache.batch_repeat_interleave`).
-Row 0 of each question is greedy (a logits processor keeps only the argmax), so candidate 0 is the
-greedy answer and `overruled` compares the vote with it; the other rows sample at `temperature` /
-`top_p`. Every candidate keeps its mean token log-probability under the model's raw logits
-(before temperature and top-p). Rows stop at EOS or as soon as the statement is complete
-(`extract.is_complete`, the same rule the greedy decoder uses).
+A vote of N is the greedy answer plus N-1 samples, decoded together: the schema prefix is run
+through the model once, each question's tokens are prefilled once, and the KV cache is then
+repeated to N rows (`DynamicCache.batch_repeat_interleave`). Row 0 of each question is greedy
+(argmax), so candidate 0 is the greedy answer and `overruled` compares the vote with it; the other
+rows sample at `temperature` / `top_p` (as transformers' warpers do, looking at the likeliest
+64 tokens first: `_nucleus`). The decode loop is our own rather
+than `model.generate`, for what made the vote cost 8x greedy on CPU (BENCHMARKS.md, "Voting"): a
+row leaves the batch and its cache as soon as it stops (EOS, or its statement is complete:
+`extract.is_complete` behind the greedy decoder's `_StopGate`), so the slowest sample no longer
+keeps every finished row computing; and once a question's greedy row has ended after L tokens, its
+samples stop at `sample_cap` (1.5 L + 24 tokens, at most `max_new_tokens`). Every candidate keeps
+its mean token log-probability under the model's raw logits (before temperature and top-p).
 
 `choose` executes every candidate read-only (`execute.execute`, each bounded by the timeout);
 candidates that fail or return no rows lose. The others are grouped by result the way `fuzzy`
 compares (`score.fuzzy_match` both ways: column order and names free, floats within 1e-4, rows as a
 multiset); the largest group wins, ties go to the higher mean log-probability, and the answer is the
 winning group's most likely candidate. With no non-empty result, an empty one wins, else greedy.
+
+`correct` (`--vote-correct`, SLM-SQL's corrective self-consistency): when the vote is close (two or
+more result groups and the top two differ by at most `CLOSE_MARGIN` votes), the model is shown the
+question, the two groups' most likely SQL and their first rows (`PromptBuilder.correction`) and
+writes the final SQL greedily. It is executed read-only like every candidate; if it fails or returns
+no rows, the voted answer stays; if it returns the voted result, the voted SQL stays.
 """
 
 from __future__ import annotations
@@ -28,6 +38,9 @@ from .prompt import PromptBuilder, encode
 
 MAX_VOTE = 64
 PREVIEW_ROWS = 3
+SAMPLE_TOP_K = 64  # sampling looks at the 64 likeliest tokens first (`_nucleus`); the full vocabulary only if needed
+SAMPLE_CAP = (1.5, 24)  # a sample stops after 1.5 x its greedy row's tokens + 24 (`sample_cap`)
+CLOSE_MARGIN = 1  # the correction step runs when the top two result groups differ by at most this many votes
 
 
 @dataclass
@@ -38,15 +51,17 @@ class VoteSettings:
     temperature: float = 0.8
     top_p: float = 0.95
     seed: int = 0
+    correct: bool = False  # the correction step on close votes (`--vote-correct`)
 
     def __post_init__(self):
-        check_settings(self.n, self.temperature, self.top_p)
+        check_settings(self.n, self.temperature, self.top_p, correct=self.correct)
 
 
-def check_settings(n: int, temperature: float, top_p: float, where: str = "--") -> None:
+def check_settings(n: int, temperature: float, top_p: float, where: str = "--", correct: bool = False) -> None:
     """One clear line for a vote that makes no sense (`where`: "--" for options, "eval." for a recipe)."""
     name = {"vote": f"{where}vote", "temperature": f"{where}temperature",
-            "top_p": f"{where}top-p" if where == "--" else f"{where}top_p"}
+            "top_p": f"{where}top-p" if where == "--" else f"{where}top_p",
+            "correct": f"{where}vote-correct" if where == "--" else f"{where}vote_correct"}
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise SqltuneError(f"{name['vote']} must be at least 1 (1 = greedy only), got {n}")
     if n > MAX_VOTE:
@@ -55,6 +70,9 @@ def check_settings(n: int, temperature: float, top_p: float, where: str = "--") 
         raise SqltuneError(f"{name['temperature']} must be above 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise SqltuneError(f"{name['top_p']} must be in (0, 1], got {top_p}")
+    if correct and n < 2:
+        raise SqltuneError(f"{name['correct']} needs {name['vote']} 2 or more (it arbitrates between the "
+                           f"two most-voted results), got {name['vote']} {n}")
 
 
 @dataclass
@@ -64,6 +82,7 @@ class Candidate:
     mean_logprob: float
     greedy: bool = False
     tokens: int = 0
+    ids: list[int] = field(default_factory=list, repr=False)  # the generated token ids (without EOS)
 
 
 @dataclass
@@ -81,81 +100,47 @@ class VoteOutcome:
 
 
 # ---------------------------------------------------------------- sampling
-def _processor(n: int, temperature: float, top_p: float):
-    """Records each row's log-probability of its previous token; keeps row 0 of every n greedy."""
+def _nucleus(logits, temperature: float, top_p: float, k: int = SAMPLE_TOP_K):
+    """Top-p sampling's candidates per row: (token ids, probabilities), as transformers' warpers give them.
+
+    `TemperatureLogitsWarper` + `TopPLogitsWarper` sort the whole vocabulary per row (1.6 s a step for
+    64 rows of Qwen's 152k tokens on the 2-core CPU, plus 0.7 s to sample from it, BENCHMARKS.md): the
+    nucleus is the likeliest tokens until their mass reaches `top_p`, so look at the `k` likeliest
+    first and use the warpers only for rows whose nucleus reaches past them (a flat distribution).
+    Probabilities are not renormalised (`torch.multinomial` does not need it).
+    """
     import torch
-    from transformers import LogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
-    class _VoteProcessor(LogitsProcessor):
-        def __init__(self):
-            self.steps: list = []  # per step: [rows] log-probability of the token chosen at that step
-            self.prev = None
-            self.warpers = [TemperatureLogitsWarper(temperature)] + ([TopPLogitsWarper(top_p)] if top_p < 1 else [])
-
-        def _take(self, tokens):
-            if self.prev is not None:
-                self.steps.append(self.prev.gather(1, tokens[:, None]).squeeze(1).float().cpu())
-
-        def __call__(self, input_ids, scores):
-            self._take(input_ids[:, -1])
-            self.prev = torch.log_softmax(scores.float(), dim=-1)
-            greedy = torch.zeros(scores.shape[0], dtype=torch.bool, device=scores.device)
-            greedy[::n] = True
-            warped = scores
-            for w in self.warpers:
-                warped = w(input_ids, warped)
-            only_best = torch.full_like(scores, float("-inf"))
-            only_best.scatter_(1, scores.argmax(-1, keepdim=True), 0.0)
-            return torch.where(greedy[:, None], only_best, warped)
-
-        def finish(self, last_tokens):
-            self._take(last_tokens)
-            return torch.stack(self.steps, 1) if self.steps else torch.zeros((len(last_tokens), 0))
-
-    return _VoteProcessor()
+    scaled = logits / temperature
+    top, idx = scaled.topk(min(k, scaled.shape[-1]), dim=-1)
+    probs = (top - torch.logsumexp(scaled, -1, keepdim=True)).exp()
+    cum = probs.cumsum(-1)
+    probs = probs.masked_fill(cum - probs >= top_p, 0.0)  # keep a token while the mass before it is < top_p
+    wide = (cum[:, -1] < top_p).nonzero().flatten().tolist()
+    if wide:  # rare: the nucleus is wider than k tokens; the warpers over the whole vocabulary
+        warped = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, logits[wide]))
+        full = torch.softmax(warped, -1)
+        return [(idx, probs), (torch.tensor(wide, device=logits.device), full)]
+    return [(idx, probs)]
 
 
-def _stop_criteria(tokenizer, start: int, eos: set[int]):
-    """Per-row stop once the row's statement is complete (asks `is_complete` only where a token could end one)."""
+def _sample(logits, temperature: float, top_p: float, gen):
+    """One sampled token per row (top-p at `temperature`), drawn with the generator `gen`."""
     import torch
-    from transformers import StoppingCriteria
 
-    class _StatementStop(StoppingCriteria):
-        FOLLOW = 8  # tokens after a newline or '<' during which prose / an end marker may still appear
-
-        def __init__(self):
-            self.pieces: dict[int, str] = {}
-            self.since: list[int] | None = None
-
-        def __call__(self, input_ids, scores, **kwargs):
-            rows = input_ids.shape[0]
-            if self.since is None:
-                self.since = [0] * rows
-            done = []
-            for r, tok_id in enumerate(input_ids[:, -1].tolist()):
-                if tok_id in eos:
-                    done.append(True)
-                    continue
-                piece = self.pieces.get(tok_id)
-                if piece is None:
-                    piece = self.pieces[tok_id] = tokenizer.decode([tok_id], skip_special_tokens=False)
-                if "\n" in piece or "<" in piece:
-                    self.since[r] = 0
-                else:
-                    self.since[r] += 1
-                ask = ";" in piece or "`" in piece or self.since[r] <= self.FOLLOW
-                done.append(ask and is_complete(tokenizer.decode(_until_eos(input_ids[r, start:].tolist(), eos),
-                                                                 skip_special_tokens=False)))
-            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-    return _StatementStop()
+    parts = _nucleus(logits, temperature, top_p)
+    idx, probs = parts[0]
+    tok = idx.gather(1, torch.multinomial(probs, 1, generator=gen)).squeeze(1)
+    if len(parts) > 1:
+        rows, full = parts[1]
+        tok[rows] = torch.multinomial(full, 1, generator=gen).squeeze(1)
+    return tok
 
 
-def _until_eos(tokens: list[int], eos: set[int]) -> list[int]:
-    for i, t in enumerate(tokens):
-        if t in eos:
-            return tokens[:i]
-    return tokens
+def sample_cap(greedy_tokens: int, max_new_tokens: int) -> int:
+    """The most tokens a sample may write once its question's greedy row ended after `greedy_tokens`."""
+    return min(max_new_tokens, int(SAMPLE_CAP[0] * greedy_tokens + 0.999) + SAMPLE_CAP[1])
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -216,8 +201,9 @@ def sample_sql(
 
     `batch_size` counts generated rows: each `generate` call takes max(1, batch_size // n) questions.
     The same `seed` gives the same candidates for the same inputs and batching.
-    `stats` (a dict) receives counts: prefix_forwards, prefill_forwards (one per generate call, all
-    its questions at once, before the rows are repeated N times) and generate_calls.
+    `stats` (a dict) receives counts: prefix_forwards, prefill_forwards (one per group of questions,
+    all at once, before the rows are repeated N times), generate_calls (decode loops, one per
+    group), decode_steps and row_steps (rows decoded, summed over steps).
     """
     from contextlib import nullcontext
 
@@ -230,7 +216,7 @@ def sample_sql(
     if not questions:
         return []
     st = stats if stats is not None else {}
-    for k in ("prefix_forwards", "prefill_forwards", "generate_calls"):
+    for k in ("prefix_forwards", "prefill_forwards", "generate_calls", "decode_steps", "row_steps"):
         st.setdefault(k, 0)
     device = next(model.parameters()).device
     eos = _eos_ids(model, tokenizer)
@@ -276,10 +262,12 @@ def _bar(total: int, enabled: bool):
 
 def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, top_p, max_new_tokens, eos, pad_id,
                   seed, device, st) -> list[list[Candidate]]:
+    """Decode n rows per question from one prefill: row 0 greedy, the others sampled; finished rows leave."""
     import copy
 
     import torch
-    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    from .generate import _StopGate
 
     k = len(ids)
     rows = [x[shared:] for x in ids]
@@ -292,42 +280,72 @@ def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, t
         mask[b, :shared] = 1
         mask[b, shared + S - len(rows[b]):] = 1
     inp, mask = inp.to(device), mask.to(device)
-    # The question's prefill, once per question (all but its last token, which `generate` feeds itself).
+    ck = _cache_name(model)
+    # The question's prefill, once per question (all but its last token, which the first step feeds).
     cache = copy.deepcopy(prefix_cache)
     if shared:
         cache.batch_repeat_interleave(k)
     if S > 1:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         model(input_ids=inp[:, shared:-1], attention_mask=mask[:, :-1], position_ids=pos[:, shared:-1],
-              use_cache=True, logits_to_keep=1, **{_cache_name(model): cache})
+              use_cache=True, logits_to_keep=1, **{ck: cache})
         st["prefill_forwards"] += 1
     cache.batch_repeat_interleave(n)
-    proc = _processor(n, temperature, top_p)
-    torch.manual_seed(seed)
-    start = inp.shape[1]
-    seqs = model.generate(
-        input_ids=inp.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0), **{_cache_name(model): cache},
-        do_sample=True, temperature=1.0, top_p=1.0, top_k=0, min_p=None, repetition_penalty=1.0,
-        max_new_tokens=max_new_tokens, eos_token_id=sorted(eos), pad_token_id=pad_id,
-        logits_processor=LogitsProcessorList([proc]),
-        stopping_criteria=StoppingCriteriaList([_stop_criteria(tokenizer, start, eos)]),
-    )
+    R = k * n
+    m = mask.repeat_interleave(n, 0)
+    p = m.sum(-1) - 1  # position of each row's last prompt token
+    cur = inp[:, -1].repeat_interleave(n, 0)[:, None]
+    greedy = torch.zeros(R, dtype=torch.bool, device=device)
+    greedy[::n] = True
+    gen = torch.Generator(device=device).manual_seed(seed)
+    gate = _StopGate(tokenizer, R, exact=False)
+    act = list(range(R))  # original row of each batch row still decoding
+    toks: list[list[int]] = [[] for _ in range(R)]
+    lps: list[list[float]] = [[] for _ in range(R)]
+    limit = [max_new_tokens] * R
     st["generate_calls"] += 1
-    new = seqs[:, start:]
-    logp = proc.finish(new[:, -1]) if new.shape[1] else None
+    while act:
+        logits = model(input_ids=cur, attention_mask=m, position_ids=p[:, None], use_cache=True,
+                       **{ck: cache}).logits[:, -1].float()
+        st["decode_steps"] += 1
+        st["row_steps"] += len(act)
+        nxt = torch.where(greedy, logits.argmax(-1), _sample(logits, temperature, top_p, gen))
+        chosen = torch.log_softmax(logits, -1).gather(1, nxt[:, None]).squeeze(1)
+        done = set()
+        for j, (r, t, lp) in enumerate(zip(act, nxt.tolist(), chosen.tolist())):
+            lps[r].append(lp)
+            if t in eos:
+                done.add(j)
+                continue
+            toks[r].append(t)
+            if len(toks[r]) >= limit[r] or (gate.worth_asking(r, t) and
+                                            is_complete(tokenizer.decode(toks[r], skip_special_tokens=False))):
+                done.add(j)
+        for j in done:
+            r = act[j]
+            if r % n == 0:  # the greedy row ended: its question's samples get a length cap
+                for o in range(r + 1, r + n):
+                    limit[o] = min(limit[o], sample_cap(len(toks[r]), max_new_tokens))
+        keep = [j for j, r in enumerate(act) if j not in done and len(toks[r]) < limit[r]]
+        if len(keep) < len(act):  # finished rows leave the batch and its cache
+            if not keep:
+                break
+            idx = torch.tensor(keep, device=device)
+            cache.batch_select_indices(idx)
+            m, p, nxt, greedy = m[idx], p[idx], nxt[idx], greedy[idx]
+            act = [act[j] for j in keep]
+        m = torch.cat([m, m.new_ones((len(act), 1))], 1)
+        p = p + 1
+        cur = nxt[:, None]
     out: list[list[Candidate]] = []
     for b in range(k):
         cs = []
         for j in range(n):
             r = b * n + j
-            toks = new[r].tolist()
-            kept = _until_eos(toks, eos | {pad_id})
-            # log-probabilities of the kept tokens plus the EOS that ended the row, if it did
-            m = min(len(kept) + (len(kept) < len(toks)), logp.shape[1] if logp is not None else 0)
-            mean = float(logp[r, :m].mean()) if m else 0.0
-            raw = tokenizer.decode(kept, skip_special_tokens=False)
+            raw = tokenizer.decode(toks[r], skip_special_tokens=False)
+            mean = sum(lps[r]) / len(lps[r]) if lps[r] else 0.0
             cs.append(Candidate(sql=extract_sql(raw), raw=raw, mean_logprob=round(mean, 6), greedy=j == 0,
-                                tokens=len(kept)))
+                                tokens=len(toks[r]), ids=toks[r]))
         out.append(cs)
     return out
 
@@ -409,31 +427,101 @@ def choose(db, candidates: list[Candidate], *, timeout: float = 5.0, max_rows: i
     return VoteOutcome(sql=candidates[chosen].sql, chosen=chosen, candidates=rows, groups=groups, overruled=overruled)
 
 
+# ---------------------------------------------------------------- correction of close votes
+def is_close(outcome: VoteOutcome) -> bool:
+    """Two or more result groups, the top two within `CLOSE_MARGIN` votes of each other."""
+    g = outcome.groups
+    return len(g) >= 2 and g[0]["votes"] - g[1]["votes"] <= CLOSE_MARGIN
+
+
+def correction_options(outcome: VoteOutcome) -> list[dict]:
+    """The two most-voted groups as the correction prompt shows them: {sql, columns, rows} each."""
+    out = []
+    for g in outcome.groups[:2]:
+        best = max(g["members"], key=lambda i: outcome.candidates[i]["mean_logprob"])
+        out.append({"sql": outcome.candidates[best]["sql"], "columns": g.get("columns") or [], "rows": g["preview"]})
+    return out
+
+
+def correct(model, tokenizer, builder: PromptBuilder, questions: list[str], outcomes: list[VoteOutcome], db, *,
+            examples: list[list[dict]] | None = None, batch_size: int = 16, max_new_tokens: int = 256,
+            timeout: float = 5.0, autocast: bool = False) -> list[dict]:
+    """The correction step for every close vote: {ran, sql, error, rows, changed, prompt_sqls} per question.
+
+    `sql` is the model's final SQL (None where it wrote none); `changed` is True only where that SQL
+    ran, returned rows, and its result differs from the vote's, and then it is the answer.
+    """
+    from .execute import DEFAULT_MAX_ROWS, connect_readonly, execute
+    from .generate import generate_texts
+
+    todo = [i for i, o in enumerate(outcomes) if is_close(o)]
+    out = [{"ran": False} for _ in outcomes]
+    if not todo:
+        return out
+    opts = {i: correction_options(outcomes[i]) for i in todo}
+    prompts = [builder.correction(tokenizer, questions[i], opts[i], None if examples is None else examples[i])
+               for i in todo]
+    texts = generate_texts(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                           progress=False, autocast=autocast, desc="correcting")
+    con = db if not isinstance(db, (str, bytes)) and hasattr(db, "execute") else connect_readonly(db)
+    try:
+        for i, (raw, _, _) in zip(todo, texts):
+            sql = extract_sql(raw)
+            rec = {"ran": True, "sql": sql, "raw": raw, "error": "no SQL", "rows": None, "changed": False,
+                   "prompt_sqls": [o["sql"] for o in opts[i]]}
+            if sql:
+                res = execute(con, sql, timeout=timeout, max_rows=DEFAULT_MAX_ROWS)
+                rec["error"], rec["rows"] = res.error, (len(res.rows) if res.ok else None)
+                if res.ok and res.rows and outcomes[i].sql:
+                    voted = execute(con, outcomes[i].sql, timeout=timeout, max_rows=DEFAULT_MAX_ROWS)
+                    rec["changed"] = not (voted.ok and same_result(voted.rows, res.rows))
+                elif res.ok and res.rows:
+                    rec["changed"] = True
+            out[i] = rec
+    finally:
+        if con is not db:
+            con.close()
+    return out
+
+
 # ---------------------------------------------------------------- predictions (the evaluator's hook)
 def predict_rows(model, tokenizer, builder: PromptBuilder, items: list[dict], db, vote: VoteSettings, *,
                  examples: list[list[dict]] | None = None, batch_size: int = 16, max_new_tokens: int = 256,
                  timeout: float = 5.0, progress: bool = True, autocast: bool = False) -> list[dict]:
-    """`predict_items`'s rows for a vote: {id, question, sql, raw, seconds, ..., greedy_sql, overruled, vote}."""
+    """`predict_items`'s rows for a vote: {id, question, sql, raw, seconds, ..., greedy_sql, overruled, vote}.
+
+    With `vote.correct` each row also has `voted_sql` (the vote's answer) and `correction` (see `correct`).
+    """
     t = time.perf_counter()
-    cands = sample_sql(model, tokenizer, builder, [it["question"] for it in items], vote.n,
+    questions = [it["question"] for it in items]
+    cands = sample_sql(model, tokenizer, builder, questions, vote.n,
                        temperature=vote.temperature, top_p=vote.top_p, max_new_tokens=max_new_tokens,
                        batch_size=batch_size, seed=vote.seed, progress=progress, examples=examples, autocast=autocast)
-    per_q = (time.perf_counter() - t) / max(1, len(items))
     from .execute import connect_readonly
 
     con = connect_readonly(db)
-    rows = []
     try:
-        for i, (it, cs) in enumerate(zip(items, cands)):
-            v = choose(con, cs, timeout=timeout)
-            chosen = cs[v.chosen]
-            rows.append({"id": str(it.get("id", i)), "question": it["question"], "sql": v.sql, "raw": chosen.raw,
-                         "seconds": round(per_q, 4), "retries": 0, "retry_changed": False,
-                         "error": v.candidates[v.chosen]["error"], "greedy_sql": cs[0].sql,
-                         "overruled": v.overruled, "vote": {"chosen": v.chosen, "candidates": v.candidates,
-                                                            "groups": v.groups}})
+        outcomes = [choose(con, cs, timeout=timeout) for cs in cands]
+        fixes = (correct(model, tokenizer, builder, questions, outcomes, con, examples=examples,
+                         batch_size=batch_size, max_new_tokens=max_new_tokens, timeout=timeout, autocast=autocast)
+                 if vote.correct else None)
     finally:
         con.close()
+    per_q = (time.perf_counter() - t) / max(1, len(items))
+    rows = []
+    for i, (it, cs, v) in enumerate(zip(items, cands, outcomes)):
+        chosen = cs[v.chosen]
+        row = {"id": str(it.get("id", i)), "question": it["question"], "sql": v.sql, "raw": chosen.raw,
+               "seconds": round(per_q, 4), "retries": 0, "retry_changed": False,
+               "error": v.candidates[v.chosen]["error"], "greedy_sql": cs[0].sql,
+               "overruled": v.overruled, "vote": {"chosen": v.chosen, "candidates": v.candidates, "groups": v.groups}}
+        if fixes is not None:
+            fx = fixes[i]
+            row["voted_sql"] = v.sql
+            row["correction"] = {k: fx[k] for k in ("ran", "sql", "error", "changed", "prompt_sqls") if k in fx}
+            if fx.get("changed"):
+                row["sql"], row["raw"], row["error"] = fx["sql"], fx["raw"], None
+        rows.append(row)
     return rows
 
 
@@ -441,7 +529,9 @@ def vote_summary(db, items: list[dict], rows: list[dict], report: dict, *, timeo
     """Greedy vs voted for a scored vote: {greedy, voted, overruled, helped, hurt, best_of_n, ...}.
 
     `greedy` scores candidate 0 (the greedy answer) like the vote; `best_of_n` is the share of
-    questions where some candidate is exact (what a perfect chooser would reach).
+    questions where some candidate is exact (what a perfect chooser would reach). `voted` is the
+    vote's answer; with the correction step, `correction` holds {corrected (the final answer's
+    summary, the report's), ran, changed, helped, hurt}.
     """
     from .execute import connect_readonly, execute
     from .score import compare, score_pairs
@@ -456,16 +546,31 @@ def vote_summary(db, items: list[dict], rows: list[dict], report: dict, *, timeo
             any_exact += any(compare(gold, execute(con, s, timeout=timeout), it["sql"])["exact"] for s in sqls)
     finally:
         con.close()
-    voted = report["examples"]
+    final = report["examples"]
+    corrected = any("correction" in r for r in rows)
+    # the vote's own answer (before any correction step) is what overruled / helped / hurt judge
+    before = score_pairs(db, items, [r.get("voted_sql", r["sql"]) for r in rows], timeout=timeout) if corrected \
+        else report
+    voted = before["examples"]
     over = [i for i, r in enumerate(rows) if r.get("overruled")]
     n = len(rows)
-    return {
+    out = {
         "n": len(rows[0]["vote"]["candidates"]) if rows else 0,
         "greedy": greedy["summary"],
-        "voted": report["summary"],
+        "voted": before["summary"],
         "overruled": len(over),
         "helped": sum(1 for i in over if voted[i]["exact"] and not greedy["examples"][i]["exact"]),
         "hurt": sum(1 for i in over if greedy["examples"][i]["exact"] and not voted[i]["exact"]),
         "best_of_n": any_exact / n if n else 0.0,
         "greedy_examples": [{"id": e["id"], "exact": e["exact"], "fuzzy": e["fuzzy"]} for e in greedy["examples"]],
     }
+    if corrected:  # what the correction step did: `corrected` is the final answer's score (the report's)
+        changed = [i for i, r in enumerate(rows) if (r.get("correction") or {}).get("changed")]
+        out["correction"] = {
+            "corrected": report["summary"],
+            "ran": sum(1 for r in rows if (r.get("correction") or {}).get("ran")),
+            "changed": len(changed),
+            "helped": sum(1 for i in changed if final[i]["exact"] and not voted[i]["exact"]),
+            "hurt": sum(1 for i in changed if voted[i]["exact"] and not final[i]["exact"]),
+        }
+    return out

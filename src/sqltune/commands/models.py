@@ -39,16 +39,16 @@ def _load(model, adapter, device, dtype, prompt_style, db, notes):
     return m, tok, builder, dev
 
 
-def _vote(n: int, temperature: float, top_p: float, retries: int):
+def _vote(n: int, temperature: float, top_p: float, retries: int, correct: bool = False):
     """`VoteSettings` for --vote N > 1, None for greedy; bad values are one clear error."""
     from ..vote import VoteSettings, check_settings
 
-    check_settings(n, temperature, top_p)
+    check_settings(n, temperature, top_p, correct=correct)
     if n == 1:
         return None
     if retries:
         raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
-    return VoteSettings(n, temperature, top_p)
+    return VoteSettings(n, temperature, top_p, correct=correct)
 
 
 def _slug(spec: str) -> str:
@@ -61,6 +61,8 @@ def register(app: typer.Typer) -> None:
                             "the most common result wins (1 = greedy only, at most 64).")
     temp_opt = typer.Option(0.8, "--temperature", help="Sampling temperature of --vote's samples (> 0).")
     top_p_opt = typer.Option(0.95, "--top-p", help="Nucleus sampling of --vote's samples (0 < p <= 1).")
+    correct_opt = typer.Option(False, "--vote-correct", help="When the top two results of --vote are within one "
+                               "vote, show the model both queries and their first rows and let it write the answer.")
 
     @app.command("ask")
     def ask_cmd(
@@ -77,6 +79,7 @@ def register(app: typer.Typer) -> None:
         vote: int = vote_opt,
         temperature: float = temp_opt,
         top_p: float = top_p_opt,
+        vote_correct: bool = correct_opt,
     ):
         """Answer one question: write SQL with the model, run it read-only, print the result.
 
@@ -90,7 +93,7 @@ def register(app: typer.Typer) -> None:
 
         if not question.strip():
             raise SqltuneError("the question is empty")
-        settings = _vote(vote, temperature, top_p, retries)
+        settings = _vote(vote, temperature, top_p, retries, vote_correct)
         dbp = resolve_db(db, need_tables=True)
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes)
         cfg = EvalConfig(retries=retries, progress=False, autocast=dev.autocast, vote=settings)
@@ -104,6 +107,8 @@ def register(app: typer.Typer) -> None:
             out = {"sql": g.sql, "columns": res.columns, "rows": [list(r) for r in res.rows], "error": res.error}
             if settings is not None:
                 out["vote"] = row["vote"]
+                if "correction" in row:
+                    out["correction"] = row["correction"]
             print(json.dumps(out, default=str, ensure_ascii=False))
             return
         echo(esc(g.sql) if g.sql else f"[red]no SQL in the model's output:[/] {esc(repr(g.raw))}")
@@ -119,6 +124,10 @@ def register(app: typer.Typer) -> None:
             agree = v["groups"][0]["votes"] if v["groups"] else 0
             echo(f"vote {settings.n}: {agree} of {settings.n} candidates agree on this result"
                  + ("; the vote overruled the greedy answer" if row["overruled"] else ""))
+            fx = row.get("correction") or {}
+            if fx.get("ran"):
+                echo("close vote: the correction step " + ("changed the answer" if fx.get("changed") else
+                                                           "kept the voted answer"))
 
     def _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
                  max_new_tokens, device, dtype, evaluate: bool, test_suite=None, vote=None):
@@ -162,6 +171,7 @@ def register(app: typer.Typer) -> None:
         vote: int = vote_opt,
         temperature: float = temp_opt,
         top_p: float = top_p_opt,
+        vote_correct: bool = correct_opt,
     ):
         """Write SQL for every question of a dataset (batched, greedy) into a JSONL file.
 
@@ -173,7 +183,7 @@ def register(app: typer.Typer) -> None:
         from ..files import check_writable
 
         check_writable(out)
-        settings = _vote(vote, temperature, top_p, retries)
+        settings = _vote(vote, temperature, top_p, retries, vote_correct)
         rows, _ = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
                            max_new_tokens, device, dtype, evaluate=False, vote=settings)
         write_jsonl(out, rows)
@@ -204,6 +214,7 @@ def register(app: typer.Typer) -> None:
         vote: int = vote_opt,
         temperature: float = temp_opt,
         top_p: float = top_p_opt,
+        vote_correct: bool = correct_opt,
     ):
         """Predict and score in one step (execution accuracy); writes predictions and the report.
 
@@ -215,7 +226,7 @@ def register(app: typer.Typer) -> None:
         from ..files import check_writable, write_json
 
         check_writable(out_dir, "--out-dir", folder=True)
-        settings = _vote(vote, temperature, top_p, retries)
+        settings = _vote(vote, temperature, top_p, retries, vote_correct)
         rows, report = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot,
                                 fewshot_pool, max_new_tokens, device, dtype, evaluate=True, test_suite=test_suite,
                                 vote=settings)
@@ -234,6 +245,10 @@ def register(app: typer.Typer) -> None:
             extra += (f"; vote {v['n']}: exact {v['voted']['exact']:.1%} vs greedy {v['greedy']['exact']:.1%}, "
                       f"overruled greedy {v['overruled']} times ({v['helped']} helped, {v['hurt']} hurt), "
                       f"best of {v['n']} {v['best_of_n']:.1%}")
+            if "correction" in v:
+                c = v["correction"]
+                extra += (f"; correction ran on {c['ran']} close votes, changed {c['changed']} "
+                          f"({c['helped']} helped, {c['hurt']} hurt): exact {c['corrected']['exact']:.1%}")
         echo(f"{len(rows)} questions in {t['seconds']:.1f} s ({t['queries_per_s']:.2f} q/s){extra}")
         echo(f"wrote {esc(pred_file)} and {esc(report_file)}")
 
