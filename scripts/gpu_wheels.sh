@@ -29,6 +29,21 @@ MISSING=(
   "datasets==5.2.0"
   "dill==0.4.1"
   "multiprocess==0.70.19"
+  # `sqltune serve` (benchmarks/serve.py): FastAPI + uvicorn and what they import (pydantic-core is a
+  # binary cp312 manylinux wheel; typing-extensions: pydantic needs >= 4.16, newer than torch's pin needs)
+  "fastapi==0.165.0"
+  "starlette==1.10.0"
+  "uvicorn==0.54.0"
+  "pydantic==2.14.4"
+  "pydantic-core==2.50.5"
+  "annotated-types==0.8.0"
+  "annotated-doc==0.0.7"
+  "typing-inspection==0.4.5"
+  "typing-extensions==4.16.0"
+  "opentelemetry-api==1.45.2"
+  "anyio==4.16.0"
+  "h11==0.16.0"
+  "idna==3.20"
 )
 
 PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64)
