@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -83,6 +84,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))  # `timeout`: stop the server on the way out
 
     sys.path.insert(0, str(ROOT / "src"))
     from sqltune.dataset import load_items
