@@ -73,23 +73,33 @@ def cmd_gguf(a) -> None:
 
 def cmd_pytorch(a) -> None:
     from sqltune.db import resolve_db
-    from sqltune.evaluate import EvalConfig, load_for_inference, predict
+    from sqltune.evaluate import EvalConfig, load_for_inference, predict, predict_questions
+    from sqltune.generate import prefix_cache
     from sqltune.model import pick_device
+    from sqltune.serve import PROBE_QUESTIONS
 
     p = _load(a.dir, "prompts.json")
-    dev = pick_device("cpu")
+    dev, db = pick_device("cpu"), resolve_db(None)
     t = time.perf_counter()
     model, tok, builder = load_for_inference(a.model, a.adapter, dev)
     load_s = time.perf_counter() - t
     runs = {}
-    for mode, bs in (("one_at_a_time", 1), ("batched", a.batch_size)):
+    for mode in a.modes.split(","):
+        bs = a.batch_size if mode == "batched" else 1
         cfg = EvalConfig(batch_size=bs, max_new_tokens=p["max_new_tokens"], autocast=dev.autocast, progress=False)
         t = time.perf_counter()
-        rows = predict(model, tok, builder, p["items"], resolve_db(None), cfg)
-        runs[mode] = {"batch_size": bs, "seconds": time.perf_counter() - t, "raw": [r["raw"] for r in rows],
-                      "load_average": os.getloadavg()}
+        if mode == "serve_one_at_a_time":  # what `sqltune serve` does for a lone request: the cached schema prefix
+            prefix = prefix_cache(model, tok, [builder.prompt(tok, q) for q in PROBE_QUESTIONS], autocast=dev.autocast)
+            prefix_s = time.perf_counter() - t
+            raw = [predict_questions(model, tok, builder, [it["question"]], db, cfg, prefix=prefix)[0].raw
+                   for it in p["items"]]
+        else:
+            raw = [r["raw"] for r in predict(model, tok, builder, p["items"], db, cfg)]
+        runs[mode] = {"batch_size": bs, "seconds": time.perf_counter() - t, "raw": raw, "load_average": os.getloadavg()}
+        if mode == "serve_one_at_a_time":
+            runs[mode]["prefix_seconds"] = prefix_s
         print(f"pytorch {mode}: {runs[mode]['seconds']:.1f} s", file=sys.stderr)
-    _save(a.dir, f"pytorch{a.tag}.json", {"engine": "pytorch", "load_seconds": load_s, "autocast": dev.autocast,
+    _save(a.dir, f"pytorch{a.tag}.json", {"engine": "pytorch (sqltune)", "load_seconds": load_s, "autocast": dev.autocast,
                                           "threads": __import__("torch").get_num_threads(), "runs": runs})
 
 
@@ -103,8 +113,18 @@ def _stopper(eos: set[int]):
 
 
 def cmd_llamacpp(a) -> None:
+    import llama_cpp
+    import llama_cpp.llama as llama_mod
     from llama_cpp import Llama, __version__
 
+    if not a.extra_bufts:  # the weight repacking (AMX here) segfaulted on every multi-token decode in this VM
+        default = llama_cpp.llama_model_default_params
+
+        def params():
+            mp = default()
+            mp.use_extra_bufts = False
+            return mp
+        llama_mod.llama_cpp.llama_model_default_params = params
     p = _load(a.dir, "prompts.json")
     eos, limit = set(p["eos_ids"]), p["max_new_tokens"]
     done = _stopper(eos)
@@ -130,6 +150,7 @@ def cmd_llamacpp(a) -> None:
     print(f"llama.cpp {__version__}: load {load_s:.2f} s, {len(raws)} questions in {total:.1f} s", file=sys.stderr)
     _save(a.dir, f"llamacpp{a.tag}.json", {
         "engine": f"llama-cpp-python {__version__}", "load_seconds": load_s, "threads": a.threads,
+        "extra_bufts": a.extra_bufts,
         "lora": str(a.lora) if a.lora else None,
         "runs": {"one_at_a_time": {"batch_size": 1, "seconds": total, "per_question": secs, "raw": raws,
                                    "load_average": os.getloadavg()}}})
@@ -143,9 +164,9 @@ def cmd_openvino(a) -> None:
     done = _stopper(eos)
     t = time.perf_counter()
     kw = {}
-    if a.lora:
-        adapter = ov_genai.Adapter(str(a.lora))
-        kw["adapters"] = ov_genai.AdapterConfig(adapter)
+    if a.lora:  # PEFT's adapter_model.safetensors; PEFT scales B·A by lora_alpha / r, OpenVINO by `alpha`
+        peft_cfg = json.loads((a.lora.parent / "adapter_config.json").read_text())
+        kw["adapters"] = ov_genai.AdapterConfig(ov_genai.Adapter(str(a.lora)), peft_cfg["lora_alpha"] / peft_cfg["r"])
     pipe = ov_genai.LLMPipeline(str(a.model), "CPU", **kw)
     tok = pipe.get_tokenizer()
     load_s = time.perf_counter() - t
@@ -177,6 +198,9 @@ def cmd_openvino(a) -> None:
         got: list[int] = []
 
         class Stop(ov_genai.StreamerBase):
+            def __init__(self):
+                super().__init__()
+
             def write(self, token):
                 toks = token if isinstance(token, list) else [token]
                 got.extend(toks)
@@ -215,18 +239,15 @@ def cmd_score(a) -> None:
 
     p = _load(a.dir, "prompts.json")
     db = resolve_db(None)
-    ref_file = a.dir / f"pytorch{a.tag}.json"
-    ref = [extract_sql(r) for r in _load(a.dir, ref_file.name)["runs"]["batched"]["raw"]]
-    files = [ref_file] + sorted(f for f in a.dir.glob(f"*{a.tag}.json") if f.name not in (ref_file.name, "prompts.json", "table.json")
-                                and not f.name.startswith("pytorch"))
+    ref = [extract_sql(r) for r in _load(a.dir, a.ref)["runs"]["batched"]["raw"]]
     table = []
-    for f in files:
-        res = _load(a.dir, f.name)
+    for name in [a.ref, *a.files]:
+        res = _load(a.dir, name)
         for mode, run in res["runs"].items():
             sqls = [extract_sql(r) for r in run["raw"]]
             report = score_pairs(db, p["items"], sqls)
             n = len(sqls)
-            table.append({"engine": res["engine"], "file": f.name, "mode": mode, "batch_size": run["batch_size"],
+            table.append({"engine": res["engine"], "file": name, "mode": mode, "batch_size": run["batch_size"],
                           "load_s": round(res["load_seconds"], 2), "seconds": round(run["seconds"], 1),
                           "exact": sum(e["exact"] for e in report["examples"]), "n": n,
                           "runs": sum(e["error"] is None for e in report["examples"]),
@@ -253,6 +274,8 @@ def main() -> int:
             s.add_argument("--model", default="qwen2.5-coder-0.5b")
         if name in ("prompts", "pytorch"):
             s.add_argument("--adapter", default=None, help="a checkpoint folder written by `sqltune train`")
+        if name == "pytorch":
+            s.add_argument("--modes", default="batched,one_at_a_time,serve_one_at_a_time")
         if name == "prompts":
             s.add_argument("--split", default="exoplanets:test")
             s.add_argument("--n", type=int, default=30)
@@ -260,6 +283,10 @@ def main() -> int:
         if name == "llamacpp":
             s.add_argument("--gguf", type=Path, default=None)
             s.add_argument("--lora", type=Path, default=None, help="a LoRA adapter converted to GGUF")
+            s.add_argument("--extra-bufts", action="store_true", help="llama.cpp's weight repacking (crashed here)")
+        if name == "score":
+            s.add_argument("--ref", default="pytorch.json", help="the PyTorch result whose batched run is the reference")
+            s.add_argument("files", nargs="*", help="engine results in --dir")
         if name == "openvino":
             s.add_argument("--model", type=Path, required=True, help="an OpenVINO IR folder (or a .gguf file)")
             s.add_argument("--lora", type=Path, default=None, help="adapter_model.safetensors")
