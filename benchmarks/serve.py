@@ -8,7 +8,12 @@
 3. One client: the same questions one after another (latency after start-up).
 4. `--clients` threads posting `--requests` questions in total (bounded): throughput, p50/p95, failures.
 Questions are the exoplanets train split (the speed of serving, not accuracy, is measured).
-Writes a JSON summary to --out (default benchmarks/results/serve.json) and prints it.
+Writes a JSON summary to --out (default benchmarks/results/serve.json) after every phase (a run cut
+short still leaves what it measured) and prints it. The device is sqltune's choice (CUDA when there is
+one); on the GPU image (docs/gpu.md) run it after the wheel preamble, e.g.
+
+    python3 benchmarks/serve.py --model /root/sqh/models/qwen2.5-coder-1.5b --ask-runs 2 --single 8 \
+        --requests 64 --clients 16 --out $OUT/serve_gpu.json
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -50,8 +56,20 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def sqltune(*args: str, **kw):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    # the checkout's sources first, keeping what is already on the path (the GPU image's /tmp/site wheels)
+    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path)
     return subprocess.Popen([sys.executable, "-m", "sqltune", *args], env=env, cwd=ROOT, **kw)
+
+
+def accelerator() -> str:
+    """The GPU's name (nvidia-smi), else 'cpu': where the server, which picks CUDA itself, ran."""
+    try:
+        r = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                           text=True, timeout=20)
+        return r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else "cpu"
+    except (OSError, subprocess.SubprocessError):
+        return "cpu"
 
 
 def main() -> int:
@@ -61,8 +79,12 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--single", type=int, default=8, help="questions asked one after another by one client")
     ap.add_argument("--ask-runs", type=int, default=3)
+    ap.add_argument("--startup-timeout", type=float, default=900, help="seconds to wait for /api/health")
+    ap.add_argument("--request-timeout", type=float, default=900, help="seconds one HTTP request may take")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
     a = ap.parse_args()
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))  # `timeout`: stop the server on the way out
 
     sys.path.insert(0, str(ROOT / "src"))
     from sqltune.dataset import load_items
@@ -70,7 +92,11 @@ def main() -> int:
     questions = [i["question"] for i in load_items("exoplanets:train")]
     out: dict = {"model": a.model, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                 "load_average_start": os.getloadavg()[0]}
+                 "load_average_start": os.getloadavg()[0], "accelerator": accelerator()}
+
+    def save():  # after every phase
+        out["load_average_end"] = os.getloadavg()[0]
+        a.out.write_text(json.dumps(out, indent=2))
 
     # 1. sqltune ask, a fresh process per question (what a user runs today)
     ask = []
@@ -81,13 +107,16 @@ def main() -> int:
         ask.append(time.perf_counter() - t)
         print(f"ask: {ask[-1]:.2f} s (rc {p.returncode})", file=sys.stderr)
     out["ask_seconds"] = ask
+    save()
 
     # 2. start the server
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     t = time.perf_counter()
-    srv = sqltune("serve", "--model", a.model, "--port", str(port), "--batch-size", str(a.clients),
-                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = a.out.with_suffix(".server.log")  # a file, not a pipe nobody reads (a full pipe blocks the server)
+    with open(log, "w") as logf:
+        srv = sqltune("serve", "--model", a.model, "--port", str(port), "--batch-size", str(a.clients),
+                      stdout=logf, stderr=subprocess.STDOUT)
     try:
         while True:
             try:
@@ -95,25 +124,27 @@ def main() -> int:
                     health = json.loads(r.read())
                 break
             except OSError:
-                if srv.poll() is not None:
-                    raise SystemExit(f"server exited: {srv.stderr.read()}")
+                if srv.poll() is not None or time.perf_counter() - t > a.startup_timeout:
+                    raise SystemExit(f"server not up (rc {srv.poll()}); its log ({log}):\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
         out["startup_seconds"] = time.perf_counter() - t
         out["prefix_tokens"], out["server_load_seconds"] = health["prefix_tokens"], health["load_seconds"]
         out["server_prefix_seconds"] = health["prefix_seconds"]
         print(f"server up in {out['startup_seconds']:.1f} s", file=sys.stderr)
+        save()
 
         # 3. one client, one question at a time
         single, failed = [], 0
         for q in questions[: a.single]:
             t = time.perf_counter()
-            code, body = post(url + "/api/ask", {"question": q})
+            code, body = post(url + "/api/ask", {"question": q}, a.request_timeout)
             single.append(time.perf_counter() - t)
             failed += code != 200
         out["single"] = {"n": len(single), "seconds": single, "p50": statistics.median(single),
                          "mean": statistics.mean(single), "failed": failed,
                          "throughput_qps": len(single) / sum(single)}
         print(f"one client: p50 {out['single']['p50']:.2f} s", file=sys.stderr)
+        save()
 
         # 4. concurrent clients, a bounded number of requests
         todo = list(range(a.requests))
@@ -129,7 +160,7 @@ def main() -> int:
                     i = todo.pop()
                 t0 = time.perf_counter()
                 try:
-                    code, _ = post(url + "/api/ask", {"question": questions[i % len(questions)]})
+                    code, _ = post(url + "/api/ask", {"question": questions[i % len(questions)]}, a.request_timeout)
                 except Exception:  # noqa: BLE001 - a failed request is counted, not fatal
                     code = -1
                 with lock:
@@ -151,12 +182,10 @@ def main() -> int:
     finally:
         srv.terminate()
         srv.wait(timeout=30)
-    out["load_average_end"] = os.getloadavg()[0]
     s, c = out["single"], out["concurrent"]
     out["latency_speedup_vs_ask"] = statistics.median(ask) / s["p50"] if ask else None
     out["throughput_gain"] = c["throughput_qps"] / s["throughput_qps"]
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=2))
+    save()
     print(json.dumps(out, indent=2))
     return 0
 
