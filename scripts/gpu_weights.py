@@ -26,7 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
-PART_SIZE = 62_000_000
+PART_SIZE = 56_000_000  # + the working tree (~5-6 MiB) must stay under the 64 MiB a device call carries
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / ".gpu" / "weights"
 DEFAULT_DEST = Path("/root/weights")
