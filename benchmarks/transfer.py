@@ -61,7 +61,9 @@ def run_one(recipe: str, db: str, root: Path, work: Path, name: str, setting: di
           "data.valid": str(d / "valid.jsonl"), "data.test": str(d / "test.jsonl"), "data.extra": [], **setting}
     if model:
         ov["model"] = model
-    out.mkdir(parents=True, exist_ok=True)
+    from sqltune.files import claim
+
+    claim(out, "run")  # a run folder from the start: `run(..., resume=True)` continues only those
     if first is not None:  # the untuned model's reports are the same for every setting: reuse them
         for f in ("data_check.json", "base_valid_report.json", "base_test_report.json",
                   "base_valid_pred.jsonl", "base_test_pred.jsonl"):

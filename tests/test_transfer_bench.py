@@ -54,3 +54,27 @@ def test_voted_runs_get_greedy_and_voted_columns_against_the_untuned_greedy(tmp_
     assert res["mean"]["untuned"]["exact"] == (0.25 + 0.5) / 2
     table = t.markdown(res, names)
     assert table.splitlines()[0].count("exact (Δ, 95 % CI)") == len(names)
+
+
+def test_a_second_setting_reuses_the_base_reports_in_a_folder_run_accepts(tmp_path, monkeypatch):
+    """The second setting of a DB starts from the first one's untuned reports, copied in; `run(resume=True)`
+    must take that folder for its own (it refuses folders sqltune did not start)."""
+    import sqltune.run
+
+    t = _transfer()
+    root = tmp_path / "suite"
+    (root / "db1").mkdir(parents=True)
+    for f in ("db1.sqlite", "train.jsonl", "valid.jsonl", "test.jsonl"):
+        (root / "db1" / f).write_text("")
+    seen = []
+
+    def fake_run(recipe, out, resume=False, overrides=None):
+        assert resume and sqltune.run.is_run_folder(out)
+        seen.append((out.name, sorted(p.name for p in out.iterdir() if p.name.startswith("base_"))))
+        (out / "base_test_report.json").write_text("{}")
+        (out / "metrics.json").write_text("{}")
+
+    monkeypatch.setattr(sqltune.run, "run", fake_run)
+    first = t.run_one("default", "db1", root, tmp_path / "work", "seeds", {}, None, None)
+    t.run_one("default", "db1", root, tmp_path / "work", "synth", {}, None, first)
+    assert seen == [("seeds", []), ("synth", ["base_test_report.json"])]
