@@ -13,7 +13,8 @@ first setting's run; later settings of the same DB reuse its base reports (copie
 untuned model again.
 
 Settings: `seeds` (synth.enabled=false), `synth` (synth.enabled=true), `seeds_rule` (no synthetic pairs, only the
-noise-aware checkpoint rule: synth.enabled=true, synth.k=0), or NAME:KEY=VALUE;KEY=VALUE (recipe
+noise-aware checkpoint rule: synth.enabled=true, synth.k=0; since session 4 `run` applies that rule without
+synthetic pairs too, so `seeds` and `seeds_rule` are the same run), or NAME:KEY=VALUE;KEY=VALUE (recipe
 overrides, e.g. `vote:synth.enabled=true;eval.vote=5` once that key exists). Every setting is chosen on
 train/valid only; the run reads test once per setting, and that is the number reported.
 """

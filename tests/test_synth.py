@@ -245,5 +245,7 @@ def test_synth_stage_k0_only_applies_the_checkpoint_rule(tmp_path, tiny_db):
     tr, sel, base, choose = synth_stage(RunFolder(tmp_path / "r"), c, tiny_db, items, None, {"b": 1})
     assert tr == SEEDS and sel == TEST and base == {"b": 1} and not (tmp_path / "r" / "synth.jsonl").exists()
     assert choose([line(0, 0.0), line(5, 1.0)])["step"] == 0  # one question: +100 % is one question, not more
+    # without synthetic pairs the same rule chooses (a tiny valid split must not pick a lucky checkpoint)
     off = synth_stage(RunFolder(tmp_path / "r2"), {"synth": {"enabled": False}}, tiny_db, items, None, None)
-    assert off[3] is None
+    assert off[:3] == (SEEDS, TEST, None) and not (tmp_path / "r2" / "synth.jsonl").exists()
+    assert off[3]([line(0, 0.0), line(5, 1.0)])["step"] == 0
