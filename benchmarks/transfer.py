@@ -83,10 +83,11 @@ def per_question(report: dict, key: str) -> dict[str, bool]:
 def views(report: dict, name: str) -> list[tuple[str, dict]]:
     """A report's columns: the greedy answers under `name`; a voted report (eval.vote > 1) adds
     `name@vote` with the voted answers (its greedy half is `vote.greedy_examples`)."""
-    v = report.get("vote")
-    if not v:
+    from sqltune.run import greedy_view
+
+    if not report.get("vote"):
         return [(name, report)]
-    return [(name, {"summary": v["greedy"], "examples": v["greedy_examples"]}), (f"{name}@vote", report)]
+    return [(name, greedy_view(report)), (f"{name}@vote", report)]
 
 
 def collect(work: Path, dbs: list[str], names: list[str]) -> dict:

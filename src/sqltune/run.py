@@ -164,13 +164,10 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
     from .synth import SynthConfig, checkpoint_rule, split_heldout, synth, weighted_training_items
 
     syn = c.get("synth") or {}
-    if not syn.get("enabled"):  # no synthetic pairs: the noise-aware rule on valid all the same (a tuned
-        # checkpoint must beat the untuned model by more than the noise of the valid split; measured: on a
-        # 2-question valid split "best valid exact" kept a checkpoint that lost 25 test points)
+    if not syn.get("enabled") or int(syn["k"]) == 0:  # no synthetic pairs: the noise-aware rule on valid all
+        # the same (a tuned checkpoint must beat the untuned model by more than the noise of the valid split;
+        # measured: on a 2-question valid split "best valid exact" kept a checkpoint that lost 25 test points)
         return items["train"], items["valid"], baseline, checkpoint_rule(len(items["valid"]), float(syn.get("select_z", 1.0)))
-
-    if int(syn["k"]) == 0:  # no synthetic pairs: only the noise-aware checkpoint rule, on valid
-        return items["train"], items["valid"], baseline, checkpoint_rule(len(items["valid"]), float(syn["select_z"]))
     syn_file = run.path / "synth.jsonl"
     if not syn_file.is_file():
         t = time.monotonic()
