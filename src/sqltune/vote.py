@@ -33,7 +33,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .errors import SqltuneError
-from .extract import END_MARKERS, extract_sql, is_complete
+from .extract import extract_sql, is_complete
+from .generate import _cache_kwarg, _progress, _StopGate, eos_token_ids
 from .prompt import PromptBuilder, encode
 
 MAX_VOTE = 64
@@ -143,32 +144,6 @@ def sample_cap(greedy_tokens: int, max_new_tokens: int) -> int:
     return min(max_new_tokens, int(SAMPLE_CAP[0] * greedy_tokens + 0.999) + SAMPLE_CAP[1])
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
-    ids: set[int] = set()
-    for src in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
-        if isinstance(src, int):
-            ids.add(src)
-        elif isinstance(src, (list, tuple)):
-            ids.update(int(x) for x in src)
-    vocab = tokenizer.get_vocab()
-    ids.update(vocab[m] for m in END_MARKERS if m in vocab)
-    return ids
-
-
-def _cache_name(model) -> str:
-    """The KV cache argument: `cache` (transformers >= 5.2x), else `past_key_values` (the 5.17 GPU image).
-
-    A wrong name is swallowed by `**kwargs` and the model runs without its cache, so read the signature.
-    """
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-    except (TypeError, ValueError):  # pragma: no cover - exotic wrappers
-        return "past_key_values"
-
-
 def _common_prefix(seqs: list[list[int]]) -> int:
     """Tokens every sequence shares at its start, leaving at least one token per sequence."""
     n = min(len(s) for s in seqs) - 1
@@ -219,7 +194,7 @@ def sample_sql(
     for k in ("prefix_forwards", "prefill_forwards", "generate_calls", "decode_steps", "row_steps"):
         st.setdefault(k, 0)
     device = next(model.parameters()).device
-    eos = _eos_ids(model, tokenizer)
+    eos = eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     prompts = [builder.prompt(tokenizer, q, None if examples is None else examples[i]) for i, q in enumerate(questions)]
     ids = [encode(tokenizer, p) for p in prompts]
@@ -234,10 +209,10 @@ def sample_sql(
             prefix_cache = DynamicCache(config=model.config)
             if shared:
                 model(input_ids=torch.tensor([ids[0][:shared]], device=device), use_cache=True, logits_to_keep=1,
-                      **{_cache_name(model): prefix_cache})
+                      **{_cache_kwarg(model): prefix_cache})
                 st["prefix_forwards"] += 1
             order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-            bar = _bar(len(ids), progress)
+            bar = _progress(len(ids), progress, "voting")
             for c, b0 in enumerate(range(0, len(order), per_call)):
                 chunk = order[b0: b0 + per_call]
                 cands = _sample_chunk(model, tokenizer, [ids[i] for i in chunk], shared, prefix_cache, n,
@@ -252,14 +227,6 @@ def sample_sql(
     return out
 
 
-def _bar(total: int, enabled: bool):
-    import sys
-
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="voting", unit="q", disable=not enabled, leave=False, file=sys.stderr)
-
-
 def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, top_p, max_new_tokens, eos, pad_id,
                   seed, device, st) -> list[list[Candidate]]:
     """Decode n rows per question from one prefill: row 0 greedy, the others sampled; finished rows leave."""
@@ -267,7 +234,6 @@ def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, t
 
     import torch
 
-    from .generate import _StopGate
 
     k = len(ids)
     rows = [x[shared:] for x in ids]
@@ -280,7 +246,7 @@ def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, t
         mask[b, :shared] = 1
         mask[b, shared + S - len(rows[b]):] = 1
     inp, mask = inp.to(device), mask.to(device)
-    ck = _cache_name(model)
+    ck = _cache_kwarg(model)
     # The question's prefill, once per question (all but its last token, which the first step feeds).
     cache = copy.deepcopy(prefix_cache)
     if shared:
