@@ -96,6 +96,13 @@ def test_bad_rl_config_is_one_clear_error():
         RLConfig(num_generations=1).validate()
     with pytest.raises(SqltuneError, match="micro_batch"):
         RLConfig(prompts_per_step=3, num_generations=2, micro_batch=4).validate()
+    with pytest.raises(SqltuneError, match="choose must be noise or last"):
+        RLConfig(choose="best").validate()
+    from sqltune.recipe import load_recipe
+
+    assert load_recipe("default", {"rl.choose": "last"}).rl.choose == "last"
+    with pytest.raises(SqltuneError, match="rl.choose"):
+        load_recipe("default", {"rl.choose": "best"})
 
 
 # ---------------------------------------------------------------- a CPU smoke run on the tiny model
@@ -146,7 +153,7 @@ def test_run_with_the_rl_stage(tiny_model_dir, one_table_db, tmp_path):
                     "top_layers": None, "seed": 0},
           "eval": {"batch_size": 4, "max_new_tokens": 8},
           "rl": {"enabled": True, "steps": 2, "eval_every": 1, "num_generations": 2, "prompts_per_step": 2,
-                 "max_completion_length": 8, "beta": 0.1, "lr": 1e-3, "workers": 1, "timeout": 1.0}}
+                 "max_completion_length": 8, "beta": 0.1, "lr": 1e-3, "workers": 1, "timeout": 1.0, "choose": "last"}}
     before = sha(one_table_db)
     out = tmp_path / "run"
     metrics = run("default", out, overrides=ov)
@@ -169,7 +176,9 @@ def test_run_with_the_rl_stage(tiny_model_dir, one_table_db, tmp_path):
     assert all(x["kl"] is not None and x["any_correct"] is not None and x["frac_no_sql"] is not None for x in steps)
     assert [x["step"] for x in evals] == [0, 1, 2]  # the start model is a candidate...
     assert evals[0]["exact"] == metrics["tuned"]["valid"]["exact"]  # ...scored once, by the run's tuned stage
-    assert info["chosen"]["step"] in (0, 1, 2)
+    # rl.choose=last reaches the trainer: valid reads 0 at every step (no loss), so the latest step; the
+    # default rule would keep step 0 (no gain), as test_a_checkpoint_rule_chooses_the_grpo_step shows
+    assert info["chosen"]["step"] == 2
     with pytest.raises(SqltuneError, match="already exists"):
         train_grpo(RLConfig(), ITEMS, valid, one_table_db, ckpt, init_adapter=out / "adapter",
                    train_config=TrainConfig(model=str(tiny_model_dir)))

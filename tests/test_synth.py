@@ -11,9 +11,11 @@ from sqltune.check import LeakIndex
 from sqltune.cli import main
 from sqltune.dataset import write_jsonl
 from sqltune.execute import execute
+from sqltune.errors import SqltuneError
 from sqltune.pairs import Validator, filter_candidates
-from sqltune.synth import (SynthConfig, candidates, catalog, choose_checkpoint, from_schema, instantiate,
-                           retarget_question, split_heldout, synth, weighted_training_items)
+from sqltune.synth import (SynthConfig, candidates, catalog, checkpoint_rule, choose_checkpoint, choose_latest,
+                           from_schema, instantiate, retarget_question, split_heldout, synth,
+                           weighted_training_items)
 
 SEEDS = [
     {"id": "s1", "question": "Which authors are from the UK?", "sql": "SELECT name FROM authors WHERE country = 'UK'"},
@@ -205,6 +207,44 @@ def test_checkpoint_rule_judges_gains_on_valid_and_guards_with_the_synthetic_sli
     assert choose_checkpoint([ln(0, 5, 20), ln(10, 6, 20)], 10, valid_ids=valid)["step"] == 0  # +1 is noise
     assert choose_checkpoint([ln(0, 5, 20), ln(10, 9, 10)], 10, valid_ids=valid)["step"] == 0  # all forgot: keep 0
     assert choose_checkpoint([ln(10, 5, 20), ln(20, 6, 20)], 10, valid_ids=valid)["step"] == 20  # no step 0: best
+
+
+def test_the_last_rule_takes_the_latest_step_unless_valid_or_the_slice_show_a_loss():
+    """`rl.choose: last` (choose_latest): a trained step needs no proven gain, only no loss beyond the noise."""
+    # valid at 100 % from the start (7 of 12 devsuite DBs): `noise` can never move, `last` takes the latest step
+    h = [line(0, 1.0), line(10, 1.0), line(20, 1.0)]
+    assert choose_checkpoint(h, 4)["step"] == 0 and choose_latest(h, 4)["step"] == 20
+    # 4 questions: one fewer right (-25) is within one question of the margin, two fewer is a loss
+    assert choose_latest([line(0, 0.75), line(10, 0.5)], 4)["step"] == 10
+    assert choose_latest([line(0, 0.75), line(10, 0.25)], 4)["step"] == 0
+    # the latest line that shows no loss, not the best one
+    assert choose_latest([line(0, 0.5), line(10, 0.9), line(20, 0.6), line(30, 0.1)], 10)["step"] == 20
+    # 100 questions: -10 points is a loss (margin 0.05), -3 is not
+    assert choose_latest([line(0, 0.5), line(10, 0.4)], 100)["step"] == 0
+    assert choose_latest([line(0, 0.5), line(10, 0.47)], 100)["step"] == 10
+    assert choose_latest([], 4) is None
+    assert choose_latest([line(10, 0.2), line(20, 0.1)], 10)["step"] == 20  # no step 0: the latest
+
+
+def test_the_last_rule_is_vetoed_by_forgetting_the_synthetic_slice():
+    valid = [f"v{i}" for i in range(4)]
+    syn = [f"s{i}" for i in range(20)]
+
+    def ln(step, v_right, s_right):
+        ids = valid[:v_right] + syn[:s_right]
+        return {"step": step, "n": 24, "exact": len(ids) / 24, "exact_ids": ids}
+
+    h = [ln(0, 4, 20), ln(10, 4, 19), ln(20, 4, 10)]  # step 20 forgot half the slice
+    got = choose_latest(h, 4, valid_ids=valid)
+    assert got is h[1]  # the trainer's own line comes back
+    assert choose_latest([ln(0, 4, 20), ln(10, 4, 5)], 4, valid_ids=valid)["step"] == 0
+
+
+def test_checkpoint_rule_modes():
+    h = [line(0, 1.0), line(10, 1.0)]
+    assert checkpoint_rule(4)(h)["step"] == 0 and checkpoint_rule(4, mode="last")(h)["step"] == 10
+    with pytest.raises(SqltuneError, match="unknown checkpoint rule"):
+        checkpoint_rule(4, mode="best")
 
 
 def test_heldout_split_and_seed_weighting():

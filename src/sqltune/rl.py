@@ -58,6 +58,7 @@ class RLConfig:
     top_p: float = 1.0
     max_completion_length: int = 160  # tokens per sampled completion
     eval_every: int = 10  # evaluate on valid every N steps (and at the end)
+    choose: str = "noise"  # `sqltune run`'s checkpoint rule: noise (a gain beyond valid's noise) | last (the latest step without a loss)
     reward_exact: float = 1.0  # the gold result (any column names, any column order)
     reward_fuzzy: float = 0.5  # the gold columns plus extra ones
     reward_executes: float = 0.1  # executes, another result
@@ -89,6 +90,8 @@ class RLConfig:
             bad(f"temperature must be positive, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             bad(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.choose not in ("noise", "last"):
+            bad(f"choose must be noise or last, got {self.choose!r}")
         if self.eval_every < 0:
             bad("eval_every must be >= 0 (0: only at the end)")
         if not self.timeout > 0:

@@ -161,13 +161,13 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
     """Issue 14: synthetic pairs before training (recipe `synth:`). Returns the training items (seeds
     weighted up + synthetic pairs), the checkpoint-choice items (valid + a held-out slice of synthetic
     pairs), the step-0 baseline (None when the slice must be scored too) and the checkpoint rule."""
-    from .synth import SynthConfig, checkpoint_rule, split_heldout, synth, weighted_training_items
+    from .synth import SynthConfig, split_heldout, synth, weighted_training_items
 
     syn = c.get("synth") or {}
     if not syn.get("enabled") or int(syn["k"]) == 0:  # no synthetic pairs: the noise-aware rule on valid all
         # the same (a tuned checkpoint must beat the untuned model by more than the noise of the valid split;
         # measured: on a 2-question valid split "best valid exact" kept a checkpoint that lost 25 test points)
-        return items["train"], items["valid"], baseline, checkpoint_rule(len(items["valid"]), float(syn.get("select_z", 1.0)))
+        return items["train"], items["valid"], baseline, selection_rule(c, items, pooled=False)
     syn_file = run.path / "synth.jsonl"
     if not syn_file.is_file():
         t = time.monotonic()
@@ -185,9 +185,18 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
     train_part, held = split_heldout(pairs, float(syn["heldout_fraction"]), int(syn["seed"]))
     select = items["valid"] + [{"id": p["id"], "question": p["question"], "sql": p["sql"]} for p in held]
     return (weighted_training_items(items["train"], train_part, int(syn["seed_weight"])), select,
-            None if held else baseline,
-            checkpoint_rule(len(items["valid"]), float(syn["select_z"]),
-                            valid_ids=[str(it.get("id", i)) for i, it in enumerate(items["valid"])] if held else None))
+            None if held else baseline, selection_rule(c, items, pooled=bool(held)))
+
+
+def selection_rule(c: dict, items: dict, pooled: bool, mode: str = "noise"):
+    """The checkpoint rule (`synth.checkpoint_rule`) for the recipe `c`: judged on the valid split's questions
+    (`synth.select_z`); `pooled`: the evaluation lines also hold the held-out synthetic slice (a guard).
+    `mode`: `noise` (SFT, and GRPO by default) or `last` (recipe `rl.choose`)."""
+    from .synth import checkpoint_rule
+
+    z = float((c.get("synth") or {}).get("select_z", 1.0))
+    ids = [str(it.get("id", i)) for i, it in enumerate(items["valid"])] if pooled else None
+    return checkpoint_rule(len(items["valid"]), z, valid_ids=ids, mode=mode)
 
 
 def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
@@ -297,11 +306,13 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         if not is_complete(rl_dir):
             model = None
             t = time.monotonic()
-            # the checkpoint is chosen as SFT's was (with synthetic pairs: the gain on valid beyond its noise,
-            # the held-out synthetic slice as a guard against forgetting)
+            # the checkpoint is chosen on the same items as SFT's (with synthetic pairs: valid decides, the
+            # held-out synthetic slice guards against forgetting), by the rule `rl.choose`: `noise` as SFT
+            # (a gain beyond the noise of valid), `last` (the latest step that shows no loss beyond it)
             pooled = len(select_items) > len(items["valid"])
+            rl_rule = selection_rule(c, items, pooled, mode=str(c["rl"].get("choose", "noise")))
             train_grpo(cfg, train_items, select_items, db, rl_dir, init_adapter=adapter, resume=True,
-                       baseline=None if pooled else greedy_view(reports["tuned"]["valid"]), choose=choose)
+                       baseline=None if pooled else greedy_view(reports["tuned"]["valid"]), choose=rl_rule)
             run_dir.record("rl", time.monotonic() - t)
         model = tok = None
         _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)

@@ -640,9 +640,49 @@ def choose_checkpoint(history: list[dict], n: int, z: float = 1.0, valid_ids=Non
     return history[lines.index(chosen)]
 
 
-def checkpoint_rule(n: int, z: float = 1.0, valid_ids=None):
-    """`choose_checkpoint` bound to `n`, `z` (and `valid_ids`), in the form the trainer's `choose` hook takes."""
-    return lambda history, _n=None: choose_checkpoint(history, n, z, valid_ids)
+def choose_latest(history: list[dict], n: int, z: float = 1.0, valid_ids=None) -> dict | None:
+    """The *latest* checkpoint that the evidence does not say is worse (recipe `rl.choose: last`).
+
+    Where `choose_checkpoint` asks a trained checkpoint to prove a gain, this one asks it only not to show
+    a loss: the latest trained line is kept unless its valid exact falls below step 0's by more than the
+    noise margin of `n` questions (`_margin`, as above), or (with `valid_ids`) its exact on the synthetic
+    slice falls below step 0's by more than the slice's margin; then the latest earlier line that passes
+    both, else step 0. It is for a stage whose benefit was established on a development suite rather
+    than on each database's few valid questions (GRPO: the default steps are the recipe's choice, made
+    on the devsuite's valid splits pooled; BENCHMARKS.md "GRPO, all devsuite DBs"). On a valid split
+    that starts at 100 % no rule that demands a gain can ever take a step; this one can.
+    """
+    if not history:
+        return None
+    lines = history
+    if valid_ids is not None:
+        valid_ids = {str(i) for i in valid_ids}
+        lines = [_split_line(r, valid_ids) for r in history]
+        n = len(valid_ids)
+    base = next((r for r in lines if r["step"] == 0), None)
+    if base is None:
+        return history[lines.index(max(lines, key=lambda r: r["step"]))]
+    floor = base["exact"] - _margin(base["exact"], n, z)
+    guard = None
+    if valid_ids is not None and base.get("guard_exact") is not None:
+        guard = base["guard_exact"] - _margin(base["guard_exact"], base["n_guard"], z)
+    ok = [r for r in lines if r["step"] != 0 and r["exact"] >= floor - 1e-9
+          and (guard is None or r["guard_exact"] >= guard - 1e-9)]
+    chosen = max(ok, key=lambda r: r["step"]) if ok else base
+    return history[lines.index(chosen)]
+
+
+RULES = {"noise": choose_checkpoint, "last": choose_latest}
+
+
+def checkpoint_rule(n: int, z: float = 1.0, valid_ids=None, mode: str = "noise"):
+    """The checkpoint rule `mode` (`noise`: `choose_checkpoint`, a trained checkpoint must show a gain beyond
+    the noise; `last`: `choose_latest`, the latest one that shows no loss) bound to `n`, `z` (and
+    `valid_ids`), in the form the trainer's `choose` hook takes."""
+    if mode not in RULES:
+        raise SqltuneError(f"unknown checkpoint rule {mode!r}; one of: {', '.join(RULES)}")
+    fn = RULES[mode]
+    return lambda history, _n=None: fn(history, n, z, valid_ids)
 
 
 def weighted_training_items(seeds: list[dict], synthetic: list[dict], seed_weight: int) -> list[dict]:
@@ -661,5 +701,5 @@ def load_seeds(spec: str | os.PathLike | None) -> list[dict]:
     return load_items(spec)
 
 
-__all__ = ["SynthConfig", "synth", "candidates", "catalog", "from_schema", "instantiate", "choose_checkpoint",
+__all__ = ["SynthConfig", "synth", "candidates", "catalog", "from_schema", "instantiate", "choose_checkpoint", "choose_latest",
            "checkpoint_rule", "split_heldout", "weighted_training_items", "STYLES", "SOURCES"]

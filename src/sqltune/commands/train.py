@@ -69,9 +69,12 @@ def register(app: typer.Typer) -> None:
         try:
             if grpo:
                 from ..rl import train_grpo
+                from ..run import selection_rule
 
+                # the recipe's rule (`rl.choose`), as `sqltune run` applies it
                 result = train_grpo(recipe, items["train"], items["valid"], recipe.data.db, out,
-                                    init_adapter=init, force=force, resume=resume)
+                                    init_adapter=init, force=force, resume=resume,
+                                    choose=selection_rule(recipe.to_dict(), items, pooled=False, mode=recipe.rl.choose))
                 b = result.best
                 echo(f"chose GRPO step {result.chosen_step}: valid exact {b['exact']:.1%}, executed "
                      f"{b['execution_rate']:.1%} on {b['n']} questions"
