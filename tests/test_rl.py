@@ -78,8 +78,15 @@ def test_hanging_query_is_a_timeout_within_the_budget(reward):
 def test_components_count_groups_with_a_correct_sample():
     outs = [("exact", None), ("error", "syntax"), ("executed", None), ("no_sql", None)]
     c = components(outs, group=2)
-    assert c["any_correct"] == 0.5
+    assert c["any_correct"] == 0.5 and c["all_correct"] == 0.0 and "informative" not in c
     assert c["exact"] == c["error"] == c["executed"] == c["no_sql"] == 0.25
+    w = RLConfig().weights()
+    # groups: all exact (no gradient), exact + error (gradient), two no_sql (no gradient), error + timeout (equal rewards)
+    outs = [("exact", None)] * 2 + [("exact", None), ("error", "syntax")] + [("no_sql", None)] * 2 \
+        + [("error", "syntax"), ("error", "timeout")]
+    c = components(outs, group=2, weights=w)
+    assert c["all_correct"] == 0.25 and c["any_correct"] == 0.5 and c["informative"] == 0.25
+    assert components([("exact", None), ("fuzzy", None)], group=2, weights=w)["informative"] == 1.0
 
 
 def test_failing_gold_query_stops_before_training(tiny_db):
