@@ -219,3 +219,55 @@ def test_a_checkpoint_rule_chooses_the_grpo_step(tiny_model_dir, one_table_db, t
     assert read_info(tmp_path / "rl")["chosen"]["step"] == 2
     train_grpo(rl, ITEMS, valid, one_table_db, tmp_path / "rl0", train_config=tc, progress=False)
     assert read_info(tmp_path / "rl0")["chosen"]["step"] == 0  # the default: ties go to the earlier step
+
+
+# ---------------------------------------------------------------- the probe (rl.probe)
+def test_probe_keeps_the_questions_whose_samples_differ_in_reward(tiny_db, monkeypatch):
+    """`probe` grades every sampled candidate with the reward and keeps a question only when its rewards
+    are not all equal (the others have zero advantage in every GRPO group). Sampling is replaced by fixed
+    candidates here; grading runs for real on the tiny DB."""
+    import sqltune.vote as vote
+    from sqltune.rl import probe
+    from sqltune.vote import Candidate
+
+    items = GOLD + [{"id": "uk2", "question": "UK authors again?", "sql": GOLD[0]["sql"]}]
+    fixed = [["SELECT name, country FROM authors WHERE country = 'UK'"] * 3,  # all right: nothing to learn
+             ["SELECT COUNT(*) FROM books", "SELECT nope FROM books", "SELECT COUNT(*) FROM books"],  # mixed
+             ["SELECT nope", "SELECT nope FROM x", None]]  # all wrong, but error (-0.2) vs no SQL (-0.5): a gradient
+    seen = {}
+
+    def fake_sample(model, tok, builder, questions, n, **kw):
+        seen.update(n=n, questions=questions, temperature=kw["temperature"])
+        return [[Candidate(sql=q, raw=q or "", mean_logprob=0.0) for q in qs] for qs in fixed]
+
+    monkeypatch.setattr(vote, "sample_sql", fake_sample)
+    r = ExecutionReward(tiny_db, items, RLConfig(timeout=1.0, probe=3, temperature=0.9))
+    try:
+        keep, counts = probe(None, None, None, r, r.cfg)
+    finally:
+        r.close()
+    assert seen == {"n": 3, "questions": [it["question"] for it in items], "temperature": 0.9}
+    assert keep == [1, 2]
+    assert counts == {"questions": 3, "samples": 3, "informative": 2, "all_exact": 1, "none_exact": 1}
+
+
+def test_a_probe_that_finds_nothing_to_learn_skips_the_steps(tiny_model_dir, one_table_db, tmp_path):
+    """The tiny random model writes no SQL for any sample: every reward is equal, so no GRPO step runs;
+    the output is the start model (step 0), a complete checkpoint that loads, with the probe's counts."""
+    valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
+    rl = RLConfig(steps=2, eval_every=1, num_generations=2, prompts_per_step=2, max_completion_length=8,
+                  lr=1e-3, workers=1, timeout=1.0, probe=2)
+    tc = TrainConfig(model=str(tiny_model_dir), device="cpu", dtype="float32", method="lora", rank=4, alpha=8,
+                     top_layers=None, eval_batch_size=4, eval_max_new_tokens=8)
+    res = train_grpo(rl, ITEMS, valid, one_table_db, tmp_path / "rl", train_config=tc, progress=False)
+    info = read_info(tmp_path / "rl")
+    assert res.chosen_step == 0 and info["chosen"]["untrained"] and info["timing"]["steps"] == 0
+    assert info["probe"]["questions"] == 2 and info["probe"]["informative"] == 0
+    lines = [json.loads(x) for x in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "exact" in x] == [0] and not any("reward" in x for x in lines)
+    assert load_trained(tmp_path / "rl", "cpu").info["trained_with"] == "grpo"
+
+
+def test_bad_probe_setting():
+    with pytest.raises(SqltuneError, match="probe"):
+        RLConfig(probe=1).validate()

@@ -60,6 +60,8 @@ class RLConfig:
     max_completion_length: int = 160  # tokens per sampled completion
     eval_every: int = 10  # evaluate on valid every N steps (and at the end)
     choose: str = "noise"  # `sqltune run`'s checkpoint rule: noise (a gain beyond valid's noise) | last (the latest step without a loss)
+    probe: int = 0  # before training, sample this many completions per training question; keep the questions whose
+    #                 rewards differ (the others give GRPO no gradient); none left: no GRPO steps. 0: no probe
     reward_exact: float = 1.0  # the gold result (any column names, any column order)
     reward_fuzzy: float = 0.5  # the gold columns plus extra ones
     reward_executes: float = 0.1  # executes, another result
@@ -91,6 +93,8 @@ class RLConfig:
             bad(f"temperature must be positive, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             bad(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.probe < 0 or self.probe == 1:
+            bad(f"probe must be 0 (off) or at least 2 samples, got {self.probe}")
         if self.choose not in ("noise", "last"):
             bad(f"choose must be noise or last, got {self.choose!r}")
         if self.eval_every < 0:
@@ -234,6 +238,34 @@ def _text(completion) -> str:
     if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
         return str(completion[-1].get("content", ""))
     return str(completion)
+
+
+def probe(model, tokenizer, builder, reward: "ExecutionReward", rl: RLConfig, *, batch_size: int = 64,
+          autocast: bool = False, progress: bool = False) -> tuple[list[int], dict]:
+    """Which training questions can move the policy: sample `rl.probe` completions per question with the
+    start model (`vote.sample_sql`, one prefill per question: candidate 0 greedy, the rest sampled at the
+    GRPO temperature / top-p), grade them as the reward does, and keep the questions whose rewards are not
+    all equal. A group whose samples all earn the same reward has zero advantage in GRPO: sampling it
+    is spent compute (DAPO's "dynamic sampling" drops such groups during training; this drops them
+    once, before). Returns (indices into `reward.items` to keep, counts)."""
+    from .vote import sample_sql
+
+    items = reward.items
+    cands = sample_sql(model, tokenizer, builder, [it["question"] for it in items], rl.probe,
+                       temperature=rl.temperature, top_p=rl.top_p, max_new_tokens=rl.max_completion_length,
+                       batch_size=batch_size, seed=rl.seed, progress=progress, autocast=autocast)
+    keep, counts = [], {"questions": len(items), "samples": rl.probe, "informative": 0, "all_exact": 0,
+                        "none_exact": 0}
+    for i, cs in enumerate(cands):
+        outcomes = reward._map(reward._grade_one, [(i, c.sql) for c in cs])
+        rewards = reward.rewards(outcomes)
+        exact = sum(o == "exact" for o, _ in outcomes)
+        counts["all_exact"] += exact == len(cs)
+        counts["none_exact"] += exact == 0
+        if len(set(rewards)) > 1:
+            keep.append(i)
+    counts["informative"] = len(keep)
+    return keep, counts
 
 
 # ---------------------------------------------------------------- training
@@ -380,8 +412,18 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
     base_name, location = start["base_name"], start["location"]
     work = out.with_name(out.name + ".work")
 
-    dataset = Dataset.from_list([{"prompt": p, "item": i} for i, p in
-                                 enumerate(prompt_texts(builder, tok, [it["question"] for it in train_items]))])
+    keep, probed = list(range(len(train_items))), None
+    if rl.probe:
+        t = time.monotonic()
+        keep, probed = probe(model, tok, builder, reward, rl, batch_size=tc.eval_batch_size, autocast=dev.autocast,
+                             progress=progress)
+        probed["seconds"] = round(time.monotonic() - t, 2)
+        _echo(f"grpo probe: {probed['informative']} of {probed['questions']} training questions have samples "
+              f"that differ in reward ({probed['all_exact']} all right, {probed['none_exact']} none right, "
+              f"{rl.probe} samples each, {probed['seconds']:.0f} s)"
+              + ("; nothing to learn from: no GRPO steps" if not keep else ""))
+    texts = prompt_texts(builder, tok, [train_items[i]["question"] for i in keep])
+    dataset = Dataset.from_list([{"prompt": p, "item": i} for i, p in zip(keep, texts)])
     per_step = rl.prompts_per_step * rl.num_generations
     cuda = dev.device.startswith("cuda")
     if cuda:
@@ -478,16 +520,24 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
             if rl.eval_every and step % rl.eval_every == 0 and step < rl.steps:
                 evaluate(model, step, state.epoch or 0.0)
 
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
-                          processing_class=tok, peft_config=peft_config, callbacks=[Hooks()])
-    _echo(f"grpo: {rl.steps} steps x {rl.prompts_per_step} questions x {rl.num_generations} samples "
-          f"on {len(train_items)} training questions (beta {rl.beta}, lr {rl.lr})")
     t_train = time.monotonic()
-    trainer.train()
+    if keep:
+        trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
+                              processing_class=tok, peft_config=peft_config, callbacks=[Hooks()])
+        _echo(f"grpo: {rl.steps} steps x {rl.prompts_per_step} questions x {rl.num_generations} samples "
+              f"on {len(keep)} training questions (beta {rl.beta}, lr {rl.lr})")
+        trainer.train()
+        final = trainer.state.global_step
+        if not any(h.get("step") == final and "exact" in h for h in history):
+            evaluate(trainer.model, final, trainer.state.epoch or 0.0)
+    else:  # the probe found no question with a gradient: the start model is the only candidate
+        final = 0
+        if peft_config is not None and not hasattr(model, "peft_config"):  # a new adapter, as trl would add it
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        evaluate(model, 0, 0.0, baseline)
     train_wall = time.monotonic() - t_train
-    final = trainer.state.global_step
-    if not any(h.get("step") == final and "exact" in h for h in history):
-        evaluate(trainer.model, final, trainer.state.epoch or 0.0)
 
     chosen = best()
     cand = candidates / f"step-{chosen['step']}"
@@ -507,6 +557,7 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
         "device": {"device": dev.device, "dtype": dev.dtype, "autocast": dev.autocast},
         "timing": {"wall_seconds": round(time.monotonic() - t_start, 2), "train_seconds": round(train_wall, 2),
                    "eval_seconds": round(timing["eval_seconds"], 2), "steps": final},
+        "probe": probed,
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
