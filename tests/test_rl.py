@@ -78,15 +78,11 @@ def test_hanging_query_is_a_timeout_within_the_budget(reward):
 def test_components_count_groups_with_a_correct_sample():
     outs = [("exact", None), ("error", "syntax"), ("executed", None), ("no_sql", None)]
     c = components(outs, group=2)
-    assert c["any_correct"] == 0.5 and c["all_correct"] == 0.0 and "informative" not in c
+    assert c["any_correct"] == 0.5 and c["all_correct"] == 0.0
     assert c["exact"] == c["error"] == c["executed"] == c["no_sql"] == 0.25
-    w = RLConfig().weights()
-    # groups: all exact (no gradient), exact + error (gradient), two no_sql (no gradient), error + timeout (equal rewards)
-    outs = [("exact", None)] * 2 + [("exact", None), ("error", "syntax")] + [("no_sql", None)] * 2 \
-        + [("error", "syntax"), ("error", "timeout")]
-    c = components(outs, group=2, weights=w)
-    assert c["all_correct"] == 0.25 and c["any_correct"] == 0.5 and c["informative"] == 0.25
-    assert components([("exact", None), ("fuzzy", None)], group=2, weights=w)["informative"] == 1.0
+    outs = [("exact", None)] * 2 + [("exact", None), ("error", "syntax")] + [("no_sql", None)] * 2
+    c = components(outs, group=2)
+    assert c["any_correct"] == 2 / 3 and c["all_correct"] == 1 / 3
 
 
 def test_failing_gold_query_stops_before_training(tiny_db):
@@ -181,6 +177,7 @@ def test_run_with_the_rl_stage(tiny_model_dir, one_table_db, tmp_path):
     evals = [x for x in lines if "exact" in x]
     assert [x["step"] for x in steps] == [1, 2]
     assert all(x["kl"] is not None and x["any_correct"] is not None and x["frac_no_sql"] is not None for x in steps)
+    assert all(x["frac_reward_zero_std"] == 1.0 for x in steps)  # trl's count: the tiny model's groups are all no_sql
     assert [x["step"] for x in evals] == [0, 1, 2]  # the start model is a candidate...
     assert evals[0]["exact"] == metrics["tuned"]["valid"]["exact"]  # ...scored once, by the run's tuned stage
     # rl.choose=last reaches the trainer: valid reads 0 at every step (no loss), so the latest step; the

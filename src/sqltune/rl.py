@@ -23,8 +23,8 @@ SFT adapter itself keeps training (trl copies it into a frozen `ref` adapter for
 over the evaluations every `eval_every` steps, with step 0 (the starting model itself) a candidate,
 and written like an SFT one (`checkpoint.write_checkpoint`): it loads through `checkpoint.load_trained`.
 `metrics.jsonl` holds one line per optimiser step (mean reward, reward components, fraction of
-groups with a correct sample, with every sample correct, and of informative groups (rewards not all
-equal: the only ones with a gradient), KL, GRPO loss) and one per evaluation (valid exact, ...).
+groups with a correct sample and with every sample correct, trl's `frac_reward_zero_std` (groups
+whose rewards are all equal: no gradient), KL, GRPO loss) and one per evaluation (valid exact, ...).
 """
 
 from __future__ import annotations
@@ -209,25 +209,21 @@ class ExecutionReward:
         outcomes = self.grade(completions, [int(i) for i in item])
         rewards = self.rewards(outcomes)
         if log_metric is not None:
-            for name, value in components(outcomes, self.cfg.num_generations, self.weights).items():
+            for name, value in components(outcomes, self.cfg.num_generations).items():
                 log_metric(f"rl/{name}", value)
         return rewards
 
 
-def components(outcomes: list[tuple[str, str | None]], group: int, weights: dict | None = None) -> dict:
+def components(outcomes: list[tuple[str, str | None]], group: int) -> dict:
     """Fractions of each outcome, of timeouts, of groups (consecutive runs of `group`) with a correct sample,
-    of groups where every sample is correct, and (with the reward `weights`) of *informative* groups: those
-    whose rewards are not all equal. Only those move the policy (GRPO's advantage is the reward minus the
-    group's mean), so `informative` says how much of a step's sampling was spent on a gradient."""
+    and of groups where every sample is correct (too easy: no gradient; trl's own `frac_reward_zero_std`,
+    logged beside these, counts every group whose rewards are all equal)."""
     n = len(outcomes)
     out = {o: sum(1 for x, _ in outcomes if x == o) / n for o in OUTCOMES} if n else {}
     out["timeout"] = sum(1 for _, k in outcomes if k == "timeout") / n if n else 0.0
     groups = [outcomes[j:j + group] for j in range(0, n, group)]
     out["any_correct"] = sum(any(x == "exact" for x, _ in g) for g in groups) / len(groups) if groups else 0.0
     out["all_correct"] = sum(all(x == "exact" for x, _ in g) for g in groups) / len(groups) if groups else 0.0
-    if weights is not None:
-        value = lambda o: weights.get(o, weights["error"])  # noqa: E731
-        out["informative"] = (sum(len({value(x) for x, _ in g}) > 1 for g in groups) / len(groups)) if groups else 0.0
     return out
 
 
@@ -508,9 +504,10 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
                     "grpo_loss": logs.get("loss"), "lr": logs.get("learning_rate"),
                     "grad_norm": logs.get("grad_norm"), "entropy": logs.get("entropy"),
                     "completion_length": logs.get("completions/mean_length"),
+                    "frac_reward_zero_std": logs.get("frac_reward_zero_std"),  # groups with no gradient (trl)
                     "elapsed": round(time.monotonic() - t_start, 2)}
             # reward components: fractions of completions per outcome, and of groups with a correct sample
-            group_keys = ("rl/any_correct", "rl/all_correct", "rl/informative")
+            group_keys = ("rl/any_correct", "rl/all_correct")
             line.update({(k.removeprefix("rl/") if k in group_keys else "frac_" + k.removeprefix("rl/")): v
                          for k, v in logs.items() if k.startswith("rl/")})
             log_line(line)
