@@ -1,0 +1,153 @@
+"""Benchmark: inference settings of the untuned model on databases nobody here wrote (no training).
+
+For each devsuite DB the untuned model answers valid and test through the shipped evaluator
+(`sqltune.evaluate.evaluate` with `EvalConfig.from_recipe` of the recipe: the path `sqltune run` scores
+with) once per setting: `greedy`; `fewshot=K` (K examples retrieved from that DB's train split,
+`generate.fewshot_for`: the most similar training questions, shown before the question); `vote=N`
+(execution-guided vote over greedy + N-1 samples, `vote.py`); or both joined by `+`. Every setting is
+compared, paired, with `greedy`. Choose on valid (pooled over the DBs: a DB's own valid split has 1-10
+questions); test is printed for every setting, each read once.
+
+    PYTHONPATH=src python benchmarks/infer.py --recipe default --settings greedy fewshot=4 vote=4 \
+        --out benchmarks/results/infer-cpu-0.5b-2026-11-30
+
+Writes OUT/infer.json (per DB and split: exact per setting, the paired comparison with greedy, the
+seconds), OUT/infer.md and every report under OUT/reports/ (a finished one is not run again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from sqltune.dataset import read_jsonl
+from sqltune.evaluate import EvalConfig, evaluate
+from sqltune.model import load_model, pick_device
+from sqltune.prompt import PromptBuilder
+from sqltune.recipe import load_recipe
+from sqltune.schema import schema_text
+from sqltune.stats import compare_paired
+
+HERE = Path(__file__).resolve().parent
+
+
+def per_question(report: dict) -> dict[str, bool]:
+    return {str(e["id"]): bool(e["exact"]) for e in report["examples"]}
+
+
+def parse_setting(spec: str):
+    """'greedy' | 'fewshot=K' | 'vote=N' | 'fewshot=K+vote=N' -> (K, VoteSettings or None)."""
+    from sqltune.vote import VoteSettings
+
+    fewshot, vote = 0, None
+    for part in spec.split("+"):
+        key, _, value = part.partition("=")
+        if key == "greedy" and not value:
+            continue
+        if key not in ("fewshot", "vote") or not value.isdigit():
+            raise SystemExit(f"infer.py: bad setting {spec!r}: greedy, fewshot=K, vote=N or fewshot=K+vote=N")
+        if key == "fewshot":
+            fewshot = int(value)
+        elif int(value) > 1:
+            vote = VoteSettings(int(value))
+    return fewshot, vote
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default="default")
+    ap.add_argument("--model", default=None, help="default: the recipe's")
+    ap.add_argument("--settings", nargs="+", default=["greedy", "fewshot=4"],
+                    help="greedy | fewshot=K | vote=N | fewshot=K+vote=N (greedy is always run: the reference)")
+    ap.add_argument("--dbs", nargs="*", default=None,
+                    help="default: every devsuite DB with >= 2 train pairs (12 of 13: not real_estate_properties)")
+    ap.add_argument("--devsuite", type=Path, default=HERE.parent.parent / "shared" / "data" / "devsuite")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="default: the recipe's eval.max_new_tokens")
+    args = ap.parse_args(argv)
+
+    overrides = {"model": args.model} if args.model else {}
+    if args.max_new_tokens:
+        overrides["eval.max_new_tokens"] = args.max_new_tokens
+    recipe = load_recipe(args.recipe, overrides)
+    dev = pick_device(args.device or recipe.to_dict().get("device"), recipe.to_dict().get("dtype"))
+    model, tok, _ = load_model(recipe.model, dev)
+    style = recipe.to_dict()["prompt"]["style"]
+    dbs = args.dbs or sorted(p.name for p in args.devsuite.iterdir()
+                             if (p / "train.jsonl").is_file() and len(read_jsonl(p / "train.jsonl")) >= 2)
+    settings = ["greedy"] + [x for x in args.settings if x != "greedy"]
+    parsed = {x: parse_setting(x) for x in settings}
+    (args.out / "reports").mkdir(parents=True, exist_ok=True)
+    res = {"recipe": args.recipe, "model": recipe.model, "settings": settings, "device": dev.device,
+           "machine": platform.processor() or platform.machine(), "dbs": {}}
+    for name in dbs:
+        d = args.devsuite / name
+        db = d / f"{name}.sqlite"
+        items = {s: read_jsonl(d / f"{s}.jsonl", required=("question", "sql")) for s in ("train", "valid", "test")}
+        builder = PromptBuilder(schema_text(db), style=style)
+        row = {}
+        for split in ("valid", "test"):
+            reps = {}
+            for k in settings:
+                f = args.out / "reports" / f"{name}_{split}_{k}.json"
+                if f.is_file():
+                    reps[k] = json.loads(f.read_text())
+                    continue
+                fs, vote = parsed[k]
+                cfg = EvalConfig.from_recipe(recipe, dev).with_(
+                    fewshot=fs, fewshot_pool=items["train"] if fs else None, vote=vote, progress=False).validate()
+                t = time.perf_counter()
+                rep = evaluate(model, tok, builder, items[split], db, cfg)
+                rep.pop("predictions", None)
+                rep["seconds"] = round(time.perf_counter() - t, 2)
+                f.write_text(json.dumps(rep))
+                reps[k] = rep
+            base = per_question(reps["greedy"])
+            ids = sorted(base)
+            row[split] = {k: {"exact": r["summary"]["exact"], "seconds": r.get("seconds"),
+                                    "vs_greedy": compare_paired([base[i] for i in ids],
+                                                            [per_question(r)[i] for i in ids]).to_dict()}
+                          for k, r in reps.items()}
+            row[split]["n"] = len(ids)
+        res["dbs"][name] = row
+        print(name, {s: {k: round(v["exact"], 3) for k, v in row[s].items() if k != "n"} for s in ("valid", "test")},
+              flush=True)
+
+    # pooled over the DBs (question-weighted) and the mean of the per-DB exacts
+    lines = ["| split | setting | n | mean exact over DBs | pooled exact | pooled Δ vs greedy (95 % CI) | fixed / broken | McNemar p |",
+             "|---|---|---|---|---|---|---|---|"]
+    res["pooled"] = {}
+    for split in ("valid", "test"):
+        for k in settings:
+            a, b = [], []
+            for name in dbs:
+                r0 = json.loads((args.out / "reports" / f"{name}_{split}_greedy.json").read_text())
+                rk = json.loads((args.out / "reports" / f"{name}_{split}_{k}.json").read_text())
+                p0, pk = per_question(r0), per_question(rk)
+                a += [p0[i] for i in sorted(p0)]
+                b += [pk[i] for i in sorted(p0)]
+            c = compare_paired(a, b)
+            mean = sum(res["dbs"][n][split][k]["exact"] for n in dbs) / len(dbs)
+            res["pooled"][f"{split} {k}"] = {"mean_over_dbs": mean, **c.to_dict()}
+            lines.append(f"| {split} | {k} | {c.n} | {mean:.1%} | {c.after:.1%} | {c.delta:+.1%} ([{c.ci_low:+.1%}, "
+                         f"{c.ci_high:+.1%}]) | {c.fixed} / {c.broken} | {c.p_value:.3g} |")
+    per_db = ["| db | n valid | n test | " + " | ".join(f"valid {k}" for k in settings) + " | "
+              + " | ".join(f"test {k}" for k in settings) + " |", "|---" * (3 + 2 * len(settings)) + "|"]
+    for name in dbs:
+        r = res["dbs"][name]
+        per_db.append(f"| {name} | {r['valid']['n']} | {r['test']['n']} | "
+                      + " | ".join(f"{r['valid'][k]['exact']:.1%}" for k in settings) + " | "
+                      + " | ".join(f"{r['test'][k]['exact']:.1%}" for k in settings) + " |")
+    md = "\n".join(lines + [""] + per_db) + "\n"
+    (args.out / "infer.json").write_text(json.dumps(res, indent=1))
+    (args.out / "infer.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""benchmarks/infer.py: inference settings of the untuned model per DB, paired with greedy, on valid and test."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sqltune.dataset import write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _infer():
+    spec = importlib.util.spec_from_file_location("infer_bench", ROOT / "benchmarks" / "infer.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_settings_parse():
+    parse = _infer().parse_setting
+    assert parse("greedy") == (0, None)
+    assert parse("fewshot=4")[0] == 4 and parse("fewshot=4")[1] is None
+    k, vote = parse("fewshot=2+vote=4")
+    assert k == 2 and vote.n == 4
+    with pytest.raises(SystemExit, match="bad setting"):
+        parse("beam=4")
+
+
+def test_one_database_end_to_end(tiny_model_dir, tiny_db, tmp_path):
+    """The tiny model on a one-DB suite: every (split, setting) report is written once and compared with
+    greedy on the same questions; a second run reads them back instead of generating again."""
+    suite = tmp_path / "suite" / "books"
+    suite.mkdir(parents=True)
+    shutil.copy(tiny_db, suite / "books.sqlite")
+    rows = [{"id": f"b-{i}", "question": q, "sql": s} for i, (q, s) in enumerate([
+        ("How many books?", "SELECT COUNT(*) FROM books"),
+        ("How many authors?", "SELECT COUNT(*) FROM authors"),
+        ("Names of the authors?", "SELECT name FROM authors"),
+        ("Titles of the books?", "SELECT title FROM books")])]
+    for split, part in (("train", rows[:2]), ("valid", rows[2:3]), ("test", rows[3:])):
+        write_jsonl(suite / f"{split}.jsonl", part)
+    out = tmp_path / "out"
+    argv = ["--model", str(tiny_model_dir), "--device", "cpu", "--max-new-tokens", "8",
+            "--devsuite", str(tmp_path / "suite"), "--settings", "greedy", "fewshot=1", "vote=2", "--out", str(out)]
+    infer = _infer()
+    assert infer.main(argv) == 0
+    res = json.loads((out / "infer.json").read_text())
+    assert list(res["dbs"]) == ["books"] and res["settings"] == ["greedy", "fewshot=1", "vote=2"]
+    for split, n in (("valid", 1), ("test", 1)):
+        row = res["dbs"]["books"][split]
+        assert row["n"] == n and set(row) == {"n", "greedy", "fewshot=1", "vote=2"}
+        assert row["greedy"]["vs_greedy"]["delta"] == 0.0
+    assert json.loads((out / "reports" / "books_test_vote=2.json").read_text())["vote"]["n"] == 2
+    assert "| test | vote=2 |" in (out / "infer.md").read_text()
+    stamp = (out / "reports" / "books_test_greedy.json").stat().st_mtime_ns
+    assert infer.main(argv) == 0
+    assert (out / "reports" / "books_test_greedy.json").stat().st_mtime_ns == stamp
