@@ -60,3 +60,22 @@ def test_one_database_end_to_end(tiny_model_dir, tiny_db, tmp_path):
     stamp = (out / "reports" / "books_test_greedy.json").stat().st_mtime_ns
     assert infer.main(argv) == 0
     assert (out / "reports" / "books_test_greedy.json").stat().st_mtime_ns == stamp
+
+
+def test_rl_probe_benchmark_counts_questions_with_a_gradient(tiny_model_dir, tiny_db, tmp_path):
+    """benchmarks/rl_probe.py runs the shipped `rl.probe` per DB: the tiny random model writes no SQL in any
+    sample, so no question is informative and every one is 'none right'."""
+    spec = importlib.util.spec_from_file_location("rl_probe_bench", ROOT / "benchmarks" / "rl_probe.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    suite = tmp_path / "suite" / "books"
+    suite.mkdir(parents=True)
+    shutil.copy(tiny_db, suite / "books.sqlite")
+    write_jsonl(suite / "train.jsonl", [{"id": "b-0", "question": "How many books?", "sql": "SELECT COUNT(*) FROM books"},
+                                        {"id": "b-1", "question": "Names?", "sql": "SELECT name FROM authors"}])
+    out = tmp_path / "probe.json"
+    assert mod.main(["--model", str(tiny_model_dir), "--device", "cpu", "--samples", "2",
+                     "--devsuite", str(tmp_path / "suite"), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["dbs"]["books"]["questions"] == 2 and res["dbs"]["books"]["informative"] == 0
+    assert res["total"] == {"questions": 2, "informative": 0, "all_exact": 0, "none_exact": 2}
