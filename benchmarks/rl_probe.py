@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--synth-from", type=Path, default=None,
                     help="a transfer.py --work folder: add WORK/<db>/<setting>/synth.jsonl (first setting found)")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--batch-size", type=int, default=None, help="rows decoded together (default: the recipe's eval.batch_size)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
         reward = ExecutionReward(d / f"{name}.sqlite", items, rl)
         try:
             t = time.perf_counter()
-            keep, counts = probe(model, tok, builder, reward, rl, batch_size=int(c["eval"]["batch_size"]),
+            keep, counts = probe(model, tok, builder, reward, rl, batch_size=args.batch_size or int(c["eval"]["batch_size"]),
                                  autocast=dev.autocast)
             counts["seconds"] = round(time.perf_counter() - t, 1)
         finally:
@@ -70,6 +71,9 @@ def main(argv=None) -> int:
         counts["synthetic"] = n_synth
         counts["kept_ids"] = [items[i]["id"] for i in keep]
         res["dbs"][name] = counts
+        if args.out:  # after every DB: a cut run keeps what it measured
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(res, indent=1))
         print(f"{name}: {counts['informative']} of {counts['questions']} questions informative "
               f"({counts['all_exact']} all right, {counts['none_exact']} none right; {n_synth} synthetic), "
               f"{counts['seconds']} s", flush=True)
