@@ -151,6 +151,22 @@ def test_nucleus_keeps_what_transformers_top_p_keeps_with_the_same_probabilities
     assert all(want[r, t] > 0 for r, t in enumerate(toks.tolist()))
 
 
+def test_top_p_one_samples_the_whole_softmax():
+    """top_p = 1 (GRPO's sampling, `rl.probe`) draws from softmax(logits / T) over every token."""
+    import math
+
+    import torch
+
+    from sqltune.vote import _sample
+
+    logits = torch.tensor([[0.0, math.log(2), math.log(7)]]).repeat(20000, 1)
+    toks = _sample(logits, 1.0, 1.0, torch.Generator().manual_seed(0))
+    freq = torch.bincount(toks, minlength=3).float() / len(toks)
+    assert torch.allclose(freq, torch.tensor([0.1, 0.2, 0.7]), atol=0.015)
+    hot = _sample(logits[:2000], 0.25, 1.0, torch.Generator().manual_seed(0))  # T = 1/4: weights 1 : 16 : 2401
+    assert (hot == 2).float().mean() > 0.98
+
+
 def test_mean_logprob_is_the_models_own_probability_of_the_tokens(chaotic):
     import torch
 

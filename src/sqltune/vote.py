@@ -130,6 +130,8 @@ def _sample(logits, temperature: float, top_p: float, gen):
     """One sampled token per row (top-p at `temperature`), drawn with the generator `gen`."""
     import torch
 
+    if top_p >= 1.0:  # every token stays: no nucleus to find, so no sort of the vocabulary (GRPO's setting)
+        return torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen).squeeze(1)
     parts = _nucleus(logits, temperature, top_p)
     idx, probs = parts[0]
     tok = idx.gather(1, torch.multinomial(probs, 1, generator=gen)).squeeze(1)
