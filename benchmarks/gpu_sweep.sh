@@ -24,7 +24,8 @@ export PYTHONPATH="$J/src:/tmp/site" SQLTUNE_HOME="${SQLTUNE_HOME:-/root/sqh}" H
   TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 MODEL="${MODEL:-qwen2.5-coder-1.5b}"
 RECIPE="${RECIPE:-qwen1.5b-gpu}"
-SETTING="${SETTING:-full:synth.enabled=true;rl.enabled=true;eval.vote=8;rl.gradient_checkpointing=true}"
+# the next measurement (issue 16): GRPO for the full 40 steps on every DB, prompts probed, the latest step without a loss
+SETTING="${SETTING:-grpo:synth.enabled=true;rl.enabled=true;rl.choose=last;rl.probe=8;rl.gradient_checkpointing=true}"
 ALL_DBS="flight_2 cre_Doc_Template_Mgt tvshow network_1 poker_player orchestra employee_hire_evaluation course_teach singer museum_visit battle_death voter_1"
 T="python3 benchmarks/transfer.py --recipe $RECIPE --model $MODEL --devsuite $J/devsuite --work $J/transfer"
 
