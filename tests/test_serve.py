@@ -202,6 +202,21 @@ def test_vote_goes_through_sqltune_vote(client, monkeypatch):
     assert len(a["candidates"]) == 3 and a["groups"] == [{"votes": 3, "result": "h"}]
 
 
+def test_serve_vote_is_the_default_for_requests_that_name_none(engine, monkeypatch):
+    """`sqltune serve --vote 4` (ServeConfig.vote): a request without "vote" is voted over 4; "vote": 1 is greedy."""
+    from dataclasses import replace
+
+    from sqltune.serve import create_app
+
+    seen = []
+    monkeypatch.setattr(engine, "vote", lambda q, n: seen.append(n) or {"sql": SQL, "candidates": [], "groups": []})
+    with TestClient(create_app(engine, replace(engine.config, vote=4))) as c:
+        assert c.post("/api/ask", json={"question": "How many books?"}).json()["sql"] == SQL
+        assert seen == [4]
+        assert "candidates" not in c.post("/api/ask", json={"question": "How many books?", "vote": 1}).json()
+        assert seen == [4]
+
+
 def test_a_token_is_required_when_set(engine):
     from dataclasses import replace
 
@@ -336,3 +351,17 @@ def test_run_paths_picks_the_runs_adapter_and_db(tmp_path):
         (tmp_path / name / CHECKPOINT_META).write_text("{}")
         got = run_paths(tmp_path)
         assert got["adapter"] == str(tmp_path / name) and got["db"] == "x.sqlite" and got["prompt_style"] == "seed"
+    # with GRPO's adapter and the stages' valid reports, the best valid exact is served (ties: the later stage)
+    (tmp_path / "adapter_rl").mkdir()
+    (tmp_path / "adapter_rl" / COMPLETE).write_text("")
+    (tmp_path / "adapter_rl" / CHECKPOINT_META).write_text("{}")
+
+    def valid(stage, exact):
+        (tmp_path / f"{stage}_valid_report.json").write_text(json.dumps({"summary": {"exact": exact}}))
+
+    valid("tuned", 0.5), valid("rl", 0.7), valid("augmented", 0.6)
+    assert run_paths(tmp_path)["adapter"] == str(tmp_path / "adapter_rl")
+    valid("augmented", 0.7)
+    assert run_paths(tmp_path)["adapter"] == str(tmp_path / "adapter_augmented")
+    valid("rl", 0.2), valid("augmented", 0.1)
+    assert run_paths(tmp_path)["adapter"] == str(tmp_path / "adapter")

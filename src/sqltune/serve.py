@@ -53,6 +53,7 @@ class ServeConfig:
     max_sql_chars: int = 20_000
     max_body_bytes: int = 64 * 1024
     max_vote: int = 16
+    vote: int = 1  # a request without "vote": greedy (1), or greedy + N-1 samples voted by result (`--vote N`)
 
 
 def run_paths(run_dir: str | os.PathLike) -> dict:
@@ -65,7 +66,18 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
         raise SqltuneError(f"{run} is not a sqltune run folder (no recipe.json)")
     recipe = json.loads(recipe_file.read_text(encoding="utf-8"))
     data = recipe.get("data") or {}
-    adapter = next((run / a for a in ("adapter_augmented", "adapter") if is_complete(run / a)), None)
+    # the run's stages and their adapters: SFT, GRPO after it, the augment-and-retrain round; the one with the
+    # highest valid exact in its report is served (ties, or no reports: the later stage)
+    stages = [(i, run / a, st) for i, (a, st) in enumerate((("adapter", "tuned"), ("adapter_rl", "rl"),
+                                                             ("adapter_augmented", "augmented"))) if is_complete(run / a)]
+
+    def valid_exact(stage: str) -> float:
+        try:
+            return float(json.loads((run / f"{stage}_valid_report.json").read_text())["summary"]["exact"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return -1.0
+
+    adapter = max(stages, key=lambda x: (valid_exact(x[2]), x[0]))[1] if stages else None
     if adapter is None:
         raise SqltuneError(f"{run} has no finished adapter (adapter/ is missing or incomplete)")
     return {"db": data.get("db"), "notes": data.get("notes"), "model": recipe.get("model"),
@@ -389,7 +401,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
         """Write SQL for a question, run it read-only, return the result."""
         q = question_of(body.question)
         want = rows_wanted(body.max_rows)
-        n = 1 if body.vote is None else body.vote
+        n = cfg.vote if body.vote is None else body.vote
         if n < 1 or n > cfg.max_vote:
             raise BadRequest(f"vote must be between 1 and {cfg.max_vote}")
         t = time.perf_counter()

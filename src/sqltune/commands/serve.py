@@ -26,6 +26,9 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(16, "--batch-size", min=1, help="Most questions decoded together."),
         max_wait_ms: float = typer.Option(30.0, "--max-wait-ms", min=0, help="How long a question waits for others to batch with."),
         max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
+        vote: int = typer.Option(1, "--vote", min=1, max=16, help="Answer a request that names no 'vote' with greedy + "
+                                 "N-1 samples, executed, the result most agree on (on unseen databases +6 to +9 "
+                                 "points; 2-3x the time on a CPU; BENCHMARKS.md)."),
         prompt_style: Optional[str] = typer.Option(None, "--prompt-style", help="chat (default), premsql or seed; an adapter's own by default."),
         notes: Optional[Path] = typer.Option(None, "--notes", help="Notes file for the schema (default: DB.notes.md beside the DB)."),
         device: Optional[str] = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available)."),
@@ -38,5 +41,5 @@ def register(app: typer.Typer) -> None:
         cfg = ServeConfig(db=db, model=model, adapter=str(adapter) if adapter else None, run_dir=str(run) if run else None,
                           device=device, dtype=dtype, prompt_style=prompt_style, notes=str(notes) if notes else None,
                           feedback=str(feedback) if feedback else None, token=token, batch_size=batch_size,
-                          max_wait=max_wait_ms / 1000, max_new_tokens=max_new_tokens)
+                          max_wait=max_wait_ms / 1000, max_new_tokens=max_new_tokens, vote=vote)
         serve(cfg, host=host, port=port, log=lambda m: echo(esc(m), err=True))
