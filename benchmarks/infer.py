@@ -4,7 +4,8 @@ For each devsuite DB the untuned model answers valid and test through the shippe
 (`sqltune.evaluate.evaluate` with `EvalConfig.from_recipe` of the recipe: the path `sqltune run` scores
 with) once per setting: `greedy`; `fewshot=K` (K examples retrieved from that DB's train split,
 `generate.fewshot_for`: the most similar training questions, shown before the question); `vote=N`
-(execution-guided vote over greedy + N-1 samples, `vote.py`); or both joined by `+`. Every setting is
+(execution-guided vote over greedy + N-1 samples, `vote.py`); `retries=R` (a query that fails is shown
+to the model again with its error, up to R times: `eval.retries`); or several joined by `+`. Every setting is
 compared, paired, with `greedy`. Choose on valid (pooled over the DBs: a DB's own valid split has 1-10
 questions); test is printed for every setting, each read once.
 
@@ -39,21 +40,25 @@ def per_question(report: dict) -> dict[str, bool]:
 
 
 def parse_setting(spec: str):
-    """'greedy' | 'fewshot=K' | 'vote=N' | 'fewshot=K+vote=N' -> (K, VoteSettings or None)."""
+    """'greedy' | 'fewshot=K' | 'vote=N' | 'retries=R', or several joined by '+' -> (K, VoteSettings or None, R)."""
     from sqltune.vote import VoteSettings
 
-    fewshot, vote = 0, None
+    fewshot, vote, retries = 0, None, 0
     for part in spec.split("+"):
         key, _, value = part.partition("=")
         if key == "greedy" and not value:
             continue
-        if key not in ("fewshot", "vote") or not value.isdigit():
-            raise SystemExit(f"infer.py: bad setting {spec!r}: greedy, fewshot=K, vote=N or fewshot=K+vote=N")
+        if key not in ("fewshot", "vote", "retries") or not value.isdigit():
+            raise SystemExit(f"infer.py: bad setting {spec!r}: greedy, fewshot=K, vote=N, retries=R (joined by +)")
         if key == "fewshot":
             fewshot = int(value)
+        elif key == "retries":
+            retries = int(value)
         elif int(value) > 1:
             vote = VoteSettings(int(value))
-    return fewshot, vote
+    if vote is not None and retries:
+        raise SystemExit(f"infer.py: bad setting {spec!r}: a vote already executes every candidate (no retries)")
+    return fewshot, vote, retries
 
 
 def main(argv=None) -> int:
@@ -61,7 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--recipe", default="default")
     ap.add_argument("--model", default=None, help="default: the recipe's")
     ap.add_argument("--settings", nargs="+", default=["greedy", "fewshot=4"],
-                    help="greedy | fewshot=K | vote=N | fewshot=K+vote=N (greedy is always run: the reference)")
+                    help="greedy | fewshot=K | vote=N | retries=R, or joined by + (greedy is always run: the reference)")
     ap.add_argument("--dbs", nargs="*", default=None,
                     help="default: every devsuite DB with >= 2 train pairs (12 of 13: not real_estate_properties)")
     ap.add_argument("--devsuite", type=Path, default=HERE.parent.parent / "shared" / "data" / "devsuite")
@@ -97,9 +102,10 @@ def main(argv=None) -> int:
                 if f.is_file():
                     reps[k] = json.loads(f.read_text())
                     continue
-                fs, vote = parsed[k]
+                fs, vote, retries = parsed[k]
                 cfg = EvalConfig.from_recipe(recipe, dev).with_(
-                    fewshot=fs, fewshot_pool=items["train"] if fs else None, vote=vote, progress=False).validate()
+                    fewshot=fs, fewshot_pool=items["train"] if fs else None, vote=vote, retries=retries,
+                    progress=False).validate()
                 t = time.perf_counter()
                 rep = evaluate(model, tok, builder, items[split], db, cfg)
                 rep.pop("predictions", None)

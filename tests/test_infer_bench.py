@@ -23,12 +23,15 @@ def _infer():
 
 def test_settings_parse():
     parse = _infer().parse_setting
-    assert parse("greedy") == (0, None)
+    assert parse("greedy") == (0, None, 0)
     assert parse("fewshot=4")[0] == 4 and parse("fewshot=4")[1] is None
-    k, vote = parse("fewshot=2+vote=4")
-    assert k == 2 and vote.n == 4
+    k, vote, retries = parse("fewshot=2+vote=4")
+    assert k == 2 and vote.n == 4 and retries == 0
+    assert parse("retries=1") == (0, None, 1)
     with pytest.raises(SystemExit, match="bad setting"):
         parse("beam=4")
+    with pytest.raises(SystemExit, match="no retries"):
+        parse("vote=4+retries=1")
 
 
 def test_one_database_end_to_end(tiny_model_dir, tiny_db, tmp_path):
