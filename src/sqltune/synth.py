@@ -595,6 +595,23 @@ def _split_line(r: dict, valid_ids: set) -> dict:
             "guard_exact": len(ids - valid_ids) / n_guard if n_guard > 0 else None, "n_guard": n_guard}
 
 
+def _judged(history: list[dict], n: int, z: float, valid_ids) -> tuple[list[dict], int, dict | None, object]:
+    """What both rules judge: the lines (split into valid / synthetic slice with `valid_ids`), the number of
+    questions a gain or loss is measured on, step 0's line (None without one), and the slice guard: a
+    predicate that a line's slice exact did not fall below step 0's by more than the slice's margin
+    (always true without a slice)."""
+    lines = history
+    if valid_ids is not None:
+        valid_ids = {str(i) for i in valid_ids}
+        lines = [_split_line(r, valid_ids) for r in history]
+        n = len(valid_ids)
+    base = next((r for r in lines if r["step"] == 0), None)
+    if base is None or valid_ids is None or base.get("guard_exact") is None:
+        return lines, n, base, lambda r: True
+    floor = base["guard_exact"] - _margin(base["guard_exact"], base["n_guard"], z)
+    return lines, n, base, lambda r: r["guard_exact"] >= floor - 1e-9
+
+
 def choose_checkpoint(history: list[dict], n: int, z: float = 1.0, valid_ids=None) -> dict | None:
     """The checkpoint to keep, from the trainer's evaluation lines (`step`, `exact` on `n` questions).
 
@@ -619,21 +636,14 @@ def choose_checkpoint(history: list[dict], n: int, z: float = 1.0, valid_ids=Non
     if not history:
         return None
     key = lambda r: (r["exact"], -(r["valid_loss"] if r.get("valid_loss") is not None else math.inf), -r["step"])  # noqa: E731
-    lines = history
-    if valid_ids is not None:
-        valid_ids = {str(i) for i in valid_ids}
-        lines = [_split_line(r, valid_ids) for r in history]
-        n = len(valid_ids)
-    base = next((r for r in lines if r["step"] == 0), None)
+    lines, n, base, guard_ok = _judged(history, n, z, valid_ids)
     trained = [r for r in lines if r["step"] != 0]
     if base is None or not trained:
         best = max(lines, key=key)
         return history[lines.index(best)]
-    if valid_ids is not None and base.get("guard_exact") is not None:
-        floor = base["guard_exact"] - _margin(base["guard_exact"], base["n_guard"], z)
-        trained = [r for r in trained if r["guard_exact"] >= floor - 1e-9]
-        if not trained:
-            return history[lines.index(base)]
+    trained = [r for r in trained if guard_ok(r)]
+    if not trained:
+        return history[lines.index(base)]
     best = max(trained, key=key)
     p0 = base["exact"]
     chosen = best if best["exact"] - p0 > _margin(p0, n, z) + 1e-9 else base
@@ -648,26 +658,17 @@ def choose_latest(history: list[dict], n: int, z: float = 1.0, valid_ids=None) -
     noise margin of `n` questions (`_margin`, as above), or (with `valid_ids`) its exact on the synthetic
     slice falls below step 0's by more than the slice's margin; then the latest earlier line that passes
     both, else step 0. It is for a stage whose benefit was established on a development suite rather
-    than on each database's few valid questions (GRPO: the default steps are the recipe's choice, made
-    on the devsuite's valid splits pooled; BENCHMARKS.md "GRPO, all devsuite DBs"). On a valid split
+    than on each database's few valid questions (GRPO: whether its steps pay is to be decided on the
+    devsuite's valid splits pooled; BENCHMARKS.md, "The third devsuite sweep"). On a valid split
     that starts at 100 % no rule that demands a gain can ever take a step; this one can.
     """
     if not history:
         return None
-    lines = history
-    if valid_ids is not None:
-        valid_ids = {str(i) for i in valid_ids}
-        lines = [_split_line(r, valid_ids) for r in history]
-        n = len(valid_ids)
-    base = next((r for r in lines if r["step"] == 0), None)
+    lines, n, base, guard_ok = _judged(history, n, z, valid_ids)
     if base is None:
         return history[lines.index(max(lines, key=lambda r: r["step"]))]
     floor = base["exact"] - _margin(base["exact"], n, z)
-    guard = None
-    if valid_ids is not None and base.get("guard_exact") is not None:
-        guard = base["guard_exact"] - _margin(base["guard_exact"], base["n_guard"], z)
-    ok = [r for r in lines if r["step"] != 0 and r["exact"] >= floor - 1e-9
-          and (guard is None or r["guard_exact"] >= guard - 1e-9)]
+    ok = [r for r in lines if r["step"] != 0 and r["exact"] >= floor - 1e-9 and guard_ok(r)]
     chosen = max(ok, key=lambda r: r["step"]) if ok else base
     return history[lines.index(chosen)]
 
