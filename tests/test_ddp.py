@@ -9,7 +9,6 @@ shared-prefix step is single-process): the curves agreeing also says the two los
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 
 from sqltune.checkpoint import is_complete, read_info
 
@@ -57,10 +57,7 @@ def free_port() -> int:
 
 
 def load_compare():
-    spec = importlib.util.spec_from_file_location("gpu_train", REPO / "benchmarks" / "gpu_train.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.compare
+    return load_script("benchmarks/gpu_train.py", "gpu_train").compare
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ choice, and that the benchmarks import only public names of sqltune."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -12,21 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def weights():
-    return _load("gpu_weights", REPO / "scripts" / "gpu_weights.py")
+    return load_script("scripts/gpu_weights.py", "gpu_weights")
 
 
 # ------------------------------------------------------------------------------------------- wheels

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 
 from sqltune.dataset import write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _infer():
-    spec = importlib.util.spec_from_file_location("infer_bench", ROOT / "benchmarks" / "infer.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/infer.py", "infer_bench")
 
 
 def test_settings_parse():
@@ -68,9 +62,7 @@ def test_one_database_end_to_end(tiny_model_dir, tiny_db, tmp_path):
 def test_rl_probe_benchmark_counts_questions_with_a_gradient(tiny_model_dir, tiny_db, tmp_path):
     """benchmarks/rl_probe.py runs the shipped `rl.probe` per DB: the tiny random model writes no SQL in any
     sample, so no question is informative and every one is 'none right'."""
-    spec = importlib.util.spec_from_file_location("rl_probe_bench", ROOT / "benchmarks" / "rl_probe.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmarks/rl_probe.py", "rl_probe_bench")
     suite = tmp_path / "suite" / "books"
     suite.mkdir(parents=True)
     shutil.copy(tiny_db, suite / "books.sqlite")

@@ -3,18 +3,16 @@ untuned model's greedy answers on the same questions."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+
+from repo_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _transfer():
-    spec = importlib.util.spec_from_file_location("transfer_bench", ROOT / "benchmarks" / "transfer.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/transfer.py", "transfer_bench")
 
 
 def _report(exact: list[bool], greedy: list[bool] | None = None) -> dict:
