@@ -200,7 +200,11 @@ class ExecutionReward:
     def grade(self, completions: list[str], indices: list[int]) -> list[tuple[str, str | None]]:
         from .extract import extract_sql
 
-        return self._map(self._grade_one, [(i, extract_sql(_text(c))) for c, i in zip(completions, indices)])
+        return self.grade_sql([extract_sql(_text(c)) for c in completions], indices)
+
+    def grade_sql(self, sqls: list[str | None], indices: list[int]) -> list[tuple[str, str | None]]:
+        """Grade SQL already taken out of the model's text (None: no SQL) against items `indices`."""
+        return self._map(self._grade_one, list(zip(indices, sqls)))
 
     def rewards(self, outcomes: list[tuple[str, str | None]]) -> list[float]:
         return [self.weights[o if o in self.weights else "error"] for o, _ in outcomes]
@@ -252,8 +256,10 @@ def probe(model, tokenizer, builder, reward: "ExecutionReward", rl: RLConfig, *,
                        batch_size=batch_size, seed=rl.seed, progress=progress, autocast=autocast)
     keep, counts = [], {"questions": len(items), "samples": rl.probe, "informative": 0, "all_exact": 0,
                         "none_exact": 0}
-    for i, cs in enumerate(cands):
-        outcomes = reward._map(reward._grade_one, [(i, c.sql) for c in cs])
+    graded = reward.grade_sql([c.sql for cs in cands for c in cs], [i for i, cs in enumerate(cands) for _ in cs])
+    at = 0
+    for i, cs in enumerate(cands):  # every sample graded at once above (the reward's threads); per question here
+        outcomes, at = graded[at: at + len(cs)], at + len(cs)
         rewards = reward.rewards(outcomes)
         exact = sum(o == "exact" for o, _ in outcomes)
         counts["all_exact"] += exact == len(cs)
