@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     (args.out / "reports").mkdir(parents=True, exist_ok=True)
     res = {"recipe": args.recipe, "model": recipe.model, "settings": settings, "device": dev.device,
            "machine": platform.processor() or platform.machine(), "dbs": {}}
+    answers = {}  # (db, split, setting) -> {question id: exact}, for the per-DB and the pooled comparisons
     for name in dbs:
         d = args.devsuite / name
         db = d / f"{name}.sqlite"
@@ -112,11 +113,13 @@ def main(argv=None) -> int:
                 rep["seconds"] = round(time.perf_counter() - t, 2)
                 f.write_text(json.dumps(rep))
                 reps[k] = rep
-            base = per_question(reps["greedy"])
+            for k, r in reps.items():
+                answers[name, split, k] = per_question(r)
+            base = answers[name, split, "greedy"]
             ids = sorted(base)
             row[split] = {k: {"exact": r["summary"]["exact"], "seconds": r.get("seconds"),
-                                    "vs_greedy": compare_paired([base[i] for i in ids],
-                                                            [per_question(r)[i] for i in ids]).to_dict()}
+                              "vs_greedy": compare_paired([base[i] for i in ids],
+                                                          [answers[name, split, k][i] for i in ids]).to_dict()}
                           for k, r in reps.items()}
             row[split]["n"] = len(ids)
         res["dbs"][name] = row
@@ -131,9 +134,7 @@ def main(argv=None) -> int:
         for k in settings:
             a, b = [], []
             for name in dbs:
-                r0 = json.loads((args.out / "reports" / f"{name}_{split}_greedy.json").read_text())
-                rk = json.loads((args.out / "reports" / f"{name}_{split}_{k}.json").read_text())
-                p0, pk = per_question(r0), per_question(rk)
+                p0, pk = answers[name, split, "greedy"], answers[name, split, k]
                 a += [p0[i] for i in sorted(p0)]
                 b += [pk[i] for i in sorted(p0)]
             c = compare_paired(a, b)
