@@ -5,6 +5,9 @@
 #
 #   bash benchmarks/gpu_sweep.sh devsuite GPU DB...     # one job per devsuite DB: benchmarks/transfer.py
 #                                                       #   --settings "$SETTING" (same --work for all)
+#   SEED_FROM=DIR bash benchmarks/gpu_sweep.sh devsuite GPU DB...   # first copy DIR/DB/* (an earlier sweep's
+#                                                       #   synth.jsonl, base_*_report.json) into each run folder: `run
+#                                                       #   --resume` then reuses them instead of making them again
 #   bash benchmarks/gpu_sweep.sh launch NAME GPU CMD    # any command as a job (CUDA_VISIBLE_DEVICES=GPU;
 #                                                       #   GPU may be a list such as 1,0); $J/out is for its files
 #   bash benchmarks/gpu_sweep.sh wait SECONDS           # until every job is done or SECONDS pass; prints the
@@ -54,6 +57,12 @@ case "${1:-}" in
 devsuite)
   gpu=$2; shift 2
   [ -d "$J/devsuite" ] || cp -r .gpu/devsuite "$J/devsuite" || exit 1
+  for db in "$@"; do
+    if [ -n "${SEED_FROM:-}" ] && [ -d "$SEED_FROM/$db" ]; then
+      mkdir -p "$J/transfer/$db/${SETTING%%:*}" && cp -n "$SEED_FROM/$db"/* "$J/transfer/$db/${SETTING%%:*}/"
+      echo "seeded $db from $SEED_FROM/$db: $(ls "$SEED_FROM/$db" | tr '\n' ' ')"
+    fi
+  done
   for db in "$@"; do launch "db-$db" "$gpu" "$T --settings '$SETTING' --dbs $db"; done
   ;;
 launch)
