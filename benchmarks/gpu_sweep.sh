@@ -14,8 +14,9 @@
 #                                                       #   logs' tails and collects what is finished so far
 #   bash benchmarks/gpu_sweep.sh collect                # $OUT/transfer.md + results.tgz (small files only)
 #
-# Jobs run side by side on one GPU (a 1.5B run uses a few GB of an H200's 139 GB and leaves most of its
-# compute idle while it decodes); each gets OMP_NUM_THREADS=2 so that a dozen of them share the CPUs.
+# Jobs run side by side on one GPU (a 1.5B run leaves most of an H200's compute idle while it decodes); each
+# gets OMP_NUM_THREADS=2 so that a dozen of them share the CPUs. Memory: a GRPO job with gradient checkpointing
+# peaks at 18-33 GB, so at most 5 per H200 (session 6: 6 per GPU, two of 12 jobs ran out of memory).
 set -u
 cd "$(dirname "$0")/.."
 J=${SWEEP_DIR:-/root/jobs}
@@ -27,8 +28,9 @@ export PYTHONPATH="$J/src:/tmp/site" SQLTUNE_HOME="${SQLTUNE_HOME:-/root/sqh}" H
   TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 MODEL="${MODEL:-qwen2.5-coder-1.5b}"
 RECIPE="${RECIPE:-qwen1.5b-gpu}"
-# the next measurement (issue 16): GRPO for the full 40 steps on every DB, prompts probed, the latest step without a loss
-SETTING="${SETTING:-grpo:synth.enabled=true;rl.enabled=true;rl.choose=last;rl.probe=8;rl.gradient_checkpointing=true}"
+# the recipe's own setting (since session 6 qwen1.5b-gpu runs synth -> SFT -> GRPO, 30 steps, probe 8, rule `last`);
+# gradient checkpointing so that 5 jobs share one H200 (6 per GPU ran two of 12 out of memory in session 6)
+SETTING="${SETTING:-grpo:rl.gradient_checkpointing=true}"
 ALL_DBS="flight_2 cre_Doc_Template_Mgt tvshow network_1 poker_player orchestra employee_hire_evaluation course_teach singer museum_visit battle_death voter_1"
 T="python3 benchmarks/transfer.py --recipe $RECIPE --model $MODEL --devsuite $J/devsuite --work $J/transfer"
 

@@ -103,7 +103,8 @@ def test_bad_rl_config_is_one_clear_error():
         RLConfig(choose="best").validate()
     from sqltune.recipe import load_recipe
 
-    assert load_recipe("default", {"rl.choose": "last"}).rl.choose == "last"
+    assert load_recipe("default").rl.choose == "last"  # the default since the devsuite sweep of session 6
+    assert load_recipe("default", {"rl.choose": "noise"}).rl.choose == "noise"
     with pytest.raises(SqltuneError, match="rl.choose"):
         load_recipe("default", {"rl.choose": "best"})
 
@@ -156,7 +157,8 @@ def test_run_with_the_rl_stage(tiny_model_dir, one_table_db, tmp_path):
                     "top_layers": None, "seed": 0},
           "eval": {"batch_size": 4, "max_new_tokens": 8},
           "rl": {"enabled": True, "steps": 2, "eval_every": 1, "num_generations": 2, "prompts_per_step": 2,
-                 "max_completion_length": 8, "beta": 0.1, "lr": 1e-3, "workers": 1, "timeout": 1.0, "choose": "last"}}
+                 "max_completion_length": 8, "beta": 0.1, "lr": 1e-3, "workers": 1, "timeout": 1.0, "choose": "last",
+                 "probe": 0}}  # the tiny model writes no SQL: a probe would (rightly) leave no step to smoke-test
     before = sha(one_table_db)
     out = tmp_path / "run"
     metrics = run("default", out, overrides=ov)
@@ -208,7 +210,7 @@ def test_a_checkpoint_rule_chooses_the_grpo_step(tiny_model_dir, one_table_db, t
         return history[-1]
 
     rl = RLConfig(steps=2, eval_every=1, num_generations=2, prompts_per_step=2, max_completion_length=8,
-                  lr=1e-3, workers=1, timeout=1.0)
+                  lr=1e-3, workers=1, timeout=1.0, probe=0)
     tc = TrainConfig(model=str(tiny_model_dir), device="cpu", dtype="float32", method="lora", rank=4, alpha=8,
                      top_layers=None, eval_batch_size=4, eval_max_new_tokens=8)
     train_grpo(rl, ITEMS, valid, one_table_db, tmp_path / "rl", train_config=tc, choose=last, progress=False)

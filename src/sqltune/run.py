@@ -310,7 +310,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
             # held-out synthetic slice guards against forgetting), by the rule `rl.choose`: `noise` as SFT
             # (a gain beyond the noise of valid), `last` (the latest step that shows no loss beyond it)
             pooled = len(select_items) > len(items["valid"])
-            rl_rule = selection_rule(c, items, pooled, mode=str(c["rl"].get("choose", "noise")))
+            rl_rule = selection_rule(c, items, pooled, mode=str(c["rl"].get("choose", "last")))
             train_grpo(cfg, train_items, select_items, db, rl_dir, init_adapter=adapter, resume=True,
                        baseline=None if pooled else greedy_view(reports["tuned"]["valid"]), choose=rl_rule)
             run_dir.record("rl", time.monotonic() - t)

@@ -1,0 +1,1 @@
+python3 benchmarks/transfer.py --recipe qwen1.5b-gpu --model qwen2.5-coder-1.5b --devsuite /root/jobs/devsuite --work /root/jobs/transfer --settings 'grpo:synth.enabled=true;rl.enabled=true;rl.choose=last;rl.probe=8;rl.gradient_checkpointing=true;rl.steps=30' --dbs flight_2
