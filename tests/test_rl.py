@@ -267,6 +267,21 @@ def test_a_probe_that_finds_nothing_to_learn_skips_the_steps(tiny_model_dir, one
     assert load_trained(tmp_path / "rl", "cpu").info["trained_with"] == "grpo"
 
 
+def test_fewer_questions_than_a_step_still_train(tiny_model_dir, one_table_db, tmp_path):
+    """trl's sampler drops a partial step: with 2 training questions and `prompts_per_step` 4, no step ran
+    (found with the 0.5B on poker_player, where the probe kept 5 of 16 seeds). They are repeated to fill one."""
+    valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
+    rl = RLConfig(steps=1, eval_every=1, num_generations=2, prompts_per_step=4, max_completion_length=8,
+                  lr=1e-3, workers=1, timeout=1.0, probe=0)
+    tc = TrainConfig(model=str(tiny_model_dir), device="cpu", dtype="float32", method="lora", rank=4, alpha=8,
+                     top_layers=None, eval_batch_size=4, eval_max_new_tokens=8)
+    assert len(ITEMS) < rl.prompts_per_step
+    train_grpo(rl, ITEMS, valid, one_table_db, tmp_path / "rl", train_config=tc, progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "reward" in x] == [1]
+    assert read_info(tmp_path / "rl")["timing"]["steps"] == 1
+
+
 def test_bad_probe_setting():
     with pytest.raises(SqltuneError, match="probe"):
         RLConfig(probe=1).validate()

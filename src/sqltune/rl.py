@@ -426,8 +426,11 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
               f"that differ in reward ({probed['all_exact']} all right, {probed['none_exact']} none right, "
               f"{rl.probe} samples each, {probed['seconds']:.0f} s)"
               + ("; nothing to learn from: no GRPO steps" if not keep else ""))
-    texts = prompt_texts(builder, tok, [train_items[i]["question"] for i in keep])
-    dataset = Dataset.from_list([{"prompt": p, "item": i} for i, p in zip(keep, texts)])
+    # trl's sampler hands out whole steps of `prompts_per_step` questions and drops a partial one: with fewer
+    # questions than that (a few seeds, or few the probe kept) not one step would run. Repeat them to fill a step.
+    rows = keep * -(-rl.prompts_per_step // len(keep)) if keep and len(keep) < rl.prompts_per_step else keep
+    texts = prompt_texts(builder, tok, [train_items[i]["question"] for i in rows])
+    dataset = Dataset.from_list([{"prompt": p, "item": i} for i, p in zip(rows, texts)])
     per_step = rl.prompts_per_step * rl.num_generations
     cuda = dev.device.startswith("cuda")
     if cuda:
