@@ -215,7 +215,17 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--dest", type=Path, default=DEFAULT_DEST)
     m.add_argument("--home", type=Path, help="SQLTUNE_HOME to fill (default: the environment's)")
     a = ap.parse_args(argv)
+    try:
+        return _run(a)
+    except Exception as e:  # noqa: BLE001 - one clear line for sqltune's errors and OS errors, not a traceback
+        # (matched by name: receive/join run before the package is importable on the device)
+        if not (isinstance(e, OSError) or any(c.__name__ == "SqltuneError" for c in type(e).__mro__)):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
+
+def _run(a) -> int:
     if a.cmd == "split":
         name, sources, expected = _source_streams(None if a.file else a.model, a.file)
         out = a.out.resolve()

@@ -136,6 +136,17 @@ def test_cli_split_a_file_prints_calls(tmp_path):
     assert [json.loads(line)["command"].split()[2] for line in out[1:]] == ["receive"] * 3 + ["join"]
 
 
+@pytest.mark.parametrize("args", [["receive", "{tmp}/nowhere/part01", "--dest", "{tmp}/dest"],
+                                  ["split", "--file", "{tmp}/no-such.gguf", "--out", "{tmp}/p"],
+                                  ["split", "--model", "no-such-model", "--out", "{tmp}/p"]])
+def test_cli_bad_input_is_one_line_not_a_traceback(tmp_path, args):
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_weights.py"), *[a.format(tmp=tmp_path) for a in args]],
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error:")
+    assert not (tmp_path / "p").exists() and not (tmp_path / "dest" / "part01").exists()
+
+
 # ------------------------------------------------------------------------------------------- accelerate
 @pytest.mark.parametrize("name,kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP")])
 def test_accelerate_configs_parse(name, kind):
