@@ -350,7 +350,8 @@ def test_run_paths_picks_the_runs_adapter_and_db(tmp_path):
         (tmp_path / name / CHECKPOINT_META).write_text("{}")
         got = run_paths(tmp_path)
         assert got["adapter"] == str(tmp_path / name) and got["db"] == "x.sqlite" and got["prompt_style"] == "seed"
-    # with GRPO's adapter and the stages' valid reports, the best valid exact is served (ties: the later stage)
+    # with GRPO's adapter and the stages' valid reports: GRPO's output stands for SFT (its rule already chose
+    # between them), and between it and the augmented round the best valid exact is served (ties: the later)
     (tmp_path / "adapter_rl").mkdir()
     (tmp_path / "adapter_rl" / COMPLETE).write_text("")
     (tmp_path / "adapter_rl" / CHECKPOINT_META).write_text("{}")
@@ -362,5 +363,9 @@ def test_run_paths_picks_the_runs_adapter_and_db(tmp_path):
     assert run_paths(tmp_path)["adapter"] == str(tmp_path / "adapter_rl")
     valid("augmented", 0.7)
     assert run_paths(tmp_path)["adapter"] == str(tmp_path / "adapter_augmented")
-    valid("rl", 0.2), valid("augmented", 0.1)
+    valid("rl", 0.45), valid("augmented", 0.1)  # within the noise below SFT's 0.5: the GRPO rule kept that step
+    assert run_paths(tmp_path)["adapter"] == str(tmp_path / "adapter_rl")
+    import shutil
+
+    shutil.rmtree(tmp_path / "adapter_rl")  # no GRPO stage: SFT against the augmented round
     assert run_paths(tmp_path)["adapter"] == str(tmp_path / "adapter")

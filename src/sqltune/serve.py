@@ -66,9 +66,12 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
         raise SqltuneError(f"{run} is not a sqltune run folder (no recipe.json)")
     recipe = json.loads(recipe_file.read_text(encoding="utf-8"))
     data = recipe.get("data") or {}
-    # the run's stages and their adapters: SFT, GRPO after it, the augment-and-retrain round; the one with the
-    # highest valid exact in its report is served (ties, or no reports: the later stage)
-    stages = [(i, run / a, st) for i, (a, st) in enumerate((("adapter", "tuned"), ("adapter_rl", "rl"),
+    # the run's stages and their adapters: SFT, GRPO after it, the augment-and-retrain round. GRPO's output
+    # is already the run's choice between the two (its rule had the SFT model as step 0, and `last` keeps a
+    # GRPO step whose valid is within the noise of SFT's: BENCHMARKS.md, "GRPO on the devsuite"), so it stands
+    # for both; between it and the augmented round the higher valid exact is served (ties: the later stage)
+    sft = "adapter_rl" if is_complete(run / "adapter_rl") else "adapter"
+    stages = [(i, run / a, st) for i, (a, st) in enumerate(((sft, "rl" if sft == "adapter_rl" else "tuned"),
                                                              ("adapter_augmented", "augmented"))) if is_complete(run / a)]
 
     def valid_exact(stage: str) -> float:

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Packaged name, model folder, .gguf file or hub id "
                                             "(default: qwen2.5-coder-0.5b, or the adapter's base model)."),
         adapter: Optional[Path] = typer.Option(None, "--adapter", help="Trained adapter (or fine-tuned model) folder."),
-        run: Optional[Path] = typer.Option(None, "--run", help="A run folder: serve its tuned adapter on its database; "
+        run: Optional[Path] = typer.Option(None, "--run", help="A run folder: serve its final adapter (GRPO's when it has one) on its database; "
                                            "feedback goes to RUN/feedback.jsonl."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (anything but loopback prints a warning)."),
         port: int = typer.Option(8000, "--port", min=0, max=65535),
