@@ -285,3 +285,14 @@ def test_fewer_questions_than_a_step_still_train(tiny_model_dir, one_table_db, t
 def test_bad_probe_setting():
     with pytest.raises(SqltuneError, match="probe"):
         RLConfig(probe=1).validate()
+
+
+def test_grpo_on_the_cpu_with_a_real_model_warns():
+    """A real model on the CPU gets a warning naming the measured cost and the way out; a GPU or the tiny
+    test models (the CPU smoke runs above) do not."""
+    from sqltune.rl import cpu_warning
+
+    w = cpu_warning("cpu", 494_000_000, RLConfig(prompts_per_step=4, num_generations=4))
+    assert w.startswith("warning:") and "16 completions a step" in w and "CUDA GPU" in w
+    assert cpu_warning("cuda", 494_000_000, RLConfig()) is None
+    assert cpu_warning("cpu", 1_000_000, RLConfig()) is None

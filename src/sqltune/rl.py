@@ -277,6 +277,19 @@ def _echo(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def cpu_warning(device: str, n_params: int, rl: RLConfig) -> str | None:
+    """A warning for GRPO with a real model on the CPU (None otherwise): measured on the 2-core, 24 GiB dev CPU,
+    one step of the 0.5B at 8 questions x 8 samples ran 13 minutes and was killed for memory; at 2 x 4 a step
+    took 130 s, peak RSS 15.5 GB (BENCHMARKS.md, "GRPO on the devsuite"). The tiny test models stay quiet: on them the CPU run is the smoke test."""
+    if device != "cpu" or n_params < 50_000_000:
+        return None
+    return (f"warning: GRPO on the CPU with a {n_params / 1e9:.1f}B-parameter model samples "
+            f"{rl.prompts_per_step * rl.num_generations} completions a step; on a 2-core CPU with 24 GiB one step of "
+            f"the 0.5B at 8 x 8 ran 13 minutes and ran out of memory, at 2 x 4 it took 130 s and 15.5 GB. Use a CUDA "
+            f"GPU, or lower rl.prompts_per_step, rl.num_generations and rl.micro_batch (BENCHMARKS.md, "
+            f"\"GRPO on the devsuite\").")
+
+
 def prompt_texts(builder, tokenizer, questions: list[str]) -> list[str]:
     """The prompt texts trl will tokenise: `builder.prompt`, minus a leading BOS the tokenizer adds itself,
     so the token ids equal `prompt.encode(builder.prompt(...))`, what inference sees."""
@@ -529,6 +542,8 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
                 evaluate(model, step, state.epoch or 0.0)
 
     t_train = time.monotonic()
+    if keep and (warn := cpu_warning(dev.device, sum(p.numel() for p in model.parameters()), rl)):
+        _echo(warn)
     if keep:
         trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
                               processing_class=tok, peft_config=peft_config, callbacks=[Hooks()])
