@@ -1,0 +1,40 @@
+"""benchmarks/gpu_sweep.sh on the CPU, with a stand-in `python3`: what it starts, and `SEED_FROM`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_devsuite_jobs_are_seeded_and_started(tmp_path):
+    jobs, seed, stub = tmp_path / "jobs", tmp_path / "seed", tmp_path / "bin"
+    (jobs / "devsuite").mkdir(parents=True)  # as if carried already: the script copies .gpu/devsuite otherwise
+    (seed / "flight_2").mkdir(parents=True)
+    (seed / "flight_2" / "synth.jsonl").write_text('{"id": "syn-1"}\n')
+    (seed / "flight_2" / "base_test_report.json").write_text("{}")
+    stub.mkdir()
+    (stub / "python3").write_text('#!/bin/sh\necho "stub $*"\n')
+    (stub / "python3").chmod(0o755)
+    env = dict(os.environ, SWEEP_DIR=str(jobs), SEED_FROM=str(seed), PATH=f"{stub}:{os.environ['PATH']}",
+               SETTING="mine:rl.steps=2")
+    out = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "devsuite", "0", "flight_2", "tvshow"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "seeded flight_2" in out.stdout and "seeded tvshow" not in out.stdout  # no seed folder for tvshow
+    run = jobs / "transfer" / "flight_2" / "mine"  # the folder transfer.py's run of that setting uses
+    assert (run / "synth.jsonl").read_text() == '{"id": "syn-1"}\n' and (run / "base_test_report.json").is_file()
+    assert not (jobs / "transfer" / "tvshow").exists()
+    for name in ("db-flight_2", "db-tvshow"):
+        done = jobs / "jobs" / f"{name}.done"
+        for _ in range(100):
+            if done.is_file():
+                break
+            time.sleep(0.1)
+        assert done.read_text().strip() == "0"
+        log = (jobs / "jobs" / f"{name}.log").read_text()
+        assert log.startswith("stub benchmarks/transfer.py --recipe qwen1.5b-gpu --model qwen2.5-coder-1.5b")
+        assert f"--settings mine:rl.steps=2 --dbs {name.removeprefix('db-')}" in log
