@@ -280,7 +280,8 @@ def _echo(msg: str) -> None:
 def cpu_warning(device: str, n_params: int, rl: RLConfig) -> str | None:
     """A warning for GRPO with a real model on the CPU (None otherwise): measured on the 2-core, 24 GiB dev CPU,
     one step of the 0.5B at 8 questions x 8 samples ran 13 minutes and was killed for memory; at 2 x 4 a step
-    took 130 s, peak RSS 15.5 GB (BENCHMARKS.md, "GRPO on the devsuite"). The tiny test models stay quiet: on them the CPU run is the smoke test."""
+    took 130 s, peak RSS 15.5 GB (BENCHMARKS.md, "GRPO on the devsuite"). The tiny test models stay quiet:
+    on them the CPU run is the smoke test."""
     if device != "cpu" or n_params < 50_000_000:
         return None
     return (f"warning: GRPO on the CPU with a {n_params / 1e9:.1f}B-parameter model samples "
