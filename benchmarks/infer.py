@@ -40,12 +40,17 @@ def per_question(report: dict) -> dict[str, bool]:
 
 
 def parse_setting(spec: str):
-    """'greedy' | 'fewshot=K' | 'vote=N' | 'retries=R', or several joined by '+' -> (K, VoteSettings or None, R)."""
+    """'greedy' | 'fewshot=K' | 'vote=N' | 'vote=N@error' | 'retries=R', or several joined by '+'
+    -> (K, VoteSettings or None, R)."""
     from sqltune.vote import VoteSettings
 
     fewshot, vote, retries = 0, None, 0
     for part in spec.split("+"):
         key, _, value = part.partition("=")
+        value, _, when = value.partition("@")  # vote=N@error: vote only where greedy's SQL does not execute
+        when = when or "always"
+        if when not in ("always", "error") or (when != "always" and key != "vote"):
+            raise SystemExit(f"infer.py: bad setting {spec!r}: @{when} (only vote=N@error)")
         if key == "greedy" and not value:
             continue
         if key not in ("fewshot", "vote", "retries") or not value.isdigit():
@@ -55,7 +60,7 @@ def parse_setting(spec: str):
         elif key == "retries":
             retries = int(value)
         elif int(value) > 1:
-            vote = VoteSettings(int(value))
+            vote = VoteSettings(int(value), when=when)
     if vote is not None and retries:
         raise SystemExit(f"infer.py: bad setting {spec!r}: a vote already executes every candidate (no retries)")
     return fewshot, vote, retries

@@ -375,3 +375,42 @@ def test_vote_correct_needs_a_vote_of_two(capsys):
     assert load_recipe("default", {"eval.vote": "4", "eval.vote_correct": "true"}).eval.vote_correct is True
     with pytest.raises(SqltuneError, match="eval.vote_correct needs eval.vote 2 or more"):
         load_recipe("default", {"eval.vote_correct": "true"})
+
+
+def test_vote_when_error_votes_only_where_greedy_does_not_execute(chaotic, tiny_db, monkeypatch):
+    """`when: error`: greedy for every question first; only questions whose greedy SQL fails (or is missing)
+    are sampled and voted on, so a question that greedy answers with SQL that runs is never overruled."""
+    import sqltune.vote as vote_mod
+    from sqltune.evaluate import evaluate_items
+
+    model, tok = chaotic
+    greedy = {"ok": "SELECT title FROM books", "bad": "SELECT nope FROM books", "none": None}
+    right = "SELECT count(*) FROM books"
+    calls = []
+
+    def fake_sample(model, tok, builder, questions, n, **kw):
+        calls.append((list(questions), n))
+        return [[cand(greedy[q], greedy=True)] + [cand(right)] * (n - 1) for q in questions]
+
+    monkeypatch.setattr(vote_mod, "sample_sql", fake_sample)
+    items = [{"id": q, "question": q, "sql": right} for q in ("ok", "bad", "none")]
+    rep = evaluate_items(model, tok, PromptBuilder(SCHEMA), items, tiny_db, progress=False,
+                         vote=VoteSettings(3, when="error"))
+    assert calls == [(["ok", "bad", "none"], 1), (["bad", "none"], 3)]  # greedy for all, then the vote for two
+    rows = {r["id"]: r for r in rep["predictions"]}
+    assert rows["ok"]["sql"] == greedy["ok"] and len(rows["ok"]["vote"]["candidates"]) == 1  # runs: kept as is
+    assert rows["bad"]["sql"] == right and rows["none"]["sql"] == right and rows["bad"]["overruled"]
+    assert rep["vote"]["voted_questions"] == 2 and rep["vote"]["n"] == 3
+    calls.clear()  # the default votes on every question, the one that greedy got "right enough" too
+    rep = evaluate_items(model, tok, PromptBuilder(SCHEMA), items, tiny_db, progress=False, vote=VoteSettings(3))
+    assert calls == [(["ok", "bad", "none"], 3)] and {r["sql"] for r in rep["predictions"]} == {right}
+
+
+def test_a_bad_vote_when_is_one_clear_error():
+    from sqltune.recipe import load_recipe
+
+    with pytest.raises(SqltuneError, match="eval.vote_when must be one of always, error"):
+        load_recipe("default", {"eval.vote": "4", "eval.vote_when": "sometimes"})
+    assert load_recipe("default", {"eval.vote": "4", "eval.vote_when": "error"}).eval.vote_when == "error"
+    code = main(["ask", "How many planets?", "--vote", "4", "--vote-when", "never"])
+    assert code == 2

@@ -72,7 +72,7 @@ class EvalConfig:
             from .vote import VoteSettings
 
             vote = VoteSettings(int(get("vote", 1)), float(get("temperature", 0.8)), float(get("top_p", 0.95)),
-                                correct=bool(get("vote_correct", False)))
+                                correct=bool(get("vote_correct", False)), when=str(get("vote_when", "always")))
         kw.setdefault("vote", vote)
         return cls(batch_size=int(get("batch_size", 64)), max_new_tokens=int(get("max_new_tokens", 256)),
                    retries=int(get("retries", 0)), fewshot=int(get("fewshot", 0)), timeout=float(get("timeout", DEFAULT_TIMEOUT)),
@@ -93,7 +93,8 @@ class EvalConfig:
              if f.name not in ("fewshot_pool", "fewshot_exclude", "progress", "vote", "test_suite")}
         d["vote"] = None if self.vote is None else {"n": self.vote.n, "temperature": self.vote.temperature,
                                                     "top_p": self.vote.top_p, "seed": self.vote.seed,
-                                                    "correct": bool(getattr(self.vote, "correct", False))}
+                                                    "correct": bool(getattr(self.vote, "correct", False)),
+                                                    "when": getattr(self.vote, "when", "always")}
         d["test_suite"] = self.test_suite is not None
         return d
 

@@ -62,6 +62,7 @@ class EvalSection:
     temperature: float = 0.8  # sampling temperature of the vote's samples
     top_p: float = 0.95  # nucleus sampling of the vote's samples
     vote_correct: bool = False  # close votes: the model picks/fixes between the top two results (needs vote >= 2)
+    vote_when: str = "always"  # always: vote on every question | error: only where greedy's SQL does not execute
 
 
 @dataclass
@@ -241,7 +242,7 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
 
     try:
         check_settings(recipe.eval.vote, recipe.eval.temperature, recipe.eval.top_p, where="eval.",
-                       correct=recipe.eval.vote_correct)
+                       correct=recipe.eval.vote_correct, when=recipe.eval.vote_when)
     except SqltuneError as e:
         raise SqltuneError(f"recipe {label}: {e}") from None
     return recipe

@@ -53,16 +53,25 @@ class VoteSettings:
     top_p: float = 0.95
     seed: int = 0
     correct: bool = False  # the correction step on close votes (`--vote-correct`)
+    when: str = "always"  # always: every question is voted; error: greedy first, the vote only where its SQL
+    #                       does not execute (or there is none) -- `--vote-when`, recipe `eval.vote_when`
 
     def __post_init__(self):
-        check_settings(self.n, self.temperature, self.top_p, correct=self.correct)
+        check_settings(self.n, self.temperature, self.top_p, correct=self.correct, when=self.when)
 
 
-def check_settings(n: int, temperature: float, top_p: float, where: str = "--", correct: bool = False) -> None:
+WHEN = ("always", "error")
+
+
+def check_settings(n: int, temperature: float, top_p: float, where: str = "--", correct: bool = False,
+                   when: str = "always") -> None:
     """One clear line for a vote that makes no sense (`where`: "--" for options, "eval." for a recipe)."""
     name = {"vote": f"{where}vote", "temperature": f"{where}temperature",
             "top_p": f"{where}top-p" if where == "--" else f"{where}top_p",
-            "correct": f"{where}vote-correct" if where == "--" else f"{where}vote_correct"}
+            "correct": f"{where}vote-correct" if where == "--" else f"{where}vote_correct",
+            "when": f"{where}vote-when" if where == "--" else f"{where}vote_when"}
+    if when not in WHEN:
+        raise SqltuneError(f"{name['when']} must be one of {', '.join(WHEN)}, got {when!r}")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise SqltuneError(f"{name['vote']} must be at least 1 (1 = greedy only), got {n}")
     if n > MAX_VOTE:
@@ -462,10 +471,24 @@ def predict_rows(model, tokenizer, builder: PromptBuilder, items: list[dict], db
     """
     t = time.perf_counter()
     questions = [it["question"] for it in items]
-    cands = sample_sql(model, tokenizer, builder, questions, vote.n,
-                       temperature=vote.temperature, top_p=vote.top_p, max_new_tokens=max_new_tokens,
-                       batch_size=batch_size, seed=vote.seed, progress=progress, examples=examples, autocast=autocast)
-    from .execute import connect_readonly
+    kw = dict(temperature=vote.temperature, top_p=vote.top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
+              seed=vote.seed, progress=progress, autocast=autocast)
+    from .execute import connect_readonly, execute
+
+    if vote.when == "error":  # greedy first; only a question whose greedy SQL does not execute is voted on
+        cands = sample_sql(model, tokenizer, builder, questions, 1, examples=examples, **kw)
+        con = connect_readonly(db)
+        try:
+            failed = [i for i, cs in enumerate(cands) if not cs[0].sql or not execute(con, cs[0].sql, timeout=timeout).ok]
+        finally:
+            con.close()
+        if failed:
+            more = sample_sql(model, tokenizer, builder, [questions[i] for i in failed], vote.n,
+                              examples=None if examples is None else [examples[i] for i in failed], **kw)
+            for i, cs in zip(failed, more):
+                cands[i] = cs
+    else:
+        cands = sample_sql(model, tokenizer, builder, questions, vote.n, examples=examples, **kw)
 
     con = connect_readonly(db)
     try:
@@ -523,7 +546,8 @@ def vote_summary(db, items: list[dict], rows: list[dict], report: dict, *, timeo
     over = [i for i, r in enumerate(rows) if r.get("overruled")]
     n = len(rows)
     out = {
-        "n": len(rows[0]["vote"]["candidates"]) if rows else 0,
+        "n": max((len(r["vote"]["candidates"]) for r in rows), default=0),  # (`when: error`: 1 where greedy ran)
+        "voted_questions": sum(1 for r in rows if len(r["vote"]["candidates"]) > 1),
         "greedy": greedy["summary"],
         "voted": before["summary"],
         "overruled": len(over),

@@ -39,16 +39,16 @@ def _load(model, adapter, device, dtype, prompt_style, db, notes):
     return m, tok, builder, dev
 
 
-def _vote(n: int, temperature: float, top_p: float, retries: int, correct: bool = False):
+def _vote(n: int, temperature: float, top_p: float, retries: int, correct: bool = False, when: str = "always"):
     """`VoteSettings` for --vote N > 1, None for greedy; bad values are one clear error."""
     from ..vote import VoteSettings, check_settings
 
-    check_settings(n, temperature, top_p, correct=correct)
+    check_settings(n, temperature, top_p, correct=correct, when=when)
     if n == 1:
         return None
     if retries:
         raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
-    return VoteSettings(n, temperature, top_p, correct=correct)
+    return VoteSettings(n, temperature, top_p, correct=correct, when=when)
 
 
 def _slug(spec: str) -> str:
@@ -63,6 +63,8 @@ def register(app: typer.Typer) -> None:
     top_p_opt = typer.Option(0.95, "--top-p", help="Nucleus sampling of --vote's samples (0 < p <= 1).")
     correct_opt = typer.Option(False, "--vote-correct", help="When the top two results of --vote are within one "
                                "vote, show the model both queries and their first rows and let it write the answer.")
+    when_opt = typer.Option("always", "--vote-when", help="always: vote on every question; error: answer greedily "
+                            "and vote only where that SQL does not execute (a fraction of the cost).")
 
     @app.command("ask")
     def ask_cmd(
@@ -80,6 +82,7 @@ def register(app: typer.Typer) -> None:
         temperature: float = temp_opt,
         top_p: float = top_p_opt,
         vote_correct: bool = correct_opt,
+        vote_when: str = when_opt,
     ):
         """Answer one question: write SQL with the model, run it read-only, print the result.
 
@@ -93,7 +96,7 @@ def register(app: typer.Typer) -> None:
 
         if not question.strip():
             raise SqltuneError("the question is empty")
-        settings = _vote(vote, temperature, top_p, retries, vote_correct)
+        settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         dbp = resolve_db(db, need_tables=True)
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes)
         cfg = EvalConfig(retries=retries, progress=False, autocast=dev.autocast, vote=settings)
@@ -172,6 +175,7 @@ def register(app: typer.Typer) -> None:
         temperature: float = temp_opt,
         top_p: float = top_p_opt,
         vote_correct: bool = correct_opt,
+        vote_when: str = when_opt,
     ):
         """Write SQL for every question of a dataset (batched, greedy) into a JSONL file.
 
@@ -183,7 +187,7 @@ def register(app: typer.Typer) -> None:
         from ..files import check_writable
 
         check_writable(out)
-        settings = _vote(vote, temperature, top_p, retries, vote_correct)
+        settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         rows, _ = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
                            max_new_tokens, device, dtype, evaluate=False, vote=settings)
         write_jsonl(out, rows)
@@ -215,6 +219,7 @@ def register(app: typer.Typer) -> None:
         temperature: float = temp_opt,
         top_p: float = top_p_opt,
         vote_correct: bool = correct_opt,
+        vote_when: str = when_opt,
     ):
         """Predict and score in one step (execution accuracy); writes predictions and the report.
 
@@ -226,7 +231,7 @@ def register(app: typer.Typer) -> None:
         from ..files import check_writable, write_json
 
         check_writable(out_dir, "--out-dir", folder=True)
-        settings = _vote(vote, temperature, top_p, retries, vote_correct)
+        settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         rows, report = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot,
                                 fewshot_pool, max_new_tokens, device, dtype, evaluate=True, test_suite=test_suite,
                                 vote=settings)
