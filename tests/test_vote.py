@@ -400,7 +400,7 @@ def test_vote_when_error_votes_only_where_greedy_does_not_execute(chaotic, tiny_
     rows = {r["id"]: r for r in rep["predictions"]}
     assert rows["ok"]["sql"] == greedy["ok"] and len(rows["ok"]["vote"]["candidates"]) == 1  # runs: kept as is
     assert rows["bad"]["sql"] == right and rows["none"]["sql"] == right and rows["bad"]["overruled"]
-    assert rep["vote"]["voted_questions"] == 2 and rep["vote"]["n"] == 3
+    assert rep["vote"]["voted_questions"] == 2 and rep["vote"]["n"] == 3 and rep["vote"]["when"] == "error"
     calls.clear()  # the default votes on every question, the one that greedy got "right enough" too
     rep = evaluate_items(model, tok, PromptBuilder(SCHEMA), items, tiny_db, progress=False, vote=VoteSettings(3))
     assert calls == [(["ok", "bad", "none"], 3)] and {r["sql"] for r in rep["predictions"]} == {right}

@@ -253,6 +253,7 @@ def evaluate(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cf
         from .vote import vote_summary
 
         report["vote"] = vote_summary(db, items, rows, report, timeout=cfg.timeout)
+        report["vote"].update(n=cfg.vote.n, when=cfg.vote.when)  # the setting (`when: error` votes on some questions)
     report["eval_config"] = cfg.to_dict()
     report["predictions"] = rows
     return report

@@ -546,7 +546,7 @@ def vote_summary(db, items: list[dict], rows: list[dict], report: dict, *, timeo
     over = [i for i, r in enumerate(rows) if r.get("overruled")]
     n = len(rows)
     out = {
-        "n": max((len(r["vote"]["candidates"]) for r in rows), default=0),  # (`when: error`: 1 where greedy ran)
+        "n": max((len(r["vote"]["candidates"]) for r in rows), default=0),  # the evaluator sets the setting's n
         "voted_questions": sum(1 for r in rows if len(r["vote"]["candidates"]) > 1),
         "greedy": greedy["summary"],
         "voted": before["summary"],

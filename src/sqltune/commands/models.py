@@ -247,7 +247,9 @@ def register(app: typer.Typer) -> None:
         extra = f"; retries fixed {report['summary']['retry_fixed']} of {report['summary']['retried']}" if retries else ""
         if "vote" in report:
             v = report["vote"]
-            extra += (f"; vote {v['n']}: exact {v['voted']['exact']:.1%} vs greedy {v['greedy']['exact']:.1%}, "
+            where = (f" on the {v['voted_questions']} questions whose greedy SQL failed" if v.get("when") == "error"
+                     else "")
+            extra += (f"; vote {v['n']}{where}: exact {v['voted']['exact']:.1%} vs greedy {v['greedy']['exact']:.1%}, "
                       f"overruled greedy {v['overruled']} times ({v['helped']} helped, {v['hurt']} hurt), "
                       f"best of {v['n']} {v['best_of_n']:.1%}")
             if "correction" in v:
