@@ -369,3 +369,39 @@ def test_run_paths_picks_the_runs_adapter_and_db(tmp_path):
 
     shutil.rmtree(tmp_path / "adapter_rl")  # no GRPO stage: SFT against the augmented round
     assert run_paths(tmp_path)["adapter"] == str(tmp_path / "adapter")
+
+
+def test_serve_vote_when_error_votes_only_when_greedy_fails(engine, monkeypatch):
+    """`sqltune serve --vote 4 --vote-when error`: the greedy SQL that runs is the answer (one candidate, no
+    samples drawn); greedy SQL that fails is replaced by the vote's choice."""
+    from dataclasses import replace
+
+    import sqltune.vote as vote_mod
+    from sqltune.serve import create_app
+    from sqltune.vote import Candidate
+
+    calls = []
+
+    def fake(model, tok, builder, questions, n, **kw):
+        calls.append(n)
+        greedy = "SELECT count(*) AS n FROM books" if "books" in questions[0] else "SELECT nope FROM books"
+        return [[Candidate(greedy, greedy, -0.1, greedy=True)] + [Candidate(SQL, SQL, -0.5)] * (n - 1)]
+
+    monkeypatch.setattr(vote_mod, "sample_sql", fake)
+    cfg = replace(engine.config, vote=4, vote_when="error")
+    monkeypatch.setattr(engine, "config", cfg)  # as `serve` builds them: Engine(config), create_app(engine, config)
+    with TestClient(create_app(engine, cfg)) as c:
+        a = c.post("/api/ask", json={"question": "How many books?"}).json()
+        assert calls == [1] and a["voted"] is False and a["sql"] == "SELECT count(*) AS n FROM books"
+        assert len(a["candidates"]) == 1 and a["error"] is None
+        calls.clear()
+        b = c.post("/api/ask", json={"question": "Something odd?"}).json()
+        assert calls == [1, 4] and b["voted"] is True and b["sql"] == SQL and len(b["candidates"]) == 4
+
+
+def test_cli_serve_refuses_a_bad_vote_when(capsys):
+    from sqltune.cli import main
+
+    assert main(["serve", "--vote", "4", "--vote-when", "sometimes"]) == 2
+    err = capsys.readouterr().err
+    assert "--vote-when must be one of always, error" in err and "Traceback" not in err

@@ -54,6 +54,7 @@ class ServeConfig:
     max_body_bytes: int = 64 * 1024
     max_vote: int = 16
     vote: int = 1  # a request without "vote": greedy (1), or greedy + N-1 samples voted by result (`--vote N`)
+    vote_when: str = "always"  # a voted request: always vote, or (error) only when the greedy SQL does not execute
 
 
 def run_paths(run_dir: str | os.PathLike) -> dict:
@@ -144,8 +145,15 @@ class Engine:
         """Sample `n` candidates with `sqltune.vote` and keep the one whose result most agree on."""
         from . import vote
 
-        cands = vote.sample_sql(self.model, self.tokenizer, self.builder, [question], n,
-                                max_new_tokens=self.config.max_new_tokens, autocast=self.device.autocast)[0]
+        kw = dict(max_new_tokens=self.config.max_new_tokens, autocast=self.device.autocast)
+        if self.config.vote_when == "error":  # greedy first; the vote only when its SQL does not execute
+            from .execute import execute
+
+            greedy = vote.sample_sql(self.model, self.tokenizer, self.builder, [question], 1, **kw)[0]
+            if greedy[0].sql and execute(self.db, greedy[0].sql, timeout=self.config.timeout).ok:
+                return {"sql": greedy[0].sql, "candidates": _plain([{"sql": greedy[0].sql, "greedy": True}]),
+                        "groups": [], "voted": False}
+        cands = vote.sample_sql(self.model, self.tokenizer, self.builder, [question], n, **kw)[0]
         outcome = vote.choose(self.db, cands, timeout=self.config.timeout)
         per_candidate = getattr(outcome, "candidates", None) or [
             {"sql": c.sql, "mean_logprob": getattr(c, "mean_logprob", None)} for c in cands]
@@ -417,7 +425,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
         out = await asyncio.wrap_future(batcher.submit(q, vote=n))
         extra = {}
         if n > 1:
-            sql, extra = out["sql"], {"candidates": out["candidates"], "groups": out["groups"]}
+            sql, extra = out["sql"], {"candidates": out["candidates"], "groups": out["groups"],
+                                      "voted": out.get("voted", True)}  # (--vote-when error: False when greedy ran)
         else:
             sql = out.sql
         res = await run_in_threadpool(run_sql, sql, want)

@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
         vote: int = typer.Option(1, "--vote", min=1, max=16, help="Answer a request that names no 'vote' with greedy + "
                                  "N-1 samples, executed, the result most agree on (on unseen databases +6 to +9 "
                                  "points; 2-3x the time on a CPU; BENCHMARKS.md)."),
+        vote_when: str = typer.Option("always", "--vote-when", help="always: vote on every voted request; error: answer "
+                                      "greedily and vote only when that SQL does not execute (BENCHMARKS.md)."),
         prompt_style: Optional[str] = typer.Option(None, "--prompt-style", help="chat (default), premsql or seed; an adapter's own by default."),
         notes: Optional[Path] = typer.Option(None, "--notes", help="Notes file for the schema (default: DB.notes.md beside the DB)."),
         device: Optional[str] = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available)."),
@@ -37,9 +39,12 @@ def register(app: typer.Typer) -> None:
         """Serve the model over HTTP: a JSON API (/api/ask, /docs) and a web page at /."""
         from ..console import echo, esc
         from ..serve import ServeConfig, serve
+        from ..vote import check_settings
+
+        check_settings(vote, 0.8, 0.95, when=vote_when)
 
         cfg = ServeConfig(db=db, model=model, adapter=str(adapter) if adapter else None, run_dir=str(run) if run else None,
                           device=device, dtype=dtype, prompt_style=prompt_style, notes=str(notes) if notes else None,
                           feedback=str(feedback) if feedback else None, token=token, batch_size=batch_size,
-                          max_wait=max_wait_ms / 1000, max_new_tokens=max_new_tokens, vote=vote)
+                          max_wait=max_wait_ms / 1000, max_new_tokens=max_new_tokens, vote=vote, vote_when=vote_when)
         serve(cfg, host=host, port=port, log=lambda m: echo(esc(m), err=True))
