@@ -167,12 +167,13 @@ def test_unknown_paths_and_methods_are_json(client):
 
 
 def test_vote_goes_through_sqltune_vote(client, monkeypatch):
-    """The wiring of `vote` > 1 to the voting module's contract (sample_sql, then choose), with a stand-in module."""
+    """The wiring of `vote` > 1 to the voting module's contract (candidates_for, then choose), with a stand-in module."""
     import sys
     import types
     from dataclasses import dataclass, field
 
     import sqltune
+    import sqltune.vote as sqltune_vote
 
     @dataclass
     class Outcome:
@@ -183,16 +184,16 @@ def test_vote_goes_through_sqltune_vote(client, monkeypatch):
     calls = {}
     fake = types.ModuleType("sqltune.vote")
 
-    def sample_sql(model, tok, builder, questions, n, **kw):
-        calls["sample"] = (questions, n)
-        return [[types.SimpleNamespace(sql=SQL, raw=SQL, mean_logprob=-0.1)] * n]
+    def candidates_for(model, tok, builder, questions, vote, db, **kw):
+        calls["sample"] = (questions, vote.n)
+        return [[types.SimpleNamespace(sql=SQL, raw=SQL, mean_logprob=-0.1)] * vote.n]
 
     def choose(db, cands, *, timeout=5.0):
         calls["choose"] = len(cands)
         return Outcome("SELECT count(*) AS n FROM books", [{"sql": c.sql, "votes": 1} for c in cands],
                        [{"votes": len(cands), "result": "h"}])
 
-    fake.sample_sql, fake.choose = sample_sql, choose
+    fake.candidates_for, fake.choose, fake.VoteSettings = candidates_for, choose, sqltune_vote.VoteSettings
     monkeypatch.setitem(sys.modules, "sqltune.vote", fake)
     monkeypatch.setattr(sqltune, "vote", fake, raising=False)
     a = client.post("/api/ask", json={"question": "How many books?", "vote": 3}).json()

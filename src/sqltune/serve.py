@@ -145,19 +145,16 @@ class Engine:
         """Sample `n` candidates with `sqltune.vote` and keep the one whose result most agree on."""
         from . import vote
 
-        kw = dict(max_new_tokens=self.config.max_new_tokens, autocast=self.device.autocast)
-        if self.config.vote_when == "error":  # greedy first; the vote only when its SQL does not execute
-            from .execute import execute
-
-            greedy = vote.sample_sql(self.model, self.tokenizer, self.builder, [question], 1, **kw)[0]
-            if greedy[0].sql and execute(self.db, greedy[0].sql, timeout=self.config.timeout).ok:
-                return {"sql": greedy[0].sql, "candidates": _plain([{"sql": greedy[0].sql, "greedy": True}]),
-                        "groups": [], "voted": False}
-        cands = vote.sample_sql(self.model, self.tokenizer, self.builder, [question], n, **kw)[0]
+        # `--vote-when error`: greedy first, the vote only when its SQL does not execute (one candidate otherwise)
+        cands = vote.candidates_for(self.model, self.tokenizer, self.builder, [question],
+                                    vote.VoteSettings(n, when=self.config.vote_when), self.db,
+                                    timeout=self.config.timeout, max_new_tokens=self.config.max_new_tokens,
+                                    autocast=self.device.autocast)[0]
         outcome = vote.choose(self.db, cands, timeout=self.config.timeout)
         per_candidate = getattr(outcome, "candidates", None) or [
             {"sql": c.sql, "mean_logprob": getattr(c, "mean_logprob", None)} for c in cands]
-        return {"sql": outcome.sql, "candidates": _plain(per_candidate), "groups": _plain(getattr(outcome, "groups", []))}
+        return {"sql": outcome.sql, "candidates": _plain(per_candidate), "groups": _plain(getattr(outcome, "groups", [])),
+                "voted": len(cands) > 1}
 
 
 def _plain(obj):

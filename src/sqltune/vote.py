@@ -462,6 +462,30 @@ def correct(model, tokenizer, builder: PromptBuilder, questions: list[str], outc
 
 
 # ---------------------------------------------------------------- predictions (the evaluator's hook)
+def candidates_for(model, tokenizer, builder: PromptBuilder, questions: list[str], vote: VoteSettings, db, *,
+                   timeout: float = 5.0, examples: list[list[dict]] | None = None, **kw) -> list[list[Candidate]]:
+    """The candidates `choose` votes on, per question, by `vote.when`: `always`, greedy + n-1 samples for every
+    question (`sample_sql`); `error`, greedy first, and greedy + n-1 samples only for a question whose greedy
+    SQL is missing or does not execute (the others keep their one greedy candidate). `kw`: `sample_sql`'s."""
+    kw = dict(temperature=vote.temperature, top_p=vote.top_p, seed=vote.seed, **kw)
+    if vote.when != "error":
+        return sample_sql(model, tokenizer, builder, questions, vote.n, examples=examples, **kw)
+    from .execute import connect_readonly, execute
+
+    cands = sample_sql(model, tokenizer, builder, questions, 1, examples=examples, **kw)
+    con = connect_readonly(db)
+    try:
+        failed = [i for i, cs in enumerate(cands) if not cs[0].sql or not execute(con, cs[0].sql, timeout=timeout).ok]
+    finally:
+        con.close()
+    if failed:
+        more = sample_sql(model, tokenizer, builder, [questions[i] for i in failed], vote.n,
+                          examples=None if examples is None else [examples[i] for i in failed], **kw)
+        for i, cs in zip(failed, more):
+            cands[i] = cs
+    return cands
+
+
 def predict_rows(model, tokenizer, builder: PromptBuilder, items: list[dict], db, vote: VoteSettings, *,
                  examples: list[list[dict]] | None = None, batch_size: int = 16, max_new_tokens: int = 256,
                  timeout: float = 5.0, progress: bool = True, autocast: bool = False) -> list[dict]:
@@ -471,24 +495,9 @@ def predict_rows(model, tokenizer, builder: PromptBuilder, items: list[dict], db
     """
     t = time.perf_counter()
     questions = [it["question"] for it in items]
-    kw = dict(temperature=vote.temperature, top_p=vote.top_p, max_new_tokens=max_new_tokens, batch_size=batch_size,
-              seed=vote.seed, progress=progress, autocast=autocast)
-    from .execute import connect_readonly, execute
-
-    if vote.when == "error":  # greedy first; only a question whose greedy SQL does not execute is voted on
-        cands = sample_sql(model, tokenizer, builder, questions, 1, examples=examples, **kw)
-        con = connect_readonly(db)
-        try:
-            failed = [i for i, cs in enumerate(cands) if not cs[0].sql or not execute(con, cs[0].sql, timeout=timeout).ok]
-        finally:
-            con.close()
-        if failed:
-            more = sample_sql(model, tokenizer, builder, [questions[i] for i in failed], vote.n,
-                              examples=None if examples is None else [examples[i] for i in failed], **kw)
-            for i, cs in zip(failed, more):
-                cands[i] = cs
-    else:
-        cands = sample_sql(model, tokenizer, builder, questions, vote.n, examples=examples, **kw)
+    cands = candidates_for(model, tokenizer, builder, questions, vote, db, timeout=timeout, examples=examples,
+                           max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, autocast=autocast)
+    from .execute import connect_readonly
 
     con = connect_readonly(db)
     try:
