@@ -61,7 +61,8 @@ devsuite)
   [ -d "$J/devsuite" ] || cp -r .gpu/devsuite "$J/devsuite" || exit 1
   for db in "$@"; do
     if [ -n "${SEED_FROM:-}" ] && [ -d "$SEED_FROM/$db" ]; then
-      mkdir -p "$J/transfer/$db/${SETTING%%:*}" && cp -n "$SEED_FROM/$db"/* "$J/transfer/$db/${SETTING%%:*}/"
+      dst="$J/transfer/$db/${SETTING%%:*}"; mkdir -p "$dst"
+      for f in "$SEED_FROM/$db"/*; do [ -e "$dst/${f##*/}" ] || cp "$f" "$dst/"; done  # never over a run's own file
       echo "seeded $db from $SEED_FROM/$db: $(ls "$SEED_FROM/$db" | tr '\n' ' ')"
     fi
   done

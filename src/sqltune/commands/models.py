@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
     correct_opt = typer.Option(False, "--vote-correct", help="When the top two results of --vote are within one "
                                "vote, show the model both queries and their first rows and let it write the answer.")
     when_opt = typer.Option("always", "--vote-when", help="always: vote on every question; error: answer greedily "
-                            "and vote only where that SQL does not execute (a fraction of the cost).")
+                            "and vote only where that SQL does not execute (samples are drawn for those questions only).")
 
     @app.command("ask")
     def ask_cmd(
