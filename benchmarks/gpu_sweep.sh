@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/gpu_sweep.sh devsuite GPU DB...     # one job per devsuite DB: benchmarks/transfer.py
 #                                                       #   --settings "$SETTING" (same --work for all)
+#   PER_JOB=2 bash benchmarks/gpu_sweep.sh devsuite GPU DB...   # two DBs one after the other in each job
 #   SEED_FROM=DIR bash benchmarks/gpu_sweep.sh devsuite GPU DB...   # first copy DIR/DB/* (an earlier sweep's
 #                                                       #   synth.jsonl, base_*_report.json) into each run folder: `run
 #                                                       #   --resume` then reuses them instead of making them again
@@ -66,7 +67,13 @@ devsuite)
       echo "seeded $db from $SEED_FROM/$db: $(ls "$SEED_FROM/$db" | tr '\n' ' ')"
     fi
   done
-  for db in "$@"; do launch "db-$db" "$gpu" "$T --settings '$SETTING' --dbs $db"; done
+  # PER_JOB=N: N DBs one after another in one job (fewer jobs side by side on a GPU, no idle gap between them)
+  n=${PER_JOB:-1}; set -- "$@"
+  while [ $# -gt 0 ]; do
+    group=("${@:1:$n}"); shift $(( $# < n ? $# : n ))
+    name="db-$(IFS=+; echo "${group[*]}")"
+    launch "$name" "$gpu" "$T --settings '$SETTING' --dbs ${group[*]}"
+  done
   ;;
 launch)
   launch "$2" "$3" "${*:4}"

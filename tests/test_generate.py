@@ -241,3 +241,23 @@ def test_model_generate_with_the_prefix_cache_equals_one_by_one(chaotic, style):
     a2 = generate_one_by_one(model, tok, prompts, max_new_tokens=20, stop=stop)
     g2 = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=20, progress=False, stop=stop)
     assert [t for t, _, _ in g2] == [t for t, _, _ in a2] and [n for _, n, _ in g2] == [n for _, n, _ in a2]
+
+
+def test_sampled_chat_is_reproducible_per_seed_and_differs_from_greedy(chaotic):
+    """`pairs.chat` at temperature > 0 (synth's model-written SQL): the same seed gives the same replies,
+    another seed other replies, and the replies are not the greedy ones."""
+    from sqltune.pairs import chat
+
+    model, tok = chaotic
+    prompts = [f"Write SQL over {SCHEMA} for: {q}" for q in QUESTIONS]
+    greedy = chat(model, tok, prompts, max_new_tokens=12, batch_size=5, progress=False)
+    assert greedy == chat(model, tok, prompts, max_new_tokens=12, batch_size=5, progress=False)
+    a = chat(model, tok, prompts, max_new_tokens=12, batch_size=5, progress=False, temperature=1.0, seed=3)
+    b = chat(model, tok, prompts, max_new_tokens=12, batch_size=5, progress=False, temperature=1.0, seed=3)
+    c = chat(model, tok, prompts, max_new_tokens=12, batch_size=5, progress=False, temperature=1.0, seed=4)
+    assert a == b
+    assert a != c and a != greedy
+    # the same prompt repeated: greedy writes one reply, sampling several
+    same = [prompts[0]] * 6
+    assert len(set(chat(model, tok, same, max_new_tokens=12, batch_size=6, progress=False))) == 1
+    assert len(set(chat(model, tok, same, max_new_tokens=12, batch_size=6, progress=False, temperature=1.0))) > 1

@@ -38,3 +38,20 @@ def test_devsuite_jobs_are_seeded_and_started(tmp_path):
         log = (jobs / "jobs" / f"{name}.log").read_text()
         assert log.startswith("stub benchmarks/transfer.py --recipe qwen1.5b-gpu --model qwen2.5-coder-1.5b")
         assert f"--settings mine:rl.steps=2 --dbs {name.removeprefix('db-')}" in log
+
+
+def test_per_job_chains_databases_in_one_job(tmp_path):
+    jobs, stub = tmp_path / "jobs", tmp_path / "bin"
+    (jobs / "devsuite").mkdir(parents=True)
+    stub.mkdir()
+    (stub / "python3").write_text('#!/bin/sh\necho "stub $*"\n')
+    (stub / "python3").chmod(0o755)
+    env = dict(os.environ, SWEEP_DIR=str(jobs), PATH=f"{stub}:{os.environ['PATH']}", PER_JOB="2")
+    out = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "devsuite", "1", "a", "b", "c"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "started db-a+b on GPU 1" in out.stdout and "started db-c on GPU 1" in out.stdout
+    names = sorted(p.name for p in (jobs / "jobs").glob("*.cmd"))
+    assert names == ["db-a+b.cmd", "db-c.cmd"]
+    assert (jobs / "jobs" / "db-a+b.cmd").read_text().strip().endswith("--dbs a b")
+    assert (jobs / "jobs" / "db-c.cmd").read_text().strip().endswith("--dbs c")

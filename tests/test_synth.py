@@ -13,7 +13,7 @@ from sqltune.dataset import write_jsonl
 from sqltune.execute import execute
 from sqltune.errors import SqltuneError
 from sqltune.pairs import Validator, filter_candidates
-from sqltune.synth import (SynthConfig, candidates, catalog, checkpoint_rule, choose_checkpoint, choose_latest,
+from sqltune.synth import (SynthConfig, interleave, candidates, catalog, checkpoint_rule, choose_checkpoint, choose_latest,
                            from_schema, instantiate, retarget_question, split_heldout, synth,
                            weighted_training_items)
 
@@ -135,6 +135,24 @@ def test_model_path_writes_questions_and_reads_them_back(tiny_db, tiny_model_dir
     assert out.is_file() and res.tried > 0
     assert res.kept == [] or all(c["provenance"]["readback"] for c in res.kept)
     assert sum(res.rejected.values()) > 0
+
+
+def test_interleave_keeps_every_item_of_the_longer_pool():
+    # the model-written SQL can outnumber the deterministic candidates (sql_per_level 100): none may be dropped
+    assert interleave([1, 2, 3, 4], ["a"]) == [1, "a", 2, 3, 4]
+    assert interleave(["a"], [1, 2, 3]) == ["a", 1, 2, 3]
+    assert interleave([], []) == [] and interleave([1], [], [2, 3]) == [1, 2, 3]
+
+
+def test_sampled_model_sql_is_recorded_and_a_negative_temperature_refused(tiny_db, tiny_model_dir, tmp_path):
+    out = tmp_path / "syn.jsonl"
+    cfg = SynthConfig(k=3, progress=False, batch_size=8, max_new_tokens=8, model_sql_per_level=1, sql_temperature=0.9)
+    synth(tiny_db, out, SEEDS, {"test": TEST}, model=str(tiny_model_dir), device=None, cfg=cfg)
+    summary = json.loads((tmp_path / "syn.summary.json").read_text())
+    assert summary["sql_temperature"] == 0.9 and summary["model_sql_per_level"] == 1
+    with pytest.raises(SqltuneError, match="temperature"):
+        synth(tiny_db, tmp_path / "x.jsonl", SEEDS, cfg=SynthConfig(k=3, sql_temperature=-1, progress=False))
+    assert not (tmp_path / "x.jsonl").exists()
 
 
 def _cli(args, capsys):

@@ -181,9 +181,11 @@ def generate_texts(
     desc: str = "generating",
     cache_implementation: str | None = None,
     prefix: "PrefixCache | None" = None,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
 ) -> list[tuple[str, int, float]]:
-    """Greedy completions of `prompts`: (text, generated tokens, seconds) per prompt, in order, through
-    transformers' batched `model.generate`.
+    """Greedy completions of `prompts` (sampled when `temperature` > 0: the caller seeds torch): (text,
+    generated tokens, seconds) per prompt, in order, through transformers' batched `model.generate`.
 
     `seconds` is the batch's time (the one-off shared-prefix forward is in `stats.prefix_seconds`).
     The shared schema prefix runs once; each batch gets a copy of its KV cache (repeated over the
@@ -268,9 +270,10 @@ def generate_texts(
                 kw["cache_implementation"] = cache_implementation
             out = model.generate(
                 input_ids=inp.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                do_sample=False, num_beams=1, eos_token_id=sorted(eos), pad_token_id=pad_id,
+                do_sample=temperature > 0, num_beams=1, eos_token_id=sorted(eos), pad_token_id=pad_id,
                 stopping_criteria=StoppingCriteriaList([stopper]),
-                temperature=None, top_p=None, top_k=None, **kw,
+                temperature=temperature if temperature > 0 else None, top_p=top_p if temperature > 0 else None,
+                top_k=0 if temperature > 0 else None, **kw,
             )
             seconds = time.perf_counter() - t_batch
             for b, i in enumerate(batch):

@@ -179,18 +179,24 @@ def write_pairs(path, pairs: list[dict], summary: dict | None = None) -> Path:
 
 # ----------------------------------------------------------------------------- model text helpers
 def chat(model, tok, prompts: list[str], max_new_tokens: int = 160, batch_size: int = 64,
-         desc: str = "writing", progress: bool = True) -> list[str]:
-    """Greedy replies to single-turn chat prompts. Prompts sharing an instruction+schema prefix share
-    its KV cache across the batch (`generate_texts`)."""
+         desc: str = "writing", progress: bool = True, temperature: float = 0.0, top_p: float = 0.95,
+         seed: int = 0) -> list[str]:
+    """Replies to single-turn chat prompts: greedy, or sampled at `temperature` > 0 (top-p `top_p`,
+    torch seeded with `seed`, so the same call gives the same replies). Prompts sharing an
+    instruction+schema prefix share its KV cache across the batch (`generate_texts`)."""
     from .generate import generate_texts
 
     if not prompts:
         return []
+    if temperature > 0:
+        import torch
+
+        torch.manual_seed(seed)
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
              for p in prompts]
     return [text for text, _, _ in generate_texts(model, tok, texts, batch_size=batch_size,
                                                    max_new_tokens=max_new_tokens, stop=None, desc=desc,
-                                                   progress=progress)]
+                                                   progress=progress, temperature=temperature, top_p=top_p)]
 
 
 def clean_question(text: str) -> str:

@@ -381,6 +381,7 @@ class SynthConfig:
     questions: str = "model"  # model | template (no model: schema-template questions only, no read-back)
     overgenerate: float = 2.0  # questions written per wanted pair (the read-back rejects part)
     model_sql_per_level: int = 8  # prompts per complexity level for the `model` source
+    sql_temperature: float = 0.0  # >0: the `model` source samples its SQL (similar prompts stop giving one SQL)
     batch_size: int = 64
     max_new_tokens: int = 256
     seed: int = 0
@@ -429,10 +430,12 @@ def candidates(db, seeds: list[dict], cfg: SynthConfig, cat: Catalog | None = No
         pools.append(pool)
     if "schema" in cfg.sources:
         pools.append(from_schema(cat, rng))
-    out = []
-    for i in range(max((len(p) for p in pools), default=0)):
-        out.extend(p[i] for p in pools if i < len(p))
-    return out
+    return interleave(*pools)
+
+
+def interleave(*pools: list) -> list:
+    """a0, b0, a1, b1, ...: every pool represented where a budget cuts the list; none cut short."""
+    return [p[i] for i in range(max((len(p) for p in pools), default=0)) for p in pools if i < len(p)]
 
 
 def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None = None, *,
@@ -456,6 +459,8 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
     if bad_styles or not cfg.styles:
         raise SqltuneError(f"synth: unknown style(s) {', '.join(sorted(bad_styles)) or '(none)'}; "
                            f"known: {', '.join(STYLES)}")
+    if cfg.sql_temperature < 0:
+        raise SqltuneError("synth: sql_temperature must be 0 (greedy) or more")
     if cfg.questions not in ("model", "template"):
         raise SqltuneError("synth: questions must be 'model' or 'template'")
     db = resolve_db(db)
@@ -492,10 +497,11 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         from .extract import extract_sql
 
         texts = chat(writer, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                     desc="synth: model-written SQL", progress=cfg.progress)
+                     desc="synth: model-written SQL", progress=cfg.progress, temperature=cfg.sql_temperature,
+                     seed=cfg.seed)
         model_cands = [{"sql": extract_sql(t), "provenance": {"method": "model", "level": lv}}
                        for t, lv in zip(texts, meta)]
-        cands = [c for pair in zip(model_cands, cands[: len(model_cands)]) for c in pair] + cands[len(model_cands):]
+        cands = interleave(model_cands, cands)
     if not use_model:
         cands = [c for c in cands if c.get("template_question")]
 
@@ -539,7 +545,8 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         c["provenance"].update({"writer": "template" if not use_model else (teacher or model or "default"),
                                 "readback": bool(use_model and cfg.readback)})
     summary = dict(res.summary(), k=cfg.k, seeds=len(seeds), sources=list(cfg.sources), styles=list(cfg.styles),
-                   teacher=teacher, model=model)
+                   teacher=teacher, model=model, model_sql_per_level=cfg.model_sql_per_level,
+                   sql_temperature=cfg.sql_temperature, readback_samples=cfg.readback_samples)
     write_pairs(out, res.kept, summary)
     return res
 

@@ -31,6 +31,14 @@ def register(app: typer.Typer) -> None:
         readback: bool = typer.Option(True, "--readback/--no-readback",
                                       help="Keep a pair only if the writer reads its question back into SQL with "
                                            "the same result."),
+        readback_samples: int = typer.Option(1, "--readback-samples", min=1,
+                                             help="Read each question back this many times (sampled) and "
+                                                  "compare the majority result; 1: greedy."),
+        sql_per_level: int = typer.Option(8, "--sql-per-level", min=0,
+                                          help="Prompts per complexity level for the model-written SQL."),
+        sql_temperature: float = typer.Option(0.0, "--sql-temperature", min=0.0,
+                                              help="Sample the model-written SQL at this temperature (0: greedy; "
+                                                   "0.8-1.0 gives more distinct candidates per prompt)."),
         notes: Optional[Path] = typer.Option(None, "--notes", help="Schema notes file."),
         seed: int = typer.Option(0, "--seed"),
     ):
@@ -49,7 +57,9 @@ def register(app: typer.Typer) -> None:
         held = {f"holdout{i + 1}": load_items(spec) for i, spec in enumerate(holdout)}
         cfg = SynthConfig(k=k, sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
                           styles=tuple(s.strip() for s in styles.split(",") if s.strip()),
-                          questions="template" if template_questions else "model", readback=readback, seed=seed)
+                          questions="template" if template_questions else "model", readback=readback, seed=seed,
+                          readback_samples=readback_samples, model_sql_per_level=sql_per_level,
+                          sql_temperature=sql_temperature)
         res = synth(db, out, seed_items, held, model=model, teacher=teacher, notes=notes, cfg=cfg)
         s = res.summary()
         echo(esc(f"tried {s['tried']}, kept {s['kept']} "
