@@ -247,7 +247,44 @@ def test_probe_keeps_the_questions_whose_samples_differ_in_reward(tiny_db, monke
         r.close()
     assert seen == {"n": 3, "questions": [it["question"] for it in items], "temperature": 0.9}
     assert keep == [1, 2]
-    assert counts == {"questions": 3, "samples": 3, "informative": 2, "all_exact": 1, "none_exact": 1}
+    assert counts == {"questions": 3, "samples": 3, "informative": 2, "all_exact": 1, "none_exact": 1, "of": 3}
+
+
+def test_the_probe_samples_at_most_probe_cap_questions(tiny_db, monkeypatch):
+    """More training questions than the steps can use: a seeded random subset of `probe_cap()` is probed,
+    and the indices it keeps point into the full list."""
+    import sqltune.vote as vote
+    from sqltune.rl import probe
+    from sqltune.vote import Candidate
+
+    items = [{"id": f"q{i}", "question": f"How many books? ({i})", "sql": "SELECT COUNT(*) FROM books"}
+             for i in range(10)]
+    asked = []
+
+    def fake_sample(model, tok, builder, questions, n, **kw):
+        asked.append(questions)  # right then wrong for every question: all informative
+        return [[Candidate(sql="SELECT COUNT(*) FROM books", raw="", mean_logprob=0.0),
+                 Candidate(sql="SELECT nope", raw="", mean_logprob=0.0)] for _ in questions]
+
+    monkeypatch.setattr(vote, "sample_sql", fake_sample)
+    assert RLConfig().probe_cap() == 4 * 30 * 8 and RLConfig(probe_max=0).probe_cap() is None
+    assert RLConfig(steps=1, prompts_per_step=2).probe_cap() == 8
+    r = ExecutionReward(tiny_db, items, RLConfig(timeout=1.0, probe=2, probe_max=4))
+    try:
+        keep, counts = probe(None, None, None, r, r.cfg)
+        keep2, _ = probe(None, None, None, r, r.cfg)
+    finally:
+        r.close()
+    assert len(asked[0]) == 4 and counts["questions"] == 4 and counts["of"] == 10
+    assert keep == keep2 and len(keep) == 4 and keep == sorted(keep)  # seeded: the same subset again
+    assert [items[i]["question"] for i in keep] == asked[0]  # indices into the full list
+    assert keep != [0, 1, 2, 3]  # a random subset, not the first four
+    r = ExecutionReward(tiny_db, items, RLConfig(timeout=1.0, probe=2, probe_max=0))
+    try:
+        keep, counts = probe(None, None, None, r, r.cfg)
+    finally:
+        r.close()
+    assert keep == list(range(10)) and counts["questions"] == counts["of"] == 10
 
 
 def test_a_probe_that_finds_nothing_to_learn_skips_the_steps(tiny_model_dir, one_table_db, tmp_path):
@@ -285,6 +322,8 @@ def test_fewer_questions_than_a_step_still_train(tiny_model_dir, one_table_db, t
 def test_bad_probe_setting():
     with pytest.raises(SqltuneError, match="probe"):
         RLConfig(probe=1).validate()
+    with pytest.raises(SqltuneError, match="probe_max"):
+        RLConfig(probe_max=-1).validate()
 
 
 def test_grpo_on_the_cpu_with_a_real_model_warns():

@@ -3,6 +3,7 @@ zero seeds works, bad input is one clear line, the checkpoint rule keeps the unt
 
 import json
 import random
+import re
 import sqlite3
 
 import pytest
@@ -42,6 +43,31 @@ def test_schema_source_covers_every_level_with_valid_sql(tiny_db):
     # joins follow the declared foreign keys
     joins = [c for c in cands if c["provenance"]["level"] == "join"]
     assert joins and all(set(c["provenance"]["tables"]) in ({"books", "authors"}, {"sales", "books"}) for c in joins)
+
+
+def test_schema_source_does_no_arithmetic_on_identifiers(tmp_path):
+    """network_1's Friend(student_id, friend_id): every column a key, so the templates fell back to them and
+    wrote AVG(friend_id) / MAX(liked_id), which the writer then described as 'friends per student'."""
+    from sqltune.synth import _id_like
+
+    db = tmp_path / "net.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript(
+        "CREATE TABLE Highschooler(ID int primary key, name text, grade int);"
+        "CREATE TABLE Friend(student_id int, friend_id int, primary key (student_id, friend_id),"
+        " foreign key(student_id) references Highschooler(ID), foreign key(friend_id) references Highschooler(ID));"
+        "INSERT INTO Highschooler VALUES (1, 'Ann', 9), (2, 'Bo', 10), (3, 'Cy', 11);"
+        "INSERT INTO Friend VALUES (1, 2), (2, 3), (1, 3);")
+    con.commit()
+    con.close()
+    cands = from_schema(catalog(db), random.Random(0))
+    sqls = [c["sql"] for c in cands]
+    assert any(re.search(r"(AVG|SUM|MAX|MIN)\(\W?grade", q) for q in sqls)  # a real number still is aggregated
+    for agg in ("AVG", "SUM", "MAX", "MIN"):
+        assert not [q for q in sqls if re.search(agg + r"\(\W?(student_id|friend_id|ID)\W?\)", q, re.I)], agg
+    assert not [q for q in sqls if re.search(r"(>|ORDER BY|OVER \(ORDER BY) \W?(student_id|friend_id)\b", q)]
+    assert all(_id_like(n) for n in ("id", "ID", "student_id", "Template_ID", "StudentID", "liked id"))
+    assert not any(_id_like(n) for n in ("paid", "grade", "Valid", "idle", "rapid"))
 
 
 def test_instantiate_changes_values_columns_or_table_and_runs(tiny_db):

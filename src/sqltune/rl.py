@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import sys
 import time
@@ -64,6 +65,9 @@ class RLConfig:
     #                       DBs `noise` kept the start model everywhere, `last` gained +9.2 test points (BENCHMARKS.md)
     probe: int = 8  # before training, sample this many completions per training question; keep the questions whose
     #                 rewards differ (the others give GRPO no gradient); none left: no GRPO steps. 0: no probe
+    probe_max: int | None = None  # probe at most this many training questions (a seeded random subset); None:
+    #                 4 x steps x prompts_per_step, four times what the steps can use (binds on none of the measured
+    #                 devsuite DBs, 36-139 questions; exoplanets' 738 took 9 of its 16 GRPO minutes probing); 0: all
     reward_exact: float = 1.0  # the gold result (any column names, any column order)
     reward_fuzzy: float = 0.5  # the gold columns plus extra ones
     reward_executes: float = 0.1  # executes, another result
@@ -97,6 +101,9 @@ class RLConfig:
             bad(f"top_p must be in (0, 1], got {self.top_p}")
         if self.probe < 0 or self.probe == 1:
             bad(f"probe must be 0 (off) or at least 2 samples, got {self.probe}")
+        if self.probe_max is not None and self.probe_max < 0:
+            bad(f"probe_max must be >= 0 (0: every question) or null (4 x steps x prompts_per_step), "
+                f"got {self.probe_max}")
         if self.choose not in ("noise", "last"):
             bad(f"choose must be noise or last, got {self.choose!r}")
         if self.eval_every < 0:
@@ -106,6 +113,12 @@ class RLConfig:
         if not self.reward_exact > max(self.reward_fuzzy, self.reward_executes, self.reward_error, self.reward_no_sql):
             bad("reward_exact must be the largest reward")
         return self
+
+    def probe_cap(self) -> int | None:
+        """How many training questions the probe samples at most (None: all)."""
+        if self.probe_max is None:
+            return 4 * self.steps * self.prompts_per_step
+        return self.probe_max or None
 
     def micro(self) -> int:
         """Completions per forward/backward pass: `micro_batch`, at most one step's worth."""
@@ -249,15 +262,20 @@ def probe(model, tokenizer, builder, reward: "ExecutionReward", rl: RLConfig, *,
     GRPO temperature / top-p), grade them as the reward does, and keep the questions whose rewards are not
     all equal. A group whose samples all earn the same reward has zero advantage in GRPO: sampling it
     is spent compute (DAPO's "dynamic sampling" drops such groups during training; this drops them
-    once, before). Returns (indices into `reward.items` to keep, counts)."""
+    once, before). With more questions than `rl.probe_cap()` only a seeded random subset of that many is
+    probed (the steps could not use more). Returns (indices into `reward.items` to keep, counts)."""
     from .vote import sample_sql
 
-    items = reward.items
+    idx = list(range(len(reward.items)))
+    cap = rl.probe_cap()
+    if cap is not None and len(idx) > cap:  # more questions than the steps can use: a seeded random subset
+        idx = sorted(random.Random(rl.seed).sample(idx, cap))
+    items = [reward.items[i] for i in idx]
     cands = sample_sql(model, tokenizer, builder, [it["question"] for it in items], rl.probe,
                        temperature=rl.temperature, top_p=rl.top_p, max_new_tokens=rl.max_completion_length,
                        batch_size=batch_size, seed=rl.seed, progress=progress, autocast=autocast)
     keep, counts = [], {"questions": len(items), "samples": rl.probe, "informative": 0, "all_exact": 0,
-                        "none_exact": 0}
+                        "none_exact": 0, "of": len(reward.items)}
     graded = reward.grade_sql([c.sql for cs in cands for c in cs], [i for i, cs in enumerate(cands) for _ in cs])
     at = 0
     for i, cs in enumerate(cands):  # every sample graded at once above (the reward's threads); per question here
@@ -267,7 +285,7 @@ def probe(model, tokenizer, builder, reward: "ExecutionReward", rl: RLConfig, *,
         counts["all_exact"] += exact == len(cs)
         counts["none_exact"] += exact == 0
         if len(set(rewards)) > 1:
-            keep.append(i)
+            keep.append(idx[i])
     counts["informative"] = len(keep)
     return keep, counts
 
@@ -436,7 +454,9 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
         keep, probed = probe(model, tok, builder, reward, rl, batch_size=tc.eval_batch_size, autocast=dev.autocast,
                              progress=progress)
         probed["seconds"] = round(time.monotonic() - t, 2)
-        _echo(f"grpo probe: {probed['informative']} of {probed['questions']} training questions have samples "
+        _echo(f"grpo probe: {probed['informative']} of {probed['questions']} training questions"
+              + (f" (a random {probed['questions']} of {probed['of']})" if probed["of"] > probed["questions"] else "")
+              + " have samples "
               f"that differ in reward ({probed['all_exact']} all right, {probed['none_exact']} none right, "
               f"{rl.probe} samples each, {probed['seconds']:.0f} s)"
               + ("; nothing to learn from: no GRPO steps" if not keep else ""))

@@ -138,6 +138,11 @@ def _words(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- source: schema templates
+def _id_like(name: str) -> bool:
+    """An identifier's name: id, student_id, Template_ID, StudentID."""
+    return bool(re.search(r"(^|[_\s])id$", name, re.I) or re.search(r"[a-z]ID$", name))
+
+
 def from_schema(cat: Catalog, rng: random.Random, per_table: int = 40) -> list[dict]:
     """Graded templates filled from the schema and real values; each with a template question."""
     out: list[dict] = []
@@ -153,7 +158,9 @@ def from_schema(cat: Catalog, rng: random.Random, per_table: int = 40) -> list[d
     for t, cols in cat.tables.items():
         T, tw = _q(t), _words(t)
         plain = [c for c in cols if not c.pk and not c.fk and c.values] or [c for c in cols if c.values]
-        nums = [c for c in plain if c.numeric]
+        # no arithmetic on identifiers: AVG(friend_id) or MAX(liked_id) ran, returned rows and got questions
+        # ("how many friends does the average student have?") that no reader would ask (session 7's manual read)
+        nums = [c for c in plain if c.numeric and not (c.pk or c.fk or _id_like(c.name))]
         texts = [c for c in plain if not c.numeric]
         for _ in range(per_table):
             shown = rng.choice(plain) if plain else None

@@ -1,0 +1,1 @@
+python3 benchmarks/transfer.py --recipe qwen1.5b-gpu --model qwen2.5-coder-0.5b --devsuite /root/jobs/devsuite --work /root/jobs/transfer --settings 'grpo:rl.gradient_checkpointing=true' --dbs employee_hire_evaluation course_teach
