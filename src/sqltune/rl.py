@@ -66,8 +66,9 @@ class RLConfig:
     probe: int = 8  # before training, sample this many completions per training question; keep the questions whose
     #                 rewards differ (the others give GRPO no gradient); none left: no GRPO steps. 0: no probe
     probe_max: int | None = None  # probe at most this many training questions (a seeded random subset); None:
-    #                 4 x steps x prompts_per_step, four times what the steps can use (binds on none of the measured
-    #                 devsuite DBs, 36-139 questions; exoplanets' 738 took 9 of its 16 GRPO minutes probing); 0: all
+    #                 4 x steps x prompts_per_step (960), four times what the steps can use: a guard for thousands of
+    #                 synthetic pairs that binds on no measured run (devsuite 43-186 questions, exoplanets 738, whose
+    #                 probe took 9 of its 16 GRPO minutes on a shared H200; 480 would halve that, unmeasured); 0: all
     reward_exact: float = 1.0  # the gold result (any column names, any column order)
     reward_fuzzy: float = 0.5  # the gold columns plus extra ones
     reward_executes: float = 0.1  # executes, another result
