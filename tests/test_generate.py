@@ -257,6 +257,13 @@ def test_sampled_chat_is_reproducible_per_seed_and_differs_from_greedy(chaotic):
     c = chat(model, tok, prompts, max_new_tokens=12, batch_size=5, progress=False, temperature=1.0, seed=4)
     assert a == b
     assert a != c and a != greedy
+    import torch
+
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    chat(model, tok, prompts[:2], max_new_tokens=4, batch_size=2, progress=False, temperature=1.0, seed=5)
+    assert torch.equal(torch.rand(3), expected)  # the caller's random state is left as it was
     # the same prompt repeated: greedy writes one reply, sampling several
     same = [prompts[0]] * 6
     assert len(set(chat(model, tok, same, max_new_tokens=12, batch_size=6, progress=False))) == 1

@@ -188,15 +188,22 @@ def chat(model, tok, prompts: list[str], max_new_tokens: int = 160, batch_size: 
 
     if not prompts:
         return []
-    if temperature > 0:
-        import torch
-
-        torch.manual_seed(seed)
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
              for p in prompts]
-    return [text for text, _, _ in generate_texts(model, tok, texts, batch_size=batch_size,
-                                                   max_new_tokens=max_new_tokens, stop=None, desc=desc,
-                                                   progress=progress, temperature=temperature, top_p=top_p)]
+
+    def run():
+        return [text for text, _, _ in generate_texts(model, tok, texts, batch_size=batch_size,
+                                                       max_new_tokens=max_new_tokens, stop=None, desc=desc,
+                                                       progress=progress, temperature=temperature, top_p=top_p)]
+
+    if temperature <= 0:
+        return run()
+    import torch
+
+    # seeded without touching the caller's random state (training seeds its own afterwards)
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+        torch.manual_seed(seed)
+        return run()
 
 
 def clean_question(text: str) -> str:
