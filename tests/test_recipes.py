@@ -114,6 +114,12 @@ def test_bad_recipes_are_one_clear_error(tmp_path):
         ({"prompt": {"style": "fancy"}}, r"prompt style 'fancy'"),
         ({"eval": {"batch_size": None}}, r"eval.batch_size must be an integer"),
         (["not", "a", "mapping"], r"expected a mapping"),
+        ({"synth": {"sql_temperature": -0.5}}, r"synth.sql_temperature must be >= 0"),
+        ({"synth": {"heldout_fraction": 1.0}}, r"synth.heldout_fraction must be in \[0, 1\)"),
+        ({"synth": {"readback_samples": 0}}, r"synth.readback_samples must be at least 1"),
+        ({"synth": {"sources": ["schema", "web"]}}, r"synth.sources: unknown web"),
+        ({"synth": {"styles": []}}, r"synth.styles: unknown \(none\)"),
+        ({"synth": {"questions": "llm"}}, r"synth.questions must be model or template"),
     ]
     for data, message in cases:
         with pytest.raises(SqltuneError, match=message):

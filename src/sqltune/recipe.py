@@ -92,6 +92,33 @@ class SynthSection:
     select_z: float = 1.0  # a trained checkpoint must beat the untuned model by z standard errors
     seed: int = 0
 
+    def validate(self) -> "SynthSection":
+        """Bad settings fail when the recipe is read, not minutes later when the synth stage starts."""
+        from .synth import SOURCES, STYLES
+
+        def bad(msg):
+            raise SqltuneError(f"synth.{msg}")
+
+        for name in ("k", "model_sql_per_level"):
+            if getattr(self, name) < 0:
+                bad(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("readback_samples", "seed_weight"):
+            if getattr(self, name) < 1:
+                bad(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.sql_temperature < 0:
+            bad(f"sql_temperature must be >= 0 (0: greedy), got {self.sql_temperature}")
+        if not 0 <= self.heldout_fraction < 1:
+            bad(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+        if self.select_z < 0:
+            bad(f"select_z must be >= 0, got {self.select_z}")
+        if self.questions not in ("model", "template"):
+            bad(f"questions must be model or template, got {self.questions!r}")
+        if unknown := sorted(set(self.sources) - set(SOURCES)):
+            bad(f"sources: unknown {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+        if unknown := sorted(set(self.styles) - set(STYLES)) or ([] if self.styles else ["(none)"]):
+            bad(f"styles: unknown {', '.join(unknown)}; known: {', '.join(STYLES)}")
+        return self
+
 
 def _train_defaults() -> dict:
     return {k: v for k, v in TrainConfig().to_dict().items() if k not in _TRAIN_ELSEWHERE}
@@ -229,6 +256,10 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
         recipe.train_config().validate()
     except SqltuneError as e:
         raise SqltuneError(f"recipe {label}: {str(e).removeprefix('train config: ')}") from None
+    try:
+        recipe.synth.validate()
+    except SqltuneError as e:
+        raise SqltuneError(f"recipe {label}: {e}") from None
     try:
         recipe.rl.validate()
     except SqltuneError as e:
