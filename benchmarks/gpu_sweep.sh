@@ -38,7 +38,8 @@ T="python3 benchmarks/transfer.py --recipe $RECIPE --model $MODEL --devsuite $J/
 launch() {  # NAME GPU CMD
   local name=$1 gpu=$2; shift 2
   echo "$*" > "$J/jobs/$name.cmd"
-  CUDA_VISIBLE_DEVICES=$gpu setsid nohup bash -c "( $* ); echo \$? > $J/jobs/$name.done" \
+  # the exit code is written whole, then renamed: a reader never sees an empty .done file
+  CUDA_VISIBLE_DEVICES=$gpu setsid nohup bash -c "( $* ); echo \$? > $J/jobs/$name.rc && mv $J/jobs/$name.rc $J/jobs/$name.done" \
     > "$J/jobs/$name.log" 2>&1 < /dev/null &
   echo "started $name on GPU $gpu"
 }
