@@ -181,12 +181,53 @@ def test_sampled_model_sql_is_recorded_and_a_negative_temperature_refused(tiny_d
     assert not (tmp_path / "x.jsonl").exists()
 
 
+def test_a_second_reader_must_agree_too(tiny_db, tmp_path, monkeypatch):
+    """`reader`: after the writer's own read-back, a second model reads each question back; a pair whose
+    second reading returns another result is rejected under its own reason, the others keep both SQLs.
+    The models are stand-ins (questions carry their SQL; the reader misreads every other one); the
+    execution, the filters and the writing are real."""
+    import sqltune.synth as synth_mod
+
+    loaded = []
+
+    def fake_load(name, device=None, role="writer"):
+        loaded.append((role, name))
+        return role, None
+
+    def fake_chat(model, tok, prompts, **kw):
+        return ["Which rows does " + p.rsplit("SQL:\n", 1)[1].strip() + " give?" for p in prompts]
+
+    def fake_readback(model, tok, builder, questions, db, cfg):
+        sqls = [q.removeprefix("Which rows does ").removesuffix(" give?") for q in questions]
+        if model == "reader":
+            return [sql if i % 2 == 0 else "SELECT 12345" for i, sql in enumerate(sqls)]
+        return sqls
+
+    monkeypatch.setattr(synth_mod, "_load_writer", fake_load)
+    monkeypatch.setattr(synth_mod, "chat", fake_chat)
+    monkeypatch.setattr(synth_mod, "readback_sql", fake_readback)
+    cfg = SynthConfig(k=50, sources=("schema",), progress=False)
+    alone = synth(tiny_db, tmp_path / "one.jsonl", [], {"test": TEST}, model="w", cfg=cfg)
+    assert loaded == [("writer", "w")] and alone.kept and "second reader" not in " ".join(alone.rejected)
+    loaded.clear()
+    both = synth(tiny_db, tmp_path / "two.jsonl", [], {"test": TEST}, model="w", reader="r", cfg=cfg)
+    assert loaded == [("reader", "r"), ("writer", "w")]  # both loaded before any work
+    second = both.rejected["second reader: its SQL for the question returns another result"]
+    assert len(alone.kept) == 50 and second > 0
+    assert second == (len(both.kept) + second) // 2  # every other question misread by the reader, rejected
+    assert len(both.kept) > 25  # the writer's read-back did not cut at k before the reader: more reached it
+    assert all(c["provenance"]["reader"] == "r" and c["provenance"]["reader_sql"] == c["sql"]
+               and c["provenance"]["roundtrip_sql"] == c["sql"] for c in both.kept)
+    summary = json.loads((tmp_path / "two.summary.json").read_text())
+    assert summary["reader"] == "r" and summary["kept"] == len(both.kept)
+
+
 def _cli(args, capsys):
     rc = main(args)
     return rc, capsys.readouterr()
 
 
-def test_cli_bad_input_is_one_line_and_nothing_written(tiny_db, tmp_path, capsys):
+def test_cli_bad_input_is_one_line_and_nothing_written(tiny_db, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "syn.jsonl"
     empty = tmp_path / "empty.sqlite"
     sqlite3.connect(empty).execute("CREATE TABLE t (a INT)").connection.commit()
@@ -199,6 +240,8 @@ def test_cli_bad_input_is_one_line_and_nothing_written(tiny_db, tmp_path, capsys
         (["--db", str(tiny_db), "--seeds", str(bad_seeds), "--template-questions"], "seed pair b1"),
         (["--db", str(tiny_db), "--seeds", str(tmp_path / "missing.jsonl"), "--template-questions"], "not found"),
         (["--db", str(tiny_db), "--teacher", str(tmp_path / "no-such-model")], "cannot be loaded"),
+        (["--db", str(tiny_db), "--model", str(tiny_model_dir), "--reader", str(tmp_path / "no-such-model")],
+         "the reader model"),
     ]:
         rc, cap = _cli(["synth", "--out", str(out), *args], capsys)
         assert rc != 0, args

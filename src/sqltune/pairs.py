@@ -153,15 +153,20 @@ def roundtrip_agrees(db, candidates: list[dict], model_sql: list[str | None], ti
 ROUNDTRIP_REJECT = "round trip: the model's SQL for the question returns another result"
 
 
-def apply_roundtrip(res: PairResult, db, model_sql: list[str | None], max_keep: int) -> PairResult:
-    """Drop the kept pairs whose round trip disagrees; keep at most `max_keep` of the rest."""
+READER_REJECT = "second reader: its SQL for the question returns another result"
+
+
+def apply_roundtrip(res: PairResult, db, model_sql: list[str | None], max_keep: int, *,
+                    reason: str = ROUNDTRIP_REJECT, key: str = "roundtrip_sql") -> PairResult:
+    """Drop the kept pairs whose round trip disagrees (counted under `reason`); keep at most `max_keep` of
+    the rest, the read-back SQL in their provenance under `key`."""
     agree = roundtrip_agrees(db, res.kept, model_sql)
     kept = []
     for cand, ok, sql in zip(res.kept, agree, model_sql):
         if not ok:
-            res.rejected[ROUNDTRIP_REJECT] += 1
+            res.rejected[reason] += 1
         elif len(kept) < max_keep:
-            kept.append(dict(cand, provenance=dict(cand.get("provenance", {}), roundtrip_sql=sql)))
+            kept.append(dict(cand, provenance=dict(cand.get("provenance", {}), **{key: sql})))
     res.kept = kept
     return res
 

@@ -80,6 +80,7 @@ class SynthSection:
     enabled: bool = False
     k: int = 200  # pairs to keep (0: no synthesis, only the checkpoint rule below)
     teacher: str | None = None  # model that writes SQL/questions and reads them back (default: the run's model)
+    reader: str | None = None  # a second model that must read each question back to the same result too
     sources: list[str] = field(default_factory=lambda: ["schema", "instantiate", "mutate", "model"])
     styles: list[str] = field(default_factory=lambda: ["plain", "terse", "colloquial", "imperative"])
     questions: str = "model"  # model | template (no model: template questions, no read-back)

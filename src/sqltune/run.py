@@ -180,6 +180,7 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
                           batch_size=int(ev.get("batch_size", 64)), max_new_tokens=int(ev.get("max_new_tokens", 256)))
         heldout = {s: items[s] for s in ("valid", "test") if s in items}
         synth(db, syn_file, items["train"], heldout, model=c.get("model"), teacher=syn.get("teacher"),
+              reader=syn.get("reader"),
               notes=c["data"].get("notes"), prompt_style=c["prompt"]["style"], device=device, cfg=cfg)
         run.record("synth", time.monotonic() - t)
     pairs = read_jsonl(syn_file)

@@ -18,7 +18,9 @@ returns rows, is deterministic, leaks nothing into valid/test, is not a duplicat
 pair (same SQL, or same skeleton and same result). The writer model (`teacher` if given, else
 `model`) then writes a question for each survivor in one of several styles, and a pair survives a
 consistency check: the writer reads the question back into SQL (`evaluate.predict`, the prompt
-used for training) and that SQL must return the candidate's result. Every kept pair has provenance.
+used for training) and that SQL must return the candidate's result; with `reader` a second model
+must read it back to the same result too (one model checking itself passes its own misreadings).
+Every kept pair has provenance.
 
 `choose_checkpoint` is the checkpoint rule the training stage uses when synthetic pairs are in play.
 """
@@ -35,7 +37,7 @@ import sqlglot
 from sqlglot import exp
 
 from .errors import SqltuneError
-from .pairs import PairResult, Validator, apply_roundtrip, chat, clean_question, filter_candidates, write_pairs
+from .pairs import READER_REJECT, PairResult, Validator, apply_roundtrip, chat, clean_question, filter_candidates, write_pairs
 
 SOURCES = ("schema", "instantiate", "mutate", "model")
 STYLES = {
@@ -446,12 +448,13 @@ def interleave(*pools: list) -> list:
 
 
 def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None = None, *,
-          model: str | None = None, teacher: str | None = None, notes=None, prompt_style: str = "chat",
-          device=None, cfg: SynthConfig | None = None) -> PairResult:
+          model: str | None = None, teacher: str | None = None, reader: str | None = None, notes=None,
+          prompt_style: str = "chat", device=None, cfg: SynthConfig | None = None) -> PairResult:
     """Write up to `cfg.k` validated pairs for `db` to `out` (JSONL, atomic; summary beside it).
 
     `seeds`: the user's pairs (may be empty). `heldout`: {"valid": items, "test": items} nothing may
-    leak into. `teacher` (else `model`) writes SQL and questions and reads the questions back."""
+    leak into. `teacher` (else `model`) writes SQL and questions and reads the questions back; `reader`
+    (optional) is a second model that must read each question back to the candidate's result as well."""
     from .check import LeakIndex
     from .db import resolve_db
     from .schema import schema_text
@@ -484,8 +487,10 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         validator.add(s)
     use_model = cfg.questions == "model"
 
-    writer = tok = builder = None
+    writer = tok = builder = second = None
     if use_model:
+        if reader and cfg.readback:  # loaded first: a reader that cannot be loaded fails before any work
+            second = _load_writer(reader, device, role="reader")
         writer, tok = _load_writer(teacher or model, device)
         schema = schema_text(db, notes)
         from .prompt import PromptBuilder
@@ -545,14 +550,18 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         res.kept = kept
         if cfg.readback and res.kept:
             sqls = readback_sql(writer, tok, builder, [c["question"] for c in res.kept], db, cfg)
-            res = apply_roundtrip(res, db, sqls, cfg.k)
+            res = apply_roundtrip(res, db, sqls, cfg.k if not reader else len(res.kept))
+        if second is not None and res.kept:
+            sqls = readback_sql(*second, builder, [c["question"] for c in res.kept], db, cfg)
+            res = apply_roundtrip(res, db, sqls, cfg.k, reason=READER_REJECT, key="reader_sql")
     res.kept = res.kept[: cfg.k]
     for c in res.kept:
         c.pop("template_question", None)
         c["provenance"].update({"writer": "template" if not use_model else (teacher or model or "default"),
-                                "readback": bool(use_model and cfg.readback)})
+                                "readback": bool(use_model and cfg.readback),
+                                **({"reader": reader} if use_model and cfg.readback and reader else {})})
     summary = dict(res.summary(), k=cfg.k, seeds=len(seeds), sources=list(cfg.sources), styles=list(cfg.styles),
-                   teacher=teacher, model=model, model_sql_per_level=cfg.model_sql_per_level,
+                   teacher=teacher, reader=reader, model=model, model_sql_per_level=cfg.model_sql_per_level,
                    sql_temperature=cfg.sql_temperature, readback_samples=cfg.readback_samples)
     write_pairs(out, res.kept, summary)
     return res
@@ -570,15 +579,15 @@ def readback_sql(model, tok, builder, questions: list[str], db, cfg: SynthConfig
     return [r["sql"] for r in rows]
 
 
-def _load_writer(name: str | None, device=None):
+def _load_writer(name: str | None, device=None, role: str = "writer"):
     from .model import load_model
 
     try:
         m, tok, _ = load_model(name, device)
     except SqltuneError as e:
-        raise SqltuneError(f"synth: the writer model {name or '(default)'} cannot be loaded: {e}") from None
+        raise SqltuneError(f"synth: the {role} model {name or '(default)'} cannot be loaded: {e}") from None
     except (OSError, ValueError, KeyError) as e:
-        raise SqltuneError(f"synth: the writer model {name or '(default)'} cannot be loaded: "
+        raise SqltuneError(f"synth: the {role} model {name or '(default)'} cannot be loaded: "
                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return m, tok
 

@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         model: Optional[str] = MODEL,
         teacher: Optional[str] = typer.Option(None, "--teacher", help="A larger model that writes and reads back "
                                                                        "instead of --model."),
+        reader: Optional[str] = typer.Option(None, "--reader", help="A second model that must also read each "
+                                                                     "question back to the same result (one model "
+                                                                     "checking itself passes its own misreadings)."),
         sources: str = typer.Option("schema,instantiate,mutate,model", "--sources", help="Candidate SQL sources."),
         styles: str = typer.Option("plain,terse,colloquial,imperative", "--styles", help="Question styles."),
         template_questions: bool = typer.Option(False, "--template-questions",
@@ -60,7 +63,7 @@ def register(app: typer.Typer) -> None:
                           questions="template" if template_questions else "model", readback=readback, seed=seed,
                           readback_samples=readback_samples, model_sql_per_level=sql_per_level,
                           sql_temperature=sql_temperature)
-        res = synth(db, out, seed_items, held, model=model, teacher=teacher, notes=notes, cfg=cfg)
+        res = synth(db, out, seed_items, held, model=model, teacher=teacher, reader=reader, notes=notes, cfg=cfg)
         s = res.summary()
         echo(esc(f"tried {s['tried']}, kept {s['kept']} "
                  f"({', '.join(f'{n} {m}' for m, n in s['kept_by_source'].items()) or 'none'}), "
