@@ -120,6 +120,7 @@ def test_bad_recipes_are_one_clear_error(tmp_path):
         ({"synth": {"sources": ["schema", "web"]}}, r"synth.sources: unknown web"),
         ({"synth": {"styles": []}}, r"synth.styles: unknown \(none\)"),
         ({"synth": {"questions": "llm"}}, r"synth.questions must be model or template"),
+        ({"synth": {"reader": "qwen2.5-coder-0.5b", "readback": False}}, r"synth.reader checks the model's read-back"),
     ]
     for data, message in cases:
         with pytest.raises(SqltuneError, match=message):

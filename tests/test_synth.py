@@ -242,6 +242,8 @@ def test_cli_bad_input_is_one_line_and_nothing_written(tiny_db, tiny_model_dir, 
         (["--db", str(tiny_db), "--teacher", str(tmp_path / "no-such-model")], "cannot be loaded"),
         (["--db", str(tiny_db), "--model", str(tiny_model_dir), "--reader", str(tmp_path / "no-such-model")],
          "the reader model"),
+        (["--db", str(tiny_db), "--reader", str(tiny_model_dir), "--template-questions"], "needs model questions"),
+        (["--db", str(tiny_db), "--reader", str(tiny_model_dir), "--no-readback"], "needs model questions"),
     ]:
         rc, cap = _cli(["synth", "--out", str(out), *args], capsys)
         assert rc != 0, args

@@ -114,6 +114,8 @@ class SynthSection:
             bad(f"select_z must be >= 0, got {self.select_z}")
         if self.questions not in ("model", "template"):
             bad(f"questions must be model or template, got {self.questions!r}")
+        if self.reader and not (self.readback and self.questions == "model"):
+            bad("reader checks the model's read-back: it needs questions: model and readback: true")
         if unknown := sorted(set(self.sources) - set(SOURCES)):
             bad(f"sources: unknown {', '.join(unknown)}; known: {', '.join(SOURCES)}")
         if unknown := sorted(set(self.styles) - set(STYLES)) or ([] if self.styles else ["(none)"]):

@@ -37,7 +37,8 @@ import sqlglot
 from sqlglot import exp
 
 from .errors import SqltuneError
-from .pairs import READER_REJECT, PairResult, Validator, apply_roundtrip, chat, clean_question, filter_candidates, write_pairs
+from .pairs import (READER_REJECT, PairResult, Validator, apply_roundtrip, chat, clean_question, filter_candidates,
+                    write_pairs)
 
 SOURCES = ("schema", "instantiate", "mutate", "model")
 STYLES = {
@@ -473,6 +474,9 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         raise SqltuneError("synth: sql_temperature must be 0 (greedy) or more")
     if cfg.questions not in ("model", "template"):
         raise SqltuneError("synth: questions must be 'model' or 'template'")
+    if reader and not (cfg.readback and cfg.questions == "model"):
+        raise SqltuneError("synth: a second reader checks the model's read-back; it needs model questions and "
+                           "the read-back on (not --template-questions or --no-readback)")
     db = resolve_db(db)
     seeds = list(seeds)
     check_seeds(db, seeds)
@@ -489,7 +493,7 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
 
     writer = tok = builder = second = None
     if use_model:
-        if reader and cfg.readback:  # loaded first: a reader that cannot be loaded fails before any work
+        if reader:  # loaded first: a reader that cannot be loaded fails before any work
             second = _load_writer(reader, device, role="reader")
         writer, tok = _load_writer(teacher or model, device)
         schema = schema_text(db, notes)
@@ -550,7 +554,7 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         res.kept = kept
         if cfg.readback and res.kept:
             sqls = readback_sql(writer, tok, builder, [c["question"] for c in res.kept], db, cfg)
-            res = apply_roundtrip(res, db, sqls, cfg.k if not reader else len(res.kept))
+            res = apply_roundtrip(res, db, sqls, cfg.k if second is None else len(res.kept))
         if second is not None and res.kept:
             sqls = readback_sql(*second, builder, [c["question"] for c in res.kept], db, cfg)
             res = apply_roundtrip(res, db, sqls, cfg.k, reason=READER_REJECT, key="reader_sql")
@@ -559,7 +563,7 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         c.pop("template_question", None)
         c["provenance"].update({"writer": "template" if not use_model else (teacher or model or "default"),
                                 "readback": bool(use_model and cfg.readback),
-                                **({"reader": reader} if use_model and cfg.readback and reader else {})})
+                                **({"reader": reader} if reader else {})})
     summary = dict(res.summary(), k=cfg.k, seeds=len(seeds), sources=list(cfg.sources), styles=list(cfg.styles),
                    teacher=teacher, reader=reader, model=model, model_sql_per_level=cfg.model_sql_per_level,
                    sql_temperature=cfg.sql_temperature, readback_samples=cfg.readback_samples)
