@@ -94,32 +94,24 @@ class SynthSection:
     seed: int = 0
 
     def validate(self) -> "SynthSection":
-        """Bad settings fail when the recipe is read, not minutes later when the synth stage starts."""
-        from .synth import SOURCES, STYLES
+        """Bad settings fail when the recipe is read, not minutes later when the synth stage starts; what
+        synthesis itself takes is checked by `SynthConfig.validate`, the rest here."""
+        from .synth import SynthConfig
 
         def bad(msg):
             raise SqltuneError(f"synth.{msg}")
 
-        for name in ("k", "model_sql_per_level"):
-            if getattr(self, name) < 0:
-                bad(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("readback_samples", "seed_weight"):
-            if getattr(self, name) < 1:
-                bad(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.sql_temperature < 0:
-            bad(f"sql_temperature must be >= 0 (0: greedy), got {self.sql_temperature}")
+        if self.k < 0:
+            bad(f"k must be >= 0, got {self.k}")
+        if self.seed_weight < 1:
+            bad(f"seed_weight must be at least 1, got {self.seed_weight}")
         if not 0 <= self.heldout_fraction < 1:
             bad(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
         if self.select_z < 0:
             bad(f"select_z must be >= 0, got {self.select_z}")
-        if self.questions not in ("model", "template"):
-            bad(f"questions must be model or template, got {self.questions!r}")
         if self.reader and not (self.readback and self.questions == "model"):
             bad("reader checks the model's read-back: it needs questions: model and readback: true")
-        if unknown := sorted(set(self.sources) - set(SOURCES)):
-            bad(f"sources: unknown {', '.join(unknown)}; known: {', '.join(SOURCES)}")
-        if unknown := sorted(set(self.styles) - set(STYLES)) or ([] if self.styles else ["(none)"]):
-            bad(f"styles: unknown {', '.join(unknown)}; known: {', '.join(STYLES)}")
+        SynthConfig.from_section(asdict(self)).validate()
         return self
 
 

@@ -172,12 +172,8 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
     if not syn_file.is_file():
         t = time.monotonic()
         ev = c.get("eval") or {}
-        cfg = SynthConfig(k=int(syn["k"]), sources=tuple(syn["sources"]), styles=tuple(syn["styles"]),
-                          questions=syn["questions"], readback=bool(syn["readback"]),
-                          readback_samples=int(syn["readback_samples"]),
-                          model_sql_per_level=int(syn["model_sql_per_level"]),
-                          sql_temperature=float(syn.get("sql_temperature", 0.0)), seed=int(syn["seed"]),
-                          batch_size=int(ev.get("batch_size", 64)), max_new_tokens=int(ev.get("max_new_tokens", 256)))
+        cfg = SynthConfig.from_section(syn, batch_size=int(ev.get("batch_size", 64)),
+                                       max_new_tokens=int(ev.get("max_new_tokens", 256)))
         heldout = {s: items[s] for s in ("valid", "test") if s in items}
         synth(db, syn_file, items["train"], heldout, model=c.get("model"), teacher=syn.get("teacher"),
               reader=syn.get("reader"),

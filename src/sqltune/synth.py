@@ -31,7 +31,7 @@ import math
 import os
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import sqlglot
 from sqlglot import exp
@@ -397,6 +397,32 @@ class SynthConfig:
     seed: int = 0
     progress: bool = True
 
+    @classmethod
+    def from_section(cls, section: dict, **kw) -> "SynthConfig":
+        """The settings of a recipe's `synth:` section (a mapping) that synthesis takes; `kw`: the others."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if k in ("sources", "styles") else v for k, v in section.items() if k in names},
+                   **kw)
+
+    def validate(self) -> "SynthConfig":
+        """One clear line per bad setting; `synth()` and a recipe's `synth:` section both check here."""
+        def bad(msg):
+            raise SqltuneError(f"synth.{msg}")
+
+        if self.model_sql_per_level < 0:
+            bad(f"model_sql_per_level must be >= 0, got {self.model_sql_per_level}")
+        if self.readback_samples < 1:
+            bad(f"readback_samples must be at least 1, got {self.readback_samples}")
+        if self.sql_temperature < 0:
+            bad(f"sql_temperature must be >= 0 (0: greedy), got {self.sql_temperature}")
+        if self.questions not in ("model", "template"):
+            bad(f"questions must be model or template, got {self.questions!r}")
+        if unknown := sorted(set(self.sources) - set(SOURCES)):
+            bad(f"sources: unknown {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+        if unknown := sorted(set(self.styles) - set(STYLES)) or ([] if self.styles else ["(none)"]):
+            bad(f"styles: unknown {', '.join(unknown)}; known: {', '.join(STYLES)}")
+        return self
+
 
 def check_seeds(db, seeds: list[dict], timeout: float = 5.0) -> None:
     """Seeds whose SQL fails stop synthesis with one clear line."""
@@ -460,20 +486,9 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
     from .db import resolve_db
     from .schema import schema_text
 
-    cfg = cfg or SynthConfig()
+    cfg = (cfg or SynthConfig()).validate()
     if cfg.k < 1:
         raise SqltuneError("synth: k must be at least 1")
-    unknown = set(cfg.sources) - set(SOURCES)
-    if unknown:
-        raise SqltuneError(f"synth: unknown source(s) {', '.join(sorted(unknown))}; known: {', '.join(SOURCES)}")
-    bad_styles = set(cfg.styles) - set(STYLES)
-    if bad_styles or not cfg.styles:
-        raise SqltuneError(f"synth: unknown style(s) {', '.join(sorted(bad_styles)) or '(none)'}; "
-                           f"known: {', '.join(STYLES)}")
-    if cfg.sql_temperature < 0:
-        raise SqltuneError("synth: sql_temperature must be 0 (greedy) or more")
-    if cfg.questions not in ("model", "template"):
-        raise SqltuneError("synth: questions must be 'model' or 'template'")
     if reader and not (cfg.readback and cfg.questions == "model"):
         raise SqltuneError("synth: a second reader checks the model's read-back; it needs model questions and "
                            "the read-back on (not --template-questions or --no-readback)")
