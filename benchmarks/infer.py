@@ -7,7 +7,9 @@ with) once per setting: `greedy`; `fewshot=K` (K examples retrieved from that DB
 (execution-guided vote over greedy + N-1 samples, `vote.py`); `retries=R` (a query that fails is shown
 to the model again with its error, up to R times: `eval.retries`); or several joined by `+`. Every setting is
 compared, paired, with `greedy`. Choose on valid (pooled over the DBs: a DB's own valid split has 1-10
-questions); test is printed for every setting, each read once.
+questions); test is printed for every setting, each read once. `--splits train` scores the train splits
+instead: for a model that never trained on them they are held-out questions too, and 4x as many as valid
+(a development set for decoding settings; not with `fewshot`, whose examples come from train).
 
     PYTHONPATH=src python benchmarks/infer.py --recipe default --settings greedy fewshot=4 vote=4 \
         --out benchmarks/results/infer-cpu-0.5b-2026-11-30
@@ -78,6 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--device", default=None)
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default: the recipe's eval.max_new_tokens")
+    ap.add_argument("--splits", nargs="+", default=["valid", "test"], choices=["train", "valid", "test"],
+                    help="splits to score (train: only for settings without fewshot)")
     args = ap.parse_args(argv)
 
     overrides = {"model": args.model} if args.model else {}
@@ -91,6 +95,9 @@ def main(argv=None) -> int:
                              if (p / "train.jsonl").is_file() and len(read_jsonl(p / "train.jsonl")) >= 2)
     settings = ["greedy"] + [x for x in args.settings if x != "greedy"]
     parsed = {x: parse_setting(x) for x in settings}
+    if "train" in args.splits and any(fs for fs, _, _ in parsed.values()):
+        raise SystemExit("infer.py: fewshot examples come from the train split; it cannot also be scored")
+    splits = list(dict.fromkeys(args.splits))
     (args.out / "reports").mkdir(parents=True, exist_ok=True)
     res = {"recipe": args.recipe, "model": recipe.model, "settings": settings, "device": dev.device,
            "machine": platform.processor() or platform.machine(), "dbs": {}}
@@ -101,7 +108,7 @@ def main(argv=None) -> int:
         items = {s: read_jsonl(d / f"{s}.jsonl", required=("question", "sql")) for s in ("train", "valid", "test")}
         builder = PromptBuilder(schema_text(db), style=style)
         row = {}
-        for split in ("valid", "test"):
+        for split in splits:
             reps = {}
             for k in settings:
                 f = args.out / "reports" / f"{name}_{split}_{k}.json"
@@ -128,14 +135,14 @@ def main(argv=None) -> int:
                           for k, r in reps.items()}
             row[split]["n"] = len(ids)
         res["dbs"][name] = row
-        print(name, {s: {k: round(v["exact"], 3) for k, v in row[s].items() if k != "n"} for s in ("valid", "test")},
+        print(name, {s: {k: round(v["exact"], 3) for k, v in row[s].items() if k != "n"} for s in splits},
               flush=True)
 
     # pooled over the DBs (question-weighted) and the mean of the per-DB exacts
     lines = ["| split | setting | n | mean exact over DBs | pooled exact | pooled Δ vs greedy (95 % CI) | fixed / broken | McNemar p |",
              "|---|---|---|---|---|---|---|---|"]
     res["pooled"] = {}
-    for split in ("valid", "test"):
+    for split in splits:
         for k in settings:
             a, b = [], []
             for name in dbs:
@@ -147,13 +154,13 @@ def main(argv=None) -> int:
             res["pooled"][f"{split} {k}"] = {"mean_over_dbs": mean, **c.to_dict()}
             lines.append(f"| {split} | {k} | {c.n} | {mean:.1%} | {c.after:.1%} | {c.delta:+.1%} ([{c.ci_low:+.1%}, "
                          f"{c.ci_high:+.1%}]) | {c.fixed} / {c.broken} | {c.p_value:.3g} |")
-    per_db = ["| db | n valid | n test | " + " | ".join(f"valid {k}" for k in settings) + " | "
-              + " | ".join(f"test {k}" for k in settings) + " |", "|---" * (3 + 2 * len(settings)) + "|"]
+    per_db = ["| db | " + " | ".join(f"n {s}" for s in splits) + " | "
+              + " | ".join(f"{s} {k}" for s in splits for k in settings) + " |",
+              "|---" * (1 + len(splits) * (1 + len(settings))) + "|"]
     for name in dbs:
         r = res["dbs"][name]
-        per_db.append(f"| {name} | {r['valid']['n']} | {r['test']['n']} | "
-                      + " | ".join(f"{r['valid'][k]['exact']:.1%}" for k in settings) + " | "
-                      + " | ".join(f"{r['test'][k]['exact']:.1%}" for k in settings) + " |")
+        per_db.append(f"| {name} | " + " | ".join(str(r[s]["n"]) for s in splits) + " | "
+                      + " | ".join(f"{r[s][k]['exact']:.1%}" for s in splits for k in settings) + " |")
     md = "\n".join(lines + [""] + per_db) + "\n"
     (args.out / "infer.json").write_text(json.dumps(res, indent=1))
     (args.out / "infer.md").write_text(md)

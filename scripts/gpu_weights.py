@@ -26,8 +26,9 @@ import shutil
 import sys
 from pathlib import Path
 
-PART_SIZE = 56_000_000  # + the working tree (~5-6 MiB) must stay under the 64 MiB a device call carries
+PART_SIZE = 56_000_000  # + the working tree (~9 MiB) must stay under the 64 MiB a device call carries
 REPO = Path(__file__).resolve().parent.parent
+CALL_LIMIT = 64 * 2**20  # what one device call carries: the working tree and the carried paths
 DEFAULT_OUT = REPO / ".gpu" / "weights"
 DEFAULT_DEST = Path("/root/weights")
 MANIFEST = "manifest.json"
@@ -119,6 +120,32 @@ def run_calls(manifest: dict, out: Path, dest: Path = DEFAULT_DEST) -> list[dict
         "carry": [f"{rel}/{MANIFEST}"],
     })
     return calls
+
+
+def tree_bytes(repo: Path = REPO) -> int | None:
+    """Bytes of the working tree a device call sends (tracked and untracked-not-ignored files); None
+    outside a git checkout."""
+    import subprocess
+
+    try:
+        r = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo, capture_output=True)
+    except OSError:
+        return None
+    if r.returncode != 0:
+        return None
+    return sum((repo / f).stat().st_size for f in r.stdout.decode().split("\0") if f and (repo / f).is_file())
+
+
+def check_fits(manifest: dict, tree: int | None) -> None:
+    """Refuse parts that cannot travel: the largest part + its manifest + the working tree must stay under
+    the device call's 64 MiB (58 MB parts split in an earlier session stopped fitting once the tree grew)."""
+    if tree is None:
+        return
+    largest = max((p["size"] for p in manifest["parts"]), default=0)
+    if largest + tree + 2**20 >= CALL_LIMIT:
+        raise SystemExit(f"error: parts of {largest:,} bytes no longer fit a device call beside the "
+                         f"{tree / 2**20:.1f} MiB working tree (64 MiB a call); split again with a smaller "
+                         f"--part-size (default {PART_SIZE:,})")
 
 
 def receive(part: Path, dest: Path) -> Path:
@@ -229,13 +256,16 @@ def _run(a) -> int:
     if a.cmd == "split":
         name, sources, expected = _source_streams(None if a.file else a.model, a.file)
         out = a.out.resolve()
+        check_fits({"parts": [{"size": a.part_size}]}, tree_bytes())
         man = split(sources, out, name, a.part_size, expected, None if a.file else a.model)
         print(f"{len(man['parts'])} parts of <= {a.part_size} bytes in {out}, sha256 {man['sha256']}")
         for call in run_calls(man, out):
             print(json.dumps(call))
     elif a.cmd == "calls":
         out = a.out.resolve()
-        for call in run_calls(json.loads((out / MANIFEST).read_text()), out, a.dest):
+        man = json.loads((out / MANIFEST).read_text())
+        check_fits(man, tree_bytes())
+        for call in run_calls(man, out, a.dest):
             print(json.dumps(call))
     elif a.cmd == "receive":
         receive(a.part, a.dest)

@@ -127,6 +127,25 @@ def test_run_calls_carry_one_part_each_under_the_limit(weights, tmp_path):
     assert weights.PART_SIZE + tree + 2**20 < 64 * 2**20, f"tracked files {tree / 2**20:.1f} MiB leave no room for a part"
 
 
+def test_parts_that_no_longer_fit_beside_the_tree_are_refused(weights, tmp_path):
+    """`calls` and `split` refuse a part size that, with the working tree, passes the 64 MiB a call carries
+    (session 8 lost a lease start to 58 MB parts split when the tree was smaller)."""
+    man = {"parts": [{"name": "part01", "size": 58_000_000}, {"name": "part02", "size": 1_000}]}
+    with pytest.raises(SystemExit, match="no longer fit a device call beside the 8.6 MiB working tree"):
+        weights.check_fits(man, 9_000_000)
+    weights.check_fits(man, 5_000_000)  # 58 MB + 5 MB + 1 MiB < 64 MiB
+    weights.check_fits(man, None)  # not a checkout: nothing to measure
+    tree = weights.tree_bytes()
+    if tree is not None:  # this checkout: the default part size fits
+        weights.check_fits({"parts": [{"size": weights.PART_SIZE}]}, tree)
+    out = tmp_path / "w"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({**man, "name": "m.gguf", "sha256": "x", "size": 1}))
+    r = subprocess.run([sys.executable, str(weights.REPO / "scripts" / "gpu_weights.py"), "calls", "--out", str(out)],
+                       capture_output=True, text=True)
+    if tree is not None and 58_000_000 + tree + 2**20 >= 64 * 2**20:
+        assert r.returncode != 0 and "split again" in r.stderr and r.stdout == ""
+
 def test_cli_split_a_file_prints_calls(tmp_path):
     src = _payload(tmp_path, 3_000)
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_weights.py"), "split", "--file", str(src),

@@ -59,6 +59,31 @@ def test_one_database_end_to_end(tiny_model_dir, tiny_db, tmp_path):
     assert (out / "reports" / "books_test_greedy.json").stat().st_mtime_ns == stamp
 
 
+def test_train_split_as_a_development_set(tiny_model_dir, tiny_db, tmp_path):
+    """`--splits train` scores only the train split (held-out questions for an untuned model); fewshot,
+    whose examples come from train, is refused there with one line."""
+    suite = tmp_path / "suite" / "books"
+    suite.mkdir(parents=True)
+    shutil.copy(tiny_db, suite / "books.sqlite")
+    rows = [{"id": f"b-{i}", "question": q, "sql": s} for i, (q, s) in enumerate([
+        ("How many books?", "SELECT COUNT(*) FROM books"), ("How many authors?", "SELECT COUNT(*) FROM authors"),
+        ("Names of the authors?", "SELECT name FROM authors"), ("Titles?", "SELECT title FROM books")])]
+    for split, part in (("train", rows[:3]), ("valid", rows[3:]), ("test", rows[3:])):
+        write_jsonl(suite / f"{split}.jsonl", part)
+    out = tmp_path / "out"
+    base = ["--model", str(tiny_model_dir), "--device", "cpu", "--max-new-tokens", "8",
+            "--devsuite", str(tmp_path / "suite"), "--out", str(out), "--splits", "train"]
+    infer = _infer()
+    with pytest.raises(SystemExit, match="fewshot examples come from the train split"):
+        infer.main(base + ["--settings", "fewshot=1"])
+    assert infer.main(base + ["--settings", "vote=2@error"]) == 0
+    res = json.loads((out / "infer.json").read_text())
+    assert set(res["dbs"]["books"]) == {"train"} and res["dbs"]["books"]["train"]["n"] == 3
+    assert set(res["pooled"]) == {"train greedy", "train vote=2@error"}
+    assert sorted(p.name for p in (out / "reports").iterdir()) == ["books_train_greedy.json",
+                                                                   "books_train_vote=2@error.json"]
+    assert "| books | 3 |" in (out / "infer.md").read_text()
+
 def test_rl_probe_benchmark_counts_questions_with_a_gradient(tiny_model_dir, tiny_db, tmp_path):
     """benchmarks/rl_probe.py runs the shipped `rl.probe` per DB: the tiny random model writes no SQL in any
     sample, so no question is informative and every one is 'none right'."""
