@@ -12,7 +12,8 @@
 #   bash benchmarks/gpu_sweep.sh launch NAME GPU CMD    # any command as a job (CUDA_VISIBLE_DEVICES=GPU;
 #                                                       #   GPU may be a list such as 1,0); $J/out is for its files
 #   bash benchmarks/gpu_sweep.sh wait SECONDS           # until every job is done or SECONDS pass; prints the
-#                                                       #   logs' tails and collects what is finished so far
+#                                                       #   logs' tails and collects what is finished so far; a job
+#                                                       #   that ran out of GPU memory is started once more (NAME-oom)
 #   bash benchmarks/gpu_sweep.sh collect                # $OUT/transfer.md + results.tgz (small files only)
 #
 # Jobs run side by side on one GPU (a 1.5B run leaves most of an H200's compute idle while it decodes); each
@@ -38,10 +39,30 @@ T="python3 benchmarks/transfer.py --recipe $RECIPE --model $MODEL --devsuite $J/
 launch() {  # NAME GPU CMD
   local name=$1 gpu=$2; shift 2
   echo "$*" > "$J/jobs/$name.cmd"
+  echo "$gpu" > "$J/jobs/$name.gpu"
   # the exit code is written whole, then renamed: a reader never sees an empty .done file
   CUDA_VISIBLE_DEVICES=$gpu setsid nohup bash -c "( $* ); echo \$? > $J/jobs/$name.rc && mv $J/jobs/$name.rc $J/jobs/$name.done" \
     > "$J/jobs/$name.log" 2>&1 < /dev/null &
   echo "started $name on GPU $gpu"
+}
+
+retry_oom() {  # a job that died of CUDA out of memory starts once more as NAME-oom, on the GPU with the
+  # most free memory (session 8: two of 14 jobs ran out at the start, when every job peaks at once); OOM_RETRY=0: off
+  [ "${OOM_RETRY:-1}" = 0 ] && return
+  for c in "$J"/jobs/*.cmd; do
+    local n; n=$(basename "${c%.cmd}")
+    [ -f "$J/jobs/$n.done" ] && [ "$(cat "$J/jobs/$n.done")" != 0 ] || continue
+    case "$n" in *-oom) continue ;; esac
+    [ -e "$J/jobs/$n.retried" ] && continue
+    grep -aq "CUDA out of memory" "$J/jobs/$n.log" || continue
+    touch "$J/jobs/$n.retried"
+    local gpu; gpu=$(cat "$J/jobs/$n.gpu" 2>/dev/null || echo 0)
+    if command -v nvidia-smi > /dev/null; then
+      gpu=$(nvidia-smi --query-gpu=index,memory.used --format=csv,noheader,nounits | sort -t, -k2 -n | head -n 1 | cut -d, -f1)
+    fi
+    echo "relaunched $n as $n-oom (it ran out of GPU memory)"
+    launch "$n-oom" "$gpu" "$(cat "$c")"
+  done
 }
 
 collect() {
@@ -82,6 +103,7 @@ launch)
 wait)
   limit="${2:-540}"; t0=$(date +%s)
   while [ $(( $(date +%s) - t0 )) -lt "$limit" ]; do
+    retry_oom
     left=0
     for c in "$J"/jobs/*.cmd; do [ -f "${c%.cmd}.done" ] || left=$((left + 1)); done
     [ "$left" -eq 0 ] && break

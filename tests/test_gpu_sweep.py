@@ -55,3 +55,39 @@ def test_per_job_chains_databases_in_one_job(tmp_path):
     assert names == ["db-a+b.cmd", "db-c.cmd"]
     assert (jobs / "jobs" / "db-a+b.cmd").read_text().strip().endswith("--dbs a b")
     assert (jobs / "jobs" / "db-c.cmd").read_text().strip().endswith("--dbs c")
+
+
+def test_wait_starts_a_job_that_ran_out_of_gpu_memory_once_more(tmp_path):
+    """`wait` relaunches a job whose log says CUDA out of memory, once, as NAME-oom with the same command;
+    a job that failed otherwise is left alone."""
+    jobs, stub = tmp_path / "jobs", tmp_path / "bin"
+    (jobs / "devsuite").mkdir(parents=True)
+    stub.mkdir()
+    # the first run of each DB fails: x of memory, y of something else; the second run of x succeeds
+    (stub / "python3").write_text(
+        '#!/bin/sh\n'
+        'db=$(echo "$*" | sed "s/.*--dbs //")\n'
+        f'm={tmp_path}/ran-$db\n'
+        'if [ "$db" = x ] && [ -e "$m" ]; then echo "ok $db"; exit 0; fi\n'
+        'touch "$m"\n'
+        'if [ "$db" = x ]; then echo "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate"; else echo boom; fi\n'
+        'exit 1\n')
+    (stub / "python3").chmod(0o755)
+    env = dict(os.environ, SWEEP_DIR=str(jobs), PATH=f"{stub}:{os.environ['PATH']}", OUT=str(tmp_path / "out"))
+    script = str(REPO / "benchmarks" / "gpu_sweep.sh")
+    out = subprocess.run(["bash", script, "devsuite", "1", "x", "y"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for name in ("db-x", "db-y"):
+        for _ in range(100):
+            if (jobs / "jobs" / f"{name}.done").is_file():
+                break
+            time.sleep(0.1)
+    out = subprocess.run(["bash", script, "wait", "40"], env=env, capture_output=True, text=True, timeout=120)
+    assert "relaunched db-x as db-x-oom" in out.stdout and "db-y-oom" not in out.stdout
+    assert (jobs / "jobs" / "db-x-oom.done").read_text().strip() == "0"
+    assert (jobs / "jobs" / "db-x-oom.cmd").read_text() == (jobs / "jobs" / "db-x.cmd").read_text()
+    assert (jobs / "jobs" / "db-x-oom.gpu").read_text().strip() == "1"  # no nvidia-smi here: the job's own GPU
+    assert not (jobs / "jobs" / "db-y-oom.cmd").exists()
+    assert "jobs left: 0" in out.stdout
+    again = subprocess.run(["bash", script, "wait", "1"], env=env, capture_output=True, text=True, timeout=60)
+    assert "relaunched" not in again.stdout  # once only
