@@ -96,6 +96,7 @@ def fake_model(monkeypatch):
     """`ask` without a model: the loader and the generator are stubbed, everything after runs for real."""
     import sqltune.commands.models as cm
     import sqltune.evaluate as ev
+    import sqltune.vote as vote
 
     class G:
         raw = sql = None
@@ -106,8 +107,15 @@ def fake_model(monkeypatch):
         g.sql = g.raw = fake_model.sql
         return [g]
 
+    def sample(m, tok, builder, questions, n, **kw):  # `ask`'s default vote path (greedy first, a vote if it fails)
+        from sqltune.vote import Candidate
+
+        return [[Candidate(fake_model.sql, fake_model.sql or "", 0.0, greedy=(i == 0)) for i in range(n)]
+                for _ in questions]
+
     monkeypatch.setattr(cm, "_load", lambda *a: (None, None, None, type("D", (), {"autocast": False})()))
     monkeypatch.setattr(ev, "predict_questions", predict)
+    monkeypatch.setattr(vote, "sample_sql", sample)
     return fake_model
 
 

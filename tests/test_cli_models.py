@@ -77,10 +77,31 @@ def test_fewshot_needs_training_data(capsys, tiny_db, tmp_path):
 
 
 def test_ask_json_with_the_tiny_model(capsys, tiny_db, tiny_model_dir):
+    """By default `ask` votes only where the greedy SQL fails: the tiny random model's greedy SQL does not
+    run, so 8 candidates were drawn and voted, the greedy one first; `--vote 1` is greedy alone."""
     code, out, _ = _run(capsys, "ask", "How many books?", "--db", str(tiny_db), "--model", str(tiny_model_dir), "--json")
     assert code == 0
     obj = json.loads(out)
-    assert set(obj) == {"sql", "columns", "rows", "error"}
+    assert set(obj) == {"sql", "columns", "rows", "error", "vote"}
+    cands = obj["vote"]["candidates"]
+    assert len(cands) == 8 and cands[0]["greedy"] and cands[0]["error"] and not any(c["greedy"] for c in cands[1:])
+    code, out, _ = _run(capsys, "ask", "How many books?", "--db", str(tiny_db), "--model", str(tiny_model_dir),
+                        "--json", "--vote", "1")
+    assert code == 0 and set(json.loads(out)) == {"sql", "columns", "rows", "error"}
+
+
+def test_ask_vote_defaults():
+    """`ask`'s --vote / --vote-when defaults: 8 where greedy fails; --vote N alone votes always; --retries alone
+    stays greedy (it does not combine with a vote); an explicit --vote-when is kept."""
+    from sqltune.commands.models import ASK_VOTE, ask_vote
+
+    assert ASK_VOTE == 8
+    assert ask_vote(None, None, 0) == (8, "error")
+    assert ask_vote(None, "always", 0) == (8, "always")
+    assert ask_vote(4, None, 0) == (4, "always")
+    assert ask_vote(4, "error", 0) == (4, "error")
+    assert ask_vote(1, None, 0) == (1, "always")
+    assert ask_vote(None, None, 2) == (1, "always")
 
 
 def test_predict_then_score_and_eval(capsys, tiny_db, tiny_model_dir, tmp_path):

@@ -363,7 +363,8 @@ def test_a_correction_with_another_result_replaces_the_vote_and_is_counted(chaot
 
 
 def test_vote_correct_needs_a_vote_of_two(capsys):
-    for command in (["ask", "How many planets?"], ["eval", "--data", "exoplanets:test"],
+    # (`ask` votes by default where greedy fails, so there it is the explicit greedy-only --vote 1)
+    for command in (["ask", "How many planets?", "--vote", "1"], ["eval", "--data", "exoplanets:test"],
                     ["predict", "--data", "exoplanets:test", "--out", "x.jsonl"]):
         code = main(command + ["--vote-correct"])
         out, err = capsys.readouterr()
