@@ -154,3 +154,18 @@ def test_ask_the_done_when_question(capsys):
     code, out, _ = _run(capsys, "ask", "How many exoplanets were discovered in 2016?", "--json")
     assert code == 0
     assert json.loads(out)["rows"] == [[1517]]
+
+
+def test_ask_vote_line_names_the_chosen_group():
+    """The count is the chosen candidate's group (the winner need not be the first group formed); a vote where
+    nothing returned rows says so instead of '0 of 8 agree'."""
+    from sqltune.commands.models import vote_line
+
+    cands = [{"sql": f"S{i}", "error": None} for i in range(4)]
+    v = {"chosen": 2, "candidates": cands, "groups": [{"votes": 1, "members": [0]}, {"votes": 3, "members": [1, 2, 3]}]}
+    assert vote_line(v, 4, True) == "vote 4: 3 of 4 candidates agree on this result; the vote overruled the greedy answer"
+    empty = {"chosen": 1, "candidates": [{"sql": "S0", "error": "no such column: x"}, {"sql": "S1", "error": None}],
+             "groups": []}
+    assert vote_line(empty, 2, False) == "vote 2: no candidate returned rows; this is the likeliest one that ran"
+    none = {"chosen": 0, "candidates": [{"sql": None, "error": "no SQL"}], "groups": []}
+    assert vote_line(none, 1, False) == "vote 1: no candidate ran"

@@ -65,6 +65,19 @@ def ask_vote(vote: int | None, when: str | None, retries: int) -> tuple[int, str
     return vote, when or "always"
 
 
+def vote_line(vote: dict, n: int, overruled: bool) -> str:
+    """`ask`'s one line about a vote: how many candidates returned the chosen result (the chosen candidate's
+    group, not the first group formed), or that none returned rows."""
+    agree = next((g["votes"] for g in vote["groups"] if vote["chosen"] in g["members"]), 0)
+    if agree:
+        line = f"vote {n}: {agree} of {n} candidates agree on this result"
+    elif any(c.get("error") is None and c.get("sql") for c in vote["candidates"]):
+        line = f"vote {n}: no candidate returned rows; this is the likeliest one that ran"
+    else:
+        line = f"vote {n}: no candidate ran"
+    return line + ("; the vote overruled the greedy answer" if overruled else "")
+
+
 def _slug(spec: str) -> str:
     p = Path(spec)
     return p.stem if p.suffix else re.sub(r"[^\w.-]+", "-", spec).strip("-")
@@ -145,9 +158,7 @@ def register(app: typer.Typer) -> None:
         echo(count + (f" ({more} not shown)" if more > 0 else "") + f", SQL written in {g.seconds:.1f} s")
         if settings is not None and len(row["vote"]["candidates"]) > 1:  # with --vote-when error: only after a failure
             v = row["vote"]
-            agree = v["groups"][0]["votes"] if v["groups"] else 0
-            echo(f"vote {settings.n}: {agree} of {settings.n} candidates agree on this result"
-                 + ("; the vote overruled the greedy answer" if row["overruled"] else ""))
+            echo(vote_line(v, len(v["candidates"]), row["overruled"]))
             fx = row.get("correction") or {}
             if fx.get("ran"):
                 echo("close vote: the correction step " + ("changed the answer" if fx.get("changed") else
