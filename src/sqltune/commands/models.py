@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
     when_opt = typer.Option("always", "--vote-when", help="always: vote on every question; error: answer greedily "
                             "and vote only where that SQL does not execute (samples are drawn for those questions only).")
     # `ask` answers rather than measures: by default it votes where greedy fails (ASK_VOTE candidates)
-    ask_vote_opt = typer.Option(None, "--vote", help=f"Execution-guided decoding: greedy + N-1 samples, executed; the "
+    ask_vote_opt = typer.Option(None, "--vote", help="Execution-guided decoding: greedy + N-1 samples, executed; the "
                                 "most common result wins (1 = greedy only, at most 64). Default: greedy, and "
                                 f"{ASK_VOTE} candidates only when the greedy SQL does not execute (with --retries: greedy).")
     ask_when_opt = typer.Option(None, "--vote-when", help="always: vote on the question; error: only when the greedy "
