@@ -139,10 +139,12 @@ def register(app: typer.Typer) -> None:
             g = Generation(question, row["raw"], row["sql"], row["seconds"])
         else:
             g = predict_questions(m, tok, builder, [question], dbp, cfg)[0]
+        # a vote ran (with --vote-when error: only after the greedy SQL failed), not greedy alone
+        voted = settings is not None and len(row["vote"]["candidates"]) > 1
         res = execute(dbp, g.sql)
         if as_json:
             out = {"sql": g.sql, "columns": res.columns, "rows": [list(r) for r in res.rows], "error": res.error}
-            if settings is not None and len(row["vote"]["candidates"]) > 1:  # a vote ran (not greedy alone)
+            if voted:
                 out["vote"] = row["vote"]
                 if "correction" in row:
                     out["correction"] = row["correction"]
@@ -156,7 +158,7 @@ def register(app: typer.Typer) -> None:
         more = len(res.rows) - SHOW_ROWS
         count = f"{len(res.rows)} row" + ("" if len(res.rows) == 1 else "s")
         echo(count + (f" ({more} not shown)" if more > 0 else "") + f", SQL written in {g.seconds:.1f} s")
-        if settings is not None and len(row["vote"]["candidates"]) > 1:  # with --vote-when error: only after a failure
+        if voted:
             v = row["vote"]
             echo(vote_line(v, len(v["candidates"]), row["overruled"]))
             fx = row.get("correction") or {}
