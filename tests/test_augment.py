@@ -28,6 +28,8 @@ def validator(db):
     [
         ({"question": "Price of each title?", "sql": "SELECT title, cost FROM books"}, "fails"),
         ({"question": "Books from the future?", "sql": "SELECT title FROM books WHERE year > 3000"}, "empty result"),
+        ({"question": "Total price of the books from the future", "sql": "SELECT SUM(price) FROM books WHERE year > 3000"},
+         "zero result"),
         # a test item in disguise: other wording, other literal, same skeleton
         ({"question": "Name the cheapest-looking top title", "sql": "SELECT title FROM books ORDER BY price DESC LIMIT 2"},
          "leak: same SQL skeleton"),

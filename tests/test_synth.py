@@ -13,7 +13,7 @@ from sqltune.cli import main
 from sqltune.dataset import write_jsonl
 from sqltune.execute import execute
 from sqltune.errors import SqltuneError
-from sqltune.pairs import Validator, filter_candidates
+from sqltune.pairs import Validator, filter_candidates, zero_result
 from sqltune.synth import (SynthConfig, interleave, candidates, catalog, checkpoint_rule, choose_checkpoint, choose_latest,
                            from_schema, instantiate, retarget_question, split_heldout, synth,
                            weighted_training_items)
@@ -106,6 +106,12 @@ def test_each_source_yields_candidates_that_run(tiny_db):
 @pytest.mark.parametrize("cand,reason", [
     ({"question": "Price of each title?", "sql": "SELECT title, cost FROM books"}, "fails"),
     ({"question": "Books from the future?", "sql": "SELECT title FROM books WHERE year > 3000"}, "empty result"),
+    # a count of nothing: any wrong filter gives the same 0, so the read-back could not check it
+    ({"question": "How many books from the future?", "sql": "SELECT COUNT(*) FROM books WHERE year > 3000"},
+     "zero result"),
+    ({"question": "Latest year of a future book?", "sql": "SELECT MAX(year), COUNT(*) FROM books WHERE year > 3000"},
+     "zero result"),
+    ({"question": "How many books are there?", "sql": "SELECT COUNT(*) FROM books"}, None),
     ({"question": "Any random author at all?", "sql": "SELECT name FROM authors ORDER BY random() LIMIT 1"},
      "nondeterministic"),
     ({"question": "Top two titles by price?", "sql": "SELECT title FROM books ORDER BY price DESC LIMIT 2"},
@@ -378,3 +384,12 @@ def test_synth_stage_k0_only_applies_the_checkpoint_rule(tmp_path, tiny_db):
     off = synth_stage(RunFolder(tmp_path / "r2"), {"synth": {"enabled": False}}, tiny_db, items, None, None)
     assert off[:3] == (SEEDS, TEST, None) and not (tmp_path / "r2" / "synth.jsonl").exists()
     assert off[3]([line(0, 0.0), line(5, 1.0)])["step"] == 0
+
+
+@pytest.mark.parametrize("rows,zero", [
+    ([(0,)], True), ([(None,)], True), ([(0, None, 0.0)], True),   # COUNT of nothing, MAX over no rows, a zero sum
+    ([(1,)], False), ([(0, "x")], False), ([("0",)], False),       # a non-zero value or any text is evidence
+    ([(0,), (0,)], False), ([], False), ([()], False),             # two rows; empty results have their own reason
+])
+def test_zero_result(rows, zero):
+    assert zero_result(rows) is zero

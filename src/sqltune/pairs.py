@@ -1,7 +1,8 @@
 """The one validation pipeline for generated question → SQL pairs (used by `augment` and `synth`).
 
 A candidate pair is kept only if its SQL runs through the safe executor, returns a non-empty,
-deterministic result (the `data check` rules), leaks nothing into the held-out splits (same
+deterministic result (the `data check` rules) that is not a single row of zeros / NULLs (`zero_result`:
+nearly any wrong SQL returns COUNT 0 too, so the read-back cannot check such a pair), leaks nothing into the held-out splits (same
 normalised question, SQL or SQL skeleton: `check.LeakIndex`), and is not trivially equivalent to a
 pair already kept (same normalised SQL, or same skeleton *and* same result). Kept pairs join the
 indexes, so later candidates cannot duplicate them. Optionally a model reads each question back into
@@ -26,9 +27,21 @@ def result_hash(rows: list) -> str:
     return hashlib.sha256(json.dumps(sorted(json.dumps(list(r), default=str) for r in rows)).encode()).hexdigest()[:16]
 
 
+def zero_result(rows: list) -> bool:
+    """One row whose every value is 0 or NULL: `COUNT(*)` of nothing, `MAX` over no rows, a zero sum.
+
+    Such a result says nothing about the SQL: a filter on a value the column does not hold, a join on the
+    wrong key, or the wrong table give the same 0, so the round-trip check (the reader's SQL must return the
+    candidate's result) passes whatever the reader wrote. Session 9's hand read of flight_2's kept pairs
+    (BENCHMARKS.md, "Session 9 lease"): 7 of the 8 pairs whose question did not mean the SQL had this result."""
+    return (len(rows) == 1 and len(rows[0]) > 0
+            and all(v is None or isinstance(v, (int, float)) and v == 0 for v in rows[0]))
+
+
 @dataclass
 class Validator:
-    """The filters every candidate passes: executes, non-empty, deterministic, no leakage, no duplicate.
+    """The filters every candidate passes: executes, non-empty and not all zero, deterministic, no leakage,
+    no duplicate.
 
     `against`: the items nothing may leak into (skeleton hits count). `dedupe_results`: a candidate
     whose skeleton matches a kept (or `seen`) pair is rejected only when its result is the same too,
@@ -61,6 +74,9 @@ class Validator:
             return "empty result"
         if kinds:  # volatile calls, ties at a LIMIT cut, tied ORDER BY rows, …
             return "nondeterministic"
+        res = execute(self.db, cand["sql"], timeout=self.timeout)
+        if res.ok and zero_result(res.rows):
+            return "zero result (0 or NULL: the read-back cannot check it)"
         if self.dedupe_results and self._shape_key(cand["sql"]) in self._shape:
             return "duplicate: same skeleton and result as a kept pair"
         return None
