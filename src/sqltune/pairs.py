@@ -1,12 +1,13 @@
 """The one validation pipeline for generated question → SQL pairs (used by `augment` and `synth`).
 
 A candidate pair is kept only if its SQL runs through the safe executor, returns a non-empty,
-deterministic result (the `data check` rules) that is not a single row of zeros / NULLs (`zero_result`:
-nearly any wrong SQL returns COUNT 0 too, so the read-back cannot check such a pair), leaks nothing into the held-out splits (same
-normalised question, SQL or SQL skeleton: `check.LeakIndex`), and is not trivially equivalent to a
-pair already kept (same normalised SQL, or same skeleton *and* same result). Kept pairs join the
-indexes, so later candidates cannot duplicate them. Optionally a model reads each question back into
-SQL and the pair survives only if that SQL returns the candidate's result (`roundtrip_agrees`).
+deterministic result (the `data check` rules) that is not one row of zeros / NULLs (`zero_result`:
+nearly any wrong SQL returns COUNT 0 too, so no read-back can check such a pair), leaks nothing into
+the held-out splits (same normalised question, SQL or SQL skeleton: `check.LeakIndex`), and is not
+trivially equivalent to a pair already kept (same normalised SQL, or same skeleton *and* same result).
+Kept pairs join the indexes, so later candidates cannot duplicate them. Optionally a model reads each
+question back into SQL and the pair survives only if that SQL returns the candidate's result
+(`roundtrip_agrees`).
 `write_pairs` writes the kept pairs atomically; every pair carries its `provenance`.
 """
 
@@ -77,7 +78,7 @@ class Validator:
         res = execute(self.db, cand["sql"], timeout=self.timeout)
         if res.ok and zero_result(res.rows):
             return "zero result (0 or NULL: the read-back cannot check it)"
-        if self.dedupe_results and self._shape_key(cand["sql"]) in self._shape:
+        if self.dedupe_results and self._shape_key(cand["sql"], res.rows if res.ok else None) in self._shape:
             return "duplicate: same skeleton and result as a kept pair"
         return None
 
@@ -99,9 +100,11 @@ class Validator:
 
         self._questions.add(normalize_question(cand["question"]))
 
-    def _shape_key(self, sql: str) -> tuple:
-        res = execute(self.db, sql, timeout=self.timeout)
-        return (sql_skeleton(sql), result_hash(res.rows if res.ok else []))
+    def _shape_key(self, sql: str, rows: list | None = None) -> tuple:
+        if rows is None:
+            res = execute(self.db, sql, timeout=self.timeout)
+            rows = res.rows if res.ok else []
+        return (sql_skeleton(sql), result_hash(rows))
 
     def add(self, cand: dict, label: str = "kept") -> None:
         """Remember a kept (or seed) pair, so later candidates cannot duplicate it."""
