@@ -228,6 +228,45 @@ def test_a_second_reader_must_agree_too(tiny_db, tmp_path, monkeypatch):
     assert summary["reader"] == "r" and summary["kept"] == len(both.kept)
 
 
+def test_question_attempts_give_a_rejected_sql_a_question_in_the_next_style(tiny_db, tmp_path, monkeypatch):
+    """`question_attempts`: the SQL whose question the read-back rejected gets a new question in the next style;
+    a rejection is counted only when the last attempt fails too. Stand-in models: the writer's questions carry
+    their SQL and their style, and its read-back misreads every question in the `plain` style."""
+    import sqltune.synth as synth_mod
+    from sqltune.synth import STYLES
+
+    def fake_chat(model, tok, prompts, **kw):
+        def style(p):
+            return next(name for name, text in STYLES.items() if text in p)
+        return [f"Which rows does {p.rsplit('SQL:', 1)[1].strip()} give ({style(p)})?" for p in prompts]
+
+    def fake_readback(model, tok, builder, questions, db, cfg):
+        return ["SELECT 12345" if q.endswith("(plain)?") else q.removeprefix("Which rows does ").rsplit(" give (", 1)[0]
+                for q in questions]
+
+    monkeypatch.setattr(synth_mod, "_load_writer", lambda name, device=None, role="writer": (role, None))
+    monkeypatch.setattr(synth_mod, "chat", fake_chat)
+    monkeypatch.setattr(synth_mod, "readback_sql", fake_readback)
+    runs = {}
+    for n in (1, 2):
+        cfg = SynthConfig(k=200, sources=("schema",), styles=("plain", "terse"), question_attempts=n, progress=False)
+        runs[n] = synth(tiny_db, tmp_path / f"a{n}.jsonl", [], {"test": TEST}, model="w", cfg=cfg)
+    one, two = runs[1], runs[2]
+    rejected = one.rejected["round trip: the model's SQL for the question returns another result"]
+    assert rejected > 0 and all(c["provenance"]["style"] == "terse" for c in one.kept)
+    assert "question_attempt" not in one.kept[0]["provenance"]  # one attempt: the pairs are as before
+    assert len(two.kept) == len(one.kept) + rejected  # every misread SQL got a terse question, read right
+    assert "round trip: the model's SQL for the question returns another result" not in two.rejected
+    retried = [c for c in two.kept if c["provenance"]["question_attempt"] == 2]
+    assert len(retried) == rejected and all(c["provenance"]["style"] == "terse" and c["question"].endswith("(terse)?")
+                                            for c in retried)
+    assert all("_turn" not in c for c in two.kept)
+    rows = [json.loads(line) for line in (tmp_path / "a2.jsonl").read_text().splitlines()]
+    assert len(rows) == len(two.kept) and json.loads((tmp_path / "a2.summary.json").read_text())["question_attempts"] == 2
+    with pytest.raises(SqltuneError, match="question_attempts"):
+        SynthConfig(question_attempts=0).validate()
+
+
 def _cli(args, capsys):
     rc = main(args)
     return rc, capsys.readouterr()

@@ -86,6 +86,7 @@ class SynthSection:
     questions: str = "model"  # model | template (no model: template questions, no read-back)
     readback: bool = True  # keep a pair only if the writer reads its question back to the same result
     readback_samples: int = 1  # >1: majority of sampled read-backs (sqltune.vote)
+    question_attempts: int = 1  # >1: SQL whose question a read-back rejected gets a new question (next style)
     model_sql_per_level: int = 8  # prompts per complexity level for the model-written SQL source
     sql_temperature: float = 0.0  # >0: the model-written SQL is sampled (more distinct candidates per prompt)
     seed_weight: int = 3  # each seed pair appears this many times in the training data

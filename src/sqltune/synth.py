@@ -37,8 +37,8 @@ import sqlglot
 from sqlglot import exp
 
 from .errors import SqltuneError
-from .pairs import (READER_REJECT, PairResult, Validator, apply_roundtrip, chat, clean_question, filter_candidates,
-                    write_pairs)
+from .pairs import (READER_REJECT, ROUNDTRIP_REJECT, PairResult, Validator, chat, clean_question, filter_candidates,
+                    roundtrip_agrees, write_pairs)
 
 SOURCES = ("schema", "instantiate", "mutate", "model")
 STYLES = {
@@ -388,6 +388,7 @@ class SynthConfig:
     styles: tuple = tuple(STYLES)
     readback: bool = True  # consistency check: the writer reads the question back into SQL
     readback_samples: int = 1  # >1: majority of sampled read-backs (sqltune.vote.sample_sql once merged)
+    question_attempts: int = 1  # >1: SQL whose question failed a read-back gets a new question in the next style
     questions: str = "model"  # model | template (no model: schema-template questions only, no read-back)
     overgenerate: float = 2.0  # questions written per wanted pair (the read-back rejects part)
     model_sql_per_level: int = 8  # prompts per complexity level for the `model` source
@@ -413,6 +414,8 @@ class SynthConfig:
             bad(f"model_sql_per_level must be >= 0, got {self.model_sql_per_level}")
         if self.readback_samples < 1:
             bad(f"readback_samples must be at least 1, got {self.readback_samples}")
+        if self.question_attempts < 1:
+            bad(f"question_attempts must be at least 1, got {self.question_attempts}")
         if self.sql_temperature < 0:
             bad(f"sql_temperature must be >= 0 (0: greedy), got {self.sql_temperature}")
         if self.questions not in ("model", "template"):
@@ -549,41 +552,77 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
     if n_nosql := sum(1 for c in cands if not c.get("sql")):
         res.rejected["no SQL in the model's reply"] += n_nosql
 
-    # 2. questions in several styles, 3. read-back consistency check
+    # 2. questions in several styles, 3. read-back consistency check; with `question_attempts` > 1 the SQL whose
+    # question a reader read back to another result gets a new question in the next style and is read again
     if use_model and res.kept:
-        styles = list(cfg.styles)
-        for i, c in enumerate(res.kept):
-            c["provenance"]["style"] = styles[i % len(styles)]
-        qs = chat(writer, tok, [QUESTION_PROMPT.format(style=STYLES[c["provenance"]["style"]], schema=schema,
-                                                       sql=c["sql"]) for c in res.kept],
-                  max_new_tokens=96, batch_size=cfg.batch_size, desc="synth: questions", progress=cfg.progress)
-        kept = []
-        for c, q in zip(res.kept, qs):
-            c["question"] = clean_question(q)
-            reason = validator.question_reason(c)
-            if reason:
-                res.rejected[reason] += 1
-            else:
-                validator.add_question(c)
-                kept.append(c)
+        pending, kept = res.kept, []
+        for attempt in range(cfg.question_attempts):
+            last = attempt == cfg.question_attempts - 1
+            ok, failed = _question_round(pending, attempt, res, validator, db, cfg, writer, tok, builder, schema,
+                                         second, count_rejects=last)
+            kept += ok
+            pending = failed
+            if not pending or len(kept) >= cfg.k:
+                break
         res.kept = kept
-        if cfg.readback and res.kept:
-            sqls = readback_sql(writer, tok, builder, [c["question"] for c in res.kept], db, cfg)
-            res = apply_roundtrip(res, db, sqls, cfg.k if second is None else len(res.kept))
-        if second is not None and res.kept:
-            sqls = readback_sql(*second, builder, [c["question"] for c in res.kept], db, cfg)
-            res = apply_roundtrip(res, db, sqls, cfg.k, reason=READER_REJECT, key="reader_sql")
     res.kept = res.kept[: cfg.k]
     for c in res.kept:
+        c.pop("_turn", None)
         c.pop("template_question", None)
         c["provenance"].update({"writer": "template" if not use_model else (teacher or model or "default"),
                                 "readback": bool(use_model and cfg.readback),
                                 **({"reader": reader} if reader else {})})
     summary = dict(res.summary(), k=cfg.k, seeds=len(seeds), sources=list(cfg.sources), styles=list(cfg.styles),
                    teacher=teacher, reader=reader, model=model, model_sql_per_level=cfg.model_sql_per_level,
-                   sql_temperature=cfg.sql_temperature, readback_samples=cfg.readback_samples)
+                   sql_temperature=cfg.sql_temperature, readback_samples=cfg.readback_samples,
+                   question_attempts=cfg.question_attempts)
     write_pairs(out, res.kept, summary)
     return res
+
+
+def _question_round(cands: list[dict], attempt: int, res, validator, db, cfg: SynthConfig, writer, tok, builder,
+                    schema: str, second, count_rejects: bool) -> tuple[list[dict], list[dict]]:
+    """One question per candidate SQL (style: the candidate's turn + `attempt`), then the read-back(s).
+
+    Returns (kept, failed): `failed` are the candidates a reader read back to another result (they may get
+    another question); a question that fails its own filters (too short, a held-out or kept question) is
+    counted in `res.rejected` at once, a failed read-back only when `count_rejects` (the last attempt)."""
+    styles = list(cfg.styles)
+    for i, c in enumerate(cands):
+        c.setdefault("_turn", i)  # the candidate's place in the first round: its first style
+        c["provenance"]["style"] = styles[(c["_turn"] + attempt) % len(styles)]
+        if cfg.question_attempts > 1:
+            c["provenance"]["question_attempt"] = attempt + 1
+    prompts = [QUESTION_PROMPT.format(style=STYLES[c["provenance"]["style"]], schema=schema, sql=c["sql"]) for c in cands]
+    desc = "synth: questions" + (f" (attempt {attempt + 1})" if attempt else "")
+    qs = chat(writer, tok, prompts, max_new_tokens=96, batch_size=cfg.batch_size, desc=desc, progress=cfg.progress)
+    asked = []
+    for c, q in zip(cands, qs):
+        c["question"] = clean_question(q)
+        if reason := validator.question_reason(c):
+            res.rejected[reason] += 1
+        else:
+            validator.add_question(c)
+            asked.append(c)
+    failed = []
+    readers = ([(writer, tok, ROUNDTRIP_REJECT, "roundtrip_sql")] if cfg.readback else []) + \
+              ([(*second, READER_REJECT, "reader_sql")] if second is not None else [])
+    for model, mtok, reason, key in readers:
+        if not asked:
+            break
+        sqls = readback_sql(model, mtok, builder, [c["question"] for c in asked], db, cfg)
+        agree = roundtrip_agrees(db, asked, sqls)
+        nxt = []
+        for c, ok, sql in zip(asked, agree, sqls):
+            if ok:
+                c["provenance"][key] = sql
+                nxt.append(c)
+            else:
+                failed.append(c)
+                if count_rejects:
+                    res.rejected[reason] += 1
+        asked = nxt
+    return asked, failed
 
 
 def readback_sql(model, tok, builder, questions: list[str], db, cfg: SynthConfig) -> list[str | None]:

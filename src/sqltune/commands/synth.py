@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         readback_samples: int = typer.Option(1, "--readback-samples", min=1,
                                              help="Read each question back this many times (sampled) and "
                                                   "compare the majority result; 1: greedy."),
+        question_attempts: int = typer.Option(1, "--question-attempts", min=1,
+                                              help="Questions to try per SQL: when a read-back rejects one, the "
+                                                   "next style writes another (1: one question per SQL)."),
         sql_per_level: int = typer.Option(8, "--sql-per-level", min=0,
                                           help="Prompts per complexity level for the model-written SQL."),
         sql_temperature: float = typer.Option(0.0, "--sql-temperature", min=0.0,
@@ -62,7 +65,7 @@ def register(app: typer.Typer) -> None:
                           styles=tuple(s.strip() for s in styles.split(",") if s.strip()),
                           questions="template" if template_questions else "model", readback=readback, seed=seed,
                           readback_samples=readback_samples, model_sql_per_level=sql_per_level,
-                          sql_temperature=sql_temperature)
+                          sql_temperature=sql_temperature, question_attempts=question_attempts)
         res = synth(db, out, seed_items, held, model=model, teacher=teacher, reader=reader, notes=notes, cfg=cfg)
         s = res.summary()
         echo(esc(f"tried {s['tried']}, kept {s['kept']} "
