@@ -13,7 +13,7 @@ from sqltune.cli import main
 from sqltune.dataset import write_jsonl
 from sqltune.execute import execute
 from sqltune.errors import SqltuneError
-from sqltune.pairs import Validator, filter_candidates, zero_result
+from sqltune.pairs import Validator, extreme_not_computed, filter_candidates, name_words, zero_result
 from sqltune.synth import (SynthConfig, interleave, candidates, catalog, checkpoint_rule, choose_checkpoint, choose_latest,
                            from_schema, instantiate, retarget_question, split_heldout, synth,
                            weighted_training_items)
@@ -432,3 +432,36 @@ def test_synth_stage_k0_only_applies_the_checkpoint_rule(tmp_path, tiny_db):
 ])
 def test_zero_result(rows, zero):
     assert zero_result(rows) is zero
+
+
+@pytest.mark.parametrize("question,sql,flagged", [
+    # the 0.5B's misreading (session 9): "highest" for every qualifying row
+    ("What is the highest Money_Rank where Best_Finish is greater than 2?",
+     "SELECT Money_Rank FROM poker_player WHERE Best_Finish > 2", True),
+    ("Which nationality has made the most money?", "SELECT Nationality FROM people", True),
+    # an extreme the SQL computes: MAX/MIN, ORDER BY (with or without LIMIT), a window
+    ("What is the highest Money_Rank where Best_Finish > 2?",
+     "SELECT MAX(Money_Rank) FROM poker_player WHERE Best_Finish > 2", False),
+    ("Who earned the most?", "SELECT name FROM people ORDER BY earnings DESC LIMIT 1", False),
+    ("Eccentricity of each planet, from most to least eccentric", "SELECT name FROM p ORDER BY ecc DESC", False),
+    ("The oldest person per country", "SELECT name, RANK() OVER (PARTITION BY country ORDER BY age) FROM p", False),
+    # bounds and the schema's own words are not extremes; SQL that does not parse is not judged
+    ("Players with at most 3 wins and at least 2 losses", "SELECT name FROM p WHERE wins <= 3 AND losses >= 2", False),
+    ("What is the best finish of each player?", "SELECT Best_Finish FROM poker_player", False),
+    ("What is the highest rank?", "SELECT FROM WHERE (", False),
+])
+def test_extreme_not_computed(question, sql, flagged):
+    skip = name_words(["poker_player", "Best_Finish", "Money_Rank", "FlightNo"])
+    assert extreme_not_computed(question, sql, skip) is flagged
+
+
+def test_name_words_split_snake_and_camel_case():
+    assert name_words(["Best_Finish", "FlightNo", "people"]) == {"best", "finish", "flight", "no", "people"}
+
+
+def test_validator_rejects_an_extreme_the_sql_lacks(tiny_db):
+    v = Validator(tiny_db, LeakIndex(TEST, "test"), dedupe_results=True)
+    lacks = {"question": "What is the highest price of a book after 1900?", "sql": "SELECT price FROM books WHERE year > 1900"}
+    has = {"question": "What is the highest price of a book after 1900?", "sql": "SELECT MAX(price) FROM books WHERE year > 1900"}
+    assert v.reject_reason(lacks).startswith("question asks for an extreme")
+    assert v.reject_reason(has) is None

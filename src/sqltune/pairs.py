@@ -2,7 +2,8 @@
 
 A candidate pair is kept only if its SQL runs through the safe executor, returns a non-empty,
 deterministic result (the `data check` rules) that is not one row of zeros / NULLs (`zero_result`:
-nearly any wrong SQL returns COUNT 0 too, so no read-back can check such a pair), leaks nothing into
+nearly any wrong SQL returns COUNT 0 too, so no read-back can check such a pair), has a question that
+asks for no extreme the SQL does not compute (`extreme_not_computed`), leaks nothing into
 the held-out splits (same normalised question, SQL or SQL skeleton: `check.LeakIndex`), and is not
 trivially equivalent to a pair already kept (same normalised SQL, or same skeleton *and* same result).
 Kept pairs join the indexes, so later candidates cannot duplicate them. Optionally a model reads each
@@ -15,9 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
 
 from .check import LeakIndex, check_items, normalize_sql, sql_skeleton
 from .execute import execute
@@ -39,6 +44,36 @@ def zero_result(rows: list) -> bool:
             and all(v is None or isinstance(v, (int, float)) and v == 0 for v in rows[0]))
 
 
+# words that ask for an extreme value; "at most" / "at least" are bounds, not extremes
+SUPERLATIVES = frozenset("highest lowest largest smallest biggest greatest maximum minimum most least fewest top "
+                         "earliest latest newest oldest youngest longest shortest cheapest best worst".split())
+
+
+def name_words(names) -> frozenset:
+    """The lower-case words of table/column names (`Best_Finish` -> best, finish; `FlightNo` -> flight, no)."""
+    return frozenset(w.lower() for n in names for w in re.split(r"[_\W]+|(?<=[a-z])(?=[A-Z])", n) if w)
+
+
+def extreme_not_computed(question: str, sql: str, skip: frozenset = frozenset()) -> bool:
+    """The question asks for an extreme ("the highest rank", "made the most money") and the SQL computes none:
+    no MAX/MIN, no ORDER BY, no window function. Words in `skip` (the schema's own names: a `Best_Finish`
+    column) do not count. SQL that does not parse is not judged here.
+
+    Why: a small writer turns `SELECT rank FROM t WHERE x > v` into "What is the highest rank where x > v?",
+    and its own read-back returns the same rows, so the round trip passes (session 9's hand read of the 0.5B's
+    pairs: 8 of its 9 wrong ones; none among 782 gold pairs of the devsuite and exoplanets but one ordering
+    phrase, which ORDER BY now answers)."""
+    words = re.findall(r"[a-z]+", question.lower())
+    if not any(w in SUPERLATIVES and w not in skip and not (w in ("most", "least") and i and words[i - 1] == "at")
+               for i, w in enumerate(words)):
+        return False
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except sqlglot.errors.SqlglotError:
+        return False
+    return tree is not None and not tree.find(exp.Max, exp.Min, exp.Window, exp.Order)
+
+
 @dataclass
 class Validator:
     """The filters every candidate passes: executes, non-empty and not all zero, deterministic, no leakage,
@@ -57,6 +92,7 @@ class Validator:
     _sql: set = field(default_factory=set)
     _questions: set = field(default_factory=set)
     _shape: set = field(default_factory=set)
+    _names: frozenset | None = None
 
     def reject_reason(self, cand: dict) -> str | None:
         if not cand.get("sql") or self.check_questions and not cand.get("question"):
@@ -83,7 +119,8 @@ class Validator:
         return None
 
     def question_reason(self, cand: dict) -> str | None:
-        """The question's own filters: present, leaks into no held-out question, not a kept pair's."""
+        """The question's own filters: present, leaks into no held-out question, not a kept pair's, and asks
+        for no extreme that the SQL does not compute (`extreme_not_computed`)."""
         from .check import normalize_question
 
         q = normalize_question(cand.get("question") or "")
@@ -93,7 +130,17 @@ class Validator:
             return "leak: same question"
         if q in self._questions:
             return "duplicate: same question as a kept pair"
+        if cand.get("sql") and extreme_not_computed(cand["question"], cand["sql"], self.names()):
+            return "question asks for an extreme (highest, most, ...) that the SQL does not compute"
         return None
+
+    def names(self) -> frozenset:
+        """The words of the database's table and column names (read once)."""
+        if self._names is None:
+            from .schema import table_names
+
+            self._names = name_words(n for t, cols in table_names(self.db).items() for n in [t, *cols])
+        return self._names
 
     def add_question(self, cand: dict) -> None:
         from .check import normalize_question

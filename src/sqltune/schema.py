@@ -105,6 +105,18 @@ def _yaml_notes(data, indent: str = "") -> str:
     return indent + str(data)
 
 
+def table_names(db_path: str | os.PathLike) -> dict[str, list[str]]:
+    """{table: [column, ...]} of a SQLite database, read-only, from the catalogue alone (no table scans)."""
+    con = connect_readonly(Path(db_path))
+    con.set_authorizer(None)  # our own trusted queries read sqlite_master and pragmas
+    try:
+        names = [r[0] for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
+        return {t: [r[1] for r in con.execute(f"PRAGMA table_info({_q(t)})")] for t in names}
+    finally:
+        con.close()
+
+
 def describe(db_path: str | os.PathLike, notes: str | os.PathLike | None = None) -> Schema:
     """Read the schema (and notes) of a SQLite database, read-only."""
     db_path = Path(db_path)
