@@ -567,7 +567,6 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         res.kept = kept
     res.kept = res.kept[: cfg.k]
     for c in res.kept:
-        c.pop("_turn", None)
         c.pop("template_question", None)
         c["provenance"].update({"writer": "template" if not use_model else (teacher or model or "default"),
                                 "readback": bool(use_model and cfg.readback),
@@ -582,15 +581,15 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
 
 def _question_round(cands: list[dict], attempt: int, res, validator, db, cfg: SynthConfig, writer, tok, builder,
                     schema: str, second, count_rejects: bool) -> tuple[list[dict], list[dict]]:
-    """One question per candidate SQL (style: the candidate's turn + `attempt`), then the read-back(s).
+    """One question per candidate SQL (first round: the styles in turn; later: the next style), then the
+    read-back(s).
 
     Returns (kept, failed): `failed` are the candidates a reader read back to another result (they may get
     another question); a question that fails its own filters (too short, a held-out or kept question) is
     counted in `res.rejected` at once, a failed read-back only when `count_rejects` (the last attempt)."""
     styles = list(cfg.styles)
-    for i, c in enumerate(cands):
-        c.setdefault("_turn", i)  # the candidate's place in the first round: its first style
-        c["provenance"]["style"] = styles[(c["_turn"] + attempt) % len(styles)]
+    for i, c in enumerate(cands):  # first round: the styles in turn; later rounds: each SQL's next style
+        c["provenance"]["style"] = styles[(styles.index(c["provenance"]["style"]) + 1 if attempt else i) % len(styles)]
         if cfg.question_attempts > 1:
             c["provenance"]["question_attempt"] = attempt + 1
     prompts = [QUESTION_PROMPT.format(style=STYLES[c["provenance"]["style"]], schema=schema, sql=c["sql"]) for c in cands]
