@@ -118,6 +118,7 @@ def test_bad_recipes_are_one_clear_error(tmp_path):
         ({"synth": {"heldout_fraction": 1.0}}, r"synth.heldout_fraction must be in \[0, 1\)"),
         ({"synth": {"readback_samples": 0}}, r"synth.readback_samples must be at least 1"),
         ({"synth": {"question_attempts": 0}}, r"synth.question_attempts must be at least 1"),
+        ({"synth": {"overgenerate": 0.5}}, r"synth.overgenerate must be at least 1"),
         ({"synth": {"sources": ["schema", "web"]}}, r"synth.sources: unknown web"),
         ({"synth": {"styles": []}}, r"synth.styles: unknown \(none\)"),
         ({"synth": {"questions": "llm"}}, r"synth.questions must be model or template"),

@@ -299,9 +299,14 @@ def test_cli_bad_input_is_one_line_and_nothing_written(tiny_db, tiny_model_dir, 
 def test_cli_synth_template_questions(tiny_db, tmp_path, capsys):
     seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
     rc, cap = _cli(["synth", "--db", str(tiny_db), "--seeds", str(seeds), "--k", "10", "--template-questions",
-                    "--out", str(tmp_path / "s.jsonl")], capsys)
+                    "--overgenerate", "3", "--batch-size", "8", "--out", str(tmp_path / "s.jsonl")], capsys)
     assert rc == 0 and "kept" in cap.out
     assert 0 < len((tmp_path / "s.jsonl").read_text().splitlines()) <= 10
+    summary = json.loads((tmp_path / "s.summary.json").read_text())
+    assert (summary["overgenerate"], summary["batch_size"]) == (3.0, 8)
+    rc, cap = _cli(["synth", "--db", str(tiny_db), "--template-questions", "--overgenerate", "0.5",
+                    "--out", str(tmp_path / "bad.jsonl")], capsys)
+    assert rc != 0 and "overgenerate" in cap.err and not (tmp_path / "bad.jsonl").exists()
 
 
 # ----------------------------------------------------------------------------- checkpoint rule

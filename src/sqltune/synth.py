@@ -414,6 +414,10 @@ class SynthConfig:
             bad(f"model_sql_per_level must be >= 0, got {self.model_sql_per_level}")
         if self.readback_samples < 1:
             bad(f"readback_samples must be at least 1, got {self.readback_samples}")
+        if self.overgenerate < 1:
+            bad(f"overgenerate must be at least 1, got {self.overgenerate}")
+        if self.batch_size < 1:
+            bad(f"batch_size must be at least 1, got {self.batch_size}")
         if self.question_attempts < 1:
             bad(f"question_attempts must be at least 1, got {self.question_attempts}")
         if self.sql_temperature < 0:
@@ -574,7 +578,7 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
     summary = dict(res.summary(), k=cfg.k, seeds=len(seeds), sources=list(cfg.sources), styles=list(cfg.styles),
                    teacher=teacher, reader=reader, model=model, model_sql_per_level=cfg.model_sql_per_level,
                    sql_temperature=cfg.sql_temperature, readback_samples=cfg.readback_samples,
-                   question_attempts=cfg.question_attempts)
+                   question_attempts=cfg.question_attempts, overgenerate=cfg.overgenerate, batch_size=cfg.batch_size)
     write_pairs(out, res.kept, summary)
     return res
 

@@ -45,6 +45,11 @@ def register(app: typer.Typer) -> None:
         sql_temperature: float = typer.Option(0.0, "--sql-temperature", min=0.0,
                                               help="Sample the model-written SQL at this temperature (0: greedy; "
                                                    "0.8-1.0 gives more distinct candidates per prompt)."),
+        overgenerate: float = typer.Option(2.0, "--overgenerate", min=1.0,
+                                           help="SQL candidates given a question per wanted pair (the read-backs "
+                                                "reject part of them)."),
+        batch_size: int = typer.Option(64, "--batch-size", min=1,
+                                       help="Prompts per generation batch (a GPU to itself takes 256)."),
         notes: Optional[Path] = typer.Option(None, "--notes", help="Schema notes file."),
         seed: int = typer.Option(0, "--seed"),
     ):
@@ -65,7 +70,8 @@ def register(app: typer.Typer) -> None:
                           styles=tuple(s.strip() for s in styles.split(",") if s.strip()),
                           questions="template" if template_questions else "model", readback=readback, seed=seed,
                           readback_samples=readback_samples, model_sql_per_level=sql_per_level,
-                          sql_temperature=sql_temperature, question_attempts=question_attempts)
+                          sql_temperature=sql_temperature, question_attempts=question_attempts,
+                          overgenerate=overgenerate, batch_size=batch_size)
         res = synth(db, out, seed_items, held, model=model, teacher=teacher, reader=reader, notes=notes, cfg=cfg)
         s = res.summary()
         echo(esc(f"tried {s['tried']}, kept {s['kept']} "
