@@ -7,6 +7,10 @@
 # greedy:  the recipes' setting (8 prompts per level, greedy SQL)
 # sampled: 100 prompts per level, SQL sampled at 0.9
 # sampled-rb4: the same, each question read back 4 times (sampled) and the majority result compared
+# scale:   for a GPU to itself (session 10): 300 prompts per level, SQL sampled at 0.9, a question for 3 SQL
+#          candidates per wanted pair, batches of 256, and a second reader ($READER, default the 0.5B)
+#
+#   SETTINGS="scale" bash benchmarks/synth_scale.sh ...   # only these settings (default: greedy sampled sampled-rb4)
 set -u
 ds=$1 out=$2 model=$3; shift 3
 mkdir -p "$out"
@@ -14,11 +18,14 @@ for db in "$@"; do
   d="$ds/$db"
   base=(python3 -m sqltune synth --db "$d/$db.sqlite" --seeds "$d/train.jsonl" --holdout "$d/valid.jsonl"
         --holdout "$d/test.jsonl" --k 300 --model "$model")
-  for setting in greedy sampled sampled-rb4; do
+  for setting in ${SETTINGS:-greedy sampled sampled-rb4}; do
     case $setting in
       greedy) extra=() ;;
       sampled) extra=(--sql-per-level 100 --sql-temperature 0.9) ;;
       sampled-rb4) extra=(--sql-per-level 100 --sql-temperature 0.9 --readback-samples 4) ;;
+      scale) extra=(--sql-per-level 300 --sql-temperature 0.9 --overgenerate 3 --batch-size 256
+                    --reader "${READER:-qwen2.5-coder-0.5b}") ;;
+      *) echo "unknown setting $setting" >&2; exit 2 ;;
     esac
     SECONDS=0
     "${base[@]}" "${extra[@]}" --out "$out/$db-$setting.jsonl" > "$out/$db-$setting.log" 2>&1
