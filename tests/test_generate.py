@@ -267,4 +267,9 @@ def test_sampled_chat_is_reproducible_per_seed_and_differs_from_greedy(chaotic):
     # the same prompt repeated: greedy writes one reply, sampling several
     same = [prompts[0]] * 6
     assert len(set(chat(model, tok, same, max_new_tokens=12, batch_size=6, progress=False))) == 1
+    # a stop ends each row where it says, and the other rows' samples stay the same (synth's SQL writing)
+    cut = chat(model, tok, prompts, max_new_tokens=12, batch_size=5, progress=False, temperature=1.0, seed=3,
+               stop=lambda text: len(text) >= 6)
+    assert all(full.startswith(short) for short, full in zip(cut, a))
+    assert any(len(short) < len(full) for short, full in zip(cut, a))
     assert len(set(chat(model, tok, same, max_new_tokens=12, batch_size=6, progress=False, temperature=1.0))) > 1

@@ -187,6 +187,31 @@ def test_sampled_model_sql_is_recorded_and_a_negative_temperature_refused(tiny_d
     assert not (tmp_path / "x.jsonl").exists()
 
 
+def test_model_written_sql_rows_end_with_their_statement(tiny_db, tmp_path, monkeypatch):
+    """The SQL-writing call gets a stop that ends a row once its statement is complete (prose after a
+    query would otherwise keep a sampled batch decoding); the question-writing call gets none."""
+    import sqltune.synth as synth_mod
+
+    stops = {}
+
+    def fake_chat(model, tok, prompts, desc="", stop=None, **kw):
+        stops[desc] = stop
+        if "SQL" in desc:
+            return ["```sql\nSELECT title FROM books\n```\nThis query lists the titles."] * len(prompts)
+        return ["Which rows does " + p.rsplit("SQL:\n", 1)[1].strip() + " give?" for p in prompts]
+
+    monkeypatch.setattr(synth_mod, "_load_writer", lambda name, device=None, role="writer": (role, None))
+    monkeypatch.setattr(synth_mod, "chat", fake_chat)
+    monkeypatch.setattr(synth_mod, "readback_sql", lambda model, tok, builder, qs, db, cfg:
+                        [q.removeprefix("Which rows does ").removesuffix(" give?") for q in qs])
+    cfg = SynthConfig(k=20, sources=("model",), model_sql_per_level=2, progress=False)
+    res = synth(tiny_db, tmp_path / "m.jsonl", [], {"test": TEST}, model="w", cfg=cfg)
+    stop = stops["synth: model-written SQL"]
+    assert stop("```sql\nSELECT title FROM books\n```") and stop("SELECT title FROM books;")
+    assert not stop("SELECT title FROM") and stops["synth: questions"] is None
+    assert [c["sql"] for c in res.kept] == ["SELECT title FROM books"]  # 10 replies, one distinct query
+
+
 def test_a_second_reader_must_agree_too(tiny_db, tmp_path, monkeypatch):
     """`reader`: after the writer's own read-back, a second model reads each question back; a pair whose
     second reading returns another result is rejected under its own reason, the others keep both SQLs.

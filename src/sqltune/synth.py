@@ -532,11 +532,13 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
                 prompts.append(SQL_PROMPT.format(schema=schema, examples=_examples_text(seeds, rng), table=table,
                                                  level=what))
                 meta.append(level)
-        from .extract import extract_sql
+        from .extract import extract_sql, is_complete
 
+        # a row ends where its statement does (what follows cannot change `extract_sql`): a sampled batch
+        # otherwise decodes until its longest reply, prose after the SQL included
         texts = chat(writer, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
                      desc="synth: model-written SQL", progress=cfg.progress, temperature=cfg.sql_temperature,
-                     seed=cfg.seed)
+                     seed=cfg.seed, stop=is_complete)
         model_cands = [{"sql": extract_sql(t), "provenance": {"method": "model", "level": lv}}
                        for t, lv in zip(texts, meta)]
         cands = interleave(model_cands, cands)

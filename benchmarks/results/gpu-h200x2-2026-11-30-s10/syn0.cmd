@@ -1,0 +1,1 @@
+SETTINGS=scale bash /root/jobs/synth_scale.sh /root/jobs/devsuite /root/jobs/out/synth qwen2.5-coder-1.5b tvshow flight_2 employee_hire_evaluation
