@@ -119,6 +119,7 @@ def test_bad_recipes_are_one_clear_error(tmp_path):
         ({"synth": {"readback_samples": 0}}, r"synth.readback_samples must be at least 1"),
         ({"synth": {"question_attempts": 0}}, r"synth.question_attempts must be at least 1"),
         ({"synth": {"overgenerate": 0.5}}, r"synth.overgenerate must be at least 1"),
+        ({"synth": {"sql_max_new_tokens": 8}}, r"synth.sql_max_new_tokens must be at least 16"),
         ({"synth": {"sources": ["schema", "web"]}}, r"synth.sources: unknown web"),
         ({"synth": {"styles": []}}, r"synth.styles: unknown \(none\)"),
         ({"synth": {"questions": "llm"}}, r"synth.questions must be model or template"),

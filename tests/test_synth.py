@@ -189,13 +189,14 @@ def test_sampled_model_sql_is_recorded_and_a_negative_temperature_refused(tiny_d
 
 def test_model_written_sql_rows_end_with_their_statement(tiny_db, tmp_path, monkeypatch):
     """The SQL-writing call gets a stop that ends a row once its statement is complete (prose after a
-    query would otherwise keep a sampled batch decoding); the question-writing call gets none."""
+    query would otherwise keep a sampled batch decoding) and its own token limit; the question-writing
+    call gets no stop."""
     import sqltune.synth as synth_mod
 
-    stops = {}
+    stops, limits = {}, {}
 
-    def fake_chat(model, tok, prompts, desc="", stop=None, **kw):
-        stops[desc] = stop
+    def fake_chat(model, tok, prompts, desc="", stop=None, max_new_tokens=None, **kw):
+        stops[desc], limits[desc] = stop, max_new_tokens
         if "SQL" in desc:
             return ["```sql\nSELECT title FROM books\n```\nThis query lists the titles."] * len(prompts)
         return ["Which rows does " + p.rsplit("SQL:\n", 1)[1].strip() + " give?" for p in prompts]
@@ -204,8 +205,9 @@ def test_model_written_sql_rows_end_with_their_statement(tiny_db, tmp_path, monk
     monkeypatch.setattr(synth_mod, "chat", fake_chat)
     monkeypatch.setattr(synth_mod, "readback_sql", lambda model, tok, builder, qs, db, cfg:
                         [q.removeprefix("Which rows does ").removesuffix(" give?") for q in qs])
-    cfg = SynthConfig(k=20, sources=("model",), model_sql_per_level=2, progress=False)
+    cfg = SynthConfig(k=20, sources=("model",), model_sql_per_level=2, progress=False, sql_max_new_tokens=100)
     res = synth(tiny_db, tmp_path / "m.jsonl", [], {"test": TEST}, model="w", cfg=cfg)
+    assert limits["synth: model-written SQL"] == 100 and limits["synth: questions"] == 96
     stop = stops["synth: model-written SQL"]
     assert stop("```sql\nSELECT title FROM books\n```") and stop("SELECT title FROM books;")
     assert not stop("SELECT title FROM") and stops["synth: questions"] is None
@@ -324,11 +326,12 @@ def test_cli_bad_input_is_one_line_and_nothing_written(tiny_db, tiny_model_dir, 
 def test_cli_synth_template_questions(tiny_db, tmp_path, capsys):
     seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
     rc, cap = _cli(["synth", "--db", str(tiny_db), "--seeds", str(seeds), "--k", "10", "--template-questions",
-                    "--overgenerate", "3", "--batch-size", "8", "--out", str(tmp_path / "s.jsonl")], capsys)
+                    "--overgenerate", "3", "--batch-size", "8", "--sql-max-new-tokens", "128",
+                    "--out", str(tmp_path / "s.jsonl")], capsys)
     assert rc == 0 and "kept" in cap.out
     assert 0 < len((tmp_path / "s.jsonl").read_text().splitlines()) <= 10
     summary = json.loads((tmp_path / "s.summary.json").read_text())
-    assert (summary["overgenerate"], summary["batch_size"]) == (3.0, 8)
+    assert (summary["overgenerate"], summary["batch_size"], summary["sql_max_new_tokens"]) == (3.0, 8, 128)
     rc, cap = _cli(["synth", "--db", str(tiny_db), "--template-questions", "--overgenerate", "0.5",
                     "--out", str(tmp_path / "bad.jsonl")], capsys)
     assert rc != 0 and "overgenerate" in cap.err and not (tmp_path / "bad.jsonl").exists()

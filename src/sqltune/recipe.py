@@ -90,6 +90,7 @@ class SynthSection:
     model_sql_per_level: int = 8  # prompts per complexity level for the model-written SQL source
     sql_temperature: float = 0.0  # >0: the model-written SQL is sampled (more distinct candidates per prompt)
     overgenerate: float = 2.0  # SQL candidates given a question per wanted pair (the read-backs reject part)
+    sql_max_new_tokens: int = 192  # token limit of the model-written SQL (a sampled batch decodes to its longest reply)
     seed_weight: int = 3  # each seed pair appears this many times in the training data
     heldout_fraction: float = 0.2  # share of synthetic pairs held out to join valid in the checkpoint choice
     select_z: float = 1.0  # a trained checkpoint must beat the untuned model by z standard errors

@@ -394,7 +394,10 @@ class SynthConfig:
     model_sql_per_level: int = 8  # prompts per complexity level for the `model` source
     sql_temperature: float = 0.0  # >0: the `model` source samples its SQL (similar prompts stop giving one SQL)
     batch_size: int = 64
-    max_new_tokens: int = 256
+    max_new_tokens: int = 256  # the read-backs' SQL (as the evaluator)
+    # the model-written SQL: a sampled batch decodes until its longest reply, and at 256 rows a batch nearly always
+    # holds one that rambles to the limit; 192 covers the longest gold query here (167 tokens of 782) with its fence
+    sql_max_new_tokens: int = 192
     seed: int = 0
     progress: bool = True
 
@@ -416,6 +419,8 @@ class SynthConfig:
             bad(f"readback_samples must be at least 1, got {self.readback_samples}")
         if self.overgenerate < 1:
             bad(f"overgenerate must be at least 1, got {self.overgenerate}")
+        if self.sql_max_new_tokens < 16:
+            bad(f"sql_max_new_tokens must be at least 16, got {self.sql_max_new_tokens}")
         if self.batch_size < 1:
             bad(f"batch_size must be at least 1, got {self.batch_size}")
         if self.question_attempts < 1:
@@ -536,7 +541,7 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
 
         # a row ends where its statement does (what follows cannot change `extract_sql`): a sampled batch
         # otherwise decodes until its longest reply, prose after the SQL included
-        texts = chat(writer, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+        texts = chat(writer, tok, prompts, max_new_tokens=cfg.sql_max_new_tokens, batch_size=cfg.batch_size,
                      desc="synth: model-written SQL", progress=cfg.progress, temperature=cfg.sql_temperature,
                      seed=cfg.seed, stop=is_complete)
         model_cands = [{"sql": extract_sql(t), "provenance": {"method": "model", "level": lv}}
@@ -580,7 +585,8 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
     summary = dict(res.summary(), k=cfg.k, seeds=len(seeds), sources=list(cfg.sources), styles=list(cfg.styles),
                    teacher=teacher, reader=reader, model=model, model_sql_per_level=cfg.model_sql_per_level,
                    sql_temperature=cfg.sql_temperature, readback_samples=cfg.readback_samples,
-                   question_attempts=cfg.question_attempts, overgenerate=cfg.overgenerate, batch_size=cfg.batch_size)
+                   question_attempts=cfg.question_attempts, overgenerate=cfg.overgenerate, batch_size=cfg.batch_size,
+                   sql_max_new_tokens=cfg.sql_max_new_tokens)
     write_pairs(out, res.kept, summary)
     return res
 

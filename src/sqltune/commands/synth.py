@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
         overgenerate: float = typer.Option(2.0, "--overgenerate", min=1.0,
                                            help="SQL candidates given a question per wanted pair (the read-backs "
                                                 "reject part of them)."),
+        sql_max_new_tokens: int = typer.Option(192, "--sql-max-new-tokens", min=16,
+                                               help="Token limit of the model-written SQL (a batch decodes until "
+                                                    "its longest reply)."),
         batch_size: int = typer.Option(64, "--batch-size", min=1,
                                        help="Prompts per generation batch (a GPU to itself takes 256)."),
         notes: Optional[Path] = typer.Option(None, "--notes", help="Schema notes file."),
@@ -71,7 +74,8 @@ def register(app: typer.Typer) -> None:
                           questions="template" if template_questions else "model", readback=readback, seed=seed,
                           readback_samples=readback_samples, model_sql_per_level=sql_per_level,
                           sql_temperature=sql_temperature, question_attempts=question_attempts,
-                          overgenerate=overgenerate, batch_size=batch_size)
+                          overgenerate=overgenerate, batch_size=batch_size,
+                          sql_max_new_tokens=sql_max_new_tokens)
         res = synth(db, out, seed_items, held, model=model, teacher=teacher, reader=reader, notes=notes, cfg=cfg)
         s = res.summary()
         echo(esc(f"tried {s['tried']}, kept {s['kept']} "
