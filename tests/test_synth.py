@@ -199,7 +199,7 @@ def test_model_written_sql_rows_end_with_their_statement(tiny_db, tmp_path, monk
         stops[desc], limits[desc] = stop, max_new_tokens
         if "SQL" in desc:
             return ["```sql\nSELECT title FROM books\n```\nThis query lists the titles."] * len(prompts)
-        return ["Which rows does " + p.rsplit("SQL:\n", 1)[1].strip() + " give?" for p in prompts]
+        return ["Which rows does " + p.rsplit("SQL:\n", 1)[1].split("\n\n")[0] + " give?" for p in prompts]
 
     monkeypatch.setattr(synth_mod, "_load_writer", lambda name, device=None, role="writer": (role, None))
     monkeypatch.setattr(synth_mod, "chat", fake_chat)
@@ -228,7 +228,7 @@ def test_a_second_reader_must_agree_too(tiny_db, tmp_path, monkeypatch):
         return role, None
 
     def fake_chat(model, tok, prompts, **kw):
-        return ["Which rows does " + p.rsplit("SQL:\n", 1)[1].strip() + " give?" for p in prompts]
+        return ["Which rows does " + p.rsplit("SQL:\n", 1)[1].split("\n\n")[0] + " give?" for p in prompts]
 
     def fake_readback(model, tok, builder, questions, db, cfg):
         sqls = [q.removeprefix("Which rows does ").removesuffix(" give?") for q in questions]
@@ -263,9 +263,12 @@ def test_question_attempts_give_a_rejected_sql_a_question_in_the_next_style(tiny
     from sqltune.synth import STYLES
 
     def fake_chat(model, tok, prompts, **kw):
+        def sql_of(p):
+            return p.rsplit("SQL:\n", 1)[1].split("\n\n")[0]
+
         def style(p):
             return next(name for name, text in STYLES.items() if text in p)
-        return [f"Which rows does {p.rsplit('SQL:', 1)[1].strip()} give ({style(p)})?" for p in prompts]
+        return [f"Which rows does {sql_of(p)} give ({style(p)})?" for p in prompts]
 
     def fake_readback(model, tok, builder, questions, db, cfg):
         return ["SELECT 12345" if q.endswith("(plain)?") else q.removeprefix("Which rows does ").rsplit(" give (", 1)[0]
@@ -498,3 +501,17 @@ def test_validator_rejects_an_extreme_the_sql_lacks(tiny_db):
     has = {"question": "What is the highest price of a book after 1900?", "sql": "SELECT MAX(price) FROM books WHERE year > 1900"}
     assert v.reject_reason(lacks).startswith("question asks for an extreme")
     assert v.reject_reason(has) is None
+
+
+def test_question_prompts_of_all_styles_share_the_schema_prefix(tiny_db):
+    """The KV cache of the prompts' common prefix is computed once per call (`generate_texts`): the styles
+    and the SQL come after the schema, so every question prompt of a batch shares it."""
+    import os
+
+    from sqltune.schema import schema_text
+    from sqltune.synth import QUESTION_PROMPT, STYLES
+
+    schema = schema_text(tiny_db)
+    prompts = [QUESTION_PROMPT.format(style=text, schema=schema, sql=f"SELECT {i} FROM books")
+               for i, text in enumerate(STYLES.values())]
+    assert schema in os.path.commonprefix(prompts)

@@ -368,9 +368,11 @@ def retarget_question(question: str, values: dict[str, str]) -> str | None:
 # ----------------------------------------------------------------------------- model prompts
 SQL_PROMPT = ("Database schema:\n{schema}\n\n{examples}Write one new SQLite query about the table {table}: "
               "{level}. Use real values shown in the schema. Reply with the SQL query only.")
-QUESTION_PROMPT = ("Here is a SQLite query on the database below. Write the one question this query answers, "
-                   "as {style}. Mention every condition and value in the query. Reply with the question only."
-                   "\n\nSchema:\n{schema}\n\nSQL:\n{sql}")
+# the schema first: every question prompt of a batch then shares the instruction + schema prefix, whose KV
+# cache `generate_texts` computes once (with the style first, each prompt paid for the schema again)
+QUESTION_PROMPT = ("Here is a SQLite query on the database below.\n\nSchema:\n{schema}\n\nSQL:\n{sql}\n\n"
+                   "Write the one question this query answers, as {style}. Mention every condition and value in the "
+                   "query. Reply with the question only.")
 
 
 def _examples_text(seeds: list[dict], rng: random.Random, k: int = 3) -> str:
