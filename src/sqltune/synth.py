@@ -541,8 +541,8 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
                 meta.append(level)
         from .extract import extract_sql, is_complete
 
-        # a row ends where its statement does (what follows cannot change `extract_sql`): a sampled batch
-        # otherwise decodes until its longest reply, prose after the SQL included
+        # a row ends where its statement does (what follows cannot change `extract_sql`); the batch still
+        # decodes until its longest reply, so the SQL has its own token limit (BENCHMARKS.md, "Session 10 leases")
         texts = chat(writer, tok, prompts, max_new_tokens=cfg.sql_max_new_tokens, batch_size=cfg.batch_size,
                      desc="synth: model-written SQL", progress=cfg.progress, temperature=cfg.sql_temperature,
                      seed=cfg.seed, stop=is_complete)
