@@ -417,16 +417,10 @@ class SynthConfig:
 
         if self.model_sql_per_level < 0:
             bad(f"model_sql_per_level must be >= 0, got {self.model_sql_per_level}")
-        if self.readback_samples < 1:
-            bad(f"readback_samples must be at least 1, got {self.readback_samples}")
-        if self.overgenerate < 1:
-            bad(f"overgenerate must be at least 1, got {self.overgenerate}")
-        if self.sql_max_new_tokens < 16:
-            bad(f"sql_max_new_tokens must be at least 16, got {self.sql_max_new_tokens}")
-        if self.batch_size < 1:
-            bad(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.question_attempts < 1:
-            bad(f"question_attempts must be at least 1, got {self.question_attempts}")
+        for name, least in (("readback_samples", 1), ("overgenerate", 1), ("sql_max_new_tokens", 16),
+                            ("batch_size", 1), ("question_attempts", 1)):
+            if (value := getattr(self, name)) < least:
+                bad(f"{name} must be at least {least}, got {value}")
         if self.sql_temperature < 0:
             bad(f"sql_temperature must be >= 0 (0: greedy), got {self.sql_temperature}")
         if self.questions not in ("model", "template"):
