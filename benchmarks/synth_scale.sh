@@ -9,6 +9,8 @@
 # sampled-rb4: the same, each question read back 4 times (sampled) and the majority result compared
 # scale:   for a GPU to itself (session 10): 300 prompts per level, SQL sampled at 0.9, a question for 3 SQL
 #          candidates per wanted pair, batches of 256, and a second reader ($READER, default the 0.5B)
+# scale2:  session 11, after the SQL's own token limit (192) and the loop stop: 500 prompts per level and a
+#          question for 5 SQL candidates per wanted pair (the scale run kept ~22 % of the SQL it wrote questions for)
 #
 #   SETTINGS="scale" bash benchmarks/synth_scale.sh ...   # only these settings (default: greedy sampled sampled-rb4)
 set -u
@@ -25,6 +27,8 @@ for db in "$@"; do
       sampled-rb4) extra=(--sql-per-level 100 --sql-temperature 0.9 --readback-samples 4) ;;
       scale) extra=(--sql-per-level 300 --sql-temperature 0.9 --overgenerate 3 --batch-size 256
                     --reader "${READER:-qwen2.5-coder-0.5b}") ;;
+      scale2) extra=(--sql-per-level 500 --sql-temperature 0.9 --overgenerate 5 --batch-size 256
+                     --reader "${READER:-qwen2.5-coder-0.5b}") ;;
       *) echo "unknown setting $setting" >&2; exit 2 ;;
     esac
     SECONDS=0

@@ -273,3 +273,82 @@ def test_sampled_chat_is_reproducible_per_seed_and_differs_from_greedy(chaotic):
     assert all(full.startswith(short) for short, full in zip(cut, a))
     assert any(len(short) < len(full) for short, full in zip(cut, a))
     assert len(set(chat(model, tok, same, max_new_tokens=12, batch_size=6, progress=False, temperature=1.0))) > 1
+
+
+# ---------------------------------------------------------------- a row in a loop ends there
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from sqltune.generate import LOOP_MAX_PERIOD, LOOP_MIN_REPEATS, LOOP_MIN_TOKENS, is_looping  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(head=st.lists(st.integers(0, 50), max_size=20), piece=st.lists(st.integers(100, 200), min_size=1,
+       max_size=LOOP_MAX_PERIOD, unique=True), extra=st.integers(0, 40))
+def test_a_short_piece_repeated_long_enough_is_a_loop_and_one_token_less_is_not(head, piece, extra):
+    p = len(piece)
+    need = max(LOOP_MIN_TOKENS, p * LOOP_MIN_REPEATS)  # tokens of the loop that make it one
+    tail = (piece * (need // p + 2))[-need:]  # exactly `need` tokens of the loop, ending anywhere in the piece
+    assert is_looping(head + tail)
+    assert not is_looping(head + tail[1:])  # one token short (the head's tokens differ from the piece's)
+    loop = (piece * (need // p + 2 + extra))
+    assert is_looping(head + loop)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tokens=st.lists(st.integers(0, 10_000), max_size=300, unique=True))
+def test_tokens_that_never_repeat_are_no_loop(tokens):
+    assert not is_looping(tokens)
+
+
+def test_no_gold_query_of_the_packaged_data_looks_like_a_loop(tiny_model_dir):
+    """Every prefix of every gold SQL (exoplanets, every split) and a long legitimate IN list: no loop."""
+    from transformers import AutoTokenizer
+
+    from sqltune.dataset import load_items
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    sqls = [it["sql"] for split in ("train", "valid", "test") for it in load_items(f"exoplanets:{split}")]
+    sqls.append("SELECT name FROM t WHERE id IN (" + ", ".join(str(i) for i in range(200)) + ")")
+    sqls.append("SELECT " + " + ".join(f"c{i}" for i in range(60)) + " FROM t")
+    assert len(sqls) > 200
+    for sql in sqls:
+        ids = tok(sql, add_special_tokens=False)["input_ids"]
+        assert not any(is_looping(ids[:i]) for i in range(1, len(ids) + 1)), sql
+
+
+@pytest.fixture(scope="module")
+def looping(tiny_model_dir):
+    """The tiny model with small random weights: greedy, it repeats a token or two after a while."""
+    import torch
+
+    from sqltune.model import load_model, pick_device
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model, tok, _ = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    yield model, tok
+    torch.set_num_threads(threads)
+
+
+def test_a_looping_row_ends_at_its_loop_in_a_batch_as_alone(looping):
+    model, tok = looping
+    prompts = [PromptBuilder(SCHEMA).prompt(tok, q) for q in QUESTIONS]
+    free = GenerationStats()
+    unbounded = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=80, progress=False, stop=None,
+                               loop_stop=False, stats=free)
+    assert free.stopped_length == len(prompts) and free.stopped_loop == 0
+    stats = GenerationStats()
+    batched = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=80, progress=False, stop=None, stats=stats)
+    alone = generate_one_by_one(model, tok, prompts, max_new_tokens=80, stop=None)
+    assert [(t, n) for t, n, _ in batched] == [(t, n) for t, n, _ in alone]
+    assert stats.stopped_loop >= 3 and stats.stopped_loop + stats.stopped_length == len(prompts)
+    assert stats.new_tokens < free.new_tokens
+    for (text, n, _), (full, _, _) in zip(batched, unbounded):
+        assert full.startswith(text)  # the loop stop only cuts; it never changes a token
+        assert n == 80 or LOOP_MIN_TOKENS <= n < 80

@@ -182,6 +182,9 @@ def test_sampled_model_sql_is_recorded_and_a_negative_temperature_refused(tiny_d
     synth(tiny_db, out, SEEDS, {"test": TEST}, model=str(tiny_model_dir), device=None, cfg=cfg)
     summary = json.loads((tmp_path / "syn.summary.json").read_text())
     assert summary["sql_temperature"] == 0.9 and summary["model_sql_per_level"] == 1
+    gen = summary["model_sql_generation"]  # one SQL prompt per level; every row ended for one reason
+    assert gen["n"] == 5 and gen["stopped_eos"] + gen["stopped_statement"] + gen["stopped_length"] + gen["stopped_loop"] == 5
+    assert {"templates", "model_sql", "sql_filters"} <= set(summary["seconds"]) and summary["seconds"]["model_sql"] > 0
     with pytest.raises(SqltuneError, match="temperature"):
         synth(tiny_db, tmp_path / "x.jsonl", SEEDS, cfg=SynthConfig(k=3, sql_temperature=-1, progress=False))
     assert not (tmp_path / "x.jsonl").exists()

@@ -4,7 +4,8 @@ Every prompt starts with the same instructions + schema (hundreds of tokens); on
 differs. `generate_texts` runs that shared prefix through the model once, and each batch then runs
 transformers' `model.generate` (greedy) from a copy of its KV cache, on [prefix][padding][question]
 with the padding masked out. A row stops at EOS or as soon as its statement is complete
-(`extract.is_complete`: a `;`, a closing fence, a blank line or prose after the query). A row gets the
+(`extract.is_complete`: a `;`, a closing fence, a blank line or prose after the query), or when it
+has fallen into a loop (`is_looping`: one short piece of tokens over and over). A row gets the
 same tokens as generating its question alone (`generate_one_by_one`, the baseline; tested), up to
 the rounding of different batch shapes. A hand-written decoder (own KV cache, rows leaving the batch)
 was measured against this in issue 13 and did not win by the 1.5x that would justify keeping it
@@ -65,6 +66,7 @@ class GenerationStats:
     stopped_eos: int = 0
     stopped_statement: int = 0
     stopped_length: int = 0
+    stopped_loop: int = 0
     seconds: float = 0.0
 
     @property
@@ -136,6 +138,29 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="q", disable=not enabled, leave=False, file=sys.stderr)
 
 
+# A reply that repeats one piece of at most LOOP_MAX_PERIOD tokens LOOP_MIN_REPEATS times, over at least
+# LOOP_MIN_TOKENS tokens, has fallen into a loop (greedy small models do: "* 1.0 * 1.0 * 1.0 ..." until the
+# token limit). It ends there: more tokens of the loop cannot make its SQL right, and one such row keeps a
+# whole batch decoding to the limit (BENCHMARKS.md, "A loop ends a row").
+LOOP_MAX_PERIOD = 16
+LOOP_MIN_REPEATS = 4
+LOOP_MIN_TOKENS = 32
+
+
+def is_looping(tokens: list[int]) -> bool:
+    """True when `tokens` end in one piece of 1..LOOP_MAX_PERIOD tokens repeated (see above)."""
+    n = len(tokens)
+    if n < LOOP_MIN_TOKENS or tokens[-1] not in tokens[-1 - LOOP_MAX_PERIOD:-1]:
+        return False  # a loop's last token came up one period earlier
+    for p in range(1, LOOP_MAX_PERIOD + 1):
+        span = max(LOOP_MIN_TOKENS, p * LOOP_MIN_REPEATS)
+        if span > n:
+            return False
+        if all(tokens[n - 1 - i] == tokens[n - 1 - i - p] for i in range(span - p)):
+            return True
+    return False
+
+
 # ---------------------------------------------------------------- the decoder
 class _StopGate:
     """Ask the (costly: decode + regexes + sqlglot) statement check only when a token could end one.
@@ -183,6 +208,7 @@ def generate_texts(
     prefix: "PrefixCache | None" = None,
     temperature: float = 0.0,
     top_p: float = 1.0,
+    loop_stop: bool = True,
 ) -> list[tuple[str, int, float]]:
     """Greedy completions of `prompts` (sampled when `temperature` > 0: the caller seeds torch): (text,
     generated tokens, seconds) per prompt, in order, through transformers' batched `model.generate`.
@@ -191,8 +217,8 @@ def generate_texts(
     The shared schema prefix runs once; each batch gets a copy of its KV cache (repeated over the
     rows) and generates from [prefix][padding][question], the padding masked out, so positions
     continue after the prefix as in `generate_texts`. Rows stop at EOS or at the end of the
-    statement (a per-row stopping criterion); finished rows stay in the batch until all are done.
-    `cache_implementation` (without a shared prefix only): e.g. "static". `prefix` (from
+    statement (a per-row stopping criterion), or in a loop (`is_looping`; `loop_stop=False` lets loops run
+    to the limit); finished rows stay in the batch until all are done. `cache_implementation` (without a shared prefix only): e.g. "static". `prefix` (from
     `prefix_cache`, computed once by a server) is reused instead of the prefix forward when every
     prompt starts with its tokens.
     """
@@ -224,6 +250,7 @@ def generate_texts(
         def __init__(self, start: int, rows: int):
             self.start, self.done, self.reason = start, [False] * rows, [None] * rows
             self.gate = _StopGate(tokenizer, rows, exact=stop is not is_complete)
+            self.toks: list[list[int]] = [[] for _ in range(rows)]
 
         def __call__(self, input_ids, scores, **kwargs):
             new = input_ids[:, self.start:]
@@ -233,10 +260,14 @@ def generate_texts(
                     continue
                 if tok_id in eos:
                     self.done[b], self.reason[b] = True, "eos"
-                elif stop is not None and self.gate.worth_asking(b, tok_id):
-                    toks = [t for t in new[b].tolist() if t not in eos]
-                    if stop(tokenizer.decode(toks, skip_special_tokens=False)):
+                    continue
+                self.toks[b].append(tok_id)
+                if stop is not None and self.gate.worth_asking(b, tok_id):
+                    if stop(tokenizer.decode(self.toks[b], skip_special_tokens=False)):
                         self.done[b], self.reason[b] = True, "statement"
+                        continue
+                if loop_stop and is_looping(self.toks[b]):
+                    self.done[b], self.reason[b] = True, "loop"
             return torch.tensor(self.done, device=input_ids.device)
 
     with torch.inference_mode(), _EvalMode(model), _autocast(device, autocast), _progress(n, progress, desc) as bar:
@@ -330,8 +361,9 @@ def generate_one_by_one(
     max_new_tokens: int = 256,
     autocast: bool = False,
     stop: Callable[[str], bool] | None = is_complete,
+    loop_stop: bool = True,
 ) -> list[tuple[str, int, float]]:
-    """The baseline: `model.generate` on one prompt at a time (greedy, same stopping rule)."""
+    """The baseline: `model.generate` on one prompt at a time (greedy, same stopping rules)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -345,6 +377,7 @@ def generate_one_by_one(
         def __call__(self, input_ids, scores, **kwargs):
             new = [t for t in input_ids[0, self.start:].tolist() if t not in eos]
             done = stop is not None and bool(new) and stop(tokenizer.decode(new, skip_special_tokens=False))
+            done = done or (loop_stop and is_looping(new))
             return torch.tensor([done], device=input_ids.device)
 
     out = []

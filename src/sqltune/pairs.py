@@ -251,11 +251,12 @@ def write_pairs(path, pairs: list[dict], summary: dict | None = None) -> Path:
 # ----------------------------------------------------------------------------- model text helpers
 def chat(model, tok, prompts: list[str], max_new_tokens: int = 160, batch_size: int = 64,
          desc: str = "writing", progress: bool = True, temperature: float = 0.0, top_p: float = 0.95,
-         seed: int = 0, stop=None) -> list[str]:
+         seed: int = 0, stop=None, stats=None) -> list[str]:
     """Replies to single-turn chat prompts: greedy, or sampled at `temperature` > 0 (top-p `top_p`,
     torch seeded with `seed`, so the same call gives the same replies). Prompts sharing an
     instruction+schema prefix share its KV cache across the batch (`generate_texts`). `stop`: a row
-    also ends when `stop(text)` is true (`generate.is_complete`: where a reply that is SQL ends)."""
+    also ends when `stop(text)` is true (`generate.is_complete`: where a reply that is SQL ends). `stats`: a
+    `generate.GenerationStats` to fill (decode steps, why rows ended)."""
     from .generate import generate_texts
 
     if not prompts:
@@ -266,7 +267,8 @@ def chat(model, tok, prompts: list[str], max_new_tokens: int = 160, batch_size: 
     def run():
         return [text for text, _, _ in generate_texts(model, tok, texts, batch_size=batch_size,
                                                        max_new_tokens=max_new_tokens, stop=stop, desc=desc,
-                                                       progress=progress, temperature=temperature, top_p=top_p)]
+                                                       progress=progress, temperature=temperature, top_p=top_p,
+                                                       stats=stats)]
 
     if temperature <= 0:
         return run()

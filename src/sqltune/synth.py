@@ -31,6 +31,7 @@ import math
 import os
 import random
 import re
+import time
 from dataclasses import dataclass, field, fields
 
 import sqlglot
@@ -524,8 +525,15 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
 
         builder = PromptBuilder(schema, style=prompt_style)
 
+    seconds: dict[str, float] = {}  # wall time per stage, in the summary
+    sql_stats = None
+    t = time.perf_counter()
     cands = candidates(db, seeds, cfg, cat)
+    seconds["templates"] = time.perf_counter() - t
     if use_model and "model" in cfg.sources:
+        from .generate import GenerationStats
+
+        t, sql_stats = time.perf_counter(), GenerationStats()
         prompts, meta = [], []
         for level, what in LEVELS.items():
             for _ in range(cfg.model_sql_per_level):
@@ -539,7 +547,8 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         # decodes until its longest reply, so the SQL has its own token limit (BENCHMARKS.md, "Session 10 leases")
         texts = chat(writer, tok, prompts, max_new_tokens=cfg.sql_max_new_tokens, batch_size=cfg.batch_size,
                      desc="synth: model-written SQL", progress=cfg.progress, temperature=cfg.sql_temperature,
-                     seed=cfg.seed, stop=is_complete)
+                     seed=cfg.seed, stop=is_complete, stats=sql_stats)
+        seconds["model_sql"] = time.perf_counter() - t
         model_cands = [{"sql": extract_sql(t), "provenance": {"method": "model", "level": lv}}
                        for t, lv in zip(texts, meta)]
         cands = interleave(model_cands, cands)
@@ -553,8 +562,10 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
     want = cfg.k if not use_model else max(cfg.k, int(math.ceil(cfg.k * cfg.overgenerate)))
     if use_model:
         validator.check_questions = False
+    t = time.perf_counter()
     res = filter_candidates([c for c in cands if c.get("sql")], validator, want, progress=cfg.progress,
                             desc="synth: executing candidates")
+    seconds["sql_filters"] = time.perf_counter() - t
     res.tried += sum(1 for c in cands if not c.get("sql"))
     if n_nosql := sum(1 for c in cands if not c.get("sql")):
         res.rejected["no SQL in the model's reply"] += n_nosql
@@ -566,7 +577,7 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         for attempt in range(cfg.question_attempts):
             last = attempt == cfg.question_attempts - 1
             ok, failed = _question_round(pending, attempt, res, validator, db, cfg, writer, tok, builder, schema,
-                                         second, count_rejects=last)
+                                         second, count_rejects=last, seconds=seconds)
             kept += ok
             pending = failed
             if not pending or len(kept) >= cfg.k:
@@ -582,19 +593,28 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
                    teacher=teacher, reader=reader, model=model, model_sql_per_level=cfg.model_sql_per_level,
                    sql_temperature=cfg.sql_temperature, readback_samples=cfg.readback_samples,
                    question_attempts=cfg.question_attempts, overgenerate=cfg.overgenerate, batch_size=cfg.batch_size,
-                   sql_max_new_tokens=cfg.sql_max_new_tokens)
+                   sql_max_new_tokens=cfg.sql_max_new_tokens,
+                   seconds={k: round(v, 2) for k, v in seconds.items()},
+                   model_sql_generation=sql_stats.to_dict() if sql_stats is not None else None)
     write_pairs(out, res.kept, summary)
     return res
 
 
 def _question_round(cands: list[dict], attempt: int, res, validator, db, cfg: SynthConfig, writer, tok, builder,
-                    schema: str, second, count_rejects: bool) -> tuple[list[dict], list[dict]]:
+                    schema: str, second, count_rejects: bool, seconds: dict | None = None
+                    ) -> tuple[list[dict], list[dict]]:
     """One question per candidate SQL (first round: the styles in turn; later: the next style), then the
     read-back(s).
 
     Returns (kept, failed): `failed` are the candidates a reader read back to another result (they may get
     another question); a question that fails its own filters (too short, a held-out or kept question) is
-    counted in `res.rejected` at once, a failed read-back only when `count_rejects` (the last attempt)."""
+    counted in `res.rejected` at once, a failed read-back only when `count_rejects` (the last attempt).
+    `seconds` (stage -> wall time) gets the time of the questions and of each reader added."""
+    seconds = seconds if seconds is not None else {}
+
+    def took(stage: str, since: float) -> None:
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - since
+
     styles = list(cfg.styles)
     for i, c in enumerate(cands):  # first round: the styles in turn; later rounds: each SQL's next style
         c["provenance"]["style"] = styles[(styles.index(c["provenance"]["style"]) + 1 if attempt else i) % len(styles)]
@@ -602,7 +622,9 @@ def _question_round(cands: list[dict], attempt: int, res, validator, db, cfg: Sy
             c["provenance"]["question_attempt"] = attempt + 1
     prompts = [QUESTION_PROMPT.format(style=STYLES[c["provenance"]["style"]], schema=schema, sql=c["sql"]) for c in cands]
     desc = "synth: questions" + (f" (attempt {attempt + 1})" if attempt else "")
+    t = time.perf_counter()
     qs = chat(writer, tok, prompts, max_new_tokens=96, batch_size=cfg.batch_size, desc=desc, progress=cfg.progress)
+    took("questions", t)
     asked = []
     for c, q in zip(cands, qs):
         c["question"] = clean_question(q)
@@ -617,8 +639,10 @@ def _question_round(cands: list[dict], attempt: int, res, validator, db, cfg: Sy
     for model, mtok, reason, key in readers:
         if not asked:
             break
+        t = time.perf_counter()
         sqls = readback_sql(model, mtok, builder, [c["question"] for c in asked], db, cfg)
         agree = roundtrip_agrees(db, asked, sqls)
+        took("second_reader" if key == "reader_sql" else "readback", t)
         nxt = []
         for c, ok, sql in zip(asked, agree, sqls):
             if ok:
