@@ -518,3 +518,29 @@ def test_question_prompts_of_all_styles_share_the_schema_prefix(tiny_db):
     prompts = [QUESTION_PROMPT.format(style=text, schema=schema, sql=f"SELECT {i} FROM books")
                for i, text in enumerate(STYLES.values())]
     assert schema in os.path.commonprefix(prompts)
+
+
+def test_the_cli_and_a_recipe_take_their_synthesis_defaults_from_synthconfig():
+    """One place for the defaults: `sqltune synth`'s options and a recipe's `synth:` section equal `SynthConfig`'s."""
+    from dataclasses import asdict, fields
+
+    import typer.main
+
+    from sqltune.cli import app
+    from sqltune.recipe import SynthSection
+
+    cfg = SynthConfig()
+    assert SynthConfig.from_section(asdict(SynthSection())) == cfg
+    shared = [f.name for f in fields(SynthSection) if hasattr(cfg, f.name)]
+    assert len(shared) >= 12  # k, sources, styles, questions, readback, ... seed
+    cmd = typer.main.get_command(app).commands["synth"]
+    given = {p.name: p.default for p in cmd.params}
+    as_cli = {"model_sql_per_level": "sql_per_level", "questions": "template_questions"}
+    for name in [f.name for f in fields(SynthConfig) if f.name not in ("progress", "max_new_tokens")]:
+        value, option = getattr(cfg, name), given[as_cli.get(name, name)]
+        if name in ("sources", "styles"):
+            assert option.split(",") == list(value), name
+        elif name == "questions":
+            assert option is (value == "template"), name
+        else:
+            assert option == value, name

@@ -26,6 +26,7 @@ from .errors import SqltuneError, UnknownNameError
 from .model import DEFAULT_MODEL
 from .paths import PACKAGED_RECIPES
 from .rl import RLConfig
+from .synth_config import SynthConfig
 from .train_config import TrainConfig
 
 # TrainConfig keys that a recipe keeps in other places (top level, `prompt`, `data`, `eval`).
@@ -77,30 +78,29 @@ class AugmentSection:
 class SynthSection:
     """In-domain synthetic pairs before training (`sqltune.synth`, issue 14)."""
 
+    # the settings synthesis takes default to `SynthConfig`'s (one place); the others are the run's
     enabled: bool = False
-    k: int = 200  # pairs to keep (0: no synthesis, only the checkpoint rule below)
+    k: int = SynthConfig.k  # pairs to keep (0: no synthesis, only the checkpoint rule below)
     teacher: str | None = None  # model that writes SQL/questions and reads them back (default: the run's model)
     reader: str | None = None  # a second model that must read each question back to the same result too
-    sources: list[str] = field(default_factory=lambda: ["schema", "instantiate", "mutate", "model"])
-    styles: list[str] = field(default_factory=lambda: ["plain", "terse", "colloquial", "imperative"])
-    questions: str = "model"  # model | template (no model: template questions, no read-back)
-    readback: bool = True  # keep a pair only if the writer reads its question back to the same result
-    readback_samples: int = 1  # >1: majority of sampled read-backs (sqltune.vote)
-    question_attempts: int = 1  # >1: SQL whose question a read-back rejected gets a new question (next style)
-    model_sql_per_level: int = 8  # prompts per complexity level for the model-written SQL source
-    sql_temperature: float = 0.0  # >0: the model-written SQL is sampled (more distinct candidates per prompt)
-    overgenerate: float = 2.0  # SQL candidates given a question per wanted pair (the read-backs reject part)
-    sql_max_new_tokens: int = 192  # token limit of the model-written SQL (a sampled batch decodes to its longest reply)
+    sources: list[str] = field(default_factory=lambda: list(SynthConfig.sources))
+    styles: list[str] = field(default_factory=lambda: list(SynthConfig.styles))
+    questions: str = SynthConfig.questions  # model | template (no model: template questions, no read-back)
+    readback: bool = SynthConfig.readback  # keep a pair only if the writer reads its question back to the same result
+    readback_samples: int = SynthConfig.readback_samples  # >1: majority of sampled read-backs (sqltune.vote)
+    question_attempts: int = SynthConfig.question_attempts  # >1: a rejected question's SQL gets another (next style)
+    model_sql_per_level: int = SynthConfig.model_sql_per_level  # prompts per complexity level, model-written SQL
+    sql_temperature: float = SynthConfig.sql_temperature  # >0: the model-written SQL is sampled
+    overgenerate: float = SynthConfig.overgenerate  # SQL candidates given a question per wanted pair
+    sql_max_new_tokens: int = SynthConfig.sql_max_new_tokens  # token limit of the model-written SQL
     seed_weight: int = 3  # each seed pair appears this many times in the training data
     heldout_fraction: float = 0.2  # share of synthetic pairs held out to join valid in the checkpoint choice
     select_z: float = 1.0  # a trained checkpoint must beat the untuned model by z standard errors
-    seed: int = 0
+    seed: int = SynthConfig.seed
 
     def validate(self) -> "SynthSection":
         """Bad settings fail when the recipe is read, not minutes later when the synth stage starts; what
         synthesis itself takes is checked by `SynthConfig.validate`, the rest here."""
-        from .synth import SynthConfig
-
         def bad(msg):
             raise SqltuneError(f"synth.{msg}")
 

@@ -7,7 +7,10 @@ from typing import List, Optional
 
 import typer
 
+from ..synth_config import SynthConfig
 from .options import DB, MODEL
+
+D = SynthConfig  # every default below is SynthConfig's
 
 
 def register(app: typer.Typer) -> None:
@@ -20,41 +23,41 @@ def register(app: typer.Typer) -> None:
                                                                   "NAME:SPLIT); none: from the schema alone."),
         holdout: List[str] = typer.Option([], "--holdout", help="Items nothing may leak into (valid, test); "
                                                                  "repeatable."),
-        k: int = typer.Option(200, "--k", min=1, help="Pairs to keep."),
+        k: int = typer.Option(D.k, "--k", min=1, help="Pairs to keep."),
         model: Optional[str] = MODEL,
         teacher: Optional[str] = typer.Option(None, "--teacher", help="A larger model that writes and reads back "
                                                                        "instead of --model."),
         reader: Optional[str] = typer.Option(None, "--reader", help="A second model that must also read each "
                                                                      "question back to the same result (one model "
                                                                      "checking itself passes its own misreadings)."),
-        sources: str = typer.Option("schema,instantiate,mutate,model", "--sources", help="Candidate SQL sources."),
-        styles: str = typer.Option("plain,terse,colloquial,imperative", "--styles", help="Question styles."),
+        sources: str = typer.Option(",".join(D.sources), "--sources", help="Candidate SQL sources."),
+        styles: str = typer.Option(",".join(D.styles), "--styles", help="Question styles."),
         template_questions: bool = typer.Option(False, "--template-questions",
                                                 help="No model: template questions only (no read-back)."),
-        readback: bool = typer.Option(True, "--readback/--no-readback",
+        readback: bool = typer.Option(D.readback, "--readback/--no-readback",
                                       help="Keep a pair only if the writer reads its question back into SQL with "
                                            "the same result."),
-        readback_samples: int = typer.Option(1, "--readback-samples", min=1,
+        readback_samples: int = typer.Option(D.readback_samples, "--readback-samples", min=1,
                                              help="Read each question back this many times (sampled) and "
                                                   "compare the majority result; 1: greedy."),
-        question_attempts: int = typer.Option(1, "--question-attempts", min=1,
+        question_attempts: int = typer.Option(D.question_attempts, "--question-attempts", min=1,
                                               help="Questions to try per SQL: when a read-back rejects one, the "
                                                    "next style writes another (1: one question per SQL)."),
-        sql_per_level: int = typer.Option(8, "--sql-per-level", min=0,
+        sql_per_level: int = typer.Option(D.model_sql_per_level, "--sql-per-level", min=0,
                                           help="Prompts per complexity level for the model-written SQL."),
-        sql_temperature: float = typer.Option(0.0, "--sql-temperature", min=0.0,
+        sql_temperature: float = typer.Option(D.sql_temperature, "--sql-temperature", min=0.0,
                                               help="Sample the model-written SQL at this temperature (0: greedy; "
                                                    "0.8-1.0 gives more distinct candidates per prompt)."),
-        overgenerate: float = typer.Option(2.0, "--overgenerate", min=1.0,
+        overgenerate: float = typer.Option(D.overgenerate, "--overgenerate", min=1.0,
                                            help="SQL candidates given a question per wanted pair (the read-backs "
                                                 "reject part of them)."),
-        sql_max_new_tokens: int = typer.Option(192, "--sql-max-new-tokens", min=16,
+        sql_max_new_tokens: int = typer.Option(D.sql_max_new_tokens, "--sql-max-new-tokens", min=16,
                                                help="Token limit of the model-written SQL (a batch decodes until "
                                                     "its longest reply)."),
-        batch_size: int = typer.Option(64, "--batch-size", min=1,
+        batch_size: int = typer.Option(D.batch_size, "--batch-size", min=1,
                                        help="Prompts per generation batch (a GPU to itself takes 256)."),
         notes: Optional[Path] = typer.Option(None, "--notes", help="Schema notes file."),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = typer.Option(D.seed, "--seed"),
     ):
         """Write validated in-domain question/SQL pairs for a database (from its schema, values and your seeds).
 
@@ -63,7 +66,7 @@ def register(app: typer.Typer) -> None:
         from ..console import echo, esc
         from ..dataset import load_items
         from ..files import check_writable
-        from ..synth import SynthConfig, load_seeds, synth
+        from ..synth import load_seeds, synth
 
         check_writable(out)
 
