@@ -242,22 +242,15 @@ def volatile_calls(sql: str) -> list[str]:
 # ---------------------------------------------------------------- units
 def unit_columns(db: str | Path) -> dict[str, str]:
     """{X_multiplier: X_wrt} for every table of the database that has both columns (lower case)."""
+    from .schema import table_names
+
     out = {}
-    con = sqlite3.connect(f"file:{Path(db).resolve()}?mode=ro", uri=True)
-    try:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        for t in tables:
-            cols = {r[1].lower() for r in con.execute(f"PRAGMA table_info({_quote(t)})")}
-            for c in cols:
-                if c.endswith("_multiplier") and c.removesuffix("_multiplier") + "_wrt" in cols:
-                    out[c] = c.removesuffix("_multiplier") + "_wrt"
-    finally:
-        con.close()
+    for columns in table_names(db).values():
+        cols = {c.lower() for c in columns}
+        for c in cols:
+            if c.endswith("_multiplier") and c.removesuffix("_multiplier") + "_wrt" in cols:
+                out[c] = c.removesuffix("_multiplier") + "_wrt"
     return out
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 _COMPARING = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between, exp.In, exp.Ordered,
