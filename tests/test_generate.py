@@ -343,12 +343,16 @@ def test_a_looping_row_ends_at_its_loop_in_a_batch_as_alone(looping):
     unbounded = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=80, progress=False, stop=None,
                                loop_stop=False, stats=free)
     assert free.stopped_length == len(prompts) and free.stopped_loop == 0
+    # what ran to the limit is kept for a look (the first rows, their tails)
+    assert len(free.at_limit) == 3 and all(t and len(t) <= 240 for t in free.at_limit)
     stats = GenerationStats()
     batched = generate_texts(model, tok, prompts, batch_size=5, max_new_tokens=80, progress=False, stop=None, stats=stats)
     alone = generate_one_by_one(model, tok, prompts, max_new_tokens=80, stop=None)
     assert [(t, n) for t, n, _ in batched] == [(t, n) for t, n, _ in alone]
     assert stats.stopped_loop >= 3 and stats.stopped_loop + stats.stopped_length == len(prompts)
     assert stats.new_tokens < free.new_tokens
+    assert all(any(full.endswith(t) for full, _, _ in unbounded) for t in free.at_limit)
+    assert len(stats.at_limit) == stats.stopped_length
     for (text, n, _), (full, _, _) in zip(batched, unbounded):
         assert full.startswith(text)  # the loop stop only cuts; it never changes a token
         assert n == 80 or LOOP_MIN_TOKENS <= n < 80

@@ -26,7 +26,7 @@ import sys
 import time
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .extract import END_MARKERS, extract_sql, is_complete
@@ -34,6 +34,7 @@ from .prompt import PromptBuilder, encode
 from .shared_prefix import shared_prefix_len
 
 MIN_SHARED_PREFIX = 8  # tokens; below this a shared prefix is not worth a separate forward
+AT_LIMIT_KEEP, AT_LIMIT_CHARS = 3, 240  # `GenerationStats.at_limit`
 
 
 @dataclass
@@ -68,13 +69,15 @@ class GenerationStats:
     stopped_length: int = 0
     stopped_loop: int = 0
     seconds: float = 0.0
+    # the last AT_LIMIT_CHARS characters of the first AT_LIMIT_KEEP rows that reached the token limit: what rambles
+    at_limit: list = field(default_factory=list)
 
     @property
     def queries_per_s(self) -> float:
         return self.n / self.seconds if self.seconds else 0.0
 
     def to_dict(self) -> dict:
-        d = dict(self.__dict__)
+        d = dict(self.__dict__, at_limit=list(self.at_limit))
         d["queries_per_s"] = self.queries_per_s
         return d
 
@@ -316,6 +319,8 @@ def generate_texts(
                 why = stopper.reason[b] or ("length" if len(gen) >= max_new_tokens else "eos")
                 setattr(stats, f"stopped_{why}", getattr(stats, f"stopped_{why}") + 1)
                 results[i] = (tokenizer.decode(gen, skip_special_tokens=False), len(gen), seconds)
+                if why == "length" and len(stats.at_limit) < AT_LIMIT_KEEP:
+                    stats.at_limit.append(results[i][0][-AT_LIMIT_CHARS:])
                 stats.new_tokens += len(gen)
             stats.decode_steps += out.shape[1] - shared - S
             bar.update(len(batch))
