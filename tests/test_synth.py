@@ -13,7 +13,8 @@ from sqltune.cli import main
 from sqltune.dataset import write_jsonl
 from sqltune.execute import execute
 from sqltune.errors import SqltuneError
-from sqltune.pairs import Validator, extreme_not_computed, filter_candidates, name_words, zero_result
+from sqltune.pairs import (Validator, extreme_not_computed, filter_candidates, name_words, quoted_value_missing,
+                           zero_result)
 from sqltune.synth import (SynthConfig, interleave, candidates, catalog, checkpoint_rule, choose_checkpoint, choose_latest,
                            from_schema, instantiate, retarget_question, split_heldout, synth,
                            weighted_training_items)
@@ -544,3 +545,42 @@ def test_the_cli_and_a_recipe_take_their_synthesis_defaults_from_synthconfig():
             assert option is (value == "template"), name
         else:
             assert option == value, name
+
+
+@pytest.mark.parametrize("question, sql, missing", [
+    # session 11's flight_2 pairs: the value swapped, the question's wording kept
+    ("List the countries of airlines that operate with the abbreviation 'UAL'.",
+     "SELECT Country FROM airlines WHERE Airline = 'Frontier Airlines'", "ual"),
+    ("How many airlines have the abbreviation 'Delta'?", 'SELECT count(*) FROM Airlines WHERE Airline = "Delta Airlines"',
+     "delta"),
+    ("Which airline is “JetBlue Airways”?", "SELECT uid FROM airlines WHERE Airline = 'United Airlines'", "jetblue airways"),
+    # the value is there: as a literal (any case, LIKE's %, end punctuation, spaces), a number, or a name
+    ("How many airlines have the abbreviation 'UAL'?", 'SELECT count(*) FROM airlines WHERE Abbreviation = "UAL"', None),
+    ("Names that contain the substring 'Al' .", 'select name from contestants where name like "%al%"', None),
+    ('The series of the cartoon "The Rise of the Blue Beetle"?', 'SELECT s FROM c WHERE Title = "The Rise of the Blue Beetle!"', None),
+    ("Airports in 'Aberdeen'", "SELECT AirportCode FROM airports WHERE City = 'Aberdeen '", None),
+    ("Flights with number '37'", "SELECT * FROM flights WHERE FlightNo = 37", None),
+    ("Show the 'Best_Finish' of each player", "SELECT Best_Finish FROM poker_player", None),
+    # no quotes, apostrophes only, or SQL that does not parse: nothing to judge
+    ("What's the airline's name for uid 1?", "SELECT Airline FROM airlines WHERE uid = 1", None),
+    ("Which airline is UAL?", "SELECT Airline FROM airlines WHERE Airline = 'Delta'", None),
+    ("Abbreviation 'UAL'?", "SELECT FROM WHERE (", None),
+])
+def test_quoted_value_missing(question, sql, missing):
+    assert quoted_value_missing(question, sql) == missing
+
+
+def test_no_gold_question_of_exoplanets_quotes_a_value_its_sql_lacks():
+    from sqltune.dataset import load_items
+
+    items = [it for split in ("train", "valid", "test") for it in load_items(f"exoplanets:{split}")]
+    quoting = [it for it in items if "'" in it["question"] or '"' in it["question"]]
+    assert len(items) > 200 and quoting  # the check has quoted questions to judge
+    assert [it["id"] for it in items if quoted_value_missing(it["question"], it["sql"])] == []
+
+
+def test_validator_rejects_a_question_that_quotes_a_value_the_sql_lacks(tiny_db):
+    v = Validator(tiny_db, LeakIndex(TEST, "test"), dedupe_results=True)
+    swapped = {"question": "What is the price of the book titled 'Dune'?", "sql": "SELECT price FROM books WHERE title = 'Emma'"}
+    assert v.question_reason(swapped) == "question quotes a value the SQL does not use"
+    assert v.question_reason({**swapped, "sql": "SELECT price FROM books WHERE title = 'Dune'"}) is None

@@ -8,7 +8,8 @@
    propose a question + SQL in the style of a failing example.
 3. Keep a candidate only if its SQL runs through the safe executor, returns a non-empty, deterministic
    result (the `data check` rules) other than one row of 0 / NULL (`pairs.zero_result`), its question
-   asks for no extreme the SQL does not compute (`pairs.extreme_not_computed`), and neither it nor its
+   asks for no extreme the SQL does not compute (`pairs.extreme_not_computed`) and quotes no value the SQL
+   does not use (`pairs.quoted_value_missing`), and neither it nor its
    question duplicates or near-duplicates (same normalised question, SQL or SQL skeleton) anything in
    train, valid, test or the kept pairs.
 4. Round trip (on by default): the run's tuned model writes SQL for each surviving question; the pair is

@@ -3,7 +3,8 @@
 A candidate pair is kept only if its SQL runs through the safe executor, returns a non-empty,
 deterministic result (the `data check` rules) that is not one row of zeros / NULLs (`zero_result`:
 nearly any wrong SQL returns COUNT 0 too, so no read-back can check such a pair), has a question that
-asks for no extreme the SQL does not compute (`extreme_not_computed`), leaks nothing into
+asks for no extreme the SQL does not compute (`extreme_not_computed`) and quotes no value the SQL does not use
+(`quoted_value_missing`), leaks nothing into
 the held-out splits (same normalised question, SQL or SQL skeleton: `check.LeakIndex`), and is not
 trivially equivalent to a pair already kept (same normalised SQL, or same skeleton *and* same result).
 Kept pairs join the indexes, so later candidates cannot duplicate them. Optionally a model reads each
@@ -74,6 +75,38 @@ def extreme_not_computed(question: str, sql: str, skip: frozenset = frozenset())
     return tree is not None and not tree.find(exp.Max, exp.Min, exp.Window, exp.Order)
 
 
+# a value in quotes: the quote opens after a space or bracket and closes before one or punctuation, so the
+# apostrophes of "What's the airline's name" quote nothing
+_QUOTED = re.compile(r"""(?:^|(?<=[\s(\[]))['"“‘]([^'"“”‘’\n]{1,80}?)['"”’](?=$|[\s,.;:?!)\]])""")
+
+
+def _bare(value: str) -> str:
+    """A value as compared: lower case, without LIKE's % and the surrounding spaces and end punctuation."""
+    return value.strip().strip("%").strip().rstrip(".!?,;:").strip().lower()
+
+
+def quoted_value_missing(question: str, sql: str) -> str | None:
+    """The first value the question puts in quotes ('UAL', "Delta") that is none of the SQL's literals or names
+    (compared by `_bare`); None when every quoted value is there, or the SQL does not parse.
+
+    Why: a writer that swaps the value keeps the question's wording ("with the abbreviation 'UAL'" for
+    `WHERE Airline = 'Frontier Airlines'`), and when both values give the same rows (the same country) the
+    read-back cannot tell. Session 11's hand read of flight_2 (BENCHMARKS.md, "Session 11 lease"): 2 of its 5
+    wrong or partly wrong pairs; it flags 5 of the 1,507 pairs the `scale2` lease kept (4 of them wrong, all on
+    flight_2) and none of the 782 gold pairs of the devsuite and exoplanets."""
+    quoted = [_bare(m.group(1)) for m in _QUOTED.finditer(question)]
+    if not any(quoted):
+        return None
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except sqlglot.errors.SqlglotError:
+        return None
+    if tree is None:
+        return None
+    present = {_bare(str(x.this)) for x in tree.find_all(exp.Literal)} | {_bare(x.name) for x in tree.find_all(exp.Identifier)}
+    return next((v for v in quoted if v and v not in present), None)
+
+
 @dataclass
 class Validator:
     """The filters every candidate passes: executes, non-empty and not all zero, deterministic, no leakage,
@@ -120,7 +153,8 @@ class Validator:
 
     def question_reason(self, cand: dict) -> str | None:
         """The question's own filters: present, leaks into no held-out question, not a kept pair's, and asks
-        for no extreme that the SQL does not compute (`extreme_not_computed`)."""
+        for no extreme that the SQL does not compute (`extreme_not_computed`) and quotes no value it does not use
+        (`quoted_value_missing`)."""
         from .check import normalize_question
 
         q = normalize_question(cand.get("question") or "")
@@ -132,6 +166,8 @@ class Validator:
             return "duplicate: same question as a kept pair"
         if cand.get("sql") and extreme_not_computed(cand["question"], cand["sql"], self.names()):
             return "question asks for an extreme (highest, most, ...) that the SQL does not compute"
+        if cand.get("sql") and quoted_value_missing(cand["question"], cand["sql"]) is not None:
+            return "question quotes a value the SQL does not use"
         return None
 
     def names(self) -> frozenset:
