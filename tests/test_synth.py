@@ -489,6 +489,17 @@ def test_zero_result(rows, zero):
     ("Players with at most 3 wins and at least 2 losses", "SELECT name FROM p WHERE wins <= 3 AND losses >= 2", False),
     ("What is the best finish of each player?", "SELECT Best_Finish FROM poker_player", False),
     ("What is the highest rank?", "SELECT FROM WHERE (", False),
+    # the opposite extreme (session 11's flight_2 pairs): ascending order or MIN for "most" / "highest"
+    ("Which country has the most airports?", "SELECT Country FROM airports GROUP BY Country ORDER BY count(*) LIMIT 1", True),
+    ("The country with the highest number of airports", "SELECT c FROM a GROUP BY c ORDER BY count(*) ASC LIMIT 1", True),
+    ("Who has the fewest wins?", "SELECT name FROM p WHERE wins = (SELECT MAX(wins) FROM p)", True),
+    ("Which country has the most airports?", "SELECT c FROM a GROUP BY c ORDER BY count(*) DESC LIMIT 1", False),
+    ("Who has the fewest wins?", "SELECT name FROM p ORDER BY wins LIMIT 1", False),
+    # both directions asked, a direction that depends on the column, or both computed: not judged
+    ("The highest and the lowest price", "SELECT MIN(price) FROM b", False),
+    ("The earliest cartoon, NULL dates treated as the highest", "SELECT t FROM c ORDER BY d ASC NULLS LAST LIMIT 1", False),
+    ("The oldest person", "SELECT name FROM p ORDER BY birth_year LIMIT 1", False),
+    ("The most expensive book, ties by title", "SELECT t FROM b ORDER BY price DESC, title ASC LIMIT 1", False),
 ])
 def test_extreme_not_computed(question, sql, flagged):
     skip = name_words(["poker_player", "Best_Finish", "Money_Rank", "FlightNo"])
