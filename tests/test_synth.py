@@ -339,6 +339,8 @@ def test_cli_synth_template_questions(tiny_db, tmp_path, capsys):
     assert 0 < len((tmp_path / "s.jsonl").read_text().splitlines()) <= 10
     summary = json.loads((tmp_path / "s.summary.json").read_text())
     assert (summary["overgenerate"], summary["batch_size"], summary["sql_max_new_tokens"]) == (3.0, 8, 128)
+    assert set(summary["seconds"]) == {"templates", "sql_filters"}  # no model: no model stages
+    assert "seconds: templates " in cap.out and "sql filters" in cap.out
     rc, cap = _cli(["synth", "--db", str(tiny_db), "--template-questions", "--overgenerate", "0.5",
                     "--out", str(tmp_path / "bad.jsonl")], capsys)
     assert rc != 0 and "overgenerate" in cap.err and not (tmp_path / "bad.jsonl").exists()

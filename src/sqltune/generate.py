@@ -221,9 +221,9 @@ def generate_texts(
     rows) and generates from [prefix][padding][question], the padding masked out, so positions
     continue after the prefix as in `generate_texts`. Rows stop at EOS or at the end of the
     statement (a per-row stopping criterion), or in a loop (`is_looping`; `loop_stop=False` lets loops run
-    to the limit); finished rows stay in the batch until all are done. `cache_implementation` (without a shared prefix only): e.g. "static". `prefix` (from
-    `prefix_cache`, computed once by a server) is reused instead of the prefix forward when every
-    prompt starts with its tokens.
+    to the limit); finished rows stay in the batch until all are done. `cache_implementation` (without a
+    shared prefix only): e.g. "static". `prefix` (from `prefix_cache`, computed once by a server) is reused
+    instead of the prefix forward when every prompt starts with its tokens.
     """
     import torch
     from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList

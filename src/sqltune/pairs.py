@@ -118,7 +118,8 @@ def quoted_value_missing(question: str, sql: str) -> str | None:
         return None
     if tree is None:
         return None
-    present = {_bare(str(x.this)) for x in tree.find_all(exp.Literal)} | {_bare(x.name) for x in tree.find_all(exp.Identifier)}
+    present = ({_bare(str(x.this)) for x in tree.find_all(exp.Literal)}
+               | {_bare(x.name) for x in tree.find_all(exp.Identifier)})
     return next((v for v in quoted if v and v not in present), None)
 
 
@@ -222,11 +223,12 @@ class PairResult:
     kept: list[dict] = field(default_factory=list)
     tried: int = 0
     rejected: Counter = field(default_factory=Counter)
+    seconds: dict = field(default_factory=dict)  # wall time per stage (synth fills it)
 
     def summary(self) -> dict:
         by_source = Counter((c.get("provenance") or {}).get("method", "?") for c in self.kept)
         return {"tried": self.tried, "kept": len(self.kept), "rejected": dict(self.rejected),
-                "kept_by_source": dict(by_source)}
+                "kept_by_source": dict(by_source), "seconds": {k: round(v, 2) for k, v in self.seconds.items()}}
 
 
 def filter_candidates(candidates: list[dict], validator: Validator, max_keep: int, progress: bool = False,

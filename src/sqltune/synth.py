@@ -529,6 +529,7 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
                 break
         res.kept = kept
     res.kept = res.kept[: cfg.k]
+    res.seconds = seconds
     for c in res.kept:
         c.pop("template_question", None)
         c["provenance"].update({"writer": "template" if not use_model else (teacher or model or "default"),
@@ -539,7 +540,6 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
                    sql_temperature=cfg.sql_temperature, readback_samples=cfg.readback_samples,
                    question_attempts=cfg.question_attempts, overgenerate=cfg.overgenerate, batch_size=cfg.batch_size,
                    sql_max_new_tokens=cfg.sql_max_new_tokens,
-                   seconds={k: round(v, 2) for k, v in seconds.items()},
                    model_sql_generation=sql_stats.to_dict() if sql_stats is not None else None)
     write_pairs(out, res.kept, summary)
     return res

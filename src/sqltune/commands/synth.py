@@ -86,4 +86,6 @@ def register(app: typer.Typer) -> None:
                  f"rejected {sum(s['rejected'].values())}"))
         for reason, n in sorted(s["rejected"].items(), key=lambda x: -x[1]):
             echo(f"  {n:5d}  {esc(reason)}")
+        if s["seconds"]:
+            echo("seconds: " + ", ".join(f"{stage.replace('_', ' ')} {sec:.0f}" for stage, sec in s["seconds"].items()))
         echo(f"wrote {esc(out)}")
