@@ -250,15 +250,14 @@ def generate_texts(
     results: list[tuple[str, int, float] | None] = [None] * n
 
     class RowStop(StoppingCriteria):
-        def __init__(self, start: int, rows: int):
-            self.start, self.done, self.reason = start, [False] * rows, [None] * rows
+        def __init__(self, rows: int):
+            self.done, self.reason = [False] * rows, [None] * rows
             self.gate = _StopGate(tokenizer, rows, exact=stop is not is_complete)
             self.toks: list[list[int]] = [[] for _ in range(rows)]
 
         def __call__(self, input_ids, scores, **kwargs):
-            new = input_ids[:, self.start:]
-            last = new[:, -1].tolist()
-            for b, tok_id in enumerate(last):
+            # called once per step: the newest token of each row (a row's own tokens are kept in `toks`)
+            for b, tok_id in enumerate(input_ids[:, -1].tolist()):
                 if self.done[b]:
                     continue
                 if tok_id in eos:
@@ -295,7 +294,7 @@ def generate_texts(
             for b, r in enumerate(rows):
                 inp[b, shared + S - len(r):] = torch.tensor(r)
                 mask[b, shared + S - len(r):] = 1
-            kw, stopper = {}, RowStop(shared + S, B)
+            kw, stopper = {}, RowStop(B)
             if prefix_cache is not None:
                 cache = copy.deepcopy(prefix_cache)
                 cache.batch_repeat_interleave(B)
