@@ -169,3 +169,24 @@ def test_ask_vote_line_names_the_chosen_group():
     assert vote_line(empty, 2, False) == "vote 2: no candidate returned rows; this is the likeliest one that ran"
     none = {"chosen": 0, "candidates": [{"sql": None, "error": "no SQL"}], "groups": []}
     assert vote_line(none, 1, False) == "vote 1: no candidate ran"
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_eval_and_predict_merge_the_adapter_unless_no_merge(capsys, tiny_db, tmp_path, monkeypatch, command):
+    """`--no-merge` scores the adapter unmerged, as `sqltune run` and training do (under bf16 the two differ)."""
+    import sqltune.evaluate as ev
+
+    seen = []
+
+    def fake_load(*args, merge=True, **kw):
+        seen.append(merge)
+        raise ev.SqltuneError("stop here")
+
+    monkeypatch.setattr(ev, "load_for_inference", fake_load)
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"question": "How many books?", "sql": "SELECT COUNT(*) FROM books"}) + "\n")
+    where = ["--out-dir", str(tmp_path)] if command == "eval" else ["--out", str(tmp_path / "p.jsonl")]
+    for flag in ([], ["--no-merge"], ["--merge"]):
+        code, _, err = _run(capsys, command, "--data", str(data), "--db", str(tiny_db), *where, *flag)
+        _one_line_error(code, err, "stop here")
+    assert seen == [True, False, True]

@@ -30,12 +30,12 @@ def _fewshot_pool(data: str, pool: Optional[str]) -> list[dict]:
     raise SqltuneError("--fewshot needs --fewshot-pool TRAIN_FILE (examples come only from training data)")
 
 
-def _load(model, adapter, device, dtype, prompt_style, db, notes):
+def _load(model, adapter, device, dtype, prompt_style, db, notes, merge: bool = True):
     from ..evaluate import load_for_inference
     from ..model import pick_device
 
     dev = pick_device(device, dtype)
-    m, tok, builder = load_for_inference(model, adapter, dev, prompt_style, db, notes)
+    m, tok, builder = load_for_inference(model, adapter, dev, prompt_style, db, notes, merge=merge)
     return m, tok, builder, dev
 
 
@@ -92,6 +92,8 @@ def register(app: typer.Typer) -> None:
                                "vote, show the model both queries and their first rows and let it write the answer.")
     when_opt = typer.Option("always", "--vote-when", help="always: vote on every question; error: answer greedily "
                             "and vote only where that SQL does not execute (samples are drawn for those questions only).")
+    merge_opt = typer.Option(True, "--merge/--no-merge", help="Merge an adapter into the weights (faster), or score "
+                             "it unmerged as `sqltune run` and training do: under bf16 the two can differ in a few answers.")
     # `ask` answers rather than measures: by default it votes where greedy fails (ASK_VOTE candidates)
     ask_vote_opt = typer.Option(None, "--vote", help="Execution-guided decoding: greedy + N-1 samples, executed; the "
                                 "most common result wins (1 = greedy only, at most 64). Default: greedy, and "
@@ -167,7 +169,7 @@ def register(app: typer.Typer) -> None:
                                                            "kept the voted answer"))
 
     def _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
-                 max_new_tokens, device, dtype, evaluate: bool, test_suite=None, vote=None):
+                 max_new_tokens, device, dtype, evaluate: bool, test_suite=None, vote=None, merge: bool = True):
         from ..dataset import load_items
         from ..db import resolve_db
         from ..evaluate import evaluate_items, predict_items
@@ -181,7 +183,7 @@ def register(app: typer.Typer) -> None:
             from ..testsuite import build_suite, load_suite
 
             test_suite = build_suite(dbp, items).meta if test_suite == "auto" else load_suite(test_suite)
-        m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes)
+        m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes, merge)
         kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, retries=retries, fewshot_k=fewshot,
                   fewshot_pool=pool, autocast=dev.autocast, vote=vote)
         if evaluate:
@@ -210,6 +212,7 @@ def register(app: typer.Typer) -> None:
         top_p: float = top_p_opt,
         vote_correct: bool = correct_opt,
         vote_when: str = when_opt,
+        merge: bool = merge_opt,
     ):
         """Write SQL for every question of a dataset (batched, greedy) into a JSONL file.
 
@@ -223,7 +226,7 @@ def register(app: typer.Typer) -> None:
         check_writable(out)
         settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         rows, _ = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
-                           max_new_tokens, device, dtype, evaluate=False, vote=settings)
+                           max_new_tokens, device, dtype, evaluate=False, vote=settings, merge=merge)
         write_jsonl(out, rows)
         secs = sum(r["seconds"] for r in rows)
         ran = sum(r["error"] is None for r in rows)
@@ -254,6 +257,7 @@ def register(app: typer.Typer) -> None:
         top_p: float = top_p_opt,
         vote_correct: bool = correct_opt,
         vote_when: str = when_opt,
+        merge: bool = merge_opt,
     ):
         """Predict and score in one step (execution accuracy); writes predictions and the report.
 
@@ -268,7 +272,7 @@ def register(app: typer.Typer) -> None:
         settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         rows, report = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot,
                                 fewshot_pool, max_new_tokens, device, dtype, evaluate=True, test_suite=test_suite,
-                                vote=settings)
+                                vote=settings, merge=merge)
         out_dir.mkdir(parents=True, exist_ok=True)
         name = _slug(data)
         pred_file, report_file = out_dir / f"{name}_pred.jsonl", out_dir / f"{name}_report.json"
