@@ -171,9 +171,9 @@ def test_ask_vote_line_names_the_chosen_group():
     assert vote_line(none, 1, False) == "vote 1: no candidate ran"
 
 
-@pytest.mark.parametrize("command", ["eval", "predict"])
-def test_eval_and_predict_merge_the_adapter_unless_no_merge(capsys, tiny_db, tmp_path, monkeypatch, command):
-    """`--no-merge` scores the adapter unmerged, as `sqltune run` and training do (under bf16 the two differ)."""
+@pytest.mark.parametrize("command", ["eval", "predict", "ask"])
+def test_eval_predict_and_ask_merge_the_adapter_unless_no_merge(capsys, tiny_db, tmp_path, monkeypatch, command):
+    """`--no-merge` uses the adapter unmerged, as `sqltune run` and training score it (under bf16 the two differ)."""
     import sqltune.evaluate as ev
 
     seen = []
@@ -185,8 +185,9 @@ def test_eval_and_predict_merge_the_adapter_unless_no_merge(capsys, tiny_db, tmp
     monkeypatch.setattr(ev, "load_for_inference", fake_load)
     data = tmp_path / "q.jsonl"
     data.write_text(json.dumps({"question": "How many books?", "sql": "SELECT COUNT(*) FROM books"}) + "\n")
-    where = ["--out-dir", str(tmp_path)] if command == "eval" else ["--out", str(tmp_path / "p.jsonl")]
+    args = {"eval": ["--data", str(data), "--out-dir", str(tmp_path)], "predict": ["--data", str(data), "--out",
+            str(tmp_path / "p.jsonl")], "ask": ["How many books?"]}[command]
     for flag in ([], ["--no-merge"], ["--merge"]):
-        code, _, err = _run(capsys, command, "--data", str(data), "--db", str(tiny_db), *where, *flag)
+        code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), *flag)
         _one_line_error(code, err, "stop here")
     assert seen == [True, False, True]

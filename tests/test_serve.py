@@ -406,3 +406,22 @@ def test_cli_serve_refuses_a_bad_vote_when(capsys):
     assert main(["serve", "--vote", "4", "--vote-when", "sometimes"]) == 2
     err = capsys.readouterr().err
     assert "--vote-when must be one of always, error" in err and "Traceback" not in err
+
+
+def test_engine_merges_the_adapter_unless_told_not_to(tiny_db, monkeypatch):
+    """`sqltune serve --no-merge`: the adapter stays unmerged, as `sqltune run` scored it."""
+    import sqltune.evaluate as ev
+    from sqltune.errors import SqltuneError
+    from sqltune.serve import Engine, ServeConfig
+
+    seen = []
+
+    def fake_load(*args, merge=True, **kw):
+        seen.append(merge)
+        raise SqltuneError("stop here")
+
+    monkeypatch.setattr(ev, "load_for_inference", fake_load)
+    for cfg in (ServeConfig(db=str(tiny_db)), ServeConfig(db=str(tiny_db), merge=False)):
+        with pytest.raises(SqltuneError, match="stop here"):
+            Engine(cfg)
+    assert seen == [True, False]

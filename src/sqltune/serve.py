@@ -55,6 +55,7 @@ class ServeConfig:
     max_vote: int = 16
     vote: int = 1  # a request without "vote": greedy (1), or greedy + N-1 samples voted by result (`--vote N`)
     vote_when: str = "always"  # a voted request: always vote, or (error) only when the greedy SQL does not execute
+    merge: bool = True  # merge an adapter into the weights (faster); False: unmerged, as `run` scored it
 
 
 def run_paths(run_dir: str | os.PathLike) -> dict:
@@ -113,7 +114,7 @@ class Engine:
         self.device = pick_device(cfg.device, cfg.dtype)
         t = time.perf_counter()
         self.model, self.tokenizer, self.builder = load_for_inference(
-            cfg.model, cfg.adapter, self.device, cfg.prompt_style, self.db, cfg.notes)
+            cfg.model, cfg.adapter, self.device, cfg.prompt_style, self.db, cfg.notes, merge=cfg.merge)
         self.load_seconds = time.perf_counter() - t
         t = time.perf_counter()
         probes = [self.builder.prompt(self.tokenizer, q) for q in PROBE_QUESTIONS]

@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 
 from ..errors import SqltuneError
-from .options import (ADAPTER, BATCH_SIZE, DB, DEVICE, DTYPE, FEWSHOT, FEWSHOT_POOL, MAX_NEW_TOKENS, MODEL, NOTES,
-                      PROMPT_STYLE, RETRIES)
+from .options import (ADAPTER, BATCH_SIZE, DB, DEVICE, DTYPE, FEWSHOT, FEWSHOT_POOL, MAX_NEW_TOKENS, MERGE, MODEL,
+                      NOTES, PROMPT_STYLE, RETRIES)
 
 SHOW_ROWS = 50
 
@@ -92,8 +92,6 @@ def register(app: typer.Typer) -> None:
                                "vote, show the model both queries and their first rows and let it write the answer.")
     when_opt = typer.Option("always", "--vote-when", help="always: vote on every question; error: answer greedily "
                             "and vote only where that SQL does not execute (samples are drawn for those questions only).")
-    merge_opt = typer.Option(True, "--merge/--no-merge", help="Merge an adapter into the weights (faster), or score "
-                             "it unmerged as `sqltune run` and training do: under bf16 the two can differ in a few answers.")
     # `ask` answers rather than measures: by default it votes where greedy fails (ASK_VOTE candidates)
     ask_vote_opt = typer.Option(None, "--vote", help="Execution-guided decoding: greedy + N-1 samples, executed; the "
                                 "most common result wins (1 = greedy only, at most 64). Default: greedy, and "
@@ -118,6 +116,7 @@ def register(app: typer.Typer) -> None:
         top_p: float = top_p_opt,
         vote_correct: bool = correct_opt,
         vote_when: Optional[str] = ask_when_opt,
+        merge: bool = MERGE,
     ):
         """Answer one question: write SQL with the model, run it read-only, print the result.
 
@@ -134,7 +133,7 @@ def register(app: typer.Typer) -> None:
         vote, vote_when = ask_vote(vote, vote_when, retries)
         settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         dbp = resolve_db(db, need_tables=True)
-        m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes)
+        m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes, merge)
         cfg = EvalConfig(retries=retries, progress=False, autocast=dev.autocast, vote=settings)
         if settings is not None:  # the one evaluator's vote path: candidates, votes, the chosen SQL
             row = predict(m, tok, builder, [{"question": question}], dbp, cfg)[0]
@@ -212,7 +211,7 @@ def register(app: typer.Typer) -> None:
         top_p: float = top_p_opt,
         vote_correct: bool = correct_opt,
         vote_when: str = when_opt,
-        merge: bool = merge_opt,
+        merge: bool = MERGE,
     ):
         """Write SQL for every question of a dataset (batched, greedy) into a JSONL file.
 
@@ -257,7 +256,7 @@ def register(app: typer.Typer) -> None:
         top_p: float = top_p_opt,
         vote_correct: bool = correct_opt,
         vote_when: str = when_opt,
-        merge: bool = merge_opt,
+        merge: bool = MERGE,
     ):
         """Predict and score in one step (execution accuracy); writes predictions and the report.
 

@@ -16,6 +16,8 @@ BATCH_SIZE = typer.Option(64, "--batch-size", min=1, help="Questions decoded tog
 RETRIES = typer.Option(0, "--retries", min=0, help="Re-prompt failing SQL with its error up to N times.")
 FEWSHOT = typer.Option(0, "--fewshot", min=0, help="K similar training examples in each prompt.")
 FEWSHOT_POOL = typer.Option(None, "--fewshot-pool", help="Training items for --fewshot (default NAME:train for NAME:SPLIT).")
+MERGE = typer.Option(True, "--merge/--no-merge", help="Merge an adapter into the weights (faster), or use it unmerged "
+                     "as `sqltune run` and training score it: under bf16 the two can differ in a few answers.")
 MAX_NEW_TOKENS = typer.Option(256, "--max-new-tokens", min=1, help="Most tokens of SQL written per question.")
 TIMEOUT = typer.Option(5.0, "--timeout", min=0.001, help="Seconds allowed per query (> 0).")
 MAX_ROWS = typer.Option(10_000, "--max-rows", min=1, help="Row cap per query (>= 1).")

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from .options import MERGE
+
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
@@ -35,6 +37,7 @@ def register(app: typer.Typer) -> None:
         notes: Optional[Path] = typer.Option(None, "--notes", help="Notes file for the schema (default: DB.notes.md beside the DB)."),
         device: Optional[str] = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available)."),
         dtype: Optional[str] = typer.Option(None, "--dtype", help="bfloat16, float16 or float32 (default: per device)."),
+        merge: bool = MERGE,
     ):
         """Serve the model over HTTP: a JSON API (/api/ask, /docs) and a web page at /."""
         from ..console import echo, esc
@@ -46,5 +49,6 @@ def register(app: typer.Typer) -> None:
         cfg = ServeConfig(db=db, model=model, adapter=str(adapter) if adapter else None, run_dir=str(run) if run else None,
                           device=device, dtype=dtype, prompt_style=prompt_style, notes=str(notes) if notes else None,
                           feedback=str(feedback) if feedback else None, token=token, batch_size=batch_size,
-                          max_wait=max_wait_ms / 1000, max_new_tokens=max_new_tokens, vote=vote, vote_when=vote_when)
+                          max_wait=max_wait_ms / 1000, max_new_tokens=max_new_tokens, vote=vote, vote_when=vote_when,
+                          merge=merge)
         serve(cfg, host=host, port=port, log=lambda m: echo(esc(m), err=True))
