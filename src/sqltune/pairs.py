@@ -22,10 +22,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sqlglot
 from sqlglot import exp
 
-from .check import LeakIndex, check_items, normalize_sql, sql_skeleton
+from .check import LeakIndex, _parse, check_items, normalize_sql, sql_skeleton
 from .execute import execute
 
 
@@ -76,10 +75,7 @@ def extreme_not_computed(question: str, sql: str, skip: frozenset = frozenset())
              and not (w in ("most", "least") and i and tokens[i - 1] == "at")]
     if not words:
         return False
-    try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
-    except sqlglot.errors.SqlglotError:
-        return False
+    tree = _parse(sql)
     if tree is None:
         return False
     if not tree.find(exp.Max, exp.Min, exp.Window, exp.Order):
@@ -112,10 +108,7 @@ def quoted_value_missing(question: str, sql: str) -> str | None:
     quoted = [_bare(m.group(1)) for m in _QUOTED.finditer(question)]
     if not any(quoted):
         return None
-    try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
-    except sqlglot.errors.SqlglotError:
-        return None
+    tree = _parse(sql)
     if tree is None:
         return None
     present = ({_bare(str(x.this)) for x in tree.find_all(exp.Literal)}
