@@ -511,6 +511,7 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
     res = filter_candidates([c for c in cands if c.get("sql")], validator, want, progress=cfg.progress,
                             desc="synth: executing candidates")
     seconds["sql_filters"] = time.perf_counter() - t
+    res.seconds = seconds  # the question rounds add theirs
     res.tried += sum(1 for c in cands if not c.get("sql"))
     if n_nosql := sum(1 for c in cands if not c.get("sql")):
         res.rejected["no SQL in the model's reply"] += n_nosql
@@ -522,14 +523,13 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         for attempt in range(cfg.question_attempts):
             last = attempt == cfg.question_attempts - 1
             ok, failed = _question_round(pending, attempt, res, validator, db, cfg, writer, tok, builder, schema,
-                                         second, count_rejects=last, seconds=seconds)
+                                         second, count_rejects=last)
             kept += ok
             pending = failed
             if not pending or len(kept) >= cfg.k:
                 break
         res.kept = kept
     res.kept = res.kept[: cfg.k]
-    res.seconds = seconds
     for c in res.kept:
         c.pop("template_question", None)
         c["provenance"].update({"writer": "template" if not use_model else (teacher or model or "default"),
@@ -546,19 +546,16 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
 
 
 def _question_round(cands: list[dict], attempt: int, res, validator, db, cfg: SynthConfig, writer, tok, builder,
-                    schema: str, second, count_rejects: bool, seconds: dict | None = None
-                    ) -> tuple[list[dict], list[dict]]:
+                    schema: str, second, count_rejects: bool) -> tuple[list[dict], list[dict]]:
     """One question per candidate SQL (first round: the styles in turn; later: the next style), then the
     read-back(s).
 
     Returns (kept, failed): `failed` are the candidates a reader read back to another result (they may get
     another question); a question that fails its own filters (too short, a held-out or kept question) is
     counted in `res.rejected` at once, a failed read-back only when `count_rejects` (the last attempt).
-    `seconds` (stage -> wall time) gets the time of the questions and of each reader added."""
-    seconds = seconds if seconds is not None else {}
-
+    The time of the questions and of each reader is added to `res.seconds`."""
     def took(stage: str, since: float) -> None:
-        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - since
+        res.seconds[stage] = res.seconds.get(stage, 0.0) + time.perf_counter() - since
 
     styles = list(cfg.styles)
     for i, c in enumerate(cands):  # first round: the styles in turn; later rounds: each SQL's next style
