@@ -75,12 +75,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny_model") / "model")
 
 
-@pytest.fixture(scope="module")
-def chaotic(tiny_model_dir):
-    """The tiny model with large random weights, so that its greedy output depends on the prompt.
-
-    One thread: a 64-wide model gains nothing from more, and loses a lot on a busy shared CPU.
-    """
+def random_weights(tiny_model_dir, scale: float):
+    """The tiny model with its matrices redrawn at `scale` (seeded), on one thread while in use: a 64-wide
+    model gains nothing from more, and loses a lot on a busy shared CPU. Yields (model, tokenizer)."""
     import torch
 
     from sqltune.model import load_model, pick_device
@@ -92,6 +89,18 @@ def chaotic(tiny_model_dir):
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+                p.copy_(torch.randn(p.shape, generator=g) * scale)
     yield model, tok
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def chaotic(tiny_model_dir):
+    """The tiny model with large random weights, so that its greedy output depends on the prompt."""
+    yield from random_weights(tiny_model_dir, 0.3)
+
+
+@pytest.fixture(scope="module")
+def looping(tiny_model_dir):
+    """The tiny model with small random weights: greedy, it repeats a token or two after a while."""
+    yield from random_weights(tiny_model_dir, 0.1)

@@ -317,25 +317,6 @@ def test_no_gold_query_of_the_packaged_data_looks_like_a_loop(tiny_model_dir):
         assert not any(is_looping(ids[:i]) for i in range(1, len(ids) + 1)), sql
 
 
-@pytest.fixture(scope="module")
-def looping(tiny_model_dir):
-    """The tiny model with small random weights: greedy, it repeats a token or two after a while."""
-    import torch
-
-    from sqltune.model import load_model, pick_device
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    model, tok, _ = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    yield model, tok
-    torch.set_num_threads(threads)
-
-
 def test_a_looping_row_ends_at_its_loop_in_a_batch_as_alone(looping):
     model, tok = looping
     prompts = [PromptBuilder(SCHEMA).prompt(tok, q) for q in QUESTIONS]
