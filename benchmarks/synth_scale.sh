@@ -11,6 +11,9 @@
 #          candidates per wanted pair, batches of 256, and a second reader ($READER, default the 0.5B)
 # scale2:  session 11, after the SQL's own token limit (192) and the loop stop: 500 prompts per level and a
 #          question for 5 SQL candidates per wanted pair (the scale run kept ~22 % of the SQL it wrote questions for)
+# scale3:  session 12, after the SQL's limit left open (128 here: no kept SQL of session 11 was over 91 tokens) and
+#          the read-back's rejects written beside the pairs: 700 prompts per level, a question for 6 SQL candidates
+#          per wanted pair, batches of 512 (a decode step of the 1.5B is not compute-bound at 256 rows on an H200)
 #
 #   SETTINGS="scale" bash benchmarks/synth_scale.sh ...   # only these settings (default: greedy sampled sampled-rb4)
 set -u
@@ -27,7 +30,9 @@ for db in "$@"; do
       sampled-rb4) extra=(--sql-per-level 100 --sql-temperature 0.9 --readback-samples 4) ;;
       scale) extra=(--sql-per-level 300 --sql-temperature 0.9 --overgenerate 3 --batch-size 256
                     --reader "${READER:-qwen2.5-coder-0.5b}") ;;
-      scale2) extra=(--sql-per-level 500 --sql-temperature 0.9 --overgenerate 5 --batch-size 256
+      scale2) extra=(--sql-per-level 500 --sql-temperature 0.9 --overgenerate 5 --batch-size 256 --sql-max-new-tokens 192
+                     --reader "${READER:-qwen2.5-coder-0.5b}") ;;
+      scale3) extra=(--sql-per-level 700 --sql-temperature 0.9 --overgenerate 6 --batch-size 512
                      --reader "${READER:-qwen2.5-coder-0.5b}") ;;
       *) echo "unknown setting $setting" >&2; exit 2 ;;
     esac

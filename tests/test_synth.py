@@ -216,6 +216,34 @@ def test_model_written_sql_rows_end_with_their_statement(tiny_db, tmp_path, monk
     assert stop("```sql\nSELECT title FROM books\n```") and stop("SELECT title FROM books;")
     assert not stop("SELECT title FROM") and stops["synth: questions"] is None
     assert [c["sql"] for c in res.kept] == ["SELECT title FROM books"]  # 10 replies, one distinct query
+    assert json.loads((tmp_path / "m.summary.json").read_text())["sql_max_new_tokens"] == 100
+
+
+def test_model_written_sql_limit_left_open_follows_the_seeds(tiny_db, tiny_model_dir, tmp_path, monkeypatch):
+    """With no limit set, the SQL-writing call gets `sql_token_limit` of the writer's tokenizer and the seeds,
+    and the summary records the limit used."""
+    import sqltune.synth as synth_mod
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    limits = {}
+
+    def fake_chat(model, tok, prompts, desc="", max_new_tokens=None, **kw):
+        limits[desc] = max_new_tokens
+        return ["```sql\nSELECT title FROM books\n```"] * len(prompts)
+
+    monkeypatch.setattr(synth_mod, "_load_writer", lambda name, device=None, role="writer": (role, tok))
+    monkeypatch.setattr(synth_mod, "chat", fake_chat)
+    monkeypatch.setattr(synth_mod, "readback_sql", lambda model, tok, builder, qs, db, cfg: [None] * len(qs))
+    long_seed = {"id": "long", "question": "All the titles, many times?",
+                 "sql": "SELECT " + ", ".join(f"title AS t{i}" for i in range(60)) + " FROM books"}
+    for seeds in ([], [*SEEDS, long_seed]):
+        cfg = SynthConfig(k=5, sources=("model",), model_sql_per_level=1, progress=False)
+        synth(tiny_db, tmp_path / "m.jsonl", seeds, {"test": TEST}, model="w", cfg=cfg)
+        want = synth_mod.sql_token_limit(tok, seeds)
+        assert limits["synth: model-written SQL"] == want
+        assert json.loads((tmp_path / "m.summary.json").read_text())["sql_max_new_tokens"] == want
+    assert want > synth_mod.SQL_TOKENS_FLOOR
 
 
 def test_a_second_reader_must_agree_too(tiny_db, tmp_path, monkeypatch):
@@ -257,6 +285,16 @@ def test_a_second_reader_must_agree_too(tiny_db, tmp_path, monkeypatch):
                and c["provenance"]["roundtrip_sql"] == c["sql"] for c in both.kept)
     summary = json.loads((tmp_path / "two.summary.json").read_text())
     assert summary["reader"] == "r" and summary["kept"] == len(both.kept)
+    # what the reader rejected is written beside the pairs, with the reason and its reading: with the kept pairs
+    # it is the writer-only set (the set a run without --reader keeps, in its order, up to k)
+    rejected = [json.loads(line) for line in (tmp_path / "two.rejected.jsonl").read_text().splitlines()]
+    assert len(rejected) == second == summary["rejected_pairs"]
+    assert all(r["provenance"]["rejected"].startswith("second reader") and r["provenance"]["reader_sql"] ==
+               "SELECT 12345" and r["provenance"]["roundtrip_sql"] == r["sql"] for r in rejected)
+    union = sorted(both.kept + rejected, key=lambda c: c["id"])
+    assert [(c["id"], c["sql"], c["question"]) for c in union[:50]] == \
+        [(c["id"], c["sql"], c["question"]) for c in alone.kept]
+    assert not (tmp_path / "one.rejected.jsonl").exists()  # nothing rejected once it had a question
 
 
 def test_question_attempts_give_a_rejected_sql_a_question_in_the_next_style(tiny_db, tmp_path, monkeypatch):
@@ -297,6 +335,11 @@ def test_question_attempts_give_a_rejected_sql_a_question_in_the_next_style(tiny
     assert all(set(c) == {"id", "question", "sql", "provenance"} for c in two.kept)  # no working keys left
     rows = [json.loads(line) for line in (tmp_path / "a2.jsonl").read_text().splitlines()]
     assert len(rows) == len(two.kept) and json.loads((tmp_path / "a2.summary.json").read_text())["question_attempts"] == 2
+    # the rejected file holds the last attempt's failures only, each with the reading that failed it
+    rej = [json.loads(line) for line in (tmp_path / "a1.rejected.jsonl").read_text().splitlines()]
+    assert len(rej) == rejected and all(r["provenance"]["roundtrip_sql"] == "SELECT 12345"
+                                        and r["provenance"]["style"] == "plain" for r in rej)
+    assert not (tmp_path / "a2.rejected.jsonl").exists()
     with pytest.raises(SqltuneError, match="question_attempts"):
         SynthConfig(question_attempts=0).validate()
 
@@ -597,3 +640,23 @@ def test_validator_rejects_a_question_that_quotes_a_value_the_sql_lacks(tiny_db)
     swapped = {"question": "What is the price of the book titled 'Dune'?", "sql": "SELECT price FROM books WHERE title = 'Emma'"}
     assert v.question_reason(swapped) == "question quotes a value the SQL does not use"
     assert v.question_reason({**swapped, "sql": "SELECT price FROM books WHERE title = 'Dune'"}) is None
+
+
+def test_sql_token_limit_follows_the_longest_seed(tiny_model_dir):
+    """Left open, the model-written SQL's limit is the floor, or the longest seed (fenced) + the margin when
+    that is more; a recipe or the CLI can still set it."""
+    from transformers import AutoTokenizer
+
+    from sqltune.synth import sql_token_limit
+    from sqltune.synth_config import SQL_TOKENS_FLOOR, SQL_TOKENS_MARGIN
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert sql_token_limit(tok, []) == sql_token_limit(tok, SEEDS) == SQL_TOKENS_FLOOR
+    cols = ", ".join(f"title AS t{i}" for i in range(60))
+    long_sql = f"SELECT {cols} FROM books"
+    n = len(tok(f"```sql\n{long_sql}\n```", add_special_tokens=False)["input_ids"])
+    assert n > SQL_TOKENS_FLOOR
+    assert sql_token_limit(tok, [*SEEDS, {"question": "q?", "sql": long_sql}]) == n + SQL_TOKENS_MARGIN
+    assert SynthConfig().sql_max_new_tokens is None and SynthConfig(sql_max_new_tokens=64).validate()
+    with pytest.raises(SqltuneError, match="sql_max_new_tokens"):
+        SynthConfig(sql_max_new_tokens=8).validate()

@@ -217,6 +217,7 @@ class PairResult:
     tried: int = 0
     rejected: Counter = field(default_factory=Counter)
     seconds: dict = field(default_factory=dict)  # wall time per stage (synth fills it)
+    rejected_pairs: list[dict] = field(default_factory=list)  # pairs rejected once they had a question (synth)
 
     def summary(self) -> dict:
         by_source = Counter((c.get("provenance") or {}).get("method", "?") for c in self.kept)

@@ -92,7 +92,7 @@ class SynthSection:
     model_sql_per_level: int = SynthConfig.model_sql_per_level  # prompts per complexity level, model-written SQL
     sql_temperature: float = SynthConfig.sql_temperature  # >0: the model-written SQL is sampled
     overgenerate: float = SynthConfig.overgenerate  # SQL candidates given a question per wanted pair
-    sql_max_new_tokens: int = SynthConfig.sql_max_new_tokens  # token limit of the model-written SQL
+    sql_max_new_tokens: int | None = SynthConfig.sql_max_new_tokens  # token limit of the model-written SQL (None: auto)
     seed_weight: int = 3  # each seed pair appears this many times in the training data
     heldout_fraction: float = 0.2  # share of synthetic pairs held out to join valid in the checkpoint choice
     select_z: float = 1.0  # a trained checkpoint must beat the untuned model by z standard errors

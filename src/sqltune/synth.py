@@ -33,6 +33,7 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlglot
 from sqlglot import exp
@@ -40,7 +41,7 @@ from sqlglot import exp
 from .errors import SqltuneError
 from .pairs import (READER_REJECT, ROUNDTRIP_REJECT, PairResult, Validator, chat, clean_question, filter_candidates,
                     roundtrip_agrees, write_pairs)
-from .synth_config import SOURCES, STYLES, SynthConfig  # noqa: F401 - SOURCES and SynthConfig are this stage's API too
+from .synth_config import SOURCES, SQL_TOKENS_FLOOR, SQL_TOKENS_MARGIN, STYLES, SynthConfig  # noqa: F401 - SOURCES and SynthConfig are this stage's API too
 
 LEVELS = {
     "single": "a query on a single table with a WHERE filter",
@@ -460,7 +461,7 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         validator.add(s)
     use_model = cfg.questions == "model"
 
-    writer = tok = builder = second = None
+    writer = tok = builder = second = sql_limit = None
     if use_model:
         if reader:  # loaded first: a reader that cannot be loaded fails before any work
             second = _load_writer(reader, device, role="reader")
@@ -490,7 +491,8 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
 
         # a row ends where its statement does (what follows cannot change `extract_sql`); the batch still
         # decodes until its longest reply, so the SQL has its own token limit (BENCHMARKS.md, "Session 10 leases")
-        texts = chat(writer, tok, prompts, max_new_tokens=cfg.sql_max_new_tokens, batch_size=cfg.batch_size,
+        sql_limit = cfg.sql_max_new_tokens or sql_token_limit(tok, seeds)
+        texts = chat(writer, tok, prompts, max_new_tokens=sql_limit, batch_size=cfg.batch_size,
                      desc="synth: model-written SQL", progress=cfg.progress, temperature=cfg.sql_temperature,
                      seed=cfg.seed, stop=is_complete, stats=sql_stats)
         seconds["model_sql"] = time.perf_counter() - t
@@ -539,10 +541,35 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
                    teacher=teacher, reader=reader, model=model, model_sql_per_level=cfg.model_sql_per_level,
                    sql_temperature=cfg.sql_temperature, readback_samples=cfg.readback_samples,
                    question_attempts=cfg.question_attempts, overgenerate=cfg.overgenerate, batch_size=cfg.batch_size,
-                   sql_max_new_tokens=cfg.sql_max_new_tokens,
-                   model_sql_generation=sql_stats.to_dict() if sql_stats is not None else None)
+                   sql_max_new_tokens=sql_limit or cfg.sql_max_new_tokens,
+                   model_sql_generation=sql_stats.to_dict() if sql_stats is not None else None,
+                   rejected_pairs=len(res.rejected_pairs))
+    for c in res.rejected_pairs:
+        c.pop("template_question", None)
+    from .dataset import write_jsonl
+
+    rej = rejected_path(out)
+    if res.rejected_pairs:  # before the pairs: the pairs file is the last thing written
+        write_jsonl(rej, res.rejected_pairs)
+    else:
+        rej.unlink(missing_ok=True)  # not an earlier run's
     write_pairs(out, res.kept, summary)
     return res
+
+
+def rejected_path(out) -> Path:
+    """Where `synth` writes the pairs it rejected once they had a question: `OUT.rejected.jsonl`."""
+    out = Path(out)
+    return out.with_name(out.stem + ".rejected.jsonl")
+
+
+def sql_token_limit(tok, seeds: list[dict]) -> int:
+    """The model-written SQL's token limit when the settings leave it open: `SQL_TOKENS_FLOOR`, or the longest
+    seed query as a fenced reply + `SQL_TOKENS_MARGIN` when that is more (the model is shown seeds as examples;
+    a reply far longer than all of them is nearly always one that rambles, and it holds up its whole batch)."""
+    longest = max((len(tok(f"```sql\n{s['sql']}\n```", add_special_tokens=False)["input_ids"]) for s in seeds),
+                  default=0)
+    return max(SQL_TOKENS_FLOOR, longest + SQL_TOKENS_MARGIN)
 
 
 def _question_round(cands: list[dict], attempt: int, res, validator, db, cfg: SynthConfig, writer, tok, builder,
@@ -557,8 +584,14 @@ def _question_round(cands: list[dict], attempt: int, res, validator, db, cfg: Sy
     def took(stage: str, since: float) -> None:
         res.seconds[stage] = res.seconds.get(stage, 0.0) + time.perf_counter() - since
 
+    def reject(c: dict, reason: str, **read) -> None:
+        res.rejected[reason] += 1
+        res.rejected_pairs.append({**c, "provenance": {**c["provenance"], **read, "rejected": reason}})
+
     styles = list(cfg.styles)
     for i, c in enumerate(cands):  # first round: the styles in turn; later rounds: each SQL's next style
+        for key in ("roundtrip_sql", "reader_sql"):  # an earlier attempt's readings
+            c["provenance"].pop(key, None)
         c["provenance"]["style"] = styles[(styles.index(c["provenance"]["style"]) + 1 if attempt else i) % len(styles)]
         if cfg.question_attempts > 1:
             c["provenance"]["question_attempt"] = attempt + 1
@@ -571,7 +604,7 @@ def _question_round(cands: list[dict], attempt: int, res, validator, db, cfg: Sy
     for c, q in zip(cands, qs):
         c["question"] = clean_question(q)
         if reason := validator.question_reason(c):
-            res.rejected[reason] += 1
+            reject(c, reason)
         else:
             validator.add_question(c)
             asked.append(c)
@@ -593,7 +626,7 @@ def _question_round(cands: list[dict], attempt: int, res, validator, db, cfg: Sy
             else:
                 failed.append(c)
                 if count_rejects:
-                    res.rejected[reason] += 1
+                    reject(c, reason, **{key: sql})
         asked = nxt
     return asked, failed
 

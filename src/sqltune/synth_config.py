@@ -17,6 +17,12 @@ STYLES = {
 }
 
 
+# no SQL the 1.5B wrote and synth kept on 8 devsuite DBs was longer than 91 tokens with its fence (1,039 pairs,
+# BENCHMARKS.md "Session 12"); seeds longer than that raise the limit (exoplanets' longest gold query: 167 tokens)
+SQL_TOKENS_FLOOR = 128
+SQL_TOKENS_MARGIN = 32
+
+
 @dataclass
 class SynthConfig:
     """What one `synth()` takes (the CLI's options and a recipe's `synth:` section default to these)."""
@@ -33,9 +39,10 @@ class SynthConfig:
     sql_temperature: float = 0.0  # >0: the `model` source samples its SQL (similar prompts stop giving one SQL)
     batch_size: int = 64
     max_new_tokens: int = 256  # the read-backs' SQL (as the evaluator)
-    # the model-written SQL: a sampled batch decodes until its longest reply, and at 256 rows a batch nearly always
-    # holds one that rambles to the limit; 192 covers the longest gold query here (167 tokens of 782) with its fence
-    sql_max_new_tokens: int = 192
+    # the model-written SQL's token limit. A sampled batch decodes until its longest reply, and at 256 rows a batch
+    # nearly always holds one that rambles to the limit, so the limit sets the time. None: `SQL_TOKENS_FLOOR`, or
+    # the longest seed query (with its fence) + `SQL_TOKENS_MARGIN` when that is more (`synth.sql_token_limit`)
+    sql_max_new_tokens: int | None = None
     seed: int = 0
     progress: bool = True
 
@@ -55,7 +62,7 @@ class SynthConfig:
             bad(f"model_sql_per_level must be >= 0, got {self.model_sql_per_level}")
         for name, least in (("readback_samples", 1), ("overgenerate", 1), ("sql_max_new_tokens", 16),
                             ("batch_size", 1), ("question_attempts", 1)):
-            if (value := getattr(self, name)) < least:
+            if (value := getattr(self, name)) is not None and value < least:
                 bad(f"{name} must be at least {least}, got {value}")
         if self.sql_temperature < 0:
             bad(f"sql_temperature must be >= 0 (0: greedy), got {self.sql_temperature}")

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from ..synth_config import SynthConfig
+from ..synth_config import SQL_TOKENS_FLOOR, SQL_TOKENS_MARGIN, SynthConfig
 from .options import DB, MODEL
 
 D = SynthConfig  # every default below is SynthConfig's
@@ -51,9 +51,11 @@ def register(app: typer.Typer) -> None:
         overgenerate: float = typer.Option(D.overgenerate, "--overgenerate", min=1.0,
                                            help="SQL candidates given a question per wanted pair (the read-backs "
                                                 "reject part of them)."),
-        sql_max_new_tokens: int = typer.Option(D.sql_max_new_tokens, "--sql-max-new-tokens", min=16,
-                                               help="Token limit of the model-written SQL (a batch decodes until "
-                                                    "its longest reply)."),
+        sql_max_new_tokens: Optional[int] = typer.Option(D.sql_max_new_tokens, "--sql-max-new-tokens", min=16,
+                                                         help="Token limit of the model-written SQL (a batch "
+                                                              "decodes until its longest reply; default: "
+                                                              f"{SQL_TOKENS_FLOOR}, or the longest seed query + "
+                                                              f"{SQL_TOKENS_MARGIN} when that is more)."),
         batch_size: int = typer.Option(D.batch_size, "--batch-size", min=1,
                                        help="Prompts per generation batch (a GPU to itself takes 256)."),
         notes: Optional[Path] = typer.Option(None, "--notes", help="Schema notes file."),
@@ -66,7 +68,7 @@ def register(app: typer.Typer) -> None:
         from ..console import echo, esc
         from ..dataset import load_items
         from ..files import check_writable
-        from ..synth import load_seeds, synth
+        from ..synth import load_seeds, rejected_path, synth
 
         check_writable(out)
 
@@ -89,3 +91,6 @@ def register(app: typer.Typer) -> None:
         if s["seconds"]:
             echo("seconds: " + ", ".join(f"{stage.replace('_', ' ')} {sec:.0f}" for stage, sec in s["seconds"].items()))
         echo(f"wrote {esc(out)}")
+        if res.rejected_pairs:
+            echo(f"wrote {esc(rejected_path(out))} (the {len(res.rejected_pairs)} pairs a question filter or "
+                 f"read-back rejected, each with its reason)")
