@@ -337,19 +337,3 @@ def test_a_looping_row_ends_at_its_loop_in_a_batch_as_alone(looping):
     for (text, n, _), (full, _, _) in zip(batched, unbounded):
         assert full.startswith(text)  # the loop stop only cuts; it never changes a token
         assert n == 80 or LOOP_MIN_TOKENS <= n < 80
-
-
-def test_chat_prefill_starts_every_reply(chaotic):
-    """`pairs.chat(prefill=...)`: the reply continues the prefilled start of the assistant's turn (synth's SQL
-    replies begin inside a SQL fence); what comes back is what follows the prefill."""
-    from sqltune.pairs import chat
-
-    model, tok = chaotic
-    prompts = [f"Write SQL over {SCHEMA} for: {q}" for q in QUESTIONS]
-    plain = chat(model, tok, prompts, max_new_tokens=10, batch_size=5, progress=False)
-    filled = chat(model, tok, prompts, max_new_tokens=10, batch_size=5, progress=False, prefill="```sql\n")
-    texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-             + "```sql\n" for p in prompts]
-    direct = [t for t, _, _ in generate_texts(model, tok, texts, batch_size=5, max_new_tokens=10, progress=False,
-                                                 stop=None)]
-    assert filled == direct and filled != plain

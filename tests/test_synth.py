@@ -197,12 +197,12 @@ def test_model_written_sql_rows_end_with_their_statement(tiny_db, tmp_path, monk
     call gets no stop."""
     import sqltune.synth as synth_mod
 
-    stops, limits, prefills = {}, {}, {}
+    stops, limits = {}, {}
 
-    def fake_chat(model, tok, prompts, desc="", stop=None, max_new_tokens=None, prefill="", **kw):
-        stops[desc], limits[desc], prefills[desc] = stop, max_new_tokens, prefill
-        if "SQL" in desc:  # the reply after the prefilled fence
-            return ["SELECT title FROM books\n```\nThis query lists the titles."] * len(prompts)
+    def fake_chat(model, tok, prompts, desc="", stop=None, max_new_tokens=None, **kw):
+        stops[desc], limits[desc] = stop, max_new_tokens
+        if "SQL" in desc:
+            return ["```sql\nSELECT title FROM books\n```\nThis query lists the titles."] * len(prompts)
         return ["Which rows does " + p.rsplit("SQL:\n", 1)[1].split("\n\n")[0] + " give?" for p in prompts]
 
     monkeypatch.setattr(synth_mod, "_load_writer", lambda name, device=None, role="writer": (role, None))
@@ -212,7 +212,6 @@ def test_model_written_sql_rows_end_with_their_statement(tiny_db, tmp_path, monk
     cfg = SynthConfig(k=20, sources=("model",), model_sql_per_level=2, progress=False, sql_max_new_tokens=100)
     res = synth(tiny_db, tmp_path / "m.jsonl", [], {"test": TEST}, model="w", cfg=cfg)
     assert limits["synth: model-written SQL"] == 100 and limits["synth: questions"] == 96
-    assert prefills == {"synth: model-written SQL": "```sql\n", "synth: questions": ""}
     stop = stops["synth: model-written SQL"]
     assert stop("```sql\nSELECT title FROM books\n```") and stop("SELECT title FROM books;")
     assert not stop("SELECT title FROM") and stops["synth: questions"] is None

@@ -298,19 +298,18 @@ def write_pairs(path, pairs: list[dict], summary: dict | None = None) -> Path:
 # ----------------------------------------------------------------------------- model text helpers
 def chat(model, tok, prompts: list[str], max_new_tokens: int = 160, batch_size: int = 64,
          desc: str = "writing", progress: bool = True, temperature: float = 0.0, top_p: float = 0.95,
-         seed: int = 0, stop=None, stats=None, prefill: str = "") -> list[str]:
+         seed: int = 0, stop=None, stats=None) -> list[str]:
     """Replies to single-turn chat prompts: greedy, or sampled at `temperature` > 0 (top-p `top_p`,
     torch seeded with `seed`, so the same call gives the same replies). Prompts sharing an
     instruction+schema prefix share its KV cache across the batch (`generate_texts`). `stop`: a row
     also ends when `stop(text)` is true (`generate.is_complete`: where a reply that is SQL ends). `stats`: a
-    `generate.GenerationStats` to fill (decode steps, why rows ended). `prefill`: the start of every reply,
-    written into the prompt after the assistant's turn begins (the replies returned are what follows it)."""
+    `generate.GenerationStats` to fill (decode steps, why rows ended)."""
     from .generate import generate_texts
 
     if not prompts:
         return []
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-             + prefill for p in prompts]
+             for p in prompts]
 
     def run():
         return [text for text, _, _ in generate_texts(model, tok, texts, batch_size=batch_size,

@@ -362,10 +362,6 @@ def retarget_question(question: str, values: dict[str, str]) -> str | None:
 
 
 # ----------------------------------------------------------------------------- model prompts
-# every model-written SQL reply starts inside a SQL fence: a reply that explains its plan first is the one that
-# runs to the token limit and holds up its batch (session 12: all three kept tails of orchestra's 78 rows at the
-# limit were step-by-step prose); `extract_sql` and `is_complete` read the reply without its opening fence
-SQL_REPLY_START = "```sql\n"
 SQL_PROMPT = ("Database schema:\n{schema}\n\n{examples}Write one new SQLite query about the table {table}: "
               "{level}. Use real values shown in the schema. Reply with the SQL query only.")
 # the schema first: every question prompt of a batch then shares the instruction + schema prefix, whose KV
@@ -498,7 +494,7 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
         sql_limit = cfg.sql_max_new_tokens or sql_token_limit(tok, seeds)
         texts = chat(writer, tok, prompts, max_new_tokens=sql_limit, batch_size=cfg.batch_size,
                      desc="synth: model-written SQL", progress=cfg.progress, temperature=cfg.sql_temperature,
-                     seed=cfg.seed, stop=is_complete, stats=sql_stats, prefill=SQL_REPLY_START)
+                     seed=cfg.seed, stop=is_complete, stats=sql_stats)
         seconds["model_sql"] = time.perf_counter() - t
         model_cands = [{"sql": extract_sql(t), "provenance": {"method": "model", "level": lv}}
                        for t, lv in zip(texts, meta)]
