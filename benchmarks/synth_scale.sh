@@ -14,6 +14,8 @@
 # scale3:  session 12, after the SQL's limit left open (128 here: no kept SQL of session 11 was over 91 tokens) and
 #          the read-back's rejects written beside the pairs: 700 prompts per level, a question for 6 SQL candidates
 #          per wanted pair, batches of 512 (a decode step of the 1.5B is not compute-bound at 256 rows on an H200)
+#          (session 12 ran it also as `scale3f` with commit 7b895f8, since reverted: every SQL reply started
+#          inside a SQL fence; BENCHMARKS.md "Session 12 lease")
 #
 #   SETTINGS="scale" bash benchmarks/synth_scale.sh ...   # only these settings (default: greedy sampled sampled-rb4)
 set -u
