@@ -294,7 +294,7 @@ def test_a_second_reader_must_agree_too(tiny_db, tmp_path, monkeypatch):
     union = sorted(both.kept + rejected, key=lambda c: c["id"])
     assert [(c["id"], c["sql"], c["question"]) for c in union[:50]] == \
         [(c["id"], c["sql"], c["question"]) for c in alone.kept]
-    assert not (tmp_path / "one.rejected.jsonl").exists()  # nothing rejected once it had a question
+    assert (tmp_path / "one.rejected.jsonl").read_text() == ""  # nothing rejected once it had a question
 
 
 def test_question_attempts_give_a_rejected_sql_a_question_in_the_next_style(tiny_db, tmp_path, monkeypatch):
@@ -339,7 +339,7 @@ def test_question_attempts_give_a_rejected_sql_a_question_in_the_next_style(tiny
     rej = [json.loads(line) for line in (tmp_path / "a1.rejected.jsonl").read_text().splitlines()]
     assert len(rej) == rejected and all(r["provenance"]["roundtrip_sql"] == "SELECT 12345"
                                         and r["provenance"]["style"] == "plain" for r in rej)
-    assert not (tmp_path / "a2.rejected.jsonl").exists()
+    assert (tmp_path / "a2.rejected.jsonl").read_text() == ""
     with pytest.raises(SqltuneError, match="question_attempts"):
         SynthConfig(question_attempts=0).validate()
 

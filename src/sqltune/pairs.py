@@ -284,14 +284,23 @@ def apply_roundtrip(res: PairResult, db, model_sql: list[str | None], max_keep: 
     return res
 
 
-def write_pairs(path, pairs: list[dict], summary: dict | None = None) -> Path:
-    """The kept pairs as JSONL (atomic: a crash never leaves half a file), plus `PATH.summary.json`."""
+def rejected_path(path) -> Path:
+    """Where `write_pairs` puts the rejected pairs it is given: `PATH.rejected.jsonl` (PATH without its suffix)."""
+    path = Path(path)
+    return path.with_name(path.stem + ".rejected.jsonl")
+
+
+def write_pairs(path, pairs: list[dict], summary: dict | None = None, rejected: list[dict] | None = None) -> Path:
+    """The kept pairs as JSONL (atomic: a crash never leaves half a file), plus `PATH.summary.json` and, when
+    given, the rejected pairs as `PATH.rejected.jsonl` (each atomic; the pairs file is written last)."""
     from .dataset import write_jsonl
     from .files import write_json
 
     path = Path(path)
     if summary is not None:
         write_json(path.with_name(path.stem + ".summary.json"), summary)
+    if rejected is not None:
+        write_jsonl(rejected_path(path), rejected)
     return write_jsonl(path, pairs)
 
 

@@ -33,7 +33,6 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sqlglot
 from sqlglot import exp
@@ -544,23 +543,8 @@ def synth(db, out, seeds: list[dict] = (), heldout: dict[str, list[dict]] | None
                    sql_max_new_tokens=sql_limit or cfg.sql_max_new_tokens,
                    model_sql_generation=sql_stats.to_dict() if sql_stats is not None else None,
                    rejected_pairs=len(res.rejected_pairs))
-    for c in res.rejected_pairs:
-        c.pop("template_question", None)
-    from .dataset import write_jsonl
-
-    rej = rejected_path(out)
-    if res.rejected_pairs:  # before the pairs: the pairs file is the last thing written
-        write_jsonl(rej, res.rejected_pairs)
-    else:
-        rej.unlink(missing_ok=True)  # not an earlier run's
-    write_pairs(out, res.kept, summary)
+    write_pairs(out, res.kept, summary, rejected=res.rejected_pairs)
     return res
-
-
-def rejected_path(out) -> Path:
-    """Where `synth` writes the pairs it rejected once they had a question: `OUT.rejected.jsonl`."""
-    out = Path(out)
-    return out.with_name(out.stem + ".rejected.jsonl")
 
 
 def sql_token_limit(tok, seeds: list[dict]) -> int:
@@ -586,7 +570,8 @@ def _question_round(cands: list[dict], attempt: int, res, validator, db, cfg: Sy
 
     def reject(c: dict, reason: str, **read) -> None:
         res.rejected[reason] += 1
-        res.rejected_pairs.append({**c, "provenance": {**c["provenance"], **read, "rejected": reason}})
+        res.rejected_pairs.append({**{k: v for k, v in c.items() if k != "template_question"},
+                                   "provenance": {**c["provenance"], **read, "rejected": reason}})
 
     styles = list(cfg.styles)
     for i, c in enumerate(cands):  # first round: the styles in turn; later rounds: each SQL's next style

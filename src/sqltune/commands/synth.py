@@ -68,7 +68,8 @@ def register(app: typer.Typer) -> None:
         from ..console import echo, esc
         from ..dataset import load_items
         from ..files import check_writable
-        from ..synth import load_seeds, rejected_path, synth
+        from ..pairs import rejected_path
+        from ..synth import load_seeds, synth
 
         check_writable(out)
 
@@ -91,6 +92,5 @@ def register(app: typer.Typer) -> None:
         if s["seconds"]:
             echo("seconds: " + ", ".join(f"{stage.replace('_', ' ')} {sec:.0f}" for stage, sec in s["seconds"].items()))
         echo(f"wrote {esc(out)}")
-        if res.rejected_pairs:
-            echo(f"wrote {esc(rejected_path(out))} (the {len(res.rejected_pairs)} pairs a question filter or "
-                 f"read-back rejected, each with its reason)")
+        echo(f"wrote {esc(rejected_path(out))} (the {len(res.rejected_pairs)} pairs a question filter or "
+             f"read-back rejected, each with its reason)")
