@@ -16,8 +16,9 @@
 #          per wanted pair, batches of 512 (a decode step of the 1.5B is not compute-bound at 256 rows on an H200)
 #          (session 12 ran it also as `scale3f` with commit 7b895f8, since reverted: every SQL reply started
 #          inside a SQL fence; BENCHMARKS.md "Session 12 lease")
-# scale4:  for the next lease (unmeasured): the limit left open (96 since session 12: no kept SQL of 11 runs was
-#          over 91 tokens, so a batch ends 32 steps sooner) and 900 prompts per level in about scale3's SQL time
+# scale4:  session 13: the limit left open (96 since session 12: no kept SQL of 11 runs was over 91 tokens, so a
+#          batch ends 32 steps sooner) and 900 prompts per level; with transformers 5.24 on the device it kept
+#          300 of 300 in 165 s (orchestra) and 190 s (tvshow) on one H200
 #
 #   SETTINGS="scale" bash benchmarks/synth_scale.sh ...   # only these settings (default: greedy sampled sampled-rb4)
 set -u

@@ -2,8 +2,12 @@
 # Prepare .whl/ (git-ignored): the pure-Python wheels sqltune needs on the lent GPU machine, plus a
 # wheel of sqltune itself. The GPU image already has torch, transformers, peft, accelerate, tokenizers,
 # safetensors, numpy, pyyaml, tqdm, typer, rich, click and matplotlib (see docs/gpu.md); it has no
-# registry access, so what it lacks travels as wheels and is installed there with --no-deps (which also
-# keeps the image's torch/transformers: sqltune's own pins are for the CPU venv, not for that image).
+# registry access, so what it lacks travels as wheels and is installed there with --no-deps (which keeps
+# the image's torch). transformers travels too, at sqltune's pin: the image's 5.17 copies every key/value
+# head of the cache once per query head at each decode step of a padded batch (`repeat_kv`), which 5.24
+# no longer does for one query token (`pack_gqa`); a decode step of the 1.5B at 512 rows took 171 ms on
+# 5.17 and 90-102 ms on 5.24 (BENCHMARKS.md, "Session 13 lease"). 5.24 needs huggingface-hub >= 1.31: the
+# image has 1.33.
 #
 #   scripts/gpu_wheels.sh            # download into .whl/
 #   scripts/gpu_wheels.sh --dry-run  # print the commands, run nothing
@@ -23,6 +27,7 @@ DRY=0
 # name==version, one per line: what the image lacks (versions = the local venv's pins).
 # trl needs datasets, which needs dill and multiprocess (the rest of datasets' needs are in the image).
 MISSING=(
+  "transformers==5.24.0"
   "sqlglot==30.30.0"
   "gguf==0.19.0"
   "trl==1.16.0"
