@@ -13,7 +13,8 @@
 #                                                       #   GPU may be a list such as 1,0); $J/out is for its files
 #   bash benchmarks/gpu_sweep.sh wait SECONDS           # until every job is done or SECONDS pass; prints the
 #                                                       #   logs' tails and collects what is finished so far; a job
-#                                                       #   that ran out of GPU memory is started once more (NAME-oom)
+#                                                       #   that ran out of GPU memory is started once more (NAME-oom);
+#                                                       #   exit 3 at once on a machine where no job was launched
 #   bash benchmarks/gpu_sweep.sh collect                # $OUT/transfer.md + results.tgz (small files only)
 #
 # Jobs run side by side on one GPU (a 1.5B run leaves most of an H200's compute idle while it decodes); each
@@ -101,6 +102,12 @@ launch)
   launch "$2" "$3" "${*:4}"
   ;;
 wait)
+  # no job was ever launched here: this is a fresh machine (the one that ran them went back after 30 s idle);
+  # waiting would only spend device time on nothing (session 13: 400 s)
+  if ! compgen -G "$J/jobs/*.cmd" > /dev/null; then
+    echo "error: no jobs in $J/jobs: a fresh machine (the one that ran them was given back); launch them again" >&2
+    exit 3
+  fi
   limit="${2:-540}"; t0=$(date +%s)
   while [ $(( $(date +%s) - t0 )) -lt "$limit" ]; do
     retry_oom

@@ -91,3 +91,13 @@ def test_wait_starts_a_job_that_ran_out_of_gpu_memory_once_more(tmp_path):
     assert "jobs left: 0" in out.stdout
     again = subprocess.run(["bash", script, "wait", "1"], env=env, capture_output=True, text=True, timeout=60)
     assert "relaunched" not in again.stdout  # once only
+
+
+def test_wait_on_a_machine_with_no_jobs_says_so_at_once(tmp_path):
+    """A `wait` that lands on a fresh machine (the one that ran the jobs went back) must not sit out its SECONDS."""
+    env = dict(os.environ, SWEEP_DIR=str(tmp_path / "jobs"), OUT=str(tmp_path / "out"))
+    t = time.monotonic()
+    out = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "wait", "300"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3 and "fresh machine" in out.stderr and "jobs left" not in out.stdout
+    assert time.monotonic() - t < 30
