@@ -9,6 +9,7 @@
 #
 #   bash benchmarks/distill.sh SYNTH_DIR SETTING DEVSUITE WORK DB...     # SYNTH_DIR/DB-SETTING.jsonl from synth_scale.sh
 #   VOTE=1 bash benchmarks/distill.sh ...      # greedy evaluations only (a CPU: voting 8 costs ~4x)
+# sqltune must be importable (installed, or PYTHONPATH=src), as for transfer.py.
 set -u
 syn=$1 setting=$2 ds=$3 work=$4; shift 4
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,19 +19,20 @@ for db in "$@"; do
 import json, sys
 from pathlib import Path
 
+from sqltune.dataset import read_jsonl, write_jsonl
+from sqltune.pairs import rejected_path, summary_path
+
 kept = Path(sys.argv[1])
-rej = kept.with_name(kept.stem + ".rejected.jsonl")
-k = json.loads(kept.with_name(kept.stem + ".summary.json").read_text())["k"]
-rows = [json.loads(line) for line in kept.read_text().splitlines()]
+k = json.loads(summary_path(kept).read_text())["k"]
+rows = read_jsonl(kept)
 n_kept = len(rows)
-if rej.exists():
-    rows += [r for r in map(json.loads, rej.read_text().splitlines())
-             if r["provenance"]["rejected"].startswith("second reader")]
+if rejected_path(kept).exists():
+    rows += [r for r in read_jsonl(rejected_path(kept)) if r["provenance"]["rejected"].startswith("second reader")]
 rows = sorted(rows, key=lambda r: r["id"])[:k]
 for r in rows:
     for key in ("rejected", "reader_sql", "reader"):
         r["provenance"].pop(key, None)
-Path(sys.argv[2]).write_text("".join(json.dumps(r) + "\n" for r in rows))
+write_jsonl(sys.argv[2], rows)
 print(f"{kept.name}: {n_kept} kept by both readers, {len(rows)} by the writer alone")
 PY
   SECONDS=0

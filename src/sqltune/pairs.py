@@ -284,6 +284,12 @@ def apply_roundtrip(res: PairResult, db, model_sql: list[str | None], max_keep: 
     return res
 
 
+def summary_path(path) -> Path:
+    """Where `write_pairs` puts the summary it is given: `PATH.summary.json` (PATH without its suffix)."""
+    path = Path(path)
+    return path.with_name(path.stem + ".summary.json")
+
+
 def rejected_path(path) -> Path:
     """Where `write_pairs` puts the rejected pairs it is given: `PATH.rejected.jsonl` (PATH without its suffix)."""
     path = Path(path)
@@ -298,7 +304,7 @@ def write_pairs(path, pairs: list[dict], summary: dict | None = None, rejected: 
 
     path = Path(path)
     if summary is not None:
-        write_json(path.with_name(path.stem + ".summary.json"), summary)
+        write_json(summary_path(path), summary)
     if rejected is not None:
         write_jsonl(rejected_path(path), rejected)
     return write_jsonl(path, pairs)
