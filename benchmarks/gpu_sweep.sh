@@ -13,7 +13,8 @@
 #                                                       #   GPU may be a list such as 1,0); $J/out is for its files
 #   bash benchmarks/gpu_sweep.sh wait SECONDS           # until every job is done or SECONDS pass; prints the
 #                                                       #   logs' tails and collects what is finished so far; a job
-#                                                       #   that ran out of GPU memory is started once more (NAME-oom);
+#                                                       #   that ran out of GPU memory is started once more (NAME-oom)
+#                                                       #   when a GPU has OOM_RETRY_FREE_MIB free, one per OOM_RETRY_GAP s;
 #                                                       #   exit 3 at once on a machine where no job was launched
 #   bash benchmarks/gpu_sweep.sh collect                # $OUT/transfer.md + results.tgz (small files only)
 #
@@ -47,22 +48,43 @@ launch() {  # NAME GPU CMD
   echo "started $name on GPU $gpu"
 }
 
-retry_oom() {  # a job that died of CUDA out of memory starts once more as NAME-oom, on the GPU with the
-  # most free memory (session 8: two of 14 jobs ran out at the start, when every job peaks at once); OOM_RETRY=0: off
+oom_pending() {  # the jobs that ran out of GPU memory and wait for their one relaunch (none with OOM_RETRY=0)
   [ "${OOM_RETRY:-1}" = 0 ] && return
   for c in "$J"/jobs/*.cmd; do
     local n; n=$(basename "${c%.cmd}")
     [ -f "$J/jobs/$n.done" ] && [ "$(cat "$J/jobs/$n.done")" != 0 ] || continue
     case "$n" in *-oom) continue ;; esac
     [ -e "$J/jobs/$n.retried" ] && continue
-    grep -aq "CUDA out of memory" "$J/jobs/$n.log" || continue
-    touch "$J/jobs/$n.retried"
-    local gpu; gpu=$(cat "$J/jobs/$n.gpu" 2>/dev/null || echo 0)
+    grep -aq "CUDA out of memory" "$J/jobs/$n.log" && echo "$n"
+  done
+}
+
+retry_oom() {  # a job that died of CUDA out of memory starts once more as NAME-oom, on the GPU with the
+  # most free memory (session 8: two of 14 jobs ran out at the start, when every job peaks at once); OOM_RETRY=0: off.
+  # It waits until that GPU has OOM_RETRY_FREE_MIB free (default 40000: a GRPO job of the 1.5B peaks at 18-33 GB),
+  # and one relaunch starts at most every OOM_RETRY_GAP seconds (default 90: a new job takes ~a minute to reach its
+  # peak): session 14 put 8 jobs on one H200, 3 ran out, and each relaunch, started at once on the full GPU, ran out
+  # again within seconds
+  local need="${OOM_RETRY_FREE_MIB:-40000}" gap="${OOM_RETRY_GAP:-90}"
+  for n in $(oom_pending); do
+    local c="$J/jobs/$n.cmd" gpu; gpu=$(cat "$J/jobs/$n.gpu" 2>/dev/null || echo 0)
     if command -v nvidia-smi > /dev/null; then
-      gpu=$(nvidia-smi --query-gpu=index,memory.used --format=csv,noheader,nounits | sort -t, -k2 -n | head -n 1 | cut -d, -f1)
+      local best free
+      best=$(nvidia-smi --query-gpu=index,memory.free --format=csv,noheader,nounits | tr -d ' ' | sort -t, -k2 -n -r | head -n 1)
+      gpu=${best%%,*} free=${best##*,}
+      if [ "${free:-0}" -lt "$need" ]; then
+        [ -e "$J/jobs/$n.oomwait" ] || echo "$n ran out of GPU memory; its relaunch waits for $need MiB free (GPU $gpu has $free)"
+        touch "$J/jobs/$n.oomwait"
+        return
+      fi
     fi
+    local last=0; [ -f "$J/jobs/.last-relaunch" ] && last=$(cat "$J/jobs/.last-relaunch")
+    [ $(( $(date +%s) - last )) -lt "$gap" ] && return
+    date +%s > "$J/jobs/.last-relaunch"
+    touch "$J/jobs/$n.retried"
     echo "relaunched $n as $n-oom (it ran out of GPU memory)"
     launch "$n-oom" "$gpu" "$(cat "$c")"
+    return  # one at a time: the next waits for this one to reach its peak
   done
 }
 
@@ -111,7 +133,7 @@ wait)
   limit="${2:-540}"; t0=$(date +%s)
   while [ $(( $(date +%s) - t0 )) -lt "$limit" ]; do
     retry_oom
-    left=0
+    left=$(oom_pending | wc -l)  # a relaunch still to come counts as a job left
     for c in "$J"/jobs/*.cmd; do [ -f "${c%.cmd}.done" ] || left=$((left + 1)); done
     [ "$left" -eq 0 ] && break
     sleep 10
@@ -123,7 +145,7 @@ wait)
   done
   command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader
   collect > /dev/null 2>&1
-  left=0; for c in "$J"/jobs/*.cmd; do [ -f "${c%.cmd}.done" ] || left=$((left + 1)); done
+  left=$(oom_pending | wc -l); for c in "$J"/jobs/*.cmd; do [ -f "${c%.cmd}.done" ] || left=$((left + 1)); done
   echo "jobs left: $left"
   ;;
 collect)

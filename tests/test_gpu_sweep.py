@@ -93,6 +93,47 @@ def test_wait_starts_a_job_that_ran_out_of_gpu_memory_once_more(tmp_path):
     assert "relaunched" not in again.stdout  # once only
 
 
+def test_an_out_of_memory_relaunch_waits_for_free_memory_and_goes_one_at_a_time(tmp_path):
+    """Session 14: 8 jobs on one H200, 3 ran out of memory, and each relaunch, started at once on the full GPU, ran
+    out again. A relaunch waits until a GPU has OOM_RETRY_FREE_MIB free, goes to the GPU with the most free memory,
+    and starts at most one per OOM_RETRY_GAP seconds. `nvidia-smi` is a stand-in that reads a file."""
+    jobs, stub = tmp_path / "jobs", tmp_path / "bin"
+    (jobs / "devsuite").mkdir(parents=True)
+    stub.mkdir()
+    free = tmp_path / "free"
+    free.write_text("0, 1000\n1, 900\n")
+    (stub / "nvidia-smi").write_text(f'#!/bin/sh\ncat {free}\n')
+    (stub / "python3").write_text(  # the first run of each DB runs out of memory; a second run records its start
+        '#!/bin/sh\n'
+        'db=$(echo "$*" | sed "s/.*--dbs //")\n'
+        f'm={tmp_path}/ran-$db\n'
+        'if [ -e "$m" ]; then date +%s > "$m.again"; echo "ok $db"; exit 0; fi\n'
+        'touch "$m"; echo "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate"; exit 1\n')
+    for f in ("nvidia-smi", "python3"):
+        (stub / f).chmod(0o755)
+    env = dict(os.environ, SWEEP_DIR=str(jobs), PATH=f"{stub}:{os.environ['PATH']}", OUT=str(tmp_path / "out"),
+               OOM_RETRY_GAP="5")
+    script = str(REPO / "benchmarks" / "gpu_sweep.sh")
+    assert subprocess.run(["bash", script, "devsuite", "0", "a", "b"], env=env, capture_output=True,
+                          timeout=60).returncode == 0
+    for name in ("db-a", "db-b"):
+        for _ in range(100):
+            if (jobs / "jobs" / f"{name}.done").is_file():
+                break
+            time.sleep(0.1)
+    out = subprocess.run(["bash", script, "wait", "2"], env=env, capture_output=True, text=True, timeout=60)
+    assert "relaunched" not in out.stdout and "jobs left: 2" in out.stdout  # two relaunches to come
+    assert out.stdout.count("its relaunch waits for 40000 MiB free (GPU 0 has 1000)") == 1
+    free.write_text("0, 1000\n1, 60000\n")  # GPU 1 freed up
+    out = subprocess.run(["bash", script, "wait", "40"], env=env, capture_output=True, text=True, timeout=120)
+    assert "relaunched db-a as db-a-oom" in out.stdout and "relaunched db-b as db-b-oom" in out.stdout
+    assert "waits for" not in out.stdout  # said once, in the first wait
+    assert [(jobs / "jobs" / f"db-{d}-oom.gpu").read_text().strip() for d in "ab"] == ["1", "1"]
+    starts = [int((tmp_path / f"ran-{d}.again").read_text()) for d in "ab"]
+    assert starts[1] - starts[0] >= 4  # one relaunch per OOM_RETRY_GAP (5 s), not both at once
+    assert "jobs left: 0" in out.stdout
+
+
 def test_wait_on_a_machine_with_no_jobs_says_so_at_once(tmp_path):
     """A `wait` that lands on a fresh machine (the one that ran the jobs went back) must not sit out its SECONDS."""
     env = dict(os.environ, SWEEP_DIR=str(tmp_path / "jobs"), OUT=str(tmp_path / "out"))

@@ -13,7 +13,7 @@ from sqltune.cli import main
 from sqltune.dataset import write_jsonl
 from sqltune.execute import execute
 from sqltune.errors import SqltuneError
-from sqltune.pairs import (Validator, extreme_not_computed, filter_candidates, name_words, quoted_value_missing,
+from sqltune.pairs import (SHAPES, Validator, balanced_cut, shape_counts, sql_shape, extreme_not_computed, filter_candidates, name_words, quoted_value_missing,
                            zero_result)
 from sqltune.synth import (SynthConfig, interleave, candidates, catalog, checkpoint_rule, choose_checkpoint, choose_latest,
                            from_schema, instantiate, retarget_question, split_heldout, synth,
@@ -177,6 +177,79 @@ def test_interleave_keeps_every_item_of_the_longer_pool():
     assert interleave([], []) == [] and interleave([1], [], [2, 3]) == [1, 2, 3]
 
 
+@pytest.mark.parametrize("sql,shape", [
+    ("SELECT name FROM authors WHERE country = 'UK'", "single"),
+    ("SELECT title FROM books ORDER BY price DESC LIMIT 1", "single"),
+    ("SELECT COUNT(*) FROM books", "aggregate"),
+    ("SELECT month, SUM(copies) FROM sales GROUP BY month HAVING SUM(copies) > 3", "aggregate"),
+    ("SELECT COUNT(*) FROM books AS b JOIN authors AS a ON b.author_id = a.id WHERE a.name = 'Borges'", "join"),
+    ("SELECT title FROM books, authors WHERE books.author_id = authors.id", "join"),  # a comma join is a join
+    ("SELECT title FROM books WHERE author_id IN (SELECT id FROM authors WHERE country = 'UK')", "nested"),
+    ("SELECT title FROM books WHERE price > (SELECT AVG(price) FROM books)", "nested"),
+    ("SELECT t FROM (SELECT title AS t FROM books)", "nested"),
+    ("SELECT title, RANK() OVER (ORDER BY price) FROM books", "window"),
+    ("SELECT name FROM authors UNION SELECT title FROM books", "compound"),
+    ("SELECT name FROM authors INTERSECT SELECT name FROM authors EXCEPT SELECT title FROM books", "compound"),
+    # the first of SHAPES wins: a join with a subquery is a join, a subquery in a compound query is nested
+    ("SELECT a.name FROM books AS b JOIN authors AS a ON b.author_id = a.id WHERE b.price > (SELECT AVG(price) "
+     "FROM books)", "join"),
+    ("SELECT name FROM authors WHERE id IN (SELECT author_id FROM books) UNION SELECT 'x'", "nested"),
+    ("SELEC name FROM", "unparsed"), ("", "unparsed"), ("hello", "unparsed"),
+])
+def test_sql_shape(sql, shape):
+    assert sql_shape(sql) == shape
+
+
+def test_balanced_cut_lets_the_common_shape_give_way_and_keeps_the_order():
+    single = [{"id": f"s{i}", "sql": f"SELECT title FROM books WHERE year > {i}"} for i in range(6)]
+    join = [{"id": f"j{i}", "sql": f"SELECT title FROM books JOIN authors ON author_id = authors.id WHERE year > {i}"}
+            for i in range(2)]
+    agg = [{"id": f"a{i}", "sql": f"SELECT COUNT(*) FROM books WHERE year > {i}"} for i in range(3)]
+    pairs = single[:4] + join[:1] + single[4:] + agg + join[1:]
+    cut = balanced_cut(pairs, 7)
+    # the shapes in turn (single, join, aggregate, single, join, aggregate, single): both joins stay, 6 singles give 3
+    assert shape_counts(cut) == {"join": 2, "aggregate": 2, "single": 3}
+    assert [p["id"] for p in cut] == ["s0", "s1", "s2", "j0", "a0", "a1", "j1"]  # the first of each, in order
+    assert balanced_cut(pairs, 11) == pairs and balanced_cut(pairs, 50) == pairs and balanced_cut(pairs, 0) == []
+    assert list(shape_counts(pairs)) == [s for s in SHAPES if s in {"join", "aggregate", "single"}]
+
+
+def test_model_sql_prompts_take_the_levels_in_turn(tiny_db, tmp_path, monkeypatch):
+    """The SQL filters stop at `want` survivors: with the prompts written level by level, that cut fell on the last
+    levels (session 14: no model-written nested or window query among tvshow's 300 kept pairs). The prompts take
+    the levels in turn, and the summary counts the kept pairs' shapes beside the seeds'."""
+    import sqltune.synth as synth_mod
+
+    asked = []
+    per_level = {"single": "SELECT title FROM books WHERE year > {i}",
+                 "join": "SELECT title FROM books JOIN authors ON books.author_id = authors.id WHERE year > {i}",
+                 "aggregate": "SELECT COUNT(*) FROM books WHERE year > {i}",
+                 "nested": "SELECT title FROM books WHERE price >= (SELECT MIN(price) FROM books WHERE year > {i})",
+                 "window": "SELECT title, RANK() OVER (ORDER BY price) FROM books WHERE year > {i}"}
+    text_level = {text: level for level, text in synth_mod.LEVELS.items()}
+
+    def fake_chat(model, tok, prompts, desc="", **kw):
+        if "SQL" not in desc:
+            return ["Which rows does " + p.rsplit("SQL:\n", 1)[1].split("\n\n")[0] + " give?" for p in prompts]
+        levels = [next(lv for text, lv in text_level.items() if text in p) for p in prompts]
+        asked.extend(levels)
+        return [f"```sql\n{per_level[lv].format(i=1900 + i)}\n```" for i, lv in enumerate(levels)]
+
+    monkeypatch.setattr(synth_mod, "_load_writer", lambda name, device=None, role="writer": (role, None))
+    monkeypatch.setattr(synth_mod, "chat", fake_chat)
+    monkeypatch.setattr(synth_mod, "readback_sql", lambda model, tok, builder, qs, db, cfg:
+                        [q.removeprefix("Which rows does ").removesuffix(" give?") for q in qs])
+    cfg = SynthConfig(k=5, overgenerate=1.0, sources=("model",), model_sql_per_level=4, progress=False,
+                      sql_max_new_tokens=64)
+    res = synth(tiny_db, tmp_path / "m.jsonl", SEEDS, {"test": TEST}, model="w", cfg=cfg)
+    assert asked == list(synth_mod.LEVELS) * 4
+    kept = {sql_shape(c["sql"]) for c in res.kept}
+    assert {"join", "nested", "window"} <= kept, kept  # a cut at 5 of 20 still holds the later levels
+    summary = json.loads((tmp_path / "m.summary.json").read_text())
+    assert summary["kept_by_shape"] == shape_counts(res.kept)
+    assert summary["seed_shapes"] == {"join": 1, "aggregate": 1, "single": 2}
+
+
 def test_sampled_model_sql_is_recorded_and_a_negative_temperature_refused(tiny_db, tiny_model_dir, tmp_path):
     out = tmp_path / "syn.jsonl"
     cfg = SynthConfig(k=3, progress=False, batch_size=8, max_new_tokens=8, model_sql_per_level=1, sql_temperature=0.9)
@@ -286,13 +359,13 @@ def test_a_second_reader_must_agree_too(tiny_db, tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "two.summary.json").read_text())
     assert summary["reader"] == "r" and summary["kept"] == len(both.kept)
     # what the reader rejected is written beside the pairs, with the reason and its reading: with the kept pairs
-    # it is the writer-only set (the set a run without --reader keeps, in its order, up to k)
+    # it is the writer-only set (the set a run without --reader keeps: its shape-balanced cut to k)
     rejected = [json.loads(line) for line in (tmp_path / "two.rejected.jsonl").read_text().splitlines()]
     assert len(rejected) == second == summary["rejected_pairs"]
     assert all(r["provenance"]["rejected"].startswith("second reader") and r["provenance"]["reader_sql"] ==
                "SELECT 12345" and r["provenance"]["roundtrip_sql"] == r["sql"] for r in rejected)
     union = sorted(both.kept + rejected, key=lambda c: c["id"])
-    assert [(c["id"], c["sql"], c["question"]) for c in union[:50]] == \
+    assert [(c["id"], c["sql"], c["question"]) for c in balanced_cut(union, 50)] == \
         [(c["id"], c["sql"], c["question"]) for c in alone.kept]
     assert (tmp_path / "one.rejected.jsonl").read_text() == ""  # nothing rejected once it had a question
 
@@ -384,6 +457,10 @@ def test_cli_synth_template_questions(tiny_db, tmp_path, capsys):
     assert (summary["overgenerate"], summary["batch_size"], summary["sql_max_new_tokens"]) == (3.0, 8, 128)
     assert set(summary["seconds"]) == {"templates", "sql_filters"}  # no model: no model stages
     assert "seconds: templates " in cap.out and "sql filters" in cap.out
+    kept = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    mix = ", ".join(f"{n} {shape}" for shape, n in shape_counts(kept).items())
+    assert f"shapes: kept {mix}; seeds 1 join, 1 aggregate, 2 single" in cap.out
+    assert summary["kept_by_shape"] == shape_counts(kept)
     rc, cap = _cli(["synth", "--db", str(tiny_db), "--template-questions", "--overgenerate", "0.5",
                     "--out", str(tmp_path / "bad.jsonl")], capsys)
     assert rc != 0 and "overgenerate" in cap.err and not (tmp_path / "bad.jsonl").exists()

@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         from ..console import echo, esc
         from ..dataset import load_items
         from ..files import check_writable
-        from ..pairs import rejected_path
+        from ..pairs import rejected_path, shape_counts
         from ..synth import load_seeds, synth
 
         check_writable(out)
@@ -87,6 +87,9 @@ def register(app: typer.Typer) -> None:
         echo(esc(f"tried {s['tried']}, kept {s['kept']} "
                  f"({', '.join(f'{n} {m}' for m, n in s['kept_by_source'].items()) or 'none'}), "
                  f"rejected {sum(s['rejected'].values())}"))
+        if s["kept_by_shape"] or seed_items:  # the mix beside the seeds' (a set without joins teaches none)
+            mix = lambda c: ", ".join(f"{n} {shape}" for shape, n in c.items()) or "none"  # noqa: E731
+            echo(esc(f"shapes: kept {mix(s['kept_by_shape'])}; seeds {mix(shape_counts(seed_items))}"))
         for reason, n in sorted(s["rejected"].items(), key=lambda x: -x[1]):
             echo(f"  {n:5d}  {esc(reason)}")
         if s["seconds"]:
