@@ -46,6 +46,21 @@ def test_schema_source_covers_every_level_with_valid_sql(tiny_db):
     assert joins and all(set(c["provenance"]["tables"]) in ({"books", "authors"}, {"sales", "books"}) for c in joins)
 
 
+def test_schema_source_writes_the_common_join_forms(tiny_db):
+    """Along each foreign key: a column of each table side by side, the child's rows filtered on a value of the
+    parent, the parent of the child row with the highest number (session 14: the kept sets were poor in joins)."""
+    joins = [c for c in from_schema(catalog(tiny_db), random.Random(0)) if c["provenance"]["level"] == "join"]
+    forms = {"side by side": r"^SELECT T1\.\S+, T2\.\S+ FROM \S+ AS T1 JOIN \S+ AS T2 ON [^W]*$",
+             "parent's value": r"^SELECT T1\.\S+ FROM .* JOIN .* WHERE T2\.\S+ = ",
+             "parent of the top row": r"^SELECT T2\.\S+ FROM .* JOIN .* ORDER BY T1\.\S+ DESC LIMIT 1$"}
+    for form, pattern in forms.items():
+        found = [c for c in joins if re.match(pattern, c["sql"])]
+        assert found, form
+        assert all(_runs_with_rows(tiny_db, c["sql"]) and sql_shape(c["sql"]) == "join" for c in found), form
+    top = next(c for c in joins if re.match(forms["parent of the top row"], c["sql"]))
+    assert "highest" in top["template_question"] and not extreme_not_computed(top["template_question"], top["sql"])
+
+
 def test_schema_source_does_no_arithmetic_on_identifiers(tmp_path):
     """network_1's Friend(student_id, friend_id): every column a key, so the templates fell back to them and
     wrote AVG(friend_id) / MAX(liked_id), which the writer then described as 'friends per student'."""
