@@ -61,6 +61,38 @@ def test_schema_source_writes_the_common_join_forms(tiny_db):
     assert "highest" in top["template_question"] and not extreme_not_computed(top["template_question"], top["sql"])
 
 
+def test_schema_source_joins_through_a_link_table(tmp_path):
+    """course_teach's course_arrange(Course_ID, Teacher_ID, Grade), every column in its key: the templates found no
+    column of it to filter on and wrote no join at all; now a link table joins its two parents side by side, and
+    its key column that is no identifier (Grade) serves as a filter. A link to one table twice (Friend) too."""
+    db = tmp_path / "ct.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript(
+        "CREATE TABLE course(Course_ID int primary key, Course text);"
+        "CREATE TABLE teacher(Teacher_ID int primary key, Name text, Hometown text);"
+        "CREATE TABLE course_arrange(Course_ID int, Teacher_ID int, Grade int, primary key (Course_ID, Teacher_ID, Grade),"
+        " foreign key(Course_ID) references course(Course_ID), foreign key(Teacher_ID) references teacher(Teacher_ID));"
+        "CREATE TABLE Highschooler(ID int primary key, name text);"
+        "CREATE TABLE Friend(student_id int, friend_id int, primary key (student_id, friend_id),"
+        " foreign key(student_id) references Highschooler(ID), foreign key(friend_id) references Highschooler(ID));"
+        "INSERT INTO course VALUES (1, 'Math'), (2, 'Art');"
+        "INSERT INTO teacher VALUES (1, 'Ann', 'Leeds'), (2, 'Bo', 'York');"
+        "INSERT INTO course_arrange VALUES (1, 1, 5), (2, 1, 6), (2, 2, 7);"
+        "INSERT INTO Highschooler VALUES (1, 'Cy'), (2, 'Di');"
+        "INSERT INTO Friend VALUES (1, 2);")
+    con.commit()
+    con.close()
+    joins = [c for c in from_schema(catalog(db), random.Random(0)) if c["provenance"]["level"] == "join"]
+    link = [c for c in joins if len(c["provenance"]["tables"]) == 3]
+    assert {c["provenance"]["tables"][0] for c in link} == {"course_arrange", "Friend"}
+    assert any("T2.Course, T3." in c["sql"] for c in link)  # a column of each parent side by side
+    assert all(execute(db, c["sql"]).ok for c in joins) and all(_runs_with_rows(db, c["sql"]) for c in link)
+    assert any("T1.Grade" in c["sql"] for c in joins)  # the link table's own key column, filtered or shown
+    assert not [c for c in joins if re.search(r"(WHERE|ORDER BY) T1\.\W?(Course_ID|Teacher_ID|student_id)", c["sql"])]
+    friend = next(c for c in link if c["provenance"]["tables"][0] == "Friend")
+    assert "of its student and the" in friend["template_question"] and "of its friend." in friend["template_question"]
+
+
 def test_schema_source_does_no_arithmetic_on_identifiers(tmp_path):
     """network_1's Friend(student_id, friend_id): every column a key, so the templates fell back to them and
     wrote AVG(friend_id) / MAX(liked_id), which the writer then described as 'friends per student'."""

@@ -201,7 +201,9 @@ def from_schema(cat: Catalog, rng: random.Random, per_table: int = 40) -> list[d
         rt = cat.table_of(rt)
         for _ in range(max(1, per_table // 3)):
             shown = [x for x in cat.tables[rt] if not x.pk and x.values]
-            filt = [x for x in cat.tables[t] if not x.pk and not x.fk and x.values]
+            # a link table's own columns are often part of its key (course_arrange: Course_ID, Teacher_ID, Grade)
+            filt = [x for x in cat.tables[t] if not x.pk and not x.fk and x.values] or \
+                [x for x in cat.tables[t] if not x.fk and x.values and not _id_like(x.name)]
             if not shown or not filt:
                 break
             s, f = rng.choice(shown), rng.choice(filt)
@@ -238,6 +240,25 @@ def from_schema(cat: Catalog, rng: random.Random, per_table: int = 40) -> list[d
                 add("join", f"SELECT T2.{_q(s.name)} {on} ORDER BY T1.{_q(n.name)} DESC LIMIT 1",
                     f"What is the {_words(s.name)} of the {_words(rt)} of the {_words(t)} record with the highest "
                     f"{_words(n.name)}?", [t, rt])
+    # a link table between two parents (course_arrange: course <- arrange -> teacher; network_1's Friend: a student
+    # and a friend, both Highschooler): a column of each parent side by side, the many-to-many join Spider asks most
+    by_table: dict[str, list[tuple[str, str, str]]] = {}
+    for t, c, rt, rc in cat.fks:
+        by_table.setdefault(t, []).append((c, cat.table_of(rt), rc))
+    for t, links in by_table.items():
+        for i, (c1, r1, k1) in enumerate(links):
+            for c2, r2, k2 in links[i + 1:]:
+                a = [x for x in cat.tables[r1] if not x.pk and x.values]
+                b = [x for x in cat.tables[r2] if not x.pk and x.values]
+                if not a or not b:
+                    continue
+                for _ in range(max(1, per_table // 10)):
+                    x, y = rng.choice(a), rng.choice(b)
+                    role1, role2 = (_words(c).removesuffix(" id") or _words(r) for c, r in ((c1, r1), (c2, r2)))
+                    add("join", f"SELECT T2.{_q(x.name)}, T3.{_q(y.name)} FROM {_q(t)} AS T1 JOIN {_q(r1)} AS T2 ON "
+                                f"T1.{_q(c1)} = T2.{_q(k1)} JOIN {_q(r2)} AS T3 ON T1.{_q(c2)} = T3.{_q(k2)}",
+                        f"For each {_words(t)} record, show the {_words(x.name)} of its {role1} and the "
+                        f"{_words(y.name)} of its {role2}.", [t, r1, r2])
     rng.shuffle(out)
     return out
 
