@@ -734,6 +734,14 @@ def test_the_cli_and_a_recipe_take_their_synthesis_defaults_from_synthconfig():
     ("How many airlines have the abbreviation 'Delta'?", 'SELECT count(*) FROM Airlines WHERE Airline = "Delta Airlines"',
      "delta"),
     ("Which airline is “JetBlue Airways”?", "SELECT uid FROM airlines WHERE Airline = 'United Airlines'", "jetblue airways"),
+    # an apostrophe inside the quotes is part of the value (session 14: the SQL names no song at all)
+    ('What is the birth year of the singer with the highest sales in the song "Do They Know It\'s Christmas"?',
+     "SELECT T2.Birth_Year FROM song AS T1 JOIN singer AS T2 ON T1.Singer_ID = T2.Singer_ID ORDER BY T1.Sales DESC "
+     "LIMIT 1", "do they know it's christmas"),
+    ("Sales of the song 'Do They Know It's Christmas'?", "SELECT Sales FROM song WHERE Title = 'Do They Know It''s "
+     "Christmas'", None),
+    ("Sales of 'F**k It (I Don''t Want You Back)'?", "SELECT Sales FROM song WHERE Title = 'F**k It (I Don''t Want "
+     "You Back)'", None),  # the SQL's escaped '' copied into the question
     # the value is there: as a literal (any case, LIKE's %, end punctuation, spaces), a number, or a name
     ("How many airlines have the abbreviation 'UAL'?", 'SELECT count(*) FROM airlines WHERE Abbreviation = "UAL"', None),
     ("Names that contain the substring 'Al' .", 'select name from contestants where name like "%al%"', None),
