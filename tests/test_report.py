@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sqltune.report import compare_runs, markdown_to_html, outcomes, write_report
+from sqltune.report import compare_runs, markdown_to_html, outcomes, shape_lines, write_report
 from sqltune.stats import compare_paired, mcnemar_exact, paired_bootstrap_ci
 
 
@@ -29,6 +29,37 @@ def _report(flags):
     summary = {"n": n, "execution_rate": sum(e["executed"] for e in ex) / n, "exact": sum(e["exact"] for e in ex) / n,
                "set": sum(e["set"] for e in ex) / n, "fuzzy": sum(e["fuzzy"] for e in ex) / n, "vacuous": 0.0}
     return {"summary": summary, "examples": ex}
+
+
+JOIN = "SELECT s.name FROM song AS t JOIN singer AS s ON t.singer_id = s.id"
+SINGLE = "SELECT name FROM song"
+
+
+def _shaped(pairs):
+    """A report from (gold SQL, predicted SQL, exact) triples."""
+    ex = [{"id": f"q{i}", "question": f"question {i}", "gold_sql": g, "pred_sql": p, "executed": p is not None,
+           "error_kind": None if p else "no_sql", "exact": ok, "set": ok, "fuzzy": ok, "vacuous": False}
+          for i, (g, p, ok) in enumerate(pairs)]
+    n, right = len(ex), sum(e["exact"] for e in ex) / len(ex)
+    return {"summary": {"n": n, "execution_rate": 1.0, "exact": right, "set": right, "fuzzy": right, "vacuous": 0.0},
+            "examples": ex}
+
+
+def test_shape_lines_show_a_stage_that_stopped_writing_joins(tmp_path):
+    """Session 14's singer: the untuned model joined, the GRPO model dropped the joins and lost those answers."""
+    base = _shaped([(JOIN, JOIN, True), (JOIN, JOIN, True), (SINGLE, SINGLE, True), (SINGLE, None, False)])
+    rl = _shaped([(JOIN, SINGLE, False), (JOIN, JOIN, True), (SINGLE, SINGLE, True), (SINGLE, SINGLE, True)])
+    lines = shape_lines({"base": {"test": base}, "rl": {"test": rl}})
+    assert lines[0] == "## By query shape"
+    assert "| test: shape | gold n | base exact | rl exact | base wrote | rl wrote |" in lines
+    assert "| join | 2 | 100.0% | 50.0% | 2 | 1 |" in lines
+    assert "| single | 2 | 50.0% | 100.0% | 1 | 3 |" in lines
+    assert "| unparsed | 0 | – | – | 1 | 0 |" in lines  # a stage that wrote no SQL is counted too
+    # one shape everywhere: nothing to add to the accuracy table
+    assert shape_lines({"base": {"test": _shaped([(SINGLE, SINGLE, True)])}}) == []
+    md = (tmp_path / "r" / "report.md")
+    write_report(tmp_path / "r", {"base": {"test": base}, "rl": {"test": rl}})
+    assert "| join | 2 | 100.0% | 50.0% | 2 | 1 |" in md.read_text()
 
 
 def test_outcomes_classify_pairs():

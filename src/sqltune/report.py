@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+from collections import Counter
 from pathlib import Path
 
 from .files import write_text
@@ -196,6 +197,39 @@ def vote_lines(reports: dict) -> list[str]:
     return lines + [""]
 
 
+def shape_lines(reports: dict) -> list[str]:
+    """Per split: exact by the gold query's shape (join, nested, ...; `pairs.sql_shape`) for every stage, and how
+    many of each shape every stage wrote. Session 14: after GRPO the 1.5B wrote 1 join on singer's test where the
+    untuned model wrote 5 (its synthetic prompts held 8 % joins), and lost 3 of the 8 join questions; the accuracy
+    table alone did not say why."""
+    from .pairs import SHAPES, sql_shape
+
+    stages = list(reports)
+    lines = []
+    for split in sorted({sp for st in stages for sp in reports[st]}):
+        have = [st for st in stages if split in reports[st]]
+        gold = {str(e["id"]): sql_shape(e.get("gold_sql") or "") for e in reports[have[0]][split]["examples"]}
+        wrote = {st: Counter(sql_shape(e.get("pred_sql") or "") for e in reports[st][split]["examples"]) for st in have}
+        shapes = [s for s in (*SHAPES, "unparsed") if s in gold.values() or any(w[s] for w in wrote.values())]
+        if len(shapes) < 2:
+            continue  # one shape only: the accuracy table says it all
+        if not lines:
+            lines = ["## By query shape", "", "Exact by the shape of the gold query, and how many queries of each "
+                     "shape each stage wrote (a stage that writes fewer joins than the gold has lost them).", ""]
+        lines += [f"| {split}: shape | gold n | " + " | ".join(f"{st} exact" for st in have) + " | " +
+                  " | ".join(f"{st} wrote" for st in have) + " |", "|---|---|" + "---|" * (2 * len(have))]
+        for shape in shapes:
+            ids = {i for i, g in gold.items() if g == shape}
+            acc = []
+            for st in have:
+                right = [bool(e.get("exact")) for e in reports[st][split]["examples"] if str(e["id"]) in ids]
+                acc.append(_pct(sum(right) / len(right)) if right else "–")
+            lines.append(f"| {shape} | {len(ids)} | " + " | ".join(acc) + " | " +
+                         " | ".join(str(wrote[st][shape]) for st in have) + " |")
+        lines.append("")
+    return lines
+
+
 def build_markdown(title: str, summaries: dict, reports: dict, history: list[dict], timings: dict,
                    machine: dict, charts: dict, about: dict | None = None) -> str:
     stages = list(reports)
@@ -218,6 +252,7 @@ def build_markdown(title: str, summaries: dict, reports: dict, history: list[dic
     lines.append("")
     for name, path in charts.items():
         lines += [f"![{name}]({Path(path).name})", ""]
+    lines += shape_lines(reports)
     for split in sorted(reports[last]):
         if split not in reports[first] or first == last:
             continue
