@@ -247,7 +247,8 @@ def test_probe_keeps_the_questions_whose_samples_differ_in_reward(tiny_db, monke
         r.close()
     assert seen == {"n": 3, "questions": [it["question"] for it in items], "temperature": 0.9}
     assert keep == [1, 2]
-    assert counts == {"questions": 3, "samples": 3, "informative": 2, "all_exact": 1, "none_exact": 1, "of": 3}
+    assert counts == {"questions": 3, "samples": 3, "informative": 2, "all_exact": 1, "none_exact": 1, "of": 3,
+                      "shapes": {"aggregate": 1, "single": 1}}  # what GRPO trains on, by the gold's shape
 
 
 def test_the_probe_samples_at_most_probe_cap_questions(tiny_db, monkeypatch):

@@ -265,6 +265,7 @@ def probe(model, tokenizer, builder, reward: "ExecutionReward", rl: RLConfig, *,
     is spent compute (DAPO's "dynamic sampling" drops such groups during training; this drops them
     once, before). With more questions than `rl.probe_cap()` only a seeded random subset of that many is
     probed (the steps could not use more). Returns (indices into `reward.items` to keep, counts)."""
+    from .pairs import shape_counts
     from .vote import sample_sql
 
     idx = list(range(len(reward.items)))
@@ -288,6 +289,8 @@ def probe(model, tokenizer, builder, reward: "ExecutionReward", rl: RLConfig, *,
         if len(set(rewards)) > 1:
             keep.append(idx[i])
     counts["informative"] = len(keep)
+    # what GRPO will train on, by the gold query's shape (session 14: a set with 8 % joins taught singer to drop them)
+    counts["shapes"] = shape_counts([reward.items[i] for i in keep])
     return keep, counts
 
 
@@ -460,7 +463,8 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
               + " have samples "
               f"that differ in reward ({probed['all_exact']} all right, {probed['none_exact']} none right, "
               f"{rl.probe} samples each, {probed['seconds']:.0f} s)"
-              + ("; nothing to learn from: no GRPO steps" if not keep else ""))
+              + ("; nothing to learn from: no GRPO steps" if not keep else
+                 "; kept by shape: " + ", ".join(f"{n} {shape}" for shape, n in probed["shapes"].items())))
     # trl's sampler hands out whole steps of `prompts_per_step` questions and drops a partial one: with fewer
     # questions than that (a few seeds, or few the probe kept) not one step would run. Repeat them to fill a step.
     rows = keep * -(-rl.prompts_per_step // len(keep)) if keep and len(keep) < rl.prompts_per_step else keep
