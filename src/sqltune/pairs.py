@@ -10,7 +10,9 @@ trivially equivalent to a pair already kept (same normalised SQL, or same skelet
 Kept pairs join the indexes, so later candidates cannot duplicate them. Optionally a model reads each
 question back into SQL and the pair survives only if that SQL returns the candidate's result
 (`roundtrip_agrees`).
-`write_pairs` writes the kept pairs atomically; every pair carries its `provenance`.
+`write_pairs` writes the kept pairs atomically; every pair carries its `provenance`. `sql_shape` names a
+query's shape (join, nested, window, compound, aggregate, single): the summaries count the kept pairs by it, and
+`balanced_cut` cuts a set to k taking the shapes in turn, so the rare shapes are not the ones cut.
 """
 
 from __future__ import annotations

@@ -20,7 +20,10 @@ pair (same SQL, or same skeleton and same result). The writer model (`teacher` i
 consistency check: the writer reads the question back into SQL (`evaluate.predict`, the prompt
 used for training) and that SQL must return the candidate's result; with `reader` a second model
 must read it back to the same result too (one model checking itself passes its own misreadings).
-Every kept pair has provenance.
+Every kept pair has provenance. The model-written SQL prompts take the complexity levels in turn, and when more
+than K pairs survive the cut takes the query shapes in turn (`pairs.balanced_cut`): the read-back keeps far fewer
+joins than single-table queries, and a set without joins cannot teach them; the summary counts the kept pairs'
+shapes beside the seeds'.
 
 `choose_checkpoint` is the checkpoint rule the training stage uses when synthetic pairs are in play.
 """
