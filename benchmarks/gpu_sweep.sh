@@ -59,6 +59,12 @@ oom_pending() {  # the jobs that ran out of GPU memory and wait for their one re
   done
 }
 
+jobs_left() {  # the jobs still running, plus the out-of-memory relaunches still to come
+  local left; left=$(oom_pending | wc -l)
+  for c in "$J"/jobs/*.cmd; do [ -f "${c%.cmd}.done" ] || left=$((left + 1)); done
+  echo "$left"
+}
+
 retry_oom() {  # a job that died of CUDA out of memory starts once more as NAME-oom, on the GPU with the
   # most free memory (session 8: two of 14 jobs ran out at the start, when every job peaks at once); OOM_RETRY=0: off.
   # It waits until that GPU has OOM_RETRY_FREE_MIB free (default 40000: a GRPO job of the 1.5B peaks at 18-33 GB),
@@ -133,9 +139,7 @@ wait)
   limit="${2:-540}"; t0=$(date +%s)
   while [ $(( $(date +%s) - t0 )) -lt "$limit" ]; do
     retry_oom
-    left=$(oom_pending | wc -l)  # a relaunch still to come counts as a job left
-    for c in "$J"/jobs/*.cmd; do [ -f "${c%.cmd}.done" ] || left=$((left + 1)); done
-    [ "$left" -eq 0 ] && break
+    [ "$(jobs_left)" -eq 0 ] && break
     sleep 10
   done
   for c in "$J"/jobs/*.cmd; do
@@ -145,8 +149,7 @@ wait)
   done
   command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader
   collect > /dev/null 2>&1
-  left=$(oom_pending | wc -l); for c in "$J"/jobs/*.cmd; do [ -f "${c%.cmd}.done" ] || left=$((left + 1)); done
-  echo "jobs left: $left"
+  echo "jobs left: $(jobs_left)"
   ;;
 collect)
   collect

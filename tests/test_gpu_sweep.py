@@ -10,6 +10,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _wait_done(jobs: Path, *names: str) -> None:
+    """Until each launched job has written its exit code (`NAME.done`), at most ~10 s each."""
+    for name in names:
+        for _ in range(100):
+            if (jobs / "jobs" / f"{name}.done").is_file():
+                break
+            time.sleep(0.1)
+
+
 def test_devsuite_jobs_are_seeded_and_started(tmp_path):
     jobs, seed, stub = tmp_path / "jobs", tmp_path / "seed", tmp_path / "bin"
     (jobs / "devsuite").mkdir(parents=True)  # as if carried already: the script copies .gpu/devsuite otherwise
@@ -28,13 +37,9 @@ def test_devsuite_jobs_are_seeded_and_started(tmp_path):
     run = jobs / "transfer" / "flight_2" / "mine"  # the folder transfer.py's run of that setting uses
     assert (run / "synth.jsonl").read_text() == '{"id": "syn-1"}\n' and (run / "base_test_report.json").is_file()
     assert not (jobs / "transfer" / "tvshow").exists()
+    _wait_done(jobs, "db-flight_2", "db-tvshow")
     for name in ("db-flight_2", "db-tvshow"):
-        done = jobs / "jobs" / f"{name}.done"
-        for _ in range(100):
-            if done.is_file():
-                break
-            time.sleep(0.1)
-        assert done.read_text().strip() == "0"
+        assert (jobs / "jobs" / f"{name}.done").read_text().strip() == "0"
         log = (jobs / "jobs" / f"{name}.log").read_text()
         assert log.startswith("stub benchmarks/transfer.py --recipe qwen1.5b-gpu --model qwen2.5-coder-1.5b")
         assert f"--settings mine:rl.steps=2 --dbs {name.removeprefix('db-')}" in log
@@ -77,11 +82,7 @@ def test_wait_starts_a_job_that_ran_out_of_gpu_memory_once_more(tmp_path):
     script = str(REPO / "benchmarks" / "gpu_sweep.sh")
     out = subprocess.run(["bash", script, "devsuite", "1", "x", "y"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    for name in ("db-x", "db-y"):
-        for _ in range(100):
-            if (jobs / "jobs" / f"{name}.done").is_file():
-                break
-            time.sleep(0.1)
+    _wait_done(jobs, "db-x", "db-y")
     out = subprocess.run(["bash", script, "wait", "40"], env=env, capture_output=True, text=True, timeout=120)
     assert "relaunched db-x as db-x-oom" in out.stdout and "db-y-oom" not in out.stdout
     assert (jobs / "jobs" / "db-x-oom.done").read_text().strip() == "0"
@@ -116,11 +117,7 @@ def test_an_out_of_memory_relaunch_waits_for_free_memory_and_goes_one_at_a_time(
     script = str(REPO / "benchmarks" / "gpu_sweep.sh")
     assert subprocess.run(["bash", script, "devsuite", "0", "a", "b"], env=env, capture_output=True,
                           timeout=60).returncode == 0
-    for name in ("db-a", "db-b"):
-        for _ in range(100):
-            if (jobs / "jobs" / f"{name}.done").is_file():
-                break
-            time.sleep(0.1)
+    _wait_done(jobs, "db-a", "db-b")
     out = subprocess.run(["bash", script, "wait", "2"], env=env, capture_output=True, text=True, timeout=60)
     assert "relaunched" not in out.stdout and "jobs left: 2" in out.stdout  # two relaunches to come
     assert out.stdout.count("its relaunch waits for 40000 MiB free (GPU 0 has 1000)") == 1

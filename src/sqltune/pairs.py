@@ -88,10 +88,9 @@ def extreme_not_computed(question: str, sql: str, skip: frozenset = frozenset())
     return len(asked) == 1 and bool(computed) and asked.isdisjoint(computed)
 
 
-# a value in quotes: the quote opens after a space or bracket and closes before one or punctuation, so the
-# apostrophes of "What's the airline's name" quote nothing
-# a quote opens after a space or bracket and closes before one or end punctuation; an apostrophe inside is part of the
-# value ("Do They Know It's Christmas": session 14's CPU synth kept a pair quoting it for SQL that never names it)
+# a value in quotes: the quote opens after a space or bracket and closes before one or end punctuation, so the
+# apostrophes of "What's the airline's name" quote nothing, and an apostrophe inside quotes is part of the value
+# ("Do They Know It's Christmas": session 14's CPU synth kept a pair quoting it for SQL that never names it)
 _QUOTED = re.compile(r"""(?:^|(?<=[\s(\[]))['"“‘]([^\n]{1,80}?)['"”’](?=$|[\s,.;:?!)\]])""")
 
 
