@@ -17,6 +17,8 @@
 #                                                       #   when a GPU has OOM_RETRY_FREE_MIB free, one per OOM_RETRY_GAP s;
 #                                                       #   exit 3 at once on a machine where no job was launched
 #   bash benchmarks/gpu_sweep.sh collect                # $OUT/transfer.md + results.tgz (small files only)
+#   SETTINGS="A:... B:..." bash benchmarks/gpu_sweep.sh wait|collect   # two sweeps (`SETTING=A:... devsuite 0 DB...`,
+#                                                       #   `SETTING=B:... devsuite 1 DB...`) in one table
 #
 # Jobs run side by side on one GPU (a 1.5B run leaves most of an H200's compute idle while it decodes); each
 # gets OMP_NUM_THREADS=2 so that a dozen of them share the CPUs. Memory: a GRPO job with gradient checkpointing
@@ -98,7 +100,8 @@ collect() {
   local out="${OUT:-/tmp/out}"
   mkdir -p "$out"
   if [ -d "$J/transfer" ]; then
-    $T --no-run --settings "$SETTING" --dbs $ALL_DBS --out "$J/out/transfer" > "$J/out/transfer_print.txt" 2>&1
+    local specs; read -ra specs <<< "${SETTINGS:-$SETTING}"  # SETTINGS: several, space-separated (one table)
+    $T --no-run --settings "${specs[@]}" --dbs $ALL_DBS --out "$J/out/transfer" > "$J/out/transfer_print.txt" 2>&1
     cp "$J/out/transfer.md" "$out/" 2>/dev/null
   fi
   (cd "$J" && tar czf "$out/results.tgz" --exclude='*.safetensors' --exclude='*.bin' --exclude='*.pt' \

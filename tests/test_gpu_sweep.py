@@ -139,3 +139,26 @@ def test_wait_on_a_machine_with_no_jobs_says_so_at_once(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 3 and "fresh machine" in out.stderr and "jobs left" not in out.stdout
     assert time.monotonic() - t < 30
+
+
+def test_collect_puts_several_settings_in_one_table(tmp_path):
+    """`SETTINGS="A:... B:..."`: two sweeps of one lease (one setting per GPU) merged by one `--no-run` call."""
+    jobs, stub, out = tmp_path / "jobs", tmp_path / "bin", tmp_path / "out"
+    (jobs / "transfer").mkdir(parents=True)
+    stub.mkdir()
+    (stub / "python3").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')  # one argument per line
+    (stub / "python3").chmod(0o755)
+    env = dict(os.environ, SWEEP_DIR=str(jobs), OUT=str(out), PATH=f"{stub}:{os.environ['PATH']}",
+               SETTING="a:rl.steps=2", SETTINGS="a:rl.steps=2 b:rl.steps=2;rl.join_floor=0.3")
+    res = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "collect"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    args = (jobs / "out" / "transfer_print.txt").read_text().splitlines()
+    at = args.index("--settings")
+    assert args[at + 1: at + 4] == ["a:rl.steps=2", "b:rl.steps=2;rl.join_floor=0.3", "--dbs"]
+    del env["SETTINGS"]  # one setting: SETTING, as before
+    subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "collect"], env=env, capture_output=True,
+                   text=True, timeout=60, check=True)
+    args = (jobs / "out" / "transfer_print.txt").read_text().splitlines()
+    at = args.index("--settings")
+    assert args[at + 1: at + 3] == ["a:rl.steps=2", "--dbs"]

@@ -7,10 +7,12 @@ import hashlib
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sqltune.checkpoint import load_trained, read_info
 from sqltune.errors import DatasetError, SqltuneError
-from sqltune.rl import ExecutionReward, RLConfig, components, prompt_texts, train_grpo
+from sqltune.rl import ExecutionReward, RLConfig, components, join_rows, prompt_texts, train_grpo
 from sqltune.train import TrainConfig
 
 GOLD = [
@@ -310,7 +312,7 @@ def test_fewer_questions_than_a_step_still_train(tiny_model_dir, one_table_db, t
     (found with the 0.5B on poker_player, where the probe kept 5 of 16 seeds). They are repeated to fill one."""
     valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
     rl = RLConfig(steps=1, eval_every=1, num_generations=2, prompts_per_step=4, max_completion_length=8,
-                  lr=1e-3, workers=1, timeout=1.0, probe=0)
+                  lr=1e-3, workers=1, timeout=1.0, probe=0, join_floor=0.5)  # no join among ITEMS: rows unchanged
     tc = TrainConfig(model=str(tiny_model_dir), device="cpu", dtype="float32", method="lora", rank=4, alpha=8,
                      top_layers=None, eval_batch_size=4, eval_max_new_tokens=8)
     assert len(ITEMS) < rl.prompts_per_step
@@ -336,3 +338,47 @@ def test_grpo_on_the_cpu_with_a_real_model_warns():
     assert w.startswith("warning:") and "16 completions a step" in w and "CUDA GPU" in w
     assert cpu_warning("cuda", 494_000_000, RLConfig()) is None
     assert cpu_warning("cpu", 1_000_000, RLConfig()) is None
+
+
+# ---------------------------------------------------------------- the join floor of GRPO's prompts
+JOIN = "SELECT s.name FROM singer s JOIN song t ON t.singer_id = s.id"
+ONE = "SELECT name FROM singer"
+
+
+def test_join_rows_repeat_the_joins_up_to_the_floor():
+    items = [{"sql": JOIN}] + [{"sql": ONE}] * 9  # 10 % joins
+    rows, times = join_rows(list(range(10)), items, 0.3)
+    # 9 others once; the join 4 times: 4/13 = 31 % >= 30 %, while 3 times (3/12 = 25 %) would not be
+    assert times == 4 and rows.count(0) == 4 and sorted(set(rows)) == list(range(10)) and len(rows) == 13
+    assert rows[:4] == [0, 0, 0, 0] and rows[4:] == list(range(1, 10))  # order kept
+
+
+def test_join_rows_leave_the_rows_alone_where_nothing_can_or_need_change():
+    joins, ones = [{"sql": JOIN}] * 4, [{"sql": ONE}] * 6
+    items = joins + ones
+    assert join_rows(list(range(10)), items, 0.4) == (list(range(10)), 1)  # already at the floor
+    assert join_rows(list(range(10)), items, 0.0) == (list(range(10)), 1)  # off
+    assert join_rows([4, 5, 6], items, 0.5) == ([4, 5, 6], 1)  # no join to repeat
+    assert join_rows([0, 1], items, 0.5) == ([0, 1], 1)  # only joins
+    assert join_rows([], items, 0.5) == ([], 1)
+
+
+@given(n_join=st.integers(1, 30), n_other=st.integers(1, 300), floor=st.floats(0.01, 0.9))
+def test_join_rows_meet_the_floor_with_the_fewest_repeats(n_join, n_other, floor):
+    items = [{"sql": JOIN}] * n_join + [{"sql": ONE}] * n_other
+    rows, times = join_rows(list(range(len(items))), items, floor)
+    joins = sum(r < n_join for r in rows)
+    assert joins >= floor * len(rows) - 1e-9 and len(rows) - joins == n_other
+    if times > 1:  # one repeat fewer would miss it
+        assert (times - 1) * n_join < floor * ((times - 1) * n_join + n_other)
+    assert all(rows.count(r) == times for r in range(n_join))
+
+
+def test_bad_join_floor():
+    with pytest.raises(SqltuneError, match="join_floor"):
+        RLConfig(join_floor=1.0).validate()
+    with pytest.raises(SqltuneError, match="join_floor"):
+        RLConfig(join_floor=-0.1).validate()
+    from sqltune.recipe import load_recipe
+
+    assert load_recipe("qwen1.5b-gpu", {"rl.join_floor": 0.3}).rl.join_floor == 0.3

@@ -30,6 +30,7 @@ whose rewards are all equal: no gradient), KL, GRPO loss) and one per evaluation
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -78,6 +79,9 @@ class RLConfig:
     max_rows: int = 10_000
     workers: int = 4  # queries graded at once (threads over the executor's worker processes; at most the CPU count)
     gradient_checkpointing: bool = False  # trl's default is on: less memory, ~30 % slower steps
+    join_floor: float = 0.0  # the least share of GRPO's prompt rows whose gold SQL joins tables: the kept join
+    #                 questions are repeated up to it (`join_rows`). 0: off. Session 14: sets with 5-18 % joins, and
+    #                 GRPO taught singer to drop its joins (87.5 -> 68.8 %)
     seed: int = 42
 
     def validate(self) -> "RLConfig":
@@ -111,6 +115,8 @@ class RLConfig:
             bad("eval_every must be >= 0 (0: only at the end)")
         if not self.timeout > 0:
             bad(f"timeout must be positive, got {self.timeout}")
+        if not 0 <= self.join_floor < 1:
+            bad(f"join_floor must be in [0, 1), got {self.join_floor}")
         if not self.reward_exact > max(self.reward_fuzzy, self.reward_executes, self.reward_error, self.reward_no_sql):
             bad("reward_exact must be the largest reward")
         return self
@@ -294,6 +300,26 @@ def probe(model, tokenizer, builder, reward: "ExecutionReward", rl: RLConfig, *,
     return keep, counts
 
 
+def join_rows(rows: list[int], items: list[dict], floor: float) -> tuple[list[int], int]:
+    """`rows` (indices into `items`) with the rows whose gold SQL is a join (`pairs.sql_shape`) repeated, the
+    fewest whole times that makes them at least `floor` of the result; the others once each, order kept (the
+    sampler shuffles). Returns (rows, times each join row now appears: 1 when nothing changed). No joins, no
+    other rows, or a share already at the floor: `rows` as they are."""
+    from .pairs import sql_shape
+
+    joins = [r for r in rows if sql_shape(items[r]["sql"]) == "join"]
+    rest = len(rows) - len(joins)
+    if not floor or not joins or not rest or len(joins) >= floor * len(rows):
+        return list(rows), 1
+    times = max(2, math.ceil(floor * rest / ((1 - floor) * len(joins))))
+    while times > 2 and (times - 1) * len(joins) >= floor * ((times - 1) * len(joins) + rest):
+        times -= 1  # the float division above may round one too high (or, below, one too low)
+    while times * len(joins) < floor * (times * len(joins) + rest):
+        times += 1
+    join_set = set(joins)
+    return [x for r in rows for x in ([r] * times if r in join_set else [r])], times
+
+
 # ---------------------------------------------------------------- training
 def _echo(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -468,6 +494,12 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
     # trl's sampler hands out whole steps of `prompts_per_step` questions and drops a partial one: with fewer
     # questions than that (a few seeds, or few the probe kept) not one step would run. Repeat them to fill a step.
     rows = keep * -(-rl.prompts_per_step // len(keep)) if keep and len(keep) < rl.prompts_per_step else keep
+    if rl.join_floor:
+        rows, times = join_rows(rows, train_items, rl.join_floor)
+        if times > 1:
+            _echo(f"grpo prompts: each join question {times} times (rl.join_floor {rl.join_floor}): {len(rows)} rows")
+        if probed is not None:
+            probed["join_repeat"] = times
     texts = prompt_texts(builder, tok, [train_items[i]["question"] for i in rows])
     dataset = Dataset.from_list([{"prompt": p, "item": i} for i, p in zip(rows, texts)])
     per_step = rl.prompts_per_step * rl.num_generations
