@@ -126,6 +126,9 @@ devsuite)
   while [ $# -gt 0 ]; do
     group=("${@:1:$n}"); shift $(( $# < n ? $# : n ))
     name="db-$(IFS=+; echo "${group[*]}")"
+    # a second setting's sweep of the same DBs (another GPU): its own job files, or the two jobs would share one
+    # log and one .done (session 15: the second launch truncated the first's logs)
+    [ -e "$J/jobs/$name.cmd" ] && name="$name-${SETTING%%:*}"
     launch "$name" "$gpu" "$T --settings '$SETTING' --dbs ${group[*]}"
   done
   ;;

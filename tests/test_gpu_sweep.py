@@ -162,3 +162,21 @@ def test_collect_puts_several_settings_in_one_table(tmp_path):
     args = (jobs / "out" / "transfer_print.txt").read_text().splitlines()
     at = args.index("--settings")
     assert args[at + 1: at + 3] == ["a:rl.steps=2", "--dbs"]
+
+
+def test_a_second_setting_on_the_same_databases_gets_its_own_jobs(tmp_path):
+    jobs, stub = tmp_path / "jobs", tmp_path / "bin"
+    (jobs / "devsuite").mkdir(parents=True)
+    stub.mkdir()
+    (stub / "python3").write_text('#!/bin/sh\necho "stub $*"\n')
+    (stub / "python3").chmod(0o755)
+    script = str(REPO / "benchmarks" / "gpu_sweep.sh")
+    for gpu, setting in (("0", "a:rl.steps=2"), ("1", "b:rl.join_floor=0.3")):
+        env = dict(os.environ, SWEEP_DIR=str(jobs), PATH=f"{stub}:{os.environ['PATH']}", SETTING=setting)
+        out = subprocess.run(["bash", script, "devsuite", gpu, "x"], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+    _wait_done(jobs, "db-x", "db-x-b")
+    assert "--settings a:rl.steps=2 --dbs x" in (jobs / "jobs" / "db-x.log").read_text()
+    assert "--settings b:rl.join_floor=0.3 --dbs x" in (jobs / "jobs" / "db-x-b.log").read_text()
+    assert (jobs / "jobs" / "db-x-b.gpu").read_text().strip() == "1"
