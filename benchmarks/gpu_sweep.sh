@@ -3,6 +3,8 @@
 # started with setsid runs on while the machine stays warm (a call at least every 30 s), so later calls
 # only wait on the jobs and copy their small results into $OUT.
 #
+#   bash benchmarks/gpu_sweep.sh prepare                # after the last weight part: join, dequantise, devsuite
+#                                                       #   from $KEEP (/root/keep, carried by the lease's first call)
 #   bash benchmarks/gpu_sweep.sh devsuite GPU DB...     # one job per devsuite DB: benchmarks/transfer.py
 #                                                       #   --settings "$SETTING" (same --work for all)
 #   PER_JOB=2 bash benchmarks/gpu_sweep.sh devsuite GPU DB...   # two DBs one after the other in each job
@@ -17,8 +19,10 @@
 #                                                       #   when a GPU has OOM_RETRY_FREE_MIB free, one per OOM_RETRY_GAP s;
 #                                                       #   exit 3 at once on a machine where no job was launched
 #   bash benchmarks/gpu_sweep.sh collect                # $OUT/transfer.md + results.tgz (small files only)
-#   SETTINGS="A:... B:..." bash benchmarks/gpu_sweep.sh wait|collect   # two sweeps (`SETTING=A:... devsuite 0 DB...`,
-#                                                       #   `SETTING=B:... devsuite 1 DB...`) in one table
+#   SETTING=A:... bash benchmarks/gpu_sweep.sh devsuite 0 DB...; SETTING=B:... bash benchmarks/gpu_sweep.sh devsuite 1 DB...
+#                                                       # two settings (a second one's jobs: db-DB-B); `wait` and
+#                                                       #   `collect` put every launched setting in one table
+#                                                       #   ($J/settings; SETTINGS="A:... B:..." to choose)
 #
 # Jobs run side by side on one GPU (a 1.5B run leaves most of an H200's compute idle while it decodes); each
 # gets OMP_NUM_THREADS=2 so that a dozen of them share the CPUs. Memory: a GRPO job with gradient checkpointing
@@ -100,7 +104,11 @@ collect() {
   local out="${OUT:-/tmp/out}"
   mkdir -p "$out"
   if [ -d "$J/transfer" ]; then
-    local specs; read -ra specs <<< "${SETTINGS:-$SETTING}"  # SETTINGS: several, space-separated (one table)
+    # the settings of one table: SETTINGS (space-separated), else every setting `devsuite` launched here, else SETTING
+    local specs
+    if [ -n "${SETTINGS:-}" ]; then read -ra specs <<< "$SETTINGS"
+    elif [ -s "$J/settings" ]; then mapfile -t specs < "$J/settings"
+    else specs=("$SETTING"); fi
     $T --no-run --settings "${specs[@]}" --dbs $ALL_DBS --out "$J/out/transfer" > "$J/out/transfer_print.txt" 2>&1
     cp "$J/out/transfer.md" "$out/" 2>/dev/null
   fi
@@ -114,6 +122,8 @@ case "${1:-}" in
 devsuite)
   gpu=$2; shift 2
   [ -d "$J/devsuite" ] || cp -r .gpu/devsuite "$J/devsuite" || exit 1
+  # every setting launched here, one per line: `wait` and `collect` put them all in one table
+  grep -qxF -- "$SETTING" "$J/settings" 2>/dev/null || printf '%s\n' "$SETTING" >> "$J/settings"
   for db in "$@"; do
     if [ -n "${SEED_FROM:-}" ] && [ -d "$SEED_FROM/$db" ]; then
       dst="$J/transfer/$db/${SETTING%%:*}"; mkdir -p "$dst"
@@ -131,6 +141,17 @@ devsuite)
     [ -e "$J/jobs/$name.cmd" ] && name="$name-${SETTING%%:*}"
     launch "$name" "$gpu" "$T --settings '$SETTING' --dbs ${group[*]}"
   done
+  ;;
+prepare)
+  # the lease's setup after its last weight part: join the parts, dequantise into $SQLTUNE_HOME, and the devsuite
+  # carried by the first call (KEEP/devsuite), so that the per-session lease script is one line of this file
+  w="${WEIGHTS:-/root/weights}"; keep="${KEEP:-/root/keep}"
+  python3 scripts/gpu_weights.py join --dest "$w" || exit 1
+  python3 scripts/gpu_weights.py materialize --dest "$w" --home "$SQLTUNE_HOME" > "$J/materialize.log" 2>&1 \
+    || { tail -n 5 "$J/materialize.log"; exit 1; }
+  tail -n 1 "$J/materialize.log"
+  [ -d "$J/devsuite" ] || cp -r "$keep/devsuite" "$J/devsuite" || exit 1
+  python3 -c "import transformers, torch, trl; print('transformers', transformers.__version__, 'torch', torch.__version__, 'trl', trl.__version__)"
   ;;
 launch)
   launch "$2" "$3" "${*:4}"
@@ -161,5 +182,5 @@ collect)
   collect
   ;;
 *)
-  echo "usage: $0 devsuite GPU DB... | launch NAME GPU CMD | wait [SECONDS] | collect" >&2; exit 2 ;;
+  echo "usage: $0 prepare | devsuite GPU DB... | launch NAME GPU CMD | wait [SECONDS] | collect" >&2; exit 2 ;;
 esac

@@ -142,7 +142,8 @@ def test_wait_on_a_machine_with_no_jobs_says_so_at_once(tmp_path):
 
 
 def test_collect_puts_several_settings_in_one_table(tmp_path):
-    """`SETTINGS="A:... B:..."`: two sweeps of one lease (one setting per GPU) merged by one `--no-run` call."""
+    """`SETTINGS="A:... B:..."`: two sweeps of one lease (one setting per GPU) merged by one `--no-run` call;
+    without it, every setting `devsuite` launched there (the next test), else SETTING."""
     jobs, stub, out = tmp_path / "jobs", tmp_path / "bin", tmp_path / "out"
     (jobs / "transfer").mkdir(parents=True)
     stub.mkdir()
@@ -180,3 +181,50 @@ def test_a_second_setting_on_the_same_databases_gets_its_own_jobs(tmp_path):
     assert "--settings a:rl.steps=2 --dbs x" in (jobs / "jobs" / "db-x.log").read_text()
     assert "--settings b:rl.join_floor=0.3 --dbs x" in (jobs / "jobs" / "db-x-b.log").read_text()
     assert (jobs / "jobs" / "db-x-b.gpu").read_text().strip() == "1"
+
+
+def test_wait_and_collect_table_every_setting_launched(tmp_path):
+    jobs, stub, out = tmp_path / "jobs", tmp_path / "bin", tmp_path / "out"
+    (jobs / "devsuite").mkdir(parents=True)
+    stub.mkdir()
+    (stub / "python3").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (stub / "python3").chmod(0o755)
+    script = str(REPO / "benchmarks" / "gpu_sweep.sh")
+    a, b = "a:rl.steps=2", "b:rl.steps=2;rl.join_floor=0.3"
+    for gpu, setting, dbs in (("0", a, ["x", "y"]), ("1", b, ["x"]), ("0", a, ["z"])):
+        env = dict(os.environ, SWEEP_DIR=str(jobs), OUT=str(out), PATH=f"{stub}:{os.environ['PATH']}", SETTING=setting)
+        subprocess.run(["bash", script, "devsuite", gpu, *dbs], env=env, capture_output=True, text=True, timeout=60,
+                       check=True)
+    assert (jobs / "settings").read_text().splitlines() == [a, b]  # each once, in launch order
+    _wait_done(jobs, "db-x", "db-y", "db-x-b", "db-z")
+    (jobs / "transfer").mkdir(exist_ok=True)
+    env = dict(os.environ, SWEEP_DIR=str(jobs), OUT=str(out), PATH=f"{stub}:{os.environ['PATH']}", SETTING=a)
+    res = subprocess.run(["bash", script, "wait", "5"], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    args = (jobs / "out" / "transfer_print.txt").read_text().splitlines()
+    at = args.index("--settings")
+    assert args[at + 1: at + 4] == [a, b, "--dbs"]
+
+
+def test_prepare_joins_dequantises_and_takes_the_kept_devsuite(tmp_path):
+    jobs, stub, keep = tmp_path / "jobs", tmp_path / "bin", tmp_path / "keep"
+    (keep / "devsuite" / "singer").mkdir(parents=True)
+    stub.mkdir()
+    calls = tmp_path / "calls"
+    (stub / "python3").write_text(f'#!/bin/sh\necho "$*" >> {calls}\necho "python3 $1 $2 done"\n')
+    (stub / "python3").chmod(0o755)
+    env = dict(os.environ, SWEEP_DIR=str(jobs), KEEP=str(keep), WEIGHTS="/w", SQLTUNE_HOME="/h",
+               PATH=f"{stub}:{os.environ['PATH']}")
+    res = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "prepare"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    ran = calls.read_text().splitlines()
+    assert ran[0] == "scripts/gpu_weights.py join --dest /w"
+    assert ran[1] == "scripts/gpu_weights.py materialize --dest /w --home /h"
+    assert (jobs / "devsuite" / "singer").is_dir()
+    # a join that fails (a part missing) stops there: nothing is dequantised
+    (stub / "python3").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit 1\n')
+    calls.unlink()
+    res = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "prepare"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and calls.read_text().splitlines() == ["scripts/gpu_weights.py join --dest /w"]
