@@ -81,7 +81,8 @@ class RLConfig:
     gradient_checkpointing: bool = False  # trl's default is on: less memory, ~30 % slower steps
     join_floor: float = 0.0  # the least share of GRPO's prompt rows whose gold SQL joins tables: the kept join
     #                 questions are repeated up to it (`join_rows`). 0: off. Session 14: sets with 5-18 % joins, and
-    #                 GRPO taught singer to drop its joins (87.5 -> 68.8 %)
+    #                 GRPO taught singer to drop its joins (87.5 -> 68.8 %); session 15: the probe already keeps
+    #                 21-56 % joins, and 0.3 changed 2 of 152 test answers on 7 DBs (BENCHMARKS.md), so it stays off
     seed: int = 42
 
     def validate(self) -> "RLConfig":
