@@ -191,3 +191,32 @@ def test_eval_predict_and_ask_merge_the_adapter_unless_no_merge(capsys, tiny_db,
         code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), *flag)
         _one_line_error(code, err, "stop here")
     assert seen == [True, False, True]
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_fallback_loads_the_adapter_unmerged_and_needs_one(capsys, tiny_db, tmp_path, monkeypatch, command):
+    """`--fallback base` switches the adapter off for the failing answers, which a merged adapter cannot do: it
+    loads it unmerged; without --adapter, or with an unknown value, one clear line."""
+    import sqltune.evaluate as ev
+
+    seen = []
+
+    def fake_load(*args, merge=True, **kw):
+        seen.append(merge)
+        raise ev.SqltuneError("stop here")
+
+    monkeypatch.setattr(ev, "load_for_inference", fake_load)
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"question": "How many books?", "sql": "SELECT COUNT(*) FROM books"}) + "\n")
+    args = {"eval": ["--data", str(data), "--out-dir", str(tmp_path)],
+            "predict": ["--data", str(data), "--out", str(tmp_path / "p.jsonl")]}[command]
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--adapter", str(adapter), "--fallback", "base")
+    _one_line_error(code, err, "stop here")
+    assert seen == [False]
+    code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--fallback", "base")
+    _one_line_error(code, err, "--fallback base needs --adapter")
+    code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--adapter", str(adapter), "--fallback", "tuned")
+    _one_line_error(code, err, "--fallback must be one of none, base")
+    assert seen == [False]

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from sqltune.errors import SqltuneError
 from sqltune.evaluate import EvalConfig, evaluate
 from sqltune.model import pick_device
 from sqltune.recipe import load_recipe
@@ -18,7 +19,8 @@ def test_eval_config_from_a_recipe_and_from_its_train_config_agree():
     pool = [{"question": "q", "sql": "SELECT 1"}]
     a = EvalConfig.from_recipe(recipe, dev, fewshot_pool=pool)
     b = EvalConfig.from_train_config(recipe.train_config(), dev, fewshot_pool=pool)
-    assert a == b
+    # all but the fallback: training scores its checkpoints on the tuned model's own greedy answers
+    assert (a.fallback, b.fallback) == ("base", "none") and a.with_(fallback="none") == b
     assert (a.retries, a.batch_size, a.timeout, a.fewshot, a.autocast) == (2, 7, 3.0, 1, dev.autocast)
     assert EvalConfig.from_recipe(recipe.to_dict(), dev, fewshot_pool=pool) == a  # the run folder's recipe.json form
 
@@ -63,3 +65,142 @@ def test_evaluate_report_has_predictions_timing_and_settings(tiny_model_dir, tin
                    EvalConfig(max_new_tokens=6, progress=False, max_rows=5))
     assert rep["summary"]["n"] == 1 and [p["id"] for p in rep["predictions"]] == ["a"]
     assert rep["eval_config"]["max_rows"] == 5 and rep["timing"]["generation"]["n"] == 1
+
+
+# ---------------------------------------------------------------- eval.fallback: base
+class _Adapted:
+    """Stands in for a peft model: `disable_adapter()` switches the adapter off while its block runs."""
+
+    peft_config = {"default": object()}
+
+    def __init__(self):
+        self.off = False
+
+    def disable_adapter(self):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def off():
+            self.off = True
+            try:
+                yield
+            finally:
+                self.off = False
+
+        return off()
+
+
+FB_ITEMS = [{"id": "a", "question": "How many authors?", "sql": "SELECT COUNT(*) FROM authors"},
+            {"id": "b", "question": "Names of the UK authors?", "sql": "SELECT name FROM authors WHERE country = 'UK'"},
+            {"id": "c", "question": "Titles after 1900?", "sql": "SELECT title FROM books WHERE year > 1900"}]
+# what each model writes: with the adapter, a right answer for a and a missing column for b and c; without it,
+# the gold for b and another missing column for c
+WRITES = {False: {"How many authors?": "SELECT COUNT(*) FROM authors",
+                  "Names of the UK authors?": "SELECT nam FROM authors WHERE country = 'UK'",
+                  "Titles after 1900?": "SELECT titel FROM books"},
+          True: {"Names of the UK authors?": "SELECT name FROM authors WHERE country = 'UK'",
+                 "Titles after 1900?": "SELECT ttl FROM books WHERE year > 1900"}}
+
+
+def _fake_generation(monkeypatch, asked):
+    import sqltune.evaluate as ev
+    from sqltune.generate import Generation
+
+    def fake(model, tok, builder, questions, db, cfg, examples=None, stats=None, prefix=None):
+        from sqltune.execute import connect_readonly, execute
+
+        asked.append((model.off, list(questions)))
+        con = connect_readonly(db)
+        try:
+            gens = [Generation(q, raw=WRITES[model.off][q], sql=WRITES[model.off][q], seconds=0.01) for q in questions]
+            for g in gens:
+                g.error = execute(con, g.sql).error
+        finally:
+            con.close()
+        return gens
+
+    monkeypatch.setattr(ev, "predict_questions", fake)
+
+
+def test_fallback_answers_with_the_model_under_the_adapter_where_the_answer_fails(tiny_db, monkeypatch):
+    from sqltune.run import greedy_view
+
+    asked = []
+    _fake_generation(monkeypatch, asked)
+    rep = evaluate(_Adapted(), None, None, FB_ITEMS, tiny_db, EvalConfig(fallback="base", progress=False))
+    # the untuned model is asked only the two questions whose answers failed
+    assert asked == [(False, [it["question"] for it in FB_ITEMS]), (True, ["Names of the UK authors?", "Titles after 1900?"])]
+    ex = {e["id"]: e for e in rep["examples"]}
+    assert ex["a"]["exact"] and "fallback" not in ex["a"]
+    assert ex["b"]["exact"] and ex["b"]["pred_sql"] == WRITES[True]["Names of the UK authors?"]
+    assert ex["b"]["fallback"]["sql"] == WRITES[False]["Names of the UK authors?"] and "no such column" in ex["b"]["fallback"]["error"]
+    assert not ex["c"]["executed"] and ex["c"]["pred_sql"] == WRITES[False]["Titles after 1900?"]  # both failed: the adapter's stays
+    assert rep["summary"]["fallback_used"] == 1 and rep["summary"]["fallback_fixed"] == 1
+    assert rep["summary"]["exact"] == pytest.approx(2 / 3) and rep["eval_config"]["fallback"] == "base"
+    # training and GRPO compare greedy answers: the view without the fallback's answer
+    g = greedy_view(rep)
+    assert g["summary"]["exact"] == pytest.approx(1 / 3) and not {e["id"]: e for e in g["examples"]}["b"]["exact"]
+    assert g["summary"]["execution_rate"] == pytest.approx(1 / 3)
+
+
+def test_fallback_leaves_a_model_without_an_adapter_and_the_default_alone(tiny_db, monkeypatch):
+    class Plain:
+        off = False
+
+    asked = []
+    _fake_generation(monkeypatch, asked)
+    rep = evaluate(Plain(), None, None, FB_ITEMS, tiny_db, EvalConfig(fallback="base", progress=False))
+    assert len(asked) == 1 and rep["summary"]["fallback_used"] == 0 and rep["summary"]["exact"] == pytest.approx(1 / 3)
+    asked.clear()
+    rep = evaluate(_Adapted(), None, None, FB_ITEMS, tiny_db, EvalConfig(progress=False))  # fallback: none
+    assert len(asked) == 1 and "fallback_used" not in rep["summary"]
+    with pytest.raises(SqltuneError, match="fallback must be one of none, base"):
+        EvalConfig(fallback="untuned").validate()
+    with pytest.raises(SqltuneError, match="eval.fallback"):
+        load_recipe("default", {"eval.fallback": "untuned"})
+    assert EvalConfig.from_recipe(load_recipe("default", {"eval.fallback": "base"}), pick_device("cpu", "float32")).fallback == "base"
+
+
+def test_fallback_after_a_vote_keeps_the_votes_own_score(tiny_db, monkeypatch):
+    """With `vote_when: error`, the adapter's vote runs first; the untuned model (voting the same way) answers
+    only what still fails, and the vote's summary judges the vote's own answers, not the fallback's."""
+    import sqltune.vote as vote
+    from sqltune.vote import Candidate, VoteSettings
+
+    asked = []
+
+    def fake_sample(model, tok, builder, questions, n, **kw):
+        asked.append((model.off, n, list(questions)))
+        return [[Candidate(WRITES[model.off][q], WRITES[model.off][q], -0.1, greedy=j == 0) for j in range(n)]
+                for q in questions]
+
+    monkeypatch.setattr(vote, "sample_sql", fake_sample)
+    cfg = EvalConfig(fallback="base", progress=False, vote=VoteSettings(4, 0.8, 0.95, when="error"))
+    rep = evaluate(_Adapted(), None, None, FB_ITEMS, tiny_db, cfg)
+    two = ["Names of the UK authors?", "Titles after 1900?"]
+    assert asked == [(False, 1, [it["question"] for it in FB_ITEMS]), (False, 4, two), (True, 1, two), (True, 4, ["Titles after 1900?"])]
+    assert rep["summary"]["fallback_used"] == 1 and rep["summary"]["exact"] == pytest.approx(2 / 3)
+    assert rep["vote"]["voted"]["exact"] == pytest.approx(1 / 3) and rep["vote"]["greedy"]["exact"] == pytest.approx(1 / 3)
+
+
+def test_the_untuned_pass_of_a_real_adapter_is_the_untuned_model(tiny_model_dir, tiny_db):
+    """`fall_back` predicts under `disable_adapter()`: with a real peft adapter (random, so it changes the
+    outputs) the same questions read exactly as the model read them before the adapter was put on."""
+    from peft import LoraConfig, get_peft_model
+
+    from sqltune.evaluate import has_adapter, predict
+    from sqltune.model import load_model
+    from sqltune.prompt import PromptBuilder
+    from sqltune.schema import schema_text
+
+    model, tok, _ = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
+    builder = PromptBuilder(schema_text(tiny_db))
+    cfg = EvalConfig(batch_size=4, max_new_tokens=8, progress=False)
+    before = [r["raw"] for r in predict(model, tok, builder, FB_ITEMS, tiny_db, cfg)]
+    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"],
+                                            init_lora_weights=False))
+    assert has_adapter(peft) and not has_adapter(model.__class__)
+    adapted = [r["raw"] for r in predict(peft, tok, builder, FB_ITEMS, tiny_db, cfg)]
+    with peft.disable_adapter():
+        off = [r["raw"] for r in predict(peft, tok, builder, FB_ITEMS, tiny_db, cfg)]
+    assert off == before and adapted != before

@@ -103,3 +103,15 @@ def test_compare_runs(tmp_path):
 
     with pytest.raises(SqltuneError, match="not a finished"):
         compare_runs(tmp_path / "a", tmp_path / "nope")
+
+
+def test_fallback_lines_count_what_the_untuned_model_answered():
+    from sqltune.report import fallback_lines
+
+    summ = lambda **kw: {"summary": {"n": 10, "exact": 0.5, **kw}, "examples": []}  # noqa: E731
+    reports = {"base": {"test": summ()}, "tuned": {"valid": summ(fallback_used=0, fallback_fixed=0),
+                                                   "test": summ(fallback_used=3, fallback_fixed=2)}}
+    lines = fallback_lines(reports)
+    assert lines[0].startswith("## Fallback to the untuned model")
+    assert "| tuned | test | 3 | 2 |" in lines and not any("| valid |" in x or "| base |" in x for x in lines)
+    assert fallback_lines({"base": {"test": summ()}}) == []

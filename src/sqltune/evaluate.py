@@ -27,6 +27,8 @@ from .generate import Generation, GenerationStats, fewshot_for
 from .prompt import PromptBuilder
 
 
+FALLBACKS = ("none", "base")
+
 
 @dataclass
 class EvalConfig:
@@ -43,6 +45,10 @@ class EvalConfig:
     max_rows: int | None = None  # row cap when scoring (None: the scorer's default)
     progress: bool = True
     vote: object = None  # a `vote.VoteSettings` with n > 1: greedy + n-1 samples, executed, majority result wins
+    fallback: str = "none"  # base: where the answer's SQL (after the vote, if any) does not execute, the model
+    #                         under the adapter answers too (`disable_adapter`), and its answer is taken if it
+    #                         executes. An answer that does not execute is wrong, so this cannot cost one; it needs
+    #                         an unmerged adapter (none: nothing to fall back to, the rows stay as they are)
     test_suite: object = field(default=None, repr=False)  # a built suite (`testsuite`): adds the `suite` metric
 
     def validate(self) -> "EvalConfig":
@@ -57,6 +63,8 @@ class EvalConfig:
             self.vote = None
         if self.vote is not None and self.retries:
             raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
+        if self.fallback not in FALLBACKS:
+            raise SqltuneError(f"eval: fallback must be one of {', '.join(FALLBACKS)}, got {self.fallback!r}")
         return self
 
     def with_(self, **kw) -> "EvalConfig":
@@ -76,7 +84,8 @@ class EvalConfig:
         kw.setdefault("vote", vote)
         return cls(batch_size=int(get("batch_size", 64)), max_new_tokens=int(get("max_new_tokens", 256)),
                    retries=int(get("retries", 0)), fewshot=int(get("fewshot", 0)), timeout=float(get("timeout", DEFAULT_TIMEOUT)),
-                   autocast=bool(device.autocast), fewshot_pool=fewshot_pool if int(get("fewshot", 0)) else None, **kw)
+                   autocast=bool(device.autocast), fewshot_pool=fewshot_pool if int(get("fewshot", 0)) else None,
+                   fallback=str(get("fallback", "none")), **kw)
 
     @classmethod
     def from_train_config(cls, cfg, device, fewshot_pool: list[dict] | None = None, **kw) -> "EvalConfig":
@@ -200,9 +209,10 @@ def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg
     if cfg.vote is not None:  # execution-guided decoding (issue 15): rows carry greedy_sql, overruled, candidates
         from .vote import predict_rows
 
-        return predict_rows(model, tokenizer, builder, items, db, cfg.vote, examples=examples,
+        rows = predict_rows(model, tokenizer, builder, items, db, cfg.vote, examples=examples,
                             batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, timeout=cfg.timeout,
                             progress=cfg.progress, autocast=cfg.autocast)
+        return fall_back(model, tokenizer, builder, items, rows, db, cfg)
     gens = predict_questions(model, tokenizer, builder, questions, db, cfg, examples=examples, stats=stats)
     rows = []
     for i, (it, g) in enumerate(zip(items, gens)):
@@ -214,6 +224,36 @@ def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg
         if examples is not None:
             row["fewshot"] = [e["question"] for e in examples[i]]
         rows.append(row)
+    return fall_back(model, tokenizer, builder, items, rows, db, cfg)
+
+
+def has_adapter(model) -> bool:
+    """Whether `model` is a peft model with an adapter that `disable_adapter()` can switch off."""
+    return bool(getattr(model, "peft_config", None)) and callable(getattr(model, "disable_adapter", None))
+
+
+def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows: list[dict], db,
+              cfg: EvalConfig) -> list[dict]:
+    """`cfg.fallback == "base"`: the rows whose SQL is missing or does not execute are predicted again by the model
+    under the adapter (the same settings, the vote included), and where that SQL executes it becomes the row's
+    answer; `row["fallback"]` keeps what the adapter wrote ({sql, raw, error}). Session 14's singer: after GRPO
+    three questions read `SELECT Title, Name FROM song` (no such column), every vote sample the same, where the
+    untuned model had joined. Other rows, a model without an adapter, or `fallback: none`: `rows` unchanged."""
+    todo = [i for i, r in enumerate(rows) if r.get("error") or not r.get("sql")]
+    if cfg.fallback != "base" or not todo or not has_adapter(model):
+        return rows
+    # the items being evaluated stay out of few-shot examples, as in the first pass
+    sub_cfg = cfg.with_(fallback="none", fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
+    t = time.perf_counter()
+    with model.disable_adapter():
+        base_rows = predict(model, tokenizer, builder, [items[i] for i in todo], db, sub_cfg)
+    per_q = (time.perf_counter() - t) / len(todo)
+    for i, b in zip(todo, base_rows):
+        r = rows[i]
+        r["seconds"] = round(r.get("seconds", 0.0) + per_q, 4)
+        if b.get("sql") and not b.get("error"):
+            r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
+            r["sql"], r["raw"], r["error"] = b["sql"], b["raw"], None
     return rows
 
 
@@ -245,6 +285,12 @@ def evaluate(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cf
         if i in first:
             ex["first_sql"] = r["first_sql"]
             ex["first_exact"] = first[i]["exact"]
+    if cfg.fallback != "none":  # which answers came from the model under the adapter (`fall_back`)
+        used = [i for i, r in enumerate(rows) if "fallback" in r]
+        for i in used:
+            report["examples"][i]["fallback"] = rows[i]["fallback"]
+        report["summary"]["fallback_used"] = len(used)
+        report["summary"]["fallback_fixed"] = sum(1 for i in used if report["examples"][i]["exact"])
     report["summary"]["retried"] = len(retried)
     report["summary"]["retry_fixed"] = sum(1 for i in retried if report["examples"][i]["exact"] and not first[i]["exact"])
     report["timing"] = {"seconds": round(seconds, 3), "queries_per_s": round(len(items) / seconds, 4) if seconds else 0.0,

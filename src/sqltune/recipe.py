@@ -64,6 +64,8 @@ class EvalSection:
     top_p: float = 0.95  # nucleus sampling of the vote's samples
     vote_correct: bool = False  # close votes: the model picks/fixes between the top two results (needs vote >= 2)
     vote_when: str = "always"  # always: vote on every question | error: only where greedy's SQL does not execute
+    fallback: str = "none"  # base: where the tuned answer (voted or not) does not execute, the untuned model answers
+    #                         (`evaluate.fall_back`; an adapter only: the model under it)
 
 
 @dataclass
@@ -275,6 +277,11 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
                        correct=recipe.eval.vote_correct, when=recipe.eval.vote_when)
     except SqltuneError as e:
         raise SqltuneError(f"recipe {label}: {e}") from None
+    from .evaluate import FALLBACKS
+
+    if recipe.eval.fallback not in FALLBACKS:
+        raise SqltuneError(f"recipe {label}: eval.fallback must be one of {', '.join(FALLBACKS)}, "
+                           f"got {recipe.eval.fallback!r}")
     return recipe
 
 

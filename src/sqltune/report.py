@@ -197,6 +197,21 @@ def vote_lines(reports: dict) -> list[str]:
     return lines + [""]
 
 
+def fallback_lines(reports: dict) -> list[str]:
+    """Per stage and split, the answers the untuned model gave where the tuned one's did not execute
+    (`eval.fallback: base`), and how many of them are right."""
+    rows = [(st, sp, r["summary"]) for st, splits in reports.items() for sp, r in splits.items()
+            if r["summary"].get("fallback_used")]
+    if not rows:
+        return []
+    lines = ["## Fallback to the untuned model (`eval.fallback: base`)", "",
+             "Where the tuned model's answer did not execute (a wrong answer), the untuned model answered the question "
+             "too, and its answer was taken if it executed.", "",
+             "| stage | split | answered by the untuned model | right |", "|---|---|---|---|"]
+    lines += [f"| {st} | {sp} | {s['fallback_used']} | {s['fallback_fixed']} |" for st, sp, s in rows]
+    return lines + [""]
+
+
 def shape_lines(reports: dict) -> list[str]:
     """Per split: exact by the gold query's shape (join, nested, ...; `pairs.sql_shape`) for every stage, and how
     many of each shape every stage wrote. Session 14: after GRPO the 1.5B wrote 1 join on singer's test where the
@@ -273,6 +288,7 @@ def build_markdown(title: str, summaries: dict, reports: dict, history: list[dic
                   for st, split, e in accidents]
         lines.append("")
     lines += vote_lines(reports)
+    lines += fallback_lines(reports)
     if history:
         lines += ["## Training", "", "| epoch | loss | valid exec | valid exact | valid fuzzy |", "|---|---|---|---|---|"]
         for h in history:

@@ -131,9 +131,17 @@ def greedy_view(report: dict) -> dict:
     cost N times the generation), so a voted evaluation of the start model must not stand in for step 0:
     that would compare a vote with greedy answers. A report without a vote is returned as it is."""
     v = report.get("vote")
-    if not v:
+    if v:
+        return {"summary": v["greedy"], "examples": v["greedy_examples"]}
+    if not report["summary"].get("fallback_used"):
         return report
-    return {"summary": v["greedy"], "examples": v["greedy_examples"]}
+    # greedy answers taken from the untuned model (`eval.fallback: base`) did not execute as written: wrong
+    ex = [dict(e, executed=False, exact=False, set=False, fuzzy=False, vacuous=False) if e.get("fallback") else e
+          for e in report["examples"]]
+    n = len(ex) or 1
+    summary = dict(report["summary"], execution_rate=sum(bool(e["executed"]) for e in ex) / n,
+                   **{k: sum(bool(e[k]) for e in ex) / n for k in ("exact", "set", "fuzzy", "vacuous")})
+    return {"summary": summary, "examples": ex}
 
 
 def _same_model_scores(run: RunFolder, checkpoint: Path, before: str, after: str, splits) -> None:

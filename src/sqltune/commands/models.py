@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 
 from ..errors import SqltuneError
-from .options import (ADAPTER, BATCH_SIZE, DB, DEVICE, DTYPE, FEWSHOT, FEWSHOT_POOL, MAX_NEW_TOKENS, MERGE, MODEL,
-                      NOTES, PROMPT_STYLE, RETRIES)
+from .options import (ADAPTER, BATCH_SIZE, DB, DEVICE, DTYPE, FALLBACK, FEWSHOT, FEWSHOT_POOL, MAX_NEW_TOKENS, MERGE,
+                      MODEL, NOTES, PROMPT_STYLE, RETRIES)
 
 SHOW_ROWS = 50
 
@@ -168,11 +168,19 @@ def register(app: typer.Typer) -> None:
                                                            "kept the voted answer"))
 
     def _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
-                 max_new_tokens, device, dtype, evaluate: bool, test_suite=None, vote=None, merge: bool = True):
+                 max_new_tokens, device, dtype, evaluate: bool, test_suite=None, vote=None, merge: bool = True,
+                 fallback: str = "none"):
         from ..dataset import load_items
         from ..db import resolve_db
-        from ..evaluate import evaluate_items, predict_items
+        from ..evaluate import FALLBACKS, evaluate_items, predict_items
 
+        if fallback not in FALLBACKS:
+            raise SqltuneError(f"--fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
+        if fallback == "base":
+            if adapter is None:
+                raise SqltuneError("--fallback base needs --adapter: the model under the adapter answers where the "
+                                   "adapter's answer does not execute")
+            merge = False  # a merged adapter cannot be switched off
         dbp = resolve_db(db, need_tables=True)
         items = load_items(data, need_sql=evaluate)
         if not items:
@@ -184,7 +192,7 @@ def register(app: typer.Typer) -> None:
             test_suite = build_suite(dbp, items).meta if test_suite == "auto" else load_suite(test_suite)
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes, merge)
         kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, retries=retries, fewshot_k=fewshot,
-                  fewshot_pool=pool, autocast=dev.autocast, vote=vote)
+                  fewshot_pool=pool, autocast=dev.autocast, vote=vote, fallback=fallback)
         if evaluate:
             report = evaluate_items(m, tok, builder, items, dbp, test_suite=test_suite, **kw)
             return report["predictions"], report
@@ -212,6 +220,7 @@ def register(app: typer.Typer) -> None:
         vote_correct: bool = correct_opt,
         vote_when: str = when_opt,
         merge: bool = MERGE,
+        fallback: str = FALLBACK,
     ):
         """Write SQL for every question of a dataset (batched, greedy) into a JSONL file.
 
@@ -225,7 +234,8 @@ def register(app: typer.Typer) -> None:
         check_writable(out)
         settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         rows, _ = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
-                           max_new_tokens, device, dtype, evaluate=False, vote=settings, merge=merge)
+                           max_new_tokens, device, dtype, evaluate=False, vote=settings, merge=merge,
+                           fallback=fallback)
         write_jsonl(out, rows)
         secs = sum(r["seconds"] for r in rows)
         ran = sum(r["error"] is None for r in rows)
@@ -257,6 +267,7 @@ def register(app: typer.Typer) -> None:
         vote_correct: bool = correct_opt,
         vote_when: str = when_opt,
         merge: bool = MERGE,
+        fallback: str = FALLBACK,
     ):
         """Predict and score in one step (execution accuracy); writes predictions and the report.
 
@@ -271,7 +282,7 @@ def register(app: typer.Typer) -> None:
         settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         rows, report = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot,
                                 fewshot_pool, max_new_tokens, device, dtype, evaluate=True, test_suite=test_suite,
-                                vote=settings, merge=merge)
+                                vote=settings, merge=merge, fallback=fallback)
         out_dir.mkdir(parents=True, exist_ok=True)
         name = _slug(data)
         pred_file, report_file = out_dir / f"{name}_pred.jsonl", out_dir / f"{name}_report.json"
@@ -293,6 +304,9 @@ def register(app: typer.Typer) -> None:
                 c = v["correction"]
                 extra += (f"; correction ran on {c['ran']} close votes, changed {c['changed']} "
                           f"({c['helped']} helped, {c['hurt']} hurt): exact {c['corrected']['exact']:.1%}")
+        if "fallback_used" in report["summary"]:
+            extra += (f"; the untuned model answered {report['summary']['fallback_used']} questions whose answer "
+                      f"failed ({report['summary']['fallback_fixed']} now right)")
         echo(f"{len(rows)} questions in {t['seconds']:.1f} s ({t['queries_per_s']:.2f} q/s){extra}")
         echo(f"wrote {esc(pred_file)} and {esc(report_file)}")
 
