@@ -193,7 +193,7 @@ def test_eval_predict_and_ask_merge_the_adapter_unless_no_merge(capsys, tiny_db,
     assert seen == [True, False, True]
 
 
-@pytest.mark.parametrize("command", ["eval", "predict"])
+@pytest.mark.parametrize("command", ["eval", "predict", "ask"])
 def test_fallback_loads_the_adapter_unmerged_and_needs_one(capsys, tiny_db, tmp_path, monkeypatch, command):
     """`--fallback base` switches the adapter off for the failing answers, which a merged adapter cannot do: it
     loads it unmerged; without --adapter, or with an unknown value, one clear line."""
@@ -209,7 +209,7 @@ def test_fallback_loads_the_adapter_unmerged_and_needs_one(capsys, tiny_db, tmp_
     data = tmp_path / "q.jsonl"
     data.write_text(json.dumps({"question": "How many books?", "sql": "SELECT COUNT(*) FROM books"}) + "\n")
     args = {"eval": ["--data", str(data), "--out-dir", str(tmp_path)],
-            "predict": ["--data", str(data), "--out", str(tmp_path / "p.jsonl")]}[command]
+            "predict": ["--data", str(data), "--out", str(tmp_path / "p.jsonl")], "ask": ["How many books?"]}[command]
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--adapter", str(adapter), "--fallback", "base")
@@ -220,3 +220,22 @@ def test_fallback_loads_the_adapter_unmerged_and_needs_one(capsys, tiny_db, tmp_
     code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--adapter", str(adapter), "--fallback", "tuned")
     _one_line_error(code, err, "--fallback must be one of none, base")
     assert seen == [False]
+
+
+def test_ask_says_when_the_untuned_model_answered(capsys, tiny_db, tmp_path, monkeypatch):
+    import sqltune.evaluate as ev
+    from test_evaluate import _Adapted, _fake_generation
+
+    monkeypatch.setattr(ev, "load_for_inference", lambda *a, **kw: (_Adapted(), None, None))
+    _fake_generation(monkeypatch, asked := [])
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    code, out, _ = _run(capsys, "ask", "Names of the UK authors?", "--db", str(tiny_db), "--adapter", str(adapter),
+                        "--fallback", "base", "--vote", "1")
+    assert code == 0 and [off for off, _ in asked] == [False, True]
+    assert "the tuned model's SQL failed (no such column: nam); this is the untuned model's answer" in out
+    assert "Ada" in out and "Dickens" in out
+    code, out, _ = _run(capsys, "ask", "Names of the UK authors?", "--db", str(tiny_db), "--adapter", str(adapter),
+                        "--fallback", "base", "--vote", "1", "--json")
+    got = json.loads(out)
+    assert got["sql"] == "SELECT name FROM authors WHERE country = 'UK'" and got["fallback"]["sql"].startswith("SELECT nam ")

@@ -39,6 +39,20 @@ def _load(model, adapter, device, dtype, prompt_style, db, notes, merge: bool = 
     return m, tok, builder, dev
 
 
+def _fallback_merge(fallback: str, adapter, merge: bool) -> bool:
+    """Check --fallback; returns whether to merge the adapter (never with `base`: a merged one cannot be switched off)."""
+    from ..evaluate import FALLBACKS
+
+    if fallback not in FALLBACKS:
+        raise SqltuneError(f"--fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
+    if fallback == "base":
+        if adapter is None:
+            raise SqltuneError("--fallback base needs --adapter: the model under the adapter answers where the "
+                               "adapter's answer does not execute")
+        return False
+    return merge
+
+
 def _vote(n: int, temperature: float, top_p: float, retries: int, correct: bool = False, when: str = "always"):
     """`VoteSettings` for --vote N > 1, None for greedy; bad values are one clear error."""
     from ..vote import VoteSettings, check_settings
@@ -117,6 +131,7 @@ def register(app: typer.Typer) -> None:
         vote_correct: bool = correct_opt,
         vote_when: Optional[str] = ask_when_opt,
         merge: bool = MERGE,
+        fallback: str = FALLBACK,
     ):
         """Answer one question: write SQL with the model, run it read-only, print the result.
 
@@ -132,10 +147,12 @@ def register(app: typer.Typer) -> None:
             raise SqltuneError("the question is empty")
         vote, vote_when = ask_vote(vote, vote_when, retries)
         settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
+        merge = _fallback_merge(fallback, adapter, merge)
         dbp = resolve_db(db, need_tables=True)
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes, merge)
-        cfg = EvalConfig(retries=retries, progress=False, autocast=dev.autocast, vote=settings)
-        if settings is not None:  # the one evaluator's vote path: candidates, votes, the chosen SQL
+        cfg = EvalConfig(retries=retries, progress=False, autocast=dev.autocast, vote=settings, fallback=fallback)
+        row = {}
+        if settings is not None or fallback != "none":  # the one evaluator's path: vote, fallback, the chosen SQL
             row = predict(m, tok, builder, [{"question": question}], dbp, cfg)[0]
             g = Generation(question, row["raw"], row["sql"], row["seconds"])
         else:
@@ -149,8 +166,13 @@ def register(app: typer.Typer) -> None:
                 out["vote"] = row["vote"]
                 if "correction" in row:
                     out["correction"] = row["correction"]
+            if "fallback" in row:
+                out["fallback"] = row["fallback"]
             print(json.dumps(out, default=str, ensure_ascii=False))
             return
+        if "fallback" in row:
+            echo(f"the tuned model's SQL failed ({esc(row['fallback']['error'] or 'no SQL')}); "
+                 "this is the untuned model's answer")
         echo(esc(g.sql) if g.sql else f"[red]no SQL in the model's output:[/] {esc(repr(g.raw))}")
         if res.error:
             echo(f"[red]error ({esc(res.error_kind)}):[/] {esc(res.error)}")
@@ -172,15 +194,9 @@ def register(app: typer.Typer) -> None:
                  fallback: str = "none"):
         from ..dataset import load_items
         from ..db import resolve_db
-        from ..evaluate import FALLBACKS, evaluate_items, predict_items
+        from ..evaluate import evaluate_items, predict_items
 
-        if fallback not in FALLBACKS:
-            raise SqltuneError(f"--fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
-        if fallback == "base":
-            if adapter is None:
-                raise SqltuneError("--fallback base needs --adapter: the model under the adapter answers where the "
-                                   "adapter's answer does not execute")
-            merge = False  # a merged adapter cannot be switched off
+        merge = _fallback_merge(fallback, adapter, merge)
         dbp = resolve_db(db, need_tables=True)
         items = load_items(data, need_sql=evaluate)
         if not items:
