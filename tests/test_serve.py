@@ -425,3 +425,52 @@ def test_engine_merges_the_adapter_unless_told_not_to(tiny_db, monkeypatch):
         with pytest.raises(SqltuneError, match="stop here"):
             Engine(cfg)
     assert seen == [True, False]
+
+
+def test_engine_fallback_needs_an_adapter_and_loads_it_unmerged(tiny_db, tmp_path, monkeypatch):
+    import sqltune.evaluate as ev
+    from sqltune.errors import SqltuneError
+    from sqltune.serve import Engine, ServeConfig
+
+    seen = []
+
+    def fake_load(*args, merge=True, **kw):
+        seen.append(merge)
+        raise SqltuneError("stop here")
+
+    monkeypatch.setattr(ev, "load_for_inference", fake_load)
+    with pytest.raises(SqltuneError, match="--fallback base needs an adapter"):
+        Engine(ServeConfig(db=str(tiny_db), fallback="base"))
+    with pytest.raises(SqltuneError, match="--fallback must be one of none, base"):
+        Engine(ServeConfig(db=str(tiny_db), adapter=str(tmp_path), fallback="tuned"))
+    with pytest.raises(SqltuneError, match="stop here"):
+        Engine(ServeConfig(db=str(tiny_db), adapter=str(tmp_path), fallback="base"))  # --merge is the default
+    assert seen == [False]
+
+
+@pytest.mark.parametrize("vote", [1, 4])
+def test_serve_fallback_answers_with_the_untuned_model_where_the_adapters_sql_fails(engine, monkeypatch, vote):
+    """`sqltune serve --fallback base`: greedy (vote 1) or voted, an answer whose SQL fails is asked again with the
+    adapter switched off; the response carries the untuned model's SQL, its rows and what the adapter wrote."""
+    from dataclasses import replace
+
+    import sqltune.vote as vote_mod
+    from sqltune.serve import create_app
+    from sqltune.vote import Candidate
+    from test_evaluate import WRITES, _Adapted, _fake_generation
+
+    _fake_generation(monkeypatch, asked := [])
+    monkeypatch.setattr(vote_mod, "sample_sql", lambda model, tok, builder, questions, n, **kw: [
+        [Candidate(WRITES[model.off][q], WRITES[model.off][q], -0.1, greedy=j == 0) for j in range(n)] for q in questions])
+    monkeypatch.setattr(engine, "model", _Adapted())
+    cfg = replace(engine.config, fallback="base", vote=vote, vote_when="error")
+    monkeypatch.setattr(engine, "config", cfg)
+    with TestClient(create_app(engine, cfg)) as c:
+        a = c.post("/api/ask", json={"question": "Names of the UK authors?"}).json()
+        assert a["sql"] == "SELECT name FROM authors WHERE country = 'UK'" and a["error"] is None
+        assert sorted(r[0] for r in a["rows"]) == ["Ada", "Dickens"]
+        assert a["fallback"]["sql"] == WRITES[False]["Names of the UK authors?"] and "nam" in a["fallback"]["error"]
+        b = c.post("/api/ask", json={"question": "How many authors?"}).json()  # the adapter's SQL runs: its answer
+        assert b["sql"] == "SELECT COUNT(*) FROM authors" and "fallback" not in b
+        d = c.post("/api/ask", json={"question": "Titles after 1900?"}).json()  # both fail: the adapter's stays
+        assert d["sql"] == WRITES[False]["Titles after 1900?"] and d["error"] and "fallback" not in d

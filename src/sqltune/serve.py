@@ -56,6 +56,7 @@ class ServeConfig:
     vote: int = 1  # a request without "vote": greedy (1), or greedy + N-1 samples voted by result (`--vote N`)
     vote_when: str = "always"  # a voted request: always vote, or (error) only when the greedy SQL does not execute
     merge: bool = True  # merge an adapter into the weights (faster); False: unmerged, as `run` scored it
+    fallback: str = "none"  # base: where the adapter's SQL does not execute, the model under it answers (`--fallback`)
 
 
 def run_paths(run_dir: str | os.PathLike) -> dict:
@@ -95,7 +96,7 @@ class Engine:
 
     def __init__(self, config: ServeConfig):
         from .db import resolve_db
-        from .evaluate import load_for_inference
+        from .evaluate import FALLBACKS, load_for_inference
         from .generate import prefix_cache
         from .model import pick_device
         from .paths import cache_dir
@@ -109,6 +110,13 @@ class Engine:
             cfg.db = cfg.db or found["db"]
             cfg.notes = cfg.notes or found["notes"]
             cfg.prompt_style = cfg.prompt_style or found["prompt_style"]
+        if cfg.fallback not in FALLBACKS:
+            raise SqltuneError(f"--fallback must be one of {', '.join(FALLBACKS)}, got {cfg.fallback!r}")
+        if cfg.fallback == "base":
+            if not cfg.adapter:
+                raise SqltuneError("--fallback base needs an adapter (--adapter or --run): the model under it "
+                                   "answers where the adapter's SQL does not execute")
+            cfg.merge = False  # a merged adapter cannot be switched off
         self.config = cfg
         self.db = resolve_db(cfg.db)
         self.device = pick_device(cfg.device, cfg.dtype)
@@ -131,7 +139,7 @@ class Engine:
         self.prefix_reused = 0  # batches that used the cached prefix
 
     def generate(self, questions: list[str]):
-        from .evaluate import EvalConfig, predict_questions
+        from .evaluate import EvalConfig, has_adapter, predict_questions
         from .generate import GenerationStats
 
         stats = GenerationStats()
@@ -140,11 +148,22 @@ class Engine:
         gens = predict_questions(self.model, self.tokenizer, self.builder, questions, self.db, cfg, stats=stats,
                                  prefix=self.prefix)
         self.prefix_reused += stats.prefix_tokens == 0  # else the batch's prompts did not start with it
+        todo = [i for i, g in enumerate(gens) if g.error or not g.sql]
+        if self.config.fallback == "base" and todo and has_adapter(self.model):
+            with self.model.disable_adapter():  # no cached prefix: it holds the adapter's keys and values
+                base = predict_questions(self.model, self.tokenizer, self.builder, [questions[i] for i in todo],
+                                         self.db, cfg)
+            for i, b in zip(todo, base):
+                if b.sql and not b.error:
+                    b.fallback = {"sql": gens[i].sql, "error": gens[i].error or "no SQL"}
+                    gens[i] = b
         return gens
 
     def vote(self, question: str, n: int) -> dict:
         """Sample `n` candidates with `sqltune.vote` and keep the one whose result most agree on."""
         from . import vote
+        from .evaluate import has_adapter
+        from .execute import execute
 
         # `--vote-when error`: greedy first, the vote only when its SQL does not execute (one candidate otherwise)
         cands = vote.candidates_for(self.model, self.tokenizer, self.builder, [question],
@@ -154,8 +173,20 @@ class Engine:
         outcome = vote.choose(self.db, cands, timeout=self.config.timeout)
         per_candidate = getattr(outcome, "candidates", None) or [
             {"sql": c.sql, "mean_logprob": getattr(c, "mean_logprob", None)} for c in cands]
-        return {"sql": outcome.sql, "candidates": _plain(per_candidate), "groups": _plain(getattr(outcome, "groups", [])),
-                "voted": len(cands) > 1}
+        out = {"sql": outcome.sql, "candidates": _plain(per_candidate), "groups": _plain(getattr(outcome, "groups", [])),
+               "voted": len(cands) > 1}
+        failed = not outcome.sql or execute(self.db, outcome.sql, timeout=self.config.timeout).error
+        if self.config.fallback == "base" and failed and has_adapter(self.model):
+            with self.model.disable_adapter():  # the model under the adapter votes the same way
+                base = vote.candidates_for(self.model, self.tokenizer, self.builder, [question],
+                                           vote.VoteSettings(n, when=self.config.vote_when), self.db,
+                                           timeout=self.config.timeout, max_new_tokens=self.config.max_new_tokens,
+                                           autocast=self.device.autocast)[0]
+            chosen = vote.choose(self.db, base, timeout=self.config.timeout)
+            if chosen.sql and not execute(self.db, chosen.sql, timeout=self.config.timeout).error:
+                out["fallback"] = {"sql": outcome.sql, "error": failed if isinstance(failed, str) else "no SQL"}
+                out["sql"] = chosen.sql
+        return out
 
 
 def _plain(obj):
@@ -425,8 +456,12 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
         if n > 1:
             sql, extra = out["sql"], {"candidates": out["candidates"], "groups": out["groups"],
                                       "voted": out.get("voted", True)}  # (--vote-when error: False when greedy ran)
+            if "fallback" in out:
+                extra["fallback"] = out["fallback"]
         else:
             sql = out.sql
+            if out.fallback:  # the adapter's SQL failed; this is the untuned model's (`--fallback base`)
+                extra["fallback"] = out.fallback
         res = await run_in_threadpool(run_sql, sql, want)
         if sql is None:
             res["error"], res["error_kind"] = "no SQL in the model's output", "no_sql"

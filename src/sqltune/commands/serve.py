@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .options import MERGE
+from .options import FALLBACK, MERGE
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available)."),
         dtype: Optional[str] = typer.Option(None, "--dtype", help="bfloat16, float16 or float32 (default: per device)."),
         merge: bool = MERGE,
+        fallback: str = FALLBACK,
     ):
         """Serve the model over HTTP: a JSON API (/api/ask, /docs) and a web page at /."""
         from ..console import echo, esc
@@ -50,5 +51,5 @@ def register(app: typer.Typer) -> None:
                           device=device, dtype=dtype, prompt_style=prompt_style, notes=str(notes) if notes else None,
                           feedback=str(feedback) if feedback else None, token=token, batch_size=batch_size,
                           max_wait=max_wait_ms / 1000, max_new_tokens=max_new_tokens, vote=vote, vote_when=vote_when,
-                          merge=merge)
+                          merge=merge, fallback=fallback)
         serve(cfg, host=host, port=port, log=lambda m: echo(esc(m), err=True))
