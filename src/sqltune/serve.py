@@ -159,33 +159,34 @@ class Engine:
                     gens[i] = b
         return gens
 
-    def vote(self, question: str, n: int) -> dict:
-        """Sample `n` candidates with `sqltune.vote` and keep the one whose result most agree on."""
+    def _vote_once(self, question: str, n: int):
+        """(candidates, outcome) of `sqltune.vote` for one question, by the server's settings."""
         from . import vote
-        from .evaluate import has_adapter
-        from .execute import execute
 
         # `--vote-when error`: greedy first, the vote only when its SQL does not execute (one candidate otherwise)
         cands = vote.candidates_for(self.model, self.tokenizer, self.builder, [question],
                                     vote.VoteSettings(n, when=self.config.vote_when), self.db,
                                     timeout=self.config.timeout, max_new_tokens=self.config.max_new_tokens,
                                     autocast=self.device.autocast)[0]
-        outcome = vote.choose(self.db, cands, timeout=self.config.timeout)
+        return cands, vote.choose(self.db, cands, timeout=self.config.timeout)
+
+    def vote(self, question: str, n: int) -> dict:
+        """Sample `n` candidates with `sqltune.vote` and keep the one whose result most agree on."""
+        from .evaluate import has_adapter
+        from .execute import execute
+
+        cands, outcome = self._vote_once(question, n)
         per_candidate = getattr(outcome, "candidates", None) or [
             {"sql": c.sql, "mean_logprob": getattr(c, "mean_logprob", None)} for c in cands]
         out = {"sql": outcome.sql, "candidates": _plain(per_candidate), "groups": _plain(getattr(outcome, "groups", [])),
                "voted": len(cands) > 1}
-        failed = not outcome.sql or execute(self.db, outcome.sql, timeout=self.config.timeout).error
-        if self.config.fallback == "base" and failed and has_adapter(self.model):
+        error = "no SQL" if not outcome.sql else execute(self.db, outcome.sql, timeout=self.config.timeout).error
+        if self.config.fallback == "base" and error and has_adapter(self.model):
             with self.model.disable_adapter():  # the model under the adapter votes the same way
-                base = vote.candidates_for(self.model, self.tokenizer, self.builder, [question],
-                                           vote.VoteSettings(n, when=self.config.vote_when), self.db,
-                                           timeout=self.config.timeout, max_new_tokens=self.config.max_new_tokens,
-                                           autocast=self.device.autocast)[0]
-            chosen = vote.choose(self.db, base, timeout=self.config.timeout)
-            if chosen.sql and not execute(self.db, chosen.sql, timeout=self.config.timeout).error:
-                out["fallback"] = {"sql": outcome.sql, "error": failed if isinstance(failed, str) else "no SQL"}
-                out["sql"] = chosen.sql
+                _, base = self._vote_once(question, n)
+            if base.sql and not execute(self.db, base.sql, timeout=self.config.timeout).error:
+                out["fallback"] = {"sql": outcome.sql, "error": error}
+                out["sql"] = base.sql
         return out
 
 
