@@ -351,6 +351,7 @@ def test_run_paths_picks_the_runs_adapter_and_db(tmp_path):
         (tmp_path / name / CHECKPOINT_META).write_text("{}")
         got = run_paths(tmp_path)
         assert got["adapter"] == str(tmp_path / name) and got["db"] == "x.sqlite" and got["prompt_style"] == "seed"
+        assert got["fallback"] == "none"  # a recipe without eval.fallback
     # with GRPO's adapter and the stages' valid reports: GRPO's output stands for SFT (its rule already chose
     # between them), and between it and the augmented round the best valid exact is served (ties: the later)
     (tmp_path / "adapter_rl").mkdir()
@@ -474,3 +475,30 @@ def test_serve_fallback_answers_with_the_untuned_model_where_the_adapters_sql_fa
         assert b["sql"] == "SELECT COUNT(*) FROM authors" and "fallback" not in b
         d = c.post("/api/ask", json={"question": "Titles after 1900?"}).json()  # both fail: the adapter's stays
         assert d["sql"] == WRITES[False]["Titles after 1900?"] and d["error"] and "fallback" not in d
+
+
+def test_serve_run_answers_with_the_runs_fallback_unless_told_otherwise(tiny_db, tmp_path, monkeypatch):
+    """`sqltune serve --run RUN` answers as the run scored its model: the recipe's `eval.fallback` (so the adapter
+    loads unmerged), unless `--fallback` says otherwise."""
+    import sqltune.evaluate as ev
+    from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
+    from sqltune.errors import SqltuneError
+    from sqltune.serve import Engine, ServeConfig
+
+    (tmp_path / "recipe.json").write_text(json.dumps({"data": {"db": str(tiny_db)}, "eval": {"fallback": "base"}}))
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / COMPLETE).write_text("")
+    (tmp_path / "adapter" / CHECKPOINT_META).write_text("{}")
+    seen = []
+
+    def fake_load(*args, merge=True, **kw):
+        seen.append(merge)
+        raise SqltuneError("stop here")
+
+    monkeypatch.setattr(ev, "load_for_inference", fake_load)
+    for fallback in (None, "none", "base"):
+        cfg = ServeConfig(run_dir=str(tmp_path), fallback=fallback)
+        with pytest.raises(SqltuneError, match="stop here"):
+            Engine(cfg)
+        assert cfg.fallback == (fallback or "base")
+    assert seen == [False, True, False]

@@ -56,7 +56,8 @@ class ServeConfig:
     vote: int = 1  # a request without "vote": greedy (1), or greedy + N-1 samples voted by result (`--vote N`)
     vote_when: str = "always"  # a voted request: always vote, or (error) only when the greedy SQL does not execute
     merge: bool = True  # merge an adapter into the weights (faster); False: unmerged, as `run` scored it
-    fallback: str = "none"  # base: where the adapter's SQL does not execute, the model under it answers (`--fallback`)
+    fallback: str | None = None  # base: where the adapter's SQL does not execute, the model under it answers
+    #                              (`--fallback`); None: a run's recipe's `eval.fallback` with `run_dir`, else none
 
 
 def run_paths(run_dir: str | os.PathLike) -> dict:
@@ -87,7 +88,8 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
     if adapter is None:
         raise SqltuneError(f"{run} has no finished adapter (adapter/ is missing or incomplete)")
     return {"db": data.get("db"), "notes": data.get("notes"), "model": recipe.get("model"),
-            "prompt_style": (recipe.get("prompt") or {}).get("style"), "adapter": str(adapter)}
+            "prompt_style": (recipe.get("prompt") or {}).get("style"), "adapter": str(adapter),
+            "fallback": (recipe.get("eval") or {}).get("fallback") or "none"}  # answer as the run scored it
 
 
 # ---------------------------------------------------------------- the model, loaded once
@@ -110,6 +112,8 @@ class Engine:
             cfg.db = cfg.db or found["db"]
             cfg.notes = cfg.notes or found["notes"]
             cfg.prompt_style = cfg.prompt_style or found["prompt_style"]
+            cfg.fallback = cfg.fallback or found["fallback"]
+        cfg.fallback = cfg.fallback or "none"
         if cfg.fallback not in FALLBACKS:
             raise SqltuneError(f"--fallback must be one of {', '.join(FALLBACKS)}, got {cfg.fallback!r}")
         if cfg.fallback == "base":

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .options import FALLBACK, MERGE
+from .options import MERGE
 
 
 def register(app: typer.Typer) -> None:
@@ -38,7 +38,9 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available)."),
         dtype: Optional[str] = typer.Option(None, "--dtype", help="bfloat16, float16 or float32 (default: per device)."),
         merge: bool = MERGE,
-        fallback: str = FALLBACK,
+        fallback: Optional[str] = typer.Option(None, "--fallback", help="base: where the adapter's SQL does not "
+                                               "execute, the model under it answers (the adapter loads unmerged). "
+                                               "Default: with --run, the run's recipe's eval.fallback; else none."),
     ):
         """Serve the model over HTTP: a JSON API (/api/ask, /docs) and a web page at /."""
         from ..console import echo, esc
