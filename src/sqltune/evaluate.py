@@ -31,6 +31,24 @@ from .prompt import PromptBuilder
 FALLBACKS = ("none", "base")
 
 
+def check_fallback(fallback: str, name: str = "fallback") -> None:
+    """One clear error for a fallback setting that is not one of `FALLBACKS` (`name`: how the user set it)."""
+    if fallback not in FALLBACKS:
+        raise SqltuneError(f"{name} must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
+
+
+def fallback_merge(fallback: str, adapter, merge: bool, adapter_flags: str = "--adapter") -> bool:
+    """A command's --fallback checked against its adapter; returns whether to merge the adapter into the weights:
+    never with `base`, since a merged adapter cannot be switched off."""
+    check_fallback(fallback, "--fallback")
+    if fallback == "base":
+        if not adapter:
+            raise SqltuneError(f"--fallback base needs {adapter_flags}: the model under the adapter answers where "
+                               "the adapter's SQL does not execute")
+        return False
+    return merge
+
+
 @dataclass
 class EvalConfig:
     """Every setting of one evaluation. Defaults are the CLI's."""
@@ -64,8 +82,7 @@ class EvalConfig:
             self.vote = None
         if self.vote is not None and self.retries:
             raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
-        if self.fallback not in FALLBACKS:
-            raise SqltuneError(f"eval: fallback must be one of {', '.join(FALLBACKS)}, got {self.fallback!r}")
+        check_fallback(self.fallback, "eval: fallback")
         return self
 
     def with_(self, **kw) -> "EvalConfig":

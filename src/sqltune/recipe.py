@@ -277,11 +277,12 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
                        correct=recipe.eval.vote_correct, when=recipe.eval.vote_when)
     except SqltuneError as e:
         raise SqltuneError(f"recipe {label}: {e}") from None
-    from .evaluate import FALLBACKS
+    from .evaluate import check_fallback
 
-    if recipe.eval.fallback not in FALLBACKS:
-        raise SqltuneError(f"recipe {label}: eval.fallback must be one of {', '.join(FALLBACKS)}, "
-                           f"got {recipe.eval.fallback!r}")
+    try:
+        check_fallback(recipe.eval.fallback, "eval.fallback")
+    except SqltuneError as e:
+        raise SqltuneError(f"recipe {label}: {e}") from None
     return recipe
 
 

@@ -98,7 +98,7 @@ class Engine:
 
     def __init__(self, config: ServeConfig):
         from .db import resolve_db
-        from .evaluate import FALLBACKS, load_for_inference
+        from .evaluate import fallback_merge, load_for_inference
         from .generate import prefix_cache
         from .model import pick_device
         from .paths import cache_dir
@@ -114,13 +114,7 @@ class Engine:
             cfg.prompt_style = cfg.prompt_style or found["prompt_style"]
             cfg.fallback = cfg.fallback or found["fallback"]
         cfg.fallback = cfg.fallback or "none"
-        if cfg.fallback not in FALLBACKS:
-            raise SqltuneError(f"--fallback must be one of {', '.join(FALLBACKS)}, got {cfg.fallback!r}")
-        if cfg.fallback == "base":
-            if not cfg.adapter:
-                raise SqltuneError("--fallback base needs an adapter (--adapter or --run): the model under it "
-                                   "answers where the adapter's SQL does not execute")
-            cfg.merge = False  # a merged adapter cannot be switched off
+        cfg.merge = fallback_merge(cfg.fallback, cfg.adapter, cfg.merge, "an adapter (--adapter or --run)")
         self.config = cfg
         self.db = resolve_db(cfg.db)
         self.device = pick_device(cfg.device, cfg.dtype)

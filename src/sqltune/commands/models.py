@@ -39,20 +39,6 @@ def _load(model, adapter, device, dtype, prompt_style, db, notes, merge: bool = 
     return m, tok, builder, dev
 
 
-def _fallback_merge(fallback: str, adapter, merge: bool) -> bool:
-    """Check --fallback; returns whether to merge the adapter (never with `base`: a merged one cannot be switched off)."""
-    from ..evaluate import FALLBACKS
-
-    if fallback not in FALLBACKS:
-        raise SqltuneError(f"--fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
-    if fallback == "base":
-        if adapter is None:
-            raise SqltuneError("--fallback base needs --adapter: the model under the adapter answers where the "
-                               "adapter's answer does not execute")
-        return False
-    return merge
-
-
 def _vote(n: int, temperature: float, top_p: float, retries: int, correct: bool = False, when: str = "always"):
     """`VoteSettings` for --vote N > 1, None for greedy; bad values are one clear error."""
     from ..vote import VoteSettings, check_settings
@@ -140,14 +126,14 @@ def register(app: typer.Typer) -> None:
         from ..console import echo, esc, show, table
         from ..db import resolve_db
         from ..execute import execute
-        from ..evaluate import EvalConfig, predict, predict_questions
+        from ..evaluate import EvalConfig, fallback_merge, predict, predict_questions
         from ..generate import Generation
 
         if not question.strip():
             raise SqltuneError("the question is empty")
         vote, vote_when = ask_vote(vote, vote_when, retries)
         settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
-        merge = _fallback_merge(fallback, adapter, merge)
+        merge = fallback_merge(fallback, adapter, merge)
         dbp = resolve_db(db, need_tables=True)
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes, merge)
         cfg = EvalConfig(retries=retries, progress=False, autocast=dev.autocast, vote=settings, fallback=fallback)
@@ -194,9 +180,9 @@ def register(app: typer.Typer) -> None:
                  fallback: str = "none"):
         from ..dataset import load_items
         from ..db import resolve_db
-        from ..evaluate import evaluate_items, predict_items
+        from ..evaluate import evaluate_items, fallback_merge, predict_items
 
-        merge = _fallback_merge(fallback, adapter, merge)
+        merge = fallback_merge(fallback, adapter, merge)
         dbp = resolve_db(db, need_tables=True)
         items = load_items(data, need_sql=evaluate)
         if not items:
