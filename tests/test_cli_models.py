@@ -171,32 +171,9 @@ def test_ask_vote_line_names_the_chosen_group():
     assert vote_line(none, 1, False) == "vote 1: no candidate ran"
 
 
-@pytest.mark.parametrize("command", ["eval", "predict", "ask"])
-def test_eval_predict_and_ask_merge_the_adapter_unless_no_merge(capsys, tiny_db, tmp_path, monkeypatch, command):
-    """`--no-merge` uses the adapter unmerged, as `sqltune run` and training score it (under bf16 the two differ)."""
-    import sqltune.evaluate as ev
-
-    seen = []
-
-    def fake_load(*args, merge=True, **kw):
-        seen.append(merge)
-        raise ev.SqltuneError("stop here")
-
-    monkeypatch.setattr(ev, "load_for_inference", fake_load)
-    data = tmp_path / "q.jsonl"
-    data.write_text(json.dumps({"question": "How many books?", "sql": "SELECT COUNT(*) FROM books"}) + "\n")
-    args = {"eval": ["--data", str(data), "--out-dir", str(tmp_path)], "predict": ["--data", str(data), "--out",
-            str(tmp_path / "p.jsonl")], "ask": ["How many books?"]}[command]
-    for flag in ([], ["--no-merge"], ["--merge"]):
-        code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), *flag)
-        _one_line_error(code, err, "stop here")
-    assert seen == [True, False, True]
-
-
-@pytest.mark.parametrize("command", ["eval", "predict", "ask"])
-def test_fallback_loads_the_adapter_unmerged_and_needs_one(capsys, tiny_db, tmp_path, monkeypatch, command):
-    """`--fallback base` switches the adapter off for the failing answers, which a merged adapter cannot do: it
-    loads it unmerged; without --adapter, or with an unknown value, one clear line."""
+def _stop_at_load(monkeypatch, tmp_path, command):
+    """The model load of `command` records whether it would merge the adapter, then stops with "stop here".
+    Returns (the merge flags seen, the command's arguments before --db)."""
     import sqltune.evaluate as ev
 
     seen = []
@@ -210,6 +187,24 @@ def test_fallback_loads_the_adapter_unmerged_and_needs_one(capsys, tiny_db, tmp_
     data.write_text(json.dumps({"question": "How many books?", "sql": "SELECT COUNT(*) FROM books"}) + "\n")
     args = {"eval": ["--data", str(data), "--out-dir", str(tmp_path)],
             "predict": ["--data", str(data), "--out", str(tmp_path / "p.jsonl")], "ask": ["How many books?"]}[command]
+    return seen, args
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "ask"])
+def test_eval_predict_and_ask_merge_the_adapter_unless_no_merge(capsys, tiny_db, tmp_path, monkeypatch, command):
+    """`--no-merge` uses the adapter unmerged, as `sqltune run` and training score it (under bf16 the two differ)."""
+    seen, args = _stop_at_load(monkeypatch, tmp_path, command)
+    for flag in ([], ["--no-merge"], ["--merge"]):
+        code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), *flag)
+        _one_line_error(code, err, "stop here")
+    assert seen == [True, False, True]
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "ask"])
+def test_fallback_loads_the_adapter_unmerged_and_needs_one(capsys, tiny_db, tmp_path, monkeypatch, command):
+    """`--fallback base` switches the adapter off for the failing answers, which a merged adapter cannot do: it
+    loads it unmerged; without --adapter, or with an unknown value, one clear line."""
+    seen, args = _stop_at_load(monkeypatch, tmp_path, command)
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--adapter", str(adapter), "--fallback", "base")

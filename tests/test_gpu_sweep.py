@@ -10,6 +10,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _stub(folder: Path, name: str, body: str) -> None:
+    """An executable stand-in `folder/name` (a /bin/sh script of `body`) for a command the sweep calls."""
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text("#!/bin/sh\n" + body)
+    (folder / name).chmod(0o755)
+
+
 def _wait_done(jobs: Path, *names: str) -> None:
     """Until each launched job has written its exit code (`NAME.done`), at most ~10 s each."""
     for name in names:
@@ -25,9 +32,7 @@ def test_devsuite_jobs_are_seeded_and_started(tmp_path):
     (seed / "flight_2").mkdir(parents=True)
     (seed / "flight_2" / "synth.jsonl").write_text('{"id": "syn-1"}\n')
     (seed / "flight_2" / "base_test_report.json").write_text("{}")
-    stub.mkdir()
-    (stub / "python3").write_text('#!/bin/sh\necho "stub $*"\n')
-    (stub / "python3").chmod(0o755)
+    _stub(stub, "python3", 'echo "stub $*"\n')
     env = dict(os.environ, SWEEP_DIR=str(jobs), SEED_FROM=str(seed), PATH=f"{stub}:{os.environ['PATH']}",
                SETTING="mine:rl.steps=2")
     out = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "devsuite", "0", "flight_2", "tvshow"],
@@ -48,9 +53,7 @@ def test_devsuite_jobs_are_seeded_and_started(tmp_path):
 def test_per_job_chains_databases_in_one_job(tmp_path):
     jobs, stub = tmp_path / "jobs", tmp_path / "bin"
     (jobs / "devsuite").mkdir(parents=True)
-    stub.mkdir()
-    (stub / "python3").write_text('#!/bin/sh\necho "stub $*"\n')
-    (stub / "python3").chmod(0o755)
+    _stub(stub, "python3", 'echo "stub $*"\n')
     env = dict(os.environ, SWEEP_DIR=str(jobs), PATH=f"{stub}:{os.environ['PATH']}", PER_JOB="2")
     out = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "devsuite", "1", "a", "b", "c"],
                          env=env, capture_output=True, text=True, timeout=60)
@@ -67,17 +70,14 @@ def test_wait_starts_a_job_that_ran_out_of_gpu_memory_once_more(tmp_path):
     a job that failed otherwise is left alone."""
     jobs, stub = tmp_path / "jobs", tmp_path / "bin"
     (jobs / "devsuite").mkdir(parents=True)
-    stub.mkdir()
     # the first run of each DB fails: x of memory, y of something else; the second run of x succeeds
-    (stub / "python3").write_text(
-        '#!/bin/sh\n'
+    _stub(stub, "python3",
         'db=$(echo "$*" | sed "s/.*--dbs //")\n'
         f'm={tmp_path}/ran-$db\n'
         'if [ "$db" = x ] && [ -e "$m" ]; then echo "ok $db"; exit 0; fi\n'
         'touch "$m"\n'
         'if [ "$db" = x ]; then echo "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate"; else echo boom; fi\n'
         'exit 1\n')
-    (stub / "python3").chmod(0o755)
     env = dict(os.environ, SWEEP_DIR=str(jobs), PATH=f"{stub}:{os.environ['PATH']}", OUT=str(tmp_path / "out"))
     script = str(REPO / "benchmarks" / "gpu_sweep.sh")
     out = subprocess.run(["bash", script, "devsuite", "1", "x", "y"], env=env, capture_output=True, text=True, timeout=60)
@@ -100,18 +100,14 @@ def test_an_out_of_memory_relaunch_waits_for_free_memory_and_goes_one_at_a_time(
     and starts at most one per OOM_RETRY_GAP seconds. `nvidia-smi` is a stand-in that reads a file."""
     jobs, stub = tmp_path / "jobs", tmp_path / "bin"
     (jobs / "devsuite").mkdir(parents=True)
-    stub.mkdir()
     free = tmp_path / "free"
     free.write_text("0, 1000\n1, 900\n")
-    (stub / "nvidia-smi").write_text(f'#!/bin/sh\ncat {free}\n')
-    (stub / "python3").write_text(  # the first run of each DB runs out of memory; a second run records its start
-        '#!/bin/sh\n'
+    _stub(stub, "nvidia-smi", f'cat {free}\n')
+    _stub(stub, "python3",  # the first run of each DB runs out of memory; a second run records its start
         'db=$(echo "$*" | sed "s/.*--dbs //")\n'
         f'm={tmp_path}/ran-$db\n'
         'if [ -e "$m" ]; then date +%s > "$m.again"; echo "ok $db"; exit 0; fi\n'
         'touch "$m"; echo "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate"; exit 1\n')
-    for f in ("nvidia-smi", "python3"):
-        (stub / f).chmod(0o755)
     env = dict(os.environ, SWEEP_DIR=str(jobs), PATH=f"{stub}:{os.environ['PATH']}", OUT=str(tmp_path / "out"),
                OOM_RETRY_GAP="5")
     script = str(REPO / "benchmarks" / "gpu_sweep.sh")
@@ -146,9 +142,7 @@ def test_collect_puts_several_settings_in_one_table(tmp_path):
     without it, every setting `devsuite` launched there (the next test), else SETTING."""
     jobs, stub, out = tmp_path / "jobs", tmp_path / "bin", tmp_path / "out"
     (jobs / "transfer").mkdir(parents=True)
-    stub.mkdir()
-    (stub / "python3").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')  # one argument per line
-    (stub / "python3").chmod(0o755)
+    _stub(stub, "python3", 'printf "%s\\n" "$@"\n')  # one argument per line
     env = dict(os.environ, SWEEP_DIR=str(jobs), OUT=str(out), PATH=f"{stub}:{os.environ['PATH']}",
                SETTING="a:rl.steps=2", SETTINGS="a:rl.steps=2 b:rl.steps=2;rl.join_floor=0.3")
     res = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "collect"], env=env,
@@ -168,9 +162,7 @@ def test_collect_puts_several_settings_in_one_table(tmp_path):
 def test_a_second_setting_on_the_same_databases_gets_its_own_jobs(tmp_path):
     jobs, stub = tmp_path / "jobs", tmp_path / "bin"
     (jobs / "devsuite").mkdir(parents=True)
-    stub.mkdir()
-    (stub / "python3").write_text('#!/bin/sh\necho "stub $*"\n')
-    (stub / "python3").chmod(0o755)
+    _stub(stub, "python3", 'echo "stub $*"\n')
     script = str(REPO / "benchmarks" / "gpu_sweep.sh")
     for gpu, setting in (("0", "a:rl.steps=2"), ("1", "b:rl.join_floor=0.3")):
         env = dict(os.environ, SWEEP_DIR=str(jobs), PATH=f"{stub}:{os.environ['PATH']}", SETTING=setting)
@@ -186,9 +178,7 @@ def test_a_second_setting_on_the_same_databases_gets_its_own_jobs(tmp_path):
 def test_wait_and_collect_table_every_setting_launched(tmp_path):
     jobs, stub, out = tmp_path / "jobs", tmp_path / "bin", tmp_path / "out"
     (jobs / "devsuite").mkdir(parents=True)
-    stub.mkdir()
-    (stub / "python3").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
-    (stub / "python3").chmod(0o755)
+    _stub(stub, "python3", 'printf "%s\\n" "$@"\n')  # one argument per line
     script = str(REPO / "benchmarks" / "gpu_sweep.sh")
     a, b = "a:rl.steps=2", "b:rl.steps=2;rl.join_floor=0.3"
     for gpu, setting, dbs in (("0", a, ["x", "y"]), ("1", b, ["x"]), ("0", a, ["z"])):
@@ -209,10 +199,8 @@ def test_wait_and_collect_table_every_setting_launched(tmp_path):
 def test_prepare_joins_dequantises_and_takes_the_kept_devsuite(tmp_path):
     jobs, stub, keep = tmp_path / "jobs", tmp_path / "bin", tmp_path / "keep"
     (keep / "devsuite" / "singer").mkdir(parents=True)
-    stub.mkdir()
     calls = tmp_path / "calls"
-    (stub / "python3").write_text(f'#!/bin/sh\necho "$*" >> {calls}\necho "python3 $1 $2 done"\n')
-    (stub / "python3").chmod(0o755)
+    _stub(stub, "python3", f'echo "$*" >> {calls}\necho "python3 $1 $2 done"\n')
     env = dict(os.environ, SWEEP_DIR=str(jobs), KEEP=str(keep), WEIGHTS="/w", SQLTUNE_HOME="/h",
                PATH=f"{stub}:{os.environ['PATH']}")
     res = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "prepare"], env=env,
@@ -223,7 +211,7 @@ def test_prepare_joins_dequantises_and_takes_the_kept_devsuite(tmp_path):
     assert ran[1] == "scripts/gpu_weights.py materialize --dest /w --home /h"
     assert (jobs / "devsuite" / "singer").is_dir()
     # a join that fails (a part missing) stops there: nothing is dequantised
-    (stub / "python3").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit 1\n')
+    _stub(stub, "python3", f'echo "$*" >> {calls}\nexit 1\n')
     calls.unlink()
     res = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "prepare"], env=env,
                          capture_output=True, text=True, timeout=60)
