@@ -18,6 +18,10 @@
 #                                                       #   that ran out of GPU memory is started once more (NAME-oom)
 #                                                       #   when a GPU has OOM_RETRY_FREE_MIB free, one per OOM_RETRY_GAP s;
 #                                                       #   exit 3 at once on a machine where no job was launched
+#   SWEEP_DIRS="/root/jobs /root/j05" bash benchmarks/gpu_sweep.sh wait SECONDS   # two sweeps of one lease (the
+#                                                       #   1.5B's and the 0.5B's, each its own SWEEP_DIR): wait on
+#                                                       #   each in turn within SECONDS; the first collects into $OUT,
+#                                                       #   every other into $OUT/<its folder's name>
 #   bash benchmarks/gpu_sweep.sh collect                # $OUT/transfer.md + results.tgz (small files only)
 #   SETTING=A:... bash benchmarks/gpu_sweep.sh devsuite 0 DB...; SETTING=B:... bash benchmarks/gpu_sweep.sh devsuite 1 DB...
 #                                                       # two settings (a second one's jobs: db-DB-B); `wait` and
@@ -28,7 +32,9 @@
 # gets OMP_NUM_THREADS=2 so that a dozen of them share the CPUs. Memory: a GRPO job with gradient checkpointing
 # peaks at 18-33 GB, so at most 5 per H200 (session 6: 6 per GPU, two of 12 jobs ran out of memory).
 set -u
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
+if [ -n "${SWEEP_DIRS:-}" ] && [ -z "${SWEEP_DIR:-}" ]; then read -r SWEEP_DIR _ <<< "$SWEEP_DIRS"; fi
 J=${SWEEP_DIR:-/root/jobs}
 mkdir -p "$J/jobs" "$J/out"
 # the jobs run a snapshot of the package taken at the first call: a later call re-sends the working tree,
@@ -157,6 +163,20 @@ launch)
   launch "$2" "$3" "${*:4}"
   ;;
 wait)
+  if [ -n "${SWEEP_DIRS:-}" ]; then
+    # several sweeps in one lease (session 16: the 1.5B in /root/jobs, the 0.5B in /root/j05 on the same GPU): each
+    # in turn within one limit, so that one call waits on all of them and the next call can follow at once
+    limit="${2:-540}"; t0=$(date +%s); out0="${OUT:-/tmp/out}"; first=1; n=0; fresh=0
+    for d in $SWEEP_DIRS; do
+      n=$((n + 1))
+      left=$(( limit - ($(date +%s) - t0) )); [ "$left" -lt 1 ] && left=1
+      o="$out0"; [ "$first" = 1 ] || o="$out0/$(basename "$d")"; first=0
+      echo "### $d"
+      SWEEP_DIRS='' SWEEP_DIR="$d" OUT="$o" bash "$SELF" wait "$left"; [ $? = 3 ] && fresh=$((fresh + 1))
+    done
+    [ "$fresh" = "$n" ] && exit 3  # not one of them had a job: a fresh machine
+    exit 0
+  fi
   # no job was ever launched here: this is a fresh machine (the one that ran them went back after 30 s idle);
   # waiting would only spend device time on nothing (session 13: 400 s)
   if ! compgen -G "$J/jobs/*.cmd" > /dev/null; then

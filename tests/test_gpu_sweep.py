@@ -216,3 +216,31 @@ def test_prepare_joins_dequantises_and_takes_the_kept_devsuite(tmp_path):
     res = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "prepare"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and calls.read_text().splitlines() == ["scripts/gpu_weights.py join --dest /w"]
+
+
+def test_wait_on_two_sweeps_of_one_lease(tmp_path):
+    """Session 16 ran the 1.5B's sweep and the 0.5B's (each its own SWEEP_DIR) on one GPU: `SWEEP_DIRS` waits on
+    both in one call, the first collected into $OUT, the second into $OUT/<its folder's name>."""
+    big, small, stub, out = tmp_path / "jobs", tmp_path / "j05", tmp_path / "bin", tmp_path / "out"
+    _stub(stub, "python3", 'case "$*" in *--no-run*) ;; *) sleep 2 ;; esac; echo "stub $*"\n')
+    script = str(REPO / "benchmarks" / "gpu_sweep.sh")
+    for jobs, db in ((big, "x"), (small, "y")):
+        (jobs / "devsuite").mkdir(parents=True)
+        env = dict(os.environ, SWEEP_DIR=str(jobs), PATH=f"{stub}:{os.environ['PATH']}")
+        subprocess.run(["bash", script, "devsuite", "0", db], env=env, capture_output=True, text=True, timeout=60,
+                       check=True)
+    env = dict(os.environ, SWEEP_DIRS=f"{big} {small}", OUT=str(out), PATH=f"{stub}:{os.environ['PATH']}")
+    res = subprocess.run(["bash", script, "wait", "30"], env=env, capture_output=True, text=True, timeout=90)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("jobs left: 0") == 2  # both waited on until done, not cut at the first
+    assert res.stdout.index(f"### {big}") < res.stdout.index("== db-x") < res.stdout.index(f"### {small}") \
+        < res.stdout.index("== db-y")
+    assert (big / "jobs" / "db-x.done").read_text().strip() == "0"
+    assert (small / "jobs" / "db-y.done").read_text().strip() == "0"
+    assert (out / "results.tgz").is_file() and (out / "j05" / "results.tgz").is_file()
+    # on a fresh machine (neither folder has a job) it says so at once, as `wait` on one folder does
+    env["SWEEP_DIRS"] = f"{tmp_path / 'a'} {tmp_path / 'b'}"
+    t = time.monotonic()
+    res = subprocess.run(["bash", script, "wait", "300"], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 3 and res.stderr.count("fresh machine") == 2
+    assert time.monotonic() - t < 30
