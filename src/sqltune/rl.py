@@ -83,6 +83,11 @@ class RLConfig:
     #                 questions are repeated up to it (`join_rows`). 0: off. Session 14: sets with 5-18 % joins, and
     #                 GRPO taught singer to drop its joins (87.5 -> 68.8 %); session 15: the probe already keeps
     #                 21-56 % joins, and 0.3 changed 2 of 152 test answers on 7 DBs (BENCHMARKS.md), so it stays off
+    average: float = 1.0  # the written checkpoint's adapter weights: this share of the chosen step's plus the rest of
+    #                 the start model's (step 0; `average_adapters`), weight averaging of the RL model with the one it
+    #                 started from (Lin et al. 2024, "Mitigating the Alignment Tax of RLHF": averaging forgot less for
+    #                 the reward kept than early stopping or a KL term). 1: the chosen step as it is. LoRA/DoRA only.
+    #                 Session 16: GRPO broke answers the SFT model had right (flight_2 95.0 -> 85.0 % test); unmeasured
     seed: int = 42
 
     def validate(self) -> "RLConfig":
@@ -118,6 +123,8 @@ class RLConfig:
             bad(f"timeout must be positive, got {self.timeout}")
         if not 0 <= self.join_floor < 1:
             bad(f"join_floor must be in [0, 1), got {self.join_floor}")
+        if not 0 < self.average <= 1:
+            bad(f"average must be in (0, 1] (1: the chosen step as it is), got {self.average}")
         if not self.reward_exact > max(self.reward_fuzzy, self.reward_executes, self.reward_error, self.reward_no_sql):
             bad("reward_exact must be the largest reward")
         return self
@@ -322,6 +329,39 @@ def join_rows(rows: list[int], items: list[dict], floor: float) -> tuple[list[in
 
 
 # ---------------------------------------------------------------- training
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def average_adapters(start: str | os.PathLike, end: str | os.PathLike, weight: float, out: str | os.PathLike) -> Path:
+    """`out` = a copy of the adapter folder `end` whose tensors are `weight * end + (1 - weight) * start`.
+
+    `start` and `end` are two states of ONE adapter (GRPO continues the start model's adapter, or a new one whose B
+    is zero), so every tensor has a partner of the same shape; anything else is refused with a clear error. The
+    average is taken in float32 and stored in `end`'s dtype. (peft's `add_weighted_adapter` mixes different adapters
+    instead: `linear` scales A and B by sqrt(weight) each, which is not this average, and `cat` doubles the rank.)
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    start, end, out = Path(start), Path(end), Path(out)
+    for d in (start, end):
+        if not (d / ADAPTER_WEIGHTS).is_file():
+            raise SqltuneError(f"rl.average needs LoRA/DoRA adapter weights: no {ADAPTER_WEIGHTS} in {d}")
+    a, b = load_file(str(start / ADAPTER_WEIGHTS)), load_file(str(end / ADAPTER_WEIGHTS))
+    if set(a) != set(b):
+        raise SqltuneError(f"rl.average: {start} and {end} are not states of one adapter "
+                           f"(tensors only in one: {sorted(set(a) ^ set(b))[:3]})")
+    mixed = {}
+    for k, t in b.items():
+        if a[k].shape != t.shape:
+            raise SqltuneError(f"rl.average: {k} has shape {tuple(a[k].shape)} in {start}, {tuple(t.shape)} in {end}")
+        mixed[k] = (weight * t.to(torch.float32) + (1 - weight) * a[k].to(torch.float32)).to(t.dtype).contiguous()
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(end, out)
+    save_file(mixed, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    return out
+
+
 def _echo(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -442,6 +482,9 @@ def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out
     db = resolve_db(db)
     dev = pick_device(tc.device, tc.dtype)
     model, tok, peft_config, init_info, base_name, location = _load(tc, init_adapter, dev)
+    if rl.average < 1 and peft_config is None and not hasattr(model, "peft_config"):
+        raise SqltuneError("rl.average needs a LoRA/DoRA adapter (it averages adapter weights); "
+                           f"this GRPO run trains the whole model ({tc.method})")
     saved = (init_info or {}).get("prompt") or {}  # the start checkpoint's prompt: style and few-shot travel with it
     builder = PromptBuilder(schema_text(db, tc.notes), saved.get("style") or tc.prompt_style,
                             fewshot=list(saved.get("fewshot") or []))
@@ -461,6 +504,23 @@ def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out
                       progress, baseline, t_start, choose)
     finally:
         reward.close()
+
+
+def _evaluate_average(model, folder: Path, tok, builder, valid_items, db, tc, rl, dev) -> dict:
+    """Valid scores of the averaged adapter in `folder`, loaded into the trained model in place (it is not used
+    again): {"weight", "exact", "execution_rate", "fuzzy", "set"} for the checkpoint's `average`."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from .evaluate import evaluate_items
+
+    set_peft_model_state_dict(model, load_file(str(folder / ADAPTER_WEIGHTS)))
+    model.eval()
+    report = evaluate_items(model, tok, builder, valid_items, db, batch_size=tc.eval_batch_size,
+                            max_new_tokens=tc.eval_max_new_tokens, progress=False, autocast=dev.autocast,
+                            timeout=rl.timeout)
+    s = report["summary"]
+    return {"weight": rl.average, **{k: s[k] for k in ("exact", "execution_rate", "fuzzy", "set")}}
 
 
 def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: dict, builder, reward, dev,
@@ -623,6 +683,13 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
 
     chosen = best()
     cand = candidates / f"step-{chosen['step']}"
+    averaged = None
+    if rl.average < 1 and chosen["step"] != 0:
+        cand = average_adapters(candidates / "step-0", cand, rl.average, candidates / f"step-{chosen['step']}-average")
+        trained = trainer.model if keep else model
+        averaged = _evaluate_average(getattr(trained, "module", trained), cand, tok, builder, valid_items, db, tc, rl, dev)
+        _echo(f"grpo: step {chosen['step']} averaged with the start model (weight {rl.average}): valid exact "
+              f"{averaged['exact']:.1%} (step {chosen['step']} alone {chosen['exact']:.1%})")
     data = {"train": {"n": len(train_items), "sha256": items_sha256(train_items)},
             "valid": {"n": len(valid_items), "sha256": items_sha256(valid_items)}}
     start_info = {k: v for k, v in (init_info or {}).items() if k not in ("format", "chosen", "timing", "data", "created")}
@@ -640,6 +707,7 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
         "timing": {"wall_seconds": round(time.monotonic() - t_start, 2), "train_seconds": round(train_wall, 2),
                    "eval_seconds": round(timing["eval_seconds"], 2), "steps": final},
         "probe": probed,
+        "average": averaged,
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
