@@ -165,7 +165,8 @@ launch)
 wait)
   if [ -n "${SWEEP_DIRS:-}" ]; then
     # several sweeps in one lease (session 16: the 1.5B in /root/jobs, the 0.5B in /root/j05 on the same GPU): each
-    # in turn within one limit, so that one call waits on all of them and the next call can follow at once
+    # in turn within one limit, so that one call waits on all of them and the next call can follow at once (a job
+    # that ran out of GPU memory is relaunched during its own folder's turn)
     limit="${2:-540}"; t0=$(date +%s); out0="${OUT:-/tmp/out}"; first=1; n=0; fresh=0
     for d in $SWEEP_DIRS; do
       n=$((n + 1))
