@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import stat
 from pathlib import Path
@@ -406,6 +407,9 @@ def test_atomic_writes_leave_no_temp_file_and_use_normal_permissions(tmp_path, m
 
     p = files.write_json(tmp_path / "a.json", {"x": "é"})
     assert json.loads(p.read_text(encoding="utf-8")) == {"x": "é"}
+    deep = files.write_json(tmp_path / "new" / "sub" / "c.json", [1])  # missing folders are made
+    assert json.loads(deep.read_text()) == [1] and os.listdir(deep.parent) == ["c.json"]
+    shutil.rmtree(tmp_path / "new")
     umask = os.umask(0)
     os.umask(umask)
     assert p.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -513,6 +513,16 @@ def test_cli_synth_template_questions(tiny_db, tmp_path, capsys):
     assert rc != 0 and "overgenerate" in cap.err and not (tmp_path / "bad.jsonl").exists()
 
 
+def test_cli_synth_writes_into_a_folder_it_creates(tiny_db, tmp_path, capsys):
+    """`--out new/sub/s.jsonl`: the folders are made. (Session 16: `check_writable` let the missing folder through
+    as creatable, and the writer failed after the work with "No such file or directory".)"""
+    out = tmp_path / "new" / "sub" / "s.jsonl"
+    rc, cap = _cli(["synth", "--db", str(tiny_db), "--k", "5", "--template-questions", "--out", str(out)], capsys)
+    assert rc == 0, cap.err
+    assert out.read_text().strip() and json.loads((out.parent / "s.summary.json").read_text())["kept"] >= 1
+    assert sorted(p.name for p in out.parent.iterdir()) == ["s.jsonl", "s.rejected.jsonl", "s.summary.json"]
+
+
 # ----------------------------------------------------------------------------- checkpoint rule
 def line(step, exact, loss=1.0):
     return {"step": step, "exact": exact, "valid_loss": loss}

@@ -35,12 +35,14 @@ def _remove(p: Path) -> None:
 def atomic_path(path: str | os.PathLike, folder: bool = False):
     """The one way sqltune writes a file or folder: yields a temporary sibling to fill; when the block
     ends without error the sibling replaces `path` (a folder: the old one is moved aside first), else
-    it is removed. A crash or Ctrl-C never leaves half a file or a half-written folder at `path`."""
+    it is removed. A crash or Ctrl-C never leaves half a file or a half-written folder at `path`. Missing
+    parent folders are created (an `--out` in a new folder)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)  # `check_writable` let a missing parent through as creatable
     _remove(tmp)
     if folder:
-        tmp.mkdir(parents=True)
+        tmp.mkdir()
     try:
         yield tmp
         if folder and os.path.lexists(path):
