@@ -93,8 +93,9 @@ def views(report: dict, name: str) -> list[tuple[str, dict]]:
 def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
     from sqltune.stats import compare_paired
 
-    out = {"dbs": {}, "mean": {}, "pooled": {}}
+    out = {"dbs": {}, "mean": {}, "pooled": {}, "against": {}}
     pooled: dict = {}
+    against: dict = {}  # (column A, column B) -> {"a": [...], "b": [...], "dbs": {db: (fixed, broken)}}
     for db in dbs:
         # a column per (setting, stage): the tuned model, and GRPO after it (`NAME+rl`) where the run had rl on;
         # runs with eval.vote > 1 add `@vote` columns; every column is compared with the untuned model's greedy answers
@@ -129,6 +130,19 @@ def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
                 info = json.loads(ck.read_text())
                 cell["chosen_untrained"] = (info.get("chosen") or info.get("info", {}).get("chosen") or {}).get("untrained")
             row[col] = cell
+        # stage against stage, beside the untuned-greedy baseline of every column: what GRPO did to its start model
+        # (greedy, voted), and the whole pipeline against the untuned model with the same vote (the strong baseline)
+        reps = {"untuned": base, **{c: r for c, r in base_views[1:]}, **{col: r for _, col, r, _ in columns}}
+        for n in names:
+            for a, b in ((n, f"{n}+rl"), (f"{n}@vote", f"{n}+rl@vote"), ("untuned@vote", f"{n}+rl@vote")):
+                if a not in reps or b not in reps:
+                    continue
+                x, y = per_question(reps[a], "exact"), per_question(reps[b], "exact")
+                ids = sorted(x)
+                acc = against.setdefault((a, b), {"a": [], "b": [], "dbs": {}})
+                acc["a"] += [x[i] for i in ids]
+                acc["b"] += [y[i] for i in ids]
+                acc["dbs"][db] = (sum(y[i] and not x[i] for i in ids), sum(x[i] and not y[i] for i in ids))
         out["dbs"][db] = row
     found = {c for r in out["dbs"].values() for c in r}
     cols = ["untuned@vote"] + [c for n in names for c in (n, f"{n}@vote", f"{n}+rl", f"{n}+rl@vote")]
@@ -144,6 +158,9 @@ def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
         out["mean"][n]["untuned"] = {k: sum(r["untuned"][k] for r in rows) / len(rows) for k in ("exact", "fuzzy")}
     for (n, key), (a, b) in pooled.items():
         out["pooled"].setdefault(n, {})[key] = compare_paired(a, b).to_dict()
+    for (a, b), acc in against.items():
+        out["against"][f"{a} -> {b}"] = {"exact": compare_paired(acc["a"], acc["b"]).to_dict(),
+                                          "dbs": {db: {"fixed": f, "broken": k} for db, (f, k) in acc["dbs"].items()}}
     return out
 
 
@@ -175,6 +192,15 @@ def markdown(res: dict, names: list[str]) -> str:
                       f"CI [{e['ci_low']:+.1%}, {e['ci_high']:+.1%}], p = {e['p_value']:.3g})",
                       f"{m['fuzzy']:.1%} ({m['fuzzy'] - mu['fuzzy']:+.1%})"]
         lines.append("| " + " | ".join(cells) + " |")
+    if res.get("against"):
+        lines += ["", "Stage against stage (test exact, pooled over the DBs both ran; fixed / broken per DB where any "
+                  "answer changed):", ""]
+        for pair, r in res["against"].items():
+            e = r["exact"]
+            moved = ", ".join(f"{db} {c['fixed']}/{c['broken']}" for db, c in r["dbs"].items() if c["fixed"] or c["broken"])
+            lines.append(f"- `{pair}`: {e['before']:.1%} → {e['after']:.1%} (Δ {e['delta']:+.1%}, CI [{e['ci_low']:+.1%}, "
+                         f"{e['ci_high']:+.1%}]; {e['fixed']} fixed, {e['broken']} broken, n = {e['n']})"
+                         + (f"; {moved}" if moved else ""))
     return "\n".join(lines)
 
 

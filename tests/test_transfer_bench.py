@@ -52,6 +52,14 @@ def test_voted_runs_get_greedy_and_voted_columns_against_the_untuned_greedy(tmp_
     assert res["mean"]["untuned"]["exact"] == (0.25 + 0.5) / 2
     table = t.markdown(res, names)
     assert table.splitlines()[0].count("exact (Δ, 95 % CI)") == len(names)
+    # stage against stage: what GRPO did to its start model (greedy: 2 fixed; voted: 2 fixed), and the pipeline
+    # against the untuned model with the same vote; only DBs where both columns exist (db2 has no rl)
+    ag = res["against"]
+    assert set(ag) == {"full -> full+rl", "full@vote -> full+rl@vote", "untuned@vote -> full+rl@vote"}
+    assert (ag["full -> full+rl"]["exact"]["fixed"], ag["full -> full+rl"]["exact"]["broken"]) == (2, 0)
+    assert ag["full@vote -> full+rl@vote"]["dbs"] == {"db1": {"fixed": 2, "broken": 0}}
+    assert ag["untuned@vote -> full+rl@vote"]["exact"]["n"] == 4
+    assert "- `full -> full+rl`: 25.0% → 75.0%" in table and "db1 2/0" in table
 
 
 def test_a_second_setting_reuses_the_base_reports_in_a_folder_run_accepts(tmp_path, monkeypatch):
