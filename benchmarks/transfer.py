@@ -100,7 +100,9 @@ def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
         # a column per (setting, stage): the tuned model, and GRPO after it (`NAME+rl`) where the run had rl on;
         # runs with eval.vote > 1 add `@vote` columns; every column is compared with the untuned model's greedy answers
         runs = {n: (work / db / n, "tuned") for n in names if (work / db / n / "tuned_test_report.json").is_file()}
-        runs.update({f"{n}+rl": (work / db / n, "rl") for n in names if (work / db / n / "rl_test_report.json").is_file()})
+        for stage in ("rl_unaveraged", "rl"):  # rl_unaveraged: the GRPO step before `rl.average` averaged it
+            runs.update({f"{n}+{stage}": (work / db / n, stage) for n in names
+                         if (work / db / n / f"{stage}_test_report.json").is_file()})
         if not runs:
             continue
         first = next(iter(runs.values()))[0]
@@ -134,7 +136,8 @@ def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
         # (greedy, voted), and the whole pipeline against the untuned model with the same vote (the strong baseline)
         reps = {"untuned": base, **{c: r for c, r in base_views[1:]}, **{col: r for _, col, r, _ in columns}}
         for n in names:
-            for a, b in ((n, f"{n}+rl"), (f"{n}@vote", f"{n}+rl@vote"), ("untuned@vote", f"{n}+rl@vote")):
+            for a, b in ((n, f"{n}+rl"), (f"{n}@vote", f"{n}+rl@vote"), ("untuned@vote", f"{n}+rl@vote"),
+                         (f"{n}+rl_unaveraged", f"{n}+rl"), (f"{n}+rl_unaveraged@vote", f"{n}+rl@vote")):
                 if a not in reps or b not in reps:
                     continue
                 x, y = per_question(reps[a], "exact"), per_question(reps[b], "exact")
@@ -145,7 +148,8 @@ def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
                 acc["dbs"][db] = (sum(y[i] and not x[i] for i in ids), sum(x[i] and not y[i] for i in ids))
         out["dbs"][db] = row
     found = {c for r in out["dbs"].values() for c in r}
-    cols = ["untuned@vote"] + [c for n in names for c in (n, f"{n}@vote", f"{n}+rl", f"{n}+rl@vote")]
+    cols = ["untuned@vote"] + [c for n in names for c in (n, f"{n}@vote", f"{n}+rl_unaveraged", f"{n}+rl_unaveraged@vote",
+                                                           f"{n}+rl", f"{n}+rl@vote")]
     names[:] = [c for c in cols if c in found]
     for n in ["untuned"] + names:
         rows = [r for r in out["dbs"].values() if n in r]

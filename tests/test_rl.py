@@ -148,24 +148,31 @@ def test_prompts_are_the_builders(tiny_model_dir, tiny_db):
     assert tok(text)["input_ids"] == encode(tok, b.prompt(tok, "How many books?"))  # as trl tokenises it
 
 
+def _rl_run_overrides(tiny_model_dir, db, tmp_path, valid: list[dict], **rl) -> dict:
+    """`sqltune run` overrides for a CPU smoke run of SFT + GRPO on the tiny model (2 steps, groups of 2)."""
+    from sqltune.dataset import write_jsonl
+
+    test = [{"id": "x1", "question": "Which countries?", "sql": "SELECT DISTINCT country FROM authors"}]
+    files = {n: str(write_jsonl(tmp_path / f"{n}.jsonl", rows)) for n, rows in (("train", ITEMS), ("valid", valid),
+                                                                                   ("test", test))}
+    return {"model": str(tiny_model_dir), "device": "cpu", "dtype": "float32", "data": {"db": str(db), **files},
+            "train": {"method": "lora", "rank": 4, "alpha": 8, "dropout": 0.0, "lr": 1e-2, "max_steps": 1,
+                      "batch_size": 2, "top_layers": None, "seed": 0},
+            "eval": {"batch_size": 4, "max_new_tokens": 8},
+            "rl": {"enabled": True, "steps": 2, "eval_every": 1, "num_generations": 2, "prompts_per_step": 2,
+                   "max_completion_length": 8, "beta": 0.1, "lr": 1e-3, "workers": 1, "timeout": 1.0,
+                   "choose": "last", "probe": 0, **rl}}  # the tiny model writes no SQL: a probe would (rightly)
+    #                                                        leave no step to smoke-test
+
+
 @pytest.mark.usefixtures("one_thread")
 def test_run_with_the_rl_stage(tiny_model_dir, one_table_db, tmp_path):
     """`sqltune run` with `rl.enabled`: SFT, then a CPU smoke run of `train_grpo` on the tiny model (2 steps,
     groups of 2) from the SFT adapter, then the `rl` evaluation; the checkpoint loads through the normal loader."""
-    from sqltune.dataset import write_jsonl
     from sqltune.run import run
 
     valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
-    test = [{"id": "x1", "question": "Which countries?", "sql": "SELECT DISTINCT country FROM authors"}]
-    files = {n: str(write_jsonl(tmp_path / f"{n}.jsonl", rows)) for n, rows in (("train", ITEMS), ("valid", valid),
-                                                                                   ("test", test))}
-    ov = {"model": str(tiny_model_dir), "device": "cpu", "dtype": "float32", "data": {"db": str(one_table_db), **files},
-          "train": {"method": "lora", "rank": 4, "alpha": 8, "dropout": 0.0, "lr": 1e-2, "max_steps": 1, "batch_size": 2,
-                    "top_layers": None, "seed": 0},
-          "eval": {"batch_size": 4, "max_new_tokens": 8},
-          "rl": {"enabled": True, "steps": 2, "eval_every": 1, "num_generations": 2, "prompts_per_step": 2,
-                 "max_completion_length": 8, "beta": 0.1, "lr": 1e-3, "workers": 1, "timeout": 1.0, "choose": "last",
-                 "probe": 0}}  # the tiny model writes no SQL: a probe would (rightly) leave no step to smoke-test
+    ov = _rl_run_overrides(tiny_model_dir, one_table_db, tmp_path, valid)
     before = sha(one_table_db)
     out = tmp_path / "run"
     metrics = run("default", out, overrides=ov)
@@ -452,6 +459,7 @@ def test_grpo_writes_the_average_of_the_chosen_step_and_its_start(tiny_model_dir
         calls.append((start.name, end.name, weight))
         made = real(start, end, weight, out)
         calls.append(load_file(str(made / ADAPTER_WEIGHTS)))
+        calls.append(load_file(str(end / ADAPTER_WEIGHTS)))
         return made
 
     monkeypatch.setattr(rl_mod, "average_adapters", spy)
@@ -469,7 +477,36 @@ def test_grpo_writes_the_average_of_the_chosen_step_and_its_start(tiny_model_dir
     assert info["chosen"]["step"] == 2 and info["average"]["weight"] == 0.5
     assert set(info["average"]) == {"weight", "exact", "execution_rate", "fuzzy", "set"}
     assert load_trained(tmp_path / "rl", "cpu").info["average"]["weight"] == 0.5
+    # the chosen step as it was, a loadable checkpoint inside the output
+    plain = tmp_path / "rl" / "unaveraged"
+    assert torch.equal(load_file(str(plain / ADAPTER_WEIGHTS))["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"],
+                       calls[2]["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"])
+    pinfo = load_trained(plain, "cpu").info
+    assert pinfo["average"] is None and pinfo["chosen"]["step"] == 2 and pinfo["unaveraged_of"] == str((tmp_path / "rl").resolve())
     # the start model chosen: nothing to average, the start model as it is
     calls.clear()
     train_grpo(rl, ITEMS, valid, one_table_db, tmp_path / "rl0", train_config=tc, progress=False)
     assert calls == [] and read_info(tmp_path / "rl0")["average"] is None
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_run_scores_the_unaveraged_step_beside_the_averaged_one(tiny_model_dir, one_table_db, tmp_path):
+    """`sqltune run` with `rl.average`: the GRPO step before averaging is scored too (stage `rl_unaveraged`), placed
+    before `rl` in the report, so that tuned -> rl_unaveraged shows what GRPO did and rl_unaveraged -> rl what the
+    averaging did; `--resume` scores nothing again."""
+    from sqltune.run import run
+
+    valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
+    ov = _rl_run_overrides(tiny_model_dir, one_table_db, tmp_path, valid, average=0.5)
+    out = tmp_path / "run"
+    metrics = run("default", out, overrides=ov)
+    assert list(metrics)[:4] == ["base", "tuned", "rl_unaveraged", "rl"]
+    for stage in ("rl_unaveraged", "rl"):
+        assert all((out / f"{stage}_{s}_report.json").is_file() for s in ("valid", "test"))
+    md = (out / "report.md").read_text()
+    assert "| tuned | rl_unaveraged | rl |" in md and "**test, rl_unaveraged → rl**" in md
+    assert "## Per question: test (base → rl)" in md  # the final model is the averaged one
+    assert read_info(out / "adapter_rl")["average"]["weight"] == 0.5
+    stamp = (out / "rl_unaveraged_test_report.json").stat().st_mtime_ns
+    run("default", out, resume=True, overrides=ov)
+    assert (out / "rl_unaveraged_test_report.json").stat().st_mtime_ns == stamp

@@ -84,3 +84,19 @@ def test_a_second_setting_reuses_the_base_reports_in_a_folder_run_accepts(tmp_pa
     first = t.run_one("default", "db1", root, tmp_path / "work", "seeds", {}, None, None)
     t.run_one("default", "db1", root, tmp_path / "work", "synth", {}, None, first)
     assert seen == [("seeds", []), ("synth", ["base_test_report.json"])]
+
+
+def test_an_averaged_grpo_run_gets_its_unaveraged_step_as_a_column_and_a_pair(tmp_path):
+    """`rl.average`: the run scores the GRPO step before averaging (`rl_unaveraged`); the table shows it beside
+    `+rl`, and the stage-against-stage lines show what the averaging did."""
+    t = _transfer()
+    _write(tmp_path / "db1" / "avg",
+           base=_report([False, False, True, True]), tuned=_report([False, False, True, True]),
+           rl_unaveraged=_report([True, True, False, True]), rl=_report([True, False, True, True]))
+    names = ["avg"]
+    res = t.collect(tmp_path, ["db1"], names)
+    assert names == ["avg", "avg+rl_unaveraged", "avg+rl"]
+    assert res["dbs"]["db1"]["avg+rl_unaveraged"]["exact"]["after"] == 0.75
+    pair = res["against"]["avg+rl_unaveraged -> avg+rl"]
+    assert (pair["exact"]["fixed"], pair["exact"]["broken"]) == (1, 1) and pair["dbs"]["db1"] == {"fixed": 1, "broken": 1}
+    assert "`avg+rl_unaveraged -> avg+rl`: 75.0% → 75.0%" in t.markdown(res, names)

@@ -330,6 +330,7 @@ def join_rows(rows: list[int], items: list[dict], floor: float) -> tuple[list[in
 
 # ---------------------------------------------------------------- training
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+UNAVERAGED = "unaveraged"  # with `rl.average` < 1: the chosen step before averaging, a checkpoint inside the output
 
 
 def average_adapters(start: str | os.PathLike, end: str | os.PathLike, weight: float, out: str | os.PathLike) -> Path:
@@ -718,12 +719,24 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
     metrics_text = "".join(json.dumps(r) + "\n" for r in history)
     recipe_text = recipe_yaml if recipe_yaml is not None else _yaml({"model": tc.model, "train": tc.to_dict(), "rl": rl.to_dict()})
 
-    def write(tmp: Path) -> None:
-        for f in cand.iterdir():
-            (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
-        tok.save_pretrained(tmp)
+    def filler(folder: Path):
+        def write(tmp: Path) -> None:
+            for f in folder.iterdir():
+                (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
+            tok.save_pretrained(tmp)
+        return write
 
-    write_checkpoint(out, write, info, {"metrics.jsonl": metrics_text, "recipe.yaml": recipe_text})
+    extras = {"metrics.jsonl": metrics_text, "recipe.yaml": recipe_text}
+    fill = filler(cand)
+    if averaged is not None:
+        # the chosen step as it was, a checkpoint of its own inside this one (`UNAVERAGED`): `sqltune run` scores it
+        # too (stage `rl_unaveraged`), so one GRPO run shows what the averaging changed, question by question
+        def fill(tmp: Path, _avg=filler(cand)) -> None:
+            _avg(tmp)
+            write_checkpoint(tmp / UNAVERAGED, filler(candidates / f"step-{chosen['step']}"),
+                             {**info, "average": None, "unaveraged_of": str(out.resolve())}, extras)
+
+    write_checkpoint(out, fill, info, extras)
     shutil.rmtree(work, ignore_errors=True)
     if chosen["step"] == 0:
         _echo("GRPO did not beat the start model on valid: the output is the start model (step 0)")

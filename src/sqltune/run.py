@@ -324,7 +324,17 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)
         if not all((out / f"rl_{s}_report.json").is_file() for s in splits):
             model, tok = load_trained(rl_dir, device, builder=builder)[:2]
-        reports["rl"] = evaluate_stage(run_dir, "rl", model, tok, builder, items, db, eval_cfg, splits, suite)
+        rl_reports = evaluate_stage(run_dir, "rl", model, tok, builder, items, db, eval_cfg, splits, suite)
+        from .rl import UNAVERAGED
+
+        if is_complete(rl_dir / UNAVERAGED):  # `rl.average` < 1: the chosen step before averaging, scored beside it
+            model = tok = None
+            if not all((out / f"rl_unaveraged_{s}_report.json").is_file() for s in splits):
+                model, tok = load_trained(rl_dir / UNAVERAGED, device, builder=builder)[:2]
+            # before `rl` in the report: tuned -> rl_unaveraged is what GRPO did, rl_unaveraged -> rl the averaging
+            reports["rl_unaveraged"] = evaluate_stage(run_dir, "rl_unaveraged", model, tok, builder, items, db,
+                                                      eval_cfg, splits, suite)
+        reports["rl"] = rl_reports
 
     # 5. optional: mine valid failures, grow the training data, train again, score again
     aug = c.get("augment") or {}
