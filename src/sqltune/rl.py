@@ -507,23 +507,6 @@ def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out
         reward.close()
 
 
-def _evaluate_average(model, folder: Path, tok, builder, valid_items, db, tc, rl, dev) -> dict:
-    """Valid scores of the averaged adapter in `folder`, loaded into the trained model in place (it is not used
-    again): {"weight", "exact", "execution_rate", "fuzzy", "set"} for the checkpoint's `average`."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    from .evaluate import evaluate_items
-
-    set_peft_model_state_dict(model, load_file(str(folder / ADAPTER_WEIGHTS)))
-    model.eval()
-    report = evaluate_items(model, tok, builder, valid_items, db, batch_size=tc.eval_batch_size,
-                            max_new_tokens=tc.eval_max_new_tokens, progress=False, autocast=dev.autocast,
-                            timeout=rl.timeout)
-    s = report["summary"]
-    return {"weight": rl.average, **{k: s[k] for k in ("exact", "execution_rate", "fuzzy", "set")}}
-
-
 def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: dict, builder, reward, dev,
            progress, baseline, t_start, choose=None):
     """The GRPO loop proper (see `train_grpo`); `start`: the loaded start model and where it came from."""
@@ -611,14 +594,17 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
         else:
             m.save_pretrained(dest, safe_serialization=True)
 
+    def score(m) -> dict:  # greedy valid exact of the model as it is now: every candidate, the averaged one too
+        return evaluate_items(m, tok, builder, valid_items, db, batch_size=tc.eval_batch_size,
+                              max_new_tokens=tc.eval_max_new_tokens, progress=False, autocast=dev.autocast,
+                              timeout=rl.timeout)
+
     def evaluate(m, step: int, epoch: float, report: dict | None = None) -> None:
         t = time.monotonic()
         was_training = m.training
         m.eval()
         if report is None:
-            report = evaluate_items(m, tok, builder, valid_items, db, batch_size=tc.eval_batch_size,
-                                    max_new_tokens=tc.eval_max_new_tokens, progress=False, autocast=dev.autocast,
-                                    timeout=rl.timeout)
+            report = score(m)
         if was_training:
             m.train()
         s = report["summary"]
@@ -687,8 +673,15 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
     averaged = None
     if rl.average < 1 and chosen["step"] != 0:
         cand = average_adapters(candidates / "step-0", cand, rl.average, candidates / f"step-{chosen['step']}-average")
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
         trained = trainer.model if keep else model
-        averaged = _evaluate_average(getattr(trained, "module", trained), cand, tok, builder, valid_items, db, tc, rl, dev)
+        trained = getattr(trained, "module", trained)
+        set_peft_model_state_dict(trained, load_file(str(cand / ADAPTER_WEIGHTS)))  # in place: not trained again
+        trained.eval()
+        summary = score(trained)["summary"]
+        averaged = {"weight": rl.average, **{k: summary[k] for k in ("exact", "execution_rate", "fuzzy", "set")}}
         _echo(f"grpo: step {chosen['step']} averaged with the start model (weight {rl.average}): valid exact "
               f"{averaged['exact']:.1%} (step {chosen['step']} alone {chosen['exact']:.1%})")
     data = {"train": {"n": len(train_items), "sha256": items_sha256(train_items)},
