@@ -669,10 +669,10 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
     train_wall = time.monotonic() - t_train
 
     chosen = best()
-    cand = candidates / f"step-{chosen['step']}"
+    cand = plain = candidates / f"step-{chosen['step']}"
     averaged = None
     if rl.average < 1 and chosen["step"] != 0:
-        cand = average_adapters(candidates / "step-0", cand, rl.average, candidates / f"step-{chosen['step']}-average")
+        cand = average_adapters(candidates / "step-0", plain, rl.average, candidates / f"step-{chosen['step']}-average")
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
@@ -720,16 +720,16 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
         return write
 
     extras = {"metrics.jsonl": metrics_text, "recipe.yaml": recipe_text}
-    fill = filler(cand)
-    if averaged is not None:
-        # the chosen step as it was, a checkpoint of its own inside this one (`UNAVERAGED`): `sqltune run` scores it
-        # too (stage `rl_unaveraged`), so one GRPO run shows what the averaging changed, question by question
-        def fill(tmp: Path, _avg=filler(cand)) -> None:
-            _avg(tmp)
-            write_checkpoint(tmp / UNAVERAGED, filler(candidates / f"step-{chosen['step']}"),
-                             {**info, "average": None, "unaveraged_of": str(out.resolve())}, extras)
 
-    write_checkpoint(out, fill, info, extras)
+    def write(tmp: Path) -> None:
+        filler(cand)(tmp)
+        if averaged is not None:
+            # the chosen step as it was, a checkpoint of its own inside this one (`UNAVERAGED`): `sqltune run` scores
+            # it too (stage `rl_unaveraged`), so one GRPO run shows what the averaging changed, question by question
+            write_checkpoint(tmp / UNAVERAGED, filler(plain), {**info, "average": None,
+                                                               "unaveraged_of": str(out.resolve())}, extras)
+
+    write_checkpoint(out, write, info, extras)
     shutil.rmtree(work, ignore_errors=True)
     if chosen["step"] == 0:
         _echo("GRPO did not beat the start model on valid: the output is the start model (step 0)")

@@ -126,6 +126,18 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
     return reports
 
 
+def score_checkpoint(run: RunFolder, stage: str, checkpoint: Path, device, builder, items: dict, db, eval_cfg,
+                     splits=SPLITS, test_suite: bool = False) -> dict:
+    """`evaluate_stage` of a trained checkpoint, loaded only when a split's report is missing (a resumed run scores
+    nothing again); the model is dropped when this returns."""
+    from .checkpoint import load_trained
+
+    model = tok = None
+    if not all((run.path / f"{stage}_{s}_report.json").is_file() for s in splits):
+        model, tok = load_trained(checkpoint, device, builder=builder)[:2]
+    return evaluate_stage(run, stage, model, tok, builder, items, db, eval_cfg, splits, test_suite)
+
+
 def greedy_view(report: dict) -> dict:
     """The greedy half of a report. Training scores its candidates greedily (a vote per candidate would
     cost N times the generation), so a voted evaluation of the start model must not stand in for step 0:
@@ -322,18 +334,13 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
             run_dir.record("rl", time.monotonic() - t)
         model = tok = None
         _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)
-        if not all((out / f"rl_{s}_report.json").is_file() for s in splits):
-            model, tok = load_trained(rl_dir, device, builder=builder)[:2]
-        rl_reports = evaluate_stage(run_dir, "rl", model, tok, builder, items, db, eval_cfg, splits, suite)
+        rl_reports = score_checkpoint(run_dir, "rl", rl_dir, device, builder, items, db, eval_cfg, splits, suite)
         from .rl import UNAVERAGED
 
         if is_complete(rl_dir / UNAVERAGED):  # `rl.average` < 1: the chosen step before averaging, scored beside it
-            model = tok = None
-            if not all((out / f"rl_unaveraged_{s}_report.json").is_file() for s in splits):
-                model, tok = load_trained(rl_dir / UNAVERAGED, device, builder=builder)[:2]
             # before `rl` in the report: tuned -> rl_unaveraged is what GRPO did, rl_unaveraged -> rl the averaging
-            reports["rl_unaveraged"] = evaluate_stage(run_dir, "rl_unaveraged", model, tok, builder, items, db,
-                                                      eval_cfg, splits, suite)
+            reports["rl_unaveraged"] = score_checkpoint(run_dir, "rl_unaveraged", rl_dir / UNAVERAGED, device, builder,
+                                                        items, db, eval_cfg, splits, suite)
         reports["rl"] = rl_reports
 
     # 5. optional: mine valid failures, grow the training data, train again, score again
@@ -358,10 +365,9 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
                   baseline=greedy_view(reports["base"]["valid"]))
             run_dir.record("train_augmented", time.monotonic() - t)
         model = tok = None
-        if not all((out / f"augmented_{s}_report.json").is_file() for s in splits):
-            model, tok = load_trained(adapter_aug, device, builder=builder)[:2]
         aug_cfg = eval_cfg.with_(fewshot_pool=items["train"] + extra) if eval_cfg.fewshot else eval_cfg
-        reports["augmented"] = evaluate_stage(run_dir, "augmented", model, tok, builder, items, db, aug_cfg, splits, suite)
+        reports["augmented"] = score_checkpoint(run_dir, "augmented", adapter_aug, device, builder, items, db, aug_cfg,
+                                                splits, suite)
 
     # 6. metrics and report
     history = read_jsonl(adapter / "metrics.jsonl") if (adapter / "metrics.jsonl").is_file() else []
