@@ -441,6 +441,12 @@ def test_average_adapters_refuses_what_is_not_two_states_of_one_adapter(tmp_path
     with pytest.raises(SqltuneError, match="needs LoRA/DoRA adapter weights"):
         average_adapters(start, tmp_path / "full", 0.5, tmp_path / "o")
     assert not (tmp_path / "o").exists()  # nothing half-written
+    keep = tmp_path / "mine"
+    (keep / "notes.txt").parent.mkdir()
+    (keep / "notes.txt").write_text("years of work")
+    with pytest.raises(SqltuneError, match="already exists"):
+        average_adapters(start, start, 0.5, keep)
+    assert (keep / "notes.txt").read_text() == "years of work" and sorted(p.name for p in keep.iterdir()) == ["notes.txt"]
 
 
 def test_grpo_writes_the_average_of_the_chosen_step_and_its_start(tiny_model_dir, one_table_db, tmp_path, monkeypatch):

@@ -345,6 +345,8 @@ def average_adapters(start: str | os.PathLike, end: str | os.PathLike, weight: f
     from safetensors.torch import load_file, save_file
 
     start, end, out = Path(start), Path(end), Path(out)
+    if os.path.lexists(out):  # never over a folder: it may not be sqltune's
+        raise SqltuneError(f"rl.average: {out} already exists; name a new folder")
     for d in (start, end):
         if not (d / ADAPTER_WEIGHTS).is_file():
             raise SqltuneError(f"rl.average needs LoRA/DoRA adapter weights: no {ADAPTER_WEIGHTS} in {d}")
@@ -357,9 +359,11 @@ def average_adapters(start: str | os.PathLike, end: str | os.PathLike, weight: f
         if a[k].shape != t.shape:
             raise SqltuneError(f"rl.average: {k} has shape {tuple(a[k].shape)} in {start}, {tuple(t.shape)} in {end}")
         mixed[k] = (weight * t.to(torch.float32) + (1 - weight) * a[k].to(torch.float32)).to(t.dtype).contiguous()
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(end, out)
-    save_file(mixed, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    from .files import atomic_path
+
+    with atomic_path(out, folder=True) as tmp:  # a failure leaves no half-written adapter at `out`
+        shutil.copytree(end, tmp, dirs_exist_ok=True)
+        save_file(mixed, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     return out
 
 
