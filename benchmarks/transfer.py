@@ -208,6 +208,15 @@ def markdown(res: dict, names: list[str]) -> str:
     return "\n".join(lines)
 
 
+
+def out_paths(out: str) -> tuple[Path, Path]:
+    """OUT.json and OUT.md: the suffixes are appended (`--out ten-dbs-0.5b` keeps its `.5b`); an OUT
+    that already ends in .json or .md names the pair without doubling it."""
+    p = Path(out)
+    if p.suffix in (".json", ".md"):
+        p = p.with_suffix("")
+    return p.parent / (p.name + ".json"), p.parent / (p.name + ".md")
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--recipe", default="default", help="shipped recipe name or YAML file")
@@ -252,11 +261,11 @@ def main(argv=None) -> int:
     table = markdown(res, names)
     print(table)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))
-        out.with_suffix(".md").write_text(table + "\n")
-        print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}", file=sys.stderr)
+        js, md = out_paths(args.out)
+        js.parent.mkdir(parents=True, exist_ok=True)
+        js.write_text(json.dumps(res, indent=2, default=str))
+        md.write_text(table + "\n")
+        print(f"wrote {js} and {md}", file=sys.stderr)
     return 0
 
 

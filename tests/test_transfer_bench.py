@@ -100,3 +100,11 @@ def test_an_averaged_grpo_run_gets_its_unaveraged_step_as_a_column_and_a_pair(tm
     pair = res["against"]["avg+rl_unaveraged -> avg+rl"]
     assert (pair["exact"]["fixed"], pair["exact"]["broken"]) == (1, 1) and pair["dbs"]["db1"] == {"fixed": 1, "broken": 1}
     assert "`avg+rl_unaveraged -> avg+rl`: 75.0% → 75.0%" in t.markdown(res, names)
+
+
+def test_out_paths_append_the_suffixes_and_keep_dots_in_the_name(tmp_path):
+    t = _transfer()
+    assert t.out_paths(str(tmp_path / "ten-dbs-0.5b")) == (tmp_path / "ten-dbs-0.5b.json", tmp_path / "ten-dbs-0.5b.md")
+    assert t.out_paths(str(tmp_path / "five")) == (tmp_path / "five.json", tmp_path / "five.md")
+    assert t.out_paths(str(tmp_path / "five.json")) == (tmp_path / "five.json", tmp_path / "five.md")
+    assert t.out_paths(str(tmp_path / "five.md")) == (tmp_path / "five.json", tmp_path / "five.md")

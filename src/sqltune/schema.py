@@ -26,6 +26,7 @@ class Column:
     type: str
     pk: bool = False
     fk: str | None = None  # "table.column"
+    key_position: int = 0  # 1-based place in the table's primary key (0: not in it)
     samples: list = field(default_factory=list)
     categories: list | None = None  # the full value list of a low-cardinality text column
     nulls: int = 0
@@ -133,7 +134,7 @@ def describe(db_path: str | os.PathLike, notes: str | os.PathLike | None = None)
             nrows = con.execute(f"SELECT COUNT(*) FROM {_q(t)}").fetchone()[0]
             cols = []
             for _, cname, ctype, _, _, pk in info:
-                col = Column(cname, (ctype or "").upper(), bool(pk), fks.get(cname))
+                col = Column(cname, (ctype or "").upper(), bool(pk), fks.get(cname), key_position=int(pk or 0))
                 qc = _q(cname)
                 col.nulls = con.execute(f"SELECT COUNT(*) FROM {_q(t)} WHERE {qc} IS NULL").fetchone()[0]
                 distinct = con.execute(
@@ -165,13 +166,17 @@ def render(schema: Schema) -> str:
     out = []
     for t in schema.tables:
         out.append(f"CREATE TABLE {t.name} (  -- {t.rows} rows")
+        # a key of several columns is one table constraint, as SQL writes it: `PRIMARY KEY` on each column
+        # would claim that each one alone is unique (flight_2's flights, network_1's Friend and Likes)
+        key = sorted((c for c in t.columns if c.pk), key=lambda c: c.key_position)
+        composite = len(key) > 1
         for i, c in enumerate(t.columns):
             parts = [c.name, c.type or "ANY"]
-            if c.pk:
+            if c.pk and not composite:
                 parts.append("PRIMARY KEY")
             if c.fk:
                 parts.append(f"REFERENCES {c.fk.replace('.', '(', 1)})")
-            line = "  " + " ".join(parts) + ("," if i < len(t.columns) - 1 else "")
+            line = "  " + " ".join(parts) + ("," if i < len(t.columns) - 1 or composite else "")
             if c.categories is not None:
                 line += "  -- one of: " + ", ".join(_fmt(v) for v in c.categories)
             elif c.samples:
@@ -179,6 +184,8 @@ def render(schema: Schema) -> str:
             if c.nulls:
                 line += f" ({c.nulls} NULL)"
             out.append(line)
+        if composite:
+            out.append("  PRIMARY KEY (" + ", ".join(c.name for c in key) + ")")
         out.append(");")
     text = "\n".join(out)
     if schema.notes:
