@@ -87,7 +87,8 @@ class RLConfig:
     #                 the start model's (step 0; `average_adapters`), weight averaging of the RL model with the one it
     #                 started from (Lin et al. 2024, "Mitigating the Alignment Tax of RLHF": averaging forgot less for
     #                 the reward kept than early stopping or a KL term). 1: the chosen step as it is. LoRA/DoRA only.
-    #                 Session 16: GRPO broke answers the SFT model had right (flight_2 95.0 -> 85.0 % test); unmeasured
+    #                 Session 16: GRPO broke answers the SFT model had right (flight_2 95.0 -> 85.0 % test). Session
+    #                 17, 0.5 on 5 devsuite DBs: same answers on 4, -2 net on network_1 (BENCHMARKS.md), so 1 (off)
     seed: int = 42
 
     def validate(self) -> "RLConfig":
