@@ -51,34 +51,76 @@ def test_cli_schema_errors(tmp_path, capsys, tiny_db):
     assert "Traceback" not in err and "not valid YAML" in err
 
 
-def _keys(con, table):
-    return sorted((pk, name) for _, name, _, _, _, pk in con.execute(f"PRAGMA table_info({table})") if pk)
+def _shape(con):
+    """What a database says about its tables: columns in order, the primary key, the foreign keys."""
+    out = {}
+    for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+        info = con.execute(f"PRAGMA table_info({_q(t)})").fetchall()
+        fks = sorted((r[3], r[2], r[4]) for r in con.execute(f"PRAGMA foreign_key_list({_q(t)})"))
+        out[t] = ([r[1] for r in info], sorted((r[5], r[1]) for r in info if r[5]), fks)
+    return out
 
 
-@settings(max_examples=60, deadline=None)
-@given(types=st.lists(st.sampled_from(["INT", "TEXT", "REAL", "INTEGER"]), min_size=1, max_size=5),
-       key=st.lists(st.integers(0, 4), unique=True, max_size=4), data=st.data())
-def test_rendered_keys_are_the_database_keys(tmp_path_factory, types, key, data):
-    """The schema text says what the database says: fed back to SQLite (comments stripped), it makes
-    the same primary key, one column or several (a composite key is one `PRIMARY KEY (a, b)`
-    constraint, never `PRIMARY KEY` on each of its columns)."""
-    key = [k for k in key if k < len(types)]
-    key = data.draw(st.permutations(key))  # the key's column order need not be the table's
-    cols = ", ".join(f"c{i} {t}" for i, t in enumerate(types))
-    ddl = f"CREATE TABLE t ({cols}" + (f", PRIMARY KEY ({', '.join(f'c{i}' for i in key)})" if key else "") + ")"
-    db = tmp_path_factory.mktemp("keys") / "k.sqlite"
+def _q(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+# names a user's database may have: plain, SQL keywords, spaces, brackets, a leading digit, other letters
+NAMES = st.one_of(
+    st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
+    st.sampled_from(["order", "group", "values", "select", "Date", "type", "name", "index", "check", "limit"]),
+    st.from_regex(r"[A-Za-z0-9_ ()%/.é]{1,12}", fullmatch=True).filter(lambda n: n.strip() == n and n),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(names=st.lists(NAMES, min_size=3, max_size=7, unique_by=str.lower),
+       types=st.lists(st.sampled_from(["INT", "TEXT", "REAL", "INTEGER"]), min_size=7, max_size=7),
+       key=st.lists(st.integers(0, 4), unique=True, max_size=3), data=st.data())
+def test_the_schema_text_is_the_database_schema(tmp_path_factory, names, types, key, data):
+    """Fed back to SQLite (comments stripped), the schema text makes the same tables: the same column
+    names, the same primary key (one column or several: a composite key is one `PRIMARY KEY (a, b)`
+    constraint, never `PRIMARY KEY` on each column, which would say each alone is unique) and the same
+    foreign keys, whatever the names (keywords and names with spaces or brackets are quoted)."""
+    parent, *cols = names
+    key = data.draw(st.permutations([k for k in key if k < len(cols)]))  # the key's order need not be the table's
+    body = ", ".join(f"{_q(c)} {types[i]}" for i, c in enumerate(cols))
+    if key:
+        body += ", PRIMARY KEY (" + ", ".join(_q(cols[i]) for i in key) + ")"
+    child_ref = cols[key[0]] if len(key) == 1 else cols[0]
+    ddl = (f"CREATE TABLE {_q(parent)} ({body});"
+           f"CREATE TABLE {_q(parent + ' child')} (ref {types[0]} REFERENCES {_q(parent)}({_q(child_ref)}), x TEXT);")
+    db = tmp_path_factory.mktemp("shape") / "s.sqlite"
     con = sqlite3.connect(db)
-    con.execute(ddl)
-    con.commit()
+    con.executescript(ddl)
     con.close()
     text = schema_text(db, notes=None)
     assert text.count("PRIMARY KEY") == (1 if key else 0)
     back = sqlite3.connect(":memory:")
     back.executescript(re.sub(r"--[^\n]*", "", text))
     want = sqlite3.connect(db)
-    assert _keys(back, "t") == _keys(want, "t")
+    assert _shape(back) == _shape(want)
     want.close()
     back.close()
+
+
+def test_what_a_comment_line_says(tmp_path):
+    """A column NULL in every row says so (not an empty `one of:`); a sample with a line break stays on its
+    comment line; a bare `REFERENCES t` names the column it points at (t's key), not rowid."""
+    db = tmp_path / "c.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE people (People_ID INT PRIMARY KEY, Name TEXT, Other TEXT);
+        CREATE TABLE player (id INT PRIMARY KEY, People_ID INT REFERENCES people);
+        INSERT INTO people VALUES (1, 'Ann' || char(10) || 'Lee', NULL), (2, 'Bo', NULL);
+        INSERT INTO player VALUES (1, 1);
+    """)
+    con.close()
+    text = schema_text(db)
+    assert "  Other TEXT  -- NULL in every row" in text
+    assert "  Name TEXT,  -- e.g. 'Ann Lee', 'Bo'" in text
+    assert "People_ID INT REFERENCES people(People_ID)" in text
+    assert all(line.startswith(("CREATE TABLE", "  ", ");")) for line in text.splitlines())
 
 
 def test_composite_key_beside_foreign_keys(tmp_path):

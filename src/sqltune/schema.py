@@ -7,7 +7,10 @@ column (all values for low-cardinality text columns) and the user's notes.
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -27,6 +30,7 @@ class Column:
     pk: bool = False
     fk: str | None = None  # "table.column"
     key_position: int = 0  # 1-based place in the table's primary key (0: not in it)
+    ref: tuple[str, str] | None = None  # (table, column) the foreign key points at; `fk` is the same as "table.column"
     samples: list = field(default_factory=list)
     categories: list | None = None  # the full value list of a low-cardinality text column
     nulls: int = 0
@@ -52,9 +56,32 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+@lru_cache(maxsize=4096)
+def _bare_ok(name: str) -> bool:
+    """Whether SQLite reads `name` unquoted as that identifier: plain characters, and not a keyword SQLite
+    refuses there (`order`, `group`, `values`; `date`, `type`, `name` are fine). Asked of SQLite itself."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        return False
+    con = sqlite3.connect(":memory:")
+    try:
+        con.execute(f"SELECT {name} FROM (SELECT 1 AS {_q(name)})").fetchall()
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        con.close()
+
+
+def ident(name: str) -> str:
+    """An identifier as SQL must write it: bare where SQLite reads it so, double-quoted otherwise (a column
+    `Order Date` or `Official_ratings_(millions)` shown bare reads as other SQL, and the model copies it)."""
+    return name if _bare_ok(name) else _q(name)
+
+
 def _fmt(v) -> str:
     if isinstance(v, str):
         s = v if len(v) <= MAX_VALUE_CHARS else v[: MAX_VALUE_CHARS - 1] + "…"
+        s = re.sub(r"[\r\n\t]+", " ", s)  # a sample stays inside its comment line
         return "'" + s.replace("'", "''") + "'"
     if isinstance(v, float):
         return f"{v:.6g}"
@@ -118,6 +145,12 @@ def table_names(db_path: str | os.PathLike) -> dict[str, list[str]]:
         con.close()
 
 
+def _key_of(con, table: str) -> str:
+    """The column a bare `REFERENCES table` points at: the table's one-column primary key, else rowid."""
+    key = [r[1] for r in con.execute(f"PRAGMA table_info({_q(table)})") if r[5]]
+    return key[0] if len(key) == 1 else "rowid"
+
+
 def describe(db_path: str | os.PathLike, notes: str | os.PathLike | None = None) -> Schema:
     """Read the schema (and notes) of a SQLite database, read-only."""
     db_path = Path(db_path)
@@ -130,11 +163,13 @@ def describe(db_path: str | os.PathLike, notes: str | os.PathLike | None = None)
         tables = []
         for t in names:
             info = con.execute(f"PRAGMA table_info({_q(t)})").fetchall()
-            fks = {r[3]: f"{r[2]}.{r[4] or 'rowid'}" for r in con.execute(f"PRAGMA foreign_key_list({_q(t)})")}
+            refs = {r[3]: (r[2], r[4] or _key_of(con, r[2])) for r in con.execute(f"PRAGMA foreign_key_list({_q(t)})")}
             nrows = con.execute(f"SELECT COUNT(*) FROM {_q(t)}").fetchone()[0]
             cols = []
             for _, cname, ctype, _, _, pk in info:
-                col = Column(cname, (ctype or "").upper(), bool(pk), fks.get(cname), key_position=int(pk or 0))
+                ref = refs.get(cname)
+                col = Column(cname, (ctype or "").upper(), bool(pk), ".".join(ref) if ref else None,
+                             key_position=int(pk or 0), ref=ref)
                 qc = _q(cname)
                 col.nulls = con.execute(f"SELECT COUNT(*) FROM {_q(t)} WHERE {qc} IS NULL").fetchone()[0]
                 distinct = con.execute(
@@ -165,18 +200,22 @@ def render(schema: Schema) -> str:
     """Compact text: one CREATE TABLE-like block per table, samples as comments, then notes."""
     out = []
     for t in schema.tables:
-        out.append(f"CREATE TABLE {t.name} (  -- {t.rows} rows")
+        out.append(f"CREATE TABLE {ident(t.name)} (  -- {t.rows} rows")
         # a key of several columns is one table constraint, as SQL writes it: `PRIMARY KEY` on each column
         # would claim that each one alone is unique (flight_2's flights, network_1's Friend and Likes)
         key = sorted((c for c in t.columns if c.pk), key=lambda c: c.key_position)
         composite = len(key) > 1
         for i, c in enumerate(t.columns):
-            parts = [c.name, c.type or "ANY"]
+            parts = [ident(c.name), c.type or "ANY"]
             if c.pk and not composite:
                 parts.append("PRIMARY KEY")
-            if c.fk:
-                parts.append(f"REFERENCES {c.fk.replace('.', '(', 1)})")
+            if c.ref:
+                parts.append(f"REFERENCES {ident(c.ref[0])}({ident(c.ref[1])})")
             line = "  " + " ".join(parts) + ("," if i < len(t.columns) - 1 or composite else "")
+            if c.categories == [] and c.nulls:
+                line += "  -- NULL in every row"
+                out.append(line)
+                continue
             if c.categories is not None:
                 line += "  -- one of: " + ", ".join(_fmt(v) for v in c.categories)
             elif c.samples:
@@ -185,7 +224,7 @@ def render(schema: Schema) -> str:
                 line += f" ({c.nulls} NULL)"
             out.append(line)
         if composite:
-            out.append("  PRIMARY KEY (" + ", ".join(c.name for c in key) + ")")
+            out.append("  PRIMARY KEY (" + ", ".join(ident(c.name) for c in key) + ")")
         out.append(");")
     text = "\n".join(out)
     if schema.notes:

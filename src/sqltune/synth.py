@@ -108,8 +108,8 @@ def catalog(db, notes=None, max_values: int = 20) -> Catalog:
                 numeric = any(x in c.type for x in _NUMERIC) or (bool(vals) and all(
                     isinstance(v, (int, float)) for v in vals))
                 cols.append(Col(c.name, t.name, numeric, c.pk, c.fk, vals))
-                if c.fk:
-                    rt, rc = c.fk.split(".", 1)
+                if c.ref:
+                    rt, rc = c.ref
                     cat.fks.append((t.name, c.name, rt, rc))
             cat.tables[t.name] = cols
             cat.rows[t.name] = t.rows
