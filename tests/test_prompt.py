@@ -102,8 +102,13 @@ def test_adapter_with_another_template_is_refused(tmp_path, tiny_model_dir, tiny
 
     fp = PromptBuilder(schema_text(tiny_db), "chat").fingerprint(tok)
     adapter = _adapter(tmp_path, tiny_model_dir, fp)
-    with pytest.raises(SqltuneError, match="different prompt template"):
+    with pytest.raises(SqltuneError, match="different prompt template") as e:
         load_for_inference(None, adapter, "cpu", None, exo_db)  # another database: another schema text
+    first = next(i for i, (x, y) in enumerate(zip(fp["template"].splitlines(),
+                                                   PromptBuilder(schema_text(exo_db), "chat").template(tok).splitlines()))
+                 if x != y)
+    assert f"first difference, line {first + 1}: trained with " in str(e.value)  # the user sees what changed
+    assert "CREATE TABLE" in str(e.value).split("first difference")[1]
     with pytest.raises(SqltuneError, match="prompt style 'chat', not 'seed'"):
         load_for_inference(None, adapter, "cpu", "seed", tiny_db)
     tampered = dict(fp, sha256="0" * 64)
@@ -151,3 +156,17 @@ def test_merged_model_folder_is_locked_too(tmp_path, tiny_model_dir, tiny_db, ex
     assert builder.style == "premsql"
     with pytest.raises(SqltuneError, match="different prompt template"):
         load_for_inference(str(merged), None, "cpu", None, exo_db)
+
+
+def test_first_difference_names_the_line_and_both_texts():
+    from sqltune.prompt import _first_difference
+
+    old = "schema:\nCREATE TABLE Friend (\n  student_id INT PRIMARY KEY REFERENCES Highschooler(ID),\n);"
+    new = "schema:\nCREATE TABLE Friend (\n  student_id INT REFERENCES Highschooler(ID),\n);"
+    msg = _first_difference(old, new)
+    assert msg.startswith("; first difference, line 3: ")
+    assert "'  student_id INT PRIMARY KEY REFERENCES Highschooler(ID),'" in msg
+    assert "now '  student_id INT REFERENCES Highschooler(ID),'" in msg
+    assert _first_difference("a", "a\nb") == "; first difference, line 2: trained with '(end)', now 'b'"
+    assert _first_difference("a", "a") == "" and _first_difference(None, "a") == ""
+    assert "…" in _first_difference("x" * 300, "y") and "\n" not in _first_difference("x" * 300, "y")

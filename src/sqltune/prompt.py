@@ -159,5 +159,21 @@ def check_fingerprint(saved: dict, builder: PromptBuilder, tokenizer, where: str
     if saved.get("sha256") != now["sha256"]:
         raise SqltuneError(
             f"{where} was trained with a different prompt template (schema, notes or few-shot changed); "
-            "the rendered template must match exactly"
+            "the rendered template must match exactly" + _first_difference(saved.get("template"), now["template"])
         )
+
+
+def _first_difference(saved: str | None, now: str) -> str:
+    """Where two rendered templates part: the first line that differs, as saved and as now (one line each,
+    cut), so a user sees *what* changed: another database, edited notes, a sqltune that renders keys anew."""
+    if not isinstance(saved, str):
+        return ""
+    a, b = saved.splitlines(), now.splitlines()
+    for i in range(max(len(a), len(b))):
+        x = a[i] if i < len(a) else "(end)"
+        y = b[i] if i < len(b) else "(end)"
+        if x != y:
+            def cut(t):
+                return repr(t if len(t) <= 100 else t[:99] + "…")
+            return f"; first difference, line {i + 1}: trained with {cut(x)}, now {cut(y)}"
+    return ""  # the same text under another hash: a tampered checkpoint
