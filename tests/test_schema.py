@@ -93,6 +93,12 @@ def test_the_schema_text_is_the_database_schema(tmp_path_factory, names, types, 
     db = tmp_path_factory.mktemp("shape") / "s.sqlite"
     con = sqlite3.connect(db)
     con.executescript(ddl)
+    values = data.draw(st.lists(st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=12)), min_size=len(cols),
+                                max_size=len(cols)))
+    for r in range(2):  # rows with NULLs and texts holding quotes, '--' or line breaks: all must stay in comments
+        row = [r if i in key else v for i, v in enumerate(values)]
+        con.execute(f"INSERT INTO {_q(parent)} VALUES ({', '.join('?' * len(cols))})", row)
+    con.commit()
     con.close()
     text = schema_text(db, notes=None)
     assert text.count("PRIMARY KEY") == (1 if key else 0)
@@ -110,14 +116,15 @@ def test_what_a_comment_line_says(tmp_path):
     db = tmp_path / "c.sqlite"
     con = sqlite3.connect(db)
     con.executescript("""
-        CREATE TABLE people (People_ID INT PRIMARY KEY, Name TEXT, Other TEXT);
+        CREATE TABLE people (People_ID INT PRIMARY KEY, Name TEXT, Other TEXT, Score REAL);
         CREATE TABLE player (id INT PRIMARY KEY, People_ID INT REFERENCES people);
-        INSERT INTO people VALUES (1, 'Ann' || char(10) || 'Lee', NULL), (2, 'Bo', NULL);
+        INSERT INTO people VALUES (1, 'Ann' || char(10) || 'Lee', NULL, NULL), (2, 'Bo', NULL, NULL);
         INSERT INTO player VALUES (1, 1);
     """)
     con.close()
     text = schema_text(db)
-    assert "  Other TEXT  -- NULL in every row" in text
+    assert "  Other TEXT,  -- NULL in every row" in text
+    assert "  Score REAL  -- NULL in every row" in text  # not a bare "(2 NULL)" outside any comment
     assert "  Name TEXT,  -- e.g. 'Ann Lee', 'Bo'" in text
     assert "People_ID INT REFERENCES people(People_ID)" in text
     assert all(line.startswith(("CREATE TABLE", "  ", ");")) for line in text.splitlines())

@@ -212,7 +212,7 @@ def render(schema: Schema) -> str:
             if c.ref:
                 parts.append(f"REFERENCES {ident(c.ref[0])}({ident(c.ref[1])})")
             line = "  " + " ".join(parts) + ("," if i < len(t.columns) - 1 or composite else "")
-            if c.categories == [] and c.nulls:
+            if c.nulls and not c.samples and not c.categories:  # nothing but NULL to show
                 line += "  -- NULL in every row"
                 out.append(line)
                 continue
