@@ -90,6 +90,11 @@ def views(report: dict, name: str) -> list[tuple[str, dict]]:
     return [(name, greedy_view(report)), (f"{name}@vote", report)]
 
 
+def final_column(name: str, reps: dict) -> str | None:
+    """A setting's last stage on a DB: GRPO voted, GRPO, the tuned model voted, the tuned model."""
+    return next((c for c in (f"{name}+rl@vote", f"{name}+rl", f"{name}@vote", name) if c in reps), None)
+
+
 def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
     from sqltune.stats import compare_paired
 
@@ -135,17 +140,22 @@ def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
         # stage against stage, beside the untuned-greedy baseline of every column: what GRPO did to its start model
         # (greedy, voted), and the whole pipeline against the untuned model with the same vote (the strong baseline)
         reps = {"untuned": base, **{c: r for c, r in base_views[1:]}, **{col: r for _, col, r, _ in columns}}
-        for n in names:
-            for a, b in ((n, f"{n}+rl"), (f"{n}@vote", f"{n}+rl@vote"), ("untuned@vote", f"{n}+rl@vote"),
-                         (f"{n}+rl_unaveraged", f"{n}+rl"), (f"{n}+rl_unaveraged@vote", f"{n}+rl@vote")):
-                if a not in reps or b not in reps:
-                    continue
-                x, y = per_question(reps[a], "exact"), per_question(reps[b], "exact")
-                ids = sorted(x)
-                acc = against.setdefault((a, b), {"a": [], "b": [], "dbs": {}})
-                acc["a"] += [x[i] for i in ids]
-                acc["b"] += [y[i] for i in ids]
-                acc["dbs"][db] = (sum(y[i] and not x[i] for i in ids), sum(x[i] and not y[i] for i in ids))
+        pairs = [p for n in names for p in ((n, f"{n}+rl"), (f"{n}@vote", f"{n}+rl@vote"), ("untuned@vote", f"{n}+rl@vote"),
+                                            (f"{n}+rl_unaveraged", f"{n}+rl"), (f"{n}+rl_unaveraged@vote", f"{n}+rl@vote"))]
+        # setting against setting: the first setting's last stage against each other one's (and against its GRPO
+        # step before averaging): two runs of one recipe, or a setting and the baseline, question by question
+        ref = final_column(names[0], reps) if names else None
+        for n in names[1:]:
+            pairs += [(ref, b) for b in (final_column(n, reps), f"{n}+rl_unaveraged@vote") if ref and b in reps]
+        for a, b in pairs:
+            if a not in reps or b not in reps:
+                continue
+            x, y = per_question(reps[a], "exact"), per_question(reps[b], "exact")
+            ids = sorted(x)
+            acc = against.setdefault((a, b), {"a": [], "b": [], "dbs": {}})
+            acc["a"] += [x[i] for i in ids]
+            acc["b"] += [y[i] for i in ids]
+            acc["dbs"][db] = (sum(y[i] and not x[i] for i in ids), sum(x[i] and not y[i] for i in ids))
         out["dbs"][db] = row
     found = {c for r in out["dbs"].values() for c in r}
     cols = ["untuned@vote"] + [c for n in names for c in (n, f"{n}@vote", f"{n}+rl_unaveraged", f"{n}+rl_unaveraged@vote",
@@ -197,8 +207,8 @@ def markdown(res: dict, names: list[str]) -> str:
                       f"{m['fuzzy']:.1%} ({m['fuzzy'] - mu['fuzzy']:+.1%})"]
         lines.append("| " + " | ".join(cells) + " |")
     if res.get("against"):
-        lines += ["", "Stage against stage (test exact, pooled over the DBs both ran; fixed / broken per DB where any "
-                  "answer changed):", ""]
+        lines += ["", "Stage against stage, and the first setting against each other one (test exact, pooled over the "
+                  "DBs both ran; fixed / broken per DB where any answer changed):", ""]
         for pair, r in res["against"].items():
             e = r["exact"]
             moved = ", ".join(f"{db} {c['fixed']}/{c['broken']}" for db, c in r["dbs"].items() if c["fixed"] or c["broken"])

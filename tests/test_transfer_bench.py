@@ -108,3 +108,26 @@ def test_out_paths_append_the_suffixes_and_keep_dots_in_the_name(tmp_path):
     assert t.out_paths(str(tmp_path / "five")) == (tmp_path / "five.json", tmp_path / "five.md")
     assert t.out_paths(str(tmp_path / "five.json")) == (tmp_path / "five.json", tmp_path / "five.md")
     assert t.out_paths(str(tmp_path / "five.md")) == (tmp_path / "five.json", tmp_path / "five.md")
+
+
+def test_the_first_setting_against_each_other_one_question_by_question(tmp_path):
+    """Two runs of one recipe (or a setting and its baseline) on the same DBs: a line pairs the first setting's
+    last stage with each other setting's last stage, and with its GRPO step before averaging where it has one."""
+    t = _transfer()
+    base = _report([False, False, True, True], greedy=[False, False, True, True])
+    _write(tmp_path / "db1" / "ship", base=base, tuned=_report([False, False, True, True], greedy=[False, False, True, True]),
+           rl=_report([True, False, True, False], greedy=[True, False, True, False]))
+    _write(tmp_path / "db1" / "a50", base=base, tuned=_report([False, False, True, True], greedy=[False, False, True, True]),
+           rl_unaveraged=_report([True, True, True, True], greedy=[True, True, True, True]),
+           rl=_report([True, False, True, True], greedy=[True, False, True, True]))
+    _write(tmp_path / "db2" / "a50", base=_report([True, False]), tuned=_report([True, False]), rl=_report([True, True]))
+    names = ["ship", "a50"]
+    res = t.collect(tmp_path, ["db1", "db2"], names)
+    ag = res["against"]
+    two = ag["ship+rl@vote -> a50+rl_unaveraged@vote"]  # the second run of the recipe: 2 fixed, none broken
+    assert (two["exact"]["fixed"], two["exact"]["broken"], two["exact"]["n"]) == (2, 0, 4)
+    avg = ag["ship+rl@vote -> a50+rl@vote"]  # db2 has no `ship` run: only db1 is paired
+    assert avg["dbs"] == {"db1": {"fixed": 1, "broken": 0}} and avg["exact"]["n"] == 4
+    assert "ship+rl@vote -> a50+rl" not in ag  # db2's a50 is not voted, and there is no ship to pair it with
+    table = t.markdown(res, names)
+    assert "- `ship+rl@vote -> a50+rl_unaveraged@vote`: 50.0% → 100.0%" in table
