@@ -802,3 +802,24 @@ def test_sql_token_limit_follows_the_longest_seed(tiny_model_dir):
     assert SynthConfig().sql_max_new_tokens is None and SynthConfig(sql_max_new_tokens=64).validate()
     with pytest.raises(SqltuneError, match="sql_max_new_tokens"):
         SynthConfig(sql_max_new_tokens=8).validate()
+
+
+def test_schema_source_spells_odd_names_as_the_schema_text_does(tmp_path):
+    """Names a user's database may have (a space, brackets, a keyword SQLite refuses bare) are quoted in the
+    generated SQL exactly as the prompt's schema text shows them, and the SQL runs; plain names stay bare."""
+    from sqltune.schema import schema_text
+
+    db = tmp_path / "odd.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript(
+        'CREATE TABLE "order" (id INT PRIMARY KEY, "Order Date" TEXT, "Ratings_(millions)" REAL, Year INT);'
+        "INSERT INTO \"order\" VALUES (1, '2020-01-01', 5.2, 2020), (2, '2021-02-02', 6.7, 2021), "
+        "(3, '2021-02-02', 7.1, 2022);")
+    con.commit()
+    con.close()
+    cands = from_schema(catalog(db), random.Random(0))
+    assert cands and all(execute(db, c["sql"]).ok for c in cands)
+    text = schema_text(db)
+    assert 'CREATE TABLE "order"' in text and '"Order Date" TEXT' in text and "  Year INT" in text
+    sqls = " ".join(c["sql"] for c in cands)
+    assert 'FROM "order"' in sqls and '"Year"' not in sqls  # a plain name is not quoted where the schema shows it bare

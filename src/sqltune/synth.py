@@ -120,12 +120,11 @@ def catalog(db, notes=None, max_values: int = 20) -> Catalog:
 
 
 def _q(name: str) -> str:
-    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and name.upper() not in _RESERVED else \
-        '"' + name.replace('"', '""') + '"'
+    """A name as the generated SQL writes it: as the schema text shows it (`schema.ident`: bare where SQLite
+    reads it so, quoted otherwise), so the training pairs and the prompt spell every name alike."""
+    from .schema import ident
 
-
-_RESERVED = {"ORDER", "GROUP", "SELECT", "FROM", "WHERE", "TABLE", "INDEX", "KEY", "LIMIT", "BY", "AS", "TO",
-             "IN", "IS", "ON", "OR", "AND", "NOT", "NULL", "CASE", "WHEN", "THEN", "ELSE", "END", "JOIN", "YEAR"}
+    return ident(name)
 
 
 def _lit(v) -> str:
