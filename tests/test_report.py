@@ -60,6 +60,13 @@ def test_shape_lines_show_a_stage_that_stopped_writing_joins(tmp_path):
     md = (tmp_path / "r" / "report.md")
     write_report(tmp_path / "r", {"base": {"test": base}, "rl": {"test": rl}})
     assert "| join | 2 | 100.0% | 50.0% | 2 | 1 |" in md.read_text()
+    assert "over the questions, not over training runs" in md.read_text()  # a GRPO stage: its run-to-run spread
+
+
+def test_no_training_run_caveat_without_a_grpo_stage(tmp_path):
+    base = _shaped([(SINGLE, SINGLE, True), (SINGLE, None, False)])
+    write_report(tmp_path / "r", {"base": {"test": base}, "tuned": {"test": base}})
+    assert "not over training runs" not in (tmp_path / "r" / "report.md").read_text()
 
 
 def test_outcomes_classify_pairs():

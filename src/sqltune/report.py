@@ -264,6 +264,11 @@ def build_markdown(title: str, summaries: dict, reports: dict, history: list[dic
         n = len(reports[last][split]["examples"])
         if n <= 20:
             lines.append(f"- *{split} has only {n} questions*: {smallest_detectable(n)}.")
+    if any(st.startswith("rl") for st in stages):
+        lines.append("- *These intervals are over the questions, not over training runs*: GRPO samples its own "
+                     "training data, and two runs of one recipe can differ by more than the interval allows "
+                     "(BENCHMARKS.md, \"Session 17 lease\": +5.4 points pooled on 5 devsuite DBs); where a "
+                     "decision rests on a few points, run it twice.")
     lines.append("")
     for name, path in charts.items():
         lines += [f"![{name}]({Path(path).name})", ""]
