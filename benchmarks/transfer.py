@@ -218,7 +218,6 @@ def markdown(res: dict, names: list[str]) -> str:
     return "\n".join(lines)
 
 
-
 def out_paths(out: str) -> tuple[Path, Path]:
     """OUT.json and OUT.md: the suffixes are appended (`--out ten-dbs-0.5b` keeps its `.5b`); an OUT
     that already ends in .json or .md names the pair without doubling it."""
@@ -226,6 +225,7 @@ def out_paths(out: str) -> tuple[Path, Path]:
     if p.suffix in (".json", ".md"):
         p = p.with_suffix("")
     return p.parent / (p.name + ".json"), p.parent / (p.name + ".md")
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -28,12 +28,16 @@ class Column:
     name: str
     type: str
     pk: bool = False
-    fk: str | None = None  # "table.column"
+    ref: tuple[str, str] | None = None  # (table, column) the foreign key points at
     key_position: int = 0  # 1-based place in the table's primary key (0: not in it)
-    ref: tuple[str, str] | None = None  # (table, column) the foreign key points at; `fk` is the same as "table.column"
     samples: list = field(default_factory=list)
     categories: list | None = None  # the full value list of a low-cardinality text column
     nulls: int = 0
+
+    @property
+    def fk(self) -> str | None:
+        """The foreign key as "table.column" (what the serve API shows)."""
+        return ".".join(self.ref) if self.ref else None
 
 
 @dataclass
@@ -167,9 +171,7 @@ def describe(db_path: str | os.PathLike, notes: str | os.PathLike | None = None)
             nrows = con.execute(f"SELECT COUNT(*) FROM {_q(t)}").fetchone()[0]
             cols = []
             for _, cname, ctype, _, _, pk in info:
-                ref = refs.get(cname)
-                col = Column(cname, (ctype or "").upper(), bool(pk), ".".join(ref) if ref else None,
-                             key_position=int(pk or 0), ref=ref)
+                col = Column(cname, (ctype or "").upper(), bool(pk), refs.get(cname), key_position=int(pk or 0))
                 qc = _q(cname)
                 col.nulls = con.execute(f"SELECT COUNT(*) FROM {_q(t)} WHERE {qc} IS NULL").fetchone()[0]
                 distinct = con.execute(

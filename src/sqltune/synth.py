@@ -41,6 +41,10 @@ import sqlglot
 from sqlglot import exp
 
 from .errors import SqltuneError
+# a name as the generated SQL writes it: as the schema text shows it (bare where SQLite reads it so, quoted
+# otherwise), so the training pairs and the prompt spell every name alike; the catalogue's own queries too
+from .schema import describe
+from .schema import ident as _q
 from .pairs import (READER_REJECT, ROUNDTRIP_REJECT, PairResult, Validator, balanced_cut, chat, clean_question,
                     filter_candidates, interleave, roundtrip_agrees, shape_counts, write_pairs)
 from .synth_config import SOURCES, SQL_TOKENS_FLOOR, SQL_TOKENS_MARGIN, STYLES, SynthConfig  # noqa: F401 - SOURCES and SynthConfig are this stage's API too
@@ -88,7 +92,6 @@ class Catalog:
 def catalog(db, notes=None, max_values: int = 20) -> Catalog:
     """Tables, columns (numeric or not), keys and up to `max_values` real values per column."""
     from .execute import connect_readonly
-    from .schema import _q, describe
 
     schema = describe(db, notes)
     tables = [t for t in schema.tables if t.rows > 0]
@@ -117,14 +120,6 @@ def catalog(db, notes=None, max_values: int = 20) -> Catalog:
         con.close()
     cat.fks = [fk for fk in cat.fks if cat.table_of(fk[2]) and cat.col(cat.table_of(fk[2]), fk[3])]
     return cat
-
-
-def _q(name: str) -> str:
-    """A name as the generated SQL writes it: as the schema text shows it (`schema.ident`: bare where SQLite
-    reads it so, quoted otherwise), so the training pairs and the prompt spell every name alike."""
-    from .schema import ident
-
-    return ident(name)
 
 
 def _lit(v) -> str:
