@@ -95,6 +95,18 @@ def final_column(name: str, reps: dict) -> str | None:
     return next((c for c in (f"{name}+rl@vote", f"{name}+rl", f"{name}@vote", name) if c in reps), None)
 
 
+def _stage_order(stage: str):
+    tail = stage.removeprefix("rl_run")
+    return (0, 0) if stage == "rl_unaveraged" else (1, int(tail)) if tail.isdigit() else (2, stage)
+
+
+def inner_stages(folder: Path) -> list[str]:
+    """The stages a run scored for the checkpoints kept inside its GRPO output, in order: `rl_unaveraged`
+    (`rl.average` < 1), `rl_run1`, `rl_run2`, ... (`rl.runs` > 1)."""
+    found = [p.name.removesuffix("_test_report.json") for p in folder.glob("rl_*_test_report.json")]
+    return sorted(found, key=_stage_order)
+
+
 def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
     from sqltune.stats import compare_paired
 
@@ -105,9 +117,11 @@ def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
         # a column per (setting, stage): the tuned model, and GRPO after it (`NAME+rl`) where the run had rl on;
         # runs with eval.vote > 1 add `@vote` columns; every column is compared with the untuned model's greedy answers
         runs = {n: (work / db / n, "tuned") for n in names if (work / db / n / "tuned_test_report.json").is_file()}
-        for stage in ("rl_unaveraged", "rl"):  # rl_unaveraged: the GRPO step before `rl.average` averaged it
-            runs.update({f"{n}+{stage}": (work / db / n, stage) for n in names
-                         if (work / db / n / f"{stage}_test_report.json").is_file()})
+        inner = {n: inner_stages(work / db / n) for n in names}
+        for n in names:  # the checkpoints GRPO keeps inside its output (rl_unaveraged, rl_run1, ...), then GRPO's
+            for stage in inner[n] + ["rl"]:
+                if (work / db / n / f"{stage}_test_report.json").is_file():
+                    runs[f"{n}+{stage}"] = (work / db / n, stage)
         if not runs:
             continue
         first = next(iter(runs.values()))[0]
@@ -140,13 +154,16 @@ def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
         # stage against stage, beside the untuned-greedy baseline of every column: what GRPO did to its start model
         # (greedy, voted), and the whole pipeline against the untuned model with the same vote (the strong baseline)
         reps = {"untuned": base, **{c: r for c, r in base_views[1:]}, **{col: r for _, col, r, _ in columns}}
-        pairs = [p for n in names for p in ((n, f"{n}+rl"), (f"{n}@vote", f"{n}+rl@vote"), ("untuned@vote", f"{n}+rl@vote"),
-                                            (f"{n}+rl_unaveraged", f"{n}+rl"), (f"{n}+rl_unaveraged@vote", f"{n}+rl@vote"))]
-        # setting against setting: the first setting's last stage against each other one's (and against its GRPO
-        # step before averaging): two runs of one recipe, or a setting and the baseline, question by question
+        pairs = [p for n in names for p in ((n, f"{n}+rl"), (f"{n}@vote", f"{n}+rl@vote"), ("untuned@vote", f"{n}+rl@vote"))]
+        for n in names:  # each kept checkpoint against GRPO's output (what averaging or the soup did), and the
+            #              first GRPO run against each other run of one job (`rl.runs`: the run-to-run spread)
+            pairs += [p for x in inner[n] for p in ((f"{n}+{x}", f"{n}+rl"), (f"{n}+{x}@vote", f"{n}+rl@vote"))]
+            pairs += [(f"{n}+{inner[n][0]}@vote", f"{n}+{x}@vote") for x in inner[n][1:] if x.startswith("rl_run")]
+        # setting against setting: the first setting's last stage against each other one's (and against the
+        # checkpoints kept inside its GRPO output): two runs of one recipe, or a setting and the baseline
         ref = final_column(names[0], reps) if names else None
         for n in names[1:]:
-            pairs += [(ref, b) for b in (final_column(n, reps), f"{n}+rl_unaveraged@vote") if ref and b in reps]
+            pairs += [(ref, b) for b in [final_column(n, reps)] + [f"{n}+{x}@vote" for x in inner[n]] if ref and b in reps]
         for a, b in pairs:
             if a not in reps or b not in reps:
                 continue
@@ -158,7 +175,8 @@ def collect(work: Path, dbs: list[str], names: list[str]) -> dict:
             acc["dbs"][db] = (sum(y[i] and not x[i] for i in ids), sum(x[i] and not y[i] for i in ids))
         out["dbs"][db] = row
     found = {c for r in out["dbs"].values() for c in r}
-    cols = ["untuned@vote"] + [c for n in names for c in (n, f"{n}@vote", f"{n}+rl_unaveraged", f"{n}+rl_unaveraged@vote",
+    stages = sorted({x for d in dbs for n in names for x in inner_stages(work / d / n)}, key=_stage_order)
+    cols = ["untuned@vote"] + [c for n in names for c in (n, f"{n}@vote", *[f"{n}+{x}{v}" for x in stages for v in ("", "@vote")],
                                                            f"{n}+rl", f"{n}+rl@vote")]
     names[:] = [c for c in cols if c in found]
     for n in ["untuned"] + names:

@@ -516,3 +516,180 @@ def test_run_scores_the_unaveraged_step_beside_the_averaged_one(tiny_model_dir, 
     stamp = (out / "rl_unaveraged_test_report.json").stat().st_mtime_ns
     run("default", out, resume=True, overrides=ov)
     assert (out / "rl_unaveraged_test_report.json").stat().st_mtime_ns == stamp
+
+
+# ---------------------------------------------------------------- rl.runs: a soup of GRPO runs
+def _lora_product(tensors: dict, cfg: dict, name: str = "x"):
+    """scale * B @ A of one LoRA layer, as peft applies it."""
+    import math
+
+    scale = cfg["lora_alpha"] / (math.sqrt(cfg["r"]) if cfg.get("use_rslora") else cfg["r"])
+    return scale * tensors[f"{name}.lora_B.weight"].float() @ tensors[f"{name}.lora_A.weight"].float()
+
+
+@given(n=st.integers(2, 3), r=st.integers(1, 3), rslora=st.booleans(), seed=st.integers(0, 2**16))
+def test_soup_adapters_is_the_mean_of_the_runs_weight_changes(tmp_path_factory, n, r, rslora, seed):
+    """The soup's B @ A (with its own scale) is the mean of the runs' B_i @ A_i exactly, whatever their A: a
+    mean of A and of B separately would not be (the product is bilinear)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from sqltune.rl import soup_adapters
+
+    g = torch.Generator().manual_seed(seed)
+    d = tmp_path_factory.mktemp("soup")
+    cfg = {"r": r, "lora_alpha": 2 * r, "use_rslora": rslora, "target_modules": ["x"]}
+    parts, products = [], []
+    for i in range(n):
+        t = {"x.lora_A.weight": torch.randn(r, 5, generator=g), "x.lora_B.weight": torch.randn(4, r, generator=g),
+             "x.bias": torch.full((4,), float(i))}
+        parts.append(_adapter(d / f"run{i}", t, json.dumps(cfg)))
+        products.append(_lora_product(t, cfg))
+    out = soup_adapters(parts, d / "soup")
+    got, got_cfg = load_file(str(out / ADAPTER_WEIGHTS)), json.loads((out / "adapter_config.json").read_text())
+    assert got_cfg["r"] == n * r and got["x.lora_A.weight"].shape == (n * r, 5)
+    assert torch.allclose(_lora_product(got, got_cfg), sum(products) / n, atol=1e-5)
+    assert torch.allclose(got["x.bias"], torch.full((4,), (n - 1) / 2))  # anything else: the plain mean
+
+
+def test_soup_of_two_peft_adapters_merges_to_the_mean_of_their_merged_weights(tiny_model_dir, tmp_path):
+    """Through peft itself: two adapters with random A and B on the tiny model, merged one by one, and their soup
+    merged: every projection of the soup's merged model is the mean of the two merged models'."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from sqltune.rl import soup_adapters
+
+    def merged(adapter):
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload().state_dict()
+
+    parts = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        m = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                            init_lora_weights=False))  # B random too: a real weight change
+        m.save_pretrained(tmp_path / f"run{seed}")
+        parts.append(tmp_path / f"run{seed}")
+    soup = soup_adapters(parts, tmp_path / "soup")
+    w1, w2, ws = merged(parts[0]), merged(parts[1]), merged(soup)
+    keys = [k for k in ws if "q_proj" in k or "v_proj" in k]
+    assert keys and any(not torch.allclose(w1[k], w2[k]) for k in keys)
+    for k in keys:
+        assert torch.allclose(ws[k], (w1[k] + w2[k]) / 2, atol=1e-5), k
+
+
+def test_soup_adapters_refuses_what_it_cannot_average(tmp_path):
+    import torch
+
+    from sqltune.rl import soup_adapters
+
+    t = {"x.lora_A.weight": torch.ones(2, 3), "x.lora_B.weight": torch.ones(3, 2)}
+    a = _adapter(tmp_path / "a", t, '{"r": 2, "lora_alpha": 4}')
+    with pytest.raises(SqltuneError, match="at least two runs"):
+        soup_adapters([a], tmp_path / "o")
+    b = _adapter(tmp_path / "b", t, '{"r": 4, "lora_alpha": 4}')
+    with pytest.raises(SqltuneError, match=r"different shapes \(r\)"):
+        soup_adapters([a, b], tmp_path / "o")
+    dora = _adapter(tmp_path / "d", t, '{"r": 2, "lora_alpha": 4, "use_dora": true}')
+    with pytest.raises(SqltuneError, match="DoRA"):
+        soup_adapters([dora, dora], tmp_path / "o")
+    c = _adapter(tmp_path / "c", {"y.lora_A.weight": torch.ones(2, 3)}, '{"r": 2, "lora_alpha": 4}')
+    with pytest.raises(SqltuneError, match="different tensors"):
+        soup_adapters([a, c], tmp_path / "o")
+    (tmp_path / "full").mkdir()
+    with pytest.raises(SqltuneError, match="needs LoRA adapter weights"):
+        soup_adapters([a, tmp_path / "full"], tmp_path / "o")
+    assert not (tmp_path / "o").exists()  # nothing half-written
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(SqltuneError, match="already exists"):
+        soup_adapters([a, a], tmp_path / "mine")
+
+
+def test_bad_runs_setting_is_one_clear_error():
+    with pytest.raises(SqltuneError, match="runs must be at least 1"):
+        RLConfig(runs=0).validate()
+    with pytest.raises(SqltuneError, match="do not combine"):
+        RLConfig(runs=2, average=0.5).validate()
+
+
+def _soup_configs(**rl):
+    rl = RLConfig(steps=2, eval_every=1, num_generations=2, prompts_per_step=2, max_completion_length=8,
+                  lr=1e-3, workers=1, timeout=1.0, probe=0, runs=2, **rl)
+    return rl, TrainConfig(device="cpu", dtype="float32", method="lora", rank=4, alpha=8, top_layers=None,
+                           eval_batch_size=4, eval_max_new_tokens=8)
+
+
+def test_grpo_runs_writes_the_soup_with_each_run_inside(tiny_model_dir, one_table_db, tmp_path, monkeypatch):
+    """`rl.runs: 2`: two GRPO runs (seeds 42, 43) from one start, each a loadable checkpoint inside the output;
+    the output is their soup (rank 2 x 4) and loads through the normal loader; nothing is left beside it; an
+    interrupted soup keeps the run that finished (`resume`)."""
+    import dataclasses
+
+    import sqltune.rl as rl_mod
+
+    valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
+    rl, tc = _soup_configs()
+    tc = dataclasses.replace(tc, model=str(tiny_model_dir))
+    seeds = []
+    real = rl_mod._single_run
+
+    def spy(tc_, one, *a, **k):
+        seeds.append(one.seed)
+        assert one.runs == 1
+        return real(tc_, one, *a, **k)
+
+    monkeypatch.setattr(rl_mod, "_single_run", spy)
+    out = tmp_path / "rl"
+    res = train_grpo(rl, ITEMS, valid, one_table_db, out, train_config=tc, choose=lambda h: h[-1], progress=False)
+    assert seeds == [42, 43] and res.out_dir == out
+    info = read_info(out)
+    assert [r["seed"] for r in info["soup"]["runs"]] == [42, 43] and info["chosen"]["steps"] == [2, 2]
+    assert info["rl"]["runs"] == 2 and not info["chosen"]["untrained"]
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 8
+    assert load_trained(out, "cpu").info["soup"]["runs"][1]["seed"] == 43
+    for i in (1, 2):
+        assert read_info(out / f"run-{i}")["rl"]["seed"] == 41 + i and load_trained(out / f"run-{i}", "cpu")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("rl.")]  # no .runs or .work folder left
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {x["run"] for x in lines} == {1, 2}
+    # interrupted after run 1: a resumed call trains run 2 only
+    import shutil
+
+    runs = tmp_path / "again.runs"
+    from sqltune.files import claim
+
+    claim(runs, "grpo-runs")
+    shutil.copytree(out / "run-1", runs / "run-1")
+    seeds.clear()
+    train_grpo(rl, ITEMS, valid, one_table_db, tmp_path / "again", train_config=tc, choose=lambda h: h[-1],
+               progress=False, resume=True)
+    assert seeds == [43] and read_info(tmp_path / "again")["soup"]["runs"][0]["seed"] == 42
+
+
+def test_grpo_runs_refuses_a_whole_model(tiny_model_dir, one_table_db, tmp_path):
+    import dataclasses
+
+    rl, tc = _soup_configs()
+    tc = dataclasses.replace(tc, model=str(tiny_model_dir), method="dora")
+    valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
+    with pytest.raises(SqltuneError, match="rl.runs > 1 averages LoRA adapters; this GRPO run trains dora"):
+        train_grpo(rl, ITEMS, valid, one_table_db, tmp_path / "rl", train_config=tc, progress=False)
+    assert not (tmp_path / "rl").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_run_scores_each_grpo_run_beside_their_soup(tiny_model_dir, one_table_db, tmp_path):
+    """`sqltune run` with `rl.runs: 2`: stages rl_run1 and rl_run2 before `rl` (the soup), so one job shows two runs
+    of the recipe and what the soup made of them, question by question."""
+    from sqltune.run import run
+
+    valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
+    out = tmp_path / "run"
+    metrics = run("default", out, overrides=_rl_run_overrides(tiny_model_dir, one_table_db, tmp_path, valid, runs=2))
+    assert list(metrics)[:5] == ["base", "tuned", "rl_run1", "rl_run2", "rl"]
+    md = (out / "report.md").read_text()
+    assert "| tuned | rl_run1 | rl_run2 | rl |" in md
+    assert read_info(out / "adapter_rl")["rl"]["runs"] == 2

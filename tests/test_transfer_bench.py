@@ -131,3 +131,23 @@ def test_the_first_setting_against_each_other_one_question_by_question(tmp_path)
     assert "ship+rl@vote -> a50+rl" not in ag  # db2's a50 is not voted, and there is no ship to pair it with
     table = t.markdown(res, names)
     assert "- `ship+rl@vote -> a50+rl_unaveraged@vote`: 50.0% → 100.0%" in table
+
+
+def test_a_soup_of_grpo_runs_gets_a_column_per_run_and_the_run_to_run_line(tmp_path):
+    """`rl.runs: 2`: the run scores each GRPO run (`rl_run1`, `rl_run2`) and their soup (`rl`); the table shows
+    them in run order (run 10 after run 2), each run against the soup, and run 1 against the other runs."""
+    t = _transfer()
+    v = lambda e: _report(e, greedy=e)  # noqa: E731
+    _write(tmp_path / "db1" / "s2", base=v([False, False, True, True]), tuned=v([False, False, True, True]),
+           rl_run1=v([True, False, True, True]), rl_run2=v([True, True, False, True]), rl_run10=v([True, True, True, True]),
+           rl=v([True, True, True, True]))
+    names = ["s2"]
+    res = t.collect(tmp_path, ["db1"], names)
+    assert names == ["untuned@vote", "s2", "s2@vote", "s2+rl_run1", "s2+rl_run1@vote", "s2+rl_run2", "s2+rl_run2@vote",
+                     "s2+rl_run10", "s2+rl_run10@vote", "s2+rl", "s2+rl@vote"]
+    ag = res["against"]
+    spread = ag["s2+rl_run1@vote -> s2+rl_run2@vote"]
+    assert (spread["exact"]["fixed"], spread["exact"]["broken"]) == (1, 1)
+    assert (ag["s2+rl_run2@vote -> s2+rl@vote"]["exact"]["fixed"], ag["s2+rl_run2@vote -> s2+rl@vote"]["exact"]["broken"]) == (1, 0)
+    assert "s2+rl_run2@vote -> s2+rl_run10@vote" not in ag  # runs are paired with the first run only
+    assert "- `s2+rl_run1@vote -> s2+rl_run2@vote`: 75.0% → 75.0%" in t.markdown(res, names)

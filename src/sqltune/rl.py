@@ -89,13 +89,18 @@ class RLConfig:
     #                 the reward kept than early stopping or a KL term). 1: the chosen step as it is. LoRA/DoRA only.
     #                 Session 16: GRPO broke answers the SFT model had right (flight_2 95.0 -> 85.0 % test). Session
     #                 17, 0.5 on 5 devsuite DBs: same answers on 4, -2 net on network_1 (BENCHMARKS.md), so 1 (off)
+    runs: int = 1  # GRPO runs from the same start model, seeds `seed`, `seed + 1`, ...; with 2 or more the written
+    #                 checkpoint is their soup: the mean of the runs' weight changes, exactly (`soup_adapters`; each
+    #                 run's chosen step is kept inside it as `run-1`, `run-2`, ...; `sqltune run` scores them too).
+    #                 Session 17 measured two runs of one recipe 5.4 points apart (pooled, 5 DBs): averaging
+    #                 independent RL runs is how WARP (Rame et al. 2024) cuts that spread. LoRA only; N x GRPO time
     seed: int = 42
 
     def validate(self) -> "RLConfig":
         def bad(msg):
             raise SqltuneError(f"rl config: {msg}")
 
-        for name in ("steps", "prompts_per_step", "micro_batch", "max_completion_length", "workers"):
+        for name in ("steps", "prompts_per_step", "micro_batch", "max_completion_length", "workers", "runs"):
             if getattr(self, name) < 1:
                 bad(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.num_generations < 2:
@@ -126,6 +131,9 @@ class RLConfig:
             bad(f"join_floor must be in [0, 1), got {self.join_floor}")
         if not 0 < self.average <= 1:
             bad(f"average must be in (0, 1] (1: the chosen step as it is), got {self.average}")
+        if self.runs > 1 and self.average < 1:
+            bad("runs > 1 (a soup of GRPO runs) and average < 1 (a GRPO step averaged with its start) do not combine; "
+                "set one of them")
         if not self.reward_exact > max(self.reward_fuzzy, self.reward_executes, self.reward_error, self.reward_no_sql):
             bad("reward_exact must be the largest reward")
         return self
@@ -368,6 +376,86 @@ def average_adapters(start: str | os.PathLike, end: str | os.PathLike, weight: f
     return out
 
 
+RUN_PREFIX = "run-"  # with `rl.runs` > 1: each GRPO run's chosen step, a checkpoint inside the soup (`run-1`, ...)
+
+
+def soup_adapters(parts: list, out: str | os.PathLike) -> Path:
+    """`out` = a copy of the LoRA adapter folder `parts[0]` whose weight change is the mean of the `parts`' changes.
+
+    The mean of LoRA products is a LoRA of the summed rank, exactly: mean_i(s * B_i A_i) = s * [B_1/n ... B_n/n]
+    [A_1; ...; A_n], so the A matrices are stacked, the B matrices put side by side and scaled by 1/n, the rank
+    becomes n * r and `lora_alpha` is scaled so that the scale s (alpha / r, or alpha / sqrt(r) with rsLoRA) stays.
+    Averaging A and B separately would not be this mean when the runs' A differ (a new adapter per run), and peft's
+    `add_weighted_adapter(combination_type="cat")` builds the same stack but inside a loaded model. Other tensors
+    (none in sqltune's adapters) are averaged. DoRA, rank/alpha patterns or adapters of different shapes are
+    refused with a clear error.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    parts, out = [Path(p) for p in parts], Path(out)
+    if len(parts) < 2:
+        raise SqltuneError("rl.runs: a soup needs at least two runs")
+    if os.path.lexists(out):
+        raise SqltuneError(f"rl.runs: {out} already exists; name a new folder")
+    configs = []
+    for d in parts:
+        if not (d / ADAPTER_WEIGHTS).is_file() or not (d / "adapter_config.json").is_file():
+            raise SqltuneError(f"rl.runs needs LoRA adapter weights: no {ADAPTER_WEIGHTS} in {d}")
+        configs.append(json.loads((d / "adapter_config.json").read_text(encoding="utf-8")))
+    cfg = configs[0]
+    if cfg.get("use_dora") or cfg.get("rank_pattern") or cfg.get("alpha_pattern"):
+        raise SqltuneError("rl.runs: a soup of DoRA adapters, or of adapters with per-layer ranks, is not supported; "
+                           "use lora")
+    shape_keys = ("r", "lora_alpha", "use_rslora", "target_modules", "layers_to_transform")
+    for d, c in zip(parts[1:], configs[1:]):
+        differ = [k for k in shape_keys if c.get(k) != cfg.get(k)]
+        if differ:
+            raise SqltuneError(f"rl.runs: {parts[0]} and {d} are adapters of different shapes ({', '.join(differ)})")
+    tensors = [load_file(str(d / ADAPTER_WEIGHTS)) for d in parts]
+    for d, t in zip(parts[1:], tensors[1:]):
+        if set(t) != set(tensors[0]):
+            raise SqltuneError(f"rl.runs: {parts[0]} and {d} hold different tensors "
+                               f"({sorted(set(t) ^ set(tensors[0]))[:3]})")
+    n = len(parts)
+    mixed = {}
+    for k, first in tensors[0].items():
+        group = [t[k].to(torch.float32) for t in tensors]
+        if any(g.shape != group[0].shape for g in group):
+            raise SqltuneError(f"rl.runs: {k} has different shapes in the runs")
+        if "lora_A" in k or "lora_embedding_A" in k:  # (r, in): stacked along the rank
+            m = torch.cat(group, dim=0)
+        elif "lora_B" in k or "lora_embedding_B" in k:  # (out, r): side by side, each 1/n
+            m = torch.cat([g / n for g in group], dim=1)
+        elif "lora_magnitude" in k:
+            raise SqltuneError("rl.runs: a soup of DoRA adapters is not supported; use lora")
+        else:
+            m = sum(group) / n
+        mixed[k] = m.to(first.dtype).contiguous()
+    r = int(cfg["r"])
+    alpha = float(cfg.get("lora_alpha", r))
+    new_cfg = dict(cfg, r=n * r, lora_alpha=alpha * (math.sqrt(n) if cfg.get("use_rslora") else n))
+    from .files import atomic_path
+
+    with atomic_path(out, folder=True) as tmp:  # a failure leaves no half-written adapter at `out`
+        shutil.copytree(parts[0], tmp, dirs_exist_ok=True)
+        save_file(mixed, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+        (tmp / "adapter_config.json").write_text(json.dumps(new_cfg, indent=2), encoding="utf-8")
+    return out
+
+
+def inner_checkpoints(rl_dir: str | os.PathLike) -> list[tuple[str, Path]]:
+    """The finished checkpoints a GRPO output keeps inside it, to be scored beside it: [("unaveraged", path)]
+    with `rl.average` < 1, [("run1", path), ("run2", path), ...] with `rl.runs` > 1, else []."""
+    from .checkpoint import is_complete
+
+    d = Path(rl_dir)
+    found = [("unaveraged", d / UNAVERAGED)] if is_complete(d / UNAVERAGED) else []
+    runs = sorted((p for p in d.glob(RUN_PREFIX + "*") if p.name[len(RUN_PREFIX):].isdigit() and is_complete(p)),
+                  key=lambda p: int(p.name[len(RUN_PREFIX):]))
+    return found + [(p.name.replace("-", ""), p) for p in runs]
+
+
 def _echo(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -455,12 +543,9 @@ def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out
     `baseline`: a score report of the start model on exactly `valid_items` (skips evaluating step 0).
     `choose`: a rule history -> chosen evaluation line (as `train.train` takes, e.g. the noise-aware
     `synth.checkpoint_rule`); default: the highest valid exact, ties to the earlier step.
-    `resume`: a finished `out_dir` is returned as is (an interrupted GRPO run starts over).
+    `resume`: a finished `out_dir` is returned as is (an interrupted GRPO run starts over; with `rl.runs` > 1 the
+    runs finished before are kept).
     """
-    from .db import resolve_db
-    from .model import pick_device
-    from .prompt import PromptBuilder, check_fingerprint
-    from .schema import schema_text
     from .train import _check_baseline, _result_from_folder, is_complete
 
     tc, rl, recipe_yaml = _configs(config, train_config)
@@ -483,6 +568,112 @@ def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out
         remove_owned(out)
     remove_owned(work)
     _check_baseline(baseline, valid_items)
+    if rl.runs > 1:
+        return _soup_of_runs(tc, rl, recipe_yaml, train_items, valid_items, db, out, init_adapter, progress,
+                             baseline, choose, resume)
+    return _single_run(tc, rl, recipe_yaml, train_items, valid_items, db, out, init_adapter, progress, baseline, choose)
+
+
+def _grpo_method(tc, init_adapter) -> str:
+    """What GRPO trains: the start checkpoint's adapter continued (its method), else a new `tc.method` adapter."""
+    from .checkpoint import is_adapter, read_info
+
+    if init_adapter is not None and is_adapter(init_adapter):
+        return read_info(init_adapter).get("method") or "lora"
+    return tc.method
+
+
+def _soup_of_runs(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, init_adapter, progress, baseline,
+                  choose, resume: bool):
+    """`rl.runs` GRPO runs from one start model (seeds `rl.seed`, `rl.seed + 1`, ...), each choosing its step by
+    `choose` as a single run does; the output is their soup (`soup_adapters`), with each run's checkpoint inside it
+    (`run-1`, ...). The runs are written to `OUT.runs/` first: an interrupted `resume` reuses the finished ones."""
+    from dataclasses import replace
+
+    from .checkpoint import is_complete, load_trained, write_checkpoint
+    from .db import resolve_db
+    from .evaluate import evaluate_items
+    from .files import check_replaceable, claim, remove_owned
+    from .model import pick_device
+    from .train import TrainResult, _result_from_folder
+
+    method = _grpo_method(tc, init_adapter)
+    if method != "lora":
+        raise SqltuneError(f"rl.runs > 1 averages LoRA adapters; this GRPO run trains {method} (set rl.runs: 1)")
+    t_start = time.monotonic()
+    runs_dir = out.with_name(out.name + ".runs")
+    check_replaceable(runs_dir)
+    if not resume:
+        remove_owned(runs_dir)
+    claim(runs_dir, "grpo-runs")
+    results = []
+    for i in range(rl.runs):
+        one = replace(rl, runs=1, seed=rl.seed + i)
+        part = runs_dir / f"{RUN_PREFIX}{i + 1}"
+        if is_complete(part):
+            _echo(f"grpo run {i + 1} of {rl.runs}: finished before, reusing {part}")
+            results.append(_result_from_folder(part))
+            continue
+        _echo(f"grpo run {i + 1} of {rl.runs} (seed {one.seed})")
+        remove_owned(part)
+        remove_owned(part.with_name(part.name + ".work"))
+        results.append(_single_run(tc, one, recipe_yaml, train_items, valid_items, db, part, init_adapter, progress,
+                                   baseline, choose))
+    soup = runs_dir / "soup"
+    shutil.rmtree(soup, ignore_errors=True)  # inside our own folder: a leftover of an interrupted soup
+    soup_adapters([r.out_dir for r in results], soup)  # a copy of run 1's checkpoint with the soup's weights
+    dev = pick_device(tc.device, tc.dtype)
+    t = time.monotonic()
+    m = load_trained(soup, dev)
+    summary = evaluate_items(m.model, m.tokenizer, m.builder, valid_items, resolve_db(db),
+                             batch_size=tc.eval_batch_size, max_new_tokens=tc.eval_max_new_tokens, progress=False,
+                             autocast=dev.autocast, timeout=rl.timeout)["summary"]
+    del m
+    eval_seconds = time.monotonic() - t
+    runs = [{"run": i + 1, "seed": rl.seed + i, "step": r.chosen_step, "untrained": bool(r.info["chosen"].get("untrained")),
+             **{k: r.info["chosen"][k] for k in ("exact", "execution_rate", "fuzzy", "set")}}
+            for i, r in enumerate(results)]
+    _echo(f"grpo: the soup of {rl.runs} runs: valid exact {summary['exact']:.1%} (runs: "
+          + ", ".join(f"{x['exact']:.1%} at step {x['step']}" for x in runs) + ")")
+    first = results[0].info
+    info = {
+        **first, "rl": rl.to_dict(),
+        "chosen": {"step": max(r.chosen_step for r in results), "epoch": max(r.chosen_epoch for r in results),
+                   "untrained": all(x["untrained"] for x in runs), "steps": [r.chosen_step for r in results],
+                   **{k: summary[k] for k in ("exact", "execution_rate", "fuzzy", "set")}},
+        "soup": {"runs": runs, "method": "mean of the runs' LoRA weight changes (rank stacked)"},
+        "timing": {"wall_seconds": round(time.monotonic() - t_start, 2),
+                   "train_seconds": round(sum(r.info["timing"]["train_seconds"] for r in results), 2),
+                   "eval_seconds": round(sum(r.info["timing"]["eval_seconds"] for r in results) + eval_seconds, 2),
+                   "steps": sum(r.info["timing"]["steps"] for r in results)},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    history = [{**h, "run": i + 1} for i, r in enumerate(results) for h in r.history]
+    extras = {"metrics.jsonl": "".join(json.dumps(h) + "\n" for h in history),
+              "recipe.yaml": (soup / "recipe.yaml").read_text(encoding="utf-8") if (soup / "recipe.yaml").is_file() else ""}
+
+    def write(tmp: Path) -> None:
+        for f in soup.iterdir():
+            if f.name.startswith("adapter_") or f.name.startswith("tokenizer") or f.suffix in (".jinja",) \
+                    or f.name in ("special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json"):
+                shutil.copy2(f, tmp / f.name)
+        for r in results:  # each run as it was: `sqltune run` scores them beside the soup (stages rl_run1, ...)
+            shutil.copytree(r.out_dir, tmp / r.out_dir.name)
+
+    write_checkpoint(out, write, info, extras)
+    shutil.rmtree(runs_dir, ignore_errors=True)
+    best = {"step": info["chosen"]["step"], "epoch": info["chosen"]["epoch"], **summary}
+    _echo(f"wrote {out} (the soup of {rl.runs} GRPO runs, valid exact {summary['exact']:.1%})")
+    return TrainResult(out, info["chosen"]["step"], info["chosen"]["epoch"], best, history, info)
+
+
+def _single_run(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, init_adapter, progress, baseline,
+                choose):
+    """One GRPO run into `out` (a fresh folder): load the start model, check its prompt, train (`_train`)."""
+    from .db import resolve_db
+    from .model import pick_device
+    from .prompt import PromptBuilder, check_fingerprint
+    from .schema import schema_text
 
     t_start = time.monotonic()
     db = resolve_db(db)

@@ -335,12 +335,15 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         model = tok = None
         _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)
         rl_reports = score_checkpoint(run_dir, "rl", rl_dir, device, builder, items, db, eval_cfg, splits, suite)
-        from .rl import UNAVERAGED
+        from .rl import inner_checkpoints
 
-        if is_complete(rl_dir / UNAVERAGED):  # `rl.average` < 1: the chosen step before averaging, scored beside it
-            # before `rl` in the report: tuned -> rl_unaveraged is what GRPO did, rl_unaveraged -> rl the averaging
-            reports["rl_unaveraged"] = score_checkpoint(run_dir, "rl_unaveraged", rl_dir / UNAVERAGED, device, builder,
-                                                        items, db, eval_cfg, splits, suite)
+        # the checkpoints kept inside GRPO's output, scored beside it and placed before `rl` in the report:
+        # `rl.average` < 1: the chosen step before averaging (tuned -> rl_unaveraged is what GRPO did,
+        # rl_unaveraged -> rl the averaging); `rl.runs` > 1: each run (rl_run1, ...), then their soup (`rl`)
+        for name, inner in inner_checkpoints(rl_dir):
+            _same_model_scores(run_dir, inner, "tuned", f"rl_{name}", splits)
+            reports[f"rl_{name}"] = score_checkpoint(run_dir, f"rl_{name}", inner, device, builder, items, db,
+                                                     eval_cfg, splits, suite)
         reports["rl"] = rl_reports
 
     # 5. optional: mine valid failures, grow the training data, train again, score again
@@ -373,7 +376,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     history = read_jsonl(adapter / "metrics.jsonl") if (adapter / "metrics.jsonl").is_file() else []
     if "rl" in reports and (rl_dir / "metrics.jsonl").is_file():  # GRPO continues the chart after the last SFT epoch
         last = max((h.get("epoch") or 0.0 for h in history), default=0.0)
-        history += [{**h, "epoch": last + (h.get("epoch") or 0.0), "stage": "rl"} for h in read_jsonl(rl_dir / "metrics.jsonl")]
+        history += [{**h, "epoch": last + (h.get("epoch") or 0.0), "stage": "rl"} for h in read_jsonl(rl_dir / "metrics.jsonl")
+                    if h.get("run", 1) == 1]  # `rl.runs` > 1: the chart follows the first run
     metrics = {stage: {s: r["summary"] for s, r in reps.items()} for stage, reps in reports.items()}
     metrics["timings"] = run_dir.timings
     metrics["model"] = c.get("model")
