@@ -681,14 +681,25 @@ def test_grpo_runs_refuses_a_whole_model(tiny_model_dir, one_table_db, tmp_path)
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_run_scores_each_grpo_run_beside_their_soup(tiny_model_dir, one_table_db, tmp_path):
+def test_run_scores_each_grpo_run_beside_their_soup(tiny_model_dir, one_table_db, tmp_path, monkeypatch):
     """`sqltune run` with `rl.runs: 2`: stages rl_run1 and rl_run2 before `rl` (the soup), so one job shows two runs
-    of the recipe and what the soup made of them, question by question."""
+    of the recipe and what the soup made of them, question by question; run 1 is scored before run 2 starts (a job
+    cut short keeps what it finished)."""
+    import sqltune.rl as rl_mod
     from sqltune.run import run
 
     valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
     out = tmp_path / "run"
+    scored_before = []
+    real = rl_mod._single_run
+
+    def spy(tc_, one, *a, **k):
+        scored_before.append(sorted(p.name for p in out.glob("rl_run*_test_report.json")))
+        return real(tc_, one, *a, **k)
+
+    monkeypatch.setattr(rl_mod, "_single_run", spy)
     metrics = run("default", out, overrides=_rl_run_overrides(tiny_model_dir, one_table_db, tmp_path, valid, runs=2))
+    assert scored_before == [[], ["rl_run1_test_report.json"]]
     assert list(metrics)[:5] == ["base", "tuned", "rl_run1", "rl_run2", "rl"]
     md = (out / "report.md").read_text()
     assert "| tuned | rl_run1 | rl_run2 | rl |" in md

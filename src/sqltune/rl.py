@@ -534,7 +534,7 @@ def _load(tc, init_adapter, dev):
 
 def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out_dir, init_adapter=None, *,
                train_config=None, force: bool = False, resume: bool = False, progress: bool = True,
-               baseline: dict | None = None, choose=None):
+               baseline: dict | None = None, choose=None, on_run=None):
     """GRPO with the execution reward; returns a `train.TrainResult` (the chosen step; 0 = the start model).
 
     `config`: a Recipe (its `rl` section + its training/prompt/eval settings), or an RLConfig (or dict)
@@ -544,7 +544,8 @@ def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out
     `choose`: a rule history -> chosen evaluation line (as `train.train` takes, e.g. the noise-aware
     `synth.checkpoint_rule`); default: the highest valid exact, ties to the earlier step.
     `resume`: a finished `out_dir` is returned as is (an interrupted GRPO run starts over; with `rl.runs` > 1 the
-    runs finished before are kept).
+    runs finished before are kept). `on_run(name, folder)`: with `rl.runs` > 1, called as each run's checkpoint is
+    written (name `run1`, ...; `sqltune run` scores it then, so a job cut short still shows the runs it finished).
     """
     from .train import _check_baseline, _result_from_folder, is_complete
 
@@ -570,7 +571,7 @@ def train_grpo(config, train_items: list[dict], valid_items: list[dict], db, out
     _check_baseline(baseline, valid_items)
     if rl.runs > 1:
         return _soup_of_runs(tc, rl, recipe_yaml, train_items, valid_items, db, out, init_adapter, progress,
-                             baseline, choose, resume)
+                             baseline, choose, resume, on_run)
     return _single_run(tc, rl, recipe_yaml, train_items, valid_items, db, out, init_adapter, progress, baseline, choose)
 
 
@@ -584,7 +585,7 @@ def _grpo_method(tc, init_adapter) -> str:
 
 
 def _soup_of_runs(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, init_adapter, progress, baseline,
-                  choose, resume: bool):
+                  choose, resume: bool, on_run=None):
     """`rl.runs` GRPO runs from one start model (seeds `rl.seed`, `rl.seed + 1`, ...), each choosing its step by
     `choose` as a single run does; the output is their soup (`soup_adapters`), with each run's checkpoint inside it
     (`run-1`, ...). The runs are written to `OUT.runs/` first: an interrupted `resume` reuses the finished ones."""
@@ -613,12 +614,17 @@ def _soup_of_runs(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, 
         if is_complete(part):
             _echo(f"grpo run {i + 1} of {rl.runs}: finished before, reusing {part}")
             results.append(_result_from_folder(part))
-            continue
-        _echo(f"grpo run {i + 1} of {rl.runs} (seed {one.seed})")
-        remove_owned(part)
-        remove_owned(part.with_name(part.name + ".work"))
-        results.append(_single_run(tc, one, recipe_yaml, train_items, valid_items, db, part, init_adapter, progress,
-                                   baseline, choose))
+        else:
+            _echo(f"grpo run {i + 1} of {rl.runs} (seed {one.seed})")
+            remove_owned(part)
+            remove_owned(part.with_name(part.name + ".work"))
+            results.append(_single_run(tc, one, recipe_yaml, train_items, valid_items, db, part, init_adapter,
+                                       progress, baseline, choose))
+        if on_run is not None:
+            import gc
+
+            gc.collect()  # the run's trainer and model (reference cycles) go before the caller loads the checkpoint
+            on_run(part.name.replace("-", ""), part)
     soup = runs_dir / "soup"
     shutil.rmtree(soup, ignore_errors=True)  # inside our own folder: a leftover of an interrupted soup
     soup_adapters([r.out_dir for r in results], soup)  # a copy of run 1's checkpoint with the soup's weights

@@ -329,8 +329,13 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
             # (a gain beyond the noise of valid), `last` (the latest step that shows no loss beyond it)
             pooled = len(select_items) > len(items["valid"])
             rl_rule = selection_rule(c, items, pooled, mode=str(c["rl"].get("choose", "last")))
+            def score_run(name: str, folder: Path) -> None:  # `rl.runs` > 1: each run scored as it is written
+                _same_model_scores(run_dir, folder, "tuned", f"rl_{name}", splits)
+                score_checkpoint(run_dir, f"rl_{name}", folder, device, builder, items, db, eval_cfg, splits, suite)
+
             train_grpo(cfg, train_items, select_items, db, rl_dir, init_adapter=adapter, resume=True,
-                       baseline=None if pooled else greedy_view(reports["tuned"]["valid"]), choose=rl_rule)
+                       baseline=None if pooled else greedy_view(reports["tuned"]["valid"]), choose=rl_rule,
+                       on_run=score_run)
             run_dir.record("rl", time.monotonic() - t)
         model = tok = None
         _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)
