@@ -703,4 +703,5 @@ def test_run_scores_each_grpo_run_beside_their_soup(tiny_model_dir, one_table_db
     assert list(metrics)[:5] == ["base", "tuned", "rl_run1", "rl_run2", "rl"]
     md = (out / "report.md").read_text()
     assert "| tuned | rl_run1 | rl_run2 | rl |" in md
+    assert "**test, rl_run1 → rl_run2**" in md and "*rl_run1 → rl_run2 above is two GRPO runs of this recipe" in md
     assert read_info(out / "adapter_rl")["rl"]["runs"] == 2

@@ -269,6 +269,11 @@ def build_markdown(title: str, summaries: dict, reports: dict, history: list[dic
                      "training data, and two runs of one recipe can differ by more than the interval allows "
                      "(BENCHMARKS.md, \"Session 17 lease\": +5.4 points pooled on 5 devsuite DBs); where a "
                      "decision rests on a few points, run it twice.")
+    runs = [st for st in stages if st.startswith("rl_run")]
+    if len(runs) > 1:  # `rl.runs` > 1: the spread measured on this very database
+        lines.append(f"- *{runs[0]} → {runs[1]} above is two GRPO runs of this recipe on this database*: what they "
+                     f"differ by is the training's own spread here; `rl` is their soup (the mean of their weight "
+                     f"changes).")
     lines.append("")
     for name, path in charts.items():
         lines += [f"![{name}]({Path(path).name})", ""]
