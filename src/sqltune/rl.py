@@ -658,10 +658,12 @@ def _soup_of_runs(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, 
     extras = {"metrics.jsonl": "".join(json.dumps(h) + "\n" for h in history),
               "recipe.yaml": (soup / "recipe.yaml").read_text(encoding="utf-8") if (soup / "recipe.yaml").is_file() else ""}
 
+    from .checkpoint import CHECKPOINT_META, COMPLETE
+    from .files import OWNER_FILE
+
     def write(tmp: Path) -> None:
-        for f in soup.iterdir():
-            if f.name.startswith("adapter_") or f.name.startswith("tokenizer") or f.suffix in (".jinja",) \
-                    or f.name in ("special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json"):
+        for f in soup.iterdir():  # the adapter and the tokenizer; the metadata and the run's own records are new
+            if f.is_file() and f.name not in (CHECKPOINT_META, COMPLETE, OWNER_FILE, *extras):
                 shutil.copy2(f, tmp / f.name)
         for r in results:  # each run as it was: `sqltune run` scores them beside the soup (stages rl_run1, ...)
             shutil.copytree(r.out_dir, tmp / r.out_dir.name)
