@@ -213,7 +213,7 @@ def test_fallback_loads_the_adapter_unmerged_and_needs_one(capsys, tiny_db, tmp_
     code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--fallback", "base")
     _one_line_error(code, err, "--fallback base needs --adapter")
     code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--adapter", str(adapter), "--fallback", "tuned")
-    _one_line_error(code, err, "--fallback must be one of none, base")
+    _one_line_error(code, err, "--fallback must be one of none, base, vote")
     assert seen == [False]
 
 
@@ -234,3 +234,26 @@ def test_ask_says_when_the_untuned_model_answered(capsys, tiny_db, tmp_path, mon
                         "--fallback", "base", "--vote", "1", "--json")
     got = json.loads(out)
     assert got["sql"] == "SELECT name FROM authors WHERE country = 'UK'" and got["fallback"]["sql"].startswith("SELECT nam ")
+
+
+def test_ask_says_when_both_models_voted(capsys, tiny_db, tmp_path, monkeypatch):
+    """`ask --fallback vote --vote 4`: the tuned answer executes but differs from the untuned one; both models vote
+    and `ask` says whose answer it prints (and `--json` carries the pool record); without a vote, one clear line."""
+    import sqltune.evaluate as ev
+    from test_evaluate import _Adapted, _fake_sampling
+
+    monkeypatch.setattr(ev, "load_for_inference", lambda *a, **kw: (_Adapted(), None, None))
+    _fake_sampling(monkeypatch, asked := [])
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    args = ("ask", "How many books?", "--db", str(tiny_db), "--adapter", str(adapter), "--fallback", "vote",
+            "--vote", "4", "--vote-when", "error")
+    code, out, _ = _run(capsys, *args)
+    assert code == 0 and [(off, n) for off, _, n in asked] == [(False, 1), (True, 1), (False, 4), (True, 4)]
+    assert "both voted (7 candidates agreed): this is the untuned model's answer" in out
+    code, out, _ = _run(capsys, *args, "--json")
+    got = json.loads(out)
+    assert got["sql"] == "SELECT COUNT(*) FROM authors" and got["pool"]["sql"] == "SELECT COUNT(*) FROM books"
+    code, _, err = _run(capsys, "ask", "How many books?", "--db", str(tiny_db), "--adapter", str(adapter),
+                        "--fallback", "vote", "--vote", "1")
+    _one_line_error(code, err, "fallback vote needs a vote of 2 or more")

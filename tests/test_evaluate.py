@@ -154,11 +154,86 @@ def test_fallback_leaves_a_model_without_an_adapter_and_the_default_alone(tiny_d
     asked.clear()
     rep = evaluate(_Adapted(), None, None, FB_ITEMS, tiny_db, EvalConfig(progress=False))  # fallback: none
     assert len(asked) == 1 and "fallback_used" not in rep["summary"]
-    with pytest.raises(SqltuneError, match="fallback must be one of none, base"):
+    with pytest.raises(SqltuneError, match="fallback must be one of none, base, vote"):
         EvalConfig(fallback="untuned").validate()
     with pytest.raises(SqltuneError, match="eval.fallback"):
         load_recipe("default", {"eval.fallback": "untuned"})
     assert EvalConfig.from_recipe(load_recipe("default", {"eval.fallback": "base"}), pick_device("cpu", "float32")).fallback == "base"
+
+
+# ---------------------------------------------------------------- eval.fallback: vote (both models' candidates)
+POOL_ITEMS = [{"id": "a", "question": "How many authors?", "sql": "SELECT COUNT(*) FROM authors"},
+              {"id": "b", "question": "Names of the UK authors?", "sql": "SELECT name FROM authors WHERE country = 'UK'"},
+              {"id": "c", "question": "Titles after 1900?", "sql": "SELECT title FROM books WHERE year > 1900"},
+              {"id": "d", "question": "How many books?", "sql": "SELECT COUNT(*) FROM books"}]
+# per model (adapter off?) and question: the greedy SQL, then what every sample writes
+POOL_WRITES = {
+    False: {"How many authors?": ["SELECT COUNT(*) FROM authors"] * 2,  # both models agree: never pooled
+            "Names of the UK authors?": ["SELECT name FROM authors", POOL_ITEMS[1]["sql"]],  # executes, wrong
+            "Titles after 1900?": [POOL_ITEMS[2]["sql"]] * 2,  # right
+            "How many books?": [POOL_ITEMS[3]["sql"], "SELECT COUNT(*) FROM authors"]},  # right, samples wrong
+    True: {"How many authors?": ["SELECT COUNT(*) FROM authors"] * 2,
+           "Names of the UK authors?": [POOL_ITEMS[1]["sql"]] * 2,
+           "Titles after 1900?": ["SELECT title FROM books", POOL_ITEMS[2]["sql"]],
+           "How many books?": ["SELECT COUNT(*) FROM authors"] * 2}}
+
+
+def _fake_sampling(monkeypatch, asked):
+    import sqltune.vote as vote_mod
+    from sqltune.vote import Candidate
+
+    def fake(model, tok, builder, questions, n, **kw):
+        asked.append((model.off, list(questions), n))
+        out = []
+        for q in questions:
+            first, rest = POOL_WRITES[model.off][q]
+            out.append([Candidate(sql=s, raw=s, mean_logprob=-0.1 if j == 0 else -0.5, greedy=j == 0)
+                        for j, s in enumerate([first] + [rest] * (n - 1))])
+        return out
+
+    monkeypatch.setattr(vote_mod, "sample_sql", fake)
+
+
+def test_pooled_vote_weighs_both_models_where_their_results_differ(tiny_db, monkeypatch):
+    """`fallback: vote`: the untuned model's greedy answers every question; where its result differs from the
+    adapter's, both draw n candidates and the majority of all 2n wins; a right answer can be outvoted (d), and the
+    report counts what the pool fixed and broke."""
+    from sqltune.vote import VoteSettings
+
+    asked = []
+    _fake_sampling(monkeypatch, asked)
+    cfg = EvalConfig(fallback="vote", vote=VoteSettings(4, when="error"), progress=False)
+    rep = evaluate(_Adapted(), None, None, POOL_ITEMS, tiny_db, cfg)
+    qs = [it["question"] for it in POOL_ITEMS]
+    assert asked == [(False, qs, 1), (True, qs, 1), (False, qs[1:], 4), (True, qs[1:], 4)]
+    ex = {e["id"]: e for e in rep["examples"]}
+    assert "pool" not in ex["a"] and ex["a"]["exact"]
+    assert ex["b"]["exact"] and ex["b"]["pool"]["sql"] == "SELECT name FROM authors"  # 7 of 8 say the gold
+    assert ex["c"]["exact"] and ex["c"]["pred_sql"] == POOL_ITEMS[2]["sql"]  # weighed, kept
+    assert not ex["d"]["exact"] and ex["d"]["pool"]["source"] == "base"  # the adapter's right answer outvoted
+    assert ex["d"]["fallback"]["sql"] == POOL_ITEMS[3]["sql"]
+    s = rep["summary"]
+    assert (s["pool_voted"], s["pool_changed"], s["pool_fixed"], s["pool_hurt"]) == (3, 2, 1, 1)
+    assert s["exact"] == pytest.approx(3 / 4) and rep["eval_config"]["fallback"] == "vote"
+
+
+def test_pooled_vote_needs_a_vote_and_an_adapter(tiny_db, monkeypatch):
+    from sqltune.vote import VoteSettings
+
+    with pytest.raises(SqltuneError, match="fallback vote needs a vote of 2 or more"):
+        EvalConfig(fallback="vote").validate()
+    with pytest.raises(SqltuneError, match="fallback vote needs a vote"):
+        load_recipe("default", {"eval.fallback": "vote"})  # the default recipe is greedy
+    assert load_recipe("default", {"eval.fallback": "vote", "eval.vote": 4}).eval.fallback == "vote"
+
+    class Plain:
+        off = False
+
+    asked = []
+    _fake_sampling(monkeypatch, asked)
+    rep = evaluate(Plain(), None, None, POOL_ITEMS, tiny_db,
+                   EvalConfig(fallback="vote", vote=VoteSettings(4, when="error"), progress=False))
+    assert asked == [(False, [it["question"] for it in POOL_ITEMS], 1)] and rep["summary"]["pool_voted"] == 0
 
 
 def test_fallback_after_a_vote_keeps_the_votes_own_score(tiny_db, monkeypatch):
@@ -208,3 +283,10 @@ def test_the_untuned_pass_of_a_real_adapter_is_the_untuned_model(tiny_model_dir,
     with peft.disable_adapter():
         off = [r["raw"] for r in predict(peft, tok, builder, FB_ITEMS, tiny_db, cfg)]
     assert off == before and adapted != before
+    # the pooled vote on the real adapter: the tiny model writes no SQL, so every question is pooled (its answer
+    # fails), both models draw their candidates, and the report counts them
+    from sqltune.vote import VoteSettings
+
+    rep = evaluate(peft, tok, builder, FB_ITEMS, tiny_db, cfg.with_(fallback="vote", vote=VoteSettings(2, when="error")))
+    assert rep["summary"]["pool_voted"] == len(FB_ITEMS) and rep["eval_config"]["fallback"] == "vote"
+    assert all(e["pool"]["source"] in ("adapter", "base") for e in rep["examples"])

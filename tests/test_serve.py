@@ -444,6 +444,8 @@ def test_engine_fallback_needs_an_adapter_and_loads_it_unmerged(tiny_db, tmp_pat
         Engine(ServeConfig(db=str(tiny_db), fallback="base"))
     with pytest.raises(SqltuneError, match="--fallback must be one of none, base"):
         Engine(ServeConfig(db=str(tiny_db), adapter=str(tmp_path), fallback="tuned"))
+    with pytest.raises(SqltuneError, match="serve: --fallback vote is not supported"):
+        Engine(ServeConfig(db=str(tiny_db), adapter=str(tmp_path), fallback="vote"))
     with pytest.raises(SqltuneError, match="stop here"):
         Engine(ServeConfig(db=str(tiny_db), adapter=str(tmp_path), fallback="base"))  # --merge is the default
     assert seen == [False]

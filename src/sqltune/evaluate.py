@@ -28,7 +28,7 @@ from .generate import Generation, GenerationStats, fewshot_for
 from .prompt import PromptBuilder
 
 
-FALLBACKS = ("none", "base")
+FALLBACKS = ("none", "base", "vote")
 
 
 def check_fallback(fallback: str, name: str = "fallback") -> None:
@@ -41,10 +41,11 @@ def fallback_merge(fallback: str, adapter, merge: bool, adapter_flags: str = "--
     """A command's --fallback checked against its adapter; returns whether to merge the adapter into the weights:
     never with `base`, since a merged adapter cannot be switched off."""
     check_fallback(fallback, "--fallback")
-    if fallback == "base":
+    if fallback != "none":
         if not adapter:
-            raise SqltuneError(f"--fallback base needs {adapter_flags}: the model under the adapter answers where "
-                               "the adapter's SQL does not execute")
+            raise SqltuneError(f"--fallback {fallback} needs {adapter_flags}: the model under the adapter answers "
+                               + ("where the adapter's SQL does not execute" if fallback == "base" else
+                                  "beside it where their results differ"))
         return False
     return merge
 
@@ -67,7 +68,10 @@ class EvalConfig:
     fallback: str = "none"  # base: where the answer's SQL (after the vote, if any) does not execute, the model
     #                         under the adapter answers too (`disable_adapter`), and its answer is taken if it
     #                         executes. An answer that does not execute is wrong, so this cannot cost one; it needs
-    #                         an unmerged adapter (none: nothing to fall back to, the rows stay as they are)
+    #                         an unmerged adapter (none: nothing to fall back to, the rows stay as they are).
+    #                         vote: where the answer does not execute or its result differs from the untuned model's
+    #                         greedy answer, both models draw `vote.n` candidates and the majority result of all of
+    #                         them wins (`pool_vote`); needs a vote (n > 1) and an unmerged adapter
     test_suite: object = field(default=None, repr=False)  # a built suite (`testsuite`): adds the `suite` metric
 
     def validate(self) -> "EvalConfig":
@@ -83,6 +87,9 @@ class EvalConfig:
         if self.vote is not None and self.retries:
             raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
         check_fallback(self.fallback, "eval: fallback")
+        if self.fallback == "vote" and self.vote is None:
+            raise SqltuneError("eval: fallback vote needs a vote of 2 or more (eval.vote, --vote): it votes over "
+                               "both models' candidates")
         return self
 
     def with_(self, **kw) -> "EvalConfig":
@@ -257,6 +264,8 @@ def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
     answer; `row["fallback"]` keeps what the adapter wrote ({sql, raw, error}). Session 14's singer: after GRPO
     three questions read `SELECT Title, Name FROM song` (no such column), every vote sample the same, where the
     untuned model had joined. Other rows, a model without an adapter, or `fallback: none`: `rows` unchanged."""
+    if cfg.fallback == "vote":
+        return pool_vote(model, tokenizer, builder, items, rows, db, cfg)
     todo = [i for i, r in enumerate(rows) if r.get("error") or not r.get("sql")]
     if cfg.fallback != "base" or not todo or not has_adapter(model):
         return rows
@@ -272,6 +281,69 @@ def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
         if b.get("sql") and not b.get("error"):
             r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
             r["sql"], r["raw"], r["error"] = b["sql"], b["raw"], None
+    return rows
+
+
+def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows: list[dict], db,
+              cfg: EvalConfig) -> list[dict]:
+    """`cfg.fallback == "vote"`: the untuned model (the same weights under `disable_adapter`) answers every question
+    greedily; where the row's answer does not execute, or executes to another result than the untuned answer (when
+    that executes), both models draw `cfg.vote.n` candidates (greedy + samples, the vote's settings) and the result
+    most of all 2n agree on wins (`vote.choose`; the adapter's greedy is the greedy candidate, ties go to the likelier
+    SQL). Why: after GRPO the 0.5B's wrong answers where the untuned model was right all execute (18 of 18 on the
+    devsuite, BENCHMARKS.md "Session 18 lease"), so `base`, which looks only at answers that fail, never sees them.
+    `row["pool"]` records every pooled question ({sql, raw, error: the answer before; base_sql; source: adapter or
+    base; votes}); `row["fallback"]` is set where the answer taken is the untuned model's. A model without an
+    adapter: `rows` unchanged."""
+    if not has_adapter(model) or cfg.vote is None:
+        return rows
+    from .execute import connect_readonly, execute
+    from .vote import choose, same_result, sample_sql
+
+    questions = [it["question"] for it in items]
+    examples = None
+    if cfg.fewshot > 0:
+        examples = fewshot_for(questions, cfg.fewshot_pool, cfg.fewshot, exclude=list(cfg.fewshot_exclude) + list(items))
+    kw = dict(temperature=cfg.vote.temperature, top_p=cfg.vote.top_p, seed=cfg.vote.seed, max_new_tokens=cfg.max_new_tokens,
+              batch_size=cfg.batch_size, progress=cfg.progress, autocast=cfg.autocast)
+    t = time.perf_counter()
+    with model.disable_adapter():
+        base = [cs[0] for cs in sample_sql(model, tokenizer, builder, questions, 1, examples=examples, **kw)]
+    con = connect_readonly(db)
+    try:
+        todo = []
+        for i, (r, b) in enumerate(zip(rows, base)):
+            mine = execute(con, r["sql"], timeout=cfg.timeout) if r.get("sql") else None
+            if mine is None or not mine.ok:
+                todo.append(i)
+                continue
+            theirs = execute(con, b.sql, timeout=cfg.timeout) if b.sql else None
+            if theirs is not None and theirs.ok and not same_result(mine.rows, theirs.rows):
+                todo.append(i)
+        if todo:
+            sub = [questions[i] for i in todo]
+            ex = None if examples is None else [examples[i] for i in todo]
+            own = sample_sql(model, tokenizer, builder, sub, cfg.vote.n, examples=ex, **kw)
+            with model.disable_adapter():
+                other = sample_sql(model, tokenizer, builder, sub, cfg.vote.n, examples=ex, **kw)
+            for i, mine_c, base_c in zip(todo, own, other):
+                for c in base_c:
+                    c.greedy = False  # one greedy candidate: the adapter's
+                pooled = mine_c + base_c
+                out = choose(con, pooled, timeout=cfg.timeout)
+                r = rows[i]
+                source = "adapter" if out.chosen < len(mine_c) else "base"
+                r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": base[i].sql,
+                             "source": source, "votes": max((g["votes"] for g in out.groups), default=0)}
+                if out.sql != r.get("sql"):
+                    if source == "base":
+                        r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
+                    r["sql"], r["raw"], r["error"] = out.sql, pooled[out.chosen].raw, out.candidates[out.chosen]["error"]
+    finally:
+        con.close()
+    per_q = (time.perf_counter() - t) / max(1, len(rows))
+    for r in rows:
+        r["seconds"] = round(r.get("seconds", 0.0) + per_q, 4)
     return rows
 
 
@@ -309,6 +381,17 @@ def evaluate(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cf
             report["examples"][i]["fallback"] = rows[i]["fallback"]
         report["summary"]["fallback_used"] = len(used)
         report["summary"]["fallback_fixed"] = sum(1 for i in used if report["examples"][i]["exact"])
+    if cfg.fallback == "vote":  # the pooled vote: how many questions it weighed, changed, fixed and broke
+        pooled = [i for i, r in enumerate(rows) if "pool" in r]
+        changed = [i for i in pooled if rows[i]["pool"]["sql"] != rows[i]["sql"]]
+        before = dict(zip(changed, score_pairs(db, [items[i] for i in changed], [rows[i]["pool"]["sql"] for i in changed],
+                                               **limits)["examples"])) if changed else {}
+        for i in pooled:
+            report["examples"][i]["pool"] = rows[i]["pool"]
+        report["summary"].update(
+            pool_voted=len(pooled), pool_changed=len(changed),
+            pool_fixed=sum(1 for i in changed if report["examples"][i]["exact"] and not before[i]["exact"]),
+            pool_hurt=sum(1 for i in changed if before[i]["exact"] and not report["examples"][i]["exact"]))
     report["summary"]["retried"] = len(retried)
     report["summary"]["retry_fixed"] = sum(1 for i in retried if report["examples"][i]["exact"] and not first[i]["exact"])
     report["timing"] = {"seconds": round(seconds, 3), "queries_per_s": round(len(items) / seconds, 4) if seconds else 0.0,

@@ -65,7 +65,8 @@ class EvalSection:
     vote_correct: bool = False  # close votes: the model picks/fixes between the top two results (needs vote >= 2)
     vote_when: str = "always"  # always: vote on every question | error: only where greedy's SQL does not execute
     fallback: str = "none"  # base: where the tuned answer (voted or not) does not execute, the untuned model answers
-    #                         (`evaluate.fall_back`; an adapter only: the model under it)
+    #                         (`evaluate.fall_back`; an adapter only: the model under it) | vote: where the tuned
+    #                         answer fails or its result differs from the untuned greedy one, both vote (`pool_vote`)
 
 
 @dataclass
@@ -281,6 +282,9 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
 
     try:
         check_fallback(recipe.eval.fallback, "eval.fallback")
+        if recipe.eval.fallback == "vote" and recipe.eval.vote < 2:
+            raise SqltuneError("eval.fallback vote needs a vote of 2 or more (eval.vote): it votes over both "
+                               "models' candidates")
     except SqltuneError as e:
         raise SqltuneError(f"recipe {label}: {e}") from None
     return recipe

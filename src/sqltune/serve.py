@@ -114,6 +114,9 @@ class Engine:
             cfg.prompt_style = cfg.prompt_style or found["prompt_style"]
             cfg.fallback = cfg.fallback or found["fallback"]
         cfg.fallback = cfg.fallback or "none"
+        if cfg.fallback == "vote":  # it samples both models on every disagreement: an evaluation setting for now
+            raise SqltuneError("serve: --fallback vote is not supported (use none or base; `sqltune ask`/`eval` "
+                               "take vote)")
         cfg.merge = fallback_merge(cfg.fallback, cfg.adapter, cfg.merge, "an adapter (--adapter or --run)")
         self.config = cfg
         self.db = resolve_db(cfg.db)

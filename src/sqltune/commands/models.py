@@ -152,11 +152,16 @@ def register(app: typer.Typer) -> None:
                 out["vote"] = row["vote"]
                 if "correction" in row:
                     out["correction"] = row["correction"]
-            if "fallback" in row:
-                out["fallback"] = row["fallback"]
+            for key in ("fallback", "pool"):
+                if key in row:
+                    out[key] = row[key]
             print(json.dumps(out, default=str, ensure_ascii=False))
             return
-        if "fallback" in row:
+        if "pool" in row:
+            p = row["pool"]
+            echo(f"the tuned and the untuned model answered differently; both voted ({p['votes']} candidates agreed): "
+                 f"this is the {'tuned' if p['source'] == 'adapter' else 'untuned'} model's answer")
+        elif "fallback" in row:
             echo(f"the tuned model's SQL failed ({esc(row['fallback']['error'] or 'no SQL')}); "
                  "this is the untuned model's answer")
         echo(esc(g.sql) if g.sql else f"[red]no SQL in the model's output:[/] {esc(repr(g.raw))}")
@@ -306,9 +311,14 @@ def register(app: typer.Typer) -> None:
                 c = v["correction"]
                 extra += (f"; correction ran on {c['ran']} close votes, changed {c['changed']} "
                           f"({c['helped']} helped, {c['hurt']} hurt): exact {c['corrected']['exact']:.1%}")
-        if "fallback_used" in report["summary"]:
-            extra += (f"; the untuned model answered {report['summary']['fallback_used']} questions whose answer "
-                      f"failed ({report['summary']['fallback_fixed']} now right)")
+        sm = report["summary"]
+        if "pool_voted" in sm:
+            extra += (f"; both models voted on the {sm['pool_voted']} questions where the answer failed or differed "
+                      f"from the untuned model's: {sm['pool_changed']} changed ({sm['pool_fixed']} fixed, "
+                      f"{sm['pool_hurt']} broken)")
+        elif "fallback_used" in sm:
+            extra += (f"; the untuned model answered {sm['fallback_used']} questions whose answer "
+                      f"failed ({sm['fallback_fixed']} now right)")
         echo(f"{len(rows)} questions in {t['seconds']:.1f} s ({t['queries_per_s']:.2f} q/s){extra}")
         echo(f"wrote {esc(pred_file)} and {esc(report_file)}")
 
