@@ -31,10 +31,14 @@ from .prompt import PromptBuilder
 FALLBACKS = ("none", "base", "vote")
 
 
-def check_fallback(fallback: str, name: str = "fallback") -> None:
-    """One clear error for a fallback setting that is not one of `FALLBACKS` (`name`: how the user set it)."""
+def check_fallback(fallback: str, name: str = "fallback", vote: int | None = None) -> None:
+    """One clear error for a fallback setting that is not one of `FALLBACKS` (`name`: how the user set it), or for
+    `vote` (which pools both models' candidates) with a vote of fewer than 2 (`vote`: the vote's n, where known)."""
     if fallback not in FALLBACKS:
         raise SqltuneError(f"{name} must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
+    if fallback == "vote" and vote is not None and vote < 2:
+        raise SqltuneError(f"{name} vote needs a vote of 2 or more (eval.vote, --vote): it votes over both models' "
+                           "candidates")
 
 
 def fallback_merge(fallback: str, adapter, merge: bool, adapter_flags: str = "--adapter") -> bool:
@@ -86,10 +90,7 @@ class EvalConfig:
             self.vote = None
         if self.vote is not None and self.retries:
             raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
-        check_fallback(self.fallback, "eval: fallback")
-        if self.fallback == "vote" and self.vote is None:
-            raise SqltuneError("eval: fallback vote needs a vote of 2 or more (eval.vote, --vote): it votes over "
-                               "both models' candidates")
+        check_fallback(self.fallback, "eval: fallback", vote=1 if self.vote is None else self.vote.n)
         return self
 
     def with_(self, **kw) -> "EvalConfig":
@@ -219,6 +220,14 @@ def predict_questions(model, tokenizer, builder: PromptBuilder, questions: list[
     return gens
 
 
+def _examples(questions: list[str], items: list[dict], cfg: EvalConfig) -> list[list[dict]] | None:
+    """Each question's few-shot examples (`cfg.fewshot` > 0), from `cfg.fewshot_pool` only: the items being
+    predicted and everything in `cfg.fewshot_exclude` are never shown. None without few-shot."""
+    if cfg.fewshot <= 0:
+        return None
+    return fewshot_for(questions, cfg.fewshot_pool, cfg.fewshot, exclude=list(cfg.fewshot_exclude) + list(items))
+
+
 def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg: EvalConfig | None = None,
             stats: GenerationStats | None = None) -> list[dict]:
     """One row per item: {id, question, sql, raw, seconds, retries, retry_changed, error, ...}.
@@ -228,9 +237,7 @@ def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg
     """
     cfg = (cfg or EvalConfig()).validate()
     questions = [it["question"] for it in items]
-    examples = None
-    if cfg.fewshot > 0:
-        examples = fewshot_for(questions, cfg.fewshot_pool, cfg.fewshot, exclude=list(cfg.fewshot_exclude) + list(items))
+    examples = _examples(questions, items, cfg)
     if cfg.vote is not None:  # execution-guided decoding (issue 15): rows carry greedy_sql, overruled, candidates
         from .vote import predict_rows
 
@@ -301,9 +308,7 @@ def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
     from .vote import choose, same_result, sample_sql
 
     questions = [it["question"] for it in items]
-    examples = None
-    if cfg.fewshot > 0:
-        examples = fewshot_for(questions, cfg.fewshot_pool, cfg.fewshot, exclude=list(cfg.fewshot_exclude) + list(items))
+    examples = _examples(questions, items, cfg)
     kw = dict(temperature=cfg.vote.temperature, top_p=cfg.vote.top_p, seed=cfg.vote.seed, max_new_tokens=cfg.max_new_tokens,
               batch_size=cfg.batch_size, progress=cfg.progress, autocast=cfg.autocast)
     t = time.perf_counter()

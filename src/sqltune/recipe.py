@@ -281,10 +281,7 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
     from .evaluate import check_fallback
 
     try:
-        check_fallback(recipe.eval.fallback, "eval.fallback")
-        if recipe.eval.fallback == "vote" and recipe.eval.vote < 2:
-            raise SqltuneError("eval.fallback vote needs a vote of 2 or more (eval.vote): it votes over both "
-                               "models' candidates")
+        check_fallback(recipe.eval.fallback, "eval.fallback", vote=recipe.eval.vote)
     except SqltuneError as e:
         raise SqltuneError(f"recipe {label}: {e}") from None
     return recipe

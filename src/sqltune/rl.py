@@ -591,10 +591,10 @@ def _soup_of_runs(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, 
     (`run-1`, ...). The runs are written to `OUT.runs/` first: an interrupted `resume` reuses the finished ones."""
     from dataclasses import replace
 
-    from .checkpoint import is_complete, load_trained, write_checkpoint
+    from .checkpoint import CHECKPOINT_META, COMPLETE, is_complete, load_trained, write_checkpoint
     from .db import resolve_db
     from .evaluate import evaluate_items
-    from .files import check_replaceable, claim, remove_owned
+    from .files import OWNER_FILE, check_replaceable, claim, remove_owned
     from .model import pick_device
     from .train import TrainResult, _result_from_folder
 
@@ -657,9 +657,6 @@ def _soup_of_runs(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, 
     history = [{**h, "run": i + 1} for i, r in enumerate(results) for h in r.history]
     extras = {"metrics.jsonl": "".join(json.dumps(h) + "\n" for h in history),
               "recipe.yaml": (soup / "recipe.yaml").read_text(encoding="utf-8") if (soup / "recipe.yaml").is_file() else ""}
-
-    from .checkpoint import CHECKPOINT_META, COMPLETE
-    from .files import OWNER_FILE
 
     def write(tmp: Path) -> None:
         for f in soup.iterdir():  # the adapter and the tokenizer; the metadata and the run's own records are new

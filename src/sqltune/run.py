@@ -319,7 +319,13 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     #     prompts: the training items of step 3 (seeds, plus the synthetic pairs when synth is on), never valid/test
     rl_dir = out / "adapter_rl"
     if (c.get("rl") or {}).get("enabled"):
-        from .rl import train_grpo
+        from .rl import inner_checkpoints, train_grpo
+
+        def score_inner(name: str, folder: Path) -> dict:
+            """A checkpoint kept inside GRPO's output (`rl.average`'s step before averaging, each of `rl.runs`),
+            scored as stage rl_NAME; train_grpo calls it as each run is written, the loop below for the rest."""
+            _same_model_scores(run_dir, folder, "tuned", f"rl_{name}", splits)
+            return score_checkpoint(run_dir, f"rl_{name}", folder, device, builder, items, db, eval_cfg, splits, suite)
 
         if not is_complete(rl_dir):
             model = None
@@ -329,26 +335,18 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
             # (a gain beyond the noise of valid), `last` (the latest step that shows no loss beyond it)
             pooled = len(select_items) > len(items["valid"])
             rl_rule = selection_rule(c, items, pooled, mode=str(c["rl"].get("choose", "last")))
-            def score_run(name: str, folder: Path) -> None:  # `rl.runs` > 1: each run scored as it is written
-                _same_model_scores(run_dir, folder, "tuned", f"rl_{name}", splits)
-                score_checkpoint(run_dir, f"rl_{name}", folder, device, builder, items, db, eval_cfg, splits, suite)
-
             train_grpo(cfg, train_items, select_items, db, rl_dir, init_adapter=adapter, resume=True,
                        baseline=None if pooled else greedy_view(reports["tuned"]["valid"]), choose=rl_rule,
-                       on_run=score_run)
+                       on_run=score_inner)
             run_dir.record("rl", time.monotonic() - t)
         model = tok = None
         _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)
         rl_reports = score_checkpoint(run_dir, "rl", rl_dir, device, builder, items, db, eval_cfg, splits, suite)
-        from .rl import inner_checkpoints
-
-        # the checkpoints kept inside GRPO's output, scored beside it and placed before `rl` in the report:
+        # the checkpoints kept inside GRPO's output, placed before `rl` in the report (a run's scores are read back):
         # `rl.average` < 1: the chosen step before averaging (tuned -> rl_unaveraged is what GRPO did,
         # rl_unaveraged -> rl the averaging); `rl.runs` > 1: each run (rl_run1, ...), then their soup (`rl`)
         for name, inner in inner_checkpoints(rl_dir):
-            _same_model_scores(run_dir, inner, "tuned", f"rl_{name}", splits)
-            reports[f"rl_{name}"] = score_checkpoint(run_dir, f"rl_{name}", inner, device, builder, items, db,
-                                                     eval_cfg, splits, suite)
+            reports[f"rl_{name}"] = score_inner(name, inner)
         reports["rl"] = rl_reports
 
     # 5. optional: mine valid failures, grow the training data, train again, score again

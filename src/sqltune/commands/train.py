@@ -83,8 +83,10 @@ def register(app: typer.Typer) -> None:
                 return
             result = run_train(recipe, items["train"], items["valid"], recipe.data.db, out, resume=resume, force=force)
         except KeyboardInterrupt:
+            from ..rl import inner_checkpoints
+
             work, runs = out.with_name(out.name + ".work"), out.with_name(out.name + ".runs")
-            if runs.is_dir() and any(runs.glob("run-*/COMPLETE")):  # `rl.runs` > 1: the GRPO runs that finished
+            if runs.is_dir() and inner_checkpoints(runs):  # `rl.runs` > 1: the GRPO runs that finished
                 raise Interrupted(f"{runs} keeps the finished GRPO runs: add --resume to continue") from None
             if work.is_dir():
                 raise Interrupted(f"{work} keeps the finished steps: add --resume to continue") from None
