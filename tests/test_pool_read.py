@@ -1,0 +1,79 @@
+"""benchmarks/pool_read.py: the shipped `eval.fallback: base` rebuilt from a pooled run's reports (the tuned answer
+before the pool where it executes, else the untuned greedy SQL), scored again against the gold on the database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from repo_scripts import load_script
+
+
+def _db(path):
+    con = sqlite3.connect(path)
+    con.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER);"
+                      "INSERT INTO t VALUES (1, 'a', 3), (2, 'b', 5), (3, 'c', 7);")
+    con.commit()
+    con.close()
+    return path
+
+
+ITEMS = [{"id": "q0", "question": "names", "sql": "SELECT name FROM t"},
+         {"id": "q1", "question": "biggest n", "sql": "SELECT max(n) FROM t"},
+         {"id": "q2", "question": "how many", "sql": "SELECT count(*) FROM t"},
+         {"id": "q3", "question": "ids", "sql": "SELECT id FROM t"}]
+
+
+def _ex(exact, pred_sql, pool=None):
+    e = {"exact": exact, "pred_sql": pred_sql, "executed": pred_sql is not None}
+    if pool:
+        e["pool"] = pool
+    return e
+
+
+def test_base_fallback_is_rebuilt_from_the_pool_records(tmp_path):
+    pr = load_script("benchmarks/pool_read.py", "pool_read_bench")
+    db = _db(tmp_path / "d.sqlite")
+    run = tmp_path / "w" / "d" / "v"
+    run.mkdir(parents=True)
+    base = {"examples": [{"exact": e} for e in (True, True, True, False)],
+            "vote": {"greedy_examples": [{"exact": e} for e in (True, False, True, False)]}}
+    rl = {"examples": [
+        _ex(True, "SELECT name FROM t"),  # not pooled: tuned and untuned agreed
+        # pooled, the tuned answer failed: `base` takes the untuned greedy SQL (right), the pool took a wrong one
+        _ex(False, "SELECT min(n) FROM t", {"sql": "SELECT max(nn) FROM t", "base_sql": "SELECT max(n) FROM t"}),
+        # pooled, the tuned answer executed to another result: `base` keeps it (wrong), the pool fixed it
+        _ex(True, "SELECT count(*) FROM t", {"sql": "SELECT sum(n) FROM t", "base_sql": "SELECT count(*) FROM t"}),
+        # pooled, the tuned model wrote no SQL at all and the untuned greedy SQL is wrong too
+        _ex(False, None, {"sql": None, "base_sql": "SELECT name FROM t"})]}
+    (run / "base_test_report.json").write_text(json.dumps(base))
+    (run / "rl_test_report.json").write_text(json.dumps(rl))
+    r = pr.read_split(run, db, ITEMS, "rl", "test")
+    assert r["untuned"] == [True, False, True, False]  # the vote's greedy half
+    assert r["untuned@vote"] == [True, True, True, False]
+    assert r["tuned@vote"] == [True, False, False, False]  # the answers before the pool, scored again
+    assert r["+base"] == [True, True, False, False]
+    assert r["+pool"] == [True, False, True, False]
+    assert r["pooled"] == [False, True, True, True]
+
+
+def test_the_script_writes_a_table_per_split(tmp_path):
+    pr = load_script("benchmarks/pool_read.py", "pool_read_bench")
+    suite = tmp_path / "suite" / "d"
+    suite.mkdir(parents=True)
+    _db(suite / "d.sqlite")
+    (suite / "test.jsonl").write_text("".join(json.dumps(it) + "\n" for it in ITEMS[:2]))
+    run = tmp_path / "w" / "d" / "v"
+    run.mkdir(parents=True)
+    (run / "base_test_report.json").write_text(json.dumps({"examples": [{"exact": True}, {"exact": False}]}))
+    (run / "rl_test_report.json").write_text(json.dumps({"examples": [
+        _ex(True, "SELECT name FROM t"),
+        _ex(True, "SELECT max(n) FROM t", {"sql": None, "base_sql": "SELECT max(n) FROM t"})]}))
+    out = tmp_path / "o" / "pool-0.5b"  # a dot in the name: OUT.md, not a replaced suffix
+    pr.main(["--work", str(tmp_path / "w"), "--setting", "v", "--splits", "valid", "test",
+             "--devsuite", str(tmp_path / "suite"), "--out", str(out)])
+    md = (tmp_path / "o" / "pool-0.5b.md").read_text()
+    assert "## test: 1 DBs, 2 questions" in md and "## valid" not in md  # no valid report: no valid table
+    assert "| d | 2 | 1 | 50.0 % | 50.0 % | 50.0 % | 100.0 % | 100.0 % |" in md
+    data = json.loads((tmp_path / "o" / "pool-0.5b.json").read_text())
+    assert data["test"]["d"]["+base"] == [True, True]
