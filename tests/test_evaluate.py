@@ -217,6 +217,27 @@ def test_pooled_vote_weighs_both_models_where_their_results_differ(tiny_db, monk
     assert s["exact"] == pytest.approx(3 / 4) and rep["eval_config"]["fallback"] == "vote"
 
 
+def test_vote_summary_judges_the_vote_before_the_pool(tiny_db, monkeypatch):
+    """The report's `vote` block scores the vote's own answers: a question the pool fixed with one of the adapter's
+    own candidates (no `fallback` record) still counts as the vote's miss there, as one the untuned model's won does."""
+    import sqltune.vote as vote_mod
+    from sqltune.vote import Candidate, VoteSettings
+
+    def fake(model, tok, builder, questions, n, **kw):  # POOL_WRITES, the adapter's samples likelier than the rest
+        return [[Candidate(sql=s, raw=s, mean_logprob=-0.2 if (j and not model.off) else -0.9, greedy=j == 0)
+                 for j, s in enumerate([POOL_WRITES[model.off][q][0]] + [POOL_WRITES[model.off][q][1]] * (n - 1))]
+                for q in questions]
+
+    monkeypatch.setattr(vote_mod, "sample_sql", fake)
+    cfg = EvalConfig(fallback="vote", vote=VoteSettings(4, when="error"), progress=False)
+    rep = evaluate(_Adapted(), None, None, POOL_ITEMS[:2], tiny_db, cfg)
+    b = rep["examples"][1]
+    assert b["exact"] and "fallback" not in b and b["pool"]["source"] == "adapter"  # fixed by the adapter's samples
+    assert rep["summary"]["exact"] == 1.0 and rep["summary"]["pool_fixed"] == 1
+    assert rep["vote"]["voted"]["exact"] == pytest.approx(1 / 2)  # before the pool: b was wrong
+    assert rep["vote"]["greedy"]["exact"] == pytest.approx(1 / 2)
+
+
 def test_pooled_vote_needs_a_vote_and_an_adapter(tiny_db, monkeypatch):
     from sqltune.vote import VoteSettings
 

@@ -548,10 +548,11 @@ def vote_summary(db, items: list[dict], rows: list[dict], report: dict, *, timeo
         con.close()
     final = report["examples"]
     corrected = any("correction" in r for r in rows)
-    fell_back = any("fallback" in r for r in rows)
-    # the vote's own answer (before any correction step or fallback) is what overruled / helped / hurt judge
-    before = score_pairs(db, items, [r.get("voted_sql", (r.get("fallback") or {}).get("sql", r["sql"])) for r in rows],
-                         timeout=timeout) if corrected or fell_back else report
+    fell_back = any("fallback" in r or "pool" in r for r in rows)
+    # the vote's own answer (before any correction step, fallback or pooled vote) is what overruled / helped / hurt
+    # judge; the pool can change an answer with the adapter's own candidates, leaving no `fallback` record
+    before = score_pairs(db, items, [r["voted_sql"] if "voted_sql" in r else (r.get("pool") or r.get("fallback") or r)["sql"]
+                                     for r in rows], timeout=timeout) if corrected or fell_back else report
     voted = before["examples"]
     over = [i for i, r in enumerate(rows) if r.get("overruled")]
     n = len(rows)
