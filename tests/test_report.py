@@ -122,3 +122,23 @@ def test_fallback_lines_count_what_the_untuned_model_answered():
     assert lines[0].startswith("## Fallback to the untuned model")
     assert "| tuned | test | 3 | 2 |" in lines and not any("| valid |" in x or "| base |" in x for x in lines)
     assert fallback_lines({"base": {"test": summ()}}) == []
+
+
+def test_fallback_lines_describe_the_pooled_vote_as_what_it_is():
+    """`eval.fallback: vote` reports are not described as the `base` fallback: their own section, with what the pool
+    weighed, changed, took from the untuned model, fixed and broke; a stage where it voted on nothing has no row."""
+    from sqltune.report import fallback_lines
+
+    summ = lambda **kw: {"summary": {"n": 10, "exact": 0.5, **kw}, "examples": []}  # noqa: E731
+    pool = dict(fallback_used=2, fallback_fixed=2, pool_voted=5, pool_changed=3, pool_fixed=2, pool_hurt=1)
+    reports = {"base": {"test": summ(fallback_used=0, fallback_fixed=0, pool_voted=0, pool_changed=0, pool_fixed=0,
+                                     pool_hurt=0)},
+               "rl": {"test": summ(**pool)}}
+    lines = fallback_lines(reports)
+    assert not any("fallback: base" in x for x in lines)
+    assert lines[0] == "## Both models vote where they disagree (`eval.fallback: vote`)"
+    assert "| rl | test | 5 | 3 | 2 | 2 | 1 |" in lines and not any("| base |" in x for x in lines)
+    # one run of each kind (two recipes' reports side by side): both sections
+    both = fallback_lines({**reports, "tuned": {"test": summ(fallback_used=3, fallback_fixed=1)}})
+    assert both[0].startswith("## Fallback to the untuned model") and "| tuned | test | 3 | 1 |" in both
+    assert any(x.startswith("## Both models vote") for x in both)

@@ -198,18 +198,31 @@ def vote_lines(reports: dict) -> list[str]:
 
 
 def fallback_lines(reports: dict) -> list[str]:
-    """Per stage and split, the answers the untuned model gave where the tuned one's did not execute
-    (`eval.fallback: base`), and how many of them are right."""
+    """Per stage and split, what the fallback did: with `eval.fallback: base`, the answers the untuned model gave where
+    the tuned one's did not execute, and how many of them are right; with `eval.fallback: vote`, the questions both
+    models voted on (`pool_*`), the answers that changed, fixed and broke."""
+    pooled = [(st, sp, r["summary"]) for st, splits in reports.items() for sp, r in splits.items()
+              if "pool_voted" in r["summary"]]
     rows = [(st, sp, r["summary"]) for st, splits in reports.items() for sp, r in splits.items()
-            if r["summary"].get("fallback_used")]
-    if not rows:
-        return []
-    lines = ["## Fallback to the untuned model (`eval.fallback: base`)", "",
-             "Where the tuned model's answer did not execute (a wrong answer), the untuned model answered the question "
-             "too, and its answer was taken if it executed.", "",
-             "| stage | split | answered by the untuned model | right |", "|---|---|---|---|"]
-    lines += [f"| {st} | {sp} | {s['fallback_used']} | {s['fallback_fixed']} |" for st, sp, s in rows]
-    return lines + [""]
+            if r["summary"].get("fallback_used") and "pool_voted" not in r["summary"]]
+    lines = []
+    if rows:
+        lines += ["## Fallback to the untuned model (`eval.fallback: base`)", "",
+                  "Where the tuned model's answer did not execute (a wrong answer), the untuned model answered the "
+                  "question too, and its answer was taken if it executed.", "",
+                  "| stage | split | answered by the untuned model | right |", "|---|---|---|---|"]
+        lines += [f"| {st} | {sp} | {s['fallback_used']} | {s['fallback_fixed']} |" for st, sp, s in rows] + [""]
+    pooled = [(st, sp, s) for st, sp, s in pooled if s["pool_voted"]]
+    if pooled:
+        lines += ["## Both models vote where they disagree (`eval.fallback: vote`)", "",
+                  "The untuned model answered every question too; where the tuned answer did not execute or gave "
+                  "another result, both models drew candidates and the result most of them agreed on was taken. "
+                  "Fixed and broken are against the tuned model's own answer.", "",
+                  "| stage | split | questions voted on | answer changed | the untuned model's taken | fixed | broken |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {st} | {sp} | {s['pool_voted']} | {s['pool_changed']} | {s.get('fallback_used', 0)} | "
+                  f"{s['pool_fixed']} | {s['pool_hurt']} |" for st, sp, s in pooled] + [""]
+    return lines
 
 
 def shape_lines(reports: dict) -> list[str]:
