@@ -4,6 +4,7 @@ for every pooled question, the tuned answer before pooling and the untuned model
 
     python benchmarks/pool_read.py --work DIR --setting NAME [--stage rl] [--splits valid test] \
         [--devsuite ../shared/data/devsuite] [--out OUT]
+    python benchmarks/pool_read.py --pair BASE_REPORT POOLED_REPORT DB DATA [--out OUT]
 
 Per DB and split, exact of:
   untuned      the untuned model's greedy answers (`base_SPLIT_report.json`, the vote's greedy half)
@@ -30,9 +31,15 @@ COLS = ("untuned", "untuned@vote", "tuned@vote", "+base", "+pool")
 def read_split(run: Path, db: Path, items: list[dict], stage: str, split: str) -> dict[str, list[bool]]:
     base = json.loads((run / f"base_{split}_report.json").read_text())
     rep = json.loads((run / f"{stage}_{split}_report.json").read_text())
+    if len(rep["examples"]) != len(items):
+        raise SystemExit(f"{run}: {stage}_{split} has {len(rep['examples'])} answers for {len(items)} questions")
+    return rebuild(base, rep, db, items)
+
+
+def rebuild(base: dict, rep: dict, db: Path, items: list[dict]) -> dict[str, list[bool]]:
+    """Per question: exact of each column of COLS, from the untuned model's report `base` and the pooled report `rep`
+    (an `eval.fallback: vote` evaluation of the same questions)."""
     ex = rep["examples"]
-    if len(ex) != len(items):
-        raise SystemExit(f"{run}: {stage}_{split} has {len(ex)} answers for {len(items)} questions")
     greedy = base["vote"]["greedy_examples"] if base.get("vote") else base["examples"]
     # the tuned answer before the pool, and the answer `fallback: base` would have given
     before = [e["pool"]["sql"] if "pool" in e else e["pred_sql"] for e in ex]
@@ -55,13 +62,33 @@ def line(name: str, a: list[bool], b: list[bool]) -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", required=True, type=Path, help="transfer.py's --work folder (DB/SETTING/...)")
-    ap.add_argument("--setting", required=True, help="the setting's name (its folder under each DB)")
+    ap.add_argument("--work", type=Path, help="transfer.py's --work folder (DB/SETTING/...)")
+    ap.add_argument("--setting", help="the setting's name (its folder under each DB)")
+    ap.add_argument("--pair", nargs=4, metavar=("BASE_REPORT", "POOLED_REPORT", "DB", "DATA"),
+                    help="instead of --work: one untuned report and one `sqltune eval --fallback vote` report of the "
+                         "same questions (DATA, .jsonl) on DB")
     ap.add_argument("--stage", default="rl", help="the tuned stage whose reports to read (rl, tuned, rl_run1, ...)")
     ap.add_argument("--splits", nargs="+", default=["valid", "test"])
     ap.add_argument("--devsuite", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "devsuite")
     ap.add_argument("--out", type=Path, help="write OUT.md and OUT.json")
     a = ap.parse_args(argv)
+    if a.pair:
+        b, r, db, data = a.pair
+        from sqltune.db import resolve_db
+
+        res = rebuild(json.loads(Path(b).read_text()), json.loads(Path(r).read_text()), resolve_db(db), read_jsonl(data))
+        text = "\n".join([f"{k}: {pct(v)} ({sum(v)} of {len(v)})" for k, v in res.items() if k != "pooled"]
+                         + [f"pooled: {sum(res['pooled'])}"]
+                         + [line(f"{x} -> {y}", res[x], res[y]) for x, y in
+                            (("untuned", "tuned@vote"), ("tuned@vote", "+base"), ("+base", "+pool"), ("untuned", "+pool"))])
+        print(text)
+        if a.out:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            Path(f"{a.out}.md").write_text(text + "\n")
+            Path(f"{a.out}.json").write_text(json.dumps(res, indent=1) + "\n")
+        return
+    if not (a.work and a.setting):
+        ap.error("give --work and --setting, or --pair")
     out, md = {}, []
     for split in a.splits:
         rows, pooled = [], {k: [] for k in COLS}

@@ -77,3 +77,19 @@ def test_the_script_writes_a_table_per_split(tmp_path):
     assert "| d | 2 | 1 | 50.0 % | 50.0 % | 50.0 % | 100.0 % | 100.0 % |" in md
     data = json.loads((tmp_path / "o" / "pool-0.5b.json").read_text())
     assert data["test"]["d"]["+base"] == [True, True]
+
+
+def test_pair_mode_reads_one_eval_against_its_untuned_report(tmp_path, capsys):
+    pr = load_script("benchmarks/pool_read.py", "pool_read_bench")
+    db = _db(tmp_path / "d.sqlite")
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps(it) + "\n" for it in ITEMS[:2]))
+    (tmp_path / "b.json").write_text(json.dumps({"examples": [{"exact": False}, {"exact": False}]}))
+    (tmp_path / "r.json").write_text(json.dumps({"examples": [
+        _ex(True, "SELECT name FROM t", {"sql": "SELECT id FROM t", "base_sql": "SELECT name FROM t"}),
+        _ex(False, "SELECT min(n) FROM t")]}))
+    pr.main(["--pair", str(tmp_path / "b.json"), str(tmp_path / "r.json"), str(db), str(data),
+             "--out", str(tmp_path / "o" / "p")])
+    got = json.loads((tmp_path / "o" / "p.json").read_text())
+    assert got["tuned@vote"] == [False, False] and got["+base"] == [False, False] and got["+pool"] == [True, False]
+    assert "- +base -> +pool: exact: 0.0% → 50.0%" in capsys.readouterr().out
