@@ -451,6 +451,36 @@ def test_engine_fallback_needs_an_adapter_and_loads_it_unmerged(tiny_db, tmp_pat
     assert seen == [False]
 
 
+def test_serving_a_run_scored_with_the_pooled_vote_falls_back_to_base(tiny_db, tmp_path, monkeypatch, capsys):
+    """`sqltune run --set eval.fallback=vote` then `sqltune serve --run`: the run's adapter is served with `base`
+    (loaded unmerged) and one line says why; `--fallback vote` given on the command line is still refused."""
+    import sqltune.evaluate as ev
+    from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
+    from sqltune.errors import SqltuneError
+    from sqltune.serve import Engine, ServeConfig
+
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / COMPLETE).write_text("")
+    (run / "adapter" / CHECKPOINT_META).write_text("{}")
+    (run / "recipe.json").write_text(json.dumps({"model": "m", "data": {"db": str(tiny_db)}, "prompt": {"style": "chat"},
+                                                 "eval": {"fallback": "vote", "vote": 4}}))
+    seen = []
+
+    def fake_load(*args, merge=True, **kw):
+        seen.append(merge)
+        raise SqltuneError("stop here")
+
+    monkeypatch.setattr(ev, "load_for_inference", fake_load)
+    cfg = ServeConfig(run_dir=str(run))
+    with pytest.raises(SqltuneError, match="stop here"):
+        Engine(cfg)
+    assert cfg.fallback == "base" and seen == [False]
+    assert "scored with eval.fallback vote" in capsys.readouterr().err
+    with pytest.raises(SqltuneError, match="serve: --fallback vote is not supported"):
+        Engine(ServeConfig(run_dir=str(run), fallback="vote"))
+
+
 @pytest.mark.parametrize("vote", [1, 4])
 def test_serve_fallback_answers_with_the_untuned_model_where_the_adapters_sql_fails(engine, monkeypatch, vote):
     """`sqltune serve --fallback base`: greedy (vote 1) or voted, an answer whose SQL fails is asked again with the

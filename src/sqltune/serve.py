@@ -19,6 +19,7 @@ import json
 import math
 import os
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -112,6 +113,12 @@ class Engine:
             cfg.db = cfg.db or found["db"]
             cfg.notes = cfg.notes or found["notes"]
             cfg.prompt_style = cfg.prompt_style or found["prompt_style"]
+            if cfg.fallback is None and found["fallback"] == "vote":
+                # a run scored with the pooled vote (`--set eval.fallback=vote`): serve its adapter with the fallback
+                # serving has, and say so, rather than refuse the run the user was told to make
+                print(f"note: {cfg.run_dir} was scored with eval.fallback vote, which serve does not do; serving it "
+                      "with --fallback base (the untuned model answers where the adapter's SQL fails)", file=sys.stderr)
+                found["fallback"] = "base"
             cfg.fallback = cfg.fallback or found["fallback"]
         cfg.fallback = cfg.fallback or "none"
         if cfg.fallback == "vote":  # it samples both models on every disagreement: an evaluation setting for now
