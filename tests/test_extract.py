@@ -123,3 +123,16 @@ def test_stopping_early_never_changes_the_sql(raw, expected):
 ])
 def test_is_complete(text, complete):
     assert is_complete(text) is complete
+
+
+def test_sql_nested_past_the_parsers_stack_is_not_a_crash():
+    """A sampled completion that degenerates into "((((..." (session 19: a vote-2 evaluation of the 0.5B died of
+    sqlglot's RecursionError inside extract_sql): every stage that parses model SQL treats it as unparsed text."""
+    from sqltune.check import sql_skeleton
+    from sqltune.score import is_ordered
+
+    for depth in (300, 3000):
+        sql = "SELECT " + "(" * depth + "a" + ")" * depth + " FROM t"
+        assert extract_sql(f"```sql\n{sql}\n```") == sql  # the first candidate, though sqlglot cannot read it
+        assert sql_skeleton(sql).startswith("select (((")  # the regex fallback
+        assert is_ordered(sql) is False

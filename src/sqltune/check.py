@@ -65,7 +65,7 @@ def _parse_cached(sql: str) -> exp.Expression | None:
         text = text[:-1].rstrip()
     try:
         trees = [t for t in sqlglot.parse(text, read="sqlite") if t is not None]
-    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
+    except (sqlglot.errors.SqlglotError, RecursionError):  # model SQL can nest deeper than the parser's stack
         return None
     return trees[0] if len(trees) == 1 else None
 

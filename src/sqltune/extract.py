@@ -98,7 +98,7 @@ def _looks_like_query(sql: str) -> bool:
 
     try:
         tree = sqlglot.parse_one(sql, read="sqlite")
-    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError, ValueError):
+    except (sqlglot.errors.SqlglotError, ValueError, RecursionError):  # model output: "((((..." nests past the stack
         return False
     return isinstance(tree, exp.Query)
 

@@ -199,7 +199,7 @@ def is_ordered(sql: str) -> bool:
     """True when the query has a top-level ORDER BY (parsed with sqlglot, not searched)."""
     try:
         tree = sqlglot.parse_one(sql.strip().rstrip(";"), read="sqlite")
-    except sqlglot.errors.ParseError:
+    except (sqlglot.errors.SqlglotError, RecursionError):
         return False
     while isinstance(tree, exp.Subquery):
         tree = tree.this
