@@ -60,6 +60,16 @@ def line(name: str, a: list[bool], b: list[bool]) -> str:
     return f"- {name}: " + compare_paired(a, b).sentence()
 
 
+def write(out: Path | None, text: str, data: dict) -> None:
+    """Print `text`; with `out`, also OUT.md and OUT.json (`data`). The name is extended, never re-suffixed
+    (`pool-0.5b` gives `pool-0.5b.md`)."""
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{out}.md").write_text(text + "\n")
+        Path(f"{out}.json").write_text(json.dumps(data, indent=1) + "\n")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, help="transfer.py's --work folder (DB/SETTING/...)")
@@ -81,11 +91,7 @@ def main(argv=None) -> None:
                          + [f"pooled: {sum(res['pooled'])}"]
                          + [line(f"{x} -> {y}", res[x], res[y]) for x, y in
                             (("untuned", "tuned@vote"), ("tuned@vote", "+base"), ("+base", "+pool"), ("untuned", "+pool"))])
-        print(text)
-        if a.out:
-            a.out.parent.mkdir(parents=True, exist_ok=True)
-            Path(f"{a.out}.md").write_text(text + "\n")
-            Path(f"{a.out}.json").write_text(json.dumps(res, indent=1) + "\n")
+        write(a.out, text, res)
         return
     if not (a.work and a.setting):
         ap.error("give --work and --setting, or --pair")
@@ -114,12 +120,7 @@ def main(argv=None) -> None:
                line("+base -> +pool (pooled vote instead of the shipped fallback)", pooled["+base"], pooled["+pool"]),
                line("untuned -> +pool", pooled["untuned"], pooled["+pool"]),
                line("untuned@vote -> +pool", pooled["untuned@vote"], pooled["+pool"]), ""]
-    text = "\n".join(md)
-    print(text)
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        Path(f"{a.out}.md").write_text(text + "\n")
-        Path(f"{a.out}.json").write_text(json.dumps(out, indent=1) + "\n")
+    write(a.out, "\n".join(md), out)
 
 
 if __name__ == "__main__":

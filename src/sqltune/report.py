@@ -201,10 +201,9 @@ def fallback_lines(reports: dict) -> list[str]:
     """Per stage and split, what the fallback did: with `eval.fallback: base`, the answers the untuned model gave where
     the tuned one's did not execute, and how many of them are right; with `eval.fallback: vote`, the questions both
     models voted on (`pool_*`), the answers that changed, fixed and broke."""
-    pooled = [(st, sp, r["summary"]) for st, splits in reports.items() for sp, r in splits.items()
-              if "pool_voted" in r["summary"]]
-    rows = [(st, sp, r["summary"]) for st, splits in reports.items() for sp, r in splits.items()
-            if r["summary"].get("fallback_used") and "pool_voted" not in r["summary"]]
+    summaries = [(st, sp, r["summary"]) for st, splits in reports.items() for sp, r in splits.items()]
+    rows = [(st, sp, s) for st, sp, s in summaries if s.get("fallback_used") and "pool_voted" not in s]
+    pooled = [(st, sp, s) for st, sp, s in summaries if s.get("pool_voted")]
     lines = []
     if rows:
         lines += ["## Fallback to the untuned model (`eval.fallback: base`)", "",
@@ -212,7 +211,6 @@ def fallback_lines(reports: dict) -> list[str]:
                   "question too, and its answer was taken if it executed.", "",
                   "| stage | split | answered by the untuned model | right |", "|---|---|---|---|"]
         lines += [f"| {st} | {sp} | {s['fallback_used']} | {s['fallback_fixed']} |" for st, sp, s in rows] + [""]
-    pooled = [(st, sp, s) for st, sp, s in pooled if s["pool_voted"]]
     if pooled:
         lines += ["## Both models vote where they disagree (`eval.fallback: vote`)", "",
                   "The untuned model answered every question too; where the tuned answer did not execute or gave "
