@@ -1,0 +1,99 @@
+"""A dev set cut from the train split: a devsuite-shaped folder in which each database's train split is cut in two by
+SQL skeleton (`sqltune.check.sql_skeleton`: every skeleton whole on one side, so paraphrases of one query never
+straddle the cut), and each half becomes the other's test. `<db>_a` trains on half A and is judged on half B,
+`<db>_b` the reverse; valid stays the devsuite's valid. The devsuite's own test split is not copied, so nothing run
+on this folder can read it.
+
+    python benchmarks/crossfit.py --out .gpu/devsuite_xf --seed 20            # every DB with >= 12 train pairs
+    python benchmarks/crossfit.py --out DIR --dbs flight_2 singer --sides a   # only the A->B side of two DBs
+
+The folder is what `benchmarks/transfer.py --devsuite DIR` (and `gpu_sweep.sh`, through its KEEP/devsuite) reads:
+`DIR/<db>_a/<db>_a.sqlite` is a copy of the database. A choice made on what this folder scores is a choice made on
+train/valid only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import random
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+DEVSUITE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "devsuite"
+
+
+def halves(rows: list[dict], seed: int) -> tuple[list[dict], list[dict]]:
+    """Cut `rows` in two by SQL skeleton: skeletons shuffled with `seed`, each given whole to the smaller half."""
+    from sqltune.check import sql_skeleton
+
+    groups: dict[str, list[dict]] = collections.defaultdict(list)
+    for r in rows:
+        groups[sql_skeleton(r["sql"])].append(r)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    a: list[dict] = []
+    b: list[dict] = []
+    for k in keys:
+        (a if len(a) <= len(b) else b).extend(groups[k])
+    return a, b
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def build(root: Path, out: Path, dbs: list[str], seed: int, sides: str = "ab") -> list[tuple[str, int, int]]:
+    """Write `out/<db>_<side>/` for every db and side; returns (name, train, test) per folder written."""
+    made = []
+    for db in dbs:
+        src = root / db
+        rows = [json.loads(line) for line in (src / "train.jsonl").read_text().splitlines() if line.strip()]
+        a, b = halves(rows, seed)
+        for side, (train, test) in (("a", (a, b)), ("b", (b, a))):
+            if side not in sides:
+                continue
+            name = f"{db}_{side}"
+            d = out / name
+            d.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / f"{db}.sqlite", d / f"{name}.sqlite")
+            _write(d / "train.jsonl", train)
+            _write(d / "test.jsonl", test)
+            shutil.copyfile(src / "valid.jsonl", d / "valid.jsonl")
+            made.append((name, len(train), len(test)))
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--devsuite", default=str(DEVSUITE))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--dbs", nargs="*", default=None, help="default: every DB with at least --min-train train pairs")
+    ap.add_argument("--min-train", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=20)
+    ap.add_argument("--sides", default="ab", choices=["a", "b", "ab"])
+    args = ap.parse_args(argv)
+    root, out = Path(args.devsuite), Path(args.out)
+    if not root.is_dir():
+        print(f"error: no devsuite at {root}", file=sys.stderr)
+        return 2
+    dbs = args.dbs
+    if dbs is None:
+        dbs = sorted(p.name for p in root.iterdir() if (p / "train.jsonl").is_file()
+                     and sum(1 for line in (p / "train.jsonl").read_text().splitlines() if line.strip())
+                     >= args.min_train)
+    missing = [d for d in dbs if not (root / d / f"{d}.sqlite").is_file()]
+    if missing:
+        print(f"error: not in {root}: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    for name, n_train, n_test in build(root, out, dbs, args.seed, args.sides):
+        print(f"{name}: train {n_train}, test {n_test}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
