@@ -115,7 +115,12 @@ collect() {
     if [ -n "${SETTINGS:-}" ]; then read -ra specs <<< "$SETTINGS"
     elif [ -s "$J/settings" ]; then mapfile -t specs < "$J/settings"
     else specs=("$SETTING"); fi
-    $T --no-run --settings "${specs[@]}" --dbs $ALL_DBS --out "$J/out/transfer" > "$J/out/transfer_print.txt" 2>&1
+    # the DBs of the table: the devsuite's 12 in their usual order where launched, then any other launched here
+    # (a benchmarks/crossfit.py folder's <db>_a, <db>_b)
+    local dbs=() d
+    for d in $ALL_DBS; do [ -d "$J/transfer/$d" ] && dbs+=("$d"); done
+    for d in $(ls "$J/transfer"); do case " $ALL_DBS " in *" $d "*) ;; *) [ -d "$J/transfer/$d" ] && dbs+=("$d") ;; esac; done
+    $T --no-run --settings "${specs[@]}" --dbs "${dbs[@]}" --out "$J/out/transfer" > "$J/out/transfer_print.txt" 2>&1
     cp "$J/out/transfer.md" "$out/" 2>/dev/null
   fi
   (cd "$J" && tar czf "$out/results.tgz" --exclude='*.safetensors' --exclude='*.bin' --exclude='*.pt' \

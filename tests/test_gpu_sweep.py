@@ -159,6 +159,21 @@ def test_collect_puts_several_settings_in_one_table(tmp_path):
     assert args[at + 1: at + 3] == ["a:rl.steps=2", "--dbs"]
 
 
+def test_collect_tables_the_databases_launched_not_a_fixed_list(tmp_path):
+    """The table's DBs are the run folders there: the devsuite's in their usual order, then any other (a
+    benchmarks/crossfit.py folder's `<db>_a`); session 20's crossfit sweep printed only "not in devsuite" before."""
+    jobs, stub, out = tmp_path / "jobs", tmp_path / "bin", tmp_path / "out"
+    for db in ("tvshow", "flight_2_a", "flight_2", "cre_Doc_Template_Mgt_b"):
+        (jobs / "transfer" / db).mkdir(parents=True)
+    _stub(stub, "python3", 'printf "%s\\n" "$@"\n')
+    env = dict(os.environ, SWEEP_DIR=str(jobs), OUT=str(out), PATH=f"{stub}:{os.environ['PATH']}", SETTING="a:x=1")
+    subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_sweep.sh"), "collect"], env=env, capture_output=True,
+                   text=True, timeout=60, check=True)
+    args = (jobs / "out" / "transfer_print.txt").read_text().splitlines()
+    at = args.index("--dbs")
+    assert args[at + 1: args.index("--out")] == ["flight_2", "tvshow", "cre_Doc_Template_Mgt_b", "flight_2_a"]
+
+
 def test_a_second_setting_on_the_same_databases_gets_its_own_jobs(tmp_path):
     jobs, stub = tmp_path / "jobs", tmp_path / "bin"
     (jobs / "devsuite").mkdir(parents=True)

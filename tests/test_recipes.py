@@ -181,3 +181,17 @@ def test_cli_train_merge_and_recipes(tiny_models, tiny_db, items_file, tmp_path,
     assert (tmp_path / "merged" / "config.json").is_file() and (tmp_path / "merged" / "COMPLETE").is_file()
     assert main(["recipes"]) == 0
     assert "llama3.2-3b-dora-extra" in capsys.readouterr().out
+
+
+def test_the_05b_gpu_recipe_is_the_15b_pipeline_with_the_pooled_vote():
+    """qwen0.5b-gpu is qwen1.5b-gpu with another model and `eval.fallback: vote` (chosen on a dev read, BENCHMARKS.md
+    "Session 20"); anything else that differs is drift between two recipes meant to be one pipeline."""
+    import dataclasses
+
+    small, large = (dataclasses.asdict(load_recipe(n)) for n in ("qwen0.5b-gpu", "qwen1.5b-gpu"))
+    differ = {k for k in small if small[k] != large[k]} - {"name", "description", "source"}
+    assert differ == {"model", "eval"}
+    assert (small["model"], large["model"]) == ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
+    assert {k for k in small["eval"] if small["eval"][k] != large["eval"][k]} == {"fallback"}
+    assert (small["eval"]["fallback"], large["eval"]["fallback"]) == ("vote", "base")
+    assert small["eval"]["vote"] >= 2  # the pool needs candidates
