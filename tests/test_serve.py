@@ -444,16 +444,18 @@ def test_engine_fallback_needs_an_adapter_and_loads_it_unmerged(tiny_db, tmp_pat
         Engine(ServeConfig(db=str(tiny_db), fallback="base"))
     with pytest.raises(SqltuneError, match="--fallback must be one of none, base"):
         Engine(ServeConfig(db=str(tiny_db), adapter=str(tmp_path), fallback="tuned"))
-    with pytest.raises(SqltuneError, match="serve: --fallback vote is not supported"):
-        Engine(ServeConfig(db=str(tiny_db), adapter=str(tmp_path), fallback="vote"))
+    with pytest.raises(SqltuneError, match="--fallback vote needs at least 2 candidates per model"):
+        Engine(ServeConfig(db=str(tiny_db), adapter=str(tmp_path), fallback="vote", pool=1))
     with pytest.raises(SqltuneError, match="stop here"):
         Engine(ServeConfig(db=str(tiny_db), adapter=str(tmp_path), fallback="base"))  # --merge is the default
-    assert seen == [False]
+    with pytest.raises(SqltuneError, match="stop here"):
+        Engine(ServeConfig(db=str(tiny_db), adapter=str(tmp_path), fallback="vote"))
+    assert seen == [False, False]
 
 
-def test_serving_a_run_scored_with_the_pooled_vote_falls_back_to_base(tiny_db, tmp_path, monkeypatch, capsys):
-    """`sqltune run --set eval.fallback=vote` then `sqltune serve --run`: the run's adapter is served with `base`
-    (loaded unmerged) and one line says why; `--fallback vote` given on the command line is still refused."""
+def test_serving_a_run_scored_with_the_pooled_vote_serves_it_the_same_way(tiny_db, tmp_path, monkeypatch, capsys):
+    """`sqltune run qwen0.5b-gpu` (`eval.fallback: vote`) then `sqltune serve --run`: the run's adapter is served
+    with the pooled vote, its pool as large as the run's `eval.vote`, loaded unmerged; `--fallback base` still wins."""
     import sqltune.evaluate as ev
     from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
     from sqltune.errors import SqltuneError
@@ -475,10 +477,53 @@ def test_serving_a_run_scored_with_the_pooled_vote_falls_back_to_base(tiny_db, t
     cfg = ServeConfig(run_dir=str(run))
     with pytest.raises(SqltuneError, match="stop here"):
         Engine(cfg)
-    assert cfg.fallback == "base" and seen == [False]
-    assert "scored with eval.fallback vote" in capsys.readouterr().err
-    with pytest.raises(SqltuneError, match="serve: --fallback vote is not supported"):
-        Engine(ServeConfig(run_dir=str(run), fallback="vote"))
+    assert (cfg.fallback, cfg.pool) == ("vote", 4) and seen == [False]
+    assert "note:" not in capsys.readouterr().err
+    cfg = ServeConfig(run_dir=str(run), fallback="base")
+    with pytest.raises(SqltuneError, match="stop here"):
+        Engine(cfg)
+    assert (cfg.fallback, cfg.pool) == ("base", 8)
+
+
+@pytest.mark.parametrize("vote", [1, 4])
+def test_serve_pooled_vote_weighs_both_models_where_their_answers_differ(engine, monkeypatch, vote):
+    """`sqltune serve --fallback vote`, greedy (vote 1) or voted: the untuned model answers too; where the results
+    differ both draw `pool` candidates and the majority wins (the evaluator's `pool_vote`), and the response says
+    what was pooled and whose answer it is."""
+    from dataclasses import replace
+
+    import sqltune.evaluate as ev
+    from sqltune.generate import Generation
+    from sqltune.serve import create_app
+    from test_evaluate import POOL_WRITES, _Adapted, _fake_sampling
+
+    def greedy(model, tok, builder, questions, db, cfg, examples=None, stats=None, prefix=None):
+        from sqltune.execute import execute
+
+        gens = [Generation(q, raw=POOL_WRITES[model.off][q][0], sql=POOL_WRITES[model.off][q][0], seconds=0.01)
+                for q in questions]
+        for g in gens:
+            g.error = execute(db, g.sql).error
+        return gens
+
+    monkeypatch.setattr(ev, "predict_questions", greedy)
+    _fake_sampling(monkeypatch, asked := [])
+    monkeypatch.setattr(engine, "model", _Adapted())
+    cfg = replace(engine.config, fallback="vote", pool=4, vote=vote, vote_when="error")
+    monkeypatch.setattr(engine, "config", cfg)
+    with TestClient(create_app(engine, cfg)) as c:
+        a = c.post("/api/ask", json={"question": "How many authors?"}).json()  # both models agree: not pooled
+        assert a["sql"] == "SELECT COUNT(*) FROM authors" and "pool" not in a and "fallback" not in a
+        assert asked[-1] == (True, ["How many authors?"], 1)  # the untuned model's greedy answer, and no more
+        b = c.post("/api/ask", json={"question": "Names of the UK authors?"}).json()
+        assert b["sql"] == "SELECT name FROM authors WHERE country = 'UK'" and sorted(r[0] for r in b["rows"]) == ["Ada", "Dickens"]
+        assert b["pool"]["sql"] == "SELECT name FROM authors" and b["pool"]["votes"] == 7
+        assert [(off, n) for off, _, n in asked[-2:]] == [(False, 4), (True, 4)]
+        d = c.post("/api/ask", json={"question": "How many books?"}).json()  # the adapter's right answer outvoted
+        assert d["sql"] == "SELECT COUNT(*) FROM authors" and d["pool"]["source"] == "base"
+        assert d["fallback"]["sql"] == "SELECT COUNT(*) FROM books"
+        h = c.get("/api/health").json()
+        assert (h["fallback"], h["pool"]) == ("vote", 4)
 
 
 @pytest.mark.parametrize("vote", [1, 4])

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import queue
-import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -57,8 +56,10 @@ class ServeConfig:
     vote: int = 1  # a request without "vote": greedy (1), or greedy + N-1 samples voted by result (`--vote N`)
     vote_when: str = "always"  # a voted request: always vote, or (error) only when the greedy SQL does not execute
     merge: bool = True  # merge an adapter into the weights (faster); False: unmerged, as `run` scored it
-    fallback: str | None = None  # base: where the adapter's SQL does not execute, the model under it answers
-    #                              (`--fallback`); None: a run's recipe's `eval.fallback` with `run_dir`, else none
+    fallback: str | None = None  # base: where the adapter's SQL does not execute, the model under it answers;
+    #                              vote: where the two models' answers differ, both vote (`--fallback`); None: a
+    #                              run's recipe's `eval.fallback` with `run_dir`, else none
+    pool: int = 8  # fallback vote: candidates per model where they differ (with `run_dir`, the run's `eval.vote`)
 
 
 def run_paths(run_dir: str | os.PathLike) -> dict:
@@ -90,7 +91,9 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
         raise SqltuneError(f"{run} has no finished adapter (adapter/ is missing or incomplete)")
     return {"db": data.get("db"), "notes": data.get("notes"), "model": recipe.get("model"),
             "prompt_style": (recipe.get("prompt") or {}).get("style"), "adapter": str(adapter),
-            "fallback": (recipe.get("eval") or {}).get("fallback") or "none"}  # answer as the run scored it
+            # answer as the run scored it: its fallback, and the pool's size where that is the pooled vote
+            "fallback": (recipe.get("eval") or {}).get("fallback") or "none",
+            "pool": (recipe.get("eval") or {}).get("vote")}
 
 
 # ---------------------------------------------------------------- the model, loaded once
@@ -113,17 +116,12 @@ class Engine:
             cfg.db = cfg.db or found["db"]
             cfg.notes = cfg.notes or found["notes"]
             cfg.prompt_style = cfg.prompt_style or found["prompt_style"]
-            if cfg.fallback is None and found["fallback"] == "vote":
-                # a run scored with the pooled vote (`--set eval.fallback=vote`): serve its adapter with the fallback
-                # serving has, and say so, rather than refuse the run the user was told to make
-                print(f"note: {cfg.run_dir} was scored with eval.fallback vote, which serve does not do; serving it "
-                      "with --fallback base (the untuned model answers where the adapter's SQL fails)", file=sys.stderr)
-                found["fallback"] = "base"
+            if cfg.fallback is None and found["fallback"] == "vote" and isinstance(found["pool"], int):
+                cfg.pool = found["pool"]
             cfg.fallback = cfg.fallback or found["fallback"]
         cfg.fallback = cfg.fallback or "none"
-        if cfg.fallback == "vote":  # it samples both models on every disagreement: an evaluation setting for now
-            raise SqltuneError("serve: --fallback vote is not supported (use none or base; `sqltune ask`/`eval` "
-                               "take vote)")
+        if cfg.fallback == "vote" and cfg.pool < 2:
+            raise SqltuneError(f"serve: --fallback vote needs at least 2 candidates per model (pool {cfg.pool})")
         cfg.merge = fallback_merge(cfg.fallback, cfg.adapter, cfg.merge, "an adapter (--adapter or --run)")
         self.config = cfg
         self.db = resolve_db(cfg.db)
@@ -165,7 +163,25 @@ class Engine:
                 if b.sql and not b.error:
                     b.fallback = {"sql": gens[i].sql, "error": gens[i].error or "no SQL"}
                     gens[i] = b
+        if self.config.fallback == "vote" and has_adapter(self.model):
+            rows = self._pool(questions, [{"sql": g.sql, "raw": g.raw, "error": g.error} for g in gens])
+            for g, r in zip(gens, rows):
+                if "pool" in r:
+                    g.pool, g.fallback = _pool_fields(r)
+                    g.sql, g.raw, g.error = r["sql"], r["raw"], r["error"]
         return gens
+
+    def _pool(self, questions: list[str], rows: list[dict]) -> list[dict]:
+        """`--fallback vote`: the evaluator's pooled vote (`sqltune.evaluate.pool_vote`) over `rows` (the adapter's
+        answers: {sql, raw, error}), `self.config.pool` candidates per model where the two models' answers differ."""
+        from .evaluate import EvalConfig, pool_vote
+        from .vote import VoteSettings
+
+        cfg = EvalConfig(batch_size=max(1, len(questions)), max_new_tokens=self.config.max_new_tokens, progress=False,
+                         autocast=self.device.autocast, timeout=self.config.timeout, fallback="vote",
+                         vote=VoteSettings(self.config.pool))
+        return pool_vote(self.model, self.tokenizer, self.builder, [{"question": q} for q in questions], rows,
+                         self.db, cfg)
 
     def _vote_once(self, question: str, n: int):
         """(candidates, outcome) of `sqltune.vote` for one question, by the server's settings."""
@@ -195,7 +211,24 @@ class Engine:
             if base.sql and not execute(self.db, base.sql, timeout=self.config.timeout).error:
                 out["fallback"] = {"sql": outcome.sql, "error": error}
                 out["sql"] = base.sql
+        if self.config.fallback == "vote" and has_adapter(self.model):
+            r = self._pool([question], [{"sql": outcome.sql, "raw": None, "error": error}])[0]
+            if "pool" in r:
+                out["pool"], fell = _pool_fields(r)
+                if fell:
+                    out["fallback"] = fell
+                out["sql"] = r["sql"]
         return out
+
+
+def _pool_fields(row: dict) -> tuple[dict, dict | None]:
+    """What a response says of a pooled question: the pool's record ({sql, error: the adapter's answer before, base_sql,
+    source, votes}) and, where the untuned model's answer was taken, the fallback's ({sql, error} of the adapter's)."""
+    p = row["pool"]
+    pool = {"sql": p["sql"], "error": p.get("error"), "base_sql": p["base_sql"], "source": p["source"],
+            "votes": p["votes"]}
+    fb = row.get("fallback")
+    return pool, ({"sql": fb["sql"], "error": fb.get("error")} if fb else None)
 
 
 def _plain(obj):
@@ -465,12 +498,15 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
         if n > 1:
             sql, extra = out["sql"], {"candidates": out["candidates"], "groups": out["groups"],
                                       "voted": out.get("voted", True)}  # (--vote-when error: False when greedy ran)
-            if "fallback" in out:
-                extra["fallback"] = out["fallback"]
+            for key in ("fallback", "pool"):
+                if key in out:
+                    extra[key] = out[key]
         else:
             sql = out.sql
-            if out.fallback:  # the adapter's SQL failed; this is the untuned model's (`--fallback base`)
+            if out.fallback:  # the untuned model's answer (`--fallback base`: the adapter's SQL failed; vote: it won)
                 extra["fallback"] = out.fallback
+            if out.pool:  # `--fallback vote`: the two models' answers differed and both voted
+                extra["pool"] = out.pool
         res = await run_in_threadpool(run_sql, sql, want)
         if sql is None:
             res["error"], res["error_kind"] = "no SQL in the model's output", "no_sql"
@@ -504,7 +540,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
                 "prefix_seconds": round(engine.prefix_seconds, 3),
                 "served": {"questions": batcher.questions, "batches": batcher.batches, "largest_batch": batcher.largest,
                            "prefix_reused_batches": engine.prefix_reused},
-                "batch_size": cfg.batch_size, "max_wait_s": cfg.max_wait}
+                "batch_size": cfg.batch_size, "max_wait_s": cfg.max_wait, "fallback": engine.config.fallback,
+                **({"pool": engine.config.pool} if engine.config.fallback == "vote" else {})}
 
     @app.post("/api/feedback", dependencies=api)
     def feedback(body: Feedback):
@@ -568,5 +605,10 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log=pr
     log(f"model loaded in {engine.load_seconds:.1f} s; schema prefix ({len(engine.prefix.ids)} tokens) cached in "
         f"{engine.prefix_seconds:.1f} s; feedback goes to {engine.feedback_file}")
     app = create_app(engine, config)
+    fb = engine.config.fallback
+    if fb != "none":  # what answers besides the adapter, and what it costs a request
+        log("fallback: " + ("the untuned model answers where the adapter's SQL does not execute" if fb == "base" else
+                            f"where the untuned model's answer differs from the adapter's, both draw "
+                            f"{engine.config.pool} candidates and the majority wins (slower on those questions)"))
     log(f"serving {engine.db} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -39,8 +39,10 @@ def register(app: typer.Typer) -> None:
         dtype: Optional[str] = typer.Option(None, "--dtype", help="bfloat16, float16 or float32 (default: per device)."),
         merge: bool = MERGE,
         fallback: Optional[str] = typer.Option(None, "--fallback", help="base: where the adapter's SQL does not "
-                                               "execute, the model under it answers (the adapter loads unmerged). "
-                                               "Default: with --run, the run's recipe's eval.fallback; else none."),
+                                               "execute, the model under it answers; vote: where the two models' "
+                                               "answers differ, both draw 8 candidates and the majority wins (the "
+                                               "adapter loads unmerged). Default: with --run, the run's recipe's "
+                                               "eval.fallback (and eval.vote candidates); else none."),
     ):
         """Serve the model over HTTP: a JSON API (/api/ask, /docs) and a web page at /."""
         from ..console import echo, esc
