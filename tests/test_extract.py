@@ -136,3 +136,29 @@ def test_sql_nested_past_the_parsers_stack_is_not_a_crash():
         assert extract_sql(f"```sql\n{sql}\n```") == sql  # the first candidate, though sqlglot cannot read it
         assert sql_skeleton(sql).startswith("select (((")  # the regex fallback
         assert is_ordered(sql) is False
+
+
+def test_nested_selects_are_parsed_a_bounded_number_of_times(monkeypatch):
+    """Every SELECT of a degenerate `x IN (SELECT ... x IN (SELECT` sample is a candidate, and each parse reads the rest
+    of the text: without a cap the work grew with the square of the depth (2.3 s at 200). At most MAX_PARSED
+    candidates are parsed, each once (the loose pass reuses the strict pass's answers); then the first one is kept."""
+    import sqltune.extract as ex
+
+    parsed = []
+    real = ex._looks_like_query.__wrapped__
+
+    def counting(sql):
+        parsed.append(sql)
+        return real(sql)
+
+    monkeypatch.setattr(ex, "_looks_like_query", ex.lru_cache(maxsize=4096)(counting))
+    for depth in (10, 500):
+        parsed.clear()
+        text = "SELECT a FROM t WHERE x IN (" * depth + "SELECT 1"
+        got = extract_sql(text)
+        assert len(parsed) == len(set(parsed)) <= ex.MAX_PARSED
+        if depth < ex.MAX_PARSED:
+            assert got == "SELECT 1"  # the innermost query is the first that parses
+        else:
+            assert got == text  # the first candidate: nothing within the cap parsed
+    assert extract_sql("Here it is:\nSELECT name FROM t;") == "SELECT name FROM t"
