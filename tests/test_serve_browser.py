@@ -107,3 +107,40 @@ def test_the_page_answers_a_question_with_sql_and_a_table(server, page, tmp_path
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+def test_the_page_says_whose_answer_it_shows(server, page):
+    """With `--fallback base|vote` an answer may be the untuned model's: the page says so under the result. The API's
+    side is tested in test_serve.py; here its answers are stood in for with the page's own request intercepted."""
+    import json
+
+    url, _ = server
+    answers = iter([
+        {"pool": {"sql": "SELECT name FROM authors", "error": None, "base_sql": "SELECT count(*) FROM authors",
+                  "source": "base", "votes": 5}, "fallback": {"sql": "SELECT name FROM authors", "error": None}},
+        {"pool": {"sql": "SELECT name FROM authors", "error": None, "base_sql": "SELECT 1", "source": "adapter",
+                  "votes": 6}},
+        {"fallback": {"sql": "SELECT nam FROM authors", "error": "no such column: nam"}},
+        {}])
+
+    def fake(route):
+        body = {"question": "q", "sql": "SELECT count(*) FROM authors", "columns": ["n"], "rows": [[4]], "row_count": 1,
+                "truncated": False, "error": None, "error_kind": None, "seconds": 0.5, **next(answers)}
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page.route("**/api/ask", fake)
+    try:
+        page.goto(url + "/")
+        before = page.locator("#history li").count()  # the session's history survives the reload
+        seen = []
+        for i in range(4):
+            page.fill("#question", f"question {i}")
+            page.click("#go")
+            page.wait_for_function(f"document.querySelectorAll('#history li').length === {before + i + 1}")
+            seen.append(page.inner_text("#time"))
+    finally:
+        page.unroute("**/api/ask")
+    assert "the untuned model's answer won" in seen[0]
+    assert "the tuned model's answer won" in seen[1]
+    assert "the tuned model's SQL failed; this is the untuned model's answer" in seen[2]
+    assert seen[3] == "answered in 0.50 s"
