@@ -42,6 +42,7 @@ mkdir -p "$J/jobs" "$J/out"
 [ -d "$J/src" ] || cp -r src "$J/src"
 export PYTHONPATH="$J/src:/tmp/site" SQLTUNE_HOME="${SQLTUNE_HOME:-/root/sqh}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 \
   TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+# the 0.5B's shipped pipeline: RECIPE=qwen0.5b-gpu MODEL=qwen2.5-coder-0.5b (the same as qwen1.5b-gpu but the pooled vote)
 MODEL="${MODEL:-qwen2.5-coder-1.5b}"
 RECIPE="${RECIPE:-qwen1.5b-gpu}"
 # the recipe's own setting (since session 6 qwen1.5b-gpu runs synth -> SFT -> GRPO, 30 steps, probe 8, rule `last`);
