@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import SqltuneError
 from .extract import extract_sql, is_complete
-from .generate import _cache_kwarg, _progress, _StopGate, eos_token_ids
+from .generate import _cache_kwarg, _progress, _StopGate, eos_token_ids, is_looping
 from .prompt import PromptBuilder, encode
 
 MAX_VOTE = 64
@@ -182,8 +182,13 @@ def sample_sql(
     examples: list[list[dict]] | None = None,
     autocast: bool = False,
     stats: dict | None = None,
+    loop_stop: bool = True,
 ) -> list[list[Candidate]]:
     """N candidates per question: candidate 0 greedy, then N-1 samples; one prefill per question.
+
+    A row ends at EOS, where its statement is complete, at its token limit, or (`loop_stop`) in a loop
+    (`generate.is_looping`), as the greedy decoder's rows do: candidate 0 is then the greedy decoder's answer, and a
+    runaway row does not keep its group decoding alone to the limit.
 
     `batch_size` counts generated rows: each `generate` call takes max(1, batch_size // n) questions.
     The same `seed` gives the same candidates for the same inputs and batching.
@@ -227,7 +232,8 @@ def sample_sql(
             for c, b0 in enumerate(range(0, len(order), per_call)):
                 chunk = order[b0: b0 + per_call]
                 cands = _sample_chunk(model, tokenizer, [ids[i] for i in chunk], shared, prefix_cache, n,
-                                      temperature, top_p, max_new_tokens, eos, pad_id, seed + c, device, st)
+                                      temperature, top_p, max_new_tokens, eos, pad_id, seed + c, device, st,
+                                      loop_stop)
                 for i, cs in zip(chunk, cands):
                     out[i] = cs
                 bar.update(len(chunk))
@@ -239,7 +245,7 @@ def sample_sql(
 
 
 def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, top_p, max_new_tokens, eos, pad_id,
-                  seed, device, st) -> list[list[Candidate]]:
+                  seed, device, st, loop_stop=True) -> list[list[Candidate]]:
     """Decode n rows per question from one prefill: row 0 greedy, the others sampled; finished rows leave."""
     import copy
 
@@ -295,7 +301,7 @@ def _sample_chunk(model, tokenizer, ids, shared, prefix_cache, n, temperature, t
                 done.add(j)
                 continue
             toks[r].append(t)
-            if len(toks[r]) >= limit[r] or (gate.worth_asking(r, t) and
+            if len(toks[r]) >= limit[r] or (loop_stop and is_looping(toks[r])) or (gate.worth_asking(r, t) and
                                             is_complete(tokenizer.decode(toks[r], skip_special_tokens=False))):
                 done.add(j)
         for j in done:
