@@ -449,3 +449,34 @@ def test_resume_of_a_run_from_before_a_new_recipe_key(capsys, tmp_path, tiny_db)
     code, _, err = _run(capsys, "run", "--out", out, "--resume", "--db", tiny_db, "--train", t, "--valid", v,
                         "--set", "model=/nonexistent-model")
     _one_line(code, err, "unknown model")  # past the same-run check: it stopped at the (missing) model
+
+
+@pytest.mark.parametrize("boom", [
+    lambda: __import__("torch").OutOfMemoryError("CUDA out of memory. Tried to allocate 46.00 MiB. GPU 0 has a total"),
+    lambda: RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you tried "
+                         "to allocate 1073741824 bytes."),
+    lambda: MemoryError()])
+def test_a_model_that_does_not_fit_memory_is_one_line(capsys, monkeypatch, tiny_db, boom):
+    """A recipe too large for the machine (qwen1.5b-gpu on a small GPU, a GPU recipe on a CPU): one line with what to
+    lower, exit 3, not a traceback. Other RuntimeErrors are not caught here."""
+    import sqltune.schema
+
+    def fails(*a, **k):
+        raise boom()
+
+    monkeypatch.setattr(sqltune.schema, "schema_text", fails)
+    code, out, err = _run(capsys, "schema", "--db", tiny_db)
+    assert code == 3 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: out of memory (") and "--set train.batch_size=8" in err
+    assert "GPU 0 has a total" not in err  # the first sentence only
+
+
+def test_other_runtime_errors_are_not_taken_for_memory(capsys, monkeypatch, tiny_db):
+    import sqltune.schema
+
+    def fails(*a, **k):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(sqltune.schema, "schema_text", fails)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        _run(capsys, "schema", "--db", tiny_db)

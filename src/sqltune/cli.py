@@ -171,6 +171,18 @@ def _abort_kinds() -> tuple[type, ...]:
     return tuple(kinds)
 
 
+def out_of_memory(e: BaseException) -> str | None:
+    """One line for a model that did not fit the machine's memory (GPU or CPU), else None."""
+    text = str(e).strip()
+    if not (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+            or any(m in text for m in ("out of memory", "not enough memory", "can't allocate memory"))):
+        return None
+    first = text.split(". ")[0].split("\n")[0][:160] or type(e).__name__
+    return (f"out of memory ({first}): lower the batch sizes (--set train.batch_size=8 --set eval.batch_size=16) or, "
+            "for GRPO, --set rl.gradient_checkpointing=true; `sqltune run --out DIR --resume` keeps the stages that "
+            "finished")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning user errors into one line and a non-zero exit."""
     try:
@@ -196,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         echo(f"[red]error:[/] {esc(e.strerror or e)}{esc(where)}", err=True)
         return 2
+    except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        why = out_of_memory(e)
+        if why is None:
+            raise
+        echo(f"[red]error:[/] {esc(why)}", err=True)
+        return 3
     if rc == 130:  # typer turns Ctrl-C into exit code 130, silently
         echo("interrupted; nothing written", err=True)
     return rc if isinstance(rc, int) else 0
