@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import random
 import shutil
 import sys
@@ -43,17 +42,14 @@ def halves(rows: list[dict], seed: int) -> tuple[list[dict], list[dict]]:
     return a, b
 
 
-def _write(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
 def build(root: Path, out: Path, dbs: list[str], seed: int, sides: str = "ab") -> list[tuple[str, int, int]]:
     """Write `out/<db>_<side>/` for every db and side; returns (name, train, test) per folder written."""
+    from sqltune.dataset import read_jsonl, write_jsonl
+
     made = []
     for db in dbs:
         src = root / db
-        rows = [json.loads(line) for line in (src / "train.jsonl").read_text().splitlines() if line.strip()]
-        a, b = halves(rows, seed)
+        a, b = halves(read_jsonl(src / "train.jsonl"), seed)
         for side, (train, test) in (("a", (a, b)), ("b", (b, a))):
             if side not in sides:
                 continue
@@ -61,8 +57,8 @@ def build(root: Path, out: Path, dbs: list[str], seed: int, sides: str = "ab") -
             d = out / name
             d.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src / f"{db}.sqlite", d / f"{name}.sqlite")
-            _write(d / "train.jsonl", train)
-            _write(d / "test.jsonl", test)
+            write_jsonl(d / "train.jsonl", train)
+            write_jsonl(d / "test.jsonl", test)
             shutil.copyfile(src / "valid.jsonl", d / "valid.jsonl")
             made.append((name, len(train), len(test)))
     return made
@@ -83,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dbs = args.dbs
     if dbs is None:
-        dbs = sorted(p.name for p in root.iterdir() if (p / "train.jsonl").is_file()
-                     and sum(1 for line in (p / "train.jsonl").read_text().splitlines() if line.strip())
-                     >= args.min_train)
+        from sqltune.dataset import read_jsonl
+
+        dbs = sorted(p.name for p in root.iterdir()
+                     if (p / "train.jsonl").is_file() and len(read_jsonl(p / "train.jsonl")) >= args.min_train)
     missing = [d for d in dbs if not (root / d / f"{d}.sqlite").is_file()]
     if missing:
         print(f"error: not in {root}: {', '.join(missing)}", file=sys.stderr)
