@@ -98,7 +98,8 @@ FB_ITEMS = [{"id": "a", "question": "How many authors?", "sql": "SELECT COUNT(*)
 WRITES = {False: {"How many authors?": "SELECT COUNT(*) FROM authors",
                   "Names of the UK authors?": "SELECT nam FROM authors WHERE country = 'UK'",
                   "Titles after 1900?": "SELECT titel FROM books"},
-          True: {"Names of the UK authors?": "SELECT name FROM authors WHERE country = 'UK'",
+          True: {"How many authors?": "SELECT COUNT(*) FROM authors",
+                 "Names of the UK authors?": "SELECT name FROM authors WHERE country = 'UK'",
                  "Titles after 1900?": "SELECT ttl FROM books WHERE year > 1900"}}
 
 
@@ -141,6 +142,36 @@ def test_fallback_answers_with_the_model_under_the_adapter_where_the_answer_fail
     g = greedy_view(rep)
     assert g["summary"]["exact"] == pytest.approx(1 / 3) and not {e["id"]: e for e in g["examples"]}["b"]["exact"]
     assert g["summary"]["execution_rate"] == pytest.approx(1 / 3)
+
+
+def test_fallback_takes_the_untuned_answers_it_is_given_instead_of_decoding_them(tiny_db, monkeypatch):
+    """`cfg.untuned` (`sqltune run` passes its base stage's rows): the fallback's answers come from there, the
+    untuned model is asked only what it does not hold, and the answers are those it would have decoded."""
+    asked = []
+    _fake_generation(monkeypatch, asked)
+    cfg = EvalConfig(fallback="base", progress=False)
+    decoded = evaluate(_Adapted(), None, None, FB_ITEMS, tiny_db, cfg)
+    asked.clear()
+    base = evaluate(_Plain(), None, None, FB_ITEMS, tiny_db,
+                    EvalConfig(progress=False))["predictions"]
+    assert asked == [(True, [it["question"] for it in FB_ITEMS])]
+    asked.clear()
+    known = {r["question"]: r for r in base}
+    rep = evaluate(_Adapted(), None, None, FB_ITEMS, tiny_db, cfg.with_(untuned=known))
+    assert asked == [(False, [it["question"] for it in FB_ITEMS])]  # the adapter only: nothing decoded again
+    assert [e["pred_sql"] for e in rep["examples"]] == [e["pred_sql"] for e in decoded["examples"]]
+    assert rep["summary"]["fallback_used"] == decoded["summary"]["fallback_used"] == 1
+    assert "untuned" not in rep["eval_config"]
+    asked.clear()  # a question it does not hold is decoded, and only that one
+    partial = {q: r for q, r in known.items() if q != "Titles after 1900?"}
+    rep = evaluate(_Adapted(), None, None, FB_ITEMS, tiny_db, cfg.with_(untuned=partial))
+    assert asked == [(False, [it["question"] for it in FB_ITEMS]), (True, ["Titles after 1900?"])]
+    assert [e["pred_sql"] for e in rep["examples"]] == [e["pred_sql"] for e in decoded["examples"]]
+
+
+class _Plain:
+    """A model without an adapter that writes what the untuned model does (`WRITES[True]`)."""
+    off = True
 
 
 def test_fallback_leaves_a_model_without_an_adapter_and_the_default_alone(tiny_db, monkeypatch):
@@ -215,6 +246,29 @@ def test_pooled_vote_weighs_both_models_where_their_results_differ(tiny_db, monk
     s = rep["summary"]
     assert (s["pool_voted"], s["pool_changed"], s["pool_fixed"], s["pool_hurt"]) == (3, 2, 1, 1)
     assert s["exact"] == pytest.approx(3 / 4) and rep["eval_config"]["fallback"] == "vote"
+
+
+def test_pooled_vote_takes_the_untuned_greedy_answers_it_is_given(tiny_db, monkeypatch):
+    """With `cfg.untuned`, the pool's trigger reads the untuned model's greedy answers from there (`greedy_answer`:
+    a voted row's greedy candidate, a retried row's first attempt) and skips that pass; the outcome is the same."""
+    from sqltune.evaluate import greedy_answer
+    from sqltune.vote import VoteSettings
+
+    asked = []
+    _fake_sampling(monkeypatch, asked)
+    cfg = EvalConfig(fallback="vote", vote=VoteSettings(4, when="error"), progress=False)
+    decoded = evaluate(_Adapted(), None, None, POOL_ITEMS, tiny_db, cfg)
+    qs = [it["question"] for it in POOL_ITEMS]
+    # the base stage voted: its answer may be a sample, its greedy answer is the trigger's
+    known = {q: {"question": q, "sql": "SELECT 1", "greedy_sql": POOL_WRITES[True][q][0]} for q in qs}
+    asked.clear()
+    rep = evaluate(_Adapted(), None, None, POOL_ITEMS, tiny_db, cfg.with_(untuned=known))
+    assert asked == [(False, qs, 1), (False, qs[1:], 4), (True, qs[1:], 4)]  # no greedy pass of the untuned model
+    assert [e["pred_sql"] for e in rep["examples"]] == [e["pred_sql"] for e in decoded["examples"]]
+    assert [e.get("pool") for e in rep["examples"]] == [e.get("pool") for e in decoded["examples"]]
+    assert greedy_answer({"sql": "B", "first_sql": "A", "retries": 1}) == "A"
+    assert greedy_answer({"sql": "B", "first_sql": "A", "retries": 0}) == "B"
+    assert greedy_answer({"sql": "B", "greedy_sql": None}) is None
 
 
 def test_vote_summary_judges_the_vote_before_the_pool(tiny_db, monkeypatch):

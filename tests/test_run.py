@@ -69,6 +69,33 @@ def test_run_end_to_end_files_agree(tiny_model_dir, tiny_db, tmp_path):
     assert main(["report", str(out), str(out)]) == 0
 
 
+def test_run_hands_the_base_stages_answers_to_the_tuned_stages_fallback(tiny_model_dir, tiny_db, tmp_path, monkeypatch):
+    """The untuned model's answers are decoded once, in the base stage: the tuned stage's fallback (`eval.fallback`)
+    gets them as `EvalConfig.untuned`, per split, keyed by question, as the base stage wrote them."""
+    import sqltune.evaluate as ev
+
+    seen = []
+    real = ev.evaluate
+
+    def spy(model, tok, builder, items, db, cfg=None):
+        seen.append(([it["question"] for it in items], cfg.untuned))
+        return real(model, tok, builder, items, db, cfg)
+
+    monkeypatch.setattr(ev, "evaluate", spy)
+    import sqltune.run as run_mod  # score the tuned stage even where training kept the untuned model
+
+    monkeypatch.setattr(run_mod, "_same_model_scores", lambda *a, **k: None)
+    out = tmp_path / "run"
+    run("default", out, overrides=overrides(tiny_model_dir, tiny_db, tmp_path))
+    by_split = {"valid": VALID, "test": TEST}
+    stages = [(qs, u) for qs, u in seen if qs in ([it["question"] for it in v] for v in by_split.values())]
+    assert len(stages) >= 2 and stages[0][1] is None  # the base stage decodes them itself
+    tuned = stages[-2:]  # the tuned stage's valid and test
+    for (qs, untuned), split in zip(tuned, ("valid", "test")):
+        base = [json.loads(line) for line in (out / f"base_{split}_pred.jsonl").read_text().splitlines()]
+        assert untuned == {r["question"]: r for r in base} and set(untuned) == set(qs)
+
+
 def test_run_stops_on_a_failing_gold_query(tiny_model_dir, tiny_db, tmp_path):
     bad = [dict(VALID[0], sql="SELECT nope FROM books")]
     with pytest.raises(DatasetError, match="data check failed"):

@@ -77,6 +77,9 @@ class EvalConfig:
     #                         greedy answer, both models draw `vote.n` candidates and the majority result of all of
     #                         them wins (`pool_vote`); needs a vote (n > 1) and an unmerged adapter
     test_suite: object = field(default=None, repr=False)  # a built suite (`testsuite`): adds the `suite` metric
+    untuned: dict | None = field(default=None, repr=False)  # {question: the untuned model's `predict` row under these
+    #                         same settings}, where already known (`sqltune run`'s base stage): the fallbacks take
+    #                         the untuned answers from here instead of decoding them again (`untuned_rows`)
 
     def validate(self) -> "EvalConfig":
         for name in ("batch_size", "max_new_tokens"):
@@ -125,7 +128,7 @@ class EvalConfig:
     def to_dict(self) -> dict:
         """The settings that shape predictions and scores (no pools, no progress bar)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)
-             if f.name not in ("fewshot_pool", "fewshot_exclude", "progress", "vote", "test_suite")}
+             if f.name not in ("fewshot_pool", "fewshot_exclude", "progress", "vote", "test_suite", "untuned")}
         d["vote"] = None if self.vote is None else {"n": self.vote.n, "temperature": self.vote.temperature,
                                                     "top_p": self.vote.top_p, "seed": self.vote.seed,
                                                     "correct": bool(getattr(self.vote, "correct", False)),
@@ -264,11 +267,36 @@ def has_adapter(model) -> bool:
     return bool(getattr(model, "peft_config", None)) and callable(getattr(model, "disable_adapter", None))
 
 
+def greedy_answer(row: dict) -> str | None:
+    """A `predict` row's greedy answer: the vote's greedy candidate, else the first attempt before any retry,
+    else the answer."""
+    if "greedy_sql" in row:
+        return row["greedy_sql"]
+    return row.get("first_sql") if row.get("retries") else row.get("sql")
+
+
+def untuned_rows(model, tokenizer, builder: PromptBuilder, items: list[dict], cfg: EvalConfig, db,
+                 evaluated: list[dict]) -> list[dict]:
+    """The untuned model's `predict` rows for `items` (some of `evaluated`, the items being evaluated) under
+    `cfg`'s settings (the adapter switched off, no fallback, `evaluated` kept out of few-shot examples as in the
+    first pass): those `cfg.untuned` holds (by question) are taken from there, only the others are decoded."""
+    known = cfg.untuned or {}
+    rows: list = [known.get(it["question"]) for it in items]
+    todo = [i for i, r in enumerate(rows) if r is None]
+    if todo:
+        sub_cfg = cfg.with_(fallback="none", untuned=None, fewshot_exclude=list(cfg.fewshot_exclude) + list(evaluated))
+        with model.disable_adapter():
+            for i, r in zip(todo, predict(model, tokenizer, builder, [items[i] for i in todo], db, sub_cfg)):
+                rows[i] = r
+    return rows
+
+
 def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows: list[dict], db,
               cfg: EvalConfig) -> list[dict]:
     """`cfg.fallback == "base"`: the rows whose SQL is missing or does not execute are predicted again by the model
     under the adapter (the same settings, the vote included), and where that SQL executes it becomes the row's
-    answer; `row["fallback"]` keeps what the adapter wrote ({sql, raw, error}). Session 14's singer: after GRPO
+    answer (the untuned rows `cfg.untuned` holds are not decoded again: `untuned_rows`); `row["fallback"]` keeps
+    what the adapter wrote ({sql, raw, error}). Session 14's singer: after GRPO
     three questions read `SELECT Title, Name FROM song` (no such column), every vote sample the same, where the
     untuned model had joined. Other rows, a model without an adapter, or `fallback: none`: `rows` unchanged."""
     if cfg.fallback == "vote":
@@ -276,11 +304,8 @@ def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
     todo = [i for i, r in enumerate(rows) if r.get("error") or not r.get("sql")]
     if cfg.fallback != "base" or not todo or not has_adapter(model):
         return rows
-    # the items being evaluated stay out of few-shot examples, as in the first pass
-    sub_cfg = cfg.with_(fallback="none", fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
     t = time.perf_counter()
-    with model.disable_adapter():
-        base_rows = predict(model, tokenizer, builder, [items[i] for i in todo], db, sub_cfg)
+    base_rows = untuned_rows(model, tokenizer, builder, [items[i] for i in todo], cfg, db, items)
     per_q = (time.perf_counter() - t) / len(todo)
     for i, b in zip(todo, base_rows):
         r = rows[i]
@@ -294,8 +319,8 @@ def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
 def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows: list[dict], db,
               cfg: EvalConfig) -> list[dict]:
     """`cfg.fallback == "vote"`: the untuned model (the same weights under `disable_adapter`) answers every question
-    greedily; where the row's answer does not execute, or executes to another result than the untuned answer (when
-    that executes), both models draw `cfg.vote.n` candidates (greedy + samples, the vote's settings) and the result
+    greedily (where `cfg.untuned` does not hold its answer already: `greedy_answer`); where the row's answer does
+    not execute, or executes to another result than the untuned answer (when that executes), both models draw `cfg.vote.n` candidates (greedy + samples, the vote's settings) and the result
     most of all 2n agree on wins (`vote.choose`; the adapter's greedy is the greedy candidate, ties go to the likelier
     SQL). Why: after GRPO the 0.5B's wrong answers where the untuned model was right all execute (18 of 18 on the
     devsuite, BENCHMARKS.md "Session 18 lease"), so `base`, which looks only at answers that fail, never sees them.
@@ -312,8 +337,15 @@ def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
     kw = dict(temperature=cfg.vote.temperature, top_p=cfg.vote.top_p, seed=cfg.vote.seed, max_new_tokens=cfg.max_new_tokens,
               batch_size=cfg.batch_size, progress=cfg.progress, autocast=cfg.autocast)
     t = time.perf_counter()
-    with model.disable_adapter():
-        base = [cs[0] for cs in sample_sql(model, tokenizer, builder, questions, 1, examples=examples, **kw)]
+    known = cfg.untuned or {}
+    base = [greedy_answer(known[q]) if q in known else None for q in questions]
+    todo = [i for i, q in enumerate(questions) if q not in known]
+    if todo:
+        ex = None if examples is None else [examples[i] for i in todo]
+        with model.disable_adapter():
+            for i, cs in zip(todo, sample_sql(model, tokenizer, builder, [questions[i] for i in todo], 1,
+                                              examples=ex, **kw)):
+                base[i] = cs[0].sql
     con = connect_readonly(db)
     try:
         todo = []
@@ -322,7 +354,7 @@ def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
             if mine is None or not mine.ok:
                 todo.append(i)
                 continue
-            theirs = execute(con, b.sql, timeout=cfg.timeout) if b.sql else None
+            theirs = execute(con, b, timeout=cfg.timeout) if b else None
             if theirs is not None and theirs.ok and not same_result(mine.rows, theirs.rows):
                 todo.append(i)
         if todo:
@@ -338,7 +370,7 @@ def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
                 out = choose(con, pooled, timeout=cfg.timeout)
                 r = rows[i]
                 source = "adapter" if out.chosen < len(mine_c) else "base"
-                r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": base[i].sql,
+                r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": base[i],
                              "source": source, "votes": max((g["votes"] for g in out.groups), default=0)}
                 if out.sql != r.get("sql"):
                     if source == "base":

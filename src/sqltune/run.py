@@ -99,10 +99,23 @@ def _check_own_db(data: dict) -> None:
             f"[--valid V] [--test T], or --set data.train=... data.valid=... data.test=...)")
 
 
+def untuned_answers(run: RunFolder, splits=SPLITS) -> dict:
+    """{split: {question: row}} from the base stage's predictions (`base_{split}_pred.jsonl`), for the fallbacks of
+    the stages after it (`EvalConfig.untuned`): the untuned model's answers under the same settings, not decoded
+    again. A split without the file is left out (its fallback decodes them)."""
+    out = {}
+    for split in splits:
+        f = run.path / f"base_{split}_pred.jsonl"
+        if f.is_file():
+            out[split] = {r["question"]: r for r in read_jsonl(f) if "question" in r}
+    return out
+
+
 def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict, db, eval_cfg,
-                   splits=SPLITS, test_suite: bool = False) -> dict:
+                   splits=SPLITS, test_suite: bool = False, untuned: dict | None = None) -> dict:
     """Predict and score each split with the one evaluator (`evaluate.evaluate`, settings `eval_cfg`:
-    an `evaluate.EvalConfig`); writes {stage}_{split}_pred.jsonl and _report.json."""
+    an `evaluate.EvalConfig`); writes {stage}_{split}_pred.jsonl and _report.json. `untuned`
+    ({split: {question: row}}, `untuned_answers`): the base stage's answers, which the fallbacks reuse."""
     from .evaluate import evaluate
 
     reports = {}
@@ -113,6 +126,8 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
             continue
         t = time.monotonic()
         cfg = eval_cfg
+        if untuned and split in untuned and eval_cfg.fallback != "none":
+            cfg = cfg.with_(untuned=untuned[split])
         if test_suite:  # recipe eval.test_suite: the `suite` metric; the suite is cached by fingerprint
             from .testsuite import build_suite
 
@@ -127,7 +142,7 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
 
 
 def score_checkpoint(run: RunFolder, stage: str, checkpoint: Path, device, builder, items: dict, db, eval_cfg,
-                     splits=SPLITS, test_suite: bool = False) -> dict:
+                     splits=SPLITS, test_suite: bool = False, untuned: dict | None = None) -> dict:
     """`evaluate_stage` of a trained checkpoint, loaded only when a split's report is missing (a resumed run scores
     nothing again); the model is dropped when this returns."""
     from .checkpoint import load_trained
@@ -135,7 +150,7 @@ def score_checkpoint(run: RunFolder, stage: str, checkpoint: Path, device, build
     model = tok = None
     if not all((run.path / f"{stage}_{s}_report.json").is_file() for s in splits):
         model, tok = load_trained(checkpoint, device, builder=builder)[:2]
-    return evaluate_stage(run, stage, model, tok, builder, items, db, eval_cfg, splits, test_suite)
+    return evaluate_stage(run, stage, model, tok, builder, items, db, eval_cfg, splits, test_suite, untuned)
 
 
 def greedy_view(report: dict) -> dict:
@@ -313,7 +328,9 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         t = time.monotonic()
         model, tok = load_trained(adapter, device, builder=builder)[:2]
         run_dir.record("load_tuned", time.monotonic() - t)
-    reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, eval_cfg, splits, suite)
+    untuned = untuned_answers(run_dir, splits)  # the fallbacks below take the untuned answers from here
+    reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, eval_cfg, splits, suite,
+                                      untuned)
 
     # 4b. optional (issue 16): execution-reward RL (GRPO) on top of the tuned adapter, then its own scores;
     #     prompts: the training items of step 3 (seeds, plus the synthetic pairs when synth is on), never valid/test
@@ -325,7 +342,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
             """A checkpoint kept inside GRPO's output (`rl.average`'s step before averaging, each of `rl.runs`),
             scored as stage rl_NAME; train_grpo calls it as each run is written, the loop below for the rest."""
             _same_model_scores(run_dir, folder, "tuned", f"rl_{name}", splits)
-            return score_checkpoint(run_dir, f"rl_{name}", folder, device, builder, items, db, eval_cfg, splits, suite)
+            return score_checkpoint(run_dir, f"rl_{name}", folder, device, builder, items, db, eval_cfg, splits, suite,
+                                    untuned)
 
         if not is_complete(rl_dir):
             model = None
@@ -341,7 +359,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
             run_dir.record("rl", time.monotonic() - t)
         model = tok = None
         _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)
-        rl_reports = score_checkpoint(run_dir, "rl", rl_dir, device, builder, items, db, eval_cfg, splits, suite)
+        rl_reports = score_checkpoint(run_dir, "rl", rl_dir, device, builder, items, db, eval_cfg, splits, suite,
+                                      untuned)
         # the checkpoints kept inside GRPO's output, placed before `rl` in the report (a run's scores are read back):
         # `rl.average` < 1: the chosen step before averaging (tuned -> rl_unaveraged is what GRPO did,
         # rl_unaveraged -> rl the averaging); `rl.runs` > 1: each run (rl_run1, ...), then their soup (`rl`)
@@ -373,7 +392,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         model = tok = None
         aug_cfg = eval_cfg.with_(fewshot_pool=items["train"] + extra) if eval_cfg.fewshot else eval_cfg
         reports["augmented"] = score_checkpoint(run_dir, "augmented", adapter_aug, device, builder, items, db, aug_cfg,
-                                                splits, suite)
+                                                splits, suite, untuned if aug_cfg is eval_cfg else None)
 
     # 6. metrics and report
     history = read_jsonl(adapter / "metrics.jsonl") if (adapter / "metrics.jsonl").is_file() else []
