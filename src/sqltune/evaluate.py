@@ -293,11 +293,12 @@ def untuned_rows(model, tokenizer, builder: PromptBuilder, items: list[dict], cf
 
 def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows: list[dict], db,
               cfg: EvalConfig) -> list[dict]:
-    """`cfg.fallback == "base"`: the rows whose SQL is missing or does not execute are predicted again by the model
-    under the adapter (the same settings, the vote included), and where that SQL executes it becomes the row's
-    answer (the untuned rows `cfg.untuned` holds are not decoded again: `untuned_rows`); `row["fallback"]` keeps
-    what the adapter wrote ({sql, raw, error}). Session 14's singer: after GRPO three questions read `SELECT Title,
-    Name FROM song` (no such column), every vote sample the same, where the untuned model had joined. Other rows, a model without an adapter, or `fallback: none`: `rows` unchanged."""
+    """`cfg.fallback == "base"`: the rows whose SQL is missing or does not execute are predicted again by the model under
+    the adapter (the same settings, the vote included), and where that SQL executes it becomes the row's answer (the
+    untuned rows `cfg.untuned` holds are not decoded again: `untuned_rows`); `row["fallback"]` keeps what the adapter
+    wrote ({sql, raw, error}). Session 14's singer: after GRPO three questions read `SELECT Title, Name FROM song` (no
+    such column), every vote sample the same, where the untuned model had joined. Other rows, a model without an
+    adapter, or `fallback: none`: `rows` unchanged."""
     if cfg.fallback == "vote":
         return pool_vote(model, tokenizer, builder, items, rows, db, cfg)
     todo = [i for i, r in enumerate(rows) if r.get("error") or not r.get("sql")]
@@ -318,14 +319,14 @@ def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
 def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows: list[dict], db,
               cfg: EvalConfig) -> list[dict]:
     """`cfg.fallback == "vote"`: the untuned model (the same weights under `disable_adapter`) answers every question
-    greedily (where `cfg.untuned` does not hold its answer already: `greedy_answer`); where the row's answer does
-    not execute, or executes to another result than the untuned answer (when that executes), both models draw
-    `cfg.vote.n` candidates (greedy + samples, the vote's settings) and the result most of all 2n agree on wins
-    (`vote.choose`; the adapter's greedy is the greedy candidate, ties go to the likelier SQL). Why: after GRPO the 0.5B's wrong answers where the untuned model was right all execute (18 of 18 on the
-    devsuite, BENCHMARKS.md "Session 18 lease"), so `base`, which looks only at answers that fail, never sees them.
-    `row["pool"]` records every pooled question ({sql, raw, error: the answer before; base_sql; source: adapter or
-    base; votes}); `row["fallback"]` is set where the answer taken is the untuned model's. A model without an
-    adapter: `rows` unchanged."""
+    greedily (where `cfg.untuned` does not hold its answer already: `greedy_answer`); where the row's answer does not
+    execute, or executes to another result than the untuned answer (when that executes), both models draw `cfg.vote.n`
+    candidates (greedy + samples, the vote's settings) and the result most of all 2n agree on wins (`vote.choose`; the
+    adapter's greedy is the greedy candidate, ties go to the likelier SQL). Why: after GRPO the 0.5B's wrong answers
+    where the untuned model was right all execute (18 of 18 on the devsuite, BENCHMARKS.md "Session 18 lease"), so
+    `base`, which looks only at answers that fail, never sees them. `row["pool"]` records every pooled question ({sql,
+    raw, error: the answer before; base_sql; source: adapter or base; votes}); `row["fallback"]` is set where the answer
+    taken is the untuned model's. A model without an adapter: `rows` unchanged."""
     if not has_adapter(model) or cfg.vote is None:
         return rows
     from .execute import connect_readonly, execute
