@@ -132,14 +132,22 @@ def test_the_page_says_whose_answer_it_shows(server, page):
     try:
         page.goto(url + "/")
         before = page.locator("#history li").count()  # the session's history survives the reload
-        seen = []
+        seen, others = [], []
         for i in range(4):
             page.fill("#question", f"question {i}")
             page.click("#go")
             page.wait_for_function(f"document.querySelectorAll('#history li').length === {before + i + 1}")
             seen.append(page.inner_text("#time"))
+            others.append(None if page.locator("#other").is_hidden() else page.eval_on_selector(
+                "#others", "e => e.textContent"))
     finally:
         page.unroute("**/api/ask")
+    # the other answers the fallback weighed, under the result
+    assert "before the vote" in others[0] and "SELECT name FROM authors" in others[0]
+    assert "untuned model's greedy answer" in others[0] and "5 of both models' candidates" in others[0]
+    assert "SELECT 1" in others[1] and "6 of both models' candidates" in others[1]
+    assert "did not run (no such column: nam)" in others[2] and "SELECT nam FROM authors" in others[2]
+    assert others[3] is None
     assert "the untuned model's answer won" in seen[0]
     assert "the tuned model's answer won" in seen[1]
     assert "the tuned model's SQL failed; this is the untuned model's answer" in seen[2]
