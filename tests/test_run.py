@@ -96,6 +96,19 @@ def test_run_hands_the_base_stages_answers_to_the_tuned_stages_fallback(tiny_mod
         assert untuned == {r["question"]: r for r in base} and set(untuned) == set(qs)
 
 
+def test_untuned_answers_are_a_cache_that_never_stops_a_run(tmp_path):
+    """`untuned_answers` reads what the base stage wrote; a missing or damaged file leaves its split out (the fallback
+    then decodes those answers), it does not stop the run."""
+    from sqltune.run import RunFolder, untuned_answers
+
+    run_dir = RunFolder(tmp_path)
+    write_jsonl(tmp_path / "base_valid_pred.jsonl", [{"id": "v1", "question": "Q1?", "sql": "SELECT 1"},
+                                                     {"id": "v2", "sql": "SELECT 2"}])
+    (tmp_path / "base_test_pred.jsonl").write_text('{"question": "Q2?", "sql": "SELECT 2"}\n{"question": "Q3', encoding="utf-8")
+    got = untuned_answers(run_dir, ("valid", "test", "train"))
+    assert got == {"valid": {"Q1?": {"id": "v1", "question": "Q1?", "sql": "SELECT 1"}}}
+
+
 def test_run_stops_on_a_failing_gold_query(tiny_model_dir, tiny_db, tmp_path):
     bad = [dict(VALID[0], sql="SELECT nope FROM books")]
     with pytest.raises(DatasetError, match="data check failed"):

@@ -312,7 +312,7 @@ def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
         r["seconds"] = round(r.get("seconds", 0.0) + per_q, 4)
         if b.get("sql") and not b.get("error"):
             r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
-            r["sql"], r["raw"], r["error"] = b["sql"], b["raw"], None
+            r["sql"], r["raw"], r["error"] = b["sql"], b.get("raw"), None
     return rows
 
 

@@ -102,12 +102,16 @@ def _check_own_db(data: dict) -> None:
 def untuned_answers(run: RunFolder, splits=SPLITS) -> dict:
     """{split: {question: row}} from the base stage's predictions (`base_{split}_pred.jsonl`), for the fallbacks of
     the stages after it (`EvalConfig.untuned`): the untuned model's answers under the same settings, not decoded
-    again. A split without the file is left out (its fallback decodes them)."""
+    again. A split without a readable file is left out (its fallback decodes them): these are a cache, never a reason
+    to stop a run."""
     out = {}
     for split in splits:
         f = run.path / f"base_{split}_pred.jsonl"
-        if f.is_file():
-            out[split] = {r["question"]: r for r in read_jsonl(f) if "question" in r}
+        try:
+            rows = read_jsonl(f)
+        except (SqltuneError, OSError):
+            continue
+        out[split] = {r["question"]: r for r in rows if isinstance(r.get("question"), str)}
     return out
 
 
