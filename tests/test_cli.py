@@ -326,6 +326,35 @@ def test_report_refuses_runs_with_no_shared_questions_and_warns_on_changed_ones(
     assert "n = 1" in out or "1 question" in out or "valid" in out
 
 
+def test_report_names_the_stages_both_runs_have_when_the_asked_one_is_missing(capsys, tmp_path):
+    a = _fake_run(tmp_path / "a", [("1", "how many?", True)])
+    b = _fake_run(tmp_path / "b", [("1", "how many?", False)])
+    for d in (a, b):  # a GRPO recipe's run: its final answers are stage rl
+        (d / "rl_valid_report.json").write_text((d / "tuned_valid_report.json").read_text())
+    (a / "augmented_valid_report.json").write_text((a / "tuned_valid_report.json").read_text())
+    code, _, err = _run(capsys, "report", a, b, "--stage", "rl_run1")
+    _one_line(code, err, "no 'rl_run1' reports shared")
+    assert "stages both have: rl, tuned;" in err  # augmented is a's alone
+    code, out, err = _run(capsys, "report", a, b, "--stage", "rl")
+    assert code == 0 and "1 broken" in out, out + err
+
+
+def test_run_prints_every_stage_it_scored(capsys, tmp_path, monkeypatch):
+    """`sqltune run` ends with each stage's scores: GRPO's runs and final stage too, not only base and tuned."""
+    import sqltune.run
+
+    summ = {"n": 2, "execution_rate": 1.0, "exact": 0.5, "set": 0.5, "fuzzy": 0.5, "vacuous": 0.0}
+    stages = ("base", "tuned", "rl_run1", "rl_run2", "rl")
+    metrics = {**{st: {"valid": summ, "test": summ} for st in stages}, "timings": {"train": 1.0}, "model": "m",
+               "recipe": "r", "out": str(tmp_path / "r")}
+    monkeypatch.setattr(sqltune.run, "run", lambda *a, **kw: metrics)
+    code, out, err = _run(capsys, "run", "--out", tmp_path / "r")
+    assert code == 0, err
+    printed = [ln.strip() for ln in out.splitlines() if " / valid" in ln or " / test" in ln]
+    assert printed == [f"{st} / {sp}" for st in stages for sp in ("valid", "test")]
+    assert "timings" not in out
+
+
 def test_report_html_tables_have_no_separator_rows():
     from sqltune.report import markdown_to_html
 

@@ -454,7 +454,12 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, stage: str 
             cmp = paired(a, b, key)
             rows.append({"split": split, "metric": key, **cmp.to_dict(), "sentence": cmp.sentence(key)})
     if not found:
-        raise SqltuneError(f"no '{stage}' reports shared by {ra} and {rb}")
+        def stages(p: Path) -> set[str]:
+            return {f.name[: -len(f"_{s}_report.json")] for s in ("valid", "test") for f in p.glob(f"*_{s}_report.json")}
+
+        both = sorted(stages(ra) & stages(rb))
+        raise SqltuneError(f"no '{stage}' reports shared by {ra} and {rb}"
+                           + (f" (stages both have: {', '.join(both)}; --stage picks one)" if both else ""))
     if not rows:
         raise SqltuneError(f"{ra} and {rb} have no question in common (same id and question): nothing to compare")
     return rows

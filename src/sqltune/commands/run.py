@@ -72,16 +72,17 @@ def register(app: typer.Typer) -> None:
             echo(f"valid{'' if test else ' and test'} were split off {esc(train)} by gold SQL (no query in two "
                  f"splits): split_*.jsonl in the run folder")
 
-        for stage in ("base", "tuned", "augmented"):
-            for split, summary in metrics.get(stage, {}).items():
-                print_summary(f"{stage} / {split}", summary)
+        for stage, splits in metrics.items():  # every stage the run scored, in order (base, tuned, rl_run1.., rl, augmented)
+            if stage != "timings" and isinstance(splits, dict):
+                for split, summary in splits.items():
+                    print_summary(f"{stage} / {split}", summary)
         echo(f"report: {esc(metrics.get('out', out))}")
 
     @app.command("report")
     def report_cmd(
         run_a: Path = typer.Argument(..., help="First run folder."),
         run_b: Path = typer.Argument(..., help="Second run folder."),
-        stage: str = typer.Option("tuned", help="Which stage's predictions to compare (base, tuned, augmented)."),
+        stage: str = typer.Option("tuned", help="Which stage's predictions to compare: base, tuned, rl (a GRPO recipe's final answers), rl_run1, ..., augmented; the stages the runs have."),
     ):
         """Compare two runs question by question: paired bootstrap CI and McNemar's test.
 
