@@ -150,6 +150,20 @@ def test_a_body_that_is_not_json(client):
     error_of(client.post("/api/ask", content=b"\xff\xfe{", headers={"content-type": "application/json"}), 400, "bad_json")
 
 
+def test_lone_surrogates_are_refused_not_a_500(client, engine):
+    """JSON may escape half a UTF-16 pair; no tokenizer, SQLite or UTF-8 response can hold it."""
+    f = engine.feedback_file
+    size = f.stat().st_size if f.exists() else 0
+    for path, body in [("/api/ask", b'{"question": "Who \\ud800?"}'),
+                       ("/api/execute", b'{"sql": "SELECT \'\\udc80\'"}'),
+                       ("/api/feedback", b'{"question": "\\ud800", "sql": "SELECT 1", "correct": true}'),
+                       ("/api/feedback", b'{"question": "q", "sql": "SELECT \'\\ud800\'", "correct": false, '
+                                         b'"fixed_sql": "SELECT 1"}')]:
+        assert "surrogate" in error_of(client.post(path, content=body, headers={"content-type": "application/json"}),
+                                       400, "bad_request")
+    assert (f.stat().st_size if f.exists() else 0) == size
+
+
 def test_oversized_bodies_are_refused_declared_or_streamed(client):
     big = json.dumps({"question": "x" * 5000}).encode()
     error_of(client.post("/api/ask", content=big, headers={"content-type": "application/json"}), 413, "too_large")

@@ -461,8 +461,17 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
         return {"columns": res.columns, "rows": rows, "row_count": len(res.rows),
                 "truncated": len(res.rows) > want, "error": res.error, "error_kind": res.error_kind}
 
+    def text_of(text: str | None, what: str) -> str | None:
+        # JSON can carry lone surrogates ("\ud800"), which no tokenizer, SQLite or UTF-8 response can hold
+        if text is not None and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest(f"{what} is not valid Unicode text (a lone surrogate escape)")
+        return text
+
     def question_of(text: str) -> str:
-        q = text.strip()
+        q = text_of(text, "the question").strip()
         if not q:
             raise BadRequest("the question is empty")
         if len(q) > cfg.max_question_chars:
@@ -470,6 +479,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
         return q
 
     def sql_of(text: str | None, what: str) -> str:
+        text = text_of(text, what)
         if text is None or not text.strip():
             raise BadRequest(f"{what} is empty")
         if len(text) > cfg.max_sql_chars:
@@ -559,7 +569,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
         res = run_sql(sql, 0)
         if res["error"]:
             raise BadRequest(f"the SQL does not run: {res['error']}", "sql_error")
-        row = {"question": q, "sql": sql.strip(), "model_sql": body.sql, "correct": body.correct,
+        row = {"question": q, "sql": sql.strip(), "model_sql": text_of(body.sql, "sql"), "correct": body.correct,
                "fixed": body.fixed_sql is not None, "row_count": res["row_count"],
                "model": str(engine.model_name), "adapter": engine.config.adapter and str(engine.config.adapter),
                "prompt_sha256": engine.fingerprint["sha256"], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
