@@ -269,6 +269,23 @@ def test_feedback_saves_pairs_that_run_and_training_reads_them(client, engine):
     assert [(i["question"], i["sql"]) for i in items[-2:]] == [("Which authors are there?", SQL), ("Books after 1900?", fixed)]
 
 
+def test_a_feedback_file_that_cannot_be_written_says_so(client, engine, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine\n")
+    monkeypatch.setattr(engine, "feedback_file", blocker / "feedback.jsonl")
+    r = client.post("/api/feedback", json={"question": "Which authors are there?", "sql": SQL, "correct": True})
+    assert f"cannot save feedback to {blocker / 'feedback.jsonl'}" in error_of(r, 500, "unwritable")
+    assert blocker.read_text() == "mine\n"
+
+
+def test_serve_feedback_that_cannot_be_written_is_one_line_before_any_model_load(tmp_path, capsys):
+    from sqltune.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "no-such-model"), "--feedback", str(tmp_path), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"--feedback {tmp_path} is a folder" in err and "Traceback" not in err
+
+
 HOSTILE = [
     "DROP TABLE authors",
     "DELETE FROM authors",

@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import SqltuneError
+from .files import check_writable
 
 PROBE_QUESTIONS = ("What", "how", "List 1", "¿", "7")  # renderings whose common start is the prefix
 
@@ -574,10 +575,13 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
                "model": str(engine.model_name), "adapter": engine.config.adapter and str(engine.config.adapter),
                "prompt_sha256": engine.fingerprint["sha256"], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         line = json.dumps(row, ensure_ascii=False) + "\n"
-        with feedback_lock:
-            engine.feedback_file.parent.mkdir(parents=True, exist_ok=True)
-            with open(engine.feedback_file, "a", encoding="utf-8") as f:
-                f.write(line)
+        try:
+            with feedback_lock:
+                engine.feedback_file.parent.mkdir(parents=True, exist_ok=True)
+                with open(engine.feedback_file, "a", encoding="utf-8") as f:
+                    f.write(line)
+        except OSError as e:  # the server's file, not the request: a 500 that says what is wrong with it
+            raise BadRequest(f"cannot save feedback to {engine.feedback_file}: {e.strerror or e}", "unwritable", 500)
         return {"saved": True, "file": str(engine.feedback_file), "row_count": res["row_count"]}
 
     page = resources.files("sqltune").joinpath("web/index.html").read_text(encoding="utf-8")
@@ -611,6 +615,8 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log=pr
         log(f"warning: listening on {host}: anyone who can reach this machine can query the database"
             + ("" if config.token else " (no --token set)"))
     _check_port(host, port)  # before the model load, not after it
+    if config.feedback:
+        check_writable(config.feedback, "--feedback")
     engine = Engine(config)
     log(f"model loaded in {engine.load_seconds:.1f} s; schema prefix ({len(engine.prefix.ids)} tokens) cached in "
         f"{engine.prefix_seconds:.1f} s; feedback goes to {engine.feedback_file}")
