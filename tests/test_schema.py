@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sqltune.cli import main
+from sqltune.errors import SqltuneError
 from sqltune.schema import describe, render, schema_text
 
 
@@ -49,6 +50,24 @@ def test_cli_schema_errors(tmp_path, capsys, tiny_db):
     assert main(["schema", "--db", str(tiny_db), "--notes", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "not valid YAML" in err
+
+
+def test_a_table_sqlite_cannot_read_is_one_line_naming_it(tmp_path, capsys):
+    from sqltune.schema import table_names
+
+    db = tmp_path / "broken view.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript("CREATE TABLE base (x INT); CREATE TABLE kept (y INT); CREATE VIEW v AS SELECT x FROM base; "
+                      "DROP TABLE base;")  # the view now reads a table that is gone
+    con.close()
+    before = db.read_bytes()
+    assert main(["schema", "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert 'cannot read "v"' in err and "no such table: main.base" in err
+    with pytest.raises(SqltuneError, match='cannot read "v"'):
+        table_names(db)
+    assert db.read_bytes() == before
 
 
 def _shape(con):

@@ -141,12 +141,23 @@ def table_names(db_path: str | os.PathLike) -> dict[str, list[str]]:
     """{table: [column, ...]} of a SQLite database, read-only, from the catalogue alone (no table scans)."""
     con = connect_readonly(Path(db_path))
     con.set_authorizer(None)  # our own trusted queries read sqlite_master and pragmas
+    out, t = {}, None
     try:
         names = [r[0] for r in con.execute(
             "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
-        return {t: [r[1] for r in con.execute(f"PRAGMA table_info({_q(t)})")] for t in names}
+        for t in names:
+            out[t] = [r[1] for r in con.execute(f"PRAGMA table_info({_q(t)})")]
+        return out
+    except sqlite3.Error as e:
+        raise _unreadable(db_path, t, e) from None
     finally:
         con.close()
+
+
+def _unreadable(db_path, table: str | None, e: sqlite3.Error) -> SqltuneError:
+    """An SQLite error reading a table (a view over a dropped table, a virtual table of a module this SQLite lacks,
+    a damaged page) as one line naming it, instead of a traceback."""
+    return SqltuneError(f"cannot read {_q(table) if table is not None else 'the schema'} in {db_path}: {e}")
 
 
 def _key_of(con, table: str) -> str:
@@ -160,6 +171,7 @@ def describe(db_path: str | os.PathLike, notes: str | os.PathLike | None = None)
     db_path = Path(db_path)
     con = connect_readonly(db_path)
     con.set_authorizer(None)  # our own trusted queries read sqlite_master and pragmas
+    t = None
     try:
         names = [r[0] for r in con.execute(
             "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
@@ -188,6 +200,8 @@ def describe(db_path: str | os.PathLike, notes: str | os.PathLike | None = None)
                     )]
                 cols.append(col)
             tables.append(Table(t, nrows, cols))
+    except sqlite3.Error as e:
+        raise _unreadable(db_path, t, e) from None
     finally:
         con.close()
     if notes is None:
