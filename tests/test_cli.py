@@ -420,6 +420,24 @@ def test_out_that_is_a_folder_or_under_a_file_is_one_line(capsys, tmp_path, tiny
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.jsonl", "tiny.sqlite"]
 
 
+def test_out_that_is_an_input_is_refused_and_the_input_kept(capsys, tmp_path, tiny_db):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"id": "a", "question": "how many?", "sql": "SELECT count(*) FROM authors"}\n')
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text(gold.read_text())
+    (tmp_path / "link.jsonl").symlink_to(gold)
+    before = {p: p.read_bytes() for p in (gold, pred, tiny_db)}
+    score = ("score", "--db", tiny_db, "--gold", gold, "--pred", pred, "--out")
+    for argv, out in [(score, gold), (score, pred), (score, tiny_db), (score, tmp_path / "link.jsonl"),
+                      (("data", "check", "--db", tiny_db, "--data", gold, "--out"), tiny_db),
+                      (("predict", "--db", tiny_db, "--data", gold, "--model", "/nonexistent", "--out"), gold)]:
+        code, _, err = _run(capsys, *argv, out)
+        _one_line(code, err, "is also an input")
+    assert {p: p.read_bytes() for p in before} == before
+    code, _, err = _run(capsys, *score, tmp_path / "report.json")  # another file is fine
+    assert code == 0 and (tmp_path / "report.json").is_file(), err
+
+
 def test_ctrl_c_says_nothing_was_written(capsys, monkeypatch, tiny_db):
     import sqltune.schema
 

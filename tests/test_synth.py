@@ -513,6 +513,22 @@ def test_cli_synth_template_questions(tiny_db, tmp_path, capsys):
     assert rc != 0 and "overgenerate" in cap.err and not (tmp_path / "bad.jsonl").exists()
 
 
+def test_cli_synth_never_writes_over_an_input(tiny_db, tmp_path, capsys):
+    """Not the pairs file, nor the summary or rejected pairs it writes beside them (`--out s.jsonl` writes
+    s.summary.json: a seeds file of that name would be replaced)."""
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", SEEDS)
+    held = write_jsonl(tmp_path / "s.summary.json", TEST)
+    before = {p: p.read_bytes() for p in (seeds, held, tiny_db)}
+    for args, words in [(["--seeds", str(seeds), "--out", str(seeds)], "--out"),
+                        (["--holdout", str(held), "--out", str(tmp_path / "s.jsonl")], "--out's summary"),
+                        (["--seeds", str(seeds), "--out", str(tiny_db)], "--out")]:
+        rc, cap = _cli(["synth", "--db", str(tiny_db), "--k", "3", "--template-questions", *args], capsys)
+        assert rc == 2 and f"{words} " in cap.err and "is also an input" in cap.err, cap.err
+        assert len(cap.err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.summary.json", "seeds.jsonl", "tiny.sqlite"]
+
+
 def test_cli_synth_writes_into_a_folder_it_creates(tiny_db, tmp_path, capsys):
     """`--out new/sub/s.jsonl`: the folders are made. (Session 16: `check_writable` let the missing folder through
     as creatable, and the writer failed after the work with "No such file or directory".)"""

@@ -119,7 +119,7 @@ def score_cmd(
     from .score import score_pairs
 
     if out:
-        check_writable(out)
+        check_writable(out, inputs=(gold, pred, db, test_suite))
     dbp = resolve_db(db, need_tables=True)
     gold_rows = load_items(gold)
     pred_rows = read_jsonl(pred, required=("sql",))

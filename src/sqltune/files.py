@@ -88,15 +88,19 @@ def write_lines(path: str | os.PathLike, rows) -> Path:
 
 
 # ---------------------------------------------------------------- checking outputs before work
-def check_writable(path: str | os.PathLike, what: str = "--out", folder: bool = False) -> Path:
+def check_writable(path: str | os.PathLike, what: str = "--out", folder: bool = False, inputs=()) -> Path:
     """One clear line now, instead of a traceback after the work, when `path` cannot be written.
 
     `folder`: the path is a folder to create (or reuse); else a file whose parent folder must exist
-    (or be creatable) and be writable.
+    (or be creatable) and be writable. `inputs`: files the command reads (None and names that are not
+    files are skipped); an output that is one of them would replace it, so it is refused.
     """
     p = Path(path)
     if str(path).strip() == "":
         raise SqltuneError(f"{what}: empty path")
+    for i in inputs:
+        if i is not None and _same_file(p, i):
+            raise SqltuneError(f"{what} {p} is also an input ({i}); writing it would replace that file")
     if folder:
         if p.exists() and not p.is_dir():
             raise SqltuneError(f"{what} {p} is a file, not a folder")
@@ -113,6 +117,13 @@ def check_writable(path: str | os.PathLike, what: str = "--out", folder: bool = 
     if p.exists() and not folder and not os.access(p, os.W_OK):
         raise SqltuneError(f"{what} {p} is not writable")
     return p
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # either is missing (or not a path): nothing to replace
+        return False
 
 
 # ---------------------------------------------------------------- ownership

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         from ..files import check_writable, write_json
 
         if out:
-            check_writable(out)
+            check_writable(out, inputs=(*data, db))
         dbp = resolve_db(db, need_tables=True)
         specs = list(dict.fromkeys(data))
         names = [Path(s).name if Path(s).is_file() else s for s in specs]

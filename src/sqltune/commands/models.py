@@ -238,7 +238,7 @@ def register(app: typer.Typer) -> None:
         from ..dataset import write_jsonl
         from ..files import check_writable
 
-        check_writable(out)
+        check_writable(out, inputs=(data, db, notes, fewshot_pool))
         settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         rows, _ = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
                            max_new_tokens, device, dtype, evaluate=False, vote=settings, merge=merge,

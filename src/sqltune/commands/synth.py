@@ -68,10 +68,12 @@ def register(app: typer.Typer) -> None:
         from ..console import echo, esc
         from ..dataset import load_items
         from ..files import check_writable
-        from ..pairs import rejected_path, shape_counts
+        from ..pairs import rejected_path, shape_counts, summary_path
         from ..synth import load_seeds, synth
 
-        check_writable(out)
+        for path, what in ((out, "--out"), (summary_path(out), "--out's summary"),
+                           (rejected_path(out), "--out's rejected pairs")):  # what synth writes: none may be an input
+            check_writable(path, what, inputs=(seeds, *holdout, db, notes))
 
         seed_items = load_seeds(seeds)
         held = {f"holdout{i + 1}": load_items(spec) for i, spec in enumerate(holdout)}
