@@ -67,6 +67,10 @@ class TrainConfig:
                 bad(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             bad(f"lr must be positive, got {self.lr}")
+        if not self.eval_timeout > 0:  # else every query fails, after the model load and a stage's decoding
+            bad(f"eval_timeout must be a positive number of seconds, got {self.eval_timeout}")
+        if not self.warmup >= 0:  # else the Trainer refuses it, after the base model was scored
+            bad(f"warmup must be >= 0 (a fraction of the steps or a number of steps), got {self.warmup}")
         if not 0 <= self.dropout < 1:
             bad(f"dropout must be in [0, 1), got {self.dropout}")
         if self.epochs <= 0 and self.max_steps <= 0:
