@@ -353,6 +353,16 @@ def test_serve_run_that_is_not_a_run_is_one_line(tmp_path, capsys):
     assert "not a sqltune run folder" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("text", ["{broken", "[1]", '{"data": 5}', '{"prompt": "chat"}'])
+def test_serve_run_with_a_damaged_recipe_is_one_line(tmp_path, capsys, text):
+    from sqltune.cli import main
+
+    (tmp_path / "recipe.json").write_text(text)
+    assert main(["serve", "--run", str(tmp_path), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a sqltune run's recipe" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_a_port_in_use_is_one_line_before_any_model_load(tmp_path, capsys):
     import socket
 

@@ -71,7 +71,12 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
     recipe_file = run / "recipe.json"
     if not recipe_file.is_file():
         raise SqltuneError(f"{run} is not a sqltune run folder (no recipe.json)")
-    recipe = json.loads(recipe_file.read_text(encoding="utf-8"))
+    try:
+        recipe = json.loads(recipe_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        recipe = None
+    if not isinstance(recipe, dict) or not all(isinstance(recipe.get(k) or {}, dict) for k in ("data", "prompt", "eval")):
+        raise SqltuneError(f"{recipe_file} is not a sqltune run's recipe")
     data = recipe.get("data") or {}
     # the run's stages and their adapters: SFT, GRPO after it, the augment-and-retrain round. GRPO's output
     # is already the run's choice between the two (its rule had the SFT model as step 0, and `last` keeps a
