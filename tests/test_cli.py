@@ -291,6 +291,34 @@ def test_resume_with_a_changed_setting_or_data_refuses(capsys, tmp_path, tiny_db
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing rewritten
 
 
+def test_resume_of_a_run_with_a_damaged_file_is_one_line(capsys, tmp_path, tiny_db, tiny_model_dir):
+    from sqltune.dataset import write_jsonl
+
+    rows = [{"question": f"q{i}", "sql": f"SELECT {i} FROM books"} for i in range(8)]
+    train = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    out = tmp_path / "run"
+    _started_run(out, {"data.db": str(tiny_db), "data.train": str(train), "data.valid": None, "data.test": None,
+                       "data.split": True, "model": str(tiny_model_dir)})
+    (out / "data_check.json").write_text("{}")  # the data check is done
+    good = {p.name: p.read_bytes() for p in out.iterdir()}
+    argv = ["run", "--out", out, "--resume", "--db", tiny_db, "--train", train, "--set", f"model={tiny_model_dir}"]
+    for name, text, words in [("inputs.json", "{trunc", "inputs.json is damaged; cannot tell"),
+                              ("inputs.json", "[1]", "inputs.json is damaged; cannot tell"),
+                              ("timings.json", "{trunc", "timings.json is damaged; delete it to resume"),
+                              ("base_valid_report.json", "{trunc", "base_valid_report.json is damaged; delete it"),
+                              ("base_valid_report.json", "{}", "base_valid_report.json is damaged; delete it")]:
+        for f in set(out.iterdir()) - {out / n for n in good}:
+            f.unlink()
+        for n, b in good.items():
+            (out / n).write_bytes(b)
+        (out / name).write_text(text)
+        if name.startswith("base_"):  # the base stage is done: its reports are read back, no model is loaded
+            (out / "base_test_report.json").write_text(text)
+        code, _, err = _run(capsys, *argv)
+        _one_line(code, err, words)
+        assert (out / name).read_text() == text
+
+
 def test_split_by_sql_keeps_each_query_in_one_split():
     from sqltune.dataset import split_by_sql
 

@@ -27,7 +27,8 @@ class RunFolder:
         self.path = path
         claim(path, "run")
         self.timings_file = path / "timings.json"
-        self.timings = json.loads(self.timings_file.read_text()) if self.timings_file.is_file() else {}
+        self.timings = _read_json(self.timings_file, "delete it to resume (the stages' recorded times are lost)") \
+            if self.timings_file.is_file() else {}
 
     def done(self, *names: str) -> bool:
         return all((self.path / n).exists() for n in names)
@@ -35,6 +36,31 @@ class RunFolder:
     def record(self, stage: str, seconds: float) -> None:
         self.timings[stage] = round(seconds, 2)
         _write_json(self.timings_file, self.timings)
+
+
+def _read_json(path: Path, fix: str) -> dict:
+    """A JSON mapping the run wrote; a damaged one (edited, truncated) is one line saying `fix`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        raise SqltuneError(f"{path} is damaged; {fix}")
+    return data
+
+
+def _stage_report(path: Path) -> dict:
+    """A stage's score report read back by a resumed run (checked: the report and the next stages use it)."""
+    from .report import load_report
+
+    fix = "delete it and resume to score that stage again"
+    try:
+        report = load_report(path)
+    except SqltuneError:
+        raise SqltuneError(f"{path} is damaged; {fix}") from None
+    if not isinstance(report.get("summary"), dict):
+        raise SqltuneError(f"{path} is damaged; {fix}")
+    return report
 
 
 def is_run_folder(path: Path) -> bool:
@@ -79,7 +105,7 @@ def check_same_run(out: Path, recipe: dict, inputs: dict) -> None:
     keys = [k for k in sorted(set(new) | set(old)) if k != "out" and new.get(k) != old.get(k)]
     inputs_file = out / "inputs.json"
     if inputs_file.is_file():
-        old_inputs = json.loads(inputs_file.read_text())
+        old_inputs = _read_json(inputs_file, "cannot tell whether this is the same run")
         keys += [f"data ({k})" for k in sorted(set(inputs) | set(old_inputs)) if inputs.get(k) != old_inputs.get(k)]
     if keys:
         shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
@@ -126,7 +152,7 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
     for split in splits:
         rep_file = run.path / f"{stage}_{split}_report.json"
         if rep_file.is_file():
-            reports[split] = json.loads(rep_file.read_text())
+            reports[split] = _stage_report(rep_file)
             continue
         t = time.monotonic()
         cfg = eval_cfg
