@@ -60,6 +60,18 @@ def test_jsonl_with_field_names_and_ids(tmp_path):
     ]
 
 
+def test_a_surrogate_pair_is_text_and_a_lone_half_is_refused_wherever_the_row_goes(tmp_path, capsys, tiny_db):
+    pair = tmp_path / "emoji.jsonl"
+    pair.write_text('{"question": "How many \\ud83d\\ude00 authors?", "sql": "SELECT count(*) FROM authors"}\n')
+    assert load_items(pair)[0]["question"] == "How many \U0001f600 authors?"
+    lone = tmp_path / "lone.jsonl"
+    lone.write_text('{"question": "How many \\ud83d authors?", "sql": "SELECT count(*) FROM authors"}\n')
+    out = tmp_path / "report.json"  # before: score wrote the question into its report: UnicodeEncodeError
+    assert main(["score", "--db", str(tiny_db), "--gold", str(pair), "--pred", str(lone), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lone.jsonl, line 1: holds a lone surrogate escape" in err and "\n" not in err and not out.exists()
+
+
 def test_csv(tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_text('nl,query\n"How many books?","SELECT COUNT(*)\nFROM books"\nTitles?,SELECT title FROM books\n',
@@ -129,6 +141,9 @@ def test_hub_errors_are_one_clear_line(monkeypatch):
     ("bad.json", '{"question": ["a", "b"], "answer": ["SELECT 1"]}', "bad.json: columns have different lengths"),
     ("bad.csv", "question,sql\nq1,SELECT 1,extra\n", "bad.csv, line 2: more fields than header columns"),
     ("bad.txt", "whatever", "bad.txt: unknown file type '.txt'"),
+    ("bad.jsonl", '{"question": "a", "sql": "SELECT 1"}\n{"question": "b \\ud800", "sql": "SELECT 2"}\n',
+     "bad.jsonl, line 2: holds a lone surrogate escape"),
+    ("bad.json", '[{"question": "a", "sql": "SELECT \'\\uDC80\'"}]', "bad.json: holds a lone surrogate escape"),
 ])
 def test_bad_input_is_one_line_from_the_cli(tmp_path, capsys, name, text, message):
     path = tmp_path / name

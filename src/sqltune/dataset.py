@@ -13,6 +13,17 @@ from pathlib import Path
 from .errors import SqltuneError
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud800-\udfff: half of a UTF-16 pair, if alone
+
+
+def _check_text(value, where: str) -> None:
+    """JSON can escape a lone surrogate ("\\ud800"), which no UTF-8 file, tokenizer or SQLite string can hold."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise SqltuneError(f"{where}: holds a lone surrogate escape (\\ud800-\\udfff), which is not text") from None
+
+
 def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[dict]:
     """Read a JSONL file; a bad line is a SqltuneError naming the file and line number."""
     path = Path(path)
@@ -32,6 +43,8 @@ def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[
             raise SqltuneError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
         if not isinstance(row, dict):
             raise SqltuneError(f"{path}, line {n}: expected a JSON object")
+        if _SURROGATE_ESCAPE.search(line):
+            _check_text(row, f"{path}, line {n}")
         for key in required:
             if key not in row:
                 raise SqltuneError(f"{path}, line {n}: missing field '{key}'")
@@ -146,6 +159,8 @@ def _read_json(path: Path) -> tuple[list[dict], list[str]]:
         if text.lstrip().startswith("{"):  # several objects: JSON Lines
             return read_jsonl(path), _jsonl_lines(path)
         raise SqltuneError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+    if _SURROGATE_ESCAPE.search(text):
+        _check_text(data, str(path))
     if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
         lengths = {len(v) for v in data.values()}
         if len(lengths) != 1:
