@@ -141,6 +141,22 @@ def test_bad_recipes_are_one_clear_error(tmp_path):
         load_recipe(tmp_path / "missing.yaml")
 
 
+def test_a_value_that_is_not_text_is_one_line_before_any_write(tmp_path, capsys, tiny_db):
+    """A lone surrogate: a YAML escape ("\\ud800"), or a value the terminal could not decode."""
+    for overrides, key in [({"description": "caf\udce9"}, "description"), ({"data.extra": ["a\udce9.jsonl"]}, "data.extra")]:
+        with pytest.raises(SqltuneError, match=f"{key} is not UTF-8 text"):
+            load_recipe("default", overrides)
+    assert load_recipe("default", {"description": "café \U0001f600"}).description == "café \U0001f600"
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(f'{{"question": "q{i}?", "sql": "SELECT {i} FROM books"}}\n' for i in range(8)))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text('description: "caf\\ud800"\n')
+    out = tmp_path / "run"  # before: the run folder was made, then writing recipe.json raised UnicodeEncodeError
+    assert main(["run", str(recipe), "--db", str(tiny_db), "--train", str(pairs), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "description is not UTF-8 text" in err and "Traceback" not in err and not out.exists()
+
+
 def test_overrides_dotted_nested_and_from_the_command_line():
     r = load_recipe("default", {"train.lr": "1e-4", "train": {"epochs": 2}, "eval": {"batch_size": "4"}, "model": "m"})
     c = r.train_config()
