@@ -466,6 +466,20 @@ def test_out_that_is_an_input_is_refused_and_the_input_kept(capsys, tmp_path, ti
     assert code == 0 and (tmp_path / "report.json").is_file(), err
 
 
+def test_an_argument_the_terminal_could_not_decode_is_one_line(capsys, tmp_path, tiny_db):
+    """A Latin-1 file name or `ask $'caf\\xe9?'`: Python hands the undecodable byte over as a lone surrogate,
+    which no UTF-8 report, SQLite URI or tokenizer takes (before: score wrote its report and died in the encoder)."""
+    gold = tmp_path / "g\udce9.jsonl"  # the file name's byte 0xe9
+    gold.write_text('{"id": "a", "question": "how many?", "sql": "SELECT count(*) FROM authors"}\n')
+    out = tmp_path / "r.json"
+    for argv in [("score", "--db", tiny_db, "--gold", gold, "--pred", gold, "--out", out),
+                 ("schema", "--db", tmp_path / "caf\udce9.sqlite"),
+                 ("ask", "how many caf\udce9 authors?", "--db", tiny_db, "--model", "/nonexistent")]:
+        code, _, err = _run(capsys, *argv)
+        _one_line(code, err, "is not UTF-8 text")
+    assert not out.exists()
+
+
 def test_ctrl_c_says_nothing_was_written(capsys, monkeypatch, tiny_db):
     import sqltune.schema
 

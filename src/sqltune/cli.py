@@ -185,6 +185,13 @@ def out_of_memory(e: BaseException) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning user errors into one line and a non-zero exit."""
+    for arg in sys.argv[1:] if argv is None else argv:
+        try:  # bytes the terminal's encoding could not decode arrive as lone surrogates: no file, model or SQL takes them
+            str(arg).encode("utf-8")
+        except UnicodeEncodeError:
+            echo(f"[red]error:[/] {esc(ascii(arg))} is not UTF-8 text (a file name or value the terminal could not "
+                 f"decode): rename the file, or use a UTF-8 locale", err=True)
+            return 2
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="sqltune")
     except Interrupted as e:
