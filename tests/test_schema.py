@@ -149,6 +149,20 @@ def test_what_a_comment_line_says(tmp_path):
     assert all(line.startswith(("CREATE TABLE", "  ", ");")) for line in text.splitlines())
 
 
+def test_blob_samples_are_short_sql_literals(tmp_path):
+    """A BLOB sample is an X'..' literal cut to the text samples' length, not Python's b'...' of the whole value
+    (a 2 KB image in a comment would fill the prompt)."""
+    db = tmp_path / "b.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE img (id INT PRIMARY KEY, data BLOB)")
+    con.executemany("INSERT INTO img VALUES (?, ?)", [(1, bytes(range(256)) * 8), (2, b"\x01\x02")])
+    con.commit()
+    con.close()
+    line = next(ln for ln in schema_text(db).splitlines() if ln.strip().startswith("data BLOB"))
+    assert "X'000102030405060708090A0B0C0D0E0F1011…'" in line and "X'0102'" in line, line
+    assert "b'" not in line and len(line) < 120
+
+
 def test_composite_key_beside_foreign_keys(tmp_path):
     """network_1's Friend: (student_id, friend_id) together is the key, each a reference to Highschooler;
     neither column alone is unique, and the text must not say it is."""

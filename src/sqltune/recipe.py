@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import types
 import typing
@@ -381,16 +382,15 @@ def _coerce(value, tp, label: str, key: str):
                 fail()
         fail()
     if tp is float:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             fail()
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 2e-4 as a string
-            try:
-                return float(value)
-            except ValueError:
-                fail()
-        fail()
+        try:  # YAML 1.1 reads 2e-4 as a string
+            f = float(value)
+        except (ValueError, OverflowError):
+            fail()
+        if not math.isfinite(f):  # no setting means anything at nan or inf (lr=inf trains to nan, epochs=1e400 forever)
+            raise SqltuneError(f"recipe {label}: {key} must be a finite number, got {value!r}")
+        return f
     if tp is str:
         if isinstance(value, bool) or isinstance(value, (list, dict)) or value is None:
             fail()

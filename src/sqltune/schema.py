@@ -89,6 +89,9 @@ def _fmt(v) -> str:
         return "'" + s.replace("'", "''") + "'"
     if isinstance(v, float):
         return f"{v:.6g}"
+    if isinstance(v, bytes):  # a BLOB as SQL writes it, cut short: a 2 KB image would fill the prompt
+        head = v[: (MAX_VALUE_CHARS - 4) // 2].hex().upper()
+        return f"X'{head}{'…' if 2 * len(v) > len(head) else ''}'"
     return str(v)
 
 
