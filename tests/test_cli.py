@@ -95,17 +95,16 @@ def notes_db(tmp_path) -> Path:
 @pytest.fixture
 def fake_model(monkeypatch):
     """`ask` without a model: the loader and the generator are stubbed, everything after runs for real."""
-    import sqltune.commands.models as cm
     import sqltune.evaluate as ev
     import sqltune.vote as vote
 
     class G:
-        raw = sql = None
-        seconds = 0.1
+        raw = sql = error = None
+        seconds, retries, retry_changed = 0.1, 0, False
 
     def predict(m, tok, builder, questions, db, cfg=None, **kw):
         g = G()
-        g.sql = g.raw = fake_model.sql
+        g.question, g.sql, g.raw = questions[0], fake_model.sql, fake_model.sql
         return [g]
 
     def sample(m, tok, builder, questions, n, **kw):  # `ask`'s default vote path (greedy first, a vote if it fails)
@@ -114,7 +113,7 @@ def fake_model(monkeypatch):
         return [[Candidate(fake_model.sql, fake_model.sql or "", 0.0, greedy=(i == 0)) for i in range(n)]
                 for _ in questions]
 
-    monkeypatch.setattr(cm, "_load", lambda *a: (None, None, None, type("D", (), {"autocast": False})()))
+    monkeypatch.setattr(ev, "load_for_inference", lambda *a, **kw: (None, None, None))
     monkeypatch.setattr(ev, "predict_questions", predict)
     monkeypatch.setattr(vote, "sample_sql", sample)
     return fake_model

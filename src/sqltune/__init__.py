@@ -3,6 +3,7 @@
 Public API (the CLI is a thin layer over these):
 
     from sqltune import build_exoplanets_db, schema_text, execute, score_pairs
+    m = sqltune.load(run="runs/mine")        # a model loaded once (`sqltune.answer`); m.ask("...") -> Answer
 
 Names are imported on first use, so `import sqltune.model` (or any one stage) loads only what that
 stage needs (no sqlglot for loading a model).
@@ -21,6 +22,7 @@ _LAZY = {
     "Result": "execute", "execute": "execute",
     "describe": "schema", "schema_text": "schema",
     "score_pairs": "score",
+    "Answer": "answer", "SQLModel": "answer", "load": "answer",
 }
 
 __all__ = ["DatasetError", "SqltuneError", "UnknownNameError", *sorted(_LAZY)]

@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from ..answer import ASK_VOTE, ask_vote  # noqa: F401 - `ask`'s defaults live with the API it calls (sqltune.answer)
+from ..answer import vote_settings as _vote
 from ..errors import SqltuneError
 from .options import (ADAPTER, BATCH_SIZE, DB, DEVICE, DTYPE, FALLBACK, FEWSHOT, FEWSHOT_POOL, MAX_NEW_TOKENS, MERGE,
                       MODEL, NOTES, PROMPT_STYLE, RETRIES)
@@ -37,32 +39,6 @@ def _load(model, adapter, device, dtype, prompt_style, db, notes, merge: bool = 
     dev = pick_device(device, dtype)
     m, tok, builder = load_for_inference(model, adapter, dev, prompt_style, db, notes, merge=merge)
     return m, tok, builder, dev
-
-
-def _vote(n: int, temperature: float, top_p: float, retries: int, correct: bool = False, when: str = "always"):
-    """`VoteSettings` for --vote N > 1, None for greedy; bad values are one clear error."""
-    from ..vote import VoteSettings, check_settings
-
-    check_settings(n, temperature, top_p, correct=correct, when=when)
-    if n == 1:
-        return None
-    if retries:
-        raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
-    return VoteSettings(n, temperature, top_p, correct=correct, when=when)
-
-
-ASK_VOTE = 8  # candidates `ask` votes over where greedy fails: on the devsuite's train splits (197 questions the
-#              untuned 0.5B never saw) greedy 52.3 %, 4 candidates 61.4 %, 8 candidates 64.5 %, none broken
-#              (BENCHMARKS.md, "Session 8 lease"); the cost falls only on questions whose greedy SQL fails
-
-
-def ask_vote(vote: int | None, when: str | None, retries: int) -> tuple[int, str]:
-    """`ask`'s (--vote, --vote-when) with their defaults filled: without --vote, ASK_VOTE candidates where the
-    greedy SQL fails (greedy alone with --retries, which does not combine with a vote); --vote N alone votes
-    on the question (`always`), as in `predict` and `eval`."""
-    if vote is None:
-        return (1, when or "always") if retries else (ASK_VOTE, when or "error")
-    return vote, when or "always"
 
 
 def vote_line(vote: dict, n: int, overruled: bool) -> str:
@@ -117,65 +93,51 @@ def register(app: typer.Typer) -> None:
         vote_correct: bool = correct_opt,
         vote_when: Optional[str] = ask_when_opt,
         merge: bool = MERGE,
-        fallback: str = FALLBACK,
+        fallback: Optional[str] = typer.Option(None, "--fallback", help=FALLBACK.help + " Default: none, or the "
+                                               "run's eval.fallback with --run."),
+        run: Optional[Path] = typer.Option(None, "--run", help="A finished `sqltune run` folder: its final adapter "
+                                           "(as `serve --run` picks it), database, notes and fallback."),
     ):
         """Answer one question: write SQL with the model, run it read-only, print the result.
 
-        Example: sqltune ask "How many planets were discovered in 2016?" --db exo.sqlite
+        \b
+        Examples:
+          sqltune ask "How many planets were discovered in 2016?" --db exo.sqlite
+          sqltune ask "Which singers are French?" --run runs/mine     # a run's final model, DB and fallback
         """
+        from ..answer import load
         from ..console import echo, esc, show, table
-        from ..db import resolve_db
-        from ..execute import execute
-        from ..evaluate import EvalConfig, fallback_merge, predict, predict_questions
-        from ..generate import Generation
 
         if not question.strip():
             raise SqltuneError("the question is empty")
-        vote, vote_when = ask_vote(vote, vote_when, retries)
-        settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
-        merge = fallback_merge(fallback, adapter, merge)
-        dbp = resolve_db(db, need_tables=True)
-        m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes, merge)
-        cfg = EvalConfig(retries=retries, progress=False, autocast=dev.autocast, vote=settings, fallback=fallback)
-        row = {}
-        if settings is not None or fallback != "none":  # the one evaluator's path: vote, fallback, the chosen SQL
-            row = predict(m, tok, builder, [{"question": question}], dbp, cfg)[0]
-            g = Generation(question, row["raw"], row["sql"], row["seconds"])
-        else:
-            g = predict_questions(m, tok, builder, [question], dbp, cfg)[0]
-        # a vote ran (with --vote-when error: only after the greedy SQL failed), not greedy alone
-        voted = settings is not None and len(row["vote"]["candidates"]) > 1
-        res = execute(dbp, g.sql)
+        a = load(model, adapter, db, run=run, device=device, dtype=dtype, prompt_style=prompt_style, notes=notes,
+                 vote=vote, vote_when=vote_when, temperature=temperature, top_p=top_p, vote_correct=vote_correct,
+                 retries=retries, fallback=fallback, merge=merge).ask(question)
         if as_json:
-            out = {"sql": g.sql, "columns": res.columns, "rows": [list(r) for r in res.rows], "error": res.error}
-            if voted:
-                out["vote"] = row["vote"]
-                if "correction" in row:
-                    out["correction"] = row["correction"]
-            for key in ("fallback", "pool"):
-                if key in row:
-                    out[key] = row[key]
+            out = {"sql": a.sql, "columns": a.columns, "rows": [list(r) for r in a.rows], "error": a.error}
+            for key in ("vote", "correction", "fallback", "pool"):
+                if getattr(a, key) is not None:
+                    out[key] = getattr(a, key)
             print(json.dumps(out, default=str, ensure_ascii=False))
             return
-        if "pool" in row:
-            p = row["pool"]
+        if a.pool is not None:
+            p = a.pool
             echo(f"the tuned and the untuned model answered differently; both voted ({p['votes']} candidates agreed): "
                  f"this is the {'tuned' if p['source'] == 'adapter' else 'untuned'} model's answer")
-        elif "fallback" in row:
-            echo(f"the tuned model's SQL failed ({esc(row['fallback']['error'] or 'no SQL')}); "
+        elif a.fallback is not None:
+            echo(f"the tuned model's SQL failed ({esc(a.fallback['error'] or 'no SQL')}); "
                  "this is the untuned model's answer")
-        echo(esc(g.sql) if g.sql else f"[red]no SQL in the model's output:[/] {esc(repr(g.raw))}")
-        if res.error:
-            echo(f"[red]error ({esc(res.error_kind)}):[/] {esc(res.error)}")
+        echo(esc(a.sql) if a.sql else f"[red]no SQL in the model's output:[/] {esc(repr(a.raw))}")
+        if a.error:
+            echo(f"[red]error ({esc(a.error_kind)}):[/] {esc(a.error)}")
             raise typer.Exit(1)
-        show(table(res.columns, res.rows[:SHOW_ROWS]))
-        more = len(res.rows) - SHOW_ROWS
-        count = f"{len(res.rows)} row" + ("" if len(res.rows) == 1 else "s")
-        echo(count + (f" ({more} not shown)" if more > 0 else "") + f", SQL written in {g.seconds:.1f} s")
-        if voted:
-            v = row["vote"]
-            echo(vote_line(v, len(v["candidates"]), row["overruled"]))
-            fx = row.get("correction") or {}
+        show(table(a.columns, a.rows[:SHOW_ROWS]))
+        more = len(a.rows) - SHOW_ROWS
+        count = f"{len(a.rows)} row" + ("" if len(a.rows) == 1 else "s")
+        echo(count + (f" ({more} not shown)" if more > 0 else "") + f", SQL written in {a.seconds:.1f} s")
+        if a.vote is not None:
+            echo(vote_line(a.vote, len(a.vote["candidates"]), a.overruled))
+            fx = a.correction or {}
             if fx.get("ran"):
                 echo("close vote: the correction step " + ("changed the answer" if fx.get("changed") else
                                                            "kept the voted answer"))

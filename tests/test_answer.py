@@ -1,0 +1,111 @@
+"""The Python API behind `sqltune ask` (`sqltune.load(...).ask(...)`), on the tiny model taught to write one query."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import sqltune
+from conftest import make_tiny_db
+from sqltune.errors import SqltuneError
+from taught import ANSWER, QUESTIONS, make_taught_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+AUTHORS = [("Ada", "UK"), ("Borges", "AR"), ("Calvino", "IT"), ("Dickens", "UK")]
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> Path:
+    return make_tiny_db(tmp_path_factory.mktemp("answer_db") / "tiny.sqlite")
+
+
+@pytest.fixture(scope="module")
+def taught(tiny_model_dir, db, tmp_path_factory) -> Path:
+    return make_taught_model(tiny_model_dir, db, tmp_path_factory.getbasetemp() / "taught_model")
+
+
+@pytest.fixture(scope="module")
+def model(taught, db):
+    return sqltune.load(str(taught), db=db, device="cpu")
+
+
+def test_ask_writes_sql_and_runs_it_read_only(model, db):
+    a = model.ask(QUESTIONS[0])
+    assert a.question == QUESTIONS[0] and a.sql == ANSWER.rstrip(";")
+    assert a.ok and a.error is None and a.columns == ["name", "country"] and [tuple(r) for r in a.rows] == AUTHORS
+    assert a.vote is None and a.fallback is None and a.seconds > 0  # the greedy SQL ran: no vote was drawn
+    assert json.loads(json.dumps(a.to_dict(), default=str))["sql"] == a.sql  # to_dict leaves out what is None
+    assert "vote" not in a.to_dict()
+
+
+def test_ask_many_answers_in_order_in_one_batch_as_one_at_a_time(model):
+    got = model.ask_many(QUESTIONS)
+    assert [a.question for a in got] == QUESTIONS
+    for a in got:
+        one = model.ask(a.question)
+        assert (a.sql, a.columns, a.rows, a.error) == (one.sql, one.columns, one.rows, one.error)
+
+
+def test_row_cap_and_timeout_are_the_executors(taught, db):
+    capped = sqltune.load(str(taught), db=db, device="cpu", max_rows=2).ask(QUESTIONS[0])
+    assert capped.rows == [] and capped.error_kind == "too_many_rows"  # the executor's cap, not a silent cut
+
+
+def test_bad_questions_and_settings_are_one_clear_error(model, taught, db, tmp_path):
+    for bad in ("", "   "):
+        with pytest.raises(SqltuneError, match="non-empty text"):
+            model.ask(bad)
+    with pytest.raises(SqltuneError, match="takes a list"):
+        model.ask_many("How many books?")
+    # every setting is checked before the model loads
+    cases = [(dict(fallback="base"), "--fallback base needs --adapter or --run"),
+             (dict(fallback="tuned"), "--fallback must be one of none, base, vote"),
+             (dict(vote=0), "vote"), (dict(timeout=0), "timeout must be positive"),
+             (dict(retries=-1), "retries must be >= 0"), (dict(retries=1, vote=4), "do not combine"),
+             (dict(db=tmp_path / "none.sqlite"), "none.sqlite"),
+             (dict(run=tmp_path, adapter=tmp_path), "give run or adapter, not both"),
+             (dict(run=tmp_path), "not a sqltune run folder")]
+    for kw, message in cases:
+        kw = {"db": db, **kw}
+        with pytest.raises(SqltuneError, match=message):
+            sqltune.load("/nonexistent-model", **kw)
+
+
+def test_a_run_folder_gives_its_adapter_db_and_fallback(db, tmp_path, monkeypatch):
+    import sqltune.evaluate as ev
+    from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
+
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / COMPLETE).write_text("")
+    (run / "adapter" / CHECKPOINT_META).write_text("{}")
+    (run / "recipe.json").write_text(json.dumps({"model": "m", "data": {"db": str(db)}, "prompt": {"style": "seed"},
+                                                 "eval": {"fallback": "base"}}))
+    seen = {}
+
+    def fake_load(model, adapter, device, style, dbp, notes, merge=True):
+        seen.update(adapter=adapter, style=style, db=str(dbp), merge=merge)
+        return None, None, None
+
+    monkeypatch.setattr(ev, "load_for_inference", fake_load)
+    m = sqltune.load(run=run)
+    assert seen == {"adapter": str(run / "adapter"), "style": "seed", "db": str(db), "merge": False}
+    assert m.fallback == "base" and m.db == str(db)  # the run's fallback: the adapter loads unmerged
+    assert sqltune.load(run=run, fallback="none").fallback == "none" and seen["merge"] is True
+
+
+def test_the_cli_ask_is_the_api(capsys, taught, db, monkeypatch):
+    """`sqltune ask` prints what `load(...).ask(...)` answers (the same SQL and rows)."""
+    from sqltune.cli import main
+
+    code = main(["ask", QUESTIONS[1], "--model", str(taught), "--db", str(db), "--device", "cpu", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    a = sqltune.load(str(taught), db=db, device="cpu").ask(QUESTIONS[1])
+    assert code == 0 and out["sql"] == a.sql and [tuple(r) for r in out["rows"]] == [tuple(r) for r in a.rows]
+    capsys.readouterr()
+    code = main(["ask", QUESTIONS[1], "--run", str(db.parent), "--adapter", str(db.parent)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "give run or adapter, not both" in err
