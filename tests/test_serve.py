@@ -103,8 +103,8 @@ def test_concurrent_questions_are_decoded_as_one_batch(engine):
         gens = [f.result(timeout=60) for f in futures]
     finally:
         b.close()
-    assert [g.question for g in gens] == questions
-    assert [g.raw for g in gens] == [engine.generate(questions[:1])[0].raw] * 5 and gens[0].sql == SQL
+    assert [g["question"] for g in gens] == questions
+    assert [g["raw"] for g in gens] == [engine.generate(questions[:1])[0]["raw"]] * 5 and gens[0]["sql"] == SQL
     assert b.batches == 1 and b.largest == 5
     assert engine.prefix_reused >= 2  # the batch and the lone question both started from the cached prefix
 
@@ -180,40 +180,28 @@ def test_unknown_paths_and_methods_are_json(client):
     error_of(client.get("/api/ask"), 405, "method_not_allowed")
 
 
-def test_vote_goes_through_sqltune_vote(client, monkeypatch):
-    """The wiring of `vote` > 1 to the voting module's contract (candidates_for, then choose), with a stand-in module."""
-    import sys
-    import types
-    from dataclasses import dataclass, field
+def test_vote_goes_through_the_evaluator(client, engine, monkeypatch):
+    """A request with `vote` > 1 is `sqltune eval --vote n`'s answer (`evaluate.predict` -> `vote.predict_rows`:
+    n candidates sampled, executed, the majority result wins), with the candidates and groups in the response."""
+    import sqltune.evaluate as ev
+    import sqltune.vote as vote_mod
+    from sqltune.vote import Candidate
 
-    import sqltune
-    import sqltune.vote as sqltune_vote
+    calls, rows = [], []
+    real = ev.predict
 
-    @dataclass
-    class Outcome:
-        sql: str
-        candidates: list = field(default_factory=list)
-        groups: list = field(default_factory=list)
+    def sample(model, tok, builder, questions, n, **kw):
+        calls.append((questions, n))
+        count = "SELECT count(*) AS n FROM books"
+        return [[Candidate(SQL, SQL, -0.1, greedy=True)] + [Candidate(count, count, -0.5)] * (n - 1)]
 
-    calls = {}
-    fake = types.ModuleType("sqltune.vote")
-
-    def candidates_for(model, tok, builder, questions, vote, db, **kw):
-        calls["sample"] = (questions, vote.n)
-        return [[types.SimpleNamespace(sql=SQL, raw=SQL, mean_logprob=-0.1)] * vote.n]
-
-    def choose(db, cands, *, timeout=5.0):
-        calls["choose"] = len(cands)
-        return Outcome("SELECT count(*) AS n FROM books", [{"sql": c.sql, "votes": 1} for c in cands],
-                       [{"votes": len(cands), "result": "h"}])
-
-    fake.candidates_for, fake.choose, fake.VoteSettings = candidates_for, choose, sqltune_vote.VoteSettings
-    monkeypatch.setitem(sys.modules, "sqltune.vote", fake)
-    monkeypatch.setattr(sqltune, "vote", fake, raising=False)
+    monkeypatch.setattr(vote_mod, "sample_sql", sample)
+    monkeypatch.setattr(ev, "predict", lambda *a, **kw: rows.extend(out := real(*a, **kw)) or out)
     a = client.post("/api/ask", json={"question": "How many books?", "vote": 3}).json()
-    assert calls == {"sample": (["How many books?"], 3), "choose": 3}
-    assert a["sql"] == "SELECT count(*) AS n FROM books" and a["rows"] == [[6]]
-    assert len(a["candidates"]) == 3 and a["groups"] == [{"votes": 3, "result": "h"}]
+    assert calls == [(["How many books?"], 3)] and len(rows) == 1  # one evaluator call, n candidates
+    assert a["sql"] == "SELECT count(*) AS n FROM books" and a["rows"] == [[6]] and a["voted"] is True
+    assert len(a["candidates"]) == 3 and [g["votes"] for g in a["groups"]] == [2, 1]
+    assert a["sql"] == rows[0]["sql"] and rows[0]["overruled"]  # the vote outvoted the greedy candidate
 
 
 def test_serve_vote_is_the_default_for_requests_that_name_none(engine, monkeypatch):

@@ -232,11 +232,13 @@ def _examples(questions: list[str], items: list[dict], cfg: EvalConfig) -> list[
 
 
 def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg: EvalConfig | None = None,
-            stats: GenerationStats | None = None) -> list[dict]:
+            stats: GenerationStats | None = None, prefix=None) -> list[dict]:
     """One row per item: {id, question, sql, raw, seconds, retries, retry_changed, error, ...}.
 
     Few-shot examples (`cfg.fewshot` > 0) come from `cfg.fewshot_pool` (training data) only; the
-    items being predicted and everything in `cfg.fewshot_exclude` are never shown.
+    items being predicted and everything in `cfg.fewshot_exclude` are never shown. `prefix`: the schema
+    prefix's KV cache under the model as it is (a server's, `generate.prefix_cache`) for the greedy pass; the
+    fallbacks' untuned answers never use it (it holds the adapter's keys and values).
     """
     cfg = (cfg or EvalConfig()).validate()
     questions = [it["question"] for it in items]
@@ -248,7 +250,8 @@ def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg
                             batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, timeout=cfg.timeout,
                             progress=cfg.progress, autocast=cfg.autocast)
         return fall_back(model, tokenizer, builder, items, rows, db, cfg)
-    gens = predict_questions(model, tokenizer, builder, questions, db, cfg, examples=examples, stats=stats)
+    gens = predict_questions(model, tokenizer, builder, questions, db, cfg, examples=examples, stats=stats,
+                             prefix=prefix)
     rows = []
     for i, (it, g) in enumerate(zip(items, gens)):
         row = {"id": str(it.get("id", i)), "question": g.question, "sql": g.sql, "raw": g.raw,

@@ -49,9 +49,6 @@ class Generation:
     error: str | None = None  # executor's error for `sql` (set by `predict`)
     first_sql: str | None = None  # the first attempt's SQL, when a retry happened
     first_error: str | None = None
-    fallback: dict | None = None  # {sql, error} of the adapter's answer this one (the untuned model's) replaced
-    pool: dict | None = None  # `fallback: vote` weighed both models here: {sql, error: the answer before, base_sql,
-    #                           source: adapter or base, votes} (`sqltune.evaluate.pool_vote`)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 - `Engine`: the model, loaded once (`evaluate.load_for_inference`), and the KV cache of the schema
   prefix every prompt starts with, computed once (`generate.prefix_cache`) and reused by every request.
+  Questions become SQL through `evaluate.predict`, as in `sqltune eval` and `sqltune run` (greedy or the vote,
+  then `--fallback`'s untuned answers: `evaluate.fall_back` / `pool_vote`), so a question gets the same answer.
 - `Batcher`: one worker thread owns the model. Requests wait in a queue; the worker takes the first,
   waits up to `max_wait` seconds for more (up to `batch_size`) and decodes them as one batch, so
   throughput grows with load while a lone request waits only a few ms.
@@ -150,91 +152,69 @@ class Engine:
         self.fingerprint = self.builder.fingerprint(self.tokenizer)
         self.prefix_reused = 0  # batches that used the cached prefix
 
-    def generate(self, questions: list[str]):
-        from .evaluate import EvalConfig, has_adapter, predict_questions
+    def _config(self, vote=None):
+        """The evaluator's settings for a batch: `evaluate.predict` answers every request, as it answers `sqltune eval`
+        and `sqltune run` (greedy or the vote, then the fallback), so a question gets the same answer everywhere."""
+        from .evaluate import EvalConfig
+        from .vote import VoteSettings
+
+        fb = self.config.fallback
+        if fb == "vote" and vote is None:  # the pooled vote needs its size; the request's answer stays greedy
+            vote = VoteSettings(self.config.pool, when="error")
+        return EvalConfig(batch_size=self.config.batch_size, max_new_tokens=self.config.max_new_tokens, progress=False,
+                          autocast=self.device.autocast, timeout=self.config.timeout, vote=vote, fallback=fb)
+
+    def generate(self, questions: list[str]) -> list[dict]:
+        """Greedy answers for a batch of questions (`evaluate.predict` rows), from the cached schema prefix."""
+        from .evaluate import pool_vote, predict
         from .generate import GenerationStats
 
         stats = GenerationStats()
-        cfg = EvalConfig(batch_size=len(questions), max_new_tokens=self.config.max_new_tokens, progress=False,
-                         autocast=self.device.autocast, timeout=self.config.timeout)
-        gens = predict_questions(self.model, self.tokenizer, self.builder, questions, self.db, cfg, stats=stats,
-                                 prefix=self.prefix)
+        cfg = self._config()
+        items = [{"question": q} for q in questions]
+        # greedy for every request; `--fallback vote` then pools both models' candidates where they differ
+        rows = predict(self.model, self.tokenizer, self.builder, items, self.db, cfg.with_(vote=None, fallback=(
+            "none" if cfg.fallback == "vote" else cfg.fallback)), stats=stats, prefix=self.prefix)
         self.prefix_reused += stats.prefix_tokens == 0  # else the batch's prompts did not start with it
-        todo = [i for i, g in enumerate(gens) if g.error or not g.sql]
-        if self.config.fallback == "base" and todo and has_adapter(self.model):
-            with self.model.disable_adapter():  # no cached prefix: it holds the adapter's keys and values
-                base = predict_questions(self.model, self.tokenizer, self.builder, [questions[i] for i in todo],
-                                         self.db, cfg)
-            for i, b in zip(todo, base):
-                if b.sql and not b.error:
-                    b.fallback = {"sql": gens[i].sql, "error": gens[i].error or "no SQL"}
-                    gens[i] = b
-        if self.config.fallback == "vote" and has_adapter(self.model):
-            rows = self._pool(questions, [{"sql": g.sql, "raw": g.raw, "error": g.error} for g in gens])
-            for g, r in zip(gens, rows):
-                if "pool" in r:
-                    g.pool, g.fallback = _pool_fields(r)
-                    g.sql, g.raw, g.error = r["sql"], r["raw"], r["error"]
-        return gens
-
-    def _pool(self, questions: list[str], rows: list[dict]) -> list[dict]:
-        """`--fallback vote`: the evaluator's pooled vote (`sqltune.evaluate.pool_vote`) over `rows` (the adapter's
-        answers: {sql, raw, error}), `self.config.pool` candidates per model where the two models' answers differ."""
-        from .evaluate import EvalConfig, pool_vote
-        from .vote import VoteSettings
-
-        cfg = EvalConfig(batch_size=max(1, len(questions)), max_new_tokens=self.config.max_new_tokens, progress=False,
-                         autocast=self.device.autocast, timeout=self.config.timeout, fallback="vote",
-                         vote=VoteSettings(self.config.pool))
-        return pool_vote(self.model, self.tokenizer, self.builder, [{"question": q} for q in questions], rows,
-                         self.db, cfg)
-
-    def _vote_once(self, question: str, n: int):
-        """(candidates, outcome) of `sqltune.vote` for one question, by the server's settings."""
-        from . import vote
-
-        # `--vote-when error`: greedy first, the vote only when its SQL does not execute (one candidate otherwise)
-        cands = vote.candidates_for(self.model, self.tokenizer, self.builder, [question],
-                                    vote.VoteSettings(n, when=self.config.vote_when), self.db,
-                                    timeout=self.config.timeout, max_new_tokens=self.config.max_new_tokens,
-                                    autocast=self.device.autocast)[0]
-        return cands, vote.choose(self.db, cands, timeout=self.config.timeout)
+        if cfg.fallback == "vote":
+            rows = pool_vote(self.model, self.tokenizer, self.builder, items, rows, self.db, cfg)
+        return rows
 
     def vote(self, question: str, n: int) -> dict:
-        """Sample `n` candidates with `sqltune.vote` and keep the one whose result most agree on."""
-        from .evaluate import has_adapter
-        from .execute import execute
+        """One question voted over `n` candidates (`--vote-when` as configured), then the fallback: `evaluate.predict`'s
+        row, as `sqltune eval --vote n` writes it."""
+        from .evaluate import pool_vote, predict
+        from .vote import VoteSettings
 
-        cands, outcome = self._vote_once(question, n)
-        per_candidate = getattr(outcome, "candidates", None) or [
-            {"sql": c.sql, "mean_logprob": getattr(c, "mean_logprob", None)} for c in cands]
-        out = {"sql": outcome.sql, "candidates": _plain(per_candidate), "groups": _plain(getattr(outcome, "groups", [])),
-               "voted": len(cands) > 1}
-        error = "no SQL" if not outcome.sql else execute(self.db, outcome.sql, timeout=self.config.timeout).error
-        if self.config.fallback == "base" and error and has_adapter(self.model):
-            with self.model.disable_adapter():  # the model under the adapter votes the same way
-                _, base = self._vote_once(question, n)
-            if base.sql and not execute(self.db, base.sql, timeout=self.config.timeout).error:
-                out["fallback"] = {"sql": outcome.sql, "error": error}
-                out["sql"] = base.sql
-        if self.config.fallback == "vote" and has_adapter(self.model):
-            r = self._pool([question], [{"sql": outcome.sql, "raw": None, "error": error}])[0]
-            if "pool" in r:
-                out["pool"], fell = _pool_fields(r)
-                if fell:
-                    out["fallback"] = fell
-                out["sql"] = r["sql"]
-        return out
+        settings = VoteSettings(n, when=self.config.vote_when)
+        cfg = self._config(settings)
+        items = [{"question": question}]
+        row = predict(self.model, self.tokenizer, self.builder, items, self.db,
+                      cfg.with_(fallback="none" if cfg.fallback == "vote" else cfg.fallback))[0]
+        if cfg.fallback == "vote":  # both models draw the server's pool size, whatever the request's vote
+            row = pool_vote(self.model, self.tokenizer, self.builder, items, [row], self.db,
+                            cfg.with_(vote=VoteSettings(self.config.pool, when=self.config.vote_when)))[0]
+        return row
 
 
-def _pool_fields(row: dict) -> tuple[dict, dict | None]:
-    """What a response says of a pooled question: the pool's record ({sql, error: the adapter's answer before, base_sql,
-    source, votes}) and, where the untuned model's answer was taken, the fallback's ({sql, error} of the adapter's)."""
-    p = row["pool"]
-    pool = {"sql": p["sql"], "error": p.get("error"), "base_sql": p["base_sql"], "source": p["source"],
-            "votes": p["votes"]}
+def response_extras(row: dict, voted: bool) -> dict:
+    """What `/api/ask` adds to the SQL and its rows, from an `evaluate.predict` row: the vote (a voted request:
+    candidates, groups, and whether samples were drawn; with `--vote-when error` not when greedy ran), the fallback
+    ({sql, error} of the adapter's answer the untuned model's replaced) and the pool (`--fallback vote`: {sql, error:
+    the adapter's answer before, base_sql, source, votes})."""
+    out = {}
+    if voted:
+        v = row.get("vote") or {}
+        cands = v.get("candidates") or []
+        out.update(candidates=_plain(cands), groups=_plain(v.get("groups") or []), voted=len(cands) > 1)
     fb = row.get("fallback")
-    return pool, ({"sql": fb["sql"], "error": fb.get("error")} if fb else None)
+    if fb:
+        out["fallback"] = {"sql": fb.get("sql"), "error": fb.get("error") or "no SQL"}
+    p = row.get("pool")
+    if p:
+        out["pool"] = {"sql": p["sql"], "error": p.get("error"), "base_sql": p["base_sql"], "source": p["source"],
+                       "votes": p["votes"]}
+    return out
 
 
 def _plain(obj):
@@ -509,20 +489,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
             except ImportError:
                 raise BadRequest("voting is not available in this installation (sqltune.vote is missing)",
                                  "unavailable")
-        out = await asyncio.wrap_future(batcher.submit(q, vote=n))
-        extra = {}
-        if n > 1:
-            sql, extra = out["sql"], {"candidates": out["candidates"], "groups": out["groups"],
-                                      "voted": out.get("voted", True)}  # (--vote-when error: False when greedy ran)
-            for key in ("fallback", "pool"):
-                if key in out:
-                    extra[key] = out[key]
-        else:
-            sql = out.sql
-            if out.fallback:  # the untuned model's answer (`--fallback base`: the adapter's SQL failed; vote: it won)
-                extra["fallback"] = out.fallback
-            if out.pool:  # `--fallback vote`: the two models' answers differed and both voted
-                extra["pool"] = out.pool
+        row = await asyncio.wrap_future(batcher.submit(q, vote=n))
+        sql, extra = row["sql"], response_extras(row, voted=n > 1)
         res = await run_in_threadpool(run_sql, sql, want)
         if sql is None:
             res["error"], res["error_kind"] = "no SQL in the model's output", "no_sql"
