@@ -213,3 +213,34 @@ def test_a_voting_run_gives_training_the_greedy_step_0(tiny_model_dir, tiny_db, 
     assert seen["baseline"]["examples"] == base["vote"]["greedy_examples"]
     plain = {"summary": {"exact": 0.5}, "examples": []}
     assert greedy_view(plain) is plain
+
+
+def test_a_run_folder_another_process_is_writing_is_refused(tiny_model_dir, tiny_db, tmp_path, monkeypatch):
+    """Two `run --out X` at once (two `--resume`s, or two fresh runs started together) interleaved their stages in one
+    folder: the second would score, train into X/adapter.work and delete it under the first. The process writing
+    the folder holds it; another is refused in one line before any model time, and a killed holder frees it."""
+    import subprocess
+    import sys
+
+    import sqltune.model
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from sqltune.run import RunFolder; f = RunFolder(Path(sys.argv[1])); "
+                               "print('holding', flush=True); time.sleep(60)", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+
+        def no_model(*a, **k):
+            raise AssertionError("a second run went on in a folder another process is writing")
+
+        monkeypatch.setattr(sqltune.model, "load_model", no_model)
+        with pytest.raises(SqltuneError, match="in use by another sqltune process"):
+            run("default", out, resume=True, overrides=overrides(tiny_model_dir, tiny_db, tmp_path))
+        assert not (out / "recipe.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(AssertionError, match="a second run"):  # the killed process's hold is gone
+        run("default", out, resume=True, overrides=overrides(tiny_model_dir, tiny_db, tmp_path))

@@ -20,6 +20,7 @@ from pathlib import Path
 from .errors import SqltuneError
 
 OWNER_FILE = ".sqltune"
+LOCK_FILE = ".sqltune.lock"  # held by the process writing the folder (`hold`)
 CHECKPOINT_META = "sqltune_checkpoint.json"  # also written only by sqltune (checkpoint.py)
 
 
@@ -135,6 +136,21 @@ def claim(folder: str | os.PathLike, kind: str) -> Path:
     if not marker.is_file():
         write_json(marker, {"written_by": "sqltune", "kind": kind})
     return folder
+
+
+def hold(folder: str | os.PathLike) -> object:
+    """Refuse (one line) a folder another sqltune process is writing: a lock on `LOCK_FILE` in it, held by this
+    process while the returned file stays open (a killed process's lock goes with it)."""
+    import fcntl
+
+    f = open(Path(folder) / LOCK_FILE, "a")
+    try:
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise SqltuneError(f"{folder} is in use by another sqltune process; wait for it to end "
+                           f"(or stop it), then --resume") from None
+    return f
 
 
 def owned(folder: str | os.PathLike) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .dataset import read_jsonl, write_jsonl
 from .errors import DatasetError, SqltuneError
-from .files import check_writable, claim, owned
+from .files import check_writable, claim, hold, owned
 from .files import write_json as _write_json
 
 SPLITS = ("valid", "test")
@@ -26,6 +26,7 @@ class RunFolder:
     def __init__(self, path: Path):
         self.path = path
         claim(path, "run")
+        self.lock = hold(path)  # a second `run` on this folder (two `--resume`s) is refused, not interleaved
         self.timings_file = path / "timings.json"
         self.timings = _read_json(self.timings_file, "delete it to resume (the stages' recorded times are lost)") \
             if self.timings_file.is_file() else {}
