@@ -244,3 +244,35 @@ def test_a_run_folder_another_process_is_writing_is_refused(tiny_model_dir, tiny
         holder.wait()
     with pytest.raises(AssertionError, match="a second run"):  # the killed process's hold is gone
         run("default", out, resume=True, overrides=overrides(tiny_model_dir, tiny_db, tmp_path))
+
+
+def test_an_interrupted_copy_of_step_0s_scores_leaves_no_stage_without_its_predictions(tmp_path, monkeypatch):
+    """When training keeps step 0, the base stage's report and predictions are copied as the tuned stage's. The
+    report marks the stage done (a resume skips it), so it is written last: before, a Ctrl-C or kill after it left
+    tuned_valid_report.json with no (or half a) tuned_valid_pred.jsonl, which no resume wrote again."""
+    from pathlib import Path
+
+    from sqltune.run import RunFolder, _same_model_scores
+
+    run_dir = RunFolder(tmp_path / "run")
+    ck = tmp_path / "run" / "adapter"
+    ck.mkdir()
+    (ck / "sqltune_checkpoint.json").write_text(json.dumps({"prompt": {}, "chosen": {"step": 0, "untrained": True}}))
+    (ck / "COMPLETE").write_text("")
+    (run_dir.path / "base_valid_report.json").write_text(json.dumps({"summary": {"exact": 0.5}, "examples": []}))
+    write_jsonl(run_dir.path / "base_valid_pred.jsonl", [{"id": "v1", "sql": "SELECT 1"}, {"id": "v2", "sql": None}])
+    real = Path.read_bytes
+
+    def interrupted(self):
+        if self.name == "base_valid_pred.jsonl":
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _same_model_scores(run_dir, ck, "base", "tuned", ["valid"])
+    assert not (run_dir.path / "tuned_valid_report.json").exists()  # not done: the resume copies both
+    monkeypatch.setattr(Path, "read_bytes", real)
+    _same_model_scores(run_dir, ck, "base", "tuned", ["valid"])
+    assert json.loads((run_dir.path / "tuned_valid_report.json").read_text())["same_model_as"] == "base"
+    assert (run_dir.path / "tuned_valid_pred.jsonl").read_bytes() == (run_dir.path / "base_valid_pred.jsonl").read_bytes()

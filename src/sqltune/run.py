@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .dataset import read_jsonl, write_jsonl
 from .errors import DatasetError, SqltuneError
-from .files import check_writable, claim, hold, owned
+from .files import check_writable, claim, hold, owned, write_bytes
 from .files import write_json as _write_json
 
 SPLITS = ("valid", "test")
@@ -217,10 +217,10 @@ def _same_model_scores(run: RunFolder, checkpoint: Path, before: str, after: str
         if src.is_file() and not dst.exists():
             rep = json.loads(src.read_text())
             rep["same_model_as"] = before  # the chosen checkpoint is step 0: the same weights, the same answers
-            _write_json(dst, rep)
             pred = run.path / f"{before}_{split}_pred.jsonl"
-            if pred.is_file():
-                (run.path / f"{after}_{split}_pred.jsonl").write_bytes(pred.read_bytes())
+            if pred.is_file():  # before the report, which marks the stage done: a resume never writes these again
+                write_bytes(run.path / f"{after}_{split}_pred.jsonl", pred.read_bytes())
+            _write_json(dst, rep)
 
 
 def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict):
