@@ -276,3 +276,26 @@ def test_an_interrupted_copy_of_step_0s_scores_leaves_no_stage_without_its_predi
     _same_model_scores(run_dir, ck, "base", "tuned", ["valid"])
     assert json.loads((run_dir.path / "tuned_valid_report.json").read_text())["same_model_as"] == "base"
     assert (run_dir.path / "tuned_valid_pred.jsonl").read_bytes() == (run_dir.path / "base_valid_pred.jsonl").read_bytes()
+
+
+def test_ctrl_c_while_a_finished_run_prints_its_scores_does_not_say_nothing_was_written(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C after `run` wrote metrics.json and the report, while the CLI printed the scores, said
+    'interrupted; nothing written' about a complete run folder; it says what was kept, as for any stage."""
+    import sqltune.cli
+    import sqltune.run
+    from sqltune.run import RunFolder
+
+    out = tmp_path / "run"
+
+    def finished(recipe, out_dir, resume=False, overrides=None):
+        RunFolder(out_dir)
+        return {"base": {"valid": {"n": 1}}, "timings": {}, "out": str(out_dir)}
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sqltune.run, "run", finished)
+    monkeypatch.setattr(sqltune.cli, "print_summary", interrupted)
+    assert main(["run", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "nothing written" not in err and f"{out} keeps the finished stages" in " ".join(err.split())

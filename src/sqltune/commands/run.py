@@ -60,23 +60,23 @@ def register(app: typer.Typer) -> None:
             out = Path(load_recipe(recipe, overrides).out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
         try:
             metrics = run(recipe, out, resume=resume, overrides=overrides)
-        except KeyboardInterrupt:
+            from ..cli import print_summary
+
+            if train is not None and valid is None:
+                echo(f"valid{'' if test else ' and test'} were split off {esc(train)} by gold SQL (no query in two "
+                     f"splits): split_*.jsonl in the run folder")
+
+            for stage, splits in metrics.items():  # every stage the run scored, in order (base, tuned, rl_run1.., rl, augmented)
+                if stage != "timings" and isinstance(splits, dict):
+                    for split, summary in splits.items():
+                        print_summary(f"{stage} / {split}", summary)
+            echo(f"report: {esc(metrics.get('out', out))}")
+        except KeyboardInterrupt:  # also while the finished run's scores print: never "nothing written" for a run
             from ..run import is_run_folder
 
             if out.is_dir() and is_run_folder(out):
                 raise Interrupted(f"{out} keeps the finished stages: add --out {out} --resume to continue") from None
             raise
-        from ..cli import print_summary
-
-        if train is not None and valid is None:
-            echo(f"valid{'' if test else ' and test'} were split off {esc(train)} by gold SQL (no query in two "
-                 f"splits): split_*.jsonl in the run folder")
-
-        for stage, splits in metrics.items():  # every stage the run scored, in order (base, tuned, rl_run1.., rl, augmented)
-            if stage != "timings" and isinstance(splits, dict):
-                for split, summary in splits.items():
-                    print_summary(f"{stage} / {split}", summary)
-        echo(f"report: {esc(metrics.get('out', out))}")
 
     @app.command("report")
     def report_cmd(
