@@ -210,3 +210,29 @@ def test_bad_config_is_one_clear_error(tiny_model_dir, tiny_db, tmp_path):
         train(cfg(tiny_model_dir, top_layers=9), ITEMS, ITEMS, tiny_db, tmp_path / "o", progress=False)
     with pytest.raises(SqltuneError, match="could not add lora adapters"):
         train(cfg(tiny_model_dir, target_modules=["nope_proj"]), ITEMS, ITEMS, tiny_db, tmp_path / "o", progress=False)
+
+
+def test_an_interruption_while_run_json_is_written_leaves_a_resumable_work_folder(tiny_model_dir, tiny_db, tmp_path,
+                                                                                   monkeypatch):
+    """OUT.work/run.json (the settings a resume must match) was written in place: a Ctrl-C or kill between the
+    file's creation and its text left it empty, and `--resume` died in a JSONDecodeError traceback."""
+    import builtins
+    import io
+
+    real = builtins.open
+
+    def interrupted(file, mode="r", *a, **k):
+        f = real(file, mode, *a, **k)
+        if "w" in mode and "run.json" in str(file):
+            f.close()  # created, not yet written: where a Ctrl-C lands
+            raise KeyboardInterrupt
+        return f
+
+    monkeypatch.setattr(builtins, "open", interrupted)
+    monkeypatch.setattr(io, "open", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(tiny_model_dir, epochs=1), ITEMS, ITEMS, tiny_db, tmp_path / "out", progress=False)
+    monkeypatch.setattr(builtins, "open", real)
+    monkeypatch.setattr(io, "open", real)
+    result = train(cfg(tiny_model_dir, epochs=1), ITEMS, ITEMS, tiny_db, tmp_path / "out", resume=True, progress=False)
+    assert read_info(result.out_dir)["data"]["train"]["n"] == len(ITEMS)

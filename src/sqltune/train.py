@@ -210,6 +210,8 @@ def _check_baseline(report: dict | None, valid_items: list[dict]) -> dict | None
 
 def _check_same_run(work: Path, state: dict) -> None:
     """A resumed run must have the same settings and data as the interrupted one."""
+    from .files import write_json
+
     f = work / "run.json"
     if f.is_file():
         old = json.loads(f.read_text())
@@ -221,7 +223,7 @@ def _check_same_run(work: Path, state: dict) -> None:
                     diff = f" ({', '.join(keys)})"
                 raise SqltuneError(f"{work} was started with other {section}{diff}; pass --force to start over")
     else:
-        f.write_text(json.dumps(state, indent=2))
+        write_json(f, state)  # atomic: a Ctrl-C or kill inside the write left an empty run.json that --resume could not read
 
 
 def _result_from_folder(out: Path) -> TrainResult:
