@@ -141,8 +141,10 @@ def claim(folder: str | os.PathLike, kind: str) -> Path:
 def hold(folder: str | os.PathLike) -> object:
     """Refuse (one line) a folder another sqltune process is writing: a lock on `LOCK_FILE` in it, held by this
     process while the returned file stays open (a killed process's lock goes with it)."""
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks (Windows): the folder is not held
+        return None
     f = open(Path(folder) / LOCK_FILE, "a")
     try:
         fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
