@@ -63,3 +63,20 @@ def test_resolve_db_errors(tmp_path):
     bad.write_text("hello")
     with pytest.raises(SqltuneError, match="not a SQLite"):
         resolve_db(bad)
+
+
+def test_a_locked_database_says_so(tmp_path):
+    """A database another program holds an exclusive lock on is named as locked, not as unreadable; the file is fine."""
+    import sqlite3
+
+    db = tmp_path / "busy.sqlite"
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("CREATE TABLE t (x INT)")
+    writer.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(SqltuneError, match=r"busy.sqlite is locked by another program .*try again"):
+            resolve_db(db)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert resolve_db(db) == db

@@ -136,6 +136,9 @@ def resolve_db(db: str | os.PathLike | None, need_tables: bool = True) -> Path:
             finally:
                 con.close()
         except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):  # a writer holds it: the file is fine
+                raise SqltuneError(f"{path} is locked by another program writing it ({e}); try again when it is "
+                                   "done") from None
             raise SqltuneError(f"not a readable SQLite database: {path} ({e})") from None
         if not n:
             raise SqltuneError(f"{path} has no tables")
