@@ -9,6 +9,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -568,3 +569,17 @@ def test_other_runtime_errors_are_not_taken_for_memory(capsys, monkeypatch, tiny
     monkeypatch.setattr(sqltune.schema, "schema_text", fails)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         _run(capsys, "schema", "--db", tiny_db)
+
+
+def test_sql_sqlglot_reads_only_as_a_command_is_one_line_not_two(capsys, tmp_path, tiny_db):
+    """`VACUUM INTO ...` as gold SQL: the executor refuses it (a write) in the report; sqlglot's own warning about
+    parsing it as a command does not reach stderr beside sqltune's line."""
+    import subprocess
+
+    data = tmp_path / "vac.jsonl"
+    data.write_text(json.dumps({"question": "q", "sql": f"VACUUM INTO '{tmp_path / 'copy.db'}'"}) + "\n")
+    # a process of its own: under pytest a log handler would swallow the warning whether or not the CLI silences it
+    p = subprocess.run([sys.executable, "-m", "sqltune", "data", "check", "--data", str(data), "--db", str(tiny_db)],
+                       capture_output=True, text=True, timeout=120)
+    _one_line(p.returncode, p.stderr, "data check failed", exit_code=1)
+    assert "only queries are allowed" in p.stdout and not (tmp_path / "copy.db").exists()

@@ -185,6 +185,11 @@ def out_of_memory(e: BaseException) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning user errors into one line and a non-zero exit."""
+    import logging
+
+    # sqlglot warns on stderr about SQL it parses only as a command (`VACUUM INTO ...`); the executor refuses such SQL
+    # with its own one line, so the warning is a second, confusing one
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
     for arg in sys.argv[1:] if argv is None else argv:
         try:  # bytes the terminal's encoding could not decode arrive as lone surrogates: no file, model or SQL takes them
             str(arg).encode("utf-8")
