@@ -583,3 +583,24 @@ def test_sql_sqlglot_reads_only_as_a_command_is_one_line_not_two(capsys, tmp_pat
                        capture_output=True, text=True, timeout=120)
     _one_line(p.returncode, p.stderr, "data check failed", exit_code=1)
     assert "only queries are allowed" in p.stdout and not (tmp_path / "copy.db").exists()
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path, tiny_db):
+    """`kill` / `timeout` (SIGTERM) ends a command the way Ctrl-C does: its one line, exit 130, no --out written;
+    before, the process died on the spot (exit -15) and left its temporary files."""
+    import signal
+    import subprocess
+    import time
+
+    gold = tmp_path / "slow.jsonl"  # a gold query that runs for far longer than the test waits
+    gold.write_text(json.dumps({"id": "1", "question": "q", "sql": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+                                "SELECT x + 1 FROM c WHERE x < 3000000000) SELECT count(*) FROM c"}) + "\n")
+    out = tmp_path / "report.json"
+    p = subprocess.Popen([sys.executable, "-m", "sqltune", "score", "--gold", str(gold), "--pred", str(gold), "--db",
+                          str(tiny_db), "--out", str(out), "--timeout", "60"], stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # imported and running the query (the handler is set before any work)
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted; nothing written" and not out.exists()
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temporary file left behind

@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             echo(f"[red]error:[/] {esc(ascii(arg))} is not UTF-8 text (a file name or value the terminal could not "
                  f"decode): rename the file, or use a UTF-8 locale", err=True)
             return 2
+    term = _term_as_interrupt()
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="sqltune")
     except Interrupted as e:
@@ -226,9 +227,28 @@ def main(argv: list[str] | None = None) -> int:
             raise
         echo(f"[red]error:[/] {esc(why)}", err=True)
         return 3
+    finally:
+        term()
     if rc == 130:  # typer turns Ctrl-C into exit code 130, silently
         echo("interrupted; nothing written", err=True)
     return rc if isinstance(rc, int) else 0
+
+
+def _term_as_interrupt():
+    """SIGTERM (`kill`, `timeout`, a scheduler ending a job) stops a command as Ctrl-C does: the same clean-up (temporary
+    files removed, what a run or training kept and how to resume it said), where otherwise it would die on the spot and
+    leave its temporary files. Returns the function that puts the previous handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signals go to the main thread only
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
