@@ -236,3 +236,28 @@ def test_an_interruption_while_run_json_is_written_leaves_a_resumable_work_folde
     monkeypatch.setattr(io, "open", real)
     result = train(cfg(tiny_model_dir, epochs=1), ITEMS, ITEMS, tiny_db, tmp_path / "out", resume=True, progress=False)
     assert read_info(result.out_dir)["data"]["train"]["n"] == len(ITEMS)
+
+
+def test_a_work_folder_another_process_is_training_in_is_refused(tiny_model_dir, tiny_db, tmp_path):
+    """Two `train --out D --resume` at once trained into one D.work, and the first to end deleted it under the other:
+    the process training holds D.work, and another is refused in one line before it writes there (run.json
+    included); a killed holder frees it."""
+    import subprocess
+    import sys
+
+    from sqltune.files import claim
+
+    out = tmp_path / "ad"
+    work = claim(tmp_path / "ad.work", "training work folder")  # an interrupted run's folder, as a resume finds it
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from sqltune.files import hold; "
+                               "f = hold(sys.argv[1]); print('holding', flush=True); time.sleep(60)", str(work)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(SqltuneError, match="in use by another sqltune process"):
+            train(cfg(tiny_model_dir), ITEMS, ITEMS, tiny_db, out, resume=True, progress=False)
+        assert not (work / "run.json").exists() and not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train(cfg(tiny_model_dir), ITEMS, ITEMS, tiny_db, out, resume=True, progress=False).chosen_step is not None

@@ -58,7 +58,7 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
         raise SqltuneError("no training items")
     if not valid_items:
         raise SqltuneError("no validation items: the checkpoint is chosen on them")
-    from .files import check_replaceable, check_writable, claim, remove_owned
+    from .files import check_replaceable, check_writable, claim, hold, remove_owned
 
     out = Path(out_dir)
     work = out.with_name(out.name + ".work")
@@ -89,7 +89,8 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     fingerprint = {"train": {"n": len(train_items), "sha256": items_sha256(train_items)},
                    "valid": {"n": len(valid_items), "sha256": items_sha256(valid_items)}}
     state = {"config": resolved, "data": fingerprint, "prompt_sha256": builder.fingerprint(tok)["sha256"]}
-    on_main(lambda: (claim(work, "training work folder"), _check_same_run(work, state)))
+    held = []  # rank 0 holds the work folder until training ends: a second `train` on it is refused, before any write
+    on_main(lambda: (claim(work, "training work folder"), held.append(hold(work)), _check_same_run(work, state)))
 
     # data
     enc_train = encode_examples(builder, tok, train_items)
