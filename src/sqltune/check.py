@@ -484,7 +484,8 @@ def _check_query(con, rcon, fname, item, i, add, timeout, max_rows, units=None) 
         add(fname, item, i, ERROR, "error", f"gold query fails ({res.error_kind}): {res.error}")
         return
     if not res.rows and not _empty_explained(item):
-        add(fname, item, i, WARNING, "empty", "gold query returns no rows (say why in notes if intended)")
+        add(fname, item, i, WARNING, "empty",
+            'gold query returns no rows (if intended, give the item a "notes" field saying why, with the word "empty")')
     mixed = mixed_units(sql, units or {})
     if mixed:
         add(fname, item, i, WARNING, "mixed_units",
