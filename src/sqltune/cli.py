@@ -61,7 +61,7 @@ def build_db_cmd(
 @app.command("schema")
 def schema_cmd(
     db: Optional[str] = DB,
-    notes: Optional[Path] = typer.Option(None, "--notes", help="Notes file (YAML or Markdown)."),
+    notes: Optional[Path] = typer.Option(None, "--notes", help="Notes file, YAML or Markdown (default: the first of DB.notes.md, DB.notes.yaml, DB.md, DB.yaml beside the DB)."),
 ):
     """Print the schema text a model is shown: tables, keys, samples and notes.
 

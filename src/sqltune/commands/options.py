@@ -9,7 +9,8 @@ MODEL = typer.Option(None, "--model", "-m", help="Packaged name, model folder, .
                      "(default: qwen2.5-coder-0.5b, or the adapter's base model).")
 ADAPTER = typer.Option(None, "--adapter", help="Trained adapter (or fine-tuned model) folder.")
 PROMPT_STYLE = typer.Option(None, "--prompt-style", help="chat (default), premsql or seed; an adapter's own by default.")
-NOTES = typer.Option(None, "--notes", help="Notes file for the schema (default: DB.notes.md beside the DB).")
+NOTES = typer.Option(None, "--notes", help="Notes file for the schema (default: the first of DB.notes.md, "
+                     "DB.notes.yaml, DB.md, DB.yaml beside the DB).")
 DEVICE = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available).")
 DTYPE = typer.Option(None, "--dtype", help="bfloat16, float16 or float32 (default: per device).")
 BATCH_SIZE = typer.Option(64, "--batch-size", min=1, help="Questions decoded together (more is faster, up to memory).")

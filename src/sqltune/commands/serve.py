@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         vote_when: str = typer.Option("always", "--vote-when", help="always: vote on every voted request; error: answer "
                                       "greedily and vote only when that SQL does not execute (BENCHMARKS.md)."),
         prompt_style: Optional[str] = typer.Option(None, "--prompt-style", help="chat (default), premsql or seed; an adapter's own by default."),
-        notes: Optional[Path] = typer.Option(None, "--notes", help="Notes file for the schema (default: DB.notes.md beside the DB)."),
+        notes: Optional[Path] = typer.Option(None, "--notes", help="Notes file for the schema (default: the first of DB.notes.md, DB.notes.yaml, DB.md, DB.yaml beside the DB)."),
         device: Optional[str] = typer.Option(None, "--device", help="cuda, mps or cpu (default: the best available)."),
         dtype: Optional[str] = typer.Option(None, "--dtype", help="bfloat16, float16 or float32 (default: per device)."),
         merge: bool = MERGE,
