@@ -92,6 +92,19 @@ def test_write_report_files_agree(tmp_path):
     assert "<table>" in html and "90.0%" in html
 
 
+def test_training_table_shows_train_loss_of_metrics_jsonl(tmp_path):
+    """The checkpoint's metrics.jsonl rows (what `sqltune run` passes) carry `train_loss`, not `loss`: the report's
+    Training table showed '–' for every epoch of a real run."""
+    reports = {"base": {"valid": _report([True, False])}, "tuned": {"valid": _report([True, True])}}
+    history = [{"step": 0, "epoch": 0.0, "train_loss": None, "valid_loss": 0.09, "exact": 0.5, "execution_rate": 1.0,
+                "fuzzy": 0.5},
+               {"step": 1, "epoch": 1.0, "train_loss": 0.2782, "valid_loss": 0.08, "exact": 1.0, "execution_rate": 1.0,
+                "fuzzy": 1.0}]
+    md = write_report(tmp_path, reports, history, {})["markdown"].read_text()
+    assert "| 0.0 | – | 100.0% | 50.0% | 50.0% |" in md
+    assert "| 1.0 | 0.2782 | 100.0% | 100.0% | 100.0% |" in md
+
+
 def test_markdown_to_html_escapes():
     out = markdown_to_html("# T\n\n| a | b |\n|---|---|\n| `<x>` | y |\n", {})
     assert "&lt;x&gt;" in out and "<script" not in out

@@ -126,14 +126,21 @@ def chart_outcomes(reports: dict, split: str, path: Path) -> Path:
     return path
 
 
+def _train_loss(h: dict):
+    """A history row's training loss: `loss` (a Trainer log row) or `train_loss` (an evaluation row of the
+    checkpoint's metrics.jsonl, as `sqltune train` writes it)."""
+    return h.get("loss") if h.get("loss") is not None else h.get("train_loss")
+
+
 def chart_training(history: list[dict], path: Path) -> Path:
     """Loss and valid exact per evaluation (epoch); GRPO's mean reward per step when the history has it."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.4))
     evals = [h for h in history if "exact" in h]
-    losses = [h for h in history if h.get("loss") is not None]
+    losses = [h for h in history if _train_loss(h) is not None]
     if losses:
-        ax.plot([h.get("epoch", i) for i, h in enumerate(losses)], [h["loss"] for h in losses], "o-", label="train loss")
+        ax.plot([h.get("epoch", i) for i, h in enumerate(losses)], [_train_loss(h) for h in losses], "o-",
+                label="train loss")
     rewards = [h for h in history if h.get("reward") is not None]  # GRPO steps (rl.py)
     if rewards:
         ax.plot([h.get("epoch", i) for i, h in enumerate(rewards)], [h["reward"] for h in rewards], "-", color="purple",
@@ -314,7 +321,7 @@ def build_markdown(title: str, summaries: dict, reports: dict, history: list[dic
         lines += ["## Training", "", "| epoch | loss | valid exec | valid exact | valid fuzzy |", "|---|---|---|---|---|"]
         for h in history:
             if "exact" in h:
-                loss = f"{h['loss']:.4f}" if isinstance(h.get("loss"), (int, float)) else "–"
+                loss = f"{_train_loss(h):.4f}" if isinstance(_train_loss(h), (int, float)) else "–"
                 lines.append(f"| {h.get('epoch', '–')} | {loss} | {_pct(h.get('execution_rate'))} | "
                              f"{_pct(h.get('exact'))} | {_pct(h.get('fuzzy'))} |")
         lines.append("")
