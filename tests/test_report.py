@@ -105,6 +105,15 @@ def test_training_table_shows_train_loss_of_metrics_jsonl(tmp_path):
     assert "| 1.0 | 0.2782 | 100.0% | 100.0% | 100.0% |" in md
 
 
+def test_smallest_detectable_small_splits():
+    from sqltune.stats import smallest_detectable
+
+    assert "by 12.5%" in smallest_detectable(8) and "at least 6 questions change" in smallest_detectable(8)
+    # a 2-question valid split (a small own-DB run) cannot have 6 questions change
+    two = smallest_detectable(2)
+    assert "by 50%" in two and "fewer than 6 questions" in two and "at least 6" not in two
+
+
 def test_markdown_to_html_escapes():
     out = markdown_to_html("# T\n\n| a | b |\n|---|---|\n| `<x>` | y |\n", {})
     assert "&lt;x&gt;" in out and "<script" not in out
