@@ -97,6 +97,28 @@ def test_a_run_folder_gives_its_adapter_db_and_fallback(db, tmp_path, monkeypatc
     assert sqltune.load(run=run, fallback="none").fallback == "none" and seen["merge"] is True
 
 
+def test_a_run_on_a_relative_db_path_says_so_from_elsewhere(db, tmp_path, monkeypatch):
+    """`sqltune run --db my.sqlite` records the path as given; `ask --run`/`load(run=)` from another folder said only
+    'database not found: my.sqlite'."""
+    import sqltune.evaluate as ev
+    from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
+
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / COMPLETE).write_text("")
+    (run / "adapter" / CHECKPOINT_META).write_text("{}")
+    (run / "recipe.json").write_text(json.dumps({"model": "m", "data": {"db": "my.sqlite"}, "prompt": {"style": "seed"}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(SqltuneError, match="relative to the folder `sqltune run` was started in.*give the database"):
+        sqltune.load(run=run)
+    monkeypatch.setattr(ev, "load_for_inference", lambda *a, **k: (None, None, None))
+    assert sqltune.load(run=run, db=db).db == str(db)  # the database given again
+    (elsewhere / "my.sqlite").write_bytes(db.read_bytes())
+    assert sqltune.load(run=run).db == "my.sqlite"  # from the folder the run was started in
+
+
 def test_the_cli_ask_is_the_api(capsys, taught, db, monkeypatch):
     """`sqltune ask` prints what `load(...).ask(...)` answers (the same SQL and rows)."""
     from sqltune.cli import main

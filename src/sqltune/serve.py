@@ -104,6 +104,16 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
             "pool": (recipe.get("eval") or {}).get("vote")}
 
 
+def run_db(run_dir: str | os.PathLike, db: str | None) -> str | None:
+    """The database a run folder names (`run_paths`), checked where it can only confuse: a relative path there is
+    relative to the folder `sqltune run` was started in, so from anywhere else it is not found."""
+    if db not in (None, "exoplanets") and not Path(db).is_absolute() and not Path(db).is_file():
+        raise SqltuneError(f"{run_dir} was run on the database {db}, a path relative to the folder `sqltune run` was "
+                           f"started in, and there is no {db} here ({Path.cwd()}): work from that folder, or give the "
+                           f"database (--db)")
+    return db
+
+
 # ---------------------------------------------------------------- the model, loaded once
 class Engine:
     """Model + tokenizer + prompt builder for one database, and the schema prefix's KV cache."""
@@ -121,7 +131,7 @@ class Engine:
                 raise SqltuneError("give --run or --adapter, not both")
             found = run_paths(cfg.run_dir)
             cfg.adapter = found["adapter"]
-            cfg.db = cfg.db or found["db"]
+            cfg.db = cfg.db or run_db(cfg.run_dir, found["db"])
             cfg.notes = cfg.notes or found["notes"]
             cfg.prompt_style = cfg.prompt_style or found["prompt_style"]
             if cfg.fallback is None and found["fallback"] == "vote" and isinstance(found["pool"], int):
