@@ -114,6 +114,17 @@ def test_smallest_detectable_small_splits():
     assert "by 50%" in two and "fewer than 6 questions" in two and "at least 6" not in two
 
 
+def test_a_stage_that_kept_step_0_says_so(tmp_path):
+    """`sqltune run` copies base's reports to tuned (marked `same_model_as`) when training kept the untuned model:
+    the report showed equal base/tuned columns without saying why."""
+    base = _report([True, False])
+    reports = {"base": {"valid": base}, "tuned": {"valid": {**base, "same_model_as": "base"}}}
+    md = write_report(tmp_path, reports, [], {})["markdown"].read_text()
+    assert md.count("*tuned is the base model*: training did not beat it on valid") == 1
+    assert "is the base model" not in write_report(tmp_path, {"base": {"valid": base}, "tuned": {"valid": base}},
+                                                   [], {})["markdown"].read_text()
+
+
 def test_markdown_to_html_escapes():
     out = markdown_to_html("# T\n\n| a | b |\n|---|---|\n| `<x>` | y |\n", {})
     assert "&lt;x&gt;" in out and "<script" not in out

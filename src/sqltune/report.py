@@ -282,6 +282,10 @@ def build_markdown(title: str, summaries: dict, reports: dict, history: list[dic
         n = len(reports[last][split]["examples"])
         if n <= 20:
             lines.append(f"- *{split} has only {n} questions*: {smallest_detectable(n)}.")
+    for st, before in dict.fromkeys((st, rep["same_model_as"]) for st in stages for rep in reports[st].values()
+                                    if rep.get("same_model_as")):
+        lines.append(f"- *{st} is the {before} model*: training did not beat it on valid, so the checkpoint kept is "
+                     f"step 0 (no training) and its answers are {before}'s.")
     if any(st.startswith("rl") for st in stages):
         lines.append("- *These intervals are over the questions, not over training runs*: GRPO samples its own "
                      "training data, and two runs of one recipe can differ by more than the interval allows "
