@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -70,7 +71,15 @@ def register(app: typer.Typer) -> None:
                 if stage != "timings" and isinstance(splits, dict):
                     for split, summary in splits.items():
                         print_summary(f"{stage} / {split}", summary)
-            echo(f"report: {esc(metrics.get('out', out))}")
+            folder = Path(metrics.get("out", out))
+            for stage in metrics:  # a stage whose checkpoint is step 0 copied its start model's scores: say so
+                try:
+                    before = json.loads((folder / f"{stage}_valid_report.json").read_text()).get("same_model_as")
+                except (OSError, ValueError, AttributeError):
+                    before = None
+                if before:
+                    echo(f"{stage} is the {before} model: training did not beat it on valid, so the run kept it (step 0)")
+            echo(f"report: {esc(folder / 'report.md')} and report.html beside it")
         except KeyboardInterrupt:  # also while the finished run's scores print: never "nothing written" for a run
             from ..run import is_run_folder
 
