@@ -461,7 +461,8 @@ def check_items(
                     seen_q.setdefault(nq, iid)
                 ns = normalize_sql(sql)
                 if ns in seen_sql:
-                    add(fname, item, i, WARNING, "duplicate_sql", f"same SQL as {seen_sql[ns]}")
+                    add(fname, item, i, WARNING, "duplicate_sql",
+                        f"same SQL as {seen_sql[ns]} (fine when this question paraphrases that one)")
                 seen_sql.setdefault(ns, iid)
                 _check_query(con, rcon, fname, item, i, add, timeout, max_rows, units)
     finally:
