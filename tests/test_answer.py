@@ -38,7 +38,7 @@ def test_ask_writes_sql_and_runs_it_read_only(model, db):
     assert a.ok and a.error is None and a.columns == ["name", "country"] and [tuple(r) for r in a.rows] == AUTHORS
     assert a.vote is None and a.fallback is None and a.seconds > 0  # the greedy SQL ran: no vote was drawn
     assert json.loads(json.dumps(a.to_dict(), default=str))["sql"] == a.sql  # to_dict leaves out what is None
-    assert "vote" not in a.to_dict()
+    assert "vote" not in a.to_dict() and a.to_dict()["error"] is None  # as `ask --json`: error always there
 
 
 def test_ask_many_answers_in_order_in_one_batch_as_one_at_a_time(model):

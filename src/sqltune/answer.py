@@ -72,7 +72,9 @@ class Answer:
         return self.error is None and self.sql is not None
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """`ask --json`'s object: the answer's fields, the optional ones (vote, fallback, ...) where they are set."""
+        core = ("question", "sql", "columns", "rows", "error")
+        return {k: v for k, v in asdict(self).items() if k in core or v is not None}
 
 
 @dataclass
