@@ -169,7 +169,12 @@ def test_run_on_your_own_db_with_one_file(tiny_model_dir, tiny_db, tmp_path, cap
     code = main(["run", "--db", str(tiny_db), "--train", str(pairs), "--out", str(out)]
                 + [a for kv in sets for a in ("--set", kv)])
     assert code == 0, capsys.readouterr().err
-    assert "split off" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "split off" in printed
+    # each stage says it starts, in order (the progress bars under it say how far it is)
+    heads = [ln.split(":")[0] for ln in printed.splitlines() if ln.startswith("> ")]
+    assert heads[0] == f"> {out}" and heads[1:3] == ["> base", "> train"], printed
+    assert heads[3:] in ([], ["> tuned"])  # no tuned line when training kept the untuned model (its scores copied)
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe["data"]["split"] is True and recipe["data"]["valid"] is None
     splits = {s: [json.loads(x) for x in (out / f"split_{s}.jsonl").read_text().splitlines()]

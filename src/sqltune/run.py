@@ -64,6 +64,13 @@ def _stage_report(path: Path) -> dict:
     return report
 
 
+def _stage(text: str) -> None:
+    """One line on stdout as a stage starts (the progress bars below it say how far it is)."""
+    from .console import echo, esc
+
+    echo(f"[bold]>[/] {esc(text)}")
+
+
 def is_run_folder(path: Path) -> bool:
     """A folder `run` started: its marker (or, from before markers, recipe.json with timings.json)."""
     return owned(path) or ((path / "recipe.json").is_file() and (path / "timings.json").is_file())
@@ -236,6 +243,8 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
         return items["train"], items["valid"], baseline, selection_rule(c, items, pooled=False)
     syn_file = run.path / "synth.jsonl"
     if not syn_file.is_file():
+        _stage(f"synth: up to {syn['k']} synthetic pairs from the database and the {len(items['train'])} training pairs, "
+               "each checked by execution")
         t = time.monotonic()
         ev = c.get("eval") or {}
         cfg = SynthConfig.from_section(syn, batch_size=int(ev.get("batch_size", 64)),
@@ -318,6 +327,9 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         _write_json(out / "data_check.json", check_report.to_dict())
         run_dir.record("data_check", time.monotonic() - t)
 
+    sizes = ", ".join(f"{len(v)} {s}" for s, v in items.items())
+    _stage(f"{out}: {c.get('model') or 'the default model'} on {db.name} ({sizes} questions)"
+           + (" (resumed)" if started else ""))
     device = pick_device(c.get("device"), c.get("dtype"))
     builder = PromptBuilder(schema_text(db, data.get("notes")), style=c["prompt"]["style"])
     from .evaluate import EvalConfig
@@ -331,6 +343,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     base_done = all((out / f"base_{s}_report.json").is_file() for s in splits)
     model = None
     if not base_done:
+        _stage(f"base: the untuned model answers {' and '.join(splits)}")
         t = time.monotonic()
         model, tok, _ = load_model(c.get("model"), device)
         run_dir.record("load_base", time.monotonic() - t)
@@ -346,6 +359,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     train_items, select_items, baseline, choose = synth_stage(run_dir, c, db, items, device,
                                                                   greedy_view(reports["base"]["valid"]))
     if not is_complete(adapter):
+        _stage(f"train: {c['train'].get('method')} on {len(train_items)} pairs; the checkpoint is chosen on "
+               f"{len(select_items)} questions (the untuned model is a candidate)")
         t = time.monotonic()
         train(cfg, train_items, select_items, db, adapter, resume=True, baseline=baseline, choose=choose)
         run_dir.record("train", time.monotonic() - t)
@@ -356,6 +371,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     tuned_done = all((out / f"tuned_{s}_report.json").is_file() for s in splits)
     model = tok = None
     if not tuned_done:
+        _stage(f"tuned: the tuned model answers {' and '.join(splits)}")
         t = time.monotonic()
         model, tok = load_trained(adapter, device, builder=builder)[:2]
         run_dir.record("load_tuned", time.monotonic() - t)
@@ -377,6 +393,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
                                     untuned)
 
         if not is_complete(rl_dir):
+            _stage(f"rl: GRPO from the tuned model, rewarded by execution on {len(train_items)} training questions")
             model = None
             t = time.monotonic()
             # the checkpoint is chosen on the same items as SFT's (with synthetic pairs: valid decides, the
