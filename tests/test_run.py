@@ -304,3 +304,13 @@ def test_ctrl_c_while_a_finished_run_prints_its_scores_does_not_say_nothing_was_
     assert main(["run", "--out", str(out)]) == 130
     err = capsys.readouterr().err
     assert "nothing written" not in err and f"{out} keeps the finished stages" in " ".join(err.split())
+
+
+def test_a_valid_split_the_untuned_model_aces_is_said_before_training():
+    from sqltune.run import nothing_to_beat
+
+    valid = [{"question": "q1", "sql": "SELECT 1"}, {"question": "q2", "sql": "SELECT 2"}]
+    aced, not_aced = {"summary": {"exact": 1.0}}, {"summary": {"exact": 0.5}}
+    assert "all 2 valid questions" in nothing_to_beat(aced, valid, valid)
+    assert nothing_to_beat(not_aced, valid, valid) is None
+    assert nothing_to_beat(aced, valid + [{"question": "syn", "sql": "SELECT 3"}], valid) is None  # + synthetic slice

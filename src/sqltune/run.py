@@ -261,6 +261,16 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
             None if held else baseline, selection_rule(c, items, pooled=bool(held)))
 
 
+def nothing_to_beat(base_valid: dict, select_items: list[dict], valid: list[dict]) -> str | None:
+    """A note for a run whose checkpoint is chosen on valid alone where the untuned model already answers every
+    valid question: no trained checkpoint can beat it there, so the run will keep it (a user with a few dozen pairs,
+    split 6 / 2 / 8, spent the training minutes for nothing and was not told why)."""
+    if select_items is not valid or not valid or (base_valid.get("summary") or {}).get("exact") != 1.0:
+        return None
+    return (f"note: the untuned model already answers all {len(valid)} valid questions, so no trained checkpoint "
+            "can beat it and the run will keep it; a larger valid split (--valid) gives training a chance")
+
+
 def selection_rule(c: dict, items: dict, pooled: bool, mode: str = "noise"):
     """The checkpoint rule (`synth.checkpoint_rule`) for the recipe `c`: judged on the valid split's questions
     (`synth.select_z`); `pooled`: the evaluation lines also hold the held-out synthetic slice (a guard).
@@ -361,6 +371,9 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     if not is_complete(adapter):
         _stage(f"train: {c['train'].get('method')} on {len(train_items)} pairs; the checkpoint is chosen on "
                f"{len(select_items)} questions (the untuned model is a candidate)")
+        note = nothing_to_beat(greedy_view(reports["base"]["valid"]), select_items, items["valid"])
+        if note:
+            _stage(note)
         t = time.monotonic()
         train(cfg, train_items, select_items, db, adapter, resume=True, baseline=baseline, choose=choose)
         run_dir.record("train", time.monotonic() - t)
