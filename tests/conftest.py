@@ -104,3 +104,17 @@ def chaotic(tiny_model_dir):
 def looping(tiny_model_dir):
     """The tiny model with small random weights: greedy, it repeats a token or two after a while."""
     yield from random_weights(tiny_model_dir, 0.1)
+
+
+@pytest.fixture(scope="module")
+def taught_db(tmp_path_factory) -> Path:
+    """A tiny DB of the module's own (tests may check it is left byte-identical), for the taught model."""
+    return make_tiny_db(tmp_path_factory.mktemp("taught_db") / "tiny.sqlite")
+
+
+@pytest.fixture(scope="module")
+def taught(tiny_model_dir, taught_db, tmp_path_factory) -> Path:
+    """The tiny model taught to answer every question about the tiny DB with one query (tests/taught.py)."""
+    from taught import make_taught_model
+
+    return make_taught_model(tiny_model_dir, taught_db, tmp_path_factory.getbasetemp() / "taught_model")

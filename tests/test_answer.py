@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 import sqltune
-from conftest import make_tiny_db
 from sqltune.errors import SqltuneError
-from taught import ANSWER, QUESTIONS, make_taught_model
+from taught import ANSWER, QUESTIONS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -18,21 +16,11 @@ AUTHORS = [("Ada", "UK"), ("Borges", "AR"), ("Calvino", "IT"), ("Dickens", "UK")
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory) -> Path:
-    return make_tiny_db(tmp_path_factory.mktemp("answer_db") / "tiny.sqlite")
+def model(taught, taught_db):
+    return sqltune.load(str(taught), db=taught_db, device="cpu")
 
 
-@pytest.fixture(scope="module")
-def taught(tiny_model_dir, db, tmp_path_factory) -> Path:
-    return make_taught_model(tiny_model_dir, db, tmp_path_factory.getbasetemp() / "taught_model")
-
-
-@pytest.fixture(scope="module")
-def model(taught, db):
-    return sqltune.load(str(taught), db=db, device="cpu")
-
-
-def test_ask_writes_sql_and_runs_it_read_only(model, db):
+def test_ask_writes_sql_and_runs_it_read_only(model, taught_db):
     a = model.ask(QUESTIONS[0])
     assert a.question == QUESTIONS[0] and a.sql == ANSWER.rstrip(";")
     assert a.ok and a.error is None and a.columns == ["name", "country"] and [tuple(r) for r in a.rows] == AUTHORS
@@ -49,12 +37,12 @@ def test_ask_many_answers_in_order_in_one_batch_as_one_at_a_time(model):
         assert (a.sql, a.columns, a.rows, a.error) == (one.sql, one.columns, one.rows, one.error)
 
 
-def test_row_cap_and_timeout_are_the_executors(taught, db):
-    capped = sqltune.load(str(taught), db=db, device="cpu", max_rows=2).ask(QUESTIONS[0])
+def test_row_cap_and_timeout_are_the_executors(taught, taught_db):
+    capped = sqltune.load(str(taught), db=taught_db, device="cpu", max_rows=2).ask(QUESTIONS[0])
     assert capped.rows == [] and capped.error_kind == "too_many_rows"  # the executor's cap, not a silent cut
 
 
-def test_bad_questions_and_settings_are_one_clear_error(model, taught, db, tmp_path):
+def test_bad_questions_and_settings_are_one_clear_error(model, taught, taught_db, tmp_path):
     for bad in ("", "   "):
         with pytest.raises(SqltuneError, match="non-empty text"):
             model.ask(bad)
@@ -69,12 +57,12 @@ def test_bad_questions_and_settings_are_one_clear_error(model, taught, db, tmp_p
              (dict(run=tmp_path, adapter=tmp_path), "give run or adapter, not both"),
              (dict(run=tmp_path), "not a sqltune run folder")]
     for kw, message in cases:
-        kw = {"db": db, **kw}
+        kw = {"db": taught_db, **kw}
         with pytest.raises(SqltuneError, match=message):
             sqltune.load("/nonexistent-model", **kw)
 
 
-def test_a_run_folder_gives_its_adapter_db_and_fallback(db, tmp_path, monkeypatch):
+def test_a_run_folder_gives_its_adapter_db_and_fallback(taught_db, tmp_path, monkeypatch):
     import sqltune.evaluate as ev
     from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
 
@@ -82,7 +70,7 @@ def test_a_run_folder_gives_its_adapter_db_and_fallback(db, tmp_path, monkeypatc
     (run / "adapter").mkdir(parents=True)
     (run / "adapter" / COMPLETE).write_text("")
     (run / "adapter" / CHECKPOINT_META).write_text("{}")
-    (run / "recipe.json").write_text(json.dumps({"model": "m", "data": {"db": str(db)}, "prompt": {"style": "seed"},
+    (run / "recipe.json").write_text(json.dumps({"model": "m", "data": {"db": str(taught_db)}, "prompt": {"style": "seed"},
                                                  "eval": {"fallback": "base"}}))
     seen = {}
 
@@ -92,12 +80,12 @@ def test_a_run_folder_gives_its_adapter_db_and_fallback(db, tmp_path, monkeypatc
 
     monkeypatch.setattr(ev, "load_for_inference", fake_load)
     m = sqltune.load(run=run)
-    assert seen == {"adapter": str(run / "adapter"), "style": "seed", "db": str(db), "merge": False}
-    assert m.fallback == "base" and m.db == str(db)  # the run's fallback: the adapter loads unmerged
+    assert seen == {"adapter": str(run / "adapter"), "style": "seed", "db": str(taught_db), "merge": False}
+    assert m.fallback == "base" and m.db == str(taught_db)  # the run's fallback: the adapter loads unmerged
     assert sqltune.load(run=run, fallback="none").fallback == "none" and seen["merge"] is True
 
 
-def test_a_run_on_a_relative_db_path_says_so_from_elsewhere(db, tmp_path, monkeypatch):
+def test_a_run_on_a_relative_db_path_says_so_from_elsewhere(taught_db, tmp_path, monkeypatch):
     """`sqltune run --db my.sqlite` records the path as given; `ask --run`/`load(run=)` from another folder said only
     'database not found: my.sqlite'."""
     import sqltune.evaluate as ev
@@ -114,20 +102,20 @@ def test_a_run_on_a_relative_db_path_says_so_from_elsewhere(db, tmp_path, monkey
     with pytest.raises(SqltuneError, match="relative to the folder `sqltune run` was started in.*give the database"):
         sqltune.load(run=run)
     monkeypatch.setattr(ev, "load_for_inference", lambda *a, **k: (None, None, None))
-    assert sqltune.load(run=run, db=db).db == str(db)  # the database given again
-    (elsewhere / "my.sqlite").write_bytes(db.read_bytes())
+    assert sqltune.load(run=run, db=taught_db).db == str(taught_db)  # the database given again
+    (elsewhere / "my.sqlite").write_bytes(taught_db.read_bytes())
     assert sqltune.load(run=run).db == "my.sqlite"  # from the folder the run was started in
 
 
-def test_the_cli_ask_is_the_api(capsys, taught, db, monkeypatch):
+def test_the_cli_ask_is_the_api(capsys, taught, taught_db, monkeypatch):
     """`sqltune ask` prints what `load(...).ask(...)` answers (the same SQL and rows)."""
     from sqltune.cli import main
 
-    code = main(["ask", QUESTIONS[1], "--model", str(taught), "--db", str(db), "--device", "cpu", "--json"])
+    code = main(["ask", QUESTIONS[1], "--model", str(taught), "--db", str(taught_db), "--device", "cpu", "--json"])
     out = json.loads(capsys.readouterr().out)
-    a = sqltune.load(str(taught), db=db, device="cpu").ask(QUESTIONS[1])
+    a = sqltune.load(str(taught), db=taught_db, device="cpu").ask(QUESTIONS[1])
     assert code == 0 and out["sql"] == a.sql and [tuple(r) for r in out["rows"]] == [tuple(r) for r in a.rows]
     capsys.readouterr()
-    code = main(["ask", QUESTIONS[1], "--run", str(db.parent), "--adapter", str(db.parent)])
+    code = main(["ask", QUESTIONS[1], "--run", str(taught_db.parent), "--adapter", str(taught_db.parent)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "give run or adapter, not both" in err

@@ -13,8 +13,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from conftest import make_tiny_db  # noqa: E402
-from taught import ANSWER, QUESTIONS, make_taught_model  # noqa: F401  # noqa: E402
+from taught import ANSWER, QUESTIONS  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,21 +22,11 @@ AUTHORS = [["Ada", "UK"], ["Borges", "AR"], ["Calvino", "IT"], ["Dickens", "UK"]
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory) -> Path:
-    return make_tiny_db(tmp_path_factory.mktemp("serve_db") / "tiny.sqlite")
-
-
-@pytest.fixture(scope="module")
-def taught(tiny_model_dir, db, tmp_path_factory) -> Path:
-    return make_taught_model(tiny_model_dir, db, tmp_path_factory.getbasetemp() / "taught_model")
-
-
-@pytest.fixture(scope="module")
-def engine(taught, db, tmp_path_factory):
+def engine(taught, taught_db, tmp_path_factory):
     from sqltune.serve import Engine, ServeConfig
 
     fb = tmp_path_factory.mktemp("serve_fb") / "feedback.jsonl"
-    return Engine(ServeConfig(model=str(taught), db=str(db), device="cpu", feedback=str(fb), max_question_chars=200,
+    return Engine(ServeConfig(model=str(taught), db=str(taught_db), device="cpu", feedback=str(fb), max_question_chars=200,
                               max_body_bytes=4096))
 
 
@@ -109,13 +98,13 @@ def test_concurrent_questions_are_decoded_as_one_batch(engine):
     assert engine.prefix_reused >= 2  # the batch and the lone question both started from the cached prefix
 
 
-def test_schema_and_health(client, engine, db):
+def test_schema_and_health(client, engine, taught_db):
     s = client.get("/api/schema").json()
     assert [t["name"] for t in s["tables"]] == ["authors", "books", "sales"]
     assert {"name": "title", "type": "TEXT", "pk": False, "fk": None} in s["tables"][1]["columns"]
     assert "CREATE TABLE" in s["text"] or "authors" in s["text"]
     h = client.get("/api/health").json()
-    assert h["status"] == "ok" and h["db"] == str(db) and h["adapter"] is None
+    assert h["status"] == "ok" and h["db"] == str(taught_db) and h["adapter"] is None
     assert h["prompt"]["sha256"] == engine.builder.fingerprint(engine.tokenizer)["sha256"]
     assert h["prefix_tokens"] > 50 and h["served"]["questions"] >= 0
 
@@ -290,10 +279,10 @@ HOSTILE = [
 ]
 
 
-def test_hostile_fixed_sql_leaves_the_database_byte_identical(client, engine, db):
+def test_hostile_fixed_sql_leaves_the_database_byte_identical(client, engine, taught_db):
     f = engine.feedback_file
     size = f.stat().st_size if f.exists() else 0
-    before, mtime = digest(db), db.stat().st_mtime_ns
+    before, mtime = digest(taught_db), taught_db.stat().st_mtime_ns
     engine.config.timeout = 0.5  # the endless recursive query is stopped by the executor's timeout
     try:
         for sql in HOSTILE:
@@ -303,7 +292,7 @@ def test_hostile_fixed_sql_leaves_the_database_byte_identical(client, engine, db
             assert r.status_code == 200 and r.json()["error"] and r.json()["rows"] == [], sql
     finally:
         engine.config.timeout = 5.0
-    assert digest(db) == before and db.stat().st_mtime_ns == mtime
+    assert digest(taught_db) == before and taught_db.stat().st_mtime_ns == mtime
     assert (f.stat().st_size if f.exists() else 0) == size
     ok = client.post("/api/execute", json={"sql": "SELECT count(*) AS n FROM authors"}).json()
     assert ok["rows"] == [[4]] and ok["error"] is None
@@ -316,7 +305,7 @@ def test_cells_that_json_cannot_hold_are_sent_as_text(client):
 
 
 # ---------------------------------------------------------------- the command
-def test_serve_warns_off_loopback_and_loads_once(monkeypatch, taught, db, tmp_path):
+def test_serve_warns_off_loopback_and_loads_once(monkeypatch, taught, taught_db, tmp_path):
     import uvicorn
 
     from sqltune.serve import ServeConfig, serve
@@ -324,12 +313,12 @@ def test_serve_warns_off_loopback_and_loads_once(monkeypatch, taught, db, tmp_pa
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(app=app, host=host, port=port))
     logs: list[str] = []
-    serve(ServeConfig(model=str(taught), db=str(db), device="cpu", feedback=str(tmp_path / "f.jsonl")),
+    serve(ServeConfig(model=str(taught), db=str(taught_db), device="cpu", feedback=str(tmp_path / "f.jsonl")),
           host="0.0.0.0", port=8123, log=logs.append)
     assert logs[0].startswith("warning: listening on 0.0.0.0") and "--token" in logs[0]
     assert seen["host"] == "0.0.0.0" and seen["port"] == 8123
     logs.clear()
-    serve(ServeConfig(model=str(taught), db=str(db), device="cpu"), host="127.0.0.1", log=logs.append)
+    serve(ServeConfig(model=str(taught), db=str(taught_db), device="cpu"), host="127.0.0.1", log=logs.append)
     assert not any(m.startswith("warning") for m in logs)
 
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_tiny_db
-from taught import ANSWER, QUESTIONS, make_taught_model
+from taught import ANSWER, QUESTIONS
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("one_thread")]
 
@@ -35,14 +34,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
+def server(taught, taught_db, tmp_path_factory):
     import uvicorn
 
     from sqltune.serve import Engine, ServeConfig, create_app
 
-    db = make_tiny_db(tmp_path_factory.mktemp("browser_db") / "tiny.sqlite")
-    model = make_taught_model(tiny_model_dir, db, tmp_path_factory.getbasetemp() / "taught_model")
-    engine = Engine(ServeConfig(model=str(model), db=str(db), device="cpu",
+    engine = Engine(ServeConfig(model=str(taught), db=str(taught_db), device="cpu",
                                 feedback=str(tmp_path_factory.mktemp("browser_fb") / "feedback.jsonl")))
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
