@@ -162,49 +162,39 @@ class Engine:
         self.fingerprint = self.builder.fingerprint(self.tokenizer)
         self.prefix_reused = 0  # batches that used the cached prefix
 
-    def _config(self, vote=None):
-        """The evaluator's settings for a batch: `evaluate.predict` answers every request, as it answers `sqltune eval`
-        and `sqltune run` (greedy or the vote, then the fallback), so a question gets the same answer everywhere."""
-        from .evaluate import EvalConfig
+    def _answer(self, questions: list[str], vote=None, **kw) -> list[dict]:
+        """`evaluate.predict`'s rows for `questions`, as it answers `sqltune eval` and `sqltune run` (greedy, or `vote`:
+        a `vote.VoteSettings`; then `--fallback`), so a question gets the same answer everywhere. `--fallback vote`
+        pools both models' candidates where they differ, `pool` of each whatever the request's vote. `kw`: predict's."""
+        from .evaluate import EvalConfig, pool_vote, predict
         from .vote import VoteSettings
 
         fb = self.config.fallback
-        if fb == "vote" and vote is None:  # the pooled vote needs its size; the request's answer stays greedy
-            vote = VoteSettings(self.config.pool, when="error")
-        return EvalConfig(batch_size=self.config.batch_size, max_new_tokens=self.config.max_new_tokens, progress=False,
-                          autocast=self.device.autocast, timeout=self.config.timeout, vote=vote, fallback=fb)
+        cfg = EvalConfig(batch_size=self.config.batch_size, max_new_tokens=self.config.max_new_tokens, progress=False,
+                         autocast=self.device.autocast, timeout=self.config.timeout, vote=vote,
+                         fallback="none" if fb == "vote" else fb)
+        items = [{"question": q} for q in questions]
+        rows = predict(self.model, self.tokenizer, self.builder, items, self.db, cfg, **kw)
+        if fb == "vote":
+            rows = pool_vote(self.model, self.tokenizer, self.builder, items, rows, self.db,
+                             cfg.with_(vote=VoteSettings(self.config.pool, when=self.config.vote_when), fallback="vote"))
+        return rows
 
     def generate(self, questions: list[str]) -> list[dict]:
         """Greedy answers for a batch of questions (`evaluate.predict` rows), from the cached schema prefix."""
-        from .evaluate import pool_vote, predict
         from .generate import GenerationStats
 
         stats = GenerationStats()
-        cfg = self._config()
-        items = [{"question": q} for q in questions]
-        # greedy for every request; `--fallback vote` then pools both models' candidates where they differ
-        rows = predict(self.model, self.tokenizer, self.builder, items, self.db, cfg.with_(vote=None, fallback=(
-            "none" if cfg.fallback == "vote" else cfg.fallback)), stats=stats, prefix=self.prefix)
+        rows = self._answer(questions, stats=stats, prefix=self.prefix)
         self.prefix_reused += stats.prefix_tokens == 0  # else the batch's prompts did not start with it
-        if cfg.fallback == "vote":
-            rows = pool_vote(self.model, self.tokenizer, self.builder, items, rows, self.db, cfg)
         return rows
 
     def vote(self, question: str, n: int) -> dict:
         """One question voted over `n` candidates (`--vote-when` as configured), then the fallback: `evaluate.predict`'s
         row, as `sqltune eval --vote n` writes it."""
-        from .evaluate import pool_vote, predict
         from .vote import VoteSettings
 
-        settings = VoteSettings(n, when=self.config.vote_when)
-        cfg = self._config(settings)
-        items = [{"question": question}]
-        row = predict(self.model, self.tokenizer, self.builder, items, self.db,
-                      cfg.with_(fallback="none" if cfg.fallback == "vote" else cfg.fallback))[0]
-        if cfg.fallback == "vote":  # both models draw the server's pool size, whatever the request's vote
-            row = pool_vote(self.model, self.tokenizer, self.builder, items, [row], self.db,
-                            cfg.with_(vote=VoteSettings(self.config.pool, when=self.config.vote_when)))[0]
-        return row
+        return self._answer([question], VoteSettings(n, when=self.config.vote_when))[0]
 
 
 def response_extras(row: dict, voted: bool) -> dict:
