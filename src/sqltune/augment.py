@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections import Counter
@@ -192,17 +191,14 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     from .prompt import PromptBuilder
     from .schema import schema_text
 
+    from .run import read_recipe
+
     run_dir = Path(run_dir)
     recipe_file = run_dir / "recipe.json"
-    if not recipe_file.is_file():
-        raise SqltuneError(f"{run_dir} is not a sqltune run folder (no recipe.json)")
-    try:
-        recipe = json.loads(recipe_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        recipe = None
-    if not isinstance(recipe, dict) or not isinstance(recipe.get("data"), dict):
+    recipe = read_recipe(run_dir)
+    data = recipe.get("data")
+    if not isinstance(data, dict):  # a run's recipe always names its data
         raise SqltuneError(f"{recipe_file} is not a sqltune run's recipe")
-    data = recipe["data"]
     db = resolve_db(data.get("db"))
     from .recipe import build_recipe
 

@@ -50,6 +50,21 @@ def _read_json(path: Path, fix: str) -> dict:
     return data
 
 
+def read_recipe(run_dir: str | os.PathLike) -> dict:
+    """A run folder's `recipe.json` (what `run` wrote), checked: a folder without one, or one that is not JSON, not a
+    mapping, or whose data/prompt/eval are not mappings, is one clear error (`serve --run`, `augment --run`)."""
+    recipe_file = Path(run_dir) / "recipe.json"
+    if not recipe_file.is_file():
+        raise SqltuneError(f"{run_dir} is not a sqltune run folder (no recipe.json)")
+    try:
+        recipe = json.loads(recipe_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        recipe = None
+    if not isinstance(recipe, dict) or not all(isinstance(recipe.get(k) or {}, dict) for k in ("data", "prompt", "eval")):
+        raise SqltuneError(f"{recipe_file} is not a sqltune run's recipe")
+    return recipe
+
+
 def _stage_report(path: Path) -> dict:
     """A stage's score report read back by a resumed run (checked: the report and the next stages use it)."""
     from .report import load_report

@@ -69,16 +69,10 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
     """What a run folder gives a server: db, notes, model, prompt style and its best finished adapter."""
     from .checkpoint import is_complete
 
+    from .run import read_recipe
+
     run = Path(run_dir)
-    recipe_file = run / "recipe.json"
-    if not recipe_file.is_file():
-        raise SqltuneError(f"{run} is not a sqltune run folder (no recipe.json)")
-    try:
-        recipe = json.loads(recipe_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        recipe = None
-    if not isinstance(recipe, dict) or not all(isinstance(recipe.get(k) or {}, dict) for k in ("data", "prompt", "eval")):
-        raise SqltuneError(f"{recipe_file} is not a sqltune run's recipe")
+    recipe = read_recipe(run)
     data = recipe.get("data") or {}
     # the run's stages and their adapters: SFT, GRPO after it, the augment-and-retrain round. GRPO's output
     # is already the run's choice between the two (its rule had the SFT model as step 0, and `last` keeps a
