@@ -190,10 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     # sqlglot warns on stderr about SQL it parses only as a command (`VACUUM INTO ...`); the executor refuses such SQL
     # with its own one line, so the warning is a second, confusing one
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
+    from .dataset import is_text
+
     for arg in sys.argv[1:] if argv is None else argv:
-        try:  # bytes the terminal's encoding could not decode arrive as lone surrogates: no file, model or SQL takes them
-            str(arg).encode("utf-8")
-        except UnicodeEncodeError:
+        if not is_text(str(arg)):  # bytes the terminal could not decode arrive as lone surrogates: nothing takes them
             echo(f"[red]error:[/] {esc(ascii(arg))} is not UTF-8 text (a file name or value the terminal could not "
                  f"decode): rename the file, or use a UTF-8 locale", err=True)
             return 2

@@ -16,12 +16,20 @@ from .errors import SqltuneError
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud800-\udfff: half of a UTF-16 pair, if alone
 
 
-def _check_text(value, where: str) -> None:
-    """JSON can escape a lone surrogate ("\\ud800"), which no UTF-8 file, tokenizer or SQLite string can hold."""
+def is_text(value) -> bool:
+    """Whether `value` (a string, or data holding strings) is text that UTF-8 can hold: not a lone surrogate, which
+    JSON can escape ("\\ud800") and a terminal makes of bytes it could not decode, and which no UTF-8 file,
+    tokenizer or SQLite string can hold."""
     try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
     except UnicodeEncodeError:
-        raise SqltuneError(f"{where}: holds a lone surrogate escape (\\ud800-\\udfff), which is not text") from None
+        return False
+    return True
+
+
+def _check_text(value, where: str) -> None:
+    if not is_text(value):
+        raise SqltuneError(f"{where}: holds a lone surrogate escape (\\ud800-\\udfff), which is not text")
 
 
 def read_jsonl(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[dict]:

@@ -16,7 +16,6 @@ nested dicts; string values (from the command line) are converted to the key's t
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import os
 import types
@@ -245,12 +244,11 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
     """A validated Recipe from a plain mapping (as read from YAML)."""
     raw = dict(raw)
     _check_keys(raw, TOP_LEVEL, label, "")
+    from .dataset import is_text
+
     for key, value in _flatten(raw).items():  # a command-line value or path the terminal could not decode
-        try:
-            json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
-        except UnicodeEncodeError:
-            raise SqltuneError(f"recipe {label}: {key} is not UTF-8 text ({value!r}); the run could not record it") \
-                from None
+        if not is_text(value):
+            raise SqltuneError(f"recipe {label}: {key} is not UTF-8 text ({value!r}); the run could not record it")
     kwargs = {}
     hints = typing.get_type_hints(Recipe)
     for key, value in raw.items():

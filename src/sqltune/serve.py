@@ -366,6 +366,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.concurrency import run_in_threadpool
 
+    from .dataset import is_text
     from .execute import execute
     from .schema import describe
 
@@ -443,11 +444,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None, batcher: Batch
 
     def text_of(text: str | None, what: str) -> str | None:
         # JSON can carry lone surrogates ("\ud800"), which no tokenizer, SQLite or UTF-8 response can hold
-        if text is not None and not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise BadRequest(f"{what} is not valid Unicode text (a lone surrogate escape)")
+        if text is not None and not text.isascii() and not is_text(text):
+            raise BadRequest(f"{what} is not valid Unicode text (a lone surrogate escape)")
         return text
 
     def question_of(text: str) -> str:
