@@ -71,9 +71,8 @@ def smallest_detectable(n: int) -> str:
         return "no questions"
     # With n questions, one question is 1/n of accuracy; McNemar needs >= 6 one-sided discordant
     # pairs (all in one direction) before p < 0.05 two-sided.
+    head = f"with {n} questions one question moves accuracy by {100 / n:.3g}%; McNemar's test cannot reach p < 0.05 "
     if n < 6:
-        return (f"with {n} questions one question moves accuracy by {100 / n:.3g}%; McNemar's test cannot reach "
-                f"p < 0.05 with fewer than 6 questions, whatever changes, so no difference here can be told from noise")
-    return (f"with {n} questions one question moves accuracy by {100 / n:.3g}%; McNemar's test cannot reach "
-            f"p < 0.05 unless at least 6 questions change, all in the same direction, so differences "
-            f"of a few questions are indistinguishable from noise")
+        return head + "with fewer than 6 questions, whatever changes, so no difference here can be told from noise"
+    return head + ("unless at least 6 questions change, all in the same direction, so differences of a few questions "
+                   "are indistinguishable from noise")
