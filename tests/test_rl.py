@@ -507,6 +507,7 @@ def test_run_scores_the_unaveraged_step_beside_the_averaged_one(tiny_model_dir, 
     out = tmp_path / "run"
     metrics = run("default", out, overrides=ov)
     assert list(metrics)[:4] == ["base", "tuned", "rl_unaveraged", "rl"]
+    assert list(metrics["chosen"]) == ["tuned", "rl_unaveraged", "rl"]  # metrics.json's chosen step per checkpoint
     for stage in ("rl_unaveraged", "rl"):
         assert all((out / f"{stage}_{s}_report.json").is_file() for s in ("valid", "test"))
     md = (out / "report.md").read_text()
@@ -705,3 +706,5 @@ def test_run_scores_each_grpo_run_beside_their_soup(tiny_model_dir, one_table_db
     assert "| tuned | rl_run1 | rl_run2 | rl |" in md
     assert "**test, rl_run1 → rl_run2**" in md and "*rl_run1 → rl_run2 above is two GRPO runs of this recipe" in md
     assert read_info(out / "adapter_rl")["rl"]["runs"] == 2
+    assert list(metrics["chosen"]) == ["tuned", "rl_run1", "rl_run2", "rl"]
+    assert metrics["chosen"]["rl"]["steps"] == read_info(out / "adapter_rl")["chosen"]["steps"]  # each run's step

@@ -7,7 +7,7 @@ import pytest
 from sqltune.cli import main
 from sqltune.dataset import write_jsonl
 from sqltune.errors import DatasetError, SqltuneError
-from sqltune.run import run
+from sqltune.run import _flat, run
 
 TRAIN = [
     {"id": "t1", "question": "How many authors are there?", "sql": "SELECT COUNT(*) FROM authors"},
@@ -60,9 +60,15 @@ def test_run_end_to_end_files_agree(tiny_model_dir, tiny_db, tmp_path):
     step0 = json.loads((out / "adapter" / "metrics.jsonl").read_text().splitlines()[0])
     assert step0["step"] == 0 and step0["exact"] == on_disk["base"]["valid"]["exact"]
     assert step0["execution_rate"] == on_disk["base"]["valid"]["execution_rate"]
+    # metrics.json says which step training chose, and at step 0 which stage the tuned one is (its reports say so too)
+    chosen = json.loads((out / "adapter" / "sqltune_checkpoint.json").read_text())["chosen"]
+    same = json.loads((out / "tuned_valid_report.json").read_text()).get("same_model_as")
+    assert on_disk["chosen"] == metrics["chosen"] == {"tuned": {"step": chosen["step"], **({"same_model_as": same}
+                                                                                           if same else {})}}
+    assert (same == "base") == (chosen["step"] == 0)
     # a finished run resumes to the same metrics without redoing work
     again = run("default", out, resume=True, overrides=overrides(tiny_model_dir, tiny_db, tmp_path))
-    assert again["tuned"] == metrics["tuned"] and again["base"] == metrics["base"]
+    assert again["tuned"] == metrics["tuned"] and again["base"] == metrics["base"] and again["chosen"] == metrics["chosen"]
     with pytest.raises(SqltuneError, match="--resume"):
         run("default", out, overrides=overrides(tiny_model_dir, tiny_db, tmp_path))
     # and `sqltune report` compares it with itself: nothing fixed, nothing broken
@@ -304,6 +310,62 @@ def test_ctrl_c_while_a_finished_run_prints_its_scores_does_not_say_nothing_was_
     assert main(["run", "--out", str(out)]) == 130
     err = capsys.readouterr().err
     assert "nothing written" not in err and f"{out} keeps the finished stages" in " ".join(err.split())
+
+
+def test_chosen_steps_name_each_trained_stages_step_in_the_reports_order(tmp_path):
+    """metrics.json's `chosen`: per stage scored from a checkpoint, the step its training chose (a soup of GRPO runs:
+    each run's too), and at step 0 the stage it is the same model as, from its reports; base has no checkpoint."""
+    from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
+    from sqltune.run import chosen_steps
+
+    def checkpoint(name, chosen):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / CHECKPOINT_META).write_text(json.dumps({"prompt": {}, "chosen": chosen}))
+        (tmp_path / name / COMPLETE).write_text("")
+        return tmp_path / name
+
+    reports = {"base": {"valid": {}}, "tuned": {"valid": {"same_model_as": "base"}, "test": {"same_model_as": "base"}},
+               "rl_run1": {"valid": {}}, "rl": {"valid": {}}}
+    checkpoints = {"rl": checkpoint("rl", {"step": 6, "untrained": False, "steps": [6, 0]}),
+                   "tuned": checkpoint("tuned", {"step": 0, "untrained": True}),
+                   "rl_run1": checkpoint("rl_run1", {"step": 6})}
+    got = chosen_steps(reports, checkpoints)
+    assert got == {"tuned": {"step": 0, "same_model_as": "base"}, "rl_run1": {"step": 6}, "rl": {"step": 6, "steps": [6, 0]}}
+    assert list(got) == ["tuned", "rl_run1", "rl"]
+
+
+def test_the_cli_says_a_step_0_stage_from_metrics_json(tmp_path, monkeypatch, capsys):
+    """The closing line "tuned is the base model ..." comes from metrics.json's `chosen` (it re-read each stage's
+    valid report before), and `chosen` is no stage: no score table for it."""
+    import sqltune.run
+
+    def finished(recipe, out_dir, resume=False, overrides=None):
+        return {"base": {"valid": {"n": 1, **dict.fromkeys(("execution_rate", "exact", "set", "fuzzy", "vacuous"), 0.0)}},
+                "chosen": {"tuned": {"step": 0, "same_model_as": "base"}, "rl": {"step": 4}}, "timings": {},
+                "out": str(out_dir)}
+
+    monkeypatch.setattr(sqltune.run, "run", finished)
+    assert main(["run", "--out", str(tmp_path / "run")]) == 0  # no report file there to read
+    printed = " ".join(capsys.readouterr().out.split())
+    assert printed.count("tuned is the base model: training did not beat it on valid, so the run kept it (step 0)") == 1
+    assert "rl is" not in printed and "chosen" not in printed and "base / valid" in printed
+
+
+def test_a_run_folder_from_before_chosen_resumes_to_the_same_closing_line(tiny_model_dir, tiny_db, tmp_path, capsys):
+    """A run folder written before metrics.json held `chosen` (its step-0 stage marked only in the copied reports)
+    resumes to the same closing line, and its metrics.json gains `chosen`."""
+    args = [a for k, v in _flat(overrides(tiny_model_dir, tiny_db, tmp_path)).items()
+            for a in ("--set", f"{k}={'null' if v is None else v}")]
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out)] + args) == 0
+    line = "tuned is the base model: training did not beat it on valid, so the run kept it (step 0)"
+    assert line in " ".join(capsys.readouterr().out.split())  # the tiny model's training keeps step 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["chosen"] == {"tuned": {"step": 0, "same_model_as": "base"}}
+    (out / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "chosen"}))
+    assert main(["run", "--out", str(out), "--resume"] + args) == 0
+    assert line in " ".join(capsys.readouterr().out.split())
+    assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
 def test_a_valid_split_the_untuned_model_aces_is_said_before_training():

@@ -245,6 +245,23 @@ def _same_model_scores(run: RunFolder, checkpoint: Path, before: str, after: str
             _write_json(dst, rep)
 
 
+def chosen_steps(reports: dict, checkpoints: dict) -> dict:
+    """{stage: {"step": N}} for each stage scored from a trained checkpoint (`checkpoints`: {stage: folder}), in the
+    order of `reports`: the step its training chose (a soup of GRPO runs: the latest, each run's in `steps`). A step-0
+    checkpoint is the model it started from; `same_model_as` names that stage, as its copied reports say
+    (`_same_model_scores`), so a resumed run from before metrics.json held this finds it there."""
+    from .checkpoint import read_info
+
+    out = {}
+    for stage in (st for st in reports if st in checkpoints):
+        chosen = read_info(checkpoints[stage]).get("chosen") or {}
+        out[stage] = {k: chosen[k] for k in ("step", "steps") if k in chosen}
+        same = next((r["same_model_as"] for r in reports[stage].values() if r.get("same_model_as")), None)
+        if same:
+            out[stage]["same_model_as"] = same
+    return out
+
+
 def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict):
     """Issue 14: synthetic pairs before training (recipe `synth:`). Returns the training items (seeds
     weighted up + synthetic pairs), the checkpoint-choice items (valid + a held-out slice of synthetic
@@ -381,6 +398,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     from .checkpoint import is_complete, load_trained
 
     adapter = out / "adapter"
+    checkpoints = {"tuned": adapter}  # {stage: the checkpoint it scores}, for metrics.json's `chosen`
     train_items, select_items, baseline, choose = synth_stage(run_dir, c, db, items, device,
                                                                   greedy_view(reports["base"]["valid"]))
     if not is_complete(adapter):
@@ -442,7 +460,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         # rl_unaveraged -> rl the averaging); `rl.runs` > 1: each run (rl_run1, ...), then their soup (`rl`)
         for name, inner in inner_checkpoints(rl_dir):
             reports[f"rl_{name}"] = score_inner(name, inner)
-        reports["rl"] = rl_reports
+            checkpoints[f"rl_{name}"] = inner
+        reports["rl"], checkpoints["rl"] = rl_reports, rl_dir
 
     # 5. optional: mine valid failures, grow the training data, train again, score again
     aug = c.get("augment") or {}
@@ -469,6 +488,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         aug_cfg = eval_cfg.with_(fewshot_pool=items["train"] + extra) if eval_cfg.fewshot else eval_cfg
         reports["augmented"] = score_checkpoint(run_dir, "augmented", adapter_aug, device, builder, items, db, aug_cfg,
                                                 splits, suite, untuned if aug_cfg is eval_cfg else None)
+        checkpoints["augmented"] = adapter_aug
 
     # 6. metrics and report
     history = read_jsonl(adapter / "metrics.jsonl") if (adapter / "metrics.jsonl").is_file() else []
@@ -477,6 +497,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         history += [{**h, "epoch": last + (h.get("epoch") or 0.0), "stage": "rl"} for h in read_jsonl(rl_dir / "metrics.jsonl")
                     if h.get("run", 1) == 1]  # `rl.runs` > 1: the chart follows the first run
     metrics = {stage: {s: r["summary"] for s, r in reps.items()} for stage, reps in reports.items()}
+    metrics["chosen"] = chosen_steps(reports, checkpoints)
     metrics["timings"] = run_dir.timings
     metrics["model"] = c.get("model")
     metrics["recipe"] = c.get("name")

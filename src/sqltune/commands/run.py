@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -68,18 +67,14 @@ def register(app: typer.Typer) -> None:
                      f"splits): split_*.jsonl in the run folder")
 
             for stage, splits in metrics.items():  # every stage the run scored, in order (base, tuned, rl_run1.., rl, augmented)
-                if stage != "timings" and isinstance(splits, dict):
+                if stage not in ("timings", "chosen") and isinstance(splits, dict):
                     for split, summary in splits.items():
                         print_summary(f"{stage} / {split}", summary)
-            folder = Path(metrics.get("out", out))
-            for stage in metrics:  # a stage whose checkpoint is step 0 copied its start model's scores: say so
-                try:
-                    before = json.loads((folder / f"{stage}_valid_report.json").read_text()).get("same_model_as")
-                except (OSError, ValueError, AttributeError):
-                    before = None
-                if before:
-                    echo(f"{stage} is the {before} model: training did not beat it on valid, so the run kept it (step 0)")
-            echo(f"report: {esc(folder / 'report.md')} and report.html beside it")
+            for stage, chosen in metrics.get("chosen", {}).items():  # a step-0 checkpoint copied its start model's scores
+                if chosen.get("same_model_as"):
+                    echo(f"{stage} is the {chosen['same_model_as']} model: training did not beat it on valid, so the run "
+                         "kept it (step 0)")
+            echo(f"report: {esc(Path(metrics.get('out', out)) / 'report.md')} and report.html beside it")
         except KeyboardInterrupt:  # also while the finished run's scores print: never "nothing written" for a run
             from ..run import is_run_folder
 
