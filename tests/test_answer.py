@@ -54,7 +54,7 @@ def test_bad_questions_and_settings_are_one_clear_error(model, taught, taught_db
              (dict(vote=0), "vote"), (dict(timeout=0), "timeout must be positive"),
              (dict(retries=-1), "retries must be >= 0"), (dict(retries=1, vote=4), "do not combine"),
              (dict(db=tmp_path / "none.sqlite"), "none.sqlite"),
-             (dict(run=tmp_path, adapter=tmp_path), "give run or adapter, not both"),
+             (dict(run=tmp_path, adapter=tmp_path), "give a run folder or an adapter, not both"),
              (dict(run=tmp_path), "not a sqltune run folder")]
     for kw, message in cases:
         kw = {"db": taught_db, **kw}
@@ -118,4 +118,4 @@ def test_the_cli_ask_is_the_api(capsys, taught, taught_db, monkeypatch):
     capsys.readouterr()
     code = main(["ask", QUESTIONS[1], "--run", str(taught_db.parent), "--adapter", str(taught_db.parent)])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "give run or adapter, not both" in err
+    assert code == 2 and err.count("\n") == 1 and "give a run folder or an adapter, not both" in err

@@ -330,6 +330,16 @@ def test_serve_run_that_is_not_a_run_is_one_line(tmp_path, capsys):
     assert "not a sqltune run folder" in err and "Traceback" not in err
 
 
+def test_serve_run_beside_an_adapter_is_one_line(tmp_path, capsys):
+    """`serve --run` with `--adapter` is refused in the words `ask --run` and `sqltune.load(run=..., adapter=...)` use:
+    one function (`run_settings`) applies a run folder's settings for all three."""
+    from sqltune.cli import main
+
+    assert main(["serve", "--run", str(tmp_path), "--adapter", str(tmp_path), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "give a run folder or an adapter, not both" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("text", ["{broken", "[1]", '{"data": 5}', '{"prompt": "chat"}'])
 def test_serve_run_with_a_damaged_recipe_is_one_line(tmp_path, capsys, text):
     from sqltune.cli import main

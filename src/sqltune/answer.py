@@ -148,14 +148,9 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
     from .model import pick_device
 
     if run is not None:
-        from .serve import run_db, run_paths
+        from .serve import run_settings
 
-        if adapter is not None:
-            raise SqltuneError("give run or adapter, not both")
-        found = run_paths(run)
-        adapter, db = found["adapter"], db or run_db(run, found["db"])
-        notes, prompt_style = notes or found["notes"], prompt_style or found["prompt_style"]
-        fallback = fallback or found["fallback"]
+        adapter, db, notes, prompt_style, fallback, _ = run_settings(run, adapter, db, notes, prompt_style, fallback)
     fallback = fallback or "none"
     for name, value in (("retries", retries), ("timeout", timeout), ("max_rows", max_rows),
                         ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):

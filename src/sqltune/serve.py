@@ -108,6 +108,19 @@ def run_db(run_dir: str | os.PathLike, db: str | None) -> str | None:
     return db
 
 
+def run_settings(run_dir: str | os.PathLike, adapter=None, db=None, notes=None, prompt_style=None, fallback=None):
+    """(adapter, db, notes, prompt_style, fallback, pool): a run folder's settings (`run_paths`) under those the caller
+    gave (None: not given), as `serve --run`, `ask --run` and `sqltune.load(run=...)` take them. The adapter is the
+    run's (one given beside the run is refused), the database is checked (`run_db`), and `pool` is the run's vote size
+    where its pooled vote (`eval.fallback: vote`) is taken, else None."""
+    if adapter is not None:
+        raise SqltuneError("give a run folder or an adapter, not both: the run brings its own adapter")
+    found = run_paths(run_dir)
+    pool = found["pool"] if fallback is None and found["fallback"] == "vote" and isinstance(found["pool"], int) else None
+    return (found["adapter"], db or run_db(run_dir, found["db"]), notes or found["notes"],
+            prompt_style or found["prompt_style"], fallback or found["fallback"], pool)
+
+
 # ---------------------------------------------------------------- the model, loaded once
 class Engine:
     """Model + tokenizer + prompt builder for one database, and the schema prefix's KV cache."""
@@ -121,16 +134,9 @@ class Engine:
 
         cfg = config
         if cfg.run_dir:
-            if cfg.adapter:
-                raise SqltuneError("give --run or --adapter, not both")
-            found = run_paths(cfg.run_dir)
-            cfg.adapter = found["adapter"]
-            cfg.db = cfg.db or run_db(cfg.run_dir, found["db"])
-            cfg.notes = cfg.notes or found["notes"]
-            cfg.prompt_style = cfg.prompt_style or found["prompt_style"]
-            if cfg.fallback is None and found["fallback"] == "vote" and isinstance(found["pool"], int):
-                cfg.pool = found["pool"]
-            cfg.fallback = cfg.fallback or found["fallback"]
+            cfg.adapter, cfg.db, cfg.notes, cfg.prompt_style, cfg.fallback, pool = run_settings(
+                cfg.run_dir, cfg.adapter, cfg.db, cfg.notes, cfg.prompt_style, cfg.fallback)
+            cfg.pool = pool or cfg.pool
         cfg.fallback = cfg.fallback or "none"
         if cfg.fallback == "vote" and cfg.pool < 2:
             raise SqltuneError(f"serve: --fallback vote needs at least 2 candidates per model (pool {cfg.pool})")
