@@ -87,7 +87,8 @@ def test_a_run_folder_gives_its_adapter_db_and_fallback(taught_db, tmp_path, mon
 
 def test_a_run_on_a_relative_db_path_says_so_from_elsewhere(taught_db, tmp_path, monkeypatch):
     """`sqltune run --db my.sqlite` records the path as given; `ask --run`/`load(run=)` from another folder said only
-    'database not found: my.sqlite'."""
+    'database not found: my.sqlite'. A run now records the absolute path too (inputs.json `db_path`), used where the
+    path as given is not found; a run from before it, or whose database has moved, says why."""
     import sqltune.evaluate as ev
     from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
 
@@ -103,8 +104,16 @@ def test_a_run_on_a_relative_db_path_says_so_from_elsewhere(taught_db, tmp_path,
         sqltune.load(run=run)
     monkeypatch.setattr(ev, "load_for_inference", lambda *a, **k: (None, None, None))
     assert sqltune.load(run=run, db=taught_db).db == str(taught_db)  # the database given again
+    (run / "inputs.json").write_text(json.dumps({"db": "0" * 64}))  # a run from before `db_path` was recorded: the same
+    with pytest.raises(SqltuneError, match=r"no my.sqlite here \(.*\): work from that folder, or give the database"):
+        sqltune.load(run=run)
+    (run / "inputs.json").write_text(json.dumps({"db": "0" * 64, "db_path": str(tmp_path / "gone.sqlite")}))
+    with pytest.raises(SqltuneError, match="nor at .*gone.sqlite, where the run found it: give the database"):
+        sqltune.load(run=run)
+    (run / "inputs.json").write_text(json.dumps({"db": "0" * 64, "db_path": str(taught_db)}))
+    assert sqltune.load(run=run).db == str(taught_db)  # the absolute path the run recorded
     (elsewhere / "my.sqlite").write_bytes(taught_db.read_bytes())
-    assert sqltune.load(run=run).db == "my.sqlite"  # from the folder the run was started in
+    assert sqltune.load(run=run).db == "my.sqlite"  # from the folder the run was started in: the path as given
 
 
 def test_the_cli_ask_is_the_api(capsys, taught, taught_db, monkeypatch):

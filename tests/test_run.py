@@ -368,6 +368,45 @@ def test_a_run_folder_from_before_chosen_resumes_to_the_same_closing_line(tiny_m
     assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
+def test_a_run_on_a_relative_db_records_its_absolute_path_for_use_from_elsewhere(tiny_model_dir, tiny_db, tmp_path,
+                                                                                   monkeypatch):
+    """`sqltune run --db my.sqlite` keeps the path as given (recipe.json: `--resume` compares it) and records the
+    absolute one beside the fingerprints (inputs.json `db_path`, not compared: a run from before it, or whose database
+    was found from another folder, still resumes); `load(run=...)` and `serve --run` from another folder find it."""
+    import shutil
+
+    import sqltune
+    import sqltune.evaluate as ev
+    import sqltune.model
+    from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
+    from sqltune.serve import run_settings
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt  # only the files written before the base model loads matter here
+
+    monkeypatch.setattr(sqltune.model, "load_model", stop)
+    monkeypatch.chdir(tmp_path)
+    db = shutil.copy(tiny_db, tmp_path / "my.sqlite").resolve()
+    ov, out = overrides(tiny_model_dir, "my.sqlite", tmp_path), tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run("default", out, overrides=ov)
+    assert json.loads((out / "recipe.json").read_text())["data"]["db"] == "my.sqlite"
+    inputs = json.loads((out / "inputs.json").read_text())
+    assert inputs["db_path"] == str(db)
+    for old in ({k: v for k, v in inputs.items() if k != "db_path"}, {**inputs, "db_path": "/moved/my.sqlite"}):
+        (out / "inputs.json").write_text(json.dumps(old))
+        with pytest.raises(KeyboardInterrupt):  # not refused as another run's folder
+            run("default", out, resume=True, overrides=ov)
+        assert json.loads((out / "inputs.json").read_text()) == inputs
+    (out / "adapter").mkdir()
+    (out / "adapter" / COMPLETE).write_text("")
+    (out / "adapter" / CHECKPOINT_META).write_text("{}")
+    monkeypatch.setattr(ev, "load_for_inference", lambda *a, **k: (None, None, None))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert sqltune.load(run=out).db == str(db) and run_settings(out)[1] == str(db)
+
+
 def test_a_valid_split_the_untuned_model_aces_is_said_before_training():
     from sqltune.run import nothing_to_beat
 

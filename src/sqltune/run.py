@@ -114,6 +114,19 @@ def inputs_fingerprint(db: Path, items: dict) -> dict:
     return {"db": h.hexdigest(), **{f"{s}": items_sha256(v) for s, v in items.items()}}
 
 
+DB_PATH = "db_path"  # inputs.json: the database's absolute path beside the fingerprints (where, not what: not compared)
+
+
+def recorded_db(run_dir: str | os.PathLike) -> str | None:
+    """The absolute path of the database a run was given (inputs.json `db_path`), for a run given a relative path and
+    read from another folder (`serve.run_db`); None for a run from before it was recorded, or an unreadable file."""
+    try:
+        path = json.loads((Path(run_dir) / "inputs.json").read_text(encoding="utf-8")).get(DB_PATH)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return path if isinstance(path, str) else None
+
+
 def check_same_run(out: Path, recipe: dict, inputs: dict) -> None:
     """`--resume` continues the same run: refuse when the recipe or the data differ from the folder's."""
     from .recipe import build_recipe
@@ -129,6 +142,7 @@ def check_same_run(out: Path, recipe: dict, inputs: dict) -> None:
     inputs_file = out / "inputs.json"
     if inputs_file.is_file():
         old_inputs = _read_json(inputs_file, "cannot tell whether this is the same run")
+        old_inputs.pop(DB_PATH, None)  # the same database found from another folder is the same run
         keys += [f"data ({k})" for k in sorted(set(inputs) | set(old_inputs)) if inputs.get(k) != old_inputs.get(k)]
     if keys:
         shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
@@ -361,7 +375,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
 
     run_dir = RunFolder(out)
     _write_json(out / "recipe.json", c)
-    _write_json(out / "inputs.json", inputs)
+    _write_json(out / "inputs.json", {**inputs, DB_PATH: str(db.resolve())})  # recipe.json's data.db stays as given
     if data.get("split"):
         for s, v in items.items():
             write_jsonl(out / f"split_{s}.jsonl", v)

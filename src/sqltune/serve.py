@@ -99,13 +99,20 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
 
 
 def run_db(run_dir: str | os.PathLike, db: str | None) -> str | None:
-    """The database a run folder names (`run_paths`), checked where it can only confuse: a relative path there is
-    relative to the folder `sqltune run` was started in, so from anywhere else it is not found."""
-    if db not in (None, "exoplanets") and not Path(db).is_absolute() and not Path(db).is_file():
-        raise SqltuneError(f"{run_dir} was run on the database {db}, a path relative to the folder `sqltune run` was "
-                           f"started in, and there is no {db} here ({Path.cwd()}): work from that folder, or give the "
-                           f"database (--db)")
-    return db
+    """The database a run folder names (`run_paths`): as `sqltune run` was given it, or, where that is a relative path
+    (relative to the folder `sqltune run` was started in) not found from here, the absolute path the run recorded
+    (`run.recorded_db`). A run from before that record, or whose database has moved, is one clear error."""
+    if db in (None, "exoplanets") or Path(db).is_absolute() or Path(db).is_file():
+        return db
+    from .run import recorded_db
+
+    recorded = recorded_db(run_dir)
+    if recorded and Path(recorded).is_file():
+        return recorded
+    raise SqltuneError(f"{run_dir} was run on the database {db}, a path relative to the folder `sqltune run` was "
+                       f"started in, and there is no {db} here ({Path.cwd()})"
+                       + (f" nor at {recorded}, where the run found it: give the database (--db)" if recorded else
+                          ": work from that folder, or give the database (--db)"))
 
 
 def run_settings(run_dir: str | os.PathLike, adapter=None, db=None, notes=None, prompt_style=None, fallback=None):
