@@ -512,6 +512,30 @@ def test_atomic_writes_leave_no_temp_file_and_use_normal_permissions(tmp_path, m
     assert sorted(q.name for q in tmp_path.iterdir()) == ["a.json"]
 
 
+def test_atomic_writes_clear_what_killed_writers_left_and_only_theirs(tmp_path):
+    import subprocess
+
+    from sqltune import files
+
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()  # its pid runs no more
+    out = tmp_path / "out"
+    (tmp_path / f".out.{dead.pid}.old").mkdir()  # killed between the renames: out is missing
+    (tmp_path / f".out.{dead.pid}.old" / "a").write_text("old")
+    (tmp_path / f".out.{dead.pid}.tmp").mkdir()
+    kept = [f".out.{os.getppid()}.tmp", f".out.json.{os.getpid()}.old", f".other.{dead.pid}.tmp"]
+    for name in kept:  # a running process's files, and another path's leftovers
+        (tmp_path / name).write_text("x")
+    with files.atomic_path(out, folder=True) as tmp:
+        assert (out / "a").read_text() == "old"  # put back before the write
+        (tmp / "a").write_text("new")
+    assert (out / "a").read_text() == "new"
+    assert sorted(q.name for q in tmp_path.iterdir()) == sorted(["out", *kept])
+    (tmp_path / f".out.json.{dead.pid}.tmp").write_text("half")
+    files.write_text(tmp_path / "out.json", "{}")  # a file: its dead .tmp goes, out.json is written
+    assert sorted(q.name for q in tmp_path.iterdir()) == sorted(["out", "out.json", *kept])
+
+
 def test_force_checks_every_input_before_deleting_even_its_own_folder(capsys, tmp_path):
     from sqltune.files import claim
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,36 @@ def _remove(p: Path) -> None:
     if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p, ignore_errors=True)
     elif os.path.lexists(p):
-        p.unlink()
+        p.unlink(missing_ok=True)  # another process cleaning the same leftover may be first
+
+
+def _alive(pid: int) -> bool:
+    """True unless process `pid` surely no longer runs (where that cannot be asked, it runs)."""
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        pass
+    return True
+
+
+def _recover(path: Path) -> None:
+    """Clear what killed writers of `path` left behind (see `atomic_path`)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.(tmp|old)")
+    for p in path.parent.iterdir():
+        m = pattern.fullmatch(p.name)
+        if m is None or _alive(int(m[1])):
+            continue
+        if m[2] == "old" and not os.path.lexists(path):
+            try:
+                os.replace(p, path)
+            except FileNotFoundError:  # another process put it back first
+                pass
+        else:
+            _remove(p)
 
 
 @contextmanager
@@ -37,10 +67,16 @@ def atomic_path(path: str | os.PathLike, folder: bool = False):
     """The one way sqltune writes a file or folder: yields a temporary sibling to fill; when the block
     ends without error the sibling replaces `path` (a folder: the old one is moved aside first), else
     it is removed. A crash or Ctrl-C never leaves half a file or a half-written folder at `path`. Missing
-    parent folders are created (an `--out` in a new folder)."""
+    parent folders are created (an `--out` in a new folder).
+
+    The sibling is `.NAME.PID.tmp` (the old folder goes aside as `.NAME.PID.old`), so processes writing
+    siblings never meet. A killed process leaves these behind: the next write of `path` removes those of
+    processes that no longer run, and when `path` itself is missing (killed between the two renames of a
+    folder swap) puts the old folder back first. Files of a running process are never touched."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)  # `check_writable` let a missing parent through as creatable
+    _recover(path)
     _remove(tmp)
     if folder:
         tmp.mkdir()
