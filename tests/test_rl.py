@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 from hypothesis import given
@@ -319,7 +320,7 @@ def test_a_probe_that_finds_nothing_to_learn_skips_the_steps(tiny_model_dir, one
     assert load_trained(tmp_path / "rl", "cpu").info["trained_with"] == "grpo"
 
 
-def test_fewer_questions_than_a_step_still_train(tiny_model_dir, one_table_db, tmp_path):
+def test_fewer_questions_than_a_step_still_train(tiny_model_dir, one_table_db, tmp_path, capsys):
     """trl's sampler drops a partial step: with 2 training questions and `prompts_per_step` 4, no step ran
     (found with the 0.5B on poker_player, where the probe kept 5 of 16 seeds). They are repeated to fill one."""
     valid = [{"id": "v1", "question": "Name every author.", "sql": "SELECT name FROM authors"}]
@@ -332,6 +333,9 @@ def test_fewer_questions_than_a_step_still_train(tiny_model_dir, one_table_db, t
     lines = [json.loads(x) for x in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "reward" in x] == [1]
     assert read_info(tmp_path / "rl")["timing"]["steps"] == 1
+    out, err = capsys.readouterr()  # the step's log is one line (trainer.readable_logs), not trl's raw dict
+    assert "'reward'" not in out + err
+    assert re.search(r"\nstep 1/1  epoch [\d.]+  loss \S+  reward -?[\d.]+  kl ", err)
 
 
 def test_bad_probe_setting():

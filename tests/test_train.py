@@ -5,6 +5,7 @@ test_shared_prefix.py)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -189,6 +190,15 @@ def test_untuned_model_wins_when_training_does_not_beat_it(tiny_model_dir, tiny_
     assert read_info(tmp_path / "out")["chosen"]["untrained"] is True
     with pytest.raises(SqltuneError, match="baseline"):
         train(cfg(tiny_model_dir, epochs=1), ITEMS, ITEMS[:2], tiny_db, tmp_path / "o2", progress=False, baseline=perfect)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_the_training_log_is_one_readable_line_per_logging_step(tiny_model_dir, tiny_db, tmp_path, capsys, progress):
+    train(cfg(tiny_model_dir, epochs=1), ITEMS, ITEMS, tiny_db, tmp_path / "out", progress=progress)
+    out, err = capsys.readouterr()
+    assert "'loss'" not in out + err  # not transformers' raw dict, with or without the progress bar
+    assert re.search(r"step 2/2  epoch 1\.00  loss [\d.]+  grad norm [\d.e+-]+  lr [\d.e+-]+\n", err)
+    assert re.search(r"trained 2 steps in \d+ s, mean train loss [\d.]+\n", err)
 
 
 def test_unfinished_checkpoint_folder_is_refused(tmp_path):

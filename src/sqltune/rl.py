@@ -719,6 +719,7 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
     from .checkpoint import write_checkpoint
     from .evaluate import evaluate_items
     from .train import TrainResult, _versions, _yaml, items_sha256
+    from .trainer import readable_logs
 
     model, tok, peft_config, init_info, init_adapter = (start[k] for k in ("model", "tok", "peft_config", "info", "path"))
     base_name, location = start["base_name"], start["location"]
@@ -854,6 +855,7 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
     if keep:
         trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
                               processing_class=tok, peft_config=peft_config, callbacks=[Hooks()])
+        readable_logs(trainer)
         _echo(f"grpo: {rl.steps} steps x {rl.prompts_per_step} questions x {rl.num_generations} samples "
               f"on {len(keep)} training questions (beta {rl.beta}, lr {rl.lr})")
         trainer.train()

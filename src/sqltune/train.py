@@ -27,7 +27,7 @@ from .errors import SqltuneError
 from .shared_prefix import SharedPrefix, fast_path_problem, plain_loss, shared_prefix_len  # noqa: F401 - re-exported
 from .train_config import DEFAULT_TARGETS, METHODS, SCHEDULERS, TrainConfig, TrainResult, as_train_config  # noqa: F401
 from .train_data import ExampleSet, collate, encode_examples, items_sha256  # noqa: F401 - re-exported
-from .trainer import CheckpointChoice, echo, last_complete_checkpoint, make_trainer_class
+from .trainer import CheckpointChoice, echo, last_complete_checkpoint, make_trainer_class, readable_logs
 
 
 def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir, resume: bool = False,
@@ -126,6 +126,7 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     SqltuneTrainer = make_trainer_class()
     trainer = SqltuneTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set,
                              data_collator=collate(tok.pad_token_id), callbacks=[session], session=session)
+    readable_logs(trainer)
     t_train, eval_before = time.monotonic(), session.eval_seconds
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     train_wall = time.monotonic() - t_train

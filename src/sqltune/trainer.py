@@ -8,7 +8,8 @@ optimiser, scheduler, gradient accumulation, mixed precision, logging, checkpoin
 or `plain_loss`), the token count used to normalise the loss across accumulated batches, and
 `evaluate`, which hands over to `CheckpointChoice`: a `TrainerCallback` that evaluates each
 candidate with the one evaluator (`evaluate.evaluate`), logs metrics.jsonl, keeps the best candidate
-and marks the Trainer's checkpoints complete.
+and marks the Trainer's checkpoints complete. `readable_logs` (also used by GRPO, rl.py) makes the
+Trainer's log one line per logging step instead of a raw dict.
 """
 
 from __future__ import annotations
@@ -82,6 +83,48 @@ def make_trainer_class():
             self.session.save_seconds += time.monotonic() - t
 
     return SqltuneTrainer
+
+
+# ---------------------------------------------------------------- the Trainer's log, readable
+_LOG_FIELDS = (("epoch", "epoch", ".2f"), ("loss", "loss", ".4g"), ("reward", "reward", ".3f"), ("kl", "kl", ".3g"),
+               ("grad_norm", "grad norm", ".3g"), ("learning_rate", "lr", ".1e"))
+
+
+def log_line(logs: dict, step: int, max_steps: int) -> str:
+    """A Trainer log entry as one line: `step 20/104  epoch 0.77  loss 0.412  lr 4.1e-04` (GRPO adds reward
+    and kl); the end of training: `trained 104 steps in 312 s, mean train loss 0.53`."""
+    if "train_runtime" in logs:
+        loss = logs.get("train_loss")
+        end = f", mean train loss {loss:.4g}" if loss is not None else ""
+        return f"trained {step} steps in {logs['train_runtime']:.0f} s{end}"
+    return "  ".join([f"step {step}/{max_steps}"] + [f"{name} {logs[k]:{fmt}}" for k, name, fmt in _LOG_FIELDS
+                                                    if isinstance(logs.get(k), (int, float))])
+
+
+class LogLines(TrainerCallback):
+    """Writes `log_line` on stderr for each Trainer log entry, above the progress bar (see `readable_logs`)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            from tqdm.auto import tqdm
+
+            tqdm.write(log_line(logs, state.global_step, state.max_steps), file=sys.stderr)
+
+
+def readable_logs(trainer) -> None:
+    """Swap transformers' printing of the raw log dict (`PrinterCallback` without a progress bar, else
+    `ProgressCallback.on_log` under the bar, both on stdout) for `LogLines`. The bar stays; the log
+    itself (`state.log_history`, the metrics files) is unchanged."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class Bar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass  # LogLines writes the line
+
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(Bar)
+    trainer.add_callback(LogLines)
 
 
 def last_complete_checkpoint(folder: Path) -> Path | None:
