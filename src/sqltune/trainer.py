@@ -94,9 +94,9 @@ def log_line(logs: dict, step: int, max_steps: int) -> str:
     """A Trainer log entry as one line: `step 20/104  epoch 0.77  loss 0.412  lr 4.1e-04` (GRPO adds reward
     and kl); the end of training: `trained 104 steps in 312 s, mean train loss 0.53`."""
     if "train_runtime" in logs:
-        loss = logs.get("train_loss")
-        end = f", mean train loss {loss:.4g}" if loss is not None else ""
-        return f"trained {step} steps in {logs['train_runtime']:.0f} s{end}"
+        loss, seconds = logs.get("train_loss"), logs["train_runtime"]
+        end = f", mean train loss {loss:.4g}" if isinstance(loss, (int, float)) else ""
+        return f"trained {step} steps" + (f" in {seconds:.0f} s" if isinstance(seconds, (int, float)) else "") + end
     return "  ".join([f"step {step}/{max_steps}"] + [f"{name} {logs[k]:{fmt}}" for k, name, fmt in _LOG_FIELDS
                                                     if isinstance(logs.get(k), (int, float))])
 
