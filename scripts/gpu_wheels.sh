@@ -49,6 +49,10 @@ MISSING=(
   "anyio==4.16.0"
   "h11==0.16.0"
   "idna==3.20"
+  # FastAPI's TestClient (tests/test_gpu.py serves a run on CUDA)
+  "httpx==0.28.1"
+  "httpcore==1.0.9"
+  "certifi==2026.10.19.post1"
 )
 
 PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64)
