@@ -276,3 +276,22 @@ def test_huge_limits_are_accepted(tiny_db):
     r = execute(tiny_db, "SELECT COUNT(*) FROM books", timeout=math.inf, max_rows=10**30, max_bytes=10**30,
                 max_memory=10**30)
     assert r.ok and r.rows == [(6,)]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file names that are not UTF-8 are a POSIX thing")
+def test_a_database_under_a_folder_whose_name_is_not_utf8(tmp_path):
+    """A folder made by another system (latin-1 bytes in its name): the database opens, read-only, by its bytes;
+    `resolve_db` and the executor both take it (both used to fail to encode the URI, a traceback)."""
+    from conftest import make_tiny_db
+
+    from sqltune.db import resolve_db
+
+    folder = tmp_path / os.fsdecode(b"caf\xe9")
+    folder.mkdir()
+    db = make_tiny_db(folder / "tiny.sqlite")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    assert resolve_db(str(db)) == db
+    res = execute(db, "SELECT COUNT(*) FROM authors")
+    assert res.ok and res.rows[0][0] > 0
+    assert execute(db, "DELETE FROM authors").error_kind == "rejected"
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before

@@ -130,7 +130,9 @@ def resolve_db(db: str | os.PathLike | None, need_tables: bool = True) -> Path:
             raise SqltuneError(f"not a SQLite database: {path}")
     if need_tables:
         try:
-            con = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+            from .execute_worker import readonly_uri
+
+            con = sqlite3.connect(readonly_uri(path.resolve()), uri=True)
             try:
                 n = con.execute("SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view')").fetchone()[0]
             finally:

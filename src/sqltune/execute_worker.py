@@ -48,10 +48,16 @@ def authorizer(action, arg1, arg2, dbname, source):
     return sqlite3.SQLITE_DENY
 
 
+def readonly_uri(path) -> str:
+    """The read-only SQLite URI of `path` (absolute): the file name's bytes %-escaped, so that a name that is not
+    UTF-8 (a folder made by another system) opens too instead of failing to encode."""
+    return f"file:{quote(os.fsencode(path))}?mode=ro"
+
+
 def open_readonly(path: str, reverse_unordered_selects: bool = False, *, temp_in_memory: bool = False,
                   factory=sqlite3.Connection):
     """`path` (absolute, existing) opened read-only, `query_only`, with the authorizer."""
-    con = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, check_same_thread=False, factory=factory)
+    con = sqlite3.connect(readonly_uri(path), uri=True, check_same_thread=False, factory=factory)
     con.execute("PRAGMA query_only = ON")
     if temp_in_memory:
         con.execute("PRAGMA temp_store = MEMORY")
