@@ -288,20 +288,54 @@ def _norm_sql(sql: str) -> str:
     return re.sub(r"\s+", " ", sql.lower().strip().rstrip(";"))
 
 
+def _leak_groups(items: list[dict]) -> list[str]:
+    """Each item's group: items that `sqltune data check` would call a leak across two files (the same normalised
+    question, SQL or SQL skeleton, `check.LeakIndex`) are joined, directly or through others; a group is named by
+    the smallest normalised SQL among its items."""
+    from .check import normalize_question, normalize_sql, sql_skeleton
+
+    parent = list(range(len(items)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple, int] = {}
+    for i, it in enumerate(items):
+        keys = [("sql", normalize_sql(it["sql"])), ("skeleton", sql_skeleton(it["sql"]))]
+        if it.get("question"):
+            keys.append(("question", normalize_question(it["question"])))
+        for key in keys:
+            j = first.setdefault(key, i)
+            parent[root(i)] = root(j)
+    name: dict[int, str] = {}
+    for i, it in enumerate(items):
+        r, q = root(i), _norm_sql(it["sql"])
+        name[r] = min(name.get(r, q), q)
+    return [name[root(i)] for i in range(len(items))]
+
+
 def split_by_sql(items: list[dict], with_test: bool = True) -> dict[str, list[dict]]:
     """Split one set of pairs by gold SQL, so no query (nor a paraphrase of it) is in two splits.
 
     The devsuite's rule: distinct normalised SQLs, sorted, shuffled with `random.Random(0)`; the first
     half trains, the rest is test (`with_test`); of the training half (sorted) the first quarter (at
-    least one query) is valid. Every item follows its SQL.
+    least one query) is valid. Every item follows its SQL, and so do the items the data check would call
+    a leak between two splits (the same question, or the same SQL skeleton with other values: "singers
+    from France" / "from Chile"), which go as one group (`_leak_groups`): a run never stops at the data
+    check over a split it made itself. Where no two queries share a question or skeleton, the groups are
+    the distinct SQLs and the split is the plain rule's.
     """
     import random
 
-    queries = sorted({_norm_sql(it["sql"]) for it in items})
+    groups = _leak_groups(items)
+    queries = sorted(set(groups))
     need = 3 if with_test else 2
     if len(queries) < need:
-        raise SqltuneError(f"splitting needs at least {need} distinct gold queries, got {len(queries)}; "
-                           "give --valid" + (" and --test" if with_test else "") + " files")
+        raise SqltuneError(f"splitting needs at least {need} gold queries that differ in more than their values, "
+                           f"got {len(queries)}; give --valid" + (" and --test" if with_test else "") + " files")
     if with_test:
         random.Random(0).shuffle(queries)
         half, test = sorted(queries[: len(queries) // 2]), set(queries[len(queries) // 2:])
@@ -309,8 +343,7 @@ def split_by_sql(items: list[dict], with_test: bool = True) -> dict[str, list[di
         half, test = queries, set()
     valid = set(half[: max(1, len(half) // 4)])
     out: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
-    for it in items:
-        q = _norm_sql(it["sql"])
+    for it, q in zip(items, groups):
         out["test" if q in test else "valid" if q in valid else "train"].append(it)
     if not with_test:
         del out["test"]
