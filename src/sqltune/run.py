@@ -159,7 +159,8 @@ def _check_own_db(data: dict) -> None:
         raise SqltuneError(
             f"data.db is {data['db']}, but data.{'/'.join(default)} still name the exoplanets questions: "
             f"give questions about your database (sqltune run --db {data['db']} --train pairs.jsonl "
-            f"[--valid V] [--test T], or --set data.train=... data.valid=... data.test=...)")
+            f"[--valid V] [--test T], or --set data.train=... data.valid=... data.test=...; with none, `sqltune synth "
+            f"--db {data['db']} --out pairs.jsonl` writes pairs from the database alone: README, \"No pairs at all\")")
 
 
 def untuned_answers(run: RunFolder, splits=SPLITS) -> dict:
