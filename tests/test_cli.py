@@ -273,10 +273,16 @@ def _started_run(out: Path, overrides: dict) -> dict:
     return cfg.to_dict()
 
 
+# eight queries that differ in more than their values (`split_by_sql` splits them one by one)
+EIGHT_QUERIES = ["SELECT title FROM books", "SELECT price FROM books", "SELECT MAX(price) FROM books",
+                 "SELECT MIN(year) FROM books", "SELECT COUNT(*) FROM books", "SELECT name FROM authors",
+                 "SELECT country FROM authors", "SELECT DISTINCT month FROM sales"]
+
+
 def test_resume_with_a_changed_setting_or_data_refuses(capsys, tmp_path, tiny_db):
     from sqltune.dataset import write_jsonl
 
-    rows = [{"question": f"q{i}", "sql": f"SELECT {i} FROM books"} for i in range(8)]
+    rows = [{"question": f"q{i}", "sql": sql} for i, sql in enumerate(EIGHT_QUERIES)]
     train = write_jsonl(tmp_path / "pairs.jsonl", rows)
     out = tmp_path / "run"
     _started_run(out, {"data.db": str(tiny_db), "data.train": str(train), "data.valid": None, "data.test": None,
@@ -296,7 +302,7 @@ def test_resume_with_a_changed_setting_or_data_refuses(capsys, tmp_path, tiny_db
 def test_resume_of_a_run_with_a_damaged_file_is_one_line(capsys, tmp_path, tiny_db, tiny_model_dir):
     from sqltune.dataset import write_jsonl
 
-    rows = [{"question": f"q{i}", "sql": f"SELECT {i} FROM books"} for i in range(8)]
+    rows = [{"question": f"q{i}", "sql": sql} for i, sql in enumerate(EIGHT_QUERIES)]
     train = write_jsonl(tmp_path / "pairs.jsonl", rows)
     out = tmp_path / "run"
     _started_run(out, {"data.db": str(tiny_db), "data.train": str(train), "data.valid": None, "data.test": None,
