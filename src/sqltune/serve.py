@@ -109,10 +109,11 @@ def run_db(run_dir: str | os.PathLike, db: str | None) -> str | None:
     recorded = recorded_db(run_dir)
     if recorded and Path(recorded).is_file():
         return recorded
+    give = "give the database (--db, or db= in sqltune.load)"
     raise SqltuneError(f"{run_dir} was run on the database {db}, a path relative to the folder `sqltune run` was "
                        f"started in, and there is no {db} here ({Path.cwd()})"
-                       + (f" nor at {recorded}, where the run found it: give the database (--db)" if recorded else
-                          ": work from that folder, or give the database (--db)"))
+                       + (f" nor at {recorded}, where the run found it: {give}" if recorded else
+                          f": work from that folder, or {give}"))
 
 
 def run_settings(run_dir: str | os.PathLike, adapter=None, db=None, notes=None, prompt_style=None, fallback=None):
