@@ -137,38 +137,37 @@ class _Entry:
     label: str
 
 
+def leak_keys(item: dict) -> list[tuple[str, str]]:
+    """What the leakage test compares, as (kind, value): the normalised question, the normalised SQL and the SQL
+    skeleton of `item` (those it has). Two items sharing one key leak; `dataset.split_by_sql` groups by them too."""
+    keys = []
+    if item.get("question"):
+        keys.append(("question", normalize_question(item["question"])))
+    if item.get("sql"):
+        keys += [("SQL", normalize_sql(item["sql"])), ("SQL skeleton", sql_skeleton(item["sql"]))]
+    return keys
+
+
 class LeakIndex:
-    """Questions, SQL and skeletons of a set of items, for fast leakage tests of many candidates."""
+    """Questions, SQL and skeletons of a set of items (`leak_keys`), for fast leakage tests of many candidates."""
 
     def __init__(self, items: list[dict] = (), label: str = ""):
-        self.questions: dict[str, _Entry] = {}
-        self.sqls: dict[str, _Entry] = {}
-        self.skeletons: dict[str, _Entry] = {}
+        self.seen: dict[tuple[str, str], _Entry] = {}
         for i, item in enumerate(items):
             self.add(item, label, str(item.get("id", i + 1)))
 
     def add(self, item: dict, label: str = "", item_id: str | None = None) -> None:
         entry = _Entry(item_id if item_id is not None else str(item.get("id", "?")), label)
-        if item.get("question"):
-            self.questions.setdefault(normalize_question(item["question"]), entry)
-        if item.get("sql"):
-            self.sqls.setdefault(normalize_sql(item["sql"]), entry)
-            self.skeletons.setdefault(sql_skeleton(item["sql"]), entry)
+        for key in leak_keys(item):
+            self.seen.setdefault(key, entry)
 
     def leaks(self, candidate: dict) -> list[str]:
-        """Why `candidate` leaks into the indexed items (empty list: it does not)."""
-        reasons = []
-        name = lambda e: f"{e.label}/{e.id}" if e.label else e.id  # noqa: E731
-        q = candidate.get("question")
-        if q and (hit := self.questions.get(normalize_question(q))):
-            reasons.append(f"same question as {name(hit)}")
-        sql = candidate.get("sql")
-        if sql:
-            if hit := self.sqls.get(normalize_sql(sql)):
-                reasons.append(f"same SQL as {name(hit)}")
-            elif hit := self.skeletons.get(sql_skeleton(sql)):
-                reasons.append(f"same SQL skeleton as {name(hit)}")
-        return reasons
+        """Why `candidate` leaks into the indexed items (empty list: it does not); the same SQL is not said again
+        as the same skeleton."""
+        hits = {kind: self.seen.get((kind, value)) for kind, value in leak_keys(candidate)}
+        if hits.get("SQL"):
+            hits.pop("SQL skeleton")
+        return [f"same {kind} as {f'{e.label}/{e.id}' if e.label else e.id}" for kind, e in hits.items() if e]
 
 
 def leaks(candidate: dict, against: list[dict], label: str = "") -> list[str]:

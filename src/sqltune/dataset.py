@@ -290,9 +290,9 @@ def _norm_sql(sql: str) -> str:
 
 def _leak_groups(items: list[dict]) -> list[str]:
     """Each item's group: items that `sqltune data check` would call a leak across two files (the same normalised
-    question, SQL or SQL skeleton, `check.LeakIndex`) are joined, directly or through others; a group is named by
+    question, SQL or SQL skeleton: `check.leak_keys`) are joined, directly or through others; a group is named by
     the smallest normalised SQL among its items."""
-    from .check import normalize_question, normalize_sql, sql_skeleton
+    from .check import leak_keys
 
     parent = list(range(len(items)))
 
@@ -304,10 +304,7 @@ def _leak_groups(items: list[dict]) -> list[str]:
 
     first: dict[tuple, int] = {}
     for i, it in enumerate(items):
-        keys = [("sql", normalize_sql(it["sql"])), ("skeleton", sql_skeleton(it["sql"]))]
-        if it.get("question"):
-            keys.append(("question", normalize_question(it["question"])))
-        for key in keys:
+        for key in leak_keys(it):
             j = first.setdefault(key, i)
             parent[root(i)] = root(j)
     name: dict[int, str] = {}
