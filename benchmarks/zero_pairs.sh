@@ -8,11 +8,24 @@
 #
 #   bash benchmarks/zero_pairs.sh DEVSUITE DB OUT [RECIPE] [MODEL]     # e.g. /root/jobs/devsuite orchestra $J/out/zp/orchestra
 #   SYNTH_ARGS='--template-questions' ...                                 # a CPU smoke run with a tiny model
+#
+# MODE=one (session 24): the one command a user with no pairs runs, `sqltune run RECIPE --db DB` (the run writes
+# the pairs itself, run/synth_pairs.jsonl), with `--test` = dev + test together so that synthesis holds out both
+# and one run scores both (the reader splits them by id: dev.jsonl, test.jsonl here); RUN_ARGS adds --set values.
 set -eu
 ds=$1 db=$2 out=$3 recipe=${4:-qwen0.5b-gpu} model=${5:-qwen2.5-coder-0.5b}
 d=$ds/$db
 mkdir -p "$out"
 cat "$d/train.jsonl" "$d/valid.jsonl" > "$out/dev.jsonl"
+if [ "${MODE:-}" = one ]; then
+  cp "$d/test.jsonl" "$out/test.jsonl"
+  cat "$out/dev.jsonl" "$out/test.jsonl" > "$out/held.jsonl"
+  python3 -m sqltune run "$recipe" --db "$d/$db.sqlite" --test "$out/held.jsonl" \
+    --set model="$model" --set rl.gradient_checkpointing=true ${RUN_ARGS:-} \
+    --out "$out/run" $([ -d "$out/run" ] && echo --resume)
+  echo "zero_pairs $db done"
+  exit 0
+fi
 [ -s "$out/synth.jsonl" ] || python3 -m sqltune synth --db "$d/$db.sqlite" --model "$model" --k 300 \
   --holdout "$out/dev.jsonl" --holdout "$d/test.jsonl" --out "$out/synth.jsonl" ${SYNTH_ARGS:-}
 python3 -m sqltune run "$recipe" --db "$d/$db.sqlite" --train "$out/synth.jsonl" --test "$out/dev.jsonl" \

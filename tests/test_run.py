@@ -415,3 +415,66 @@ def test_a_valid_split_the_untuned_model_aces_is_said_before_training():
     assert "all 2 valid questions" in nothing_to_beat(aced, valid, valid)
     assert nothing_to_beat(not_aced, valid, valid) is None
     assert nothing_to_beat(aced, valid + [{"question": "syn", "sql": "SELECT 3"}], valid) is None  # + synthetic slice
+
+
+def test_run_with_no_pairs_writes_them_from_the_database(tiny_model_dir, tiny_db, tmp_path, capsys, monkeypatch):
+    """`sqltune run --db DB` with no --train: synthesis writes pairs from the database alone (no seeds), valid is
+    split off them, the given --test is held out of all of them; interrupted during synthesis, the run resumes."""
+    import sqltune.synth as synth_mod
+
+    test = write_jsonl(tmp_path / "test.jsonl", TEST)
+    out = tmp_path / "nopairs"
+    sets = [f"model={tiny_model_dir}", "device=cpu", "dtype=float32", "train.epochs=1", "train.batch_size=2",
+            "train.top_layers=null", "eval.max_new_tokens=8", "synth.k=12", "synth.questions=template"]
+    args = ["run", "--db", str(tiny_db), "--test", str(test), "--out", str(out)] + [a for kv in sets for a in ("--set", kv)]
+    real, calls = synth_mod.synth, []
+
+    def interrupted(*a, **kw):
+        calls.append((a, kw))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth_mod, "synth", interrupted)
+    assert main(args) == 130  # Ctrl-C during synthesis: the run folder is kept for --resume, no pairs written
+    (db, pairs_file, seeds, held), _ = calls[0]
+    assert seeds == [] and [it["id"] for it in held["test"]] == [t["id"] for t in TEST]
+    assert (out / "recipe.json").is_file() and not (out / "synth_pairs.jsonl").exists()
+    assert "--resume" in capsys.readouterr().err
+    monkeypatch.setattr(synth_mod, "synth", real)
+    assert main(args) == 2  # the folder holds the started run: without --resume it is refused
+    assert main(args + ["--resume"]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "no pairs given" in printed and "split off the pairs written from" in printed
+    pairs = [json.loads(x) for x in (out / "synth_pairs.jsonl").read_text().splitlines()]
+    assert 0 < len(pairs) <= 12
+    splits = {s: [json.loads(x) for x in (out / f"split_{s}.jsonl").read_text().splitlines()] for s in ("train", "valid")}
+    assert sorted(it["id"] for s in splits.values() for it in s) == sorted(p["id"] for p in pairs)
+    assert splits["train"] and splits["valid"]
+    assert not {p["sql"] for p in pairs} & {t["sql"] for t in TEST}
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["data"]["train"] == "synth" and recipe["data"]["split"] is True
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["base"]["test"]["n"] == len(TEST) and "synth" in metrics["timings"]
+    assert not (out / "synth.jsonl").exists()  # the recipe's synth stage does not run again on synthetic pairs
+    assert "no pairs given" in (out / "report.md").read_text()
+    assert main(args + ["--resume"]) == 0  # everything done: nothing runs again
+    assert json.loads((out / "synth_pairs.jsonl").read_text().splitlines()[0]) == pairs[0]
+
+
+def test_no_pairs_needs_synthesis_and_a_run(tiny_model_dir, tiny_db, tmp_path, capsys, monkeypatch):
+    """synth.k = 0 with no pairs is nothing to train on; synthesis that keeps nothing says why and leaves no empty
+    pairs file behind as the run's pairs; `data.train: synth` outside `run` names what to give."""
+    import sqltune.synth as synth_mod
+    from sqltune.pairs import write_pairs
+
+    monkeypatch.setattr(synth_mod, "synth", lambda db, out, *a, **kw: write_pairs(out, [], {"kept": 0}))
+    out = tmp_path / "empty"
+    code = main(["run", "--db", str(tiny_db), "--out", str(out), "--set", f"model={tiny_model_dir}", "--set", "device=cpu"])
+    assert code == 2 and "synth kept no pairs from" in capsys.readouterr().err
+    assert (out / "synth_pairs.summary.json").is_file() and not (out / "synth_pairs.jsonl").exists()
+    out = tmp_path / "r"
+    assert main(["run", "--db", str(tiny_db), "--out", str(out), "--set", "synth.k=0"]) == 2
+    assert "synth.k is 0: nothing to train on" in capsys.readouterr().err and not out.exists()
+    assert main(["train", "--db", str(tiny_db), "--train", "synth", "--valid", "synth", "--out", str(tmp_path / "a")]) == 2
+    assert "no pairs of one's own" in capsys.readouterr().err
+    assert main(["run", "--valid", "v.jsonl"]) == 2
+    assert "--valid/--test go with --train" in capsys.readouterr().err

@@ -86,6 +86,9 @@ def pair(gold: list[dict], pred: list[dict]) -> list[str | None]:
 
 # ---------------------------------------------------------------- loading datasets by name or path
 PACKAGED_SPLITS = ("train", "valid", "test")
+# a recipe's `data.train` for a user with no pairs of their own: `sqltune run` writes them from the database alone
+# (`sqltune.synth`) into the run folder first (`recipe.Recipe.items`)
+NO_PAIRS = "synth"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 

@@ -40,7 +40,9 @@ _TRAIN_ELSEWHERE = {"model": "model", "device": "device", "dtype": "dtype", "pro
 class DataSection:
     db: str | None = None  # SQLite file; None = the embedded exoplanets DB
     notes: str | None = None  # schema notes file; None = found beside the DB
-    train: str = "exoplanets:train"  # item specs: NAME:SPLIT, a .jsonl/.json/.csv file, or a hub id
+    # item specs: NAME:SPLIT, a .jsonl/.json/.csv file, or a hub id; `synth` (NO_PAIRS): no pairs of one's own,
+    # `sqltune run` writes them from the database alone first (with `split`: valid/test split off them)
+    train: str = "exoplanets:train"
     valid: str | None = "exoplanets:valid"  # null with `split`
     test: str | None = "exoplanets:test"
     extra: list[str] = field(default_factory=list)  # more training items, appended to `train`
@@ -164,18 +166,26 @@ class Recipe:
         """`data.train` plus every `data.extra` spec (only the training part of a split `data.train`)."""
         return self.items()["train"]
 
-    def items(self) -> dict[str, list[dict]]:
+    def items(self, no_pairs_file: str | os.PathLike | None = None) -> dict[str, list[dict]]:
         """{"train", "valid"[, "test"]: items}: `data.train` (+ `data.extra`), `data.valid`, `data.test`;
-        with `data.split`, valid (and test when `data.test` is null) are carved out of `data.train`."""
-        from .dataset import load_items, split_by_sql
+        with `data.split`, valid (and test when `data.test` is null) are carved out of `data.train`.
+        `data.train: synth` (no pairs of one's own) reads `no_pairs_file`, the pairs `sqltune run` wrote from the
+        database alone; only `run` writes them, so anything else is refused."""
+        from .dataset import NO_PAIRS, load_items, split_by_sql
 
         d = self.data
+        train = d.train
+        if train == NO_PAIRS:
+            if no_pairs_file is None:
+                raise SqltuneError(f"data.train: {NO_PAIRS} means no pairs of one's own, written from the database by "
+                                   "`sqltune run`; here give pairs (--train FILE; `sqltune synth` writes some)")
+            train = no_pairs_file
         if d.split:
-            items = split_by_sql(load_items(d.train), with_test=not d.test)
+            items = split_by_sql(load_items(train), with_test=not d.test)
             if d.test:
                 items["test"] = load_items(d.test)
         else:
-            items = {"train": load_items(d.train), "valid": load_items(d.valid)}
+            items = {"train": load_items(train), "valid": load_items(d.valid)}
             if d.test:
                 items["test"] = load_items(d.test)
         for spec in d.extra:

@@ -12,7 +12,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .dataset import read_jsonl, write_jsonl
+from .dataset import NO_PAIRS, read_jsonl, write_jsonl
 from .errors import DatasetError, SqltuneError
 from .files import check_writable, claim, hold, owned, write_bytes
 from .files import write_json as _write_json
@@ -115,6 +115,7 @@ def inputs_fingerprint(db: Path, items: dict) -> dict:
 
 
 DB_PATH = "db_path"  # inputs.json: the database's absolute path beside the fingerprints (where, not what: not compared)
+NO_PAIRS_FILE = "synth_pairs.jsonl"  # in the run folder: those pairs, from which valid (and test) are split off
 
 
 def recorded_db(run_dir: str | os.PathLike) -> str | None:
@@ -159,8 +160,26 @@ def _check_own_db(data: dict) -> None:
         raise SqltuneError(
             f"data.db is {data['db']}, but data.{'/'.join(default)} still name the exoplanets questions: "
             f"give questions about your database (sqltune run --db {data['db']} --train pairs.jsonl "
-            f"[--valid V] [--test T], or --set data.train=... data.valid=... data.test=...; with none, `sqltune synth "
-            f"--db {data['db']} --out pairs.jsonl` writes pairs from the database alone: README, \"No pairs at all\")")
+            f"[--valid V] [--test T], or --set data.train=... data.valid=... data.test=...); with none, "
+            f"`sqltune run --db {data['db']}` alone (or --set data.train={NO_PAIRS} data.valid=null data.test=null "
+            "data.split=true) writes pairs from the database itself first: README, \"No pairs at all\"")
+
+
+def synth_pairs(run: RunFolder, c: dict, db, seeds: list[dict], heldout: dict, device, out: Path, what: str) -> None:
+    """`sqltune.synth` with the recipe's `synth:` settings into `out` (atomic: an interrupted synthesis leaves
+    nothing, and a resumed run starts it again), its time recorded as the stage `synth`. Both of `run`'s uses go
+    through here: the synth stage (the seeds are the training pairs) and a run with no pairs (no seeds)."""
+    from .synth import SynthConfig, synth
+
+    syn = c.get("synth") or {}
+    _stage(what)
+    t = time.monotonic()
+    ev = c.get("eval") or {}
+    cfg = SynthConfig.from_section(syn, batch_size=int(ev.get("batch_size", 64)),
+                                   max_new_tokens=int(ev.get("max_new_tokens", 256)))
+    synth(db, out, seeds, heldout, model=c.get("model"), teacher=syn.get("teacher"), reader=syn.get("reader"),
+          notes=c["data"].get("notes"), prompt_style=c["prompt"]["style"], device=device, cfg=cfg)
+    run.record("synth", time.monotonic() - t)
 
 
 def untuned_answers(run: RunFolder, splits=SPLITS) -> dict:
@@ -281,26 +300,20 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
     """Issue 14: synthetic pairs before training (recipe `synth:`). Returns the training items (seeds
     weighted up + synthetic pairs), the checkpoint-choice items (valid + a held-out slice of synthetic
     pairs), the step-0 baseline (None when the slice must be scored too) and the checkpoint rule."""
-    from .synth import SynthConfig, split_heldout, synth, weighted_training_items
+    from .synth import split_heldout, weighted_training_items
 
     syn = c.get("synth") or {}
-    if not syn.get("enabled") or int(syn["k"]) == 0:  # no synthetic pairs: the noise-aware rule on valid all
-        # the same (a tuned checkpoint must beat the untuned model by more than the noise of the valid split;
-        # measured: on a 2-question valid split "best valid exact" kept a checkpoint that lost 25 test points)
+    if not syn.get("enabled") or int(syn["k"]) == 0 or c["data"].get("train") == NO_PAIRS:
+        # no synthetic pairs beside the training pairs (with no pairs of one's own, the training pairs are the
+        # synthetic ones already): the noise-aware rule on valid all the same (a tuned checkpoint must beat the
+        # untuned model by more than the noise of the valid split; measured: on a 2-question valid split "best valid
+        # exact" kept a checkpoint that lost 25 test points)
         return items["train"], items["valid"], baseline, selection_rule(c, items, pooled=False)
     syn_file = run.path / "synth.jsonl"
     if not syn_file.is_file():
-        _stage(f"synth: up to {syn['k']} synthetic pairs from the database and the {len(items['train'])} training pairs, "
-               "each checked by execution")
-        t = time.monotonic()
-        ev = c.get("eval") or {}
-        cfg = SynthConfig.from_section(syn, batch_size=int(ev.get("batch_size", 64)),
-                                       max_new_tokens=int(ev.get("max_new_tokens", 256)))
-        heldout = {s: items[s] for s in ("valid", "test") if s in items}
-        synth(db, syn_file, items["train"], heldout, model=c.get("model"), teacher=syn.get("teacher"),
-              reader=syn.get("reader"),
-              notes=c["data"].get("notes"), prompt_style=c["prompt"]["style"], device=device, cfg=cfg)
-        run.record("synth", time.monotonic() - t)
+        synth_pairs(run, c, db, items["train"], {s: items[s] for s in ("valid", "test") if s in items}, device,
+                    syn_file, f"synth: up to {syn['k']} synthetic pairs from the database and the "
+                    f"{len(items['train'])} training pairs, each checked by execution")
     pairs = read_jsonl(syn_file)
     train_part, held = split_heldout(pairs, float(syn["heldout_fraction"]), int(syn["seed"]))
     select = items["valid"] + [{"id": p["id"], "question": p["question"], "sql": p["sql"]} for p in held]
@@ -329,6 +342,42 @@ def selection_rule(c: dict, items: dict, pooled: bool, mode: str = "noise"):
     return checkpoint_rule(len(items["valid"]), z, valid_ids=ids, mode=mode)
 
 
+def _start_without_pairs(out: Path, started: bool, c: dict, cfg, db: Path, pairs_file: Path) -> RunFolder:
+    """A run with no pairs (`data.train: synth`): check what can be checked, make the run folder (recipe.json, so an
+    interrupted synthesis resumes as this run), and write the pairs from the database alone into `pairs_file`
+    (`synth_pairs`); the questions given to hold out (data.valid/test, if any) are loaded first and leak into none."""
+    from .dataset import load_items
+    from .model import pick_device, resolve_model
+
+    data = c["data"]
+    held = {s: load_items(data[s]) for s in ("valid", "test") if data.get(s)}
+    k = int((c.get("synth") or {}).get("k", 0))
+    if k < 1:
+        raise SqltuneError(f"data.train is {NO_PAIRS} (no pairs: they are written from the database), but synth.k is "
+                           f"{k}: nothing to train on; set synth.k (e.g. --set synth.k=300) or give --train pairs.jsonl")
+    if started and (out / "recipe.json").is_file():
+        if (out / "inputs.json").is_file():
+            raise SqltuneError(f"{out / NO_PAIRS_FILE} is missing: the run's pairs were written there; without them "
+                               "this run cannot continue (start a new run with another --out)")
+        check_same_run(out, c, {})
+    resolve_model(c.get("model"))  # an unknown or missing model fails before the run folder is made
+    run_dir = RunFolder(out)
+    _write_json(out / "recipe.json", c)
+    device = pick_device(c.get("device"), c.get("dtype"))
+    synth_pairs(run_dir, c, db, [], held, device, pairs_file,
+                f"synth: no pairs given, so up to {k} question/SQL pairs are written from {db.name} alone (its schema, "
+                f"keys and values; each query executed, each question read back); valid"
+                f"{'' if data.get('test') else ' and test'} will be split off them (Ctrl-C and give --train "
+                "pairs.jsonl to use pairs of your own)")
+    if not read_jsonl(pairs_file):  # an empty file must not stand as this run's pairs: a resume tries again
+        pairs_file.unlink()
+        from .pairs import summary_path
+
+        raise SqltuneError(f"synth kept no pairs from {db.name} (why each candidate was rejected: "
+                           f"{summary_path(pairs_file)}); give pairs of your own with --train pairs.jsonl")
+    return run_dir
+
+
 def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
         resume: bool = False, overrides: dict | None = None) -> dict:
     """Run the whole pipeline; returns metrics.json's content."""
@@ -354,12 +403,18 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     data = c["data"]
     _check_own_db(data)
     db = resolve_db(data.get("db"), need_tables=True)
-    items = cfg.items()
+    from .model import resolve_model
+
+    run_dir = None
+    no_pairs_file = out / NO_PAIRS_FILE if data.get("train") == NO_PAIRS else None
+    if no_pairs_file is not None and not no_pairs_file.is_file():
+        # no pairs of one's own: synthesis writes them from the database alone, before anything reads data.train
+        run_dir = _start_without_pairs(out, started, c, cfg, db, no_pairs_file)
+    items = cfg.items(no_pairs_file)
     splits = ["valid"] + (["test"] if items.get("test") else [])
     inputs = inputs_fingerprint(db, items)
     if started and (out / "recipe.json").is_file():
         check_same_run(out, c, inputs)
-    from .model import resolve_model
 
     resolve_model(c.get("model"))  # an unknown or missing model fails before the run folder is made
 
@@ -374,7 +429,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
             raise DatasetError(f"data check failed: {len(check_report.errors)} errors, first: {f.file} {f.id}: "
                                f"{f.kind}: {f.message} (see `sqltune data check`); nothing written")
 
-    run_dir = RunFolder(out)
+    run_dir = run_dir or RunFolder(out)
     _write_json(out / "recipe.json", c)
     _write_json(out / "inputs.json", {**inputs, DB_PATH: str(db.resolve())})  # recipe.json's data.db stays as given
     if data.get("split"):
@@ -520,6 +575,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     about = {"model": c.get("model"), "recipe": c.get("name"), "method": c["train"].get("method"),
              "database": str(db), **{f"data.{k}": data.get(k) for k in ("train", "valid", "test") if data.get(k)},
              "split": "valid/test split off data.train by gold SQL" if data.get("split") else None}
+    if no_pairs_file is not None:
+        about["data.train"] = f"no pairs given: {NO_PAIRS_FILE}, written from the database alone (sqltune synth)"
     write_report(out, reports, history, run_dir.timings, title=f"sqltune run: {out.name}", about=about)
     _write_json(out / "metrics.json", metrics)
     return metrics

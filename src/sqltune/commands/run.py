@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<timestamp>)."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out (same recipe, "
                                     "same --set values, same data; anything else is refused)."),
-        db: Optional[str] = typer.Option(None, "--db", help="Your SQLite database (needs --train: questions about it)."),
+        db: Optional[str] = typer.Option(None, "--db", help="Your SQLite database. Without --train (no pairs of your "
+                                         "own) the run first writes pairs from the database alone (sqltune synth)."),
         train: Optional[str] = typer.Option(None, "--train", help="Question/SQL pairs about --db (.jsonl, .csv, .json). "
                                             "Without --valid/--test they are split off this file by gold SQL."),
         valid: Optional[str] = typer.Option(None, "--valid", help="Validation pairs (choose the checkpoint)."),
@@ -31,23 +32,30 @@ def register(app: typer.Typer) -> None:
           sqltune run                                   # the default recipe on the exoplanets DB
           sqltune run --db mydb.sqlite --train pairs.jsonl
           sqltune run --db mydb.sqlite --train t.jsonl --valid v.jsonl --test x.jsonl
+          sqltune run qwen0.5b-gpu --db mydb.sqlite     # no pairs: written from the database first
           sqltune run qwen1.5b-gpu --set train.epochs=2 --out runs/mine
           sqltune run --out runs/mine --resume          # continue after Ctrl-C
 
         With --train alone, valid and test are split off the file by gold SQL (no query, nor a
         paraphrase of it, lands in two splits); --test alone splits off valid only. The split files
-        are saved in the run folder (split_*.jsonl).
+        are saved in the run folder (split_*.jsonl). With --db and no --train, `synth` writes
+        up to synth.k pairs from the database alone (synth_pairs.jsonl) and valid (and test, without
+        --test) are split off them.
         """
         from ..console import echo, esc
+        from ..dataset import NO_PAIRS
         from ..errors import Interrupted, SqltuneError
         from ..recipe import parse_set
-        from ..run import run
+        from ..run import NO_PAIRS_FILE, run
 
         overrides = parse_set(set_)
-        if (valid or test) and not train:
-            raise SqltuneError("--valid/--test go with --train (the pairs to fine-tune on)")
+        if (valid or test) and not train and db is None:
+            raise SqltuneError("--valid/--test go with --train (the pairs to fine-tune on) or --db (with no pairs)")
         if db is not None:
             overrides["data.db"] = db
+        no_pairs = train is None and db is not None and "data.train" not in overrides
+        if no_pairs:  # a database and no pairs: the run writes them from the database alone first (README)
+            train = NO_PAIRS
         if train is not None:
             if db is None and "data.db" not in overrides:
                 raise SqltuneError("--train needs --db (the database the questions are about)")
@@ -63,7 +71,8 @@ def register(app: typer.Typer) -> None:
             from ..cli import print_summary
 
             if train is not None and valid is None:
-                echo(f"valid{'' if test else ' and test'} were split off {esc(train)} by gold SQL (no query in two "
+                source = f"the pairs written from {esc(db)} ({NO_PAIRS_FILE})" if no_pairs else esc(train)
+                echo(f"valid{'' if test else ' and test'} were split off {source} by gold SQL (no query in two "
                      f"splits): split_*.jsonl in the run folder")
 
             for stage, splits in metrics.items():  # every stage the run scored, in order (base, tuned, rl_run1.., rl, augmented)
