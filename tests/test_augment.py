@@ -1,5 +1,6 @@
 import json
 import random
+import re
 
 import pytest
 
@@ -106,3 +107,60 @@ def test_failures_read_valid_only(tmp_path):
 def test_cli_augment_bad_run(tmp_path, capsys):
     assert main(["augment", "--run", str(tmp_path), "--out", str(tmp_path / "o.jsonl")]) == 2
     assert "not a sqltune run folder" in capsys.readouterr().err
+
+
+def test_augment_finds_a_run_started_in_another_folder(tiny_db, tmp_path, monkeypatch, capsys):
+    """recipe.json keeps data.db, data.train, ... as `sqltune run` was given them, maybe relative to the folder it was
+    started in; `augment --run` from another folder read them from there ('database not found: my.sqlite'). It finds
+    the database as `serve --run` does (inputs.json `db_path`: `serve.run_db`) and the item files in the folder the
+    run records (inputs.json `started_in`); a run from before that record, or whose files moved, is one clear error."""
+    import shutil
+    import sqlite3
+
+    import sqltune.augment as aug
+    import sqltune.model
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    db = shutil.copy(tiny_db, project / "my.sqlite")
+    con = sqlite3.connect(db)  # a table only the run's database has: a pair about it executes only there
+    con.executescript("CREATE TABLE prizes (name TEXT, amount INTEGER); INSERT INTO prizes VALUES ('a', 5), ('b', 7);")
+    con.commit()
+    con.close()
+    valid = {"id": "v1", "question": "Which book is the most expensive?",
+             "sql": "SELECT title FROM books ORDER BY price DESC LIMIT 1"}
+    (project / "train.jsonl").write_text("".join(json.dumps(it) + "\n" for it in TRAIN))
+    (project / "valid.jsonl").write_text(json.dumps(valid) + "\n")
+    run = project / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "recipe.json").write_text(json.dumps({"model": "m", "data": {
+        "db": "my.sqlite", "train": "train.jsonl", "valid": "valid.jsonl", "test": None, "extra": ["exoplanets:test"]}}))
+    inputs = {"db": "0" * 64, "db_path": str(project / "my.sqlite"), "started_in": str(project)}
+    (run / "inputs.json").write_text(json.dumps(inputs))
+    (run / "tuned_valid_report.json").write_text(json.dumps({"examples": [
+        {"id": "v1", "question": valid["question"], "gold_sql": valid["sql"], "exact": False, "error_kind": None}]}))
+
+    def chat(model, tok, prompts, max_new_tokens=160, desc="", **kw):
+        proposals = ["Question: Which book is the most expensive?\nSQL: SELECT title FROM books",  # valid's question
+                     f"Question: {TRAIN[0]['question']}\nSQL: SELECT MIN(year) FROM books",  # train's question
+                     "Question: What is the total amount of all prizes?\nSQL: SELECT SUM(amount) FROM prizes"]
+        return [proposals[i % 3] if "proposed" in desc else "What is it?" for i in range(len(prompts))]
+
+    monkeypatch.setattr(sqltune.model, "load_model", lambda *a, **k: (None, None, None))
+    monkeypatch.setattr(aug, "_chat", chat)
+    monkeypatch.chdir(elsewhere)
+    assert main(["augment", "--run", str(run), "--out", "more.jsonl", "--no-roundtrip"]) == 0
+    kept = [json.loads(line) for line in (elsewhere / "more.jsonl").read_text().splitlines()]
+    assert [k["sql"] for k in kept] == ["SELECT SUM(amount) FROM prizes"]  # executed on the run's database
+    assert "   2  leak: same question" in capsys.readouterr().out  # both the run's train and valid files were read
+
+    for recorded, said in (({"db": "0" * 64}, "no my.sqlite here .*: work from that folder$"),
+                           ({k: v for k, v in inputs.items() if k != "started_in"},
+                            "data.train train.jsonl, a path relative .* no train.jsonl here .*: work from that folder$"),
+                           ({**inputs, "started_in": str(tmp_path / "gone")},
+                            f"no train.jsonl here .* nor in {tmp_path / 'gone'}, where the run was started: put it back")):
+        (run / "inputs.json").write_text(json.dumps(recorded))  # a run from before the records, or whose files moved
+        assert main(["augment", "--run", str(run), "--out", "more.jsonl", "--no-roundtrip"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and re.search(said, " ".join(err.split())), err

@@ -372,8 +372,10 @@ def test_a_run_on_a_relative_db_records_its_absolute_path_for_use_from_elsewhere
                                                                                    monkeypatch):
     """`sqltune run --db my.sqlite` keeps the path as given (recipe.json: `--resume` compares it) and records the
     absolute one beside the fingerprints (inputs.json `db_path`, not compared: a run from before it, or whose database
-    was found from another folder, still resumes); `load(run=...)` and `serve --run` from another folder find it."""
+    was found from another folder, still resumes); `load(run=...)` and `serve --run` from another folder find it. The
+    folder the run was started in is recorded so too (`started_in`: where `augment --run` finds the item files)."""
     import shutil
+    from pathlib import Path
 
     import sqltune
     import sqltune.evaluate as ev
@@ -392,8 +394,9 @@ def test_a_run_on_a_relative_db_records_its_absolute_path_for_use_from_elsewhere
         run("default", out, overrides=ov)
     assert json.loads((out / "recipe.json").read_text())["data"]["db"] == "my.sqlite"
     inputs = json.loads((out / "inputs.json").read_text())
-    assert inputs["db_path"] == str(db)
-    for old in ({k: v for k, v in inputs.items() if k != "db_path"}, {**inputs, "db_path": "/moved/my.sqlite"}):
+    assert inputs["db_path"] == str(db) and Path(inputs["started_in"]).samefile(tmp_path)
+    for old in ({k: v for k, v in inputs.items() if k not in ("db_path", "started_in")},
+                {**inputs, "db_path": "/moved/my.sqlite", "started_in": "/moved"}):
         (out / "inputs.json").write_text(json.dumps(old))
         with pytest.raises(KeyboardInterrupt):  # not refused as another run's folder
             run("default", out, resume=True, overrides=ov)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import sqlglot
@@ -178,6 +179,24 @@ def _parse_proposal(text: str) -> dict | None:
     return {"question": q.splitlines()[0].strip() if q else "", "sql": sql} if sql else None
 
 
+def _run_data(run_dir: Path, data):
+    """A run's `recipe.DataSection` with its paths found from here: the database as `serve --run` finds it
+    (`serve.run_db`), the notes and item files, where relative paths not found here, in the folder the run was started
+    in (`run.run_file`); a packaged split (`exoplanets:train`) or a hub id is no file and stays as it is."""
+    from .dataset import ITEM_FILE_SUFFIXES
+    from .run import run_file
+    from .serve import run_db
+
+    def items(spec: str | None, key: str) -> str | None:
+        file = spec and not spec.startswith("hf:") and Path(spec).suffix.lower() in ITEM_FILE_SUFFIXES
+        return run_file(run_dir, spec, key) if file else spec
+
+    return replace(data, db=run_db(run_dir, data.db, give=None),
+                   notes=data.notes and run_file(run_dir, data.notes, "data.notes"),
+                   train=items(data.train, "data.train"), valid=items(data.valid, "data.valid"),
+                   test=items(data.test, "data.test"), extra=[items(s, "data.extra") for s in data.extra])
+
+
 def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 50, model: str | None = None,
             seed: int = 0, roundtrip: bool = True) -> AugmentResult:
     """Mine a run's valid failures and write validated new training pairs to `out` (JSONL).
@@ -191,18 +210,21 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     from .prompt import PromptBuilder
     from .schema import schema_text
 
-    from .run import read_recipe
+    from .dataset import NO_PAIRS
+    from .run import NO_PAIRS_FILE, read_recipe
 
     run_dir = Path(run_dir)
     recipe_file = run_dir / "recipe.json"
     recipe = read_recipe(run_dir)
-    data = recipe.get("data")
-    if not isinstance(data, dict):  # a run's recipe always names its data
+    if not isinstance(recipe.get("data"), dict):  # a run's recipe always names its data
         raise SqltuneError(f"{recipe_file} is not a sqltune run's recipe")
-    db = resolve_db(data.get("db"))
     from .recipe import build_recipe
 
-    splits = build_recipe(recipe, str(recipe_file)).items()
+    built = build_recipe(recipe, str(recipe_file))
+    built.data = _run_data(run_dir, built.data)  # found from here, though the run was started in another folder
+    db = resolve_db(built.data.db)
+    # a run with no pairs of its own trained on those it wrote from the database (data.train: synth, in the run folder)
+    splits = built.items(run_dir / NO_PAIRS_FILE if built.data.train == NO_PAIRS else None)
     fails = failures(run_dir)
     res = AugmentResult()
     if not fails:
@@ -221,7 +243,7 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     mutated = mutated[: int(1.5 * max_keep) + 1]
 
     m, tok, _ = load_model(model or recipe.get("model"), pick_device(recipe.get("device"), recipe.get("dtype")))
-    schema = schema_text(db, data.get("notes"))
+    schema = schema_text(db, built.data.notes)
     questions = _chat(m, tok, [QUESTION_PROMPT.format(schema=schema, sql=sql) for _, sql in mutated],
                       desc="augment: questions for mutated SQL")
     cands = [{"id": f"aug-mut-{i + 1:03d}", "question": _clean_question(q), "sql": sql,

@@ -89,6 +89,7 @@ PACKAGED_SPLITS = ("train", "valid", "test")
 # a recipe's `data.train` for a user with no pairs of their own: `sqltune run` writes them from the database alone
 # (`sqltune.synth`) into the run folder first (`recipe.Recipe.items`)
 NO_PAIRS = "synth"
+ITEM_FILE_SUFFIXES = (".jsonl", ".json", ".csv")  # a spec ending so is a local file to `load_items`, never a name
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -252,7 +253,7 @@ def _load_items(spec, question_field: str, sql_field: str, need_sql: bool) -> li
             return _finish(rows, split, _jsonl_lines(path), "question", "sql")
         if text in packaged_datasets():
             raise SqltuneError(f"name a split: {text}:train, {text}:valid or {text}:test")
-        if path.suffix.lower() in (".jsonl", ".json", ".csv") or not _HUB_ID.fullmatch(name):
+        if path.suffix.lower() in ITEM_FILE_SUFFIXES or not _HUB_ID.fullmatch(name):
             raise SqltuneError(f"file not found: {path}")
         hub = text  # OWNER/NAME with no such local file: a hub dataset id (the error says both)
     if hub is not None:

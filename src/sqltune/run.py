@@ -116,16 +116,38 @@ def inputs_fingerprint(db: Path, items: dict) -> dict:
 
 DB_PATH = "db_path"  # inputs.json: the database's absolute path beside the fingerprints (where, not what: not compared)
 NO_PAIRS_FILE = "synth_pairs.jsonl"  # in the run folder: those pairs, from which valid (and test) are split off
+STARTED_IN = "started_in"  # inputs.json: the folder `sqltune run` was started in, which recipe.json's relative paths
+# are relative to (where, not what: not compared)
+
+
+def _recorded(run_dir: str | os.PathLike, key: str) -> str | None:
+    try:
+        path = json.loads((Path(run_dir) / "inputs.json").read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return path if isinstance(path, str) else None
 
 
 def recorded_db(run_dir: str | os.PathLike) -> str | None:
     """The absolute path of the database a run was given (inputs.json `db_path`), for a run given a relative path and
     read from another folder (`serve.run_db`); None for a run from before it was recorded, or an unreadable file."""
-    try:
-        path = json.loads((Path(run_dir) / "inputs.json").read_text(encoding="utf-8")).get(DB_PATH)
-    except (OSError, ValueError, AttributeError):
-        return None
-    return path if isinstance(path, str) else None
+    return _recorded(run_dir, DB_PATH)
+
+
+def run_file(run_dir: str | os.PathLike, path: str, key: str) -> str:
+    """A file a run folder's recipe.json names (`key`: data.train, data.notes, ...) as `sqltune run` was given it, or,
+    where that is a relative path (relative to the folder `sqltune run` was started in) not found from here, that path
+    in the folder the run recorded (inputs.json `started_in`), for a run read from another folder (`augment --run`).
+    A file in neither place is one clear error (`serve.run_db` finds the database so, from inputs.json `db_path`)."""
+    if Path(path).is_absolute() or Path(path).exists():
+        return path
+    started = _recorded(run_dir, STARTED_IN)
+    if started and (Path(started) / path).exists():
+        return str(Path(started) / path)
+    raise SqltuneError(f"{run_dir} was run with {key} {path}, a path relative to the folder `sqltune run` was started "
+                       f"in, and there is no {path} here ({Path.cwd()})"
+                       + (f" nor in {started}, where the run was started: put it back there" if started else
+                          ": work from that folder"))
 
 
 def check_same_run(out: Path, recipe: dict, inputs: dict) -> None:
@@ -143,7 +165,8 @@ def check_same_run(out: Path, recipe: dict, inputs: dict) -> None:
     inputs_file = out / "inputs.json"
     if inputs_file.is_file():
         old_inputs = _read_json(inputs_file, "cannot tell whether this is the same run")
-        old_inputs.pop(DB_PATH, None)  # the same database found from another folder is the same run
+        for where in (DB_PATH, STARTED_IN):  # the same database and data found from another folder: the same run
+            old_inputs.pop(where, None)
         keys += [f"data ({k})" for k in sorted(set(inputs) | set(old_inputs)) if inputs.get(k) != old_inputs.get(k)]
     if keys:
         shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
@@ -431,7 +454,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
 
     run_dir = run_dir or RunFolder(out)
     _write_json(out / "recipe.json", c)
-    _write_json(out / "inputs.json", {**inputs, DB_PATH: str(db.resolve())})  # recipe.json's data.db stays as given
+    # recipe.json's paths stay as given; where they were found from is recorded (for `--run` from another folder)
+    _write_json(out / "inputs.json", {**inputs, DB_PATH: str(db.resolve()), STARTED_IN: str(Path.cwd())})
     if data.get("split"):
         for s, v in items.items():
             write_jsonl(out / f"split_{s}.jsonl", v)

@@ -98,10 +98,12 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
             "pool": (recipe.get("eval") or {}).get("vote")}
 
 
-def run_db(run_dir: str | os.PathLike, db: str | None) -> str | None:
+def run_db(run_dir: str | os.PathLike, db: str | None,
+           give: str | None = "give the database (--db, or db= in sqltune.load)") -> str | None:
     """The database a run folder names (`run_paths`): as `sqltune run` was given it, or, where that is a relative path
     (relative to the folder `sqltune run` was started in) not found from here, the absolute path the run recorded
-    (`run.recorded_db`). A run from before that record, or whose database has moved, is one clear error."""
+    (`run.recorded_db`). A run from before that record, or whose database has moved, is one clear error, which says
+    how to `give` the database (None: the caller takes none, as `augment --run`)."""
     if db in (None, "exoplanets") or Path(db).is_absolute() or Path(db).is_file():
         return db
     from .run import recorded_db
@@ -109,11 +111,10 @@ def run_db(run_dir: str | os.PathLike, db: str | None) -> str | None:
     recorded = recorded_db(run_dir)
     if recorded and Path(recorded).is_file():
         return recorded
-    give = "give the database (--db, or db= in sqltune.load)"
     raise SqltuneError(f"{run_dir} was run on the database {db}, a path relative to the folder `sqltune run` was "
                        f"started in, and there is no {db} here ({Path.cwd()})"
-                       + (f" nor at {recorded}, where the run found it: {give}" if recorded else
-                          f": work from that folder, or {give}"))
+                       + (f" nor at {recorded}, where the run found it: {give or 'put it back there'}" if recorded else
+                          ": work from that folder" + (f", or {give}" if give else "")))
 
 
 def run_settings(run_dir: str | os.PathLike, adapter=None, db=None, notes=None, prompt_style=None, fallback=None):
