@@ -199,6 +199,33 @@ def test_the_training_log_is_one_readable_line_per_logging_step(tiny_model_dir, 
     assert "'loss'" not in out + err  # not transformers' raw dict, with or without the progress bar
     assert re.search(r"step 2/2  epoch 1\.00  loss [\d.]+  grad norm [\d.e+-]+  lr [\d.e+-]+\n", err)
     assert re.search(r"trained 2 steps in \d+ s, mean train loss [\d.]+\n", err)
+    # stderr is no terminal here (a log file): the checkpoint's line starts a line, after no cursor move ('\x1b[A') of
+    # the evaluator's bar, which scored it under the Trainer's bar
+    assert "\x1b" not in err and re.search(r"(?m)^step 2 \(epoch 1\.00\): exact ", err.replace("\r", "\n"))
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_bar_under_another_takes_its_own_line_only_on_a_terminal(monkeypatch, terminal):
+    """The evaluator's bar opens under the Trainer's as training scores a checkpoint: on a terminal it takes the next
+    line (tqdm moves the cursor there and back up, '\\x1b[A'); in a log file such moves are junk before the next line,
+    so there every bar keeps to one line."""
+    import io
+    import sys
+
+    from sqltune.console import progress
+
+    class Stderr(io.StringIO):
+        def isatty(self):
+            return terminal
+
+    monkeypatch.setattr(sys, "stderr", Stderr())
+    with progress(2, "training") as outer:
+        with progress(2, "generating", unit="q") as inner:
+            inner.update(2)
+        outer.update(2)
+    text = sys.stderr.getvalue()
+    assert "training: " in text and "generating: " in text  # both bars are shown
+    assert ("\x1b[A" in text) is terminal
 
 
 def test_unfinished_checkpoint_folder_is_refused(tmp_path):

@@ -45,6 +45,24 @@ def show(renderable, err: bool = False) -> None:
             c.width = old
 
 
+def progress(total: int, desc: str | None = None, enabled: bool = True, **kw):
+    """sqltune's progress bar (tqdm) on stderr, gone once closed. On a terminal a bar opened under another one (the
+    evaluator's under the Trainer's, as training scores a checkpoint) takes the next line; elsewhere (a log file, a
+    pipe) every bar stays on the one line (`position=0`), since the cursor moves between lines are escape codes
+    ("\\x1b[A") that a file keeps, before the next line of the log."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    file = sys.stderr
+    try:
+        terminal = file.isatty()
+    except (AttributeError, ValueError):  # no stderr, or a closed one
+        terminal = False
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, file=file,
+                position=None if terminal else 0, **kw)
+
+
 def table(columns, rows, title: str | None = None, **kw) -> Table:
     """A table whose title, headers and cells are data: a str cell is shown literally; pass a rich
     `Text` for a styled cell (see `mark`)."""

@@ -22,7 +22,6 @@ import copy
 import inspect
 import math
 import re
-import sys
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -136,9 +135,9 @@ class _EvalMode:
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
+    from .console import progress
 
-    return tqdm(total=total, desc=desc, unit="q", disable=not enabled, leave=False, file=sys.stderr)
+    return progress(total, desc, enabled, unit="q")
 
 
 # A reply that repeats one piece of at most LOOP_MAX_PERIOD tokens LOOP_MIN_REPEATS times, over at least

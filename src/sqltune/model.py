@@ -88,9 +88,9 @@ def _sha256(paths: list[Path]) -> str:
 
 
 def _progress(desc: str, total: int):
-    from tqdm.auto import tqdm
+    from .console import progress
 
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, leave=False)
+    return progress(total, desc, unit="B", unit_scale=True)
 
 
 def join_parts(parts: list[Path], out: Path, expected_sha256: str | None) -> Path:

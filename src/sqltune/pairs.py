@@ -298,9 +298,9 @@ def filter_candidates(candidates: list[dict], validator: Validator, max_keep: in
 
 
 def _bar(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
+    from .console import progress
 
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
+    return progress(total, desc, enabled)
 
 
 def roundtrip_agrees(db, candidates: list[dict], model_sql: list[str | None], timeout: float = 5.0) -> list[bool]:

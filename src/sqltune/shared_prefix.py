@@ -19,7 +19,6 @@ cheaper step with other gradients (measured, not the default: BENCHMARKS.md, "Fi
 
 from __future__ import annotations
 
-import sys
 
 from .train_data import IGNORE, ExampleSet, collate  # noqa: F401 - ExampleSet: annotations
 
@@ -129,8 +128,9 @@ class SharedPrefix:
     def precompute(self, model, datasets: list["ExampleSet"], batch_size: int, progress: bool) -> None:
         """Hidden states entering layer `start` for the prefix and every row (frozen layers: once)."""
         import torch
-        from tqdm.auto import tqdm
         from transformers import DynamicCache
+
+        from .console import progress as bar_on_stderr
 
         if self.start == 0:
             return
@@ -147,8 +147,7 @@ class SharedPrefix:
                 self.prefix_hidden = _run_layers(dec, h, lower, torch.arange(P, device=device)[None], None, cache)
                 kv = [(cache.layers[i].keys, cache.layers[i].values) for i in lower]
                 total = sum(len(d) for d in datasets)
-                with tqdm(total=total, desc=f"caching layers 0-{self.start - 1}", unit="ex", leave=False,
-                          disable=not progress, file=sys.stderr) as bar:
+                with bar_on_stderr(total, f"caching layers 0-{self.start - 1}", progress, unit="ex") as bar:
                     for ds in datasets:
                         ds.hidden = [None] * len(ds)
                         order = sorted(range(len(ds)), key=lambda i: len(ds.rows[i]["input_ids"]))
