@@ -67,6 +67,31 @@ def test_pick_device_overrides():
         pick_device("cpu", "float8")
 
 
+def test_a_model_loaded_on_cuda_never_uses_cudnn_attention(monkeypatch):
+    """cuDNN's fused attention is switched off wherever a model goes to CUDA, for generation as for training (its
+    forward failed in the vote's sampling on an H200, its backward gave NaN with padding); on the CPU nothing changes."""
+    import torch
+    import transformers
+
+    from sqltune.model import DeviceConfig, _from_pretrained
+
+    class Weights:
+        def to(self, device):
+            self.device = device
+            return self
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **kw: Weights())
+    was = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        assert _from_pretrained("x", DeviceConfig("cpu", "float32", False), None).device == "cpu"
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+        assert _from_pretrained("x", DeviceConfig("cuda", "bfloat16", False), None).device == "cuda"
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(was)
+
+
 def test_loading_a_model_does_not_need_sqlglot():
     import subprocess
     import sys

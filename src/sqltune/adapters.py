@@ -21,16 +21,11 @@ def load_for_training(cfg: TrainConfig, dev):
     """(model, tokenizer, location) with the method applied (adapters added / layers unfrozen)."""
     import importlib.util
 
-    import torch
     from transformers import set_seed
 
     from .model import load
 
-    set_seed(cfg.seed)
-    if dev.device.startswith("cuda"):
-        # cuDNN's SDPA backward gives non-finite gradients when a packed row ends in padding under a
-        # custom mask (measured on H100, torch 2.11: BENCHMARKS.md, "GPU"); flash/mem-efficient/math are fine.
-        torch.backends.cuda.enable_cudnn_sdp(False)
+    set_seed(cfg.seed)  # (cuDNN's attention is off on CUDA wherever a model is loaded: model._from_pretrained)
     if cfg.method == "qlora":
         if not dev.device.startswith("cuda"):
             raise SqltuneError("qlora trains 4-bit weights through bitsandbytes, which needs CUDA; use --method lora here")

@@ -204,14 +204,13 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     `model` writes the questions (default: the run's base model); with `roundtrip` the run's tuned
     model (its `adapter`, else the writer) must read each question back into SQL with the same result."""
     from .checkpoint import is_complete, load_trained
+    from .dataset import NO_PAIRS
     from .db import resolve_db
     from .evaluate import EvalConfig, predict
     from .model import load_model, pick_device
     from .prompt import PromptBuilder
-    from .schema import schema_text
-
-    from .dataset import NO_PAIRS
     from .run import NO_PAIRS_FILE, read_recipe
+    from .schema import schema_text
 
     run_dir = Path(run_dir)
     recipe_file = run_dir / "recipe.json"

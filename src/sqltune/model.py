@@ -313,6 +313,12 @@ def _from_pretrained(location: str, dev: DeviceConfig, quantize: str | None):
     import torch
     from transformers import AutoModelForCausalLM
 
+    if dev.device.startswith("cuda"):
+        # cuDNN's fused attention, for every use of the model (training, evaluation, sampling): its backward gave
+        # non-finite gradients when a packed row ends in padding under a custom mask (H100, torch 2.11), and its
+        # forward failed in the vote's sampling with 12 jobs on one H200 ("mha_graph.execute(...).is_good()",
+        # BENCHMARKS.md "Session 24"); flash / memory-efficient / math attention are fine
+        torch.backends.cuda.enable_cudnn_sdp(False)
     if quantize is None:
         m = AutoModelForCausalLM.from_pretrained(location, dtype=dev.torch_dtype())
         m.to(dev.device)

@@ -711,7 +711,6 @@ def _single_run(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, in
 def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: dict, builder, reward, dev,
            progress, baseline, t_start, choose=None):
     """The GRPO loop proper (see `train_grpo`); `start`: the loaded start model and where it came from."""
-    import torch
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -751,8 +750,6 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
     dataset = Dataset.from_list([{"prompt": p, "item": i} for i, p in zip(rows, texts)])
     per_step = rl.prompts_per_step * rl.num_generations
     cuda = dev.device.startswith("cuda")
-    if cuda:
-        torch.backends.cuda.enable_cudnn_sdp(False)  # as train.py: cuDNN SDPA backward misbehaves with padding
     args = GRPOConfig(
         output_dir=str(work / "trainer"), per_device_train_batch_size=rl.micro(),
         gradient_accumulation_steps=per_step // rl.micro(), num_generations=rl.num_generations,
