@@ -387,6 +387,10 @@ def _start_without_pairs(out: Path, started: bool, c: dict, cfg, db: Path, pairs
     run_dir = RunFolder(out)
     _write_json(out / "recipe.json", c)
     device = pick_device(c.get("device"), c.get("dtype"))
+    if device.device == "cpu" and (c.get("synth") or {}).get("questions", "model") == "model":
+        _stage(f"note: on a CPU this is slow (the 0.5B writes a question in ~4 s on 2 cores: {k} pairs take well over "
+               "30 minutes); with no pairs the untuned model's vote (`sqltune ask`) is the measured gain and tuning "
+               "on written pairs has not reliably added to it (README, \"No pairs at all\")")
     synth_pairs(run_dir, c, db, [], held, device, pairs_file,
                 f"synth: no pairs given, so up to {k} question/SQL pairs are written from {db.name} alone (its schema, "
                 f"keys and values; each query executed, each question read back); valid"
