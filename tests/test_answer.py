@@ -74,7 +74,7 @@ def test_a_run_folder_gives_its_adapter_db_and_fallback(taught_db, tmp_path, mon
                                                  "eval": {"fallback": "base"}}))
     seen = {}
 
-    def fake_load(model, adapter, device, style, dbp, notes, merge=True):
+    def fake_load(model, adapter, device, style, dbp, notes, merge=True, base=None):
         seen.update(adapter=adapter, style=style, db=str(dbp), merge=merge)
         return None, None, None
 
@@ -114,6 +114,69 @@ def test_a_run_on_a_relative_db_path_says_so_from_elsewhere(taught_db, tmp_path,
     assert sqltune.load(run=run).db == str(taught_db)  # the absolute path the run recorded
     (elsewhere / "my.sqlite").write_bytes(taught_db.read_bytes())
     assert sqltune.load(run=run).db == "my.sqlite"  # from the folder the run was started in: the path as given
+
+
+def test_a_run_on_a_relative_notes_file_and_model_folder_loads_from_elsewhere(tiny_model_dir, tmp_path, monkeypatch):
+    """recipe.json keeps data.notes and `model` as `sqltune run` was given them, maybe relative to the folder it was
+    started in (`--set model=models/mine`), and the run's adapter records that model as its base; `load(run=)` (as
+    `ask --run` and `serve --run`, through `serve.run_settings`) from another folder read the notes file from here
+    ('notes file not found', or another schema than the adapter was trained with) and the base model as a hub id. It
+    finds both in the folder the run recorded (inputs.json `started_in`), and the adapter's prompt check passes."""
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+
+    from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
+    from sqltune.model import load_model, pick_device
+    from sqltune.prompt import PromptBuilder
+    from sqltune.schema import schema_text
+    from conftest import make_tiny_db
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copytree(tiny_model_dir, project / "models" / "mine")
+    db = make_tiny_db(project / "my.sqlite")
+    (project / "notes.md").write_text("Prices are in euros, a note only the run's notes file has.\n")
+    run = project / "runs" / "r1"
+    base, tok, _ = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
+    get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(run / "adapter")
+    trained = PromptBuilder(schema_text(db, project / "notes.md"), "seed")
+    (run / "adapter" / CHECKPOINT_META).write_text(json.dumps({"base_model": "models/mine",
+                                                               "prompt": trained.fingerprint(tok)}))
+    (run / "adapter" / COMPLETE).write_text("")
+    (run / "recipe.json").write_text(json.dumps({"model": "models/mine", "prompt": {"style": "seed"},
+                                                 "data": {"db": "my.sqlite", "notes": "notes.md"}}))
+    (run / "inputs.json").write_text(json.dumps({"db": "0" * 64, "db_path": str(db), "started_in": str(project)}))
+    monkeypatch.chdir(elsewhere)
+    m = sqltune.load(run=run, device="cpu", dtype="float32")
+    assert "a note only the run's notes file has" in m.builder.schema and m.db == str(db)
+    assert m.builder.fingerprint(m.tokenizer) == trained.fingerprint(tok)
+    (project / "notes.md").unlink()  # moved away: one clear error, not another schema
+    with pytest.raises(SqltuneError, match="data.notes notes.md, a path relative .* nor in .*project, where the run"):
+        sqltune.load(run=run, device="cpu")
+
+
+def test_run_model_finds_only_relative_paths_in_the_folder_the_run_was_started_in(tmp_path, monkeypatch):
+    """Packaged names and hub ids stay as they are; a relative model folder (or .gguf) found from here stays too."""
+    from sqltune.run import run_model
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "models" / "mine").mkdir(parents=True)
+    (project / "Qwen2.5-Coder-0.5B").mkdir()
+    (project / "small.gguf").write_text("")
+    elsewhere.mkdir()
+    run = project / "run"
+    run.mkdir()
+    (run / "inputs.json").write_text(json.dumps({"started_in": str(project)}))
+    monkeypatch.chdir(elsewhere)
+    assert run_model(run, "models/mine") == str(project / "models" / "mine")
+    assert run_model(run, "small.gguf") == str(project / "small.gguf")
+    for same in ("qwen2.5-coder-0.5b", "Qwen/Qwen2.5-Coder-0.5B", None, str(project / "models" / "mine"), "nowhere/x"):
+        assert run_model(run, same) == same
+    (elsewhere / "models" / "mine").mkdir(parents=True)
+    assert run_model(run, "models/mine") == "models/mine"  # found from here: as given, as `run_file` does
+    (run / "inputs.json").write_text(json.dumps({"db": "0" * 64}))  # a run from before `started_in` was recorded
+    assert run_model(run, "small.gguf") == "small.gguf"
 
 
 def test_the_cli_ask_is_the_api(capsys, taught, taught_db, monkeypatch):

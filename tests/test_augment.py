@@ -147,10 +147,15 @@ def test_augment_finds_a_run_started_in_another_folder(tiny_db, tmp_path, monkey
                      "Question: What is the total amount of all prizes?\nSQL: SELECT SUM(amount) FROM prizes"]
         return [proposals[i % 3] if "proposed" in desc else "What is it?" for i in range(len(prompts))]
 
-    monkeypatch.setattr(sqltune.model, "load_model", lambda *a, **k: (None, None, None))
+    writers = []
+    monkeypatch.setattr(sqltune.model, "load_model", lambda name, *a, **k: writers.append(name) or (None, None, None))
     monkeypatch.setattr(aug, "_chat", chat)
     monkeypatch.chdir(elsewhere)
     assert main(["augment", "--run", str(run), "--out", "more.jsonl", "--no-roundtrip"]) == 0
+    assert writers == ["m"]  # recipe.json's model, no folder anywhere: a name, as given
+    (project / "m").mkdir()  # a relative model folder (`--set model=m`): found where the run was started
+    assert main(["augment", "--run", str(run), "--out", "more.jsonl", "--no-roundtrip"]) == 0
+    assert writers == ["m", str(project / "m")]
     kept = [json.loads(line) for line in (elsewhere / "more.jsonl").read_text().splitlines()]
     assert [k["sql"] for k in kept] == ["SELECT SUM(amount) FROM prizes"]  # executed on the run's database
     assert "   2  leak: same question" in capsys.readouterr().out  # both the run's train and valid files were read

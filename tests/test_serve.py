@@ -456,6 +456,42 @@ def test_engine_merges_the_adapter_unless_told_not_to(tiny_db, monkeypatch):
     assert seen == [True, False]
 
 
+def test_serve_run_from_another_folder_finds_the_runs_notes_and_model_folder(tiny_db, tmp_path, monkeypatch):
+    """`serve --run` reads a run's settings through `run_settings`, as `ask --run` and `sqltune.load(run=)` do: a
+    relative data.notes and a relative model folder (the adapter's recorded `base_model`) are found in the folder the
+    run was started in (inputs.json `started_in`), not read from here, so the prompt is the one the adapter learned."""
+    import sqltune.evaluate as ev
+    from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
+    from sqltune.errors import SqltuneError
+    from sqltune.serve import Engine, ServeConfig
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "models" / "mine").mkdir(parents=True)
+    elsewhere.mkdir()
+    (project / "notes.md").write_text("a note\n")
+    run = project / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / COMPLETE).write_text("")
+    (run / "adapter" / CHECKPOINT_META).write_text(json.dumps({"base_model": "models/mine", "prompt": {}}))
+    (run / "recipe.json").write_text(json.dumps({"model": "models/mine", "data": {"db": str(tiny_db), "notes": "notes.md"}}))
+    (run / "inputs.json").write_text(json.dumps({"db": "0" * 64, "started_in": str(project)}))
+    seen = {}
+
+    def fake_load(model, adapter, device, style, db, notes, merge=True, base=None):
+        seen.update(notes=notes, base=base)
+        raise SqltuneError("stop here")
+
+    monkeypatch.setattr(ev, "load_for_inference", fake_load)
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(SqltuneError, match="stop here"):
+        Engine(ServeConfig(run_dir=str(run)))
+    assert seen == {"notes": str(project / "notes.md"), "base": str(project / "models" / "mine")}
+    (elsewhere / "models" / "mine").mkdir(parents=True)  # found from here: the checkpoint's record loads as it is
+    with pytest.raises(SqltuneError, match="stop here"):
+        Engine(ServeConfig(run_dir=str(run), notes=str(project / "notes.md")))
+    assert seen == {"notes": str(project / "notes.md"), "base": None}
+
+
 def test_engine_fallback_needs_an_adapter_and_loads_it_unmerged(tiny_db, tmp_path, monkeypatch):
     import sqltune.evaluate as ev
     from sqltune.errors import SqltuneError

@@ -147,10 +147,12 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
     from .evaluate import check_fallback, fallback_merge, load_for_inference
     from .model import pick_device
 
+    base = None  # the adapter's base model, where not where its checkpoint names it (a run read from elsewhere)
     if run is not None:
         from .serve import run_settings
 
-        adapter, db, notes, prompt_style, fallback, _ = run_settings(run, adapter, db, notes, prompt_style, fallback)
+        adapter, db, notes, prompt_style, fallback, _, base = run_settings(run, adapter, db, notes, prompt_style,
+                                                                           fallback)
     fallback = fallback or "none"
     for name, value in (("retries", retries), ("timeout", timeout), ("max_rows", max_rows),
                         ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
@@ -162,6 +164,6 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
     check_fallback(fallback, "--fallback", vote=n)
     dbp = resolve_db(db, need_tables=True)
     dev = pick_device(device, dtype)
-    m, tok, builder = load_for_inference(model, adapter, dev, prompt_style, dbp, notes, merge=merge)
+    m, tok, builder = load_for_inference(model, adapter, dev, prompt_style, dbp, notes, merge=merge, base=base)
     return SQLModel(m, tok, builder, str(dbp), dev, vote=settings, fallback=fallback, retries=retries, timeout=timeout,
                     max_rows=max_rows, max_new_tokens=max_new_tokens, batch_size=batch_size)

@@ -209,7 +209,7 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     from .evaluate import EvalConfig, predict
     from .model import load_model, pick_device
     from .prompt import PromptBuilder
-    from .run import NO_PAIRS_FILE, read_recipe
+    from .run import NO_PAIRS_FILE, read_recipe, run_base, run_model
     from .schema import schema_text
 
     run_dir = Path(run_dir)
@@ -241,7 +241,8 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
     # the filters (BENCHMARKS.md, "Augmentation"), so 1.5x the wanted count is enough
     mutated = mutated[: int(1.5 * max_keep) + 1]
 
-    m, tok, _ = load_model(model or recipe.get("model"), pick_device(recipe.get("device"), recipe.get("dtype")))
+    # the run's model as `sqltune run` found it (a relative model folder: in the folder it was started in)
+    m, tok, _ = load_model(model or run_model(run_dir, recipe.get("model")), pick_device(recipe.get("device"), recipe.get("dtype")))
     schema = schema_text(db, built.data.notes)
     questions = _chat(m, tok, [QUESTION_PROMPT.format(schema=schema, sql=sql) for _, sql in mutated],
                       desc="augment: questions for mutated SQL")
@@ -268,7 +269,8 @@ def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 
         builder = PromptBuilder(schema, style=(recipe.get("prompt") or {}).get("style", "chat"))
         if is_complete(run_dir / "adapter"):  # the run's tuned model reads the questions back; the writer goes first
             del m
-            m, tok = load_trained(run_dir / "adapter", recipe.get("device"), builder=builder)[:2]
+            m, tok = load_trained(run_dir / "adapter", recipe.get("device"), builder=builder,
+                                  base=run_base(run_dir, run_dir / "adapter"))[:2]
         ecfg = EvalConfig.from_recipe(recipe, pick_device(recipe.get("device"), recipe.get("dtype")),
                                       fewshot_pool=splits["train"])
         rows = predict(m, tok, builder, res.kept, db, ecfg)

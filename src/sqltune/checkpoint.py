@@ -92,19 +92,19 @@ def saved_builder(info: dict) -> PromptBuilder:
 
 
 def load_trained(path: str | os.PathLike, device=None, builder: PromptBuilder | None = None,
-                 merge: bool = False) -> TrainedModel:
+                 merge: bool = False, base: str | None = None) -> TrainedModel:
     """(model, tokenizer, info, builder) of a finished checkpoint, ready for generation (`model.load`).
 
     `device`: a `model.DeviceConfig`, a device name or None (picked automatically). `builder`: the
     prompt the caller is about to use (its DB's schema, its style); the checkpoint refuses to load
     when that prompt renders differently from the one it was trained with. Without `builder` the
     saved one is returned (and checked against the tokenizer). Adapters stay unmerged unless
-    `merge` (merging is faster to generate with, unmerged is what training evaluated).
+    `merge` (merging is faster to generate with, unmerged is what training evaluated). `base`: `model.load`'s.
     """
     from .model import load
 
     info = read_info(path)
-    loaded = load(path, device, builder=builder or saved_builder(info), merge=merge)
+    loaded = load(path, device, builder=builder or saved_builder(info), merge=merge, base=base)
     return TrainedModel(loaded.model, loaded.tokenizer, loaded.info, loaded.builder)
 
 

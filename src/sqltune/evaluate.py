@@ -146,6 +146,7 @@ def load_for_inference(
     db: str | os.PathLike | None = None,
     notes: str | os.PathLike | None = None,
     merge: bool = True,
+    base: str | None = None,
 ):
     """(model, tokenizer, builder) ready to generate SQL for `db`.
 
@@ -155,7 +156,9 @@ def load_for_inference(
     prompt rendered now for `db` must match the template it was trained with exactly
     (`prompt.check_fingerprint`); adapters are merged into the weights for speed unless
     `merge=False`. A `model_name` folder that is itself a sqltune checkpoint (a merged adapter) is
-    checked the same way. Loading goes through `model.load`, the one loader.
+    checked the same way. Loading goes through `model.load`, the one loader. `base`: where the adapter's base
+    model is, where not where its checkpoint names it (a relative model folder of a run read from another folder:
+    `serve.run_settings`); `model_name` may be either.
     """
     from .checkpoint import read_info
     from .db import resolve_db
@@ -166,10 +169,11 @@ def load_for_inference(
     schema = schema_text(db_path, notes)
     if adapter_dir is not None:
         info = read_info(adapter_dir)
-        base = info.get("base_model")
-        if model_name and base and str(model_name) != str(base):
-            raise SqltuneError(f"checkpoint {adapter_dir} was trained on '{base}', not '{model_name}'; leave out --model")
-    loaded = load(adapter_dir if adapter_dir is not None else model_name, device, merge=merge,
+        trained_on = info.get("base_model")
+        if model_name and trained_on and str(model_name) not in (str(trained_on), str(base)):
+            raise SqltuneError(f"checkpoint {adapter_dir} was trained on '{trained_on}', not '{model_name}'; "
+                               "leave out --model")
+    loaded = load(adapter_dir if adapter_dir is not None else model_name, device, merge=merge, base=base,
                   builder=lambda info: _builder(schema, prompt_style, info))
     return loaded.model, loaded.tokenizer, loaded.builder
 

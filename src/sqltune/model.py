@@ -254,7 +254,7 @@ class Loaded(NamedTuple):
 
 
 def load(model: str | os.PathLike | None = None, device: DeviceConfig | str | None = None, *,
-         builder=None, merge: bool = False, quantize: str | None = None) -> Loaded:
+         builder=None, merge: bool = False, quantize: str | None = None, base: str | None = None) -> Loaded:
     """The one loader: a base model, a trained adapter or a whole (merged / fully tuned) model folder.
 
     `model`: a packaged name, a model folder, a .gguf file, a hub id, or a sqltune checkpoint folder
@@ -262,7 +262,8 @@ def load(model: str | os.PathLike | None = None, device: DeviceConfig | str | No
     merged into the weights when `merge`). `device`: a DeviceConfig, a device name or None (picked).
     `builder`: a `prompt.PromptBuilder`, or a function `info -> PromptBuilder` (info is None for a
     plain model), or None (a checkpoint's saved builder). A checkpoint whose trained prompt renders
-    differently from the builder refuses to load. `quantize="nf4"`: 4-bit weights for QLoRA (CUDA).
+    differently from the builder refuses to load. `quantize="nf4"`: 4-bit weights for QLoRA (CUDA). `base`: an
+    adapter's base model where it is not where its `sqltune_checkpoint.json` names it (None: there).
     """
     dev = device if isinstance(device, DeviceConfig) else pick_device(device)
     path = Path(str(model)) if model is not None else None
@@ -274,7 +275,7 @@ def load(model: str | os.PathLike | None = None, device: DeviceConfig | str | No
     adapter = path is not None and path.is_dir() and (path / "adapter_config.json").is_file()
     if adapter and info is None:
         raise SqltuneError(f"{path} is an adapter without sqltune_checkpoint.json; it cannot be checked or loaded")
-    location = resolve_model(info["base_model"] if adapter else model)
+    location = resolve_model((base or info["base_model"]) if adapter else model)
     tok_from = str(path) if path is not None and (path / "tokenizer_config.json").is_file() else location
     try:
         tok = load_tokenizer(tok_from)

@@ -134,16 +134,54 @@ def recorded_db(run_dir: str | os.PathLike) -> str | None:
     return _recorded(run_dir, DB_PATH)
 
 
-def run_file(run_dir: str | os.PathLike, path: str, key: str) -> str:
-    """A file a run folder's recipe.json names (`key`: data.train, data.notes, ...) as `sqltune run` was given it, or,
-    where that is a relative path (relative to the folder `sqltune run` was started in) not found from here, that path
-    in the folder the run recorded (inputs.json `started_in`), for a run read from another folder (`augment --run`).
-    A file in neither place is one clear error (`serve.run_db` finds the database so, from inputs.json `db_path`)."""
+def _found(run_dir: str | os.PathLike, path: str) -> str | None:
+    """`path` as given where it is absolute or found from here, else that relative path in the folder the run was
+    started in (inputs.json `started_in`) where it is there, else None."""
     if Path(path).is_absolute() or Path(path).exists():
         return path
     started = _recorded(run_dir, STARTED_IN)
     if started and (Path(started) / path).exists():
         return str(Path(started) / path)
+    return None
+
+
+def run_model(run_dir: str | os.PathLike, model: str | None) -> str | None:
+    """A model a run names (recipe.json `model`, which its checkpoints record as `base_model`) as `sqltune run` was
+    given it, or, where that is a relative path (a model folder or .gguf file, relative to the folder `sqltune run` was
+    started in) not found from here but found in the folder the run recorded (inputs.json `started_in`), that path
+    there, as `run_file` finds files. Anything else stays as it is: a packaged name, a hub id (owner/name), None (the
+    default model), a path found nowhere (`model.resolve_model` says what is wrong with it)."""
+    from .model import PACKAGED
+
+    if not isinstance(model, str) or not model or model in PACKAGED:
+        return model
+    return _found(run_dir, model) or model
+
+
+def run_base(run_dir: str | os.PathLike, checkpoint: str | os.PathLike) -> str | None:
+    """Where a run's checkpoint's base model is found from here (`run_model`), where that is not where the checkpoint
+    names it (`sqltune_checkpoint.json` `base_model`: recipe.json's `model` as `sqltune run` was given it, so a relative
+    model folder is relative to the folder the run was started in); else None (it loads as it names it). For
+    `model.load`'s `base` (`serve.run_settings`, `augment --run`)."""
+    from .checkpoint import CHECKPOINT_META
+
+    try:
+        recorded = json.loads((Path(checkpoint) / CHECKPOINT_META).read_text(encoding="utf-8")).get("base_model")
+    except (OSError, ValueError, AttributeError):
+        return None  # no checkpoint here, or a damaged one: `model.load` says what is wrong as it loads
+    found = run_model(run_dir, recorded)
+    return found if found != recorded else None
+
+
+def run_file(run_dir: str | os.PathLike, path: str, key: str) -> str:
+    """A file a run folder's recipe.json names (`key`: data.train, data.notes, ...) as `sqltune run` was given it, or,
+    where that is a relative path (relative to the folder `sqltune run` was started in) not found from here, that path
+    in the folder the run recorded (inputs.json `started_in`), for a run read from another folder (`augment --run`).
+    A file in neither place is one clear error (`serve.run_db` finds the database so, from inputs.json `db_path`)."""
+    found = _found(run_dir, path)
+    if found is not None:
+        return found
+    started = _recorded(run_dir, STARTED_IN)
     raise SqltuneError(f"{run_dir} was run with {key} {path}, a path relative to the folder `sqltune run` was started "
                        f"in, and there is no {path} here ({Path.cwd()})"
                        + (f" nor in {started}, where the run was started: put it back there" if started else

@@ -118,16 +118,23 @@ def run_db(run_dir: str | os.PathLike, db: str | None,
 
 
 def run_settings(run_dir: str | os.PathLike, adapter=None, db=None, notes=None, prompt_style=None, fallback=None):
-    """(adapter, db, notes, prompt_style, fallback, pool): a run folder's settings (`run_paths`) under those the caller
-    gave (None: not given), as `serve --run`, `ask --run` and `sqltune.load(run=...)` take them. The adapter is the
-    run's (one given beside the run is refused), the database is checked (`run_db`), and `pool` is the run's vote size
-    where its pooled vote (`eval.fallback: vote`) is taken, else None."""
+    """(adapter, db, notes, prompt_style, fallback, pool, base): a run folder's settings (`run_paths`) under those the
+    caller gave (None: not given), as `serve --run`, `ask --run` and `sqltune.load(run=...)` take them. The adapter is
+    the run's (one given beside the run is refused), the database is checked (`run_db`), the notes file and the base
+    model are found as the run found them, though read from another folder (`run.run_file`, `run.run_base`): `base`
+    is where the adapter's base model is, where that is not where its checkpoint names it (a relative model folder:
+    `load_for_inference`'s `base`), else None; `pool` is the run's vote size where its pooled vote (`eval.fallback:
+    vote`) is taken, else None."""
+    from .run import run_base, run_file
+
     if adapter is not None:
         raise SqltuneError("give a run folder or an adapter, not both: the run brings its own adapter")
     found = run_paths(run_dir)
     pool = found["pool"] if fallback is None and found["fallback"] == "vote" and isinstance(found["pool"], int) else None
-    return (found["adapter"], db or run_db(run_dir, found["db"]), notes or found["notes"],
-            prompt_style or found["prompt_style"], fallback or found["fallback"], pool)
+    return (found["adapter"], db or run_db(run_dir, found["db"]),
+            notes or (found["notes"] and run_file(run_dir, found["notes"], "data.notes")),
+            prompt_style or found["prompt_style"], fallback or found["fallback"], pool,
+            run_base(run_dir, found["adapter"]))
 
 
 # ---------------------------------------------------------------- the model, loaded once
@@ -143,9 +150,11 @@ class Engine:
 
         cfg = config
         if cfg.run_dir:
-            cfg.adapter, cfg.db, cfg.notes, cfg.prompt_style, cfg.fallback, pool = run_settings(
+            cfg.adapter, cfg.db, cfg.notes, cfg.prompt_style, cfg.fallback, pool, base = run_settings(
                 cfg.run_dir, cfg.adapter, cfg.db, cfg.notes, cfg.prompt_style, cfg.fallback)
             cfg.pool = pool or cfg.pool
+        else:
+            base = None
         cfg.fallback = cfg.fallback or "none"
         if cfg.fallback == "vote" and cfg.pool < 2:
             raise SqltuneError(f"serve: --fallback vote needs at least 2 candidates per model (pool {cfg.pool})")
@@ -155,7 +164,7 @@ class Engine:
         self.device = pick_device(cfg.device, cfg.dtype)
         t = time.perf_counter()
         self.model, self.tokenizer, self.builder = load_for_inference(
-            cfg.model, cfg.adapter, self.device, cfg.prompt_style, self.db, cfg.notes, merge=cfg.merge)
+            cfg.model, cfg.adapter, self.device, cfg.prompt_style, self.db, cfg.notes, merge=cfg.merge, base=base)
         self.load_seconds = time.perf_counter() - t
         t = time.perf_counter()
         probes = [self.builder.prompt(self.tokenizer, q) for q in PROBE_QUESTIONS]
