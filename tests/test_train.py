@@ -228,6 +228,64 @@ def test_a_bar_under_another_takes_its_own_line_only_on_a_terminal(monkeypatch, 
     assert ("\x1b[A" in text) is terminal
 
 
+def _screen(text: str) -> list[str]:
+    """The lines a terminal shows after `text`: '\\r' goes to the line's start, '\\n' to the next line's, '\\x1b[A' up
+    one line; other characters overwrite what is under the cursor."""
+    rows, row, col = [[]], 0, 0
+    for tok in re.findall(r"\x1b\[[0-9;]*[A-Za-z]|.", text, flags=re.S):
+        if tok == "\r":
+            col = 0
+        elif tok == "\n":
+            row, col = row + 1, 0
+        elif tok == "\x1b[A":
+            row = max(0, row - 1)
+        elif tok.startswith("\x1b"):
+            continue
+        else:
+            while len(rows) <= row:
+                rows.append([])
+            line = rows[row]
+            line.extend(" " * max(0, col + 1 - len(line)))
+            line[col] = tok
+            col += 1
+    return ["".join(r).rstrip() for r in rows]
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+@pytest.mark.parametrize("writer", ["train", "grpo"])
+def test_the_checkpoint_line_goes_above_the_trainers_bar(monkeypatch, terminal, writer):
+    """Training prints each checkpoint's scores ('step N (epoch ...): exact ...', `trainer.echo`) while the Trainer's
+    progress bar is open: on a terminal a plain print landed on the bar's line ('... 1/2 [00:00<...]step 1 (epoch'),
+    and in a log file after the bar's text. Written as `LogLines` writes, it takes a line of its own, above the bar.
+    GRPO's 'grpo step N: valid exact ...' lines (`rl._echo`) the same."""
+    import io
+    import sys
+
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+    from transformers.trainer_callback import ProgressCallback
+
+    from sqltune.rl import _echo
+    from sqltune.trainer import echo
+
+    class Stderr(io.StringIO):
+        def isatty(self):
+            return terminal
+
+    echo = echo if writer == "train" else _echo
+    monkeypatch.setattr(sys, "stderr", Stderr())
+    state, bar = TrainerState(max_steps=2, global_step=1, is_world_process_zero=True), ProgressCallback()
+    bar.on_train_begin(TrainingArguments(output_dir="unused", report_to=[]), state, TrainerControl())
+    bar.training_bar.update(1)
+    line = "step 1 (epoch 0.50): exact 25.0%, executed 100.0%"
+    echo(line)
+    bar.training_bar.close()
+    text = sys.stderr.getvalue()
+    assert "\n" + line + "\n" in text.replace("\r", "\n")  # a line of its own, in a file as on a terminal
+    if terminal:
+        screen = _screen(text)
+        assert line in screen and not any(line in s and s != line for s in screen)
+
+
 def test_unfinished_checkpoint_folder_is_refused(tmp_path):
     (tmp_path / "ck").mkdir()
     (tmp_path / "ck" / "sqltune_checkpoint.json").write_text(json.dumps({"prompt": {"style": "chat"}}))

@@ -457,7 +457,12 @@ def inner_checkpoints(rl_dir: str | os.PathLike) -> list[tuple[str, Path]]:
 
 
 def _echo(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """One line on stderr, through `tqdm.write` as `trainer.echo` writes, since GRPO's Trainer bar may be open (the
+    'grpo step N: valid exact' lines): above the bar on a terminal, not on its line."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def cpu_warning(device: str, n_params: int, rl: RLConfig) -> str | None:

@@ -286,5 +286,11 @@ def _fmt(x) -> str:
 
 
 def echo(msg: str) -> None:
-    if is_main():  # one log under `accelerate launch`
-        print(msg, file=sys.stderr, flush=True)
+    """One line on stderr (on the main process only: one log under `accelerate launch`), through `tqdm.write` as
+    `LogLines` writes, since the Trainer's progress bar may be open: on a terminal the line goes above the bar, which
+    is drawn again below it (a plain print landed on the bar's line); in a log file it is a line of its own."""
+    if is_main():
+        from tqdm.auto import tqdm
+
+        tqdm.write(msg, file=sys.stderr)
+        sys.stderr.flush()
