@@ -483,3 +483,27 @@ def test_no_pairs_needs_synthesis_and_a_run(tiny_model_dir, tiny_db, tmp_path, c
     assert "no pairs of one's own" in capsys.readouterr().err
     assert main(["run", "--valid", "v.jsonl"]) == 2
     assert "--valid/--test go with --train" in capsys.readouterr().err
+
+
+def test_db_without_train_writes_pairs_only_where_the_recipe_has_none(tiny_db, tmp_path, capsys, monkeypatch):
+    """`run RECIPE --db DB` with no --train writes pairs from the database only where the recipe's own training pairs
+    are still the exoplanets questions: a recipe naming pairs of its own keeps them (and its valid/test), and --test
+    is never dropped silently where --set gives the training pairs."""
+    import sqltune.run as run_mod
+
+    calls = []
+    monkeypatch.setattr(run_mod, "run", lambda recipe, out, resume=False, overrides=None: calls.append(overrides) or {})
+    files = {s: str(write_jsonl(tmp_path / f"{s}.jsonl", rows)) for s, rows in (("train", TRAIN), ("valid", VALID),
+                                                                                ("test", TEST))}
+    own = tmp_path / "own.yaml"
+    own.write_text(json.dumps({"name": "own", "data": {"db": str(tiny_db), **files}}))
+    assert main(["run", str(own), "--db", str(tiny_db), "--out", str(tmp_path / "a")]) == 0
+    assert "data.train" not in calls[-1] and "data.valid" not in calls[-1] and "data.test" not in calls[-1]
+    assert main(["run", "--db", str(tiny_db), "--test", files["test"], "--out", str(tmp_path / "b")]) == 0
+    assert calls[-1]["data.train"] == "synth" and calls[-1]["data.test"] == files["test"]  # no pairs at all
+    n = len(calls)
+    for args in ([str(own), "--db", str(tiny_db), "--test", files["test"]],
+                 ["--db", str(tiny_db), "--set", f"data.train={files['train']}", "--test", files["test"]]):
+        assert main(["run", *args, "--out", str(tmp_path / "c")]) == 2
+        assert "--valid/--test go with --train" in capsys.readouterr().err
+    assert len(calls) == n

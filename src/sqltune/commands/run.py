@@ -45,16 +45,20 @@ def register(app: typer.Typer) -> None:
         from ..console import echo, esc
         from ..dataset import NO_PAIRS
         from ..errors import Interrupted, SqltuneError
-        from ..recipe import parse_set
+        from ..recipe import load_recipe, parse_set
         from ..run import NO_PAIRS_FILE, run
 
         overrides = parse_set(set_)
-        if (valid or test) and not train and db is None:
-            raise SqltuneError("--valid/--test go with --train (the pairs to fine-tune on) or --db (with no pairs)")
         if db is not None:
             overrides["data.db"] = db
-        no_pairs = train is None and db is not None and "data.train" not in overrides
-        if no_pairs:  # a database and no pairs: the run writes them from the database alone first (README)
+        # a database and no pairs (the recipe's training pairs are still the exoplanets questions, and none are set):
+        # the run writes them from the database alone first (README); a recipe naming pairs of its own keeps them
+        no_pairs = (train is None and db is not None and "data.train" not in overrides
+                    and str(load_recipe(recipe, overrides).data.train).startswith("exoplanets:"))
+        if (valid or test) and not train and not no_pairs:
+            raise SqltuneError("--valid/--test go with --train (the pairs to fine-tune on), or with --db alone (no "
+                               "pairs: the run writes them)")
+        if no_pairs:
             train = NO_PAIRS
         if train is not None:
             if db is None and "data.db" not in overrides:
@@ -62,8 +66,6 @@ def register(app: typer.Typer) -> None:
             overrides.update({"data.train": train, "data.valid": valid, "data.test": test, "data.split": valid is None})
         if out is None:  # named here, so that a Ctrl-C can say where the run is kept
             from datetime import datetime
-
-            from ..recipe import load_recipe
 
             out = Path(load_recipe(recipe, overrides).out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S"))
         try:
