@@ -507,3 +507,31 @@ def test_db_without_train_writes_pairs_only_where_the_recipe_has_none(tiny_db, t
         assert main(["run", *args, "--out", str(tmp_path / "c")]) == 2
         assert "--valid/--test go with --train" in capsys.readouterr().err
     assert len(calls) == n
+
+
+def test_no_pairs_checks_the_given_questions_before_synthesis_and_names_another_run(tiny_model_dir, tiny_db, tmp_path,
+                                                                                     capsys, monkeypatch):
+    """A --test whose gold SQL fails is refused before synthesis (minutes), with nothing written, not after it with
+    the pairs kept and "nothing written" said; a folder holding a run given pairs of its own, resumed as one with no
+    pairs, is said to hold another run, not to have lost the pairs it never had."""
+    import sqltune.synth as synth_mod
+    from sqltune.files import claim
+
+    calls = []
+    monkeypatch.setattr(synth_mod, "synth", lambda *a, **kw: calls.append(a))
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "x1", "question": "Top price?", "sql": "SELECT MAX(prize) FROM books"}])
+    out = tmp_path / "r"
+    assert main(["run", "--db", str(tiny_db), "--test", str(bad), "--out", str(out), "--set", f"model={tiny_model_dir}"]) == 2
+    err = capsys.readouterr().err
+    assert "data check failed" in err and "no such column: prize" in " ".join(err.split()), err
+    assert not calls and not out.exists()
+
+    other = tmp_path / "other"
+    claim(other, "run")
+    (other / "recipe.json").write_text(json.dumps({"data": {"db": str(tiny_db), "train": "pairs.jsonl", "valid": None,
+                                                            "test": None, "split": True}}))
+    (other / "inputs.json").write_text(json.dumps({"db": "0" * 64, "train": "1" * 64, "valid": "2" * 64}))
+    assert main(["run", "--db", str(tiny_db), "--out", str(other), "--resume", "--set", f"model={tiny_model_dir}"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "holds a run with other settings" in err and "data.train" in err and "missing" not in err, err
+    assert not calls

@@ -188,8 +188,9 @@ def run_file(run_dir: str | os.PathLike, path: str, key: str) -> str:
                           ": work from that folder"))
 
 
-def check_same_run(out: Path, recipe: dict, inputs: dict) -> None:
-    """`--resume` continues the same run: refuse when the recipe or the data differ from the folder's."""
+def check_same_run(out: Path, recipe: dict, inputs: dict | None) -> None:
+    """`--resume` continues the same run: refuse when the recipe or the data differ from the folder's (`inputs`
+    None: the recipe alone, where the data cannot be read yet)."""
     from .recipe import build_recipe
 
     try:
@@ -201,7 +202,7 @@ def check_same_run(out: Path, recipe: dict, inputs: dict) -> None:
         old.setdefault(k, v)  # a key added to recipes since the run started has its default there
     keys = [k for k in sorted(set(new) | set(old)) if k != "out" and new.get(k) != old.get(k)]
     inputs_file = out / "inputs.json"
-    if inputs_file.is_file():
+    if inputs is not None and inputs_file.is_file():
         old_inputs = _read_json(inputs_file, "cannot tell whether this is the same run")
         for where in (DB_PATH, STARTED_IN):  # the same database and data found from another folder: the same run
             old_inputs.pop(where, None)
@@ -417,11 +418,19 @@ def _start_without_pairs(out: Path, started: bool, c: dict, cfg, db: Path, pairs
         raise SqltuneError(f"data.train is {NO_PAIRS} (no pairs: they are written from the database), but synth.k is "
                            f"{k}: nothing to train on; set synth.k (e.g. --set synth.k=300) or give --train pairs.jsonl")
     if started and (out / "recipe.json").is_file():
+        check_same_run(out, c, None)  # another run's folder (one given pairs of its own) is said to be one
         if (out / "inputs.json").is_file():
             raise SqltuneError(f"{out / NO_PAIRS_FILE} is missing: the run's pairs were written there; without them "
                                "this run cannot continue (start a new run with another --out)")
-        check_same_run(out, c, {})
     resolve_model(c.get("model"))  # an unknown or missing model fails before the run folder is made
+    if held:  # the questions given are checked before synthesis, which takes minutes: not after it, its pairs kept
+        from .check import check_items
+
+        errors = check_items(db, held).errors
+        if errors:
+            f = errors[0]
+            raise DatasetError(f"data check failed: {len(errors)} errors, first: {f.file} {f.id}: {f.kind}: "
+                               f"{f.message} (see `sqltune data check`); nothing written")
     run_dir = RunFolder(out)
     _write_json(out / "recipe.json", c)
     device = pick_device(c.get("device"), c.get("dtype"))
