@@ -535,3 +535,19 @@ def test_no_pairs_checks_the_given_questions_before_synthesis_and_names_another_
     err = " ".join(capsys.readouterr().err.split())
     assert "holds a run with other settings" in err and "data.train" in err and "missing" not in err, err
     assert not calls
+
+
+def test_no_pairs_reads_the_extra_pairs_before_synthesis(tiny_model_dir, tiny_db, tmp_path, capsys, monkeypatch):
+    """data.extra (pairs trained on beside the written ones) that cannot be read, or whose gold SQL fails, is refused
+    before synthesis, not minutes after it with the folder left holding its pairs."""
+    import sqltune.synth as synth_mod
+
+    calls = []
+    monkeypatch.setattr(synth_mod, "synth", lambda *a, **kw: calls.append(a))
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "e1", "question": "Top price?", "sql": "SELECT MAX(prize) FROM books"}])
+    for extra, said in ((tmp_path / "missing.jsonl", "file not found"), (bad, "no such column: prize")):
+        out = tmp_path / extra.stem
+        assert main(["run", "--db", str(tiny_db), "--out", str(out), "--set", f"model={tiny_model_dir}",
+                     "--set", f"data.extra=[{extra}]"]) == 2
+        assert said in " ".join(capsys.readouterr().err.split())
+        assert not calls and not out.exists()

@@ -413,6 +413,7 @@ def _start_without_pairs(out: Path, started: bool, c: dict, cfg, db: Path, pairs
 
     data = c["data"]
     held = {s: load_items(data[s]) for s in ("valid", "test") if data.get(s)}
+    extra = [it for spec in data.get("extra") or [] for it in load_items(spec)]  # trained on beside the written pairs
     k = int((c.get("synth") or {}).get("k", 0))
     if k < 1:
         raise SqltuneError(f"data.train is {NO_PAIRS} (no pairs: they are written from the database), but synth.k is "
@@ -423,10 +424,11 @@ def _start_without_pairs(out: Path, started: bool, c: dict, cfg, db: Path, pairs
             raise SqltuneError(f"{out / NO_PAIRS_FILE} is missing: the run's pairs were written there; without them "
                                "this run cannot continue (start a new run with another --out)")
     resolve_model(c.get("model"))  # an unknown or missing model fails before the run folder is made
-    if held:  # the questions given are checked before synthesis, which takes minutes: not after it, its pairs kept
+    given = {**held, **({"extra": extra} if extra else {})}
+    if given:  # the pairs given are checked before synthesis, which takes minutes: not after it, its pairs kept
         from .check import check_items
 
-        errors = check_items(db, held).errors
+        errors = check_items(db, given).errors
         if errors:
             f = errors[0]
             raise DatasetError(f"data check failed: {len(errors)} errors, first: {f.file} {f.id}: {f.kind}: "
