@@ -17,8 +17,9 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<timestamp>)."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out (same recipe, "
                                     "same --set values, same data; anything else is refused)."),
-        db: Optional[str] = typer.Option(None, "--db", help="Your SQLite database. Without --train (no pairs of your "
-                                         "own) the run first writes pairs from the database alone (sqltune synth)."),
+        db: Optional[str] = typer.Option(None, "--db", help="Your SQLite database. Without --train, where the recipe "
+                                         "names no pairs of its own either, the run first writes pairs from the "
+                                         "database alone (sqltune synth)."),
         train: Optional[str] = typer.Option(None, "--train", help="Question/SQL pairs about --db (.jsonl, .csv, .json). "
                                             "Without --valid/--test they are split off this file by gold SQL."),
         valid: Optional[str] = typer.Option(None, "--valid", help="Validation pairs (choose the checkpoint)."),
