@@ -551,3 +551,17 @@ def test_no_pairs_reads_the_extra_pairs_before_synthesis(tiny_model_dir, tiny_db
                      "--set", f"data.extra=[{extra}]"]) == 2
         assert said in " ".join(capsys.readouterr().err.split())
         assert not calls and not out.exists()
+
+
+def test_a_synthesis_model_that_cannot_be_found_stops_the_run_before_its_folder(tiny_model_dir, tiny_db, tmp_path, capsys):
+    """synth.teacher / synth.reader are found before the run folder is made (as the run's model is), in a run with no
+    pairs and in the synth stage of a run with pairs: not minutes later, a started folder left to --resume."""
+    missing = tmp_path / "no-such-model"
+    base = ["--set", f"model={tiny_model_dir}", "--set", "device=cpu"]
+    for i, (args, key) in enumerate([([], "teacher"), ([], "reader"),
+                                     (["--train", str(write_jsonl(tmp_path / "p.jsonl", TRAIN + VALID + TEST))
+                                       ], "teacher")]):
+        out = tmp_path / f"r{i}"
+        code = main(["run", "--db", str(tiny_db), "--out", str(out), *args, *base, "--set", "synth.enabled=true",
+                     "--set", f"synth.{key}={missing}"])
+        assert code == 2 and "no-such-model" in capsys.readouterr().err and not out.exists(), (args, key)

@@ -404,12 +404,24 @@ def selection_rule(c: dict, items: dict, pooled: bool, mode: str = "noise"):
     return checkpoint_rule(len(items["valid"]), z, valid_ids=ids, mode=mode)
 
 
+def resolve_models(c: dict, synthesis: bool) -> None:
+    """Every model the run will load, found (or refused, one line) before the run folder is made: the run's model
+    and, where synthesis is to come, its `synth.teacher` and `synth.reader` (a teacher that cannot be loaded must
+    not fail minutes later, a started folder left behind)."""
+    from .model import resolve_model
+
+    syn = c.get("synth") or {}
+    names = [c.get("model")] + ([n for n in (syn.get("teacher"), syn.get("reader")) if n] if synthesis else [])
+    for name in names:
+        resolve_model(name)
+
+
 def _start_without_pairs(out: Path, started: bool, c: dict, cfg, db: Path, pairs_file: Path) -> RunFolder:
     """A run with no pairs (`data.train: synth`): check what can be checked, make the run folder (recipe.json, so an
     interrupted synthesis resumes as this run), and write the pairs from the database alone into `pairs_file`
     (`synth_pairs`); the questions given to hold out (data.valid/test, if any) are loaded first and leak into none."""
     from .dataset import load_items
-    from .model import pick_device, resolve_model
+    from .model import pick_device
 
     data = c["data"]
     held = {s: load_items(data[s]) for s in ("valid", "test") if data.get(s)}
@@ -423,7 +435,7 @@ def _start_without_pairs(out: Path, started: bool, c: dict, cfg, db: Path, pairs
         if (out / "inputs.json").is_file():
             raise SqltuneError(f"{out / NO_PAIRS_FILE} is missing: the run's pairs were written there; without them "
                                "this run cannot continue (start a new run with another --out)")
-    resolve_model(c.get("model"))  # an unknown or missing model fails before the run folder is made
+    resolve_models(c, synthesis=True)
     given = {**held, **({"extra": extra} if extra else {})}
     if given:  # the pairs given are checked before synthesis, which takes minutes: not after it, its pairs kept
         from .check import check_items
@@ -479,8 +491,6 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     data = c["data"]
     _check_own_db(data)
     db = resolve_db(data.get("db"), need_tables=True)
-    from .model import resolve_model
-
     run_dir = None
     no_pairs_file = out / NO_PAIRS_FILE if data.get("train") == NO_PAIRS else None
     if no_pairs_file is not None and not no_pairs_file.is_file():
@@ -492,7 +502,9 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     if started and (out / "recipe.json").is_file():
         check_same_run(out, c, inputs)
 
-    resolve_model(c.get("model"))  # an unknown or missing model fails before the run folder is made
+    syn = c.get("synth") or {}  # the synth stage to come (not in a run with no pairs: its pairs are written)
+    resolve_models(c, synthesis=bool(syn.get("enabled")) and int(syn.get("k", 0)) > 0 and data.get("train") != NO_PAIRS
+                   and not (out / "synth.jsonl").is_file())
 
     # 1. data check: failing gold SQL or leakage stops the run before any model time is spent
     check_report, t = None, time.monotonic()
