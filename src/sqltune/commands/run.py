@@ -74,7 +74,8 @@ def register(app: typer.Typer) -> None:
             from ..cli import print_summary
 
             if train is not None and valid is None:
-                source = f"the pairs written from {esc(db)} ({NO_PAIRS_FILE})" if no_pairs else esc(train)
+                source = (f"the pairs written from {esc(str(overrides['data.db']))} ({NO_PAIRS_FILE})"
+                          if train == NO_PAIRS else esc(train))
                 echo(f"valid{'' if test else ' and test'} were split off {source} by gold SQL (no query in two "
                      f"splits): split_*.jsonl in the run folder")
 
