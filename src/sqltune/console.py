@@ -63,6 +63,18 @@ def progress(total: int, desc: str | None = None, enabled: bool = True, **kw):
                 position=None if terminal else 0, **kw)
 
 
+def line_above_bars(text: str) -> None:
+    """One line of a log on stderr while a progress bar may be open (the Trainer's, GRPO's): through `tqdm.write`, so
+    on a terminal it goes above the bar, which is drawn again below it (a plain print lands on the bar's line), and in
+    a log file it is a line of its own."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    tqdm.write(text, file=sys.stderr)
+    sys.stderr.flush()
+
+
 def table(columns, rows, title: str | None = None, **kw) -> Table:
     """A table whose title, headers and cells are data: a str cell is shown literally; pass a rich
     `Text` for a styled cell (see `mark`)."""

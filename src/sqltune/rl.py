@@ -34,7 +34,6 @@ import math
 import os
 import random
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -457,12 +456,10 @@ def inner_checkpoints(rl_dir: str | os.PathLike) -> list[tuple[str, Path]]:
 
 
 def _echo(msg: str) -> None:
-    """One line on stderr, through `tqdm.write` as `trainer.echo` writes, since GRPO's Trainer bar may be open (the
-    'grpo step N: valid exact' lines): above the bar on a terminal, not on its line."""
-    from tqdm.auto import tqdm
+    """One line on stderr, above GRPO's Trainer bar, which may be open (the 'grpo step N: valid exact' lines)."""
+    from .console import line_above_bars
 
-    tqdm.write(msg, file=sys.stderr)
-    sys.stderr.flush()
+    line_above_bars(msg)
 
 
 def cpu_warning(device: str, n_params: int, rl: RLConfig) -> str | None:

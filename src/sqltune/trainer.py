@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
 from .checkpoint import COMPLETE
+from .console import line_above_bars
 from .distributed import barrier, is_main, on_main, world_size
 from .shared_prefix import SharedPrefix, plain_loss
 from .train_config import TrainConfig
@@ -106,9 +106,7 @@ class LogLines(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            from tqdm.auto import tqdm
-
-            tqdm.write(log_line(logs, state.global_step, state.max_steps), file=sys.stderr)
+            line_above_bars(log_line(logs, state.global_step, state.max_steps))
 
 
 def readable_logs(trainer) -> None:
@@ -286,11 +284,7 @@ def _fmt(x) -> str:
 
 
 def echo(msg: str) -> None:
-    """One line on stderr (on the main process only: one log under `accelerate launch`), through `tqdm.write` as
-    `LogLines` writes, since the Trainer's progress bar may be open: on a terminal the line goes above the bar, which
-    is drawn again below it (a plain print landed on the bar's line); in a log file it is a line of its own."""
+    """One line on stderr (on the main process only: one log under `accelerate launch`), above the Trainer's progress
+    bar, which may be open (`console.line_above_bars`, as `LogLines` writes)."""
     if is_main():
-        from tqdm.auto import tqdm
-
-        tqdm.write(msg, file=sys.stderr)
-        sys.stderr.flush()
+        line_above_bars(msg)
