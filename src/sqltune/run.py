@@ -358,6 +358,13 @@ def chosen_steps(reports: dict, checkpoints: dict) -> dict:
     return out
 
 
+def synth_stage_on(c: dict) -> bool:
+    """Whether the recipe `c` has its synth stage write pairs beside the training pairs: `synth.enabled`, `synth.k` >
+    0, and pairs of the run's own (with none, `data.train: synth`, the training pairs are the synthetic ones already)."""
+    syn = c.get("synth") or {}
+    return bool(syn.get("enabled")) and int(syn.get("k", 0)) > 0 and c["data"].get("train") != NO_PAIRS
+
+
 def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict):
     """Issue 14: synthetic pairs before training (recipe `synth:`). Returns the training items (seeds
     weighted up + synthetic pairs), the checkpoint-choice items (valid + a held-out slice of synthetic
@@ -365,11 +372,10 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
     from .synth import split_heldout, weighted_training_items
 
     syn = c.get("synth") or {}
-    if not syn.get("enabled") or int(syn["k"]) == 0 or c["data"].get("train") == NO_PAIRS:
-        # no synthetic pairs beside the training pairs (with no pairs of one's own, the training pairs are the
-        # synthetic ones already): the noise-aware rule on valid all the same (a tuned checkpoint must beat the
-        # untuned model by more than the noise of the valid split; measured: on a 2-question valid split "best valid
-        # exact" kept a checkpoint that lost 25 test points)
+    if not synth_stage_on(c):
+        # no synthetic pairs beside the training pairs: the noise-aware rule on valid all the same (a tuned checkpoint
+        # must beat the untuned model by more than the noise of the valid split; measured: on a 2-question valid split
+        # "best valid exact" kept a checkpoint that lost 25 test points)
         return items["train"], items["valid"], baseline, selection_rule(c, items, pooled=False)
     syn_file = run.path / "synth.jsonl"
     if not syn_file.is_file():
@@ -402,6 +408,19 @@ def selection_rule(c: dict, items: dict, pooled: bool, mode: str = "noise"):
     z = float((c.get("synth") or {}).get("select_z", 1.0))
     ids = [str(it.get("id", i)) for i, it in enumerate(items["valid"])] if pooled else None
     return checkpoint_rule(len(items["valid"]), z, valid_ids=ids, mode=mode)
+
+
+def data_check(db, items: dict):
+    """`check.check_items` of `items` ({split: items}); its report, or, where any gold query fails or leaks, one
+    DatasetError naming the first (the run stops before any model time is spent)."""
+    from .check import check_items
+
+    report = check_items(db, items)
+    if report.errors:
+        f = report.errors[0]
+        raise DatasetError(f"data check failed: {len(report.errors)} errors, first: {f.file} {f.id}: {f.kind}: "
+                           f"{f.message} (see `sqltune data check`); nothing written")
+    return report
 
 
 def resolve_models(c: dict, synthesis: bool) -> None:
@@ -438,13 +457,7 @@ def _start_without_pairs(out: Path, started: bool, c: dict, cfg, db: Path, pairs
     resolve_models(c, synthesis=True)
     given = {**held, **({"extra": extra} if extra else {})}
     if given:  # the pairs given are checked before synthesis, which takes minutes: not after it, its pairs kept
-        from .check import check_items
-
-        errors = check_items(db, given).errors
-        if errors:
-            f = errors[0]
-            raise DatasetError(f"data check failed: {len(errors)} errors, first: {f.file} {f.id}: {f.kind}: "
-                               f"{f.message} (see `sqltune data check`); nothing written")
+        data_check(db, given)
     run_dir = RunFolder(out)
     _write_json(out / "recipe.json", c)
     device = pick_device(c.get("device"), c.get("dtype"))
@@ -502,20 +515,12 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     if started and (out / "recipe.json").is_file():
         check_same_run(out, c, inputs)
 
-    syn = c.get("synth") or {}  # the synth stage to come (not in a run with no pairs: its pairs are written)
-    resolve_models(c, synthesis=bool(syn.get("enabled")) and int(syn.get("k", 0)) > 0 and data.get("train") != NO_PAIRS
-                   and not (out / "synth.jsonl").is_file())
+    resolve_models(c, synthesis=synth_stage_on(c) and not (out / "synth.jsonl").is_file())  # the synth stage to come
 
     # 1. data check: failing gold SQL or leakage stops the run before any model time is spent
     check_report, t = None, time.monotonic()
     if not (out / "data_check.json").is_file():
-        from .check import check_items
-
-        check_report = check_items(db, items)
-        if check_report.errors:
-            f = check_report.errors[0]
-            raise DatasetError(f"data check failed: {len(check_report.errors)} errors, first: {f.file} {f.id}: "
-                               f"{f.kind}: {f.message} (see `sqltune data check`); nothing written")
+        check_report = data_check(db, items)
 
     run_dir = run_dir or RunFolder(out)
     _write_json(out / "recipe.json", c)
