@@ -1,0 +1,260 @@
+"""Which checkpoint rule generalises? Data for choosing `synth.choose_checkpoint`'s tie-break (and any other change
+to the rule) on questions that are neither valid nor test.
+
+Every folder is a train split cut in two by SQL skeleton (`crossfit.halves`: paraphrases of one query stay on one
+side): the model is trained on one half with the shipped trainer (`sqltune.train.train`, the recipe's settings and
+the run's checkpoint rule), every checkpoint is scored on valid as the trainer always does (`metrics.jsonl`), and
+here also on the other half, the *dev* half (`dev.jsonl`: the questions each checkpoint answered exactly). `read`
+then replays rules over the logged lines and reports the dev exact of the checkpoint each rule keeps.
+
+    python benchmarks/ckpt_rules.py build --out .gpu/ckr --exo-seeds 1 2 3 4 --devsuite-seed 20
+    python benchmarks/ckpt_rules.py run --recipe default --work /root/ckr_work .gpu/ckr/exo_s1a .gpu/ckr/exo_s1b
+    python benchmarks/ckpt_rules.py read /root/ckr_work                     # the rules side by side
+
+Folders `exo_s<seed><a|b>` cut the embedded exoplanets train split (204 pairs) with split seed <seed>; valid is
+exoplanets' own 10 questions. Folders `<db>_<a|b>` are the devsuite's train splits cut as `crossfit.py` cuts
+them (valid: the devsuite's). No test split is read or copied: a choice made on what this reads is made on
+train/valid only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+
+DEVSUITE = HERE.parent.parent / "shared" / "data" / "devsuite"
+
+
+# ------------------------------------------------------------------ folders
+def build(out: Path, exo_seeds: list[int], devsuite: Path | None, devsuite_seed: int, min_train: int = 12) -> list[str]:
+    import shutil
+
+    from crossfit import halves
+
+    from sqltune.dataset import load_items, read_jsonl, write_jsonl
+    from sqltune.db import build_exoplanets_db
+
+    made = []
+
+    def write(name: str, train: list[dict], dev: list[dict], valid: list[dict], db_from: Path | None) -> None:
+        d = out / name
+        d.mkdir(parents=True, exist_ok=True)
+        if db_from is None:
+            build_exoplanets_db(d / f"{name}.sqlite", force=True)  # with its notes beside it, as the run reads them
+        else:
+            shutil.copyfile(db_from, d / f"{name}.sqlite")
+        write_jsonl(d / "train.jsonl", train)
+        write_jsonl(d / "dev.jsonl", dev)
+        write_jsonl(d / "valid.jsonl", valid)
+        made.append(f"{name}: train {len(train)}, dev {len(dev)}, valid {len(valid)}")
+
+    if exo_seeds:
+        train, valid = load_items("exoplanets:train"), load_items("exoplanets:valid")
+        for seed in exo_seeds:
+            a, b = halves(train, seed)
+            write(f"exo_s{seed}a", a, b, valid, None)
+            write(f"exo_s{seed}b", b, a, valid, None)
+    if devsuite is not None:
+        for p in sorted(devsuite.iterdir()):
+            if not (p / "train.jsonl").is_file() or len(read_jsonl(p / "train.jsonl")) < min_train:
+                continue
+            a, b = halves(read_jsonl(p / "train.jsonl"), devsuite_seed)
+            valid = read_jsonl(p / "valid.jsonl")
+            write(f"{p.name}_a", a, b, valid, p / f"{p.name}.sqlite")
+            write(f"{p.name}_b", b, a, valid, p / f"{p.name}.sqlite")
+    return made
+
+
+# ------------------------------------------------------------------ training with a dev score per checkpoint
+def run_folder(folder: Path, recipe: str, overrides: dict, work: Path) -> Path:
+    """Train on `folder`'s train half with the recipe; every checkpoint the trainer scores on valid is also
+    scored on the dev half (appended to WORK/NAME/dev.jsonl). Returns the run's folder."""
+    from sqltune import trainer as trainer_mod
+    from sqltune.dataset import read_jsonl
+    from sqltune.evaluate import evaluate
+    from sqltune.recipe import load_recipe
+    from sqltune.run import selection_rule
+    from sqltune.train import train
+
+    name = folder.name
+    dest = work / name
+    dest.mkdir(parents=True, exist_ok=True)
+    if (dest / "adapter").is_dir():
+        print(f"{name}: done already", flush=True)
+        return dest
+    items = {s: read_jsonl(folder / f"{s}.jsonl") for s in ("train", "valid", "dev")}
+    dev_file = dest / "dev.jsonl"
+    dev_file.unlink(missing_ok=True)
+    cfg = load_recipe(recipe, overrides)
+    original = trainer_mod.CheckpointChoice._evaluate
+
+    def scored_on_dev_too(self, model, step, epoch, train_loss, report):
+        line = original(self, model, step, epoch, train_loss, report)
+        rep = evaluate(model, self.tok, self.builder, items["dev"], self.db, self.eval_cfg)
+        with open(dev_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "n": rep["summary"]["n"], "exact": rep["summary"]["exact"],
+                                "exact_ids": [e["id"] for e in rep["examples"] if e["exact"]]}) + "\n")
+        return line
+
+    trainer_mod.CheckpointChoice._evaluate = scored_on_dev_too
+    try:
+        train(cfg, items["train"], items["valid"], folder / f"{name}.sqlite", dest / "adapter", force=True,
+              progress=False, choose=selection_rule(cfg.to_dict(), items, pooled=False))
+    finally:
+        trainer_mod.CheckpointChoice._evaluate = original
+    return dest
+
+
+# ------------------------------------------------------------------ rules replayed over the logged lines
+def _loss(r: dict) -> float:
+    return r["valid_loss"] if r.get("valid_loss") is not None else math.inf
+
+
+def _noise_rule(tiebreak):
+    """`synth.choose_checkpoint` with its tie-break among trained checkpoints replaced by `tiebreak(line, lines)`
+    (a key: larger wins). The untuned model stays unless the best trained exact beats it by the noise margin."""
+    from sqltune.synth import _margin
+
+    def rule(lines: list[dict], n: int, z: float = 1.0) -> dict:
+        base = next((r for r in lines if r["step"] == 0), None)
+        trained = [r for r in lines if r["step"] != 0]
+        if not trained:
+            return base
+        best = max(trained, key=lambda r: (r["exact"], tiebreak(r, trained)))
+        if base is None:
+            return best
+        return best if best["exact"] - base["exact"] > _margin(base["exact"], n, z) + 1e-9 else base
+
+    return rule
+
+
+def _smoothed(r: dict, lines: list[dict]) -> float:
+    """The mean valid exact of a line and its neighbours in step order (a plateau beats a spike)."""
+    steps = sorted(lines, key=lambda x: x["step"])
+    i = steps.index(r)
+    near = steps[max(0, i - 1): i + 2]
+    return sum(x["exact"] for x in near) / len(near)
+
+
+def rules() -> dict:
+    from sqltune.synth import choose_checkpoint, choose_latest
+
+    return {
+        "shipped (tie: lower valid loss, then earlier)": lambda lines, n: choose_checkpoint(lines, n),
+        "tie: later step": _noise_rule(lambda r, _: r["step"]),
+        "tie: higher fuzzy, then later": _noise_rule(lambda r, _: (r.get("fuzzy") or 0.0, r["step"])),
+        "tie: neighbours' mean, then later": _noise_rule(lambda r, ts: (_smoothed(r, ts), r["step"])),
+        "tie: lower train loss": _noise_rule(lambda r, _: -(r.get("train_loss") or math.inf)),
+        "last not worse (choose_latest)": lambda lines, n: choose_latest(lines, n),
+        "always the last step": lambda lines, n: max(lines, key=lambda r: r["step"]),
+        "always untuned (step 0)": lambda lines, n: min(lines, key=lambda r: r["step"]),
+    }
+
+
+def read(work: Path) -> tuple[list[dict], dict]:
+    """Per folder: the logged lines joined with their dev scores; per rule: the dev exact of its choice."""
+    from sqltune.dataset import read_jsonl
+
+    per_folder = []
+    for d in sorted(p for p in work.iterdir() if (p / "dev.jsonl").is_file() and (p / "adapter" / "metrics.jsonl").is_file()):
+        lines = read_jsonl(d / "adapter" / "metrics.jsonl")
+        dev = {r["step"]: r for r in read_jsonl(d / "dev.jsonl")}
+        lines = [r for r in lines if r["step"] in dev]
+        n_valid = lines[0]["n"] if lines else 0
+        picks = {name: fn(lines, n_valid) for name, fn in rules().items()}
+        per_folder.append({"folder": d.name, "n_valid": n_valid, "n_dev": next(iter(dev.values()))["n"],
+                           "curve": [(r["step"], r["exact"], dev[r["step"]]["exact"], r.get("valid_loss")) for r in lines],
+                           "picks": {k: (v["step"], dev[v["step"]]["exact"]) for k, v in picks.items()},
+                           "best_dev": max(dev[r["step"]]["exact"] for r in lines)})
+    return per_folder, rules()
+
+
+def _bootstrap_mean(diff: list[float], iterations: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean of `diff`, folders resampled with replacement."""
+    import random
+
+    rng, k = random.Random(seed), len(diff)
+    means = sorted(sum(diff[rng.randrange(k)] for _ in range(k)) / k for _ in range(iterations))
+    return means[int(0.025 * iterations)], means[int(0.975 * iterations) - 1]
+
+
+def _table(per_folder: list[dict], names: list[str], label: str) -> list[str]:
+    if not per_folder:
+        return []
+    ref = names[0]
+    out = [f"### {label}: {len(per_folder)} folders", "",
+           "| rule | mean dev exact | vs shipped (per folder) | 95% CI | better / worse folders |", "|---|---|---|---|---|"]
+    for name in names:
+        vals = [f["picks"][name][1] for f in per_folder]
+        refs = [f["picks"][ref][1] for f in per_folder]
+        diff = [v - r for v, r in zip(vals, refs)]
+        ci = _bootstrap_mean(diff)
+        out.append(f"| {name} | {100 * sum(vals) / len(vals):.1f} | {100 * sum(diff) / len(diff):+.1f} | "
+                   f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}] | "
+                   f"{sum(d > 1e-9 for d in diff)} / {sum(d < -1e-9 for d in diff)} |")
+    best = [f["best_dev"] for f in per_folder]
+    out.append(f"| (the best checkpoint by dev: an oracle) | {100 * sum(best) / len(best):.1f} | | | |")
+    return out + [""]
+
+
+def report(work: Path) -> str:
+    per_folder, rs = read(work)
+    names = list(rs)
+    exo = [f for f in per_folder if f["folder"].startswith("exo_")]
+    ds = [f for f in per_folder if not f["folder"].startswith("exo_")]
+    lines = _table(exo, names, "exoplanets halves") + _table(ds, names, "devsuite halves") + _table(per_folder, names, "all")
+    lines += ["### Per folder: (step, valid exact, dev exact, valid loss) per checkpoint; each rule's step", ""]
+    for f in per_folder:
+        curve = " ".join(f"{s}:{v:.2f}/{d:.2f}" for s, v, d, _ in f["curve"])
+        picks = ", ".join(f"{i}={f['picks'][k][0]}" for i, k in enumerate(names))
+        lines.append(f"- {f['folder']} (valid {f['n_valid']}, dev {f['n_dev']}): {curve} | picks {picks}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--out", required=True)
+    b.add_argument("--exo-seeds", type=int, nargs="*", default=[1, 2, 3, 4])
+    b.add_argument("--devsuite", default=str(DEVSUITE))
+    b.add_argument("--no-devsuite", action="store_true")
+    b.add_argument("--devsuite-seed", type=int, default=20)
+    r = sub.add_parser("run")
+    r.add_argument("folders", nargs="+")
+    r.add_argument("--recipe", default="default")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--work", required=True)
+    rd = sub.add_parser("read")
+    rd.add_argument("work")
+    rd.add_argument("--out", default=None, help="also write the tables to this Markdown file")
+    args = ap.parse_args(argv)
+    if args.cmd == "build":
+        ds = None if args.no_devsuite else Path(args.devsuite)
+        if ds is not None and not ds.is_dir():
+            print(f"error: no devsuite at {ds}", file=sys.stderr)
+            return 2
+        for line in build(Path(args.out), args.exo_seeds, ds, args.devsuite_seed):
+            print(line)
+    elif args.cmd == "run":
+        from sqltune.recipe import parse_set
+
+        for f in args.folders:
+            run_folder(Path(f), args.recipe, parse_set(args.set), Path(args.work))
+    else:
+        text = report(Path(args.work))
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
