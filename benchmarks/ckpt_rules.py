@@ -120,7 +120,7 @@ def _loss(r: dict) -> float:
 def _noise_rule(tiebreak):
     """`synth.choose_checkpoint` with its tie-break among trained checkpoints replaced by `tiebreak(line, lines)`
     (a key: larger wins). The untuned model stays unless the best trained exact beats it by the noise margin."""
-    from sqltune.synth import _margin
+    from sqltune.synth import noise_margin
 
     def rule(lines: list[dict], n: int, z: float = 1.0) -> dict:
         base = next((r for r in lines if r["step"] == 0), None)
@@ -130,7 +130,7 @@ def _noise_rule(tiebreak):
         best = max(trained, key=lambda r: (r["exact"], tiebreak(r, trained)))
         if base is None:
             return best
-        return best if best["exact"] - base["exact"] > _margin(base["exact"], n, z) + 1e-9 else base
+        return best if best["exact"] - base["exact"] > noise_margin(base["exact"], n, z) + 1e-9 else base
 
     return rule
 
@@ -146,12 +146,13 @@ def _smoothed(r: dict, lines: list[dict]) -> float:
 def rules() -> dict:
     from sqltune.synth import choose_checkpoint, choose_latest
 
-    return {
-        "shipped (tie: lower valid loss, then earlier)": lambda lines, n: choose_checkpoint(lines, n),
-        "tie: later step": _noise_rule(lambda r, _: r["step"]),
-        "tie: higher fuzzy, then later": _noise_rule(lambda r, _: (r.get("fuzzy") or 0.0, r["step"])),
-        "tie: neighbours' mean, then later": _noise_rule(lambda r, ts: (_smoothed(r, ts), r["step"])),
-        "tie: lower train loss": _noise_rule(lambda r, _: -(r.get("train_loss") or math.inf)),
+    return {  # the first is the reference of the comparison: the noise rule as sessions 4-24 shipped it
+        "noise, tie: lower valid loss, then earlier (to session 24)": _noise_rule(lambda r, _: (-_loss(r), -r["step"])),
+        "noise, tie: later step": _noise_rule(lambda r, _: r["step"]),
+        "noise, tie: higher fuzzy, then later": _noise_rule(lambda r, _: (r.get("fuzzy") or 0.0, r["step"])),
+        "noise, tie: neighbours' mean, then later": _noise_rule(lambda r, ts: (_smoothed(r, ts), r["step"])),
+        "noise, tie: lower train loss": _noise_rule(lambda r, _: -(r.get("train_loss") or math.inf)),
+        "shipped noise rule (synth.choose_checkpoint)": lambda lines, n: choose_checkpoint(lines, n),
         "last not worse (choose_latest)": lambda lines, n: choose_latest(lines, n),
         "always the last step": lambda lines, n: max(lines, key=lambda r: r["step"]),
         "always untuned (step 0)": lambda lines, n: min(lines, key=lambda r: r["step"]),
@@ -162,9 +163,12 @@ def read(work: Path) -> tuple[list[dict], dict]:
     """Per folder: the logged lines joined with their dev scores; per rule: the dev exact of its choice."""
     from sqltune.dataset import read_jsonl
 
+    def metrics(d: Path) -> Path | None:  # the run's adapter folder, or a copy of its metrics.jsonl beside dev.jsonl
+        return next((m for m in (d / "adapter" / "metrics.jsonl", d / "metrics.jsonl") if m.is_file()), None)
+
     per_folder = []
-    for d in sorted(p for p in work.iterdir() if (p / "dev.jsonl").is_file() and (p / "adapter" / "metrics.jsonl").is_file()):
-        lines = read_jsonl(d / "adapter" / "metrics.jsonl")
+    for d in sorted(p for p in work.iterdir() if (p / "dev.jsonl").is_file() and metrics(p) is not None):
+        lines = read_jsonl(metrics(d))
         dev = {r["step"]: r for r in read_jsonl(d / "dev.jsonl")}
         lines = [r for r in lines if r["step"] in dev]
         n_valid = lines[0]["n"] if lines else 0
@@ -190,7 +194,7 @@ def _table(per_folder: list[dict], names: list[str], label: str) -> list[str]:
         return []
     ref = names[0]
     out = [f"### {label}: {len(per_folder)} folders", "",
-           "| rule | mean dev exact | vs shipped (per folder) | 95% CI | better / worse folders |", "|---|---|---|---|---|"]
+           "| rule | mean dev exact | vs the first (per folder) | 95% CI | better / worse folders |", "|---|---|---|---|---|"]
     for name in names:
         vals = [f["picks"][name][1] for f in per_folder]
         refs = [f["picks"][ref][1] for f in per_folder]

@@ -354,8 +354,9 @@ def test_the_cli_says_a_step_0_stage_from_metrics_json(tmp_path, monkeypatch, ca
 def test_a_run_folder_from_before_chosen_resumes_to_the_same_closing_line(tiny_model_dir, tiny_db, tmp_path, capsys):
     """A run folder written before metrics.json held `chosen` (its step-0 stage marked only in the copied reports)
     resumes to the same closing line, and its metrics.json gains `chosen`."""
-    args = [a for k, v in _flat(overrides(tiny_model_dir, tiny_db, tmp_path)).items()
-            for a in ("--set", f"{k}={'null' if v is None else v}")]
+    ov = overrides(tiny_model_dir, tiny_db, tmp_path)
+    ov["train"]["choose"] = "noise"  # the tiny model gains nothing: the noise rule keeps step 0 (the default's `last` would not)
+    args = [a for k, v in _flat(ov).items() for a in ("--set", f"{k}={'null' if v is None else v}")]
     out = tmp_path / "run"
     assert main(["run", "--out", str(out)] + args) == 0
     line = "tuned is the base model: training did not beat it on valid, so the run kept it (step 0)"
@@ -418,6 +419,7 @@ def test_a_valid_split_the_untuned_model_aces_is_said_before_training():
     assert "all 2 valid questions" in nothing_to_beat(aced, valid, valid)
     assert nothing_to_beat(not_aced, valid, valid) is None
     assert nothing_to_beat(aced, valid + [{"question": "syn", "sql": "SELECT 3"}], valid) is None  # + synthetic slice
+    assert nothing_to_beat(aced, valid, valid, "last") is None  # `train.choose: last` needs no gain
 
 
 def test_run_with_no_pairs_writes_them_from_the_database(tiny_model_dir, tiny_db, tmp_path, capsys, monkeypatch):

@@ -558,6 +558,14 @@ def test_checkpoint_rule_keeps_untuned_model_on_noise():
     assert choose_checkpoint([line(10, 0.2), line(20, 0.4)], n=10)["step"] == 20
 
 
+def test_checkpoint_rule_breaks_a_tie_for_the_later_step():
+    # session 24's exoplanets run on a bf16 CPU: steps 26 and 78 both 4 of 10; the earlier one had the lower valid
+    # loss and was kept; dev halves (BENCHMARKS.md "Session 25") favour the later one
+    h = [line(0, 0.2, 0.59), line(26, 0.4, 0.546), line(52, 0.3, 0.60), line(78, 0.4, 0.653), line(104, 0.3, 0.67)]
+    assert choose_checkpoint(h, 10)["step"] == 78
+    assert choose_checkpoint(h[:3], 10)["step"] == 26
+
+
 def test_checkpoint_rule_judges_gains_on_valid_and_guards_with_the_synthetic_slice():
     """Lines scored on 10 valid + 20 synthetic questions. Step 0 answers every synthetic pair (they passed
     its own read-back): pooled, no trained checkpoint could beat it; split, valid decides the gain and the
@@ -632,6 +640,7 @@ def test_run_with_synth_stage(tiny_model_dir, tiny_db, tmp_path):
 
     ov = overrides(tiny_model_dir, tiny_db, tmp_path)
     ov["train"]["epochs"] = 1
+    ov["train"]["choose"] = "noise"  # the default recipe's is `last`; this checks the noise rule on the pooled lines
     ov["synth"] = {"enabled": True, "k": 10, "questions": "template", "heldout_fraction": 0.3, "seed_weight": 2}
     out = tmp_path / "run"
     metrics = run("default", out, overrides=ov)

@@ -55,7 +55,8 @@ def lora_run(tiny_model_dir, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("lora_run")
     db = make_tiny_db(tmp / "tiny.sqlite")
-    result = train(cfg(tiny_model_dir), ITEMS, ITEMS, db, tmp / "out", progress=False)
+    # `last`: a trained adapter to save and reload (the tiny model's 2 epochs are no gain that `noise` would keep)
+    result = train(cfg(tiny_model_dir, choose="last"), ITEMS, ITEMS, db, tmp / "out", progress=False)
     return result, db
 
 
@@ -96,7 +97,8 @@ def test_lora_saves_and_reloads_with_identical_predictions(lora_run):
 
 
 def test_dora_saves_and_reloads_with_identical_predictions(tiny_model_dir, tiny_db, tmp_path):
-    result = train(cfg(tiny_model_dir, method="dora"), ITEMS, ITEMS, tiny_db, tmp_path / "out", progress=False)
+    result = train(cfg(tiny_model_dir, method="dora", choose="last"), ITEMS, ITEMS, tiny_db, tmp_path / "out",
+                   progress=False)
     assert result.chosen_step > 0
     config = json.loads((tmp_path / "out" / "adapter_config.json").read_text())
     assert config["use_dora"] is True
@@ -190,6 +192,21 @@ def test_untuned_model_wins_when_training_does_not_beat_it(tiny_model_dir, tiny_
     assert read_info(tmp_path / "out")["chosen"]["untrained"] is True
     with pytest.raises(SqltuneError, match="baseline"):
         train(cfg(tiny_model_dir, epochs=1), ITEMS, ITEMS[:2], tiny_db, tmp_path / "o2", progress=False, baseline=perfect)
+
+
+def test_without_a_rule_train_applies_the_configs_choose(tiny_model_dir, tiny_db, tmp_path):
+    # step 0 answers nothing (a baseline of wrong answers); the tiny model after one epoch answers nothing either:
+    # `noise` keeps the untuned model (no gain), `last` the latest step (no loss)
+    wrong = score_pairs(tiny_db, ITEMS, ["SELECT 1"] * len(ITEMS))
+    noise = train(cfg(tiny_model_dir, epochs=1), ITEMS, ITEMS, tiny_db, tmp_path / "noise", progress=False,
+                  baseline=wrong)
+    last = train(cfg(tiny_model_dir, epochs=1, choose="last"), ITEMS, ITEMS, tiny_db, tmp_path / "last",
+                 progress=False, baseline=wrong)
+    assert [r["exact"] for r in last.history] == [0.0, 0.0]
+    assert noise.chosen_step == 0 and last.chosen_step == 2 == last.history[-1]["step"]
+    assert read_info(tmp_path / "last")["chosen"]["untrained"] is False
+    with pytest.raises(SqltuneError, match="choose must be noise or last"):
+        train(cfg(tiny_model_dir, choose="best"), ITEMS, ITEMS, tiny_db, tmp_path / "o", progress=False)
 
 
 @pytest.mark.parametrize("progress", [True, False])

@@ -376,7 +376,7 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
         # no synthetic pairs beside the training pairs: the noise-aware rule on valid all the same (a tuned checkpoint
         # must beat the untuned model by more than the noise of the valid split; measured: on a 2-question valid split
         # "best valid exact" kept a checkpoint that lost 25 test points)
-        return items["train"], items["valid"], baseline, selection_rule(c, items, pooled=False)
+        return items["train"], items["valid"], baseline, selection_rule(c, items, pooled=False, mode=sft_rule(c))
     syn_file = run.path / "synth.jsonl"
     if not syn_file.is_file():
         synth_pairs(run, c, db, items["train"], {s: items[s] for s in ("valid", "test") if s in items}, device,
@@ -386,14 +386,20 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
     train_part, held = split_heldout(pairs, float(syn["heldout_fraction"]), int(syn["seed"]))
     select = items["valid"] + [{"id": p["id"], "question": p["question"], "sql": p["sql"]} for p in held]
     return (weighted_training_items(items["train"], train_part, int(syn["seed_weight"])), select,
-            None if held else baseline, selection_rule(c, items, pooled=bool(held)))
+            None if held else baseline, selection_rule(c, items, pooled=bool(held), mode=sft_rule(c)))
 
 
-def nothing_to_beat(base_valid: dict, select_items: list[dict], valid: list[dict]) -> str | None:
-    """A note for a run whose checkpoint is chosen on valid alone where the untuned model already answers every
-    valid question: no trained checkpoint can beat it there, so the run will keep it (a user with a few dozen pairs,
-    split 6 / 2 / 8, spent the training minutes for nothing and was not told why)."""
-    if select_items is not valid or not valid or (base_valid.get("summary") or {}).get("exact") != 1.0:
+def sft_rule(c: dict) -> str:
+    """The fine-tuning stage's checkpoint rule of the recipe `c` (`train.choose`: noise or last)."""
+    return str((c.get("train") or {}).get("choose", "noise"))
+
+
+def nothing_to_beat(base_valid: dict, select_items: list[dict], valid: list[dict], mode: str = "noise") -> str | None:
+    """A note for a run whose checkpoint is chosen on valid alone, by the `noise` rule, where the untuned model already
+    answers every valid question: no trained checkpoint can beat it there, so the run will keep it (a user with a few
+    dozen pairs, split 6 / 2 / 8, spent the training minutes for nothing and was not told why). The `last` rule needs
+    no gain, so it gets no note."""
+    if mode != "noise" or select_items is not valid or not valid or (base_valid.get("summary") or {}).get("exact") != 1.0:
         return None
     return (f"note: the untuned model already answers all {len(valid)} valid questions, so no trained checkpoint "
             "can beat it and the run will keep it; a larger valid split (--valid) gives training a chance")
@@ -402,7 +408,7 @@ def nothing_to_beat(base_valid: dict, select_items: list[dict], valid: list[dict
 def selection_rule(c: dict, items: dict, pooled: bool, mode: str = "noise"):
     """The checkpoint rule (`synth.checkpoint_rule`) for the recipe `c`: judged on the valid split's questions
     (`synth.select_z`); `pooled`: the evaluation lines also hold the held-out synthetic slice (a guard).
-    `mode`: `noise` (SFT, and GRPO by default) or `last` (recipe `rl.choose`)."""
+    `mode`: `noise` or `last` (the recipe's `train.choose` for SFT, `rl.choose` for GRPO)."""
     from .synth import checkpoint_rule
 
     z = float((c.get("synth") or {}).get("select_z", 1.0))
@@ -568,7 +574,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     if not is_complete(adapter):
         _stage(f"train: {c['train'].get('method')} on {len(train_items)} pairs; the checkpoint is chosen on "
                f"{len(select_items)} questions (the untuned model is a candidate)")
-        note = nothing_to_beat(greedy_view(reports["base"]["valid"]), select_items, items["valid"])
+        note = nothing_to_beat(greedy_view(reports["base"]["valid"]), select_items, items["valid"], sft_rule(c))
         if note:
             _stage(note)
         t = time.monotonic()

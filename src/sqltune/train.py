@@ -40,8 +40,9 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     interrupted run continues with `resume=True` and ends with the same checkpoint. `force` starts
     over, deleting both. `baseline`: the untuned model's `score_pairs` report on exactly
     `valid_items` (e.g. from the run's base evaluation), used as step 0 instead of generating again.
-    `choose`: a rule `history -> chosen evaluation line` replacing "best valid exact" (issue 14:
-    `synth.checkpoint_rule`, which keeps the untuned model unless the gain beats the noise).
+    `choose`: a rule `history -> chosen evaluation line`; by default the config's `choose` rule
+    (`synth.checkpoint_rule`: `noise` keeps the untuned model unless a trained checkpoint's gain on valid
+    beats the noise of that many questions; `last` keeps the latest checkpoint that shows no loss beyond it).
 
     Under `accelerate launch --num_processes N` (DDP) every rank calls this; rank 0 alone evaluates
     the candidates and writes files, and hands its decisions to the other ranks (`distributed.py`).
@@ -102,6 +103,10 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
 
     eval_cfg = EvalConfig.from_train_config(cfg, dev, fewshot_pool=train_items, progress=progress).validate()
     session = CheckpointChoice(cfg, work, builder, tok, valid_items, valid_set, db, dev, progress, eval_cfg)
+    if choose is None:  # the config's rule (`train.choose`), at one standard error
+        from .synth import checkpoint_rule
+
+        choose = checkpoint_rule(len(valid_items), mode=cfg.choose)
     session.choose = choose
     t_pre = time.monotonic()
     if P:

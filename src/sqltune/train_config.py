@@ -37,6 +37,10 @@ class TrainConfig:
     max_steps: int = -1  # > 0 overrides epochs
     eval_every: int = 0  # evaluate every N optimiser steps; 0 = every epoch
     early_stopping_patience: int | None = None  # evaluations without a better exact before stopping
+    # the checkpoint rule of `sqltune run` and `sqltune train` (`synth.checkpoint_rule`): noise (a trained checkpoint
+    # must beat the untuned model on valid by more than the noise of that many questions) or last (the latest one
+    # whose valid exact is not below the untuned model's by more than that noise). BENCHMARKS.md, "Session 25".
+    choose: str = "noise"
     seed: int = 42
     prompt_style: str = "chat"
     notes: str | None = None  # schema notes file (default: found beside the DB)
@@ -77,6 +81,8 @@ class TrainConfig:
             bad("give epochs > 0 or max_steps > 0")
         if self.eval_every < 0:
             bad("eval_every must be 0 (every epoch) or a number of steps")
+        if self.choose not in ("noise", "last"):
+            bad(f"choose must be noise or last, got {self.choose!r}")
         if self.top_layers is not None and self.top_layers < 1:
             bad(f"top_layers must be at least 1, got {self.top_layers}")
         if self.top_layers is not None and self.layers_to_transform is not None:

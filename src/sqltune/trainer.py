@@ -15,7 +15,6 @@ Trainer's log one line per logging step instead of a raw dict.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -181,8 +180,7 @@ class CheckpointChoice(TrainerCallback):
             return None
         if self.choose is not None:  # issue 14: a checkpoint rule from the caller (synth.checkpoint_rule)
             return self.choose(self.history)
-        return max(self.history, key=lambda r: (r["exact"], -(r["valid_loss"] if r["valid_loss"] is not None else math.inf),
-                                                -r["step"]))
+        return max(self.history, key=lambda r: (r["exact"], r["step"]))  # ties: the later step (synth.choose_checkpoint)
 
     def should_stop(self) -> bool:
         p = self.cfg.early_stopping_patience

@@ -81,7 +81,11 @@ def register(app: typer.Typer) -> None:
                      + (" — the start model; GRPO did not help" if result.untrained else "")
                      + f"; wrote {esc(result.out_dir)}")
                 return
-            result = run_train(recipe, items["train"], items["valid"], recipe.data.db, out, resume=resume, force=force)
+            from ..run import selection_rule, sft_rule
+
+            # the recipe's rule (`train.choose`, at `synth.select_z`), as `sqltune run` applies it
+            result = run_train(recipe, items["train"], items["valid"], recipe.data.db, out, resume=resume, force=force,
+                               choose=selection_rule(recipe.to_dict(), items, pooled=False, mode=sft_rule(recipe.to_dict())))
         except KeyboardInterrupt:
             from ..rl import inner_checkpoints
 

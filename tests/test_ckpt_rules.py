@@ -1,0 +1,59 @@
+"""benchmarks/ckpt_rules.py: folders cut from a train split by skeleton (dev never shares a query with train), and
+checkpoint rules replayed over a run's logged lines, each judged by the dev exact of the checkpoint it keeps."""
+
+from __future__ import annotations
+
+import json
+
+from repo_scripts import load_script
+
+
+def _write(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _line(step, exact, loss, n=10):
+    return {"step": step, "n": n, "exact": exact, "valid_loss": loss, "fuzzy": exact, "train_loss": None}
+
+
+def test_rules_replayed_over_a_tie_and_a_noise_gate(tmp_path):
+    ck = load_script("benchmarks/ckpt_rules.py", "ckpt_rules_bench")
+    # session 24's exoplanets shape: steps 26 and 78 tie on valid (4 of 10, enough to pass the gate at 2 of 10);
+    # 26 has the lower valid loss; on dev 78 is better, and the last step (104) better still
+    a = tmp_path / "work" / "exo_s1a"
+    _write(a / "adapter" / "metrics.jsonl", [_line(0, 0.2, 0.6), _line(26, 0.4, 0.5), _line(52, 0.3, 0.6),
+                                             _line(78, 0.4, 0.65), _line(104, 0.3, 0.7)])
+    _write(a / "dev.jsonl", [{"step": s, "n": 100, "exact": e} for s, e in ((0, .10), (26, .15), (52, .2), (78, .25), (104, .3))])
+    # a devsuite-shaped run: no trained step clears the gate (valid 4 questions, 3 -> 3 right)
+    b = tmp_path / "work" / "singer_a"
+    _write(b / "metrics.jsonl", [_line(0, 0.75, 0.5, 4), _line(2, 0.75, 0.4, 4), _line(4, 0.5, 0.3, 4)])
+    _write(b / "dev.jsonl", [{"step": s, "n": 6, "exact": e} for s, e in ((0, .5), (2, 2 / 3), (4, 1 / 3))])
+    per, rules = ck.read(tmp_path / "work")
+    picks = {f["folder"]: {k: v[0] for k, v in f["picks"].items()} for f in per}
+    first = next(iter(rules))
+    assert picks["exo_s1a"][first] == 26 and picks["exo_s1a"]["noise, tie: later step"] == 78
+    assert picks["exo_s1a"]["shipped noise rule (synth.choose_checkpoint)"] == 78
+    assert picks["exo_s1a"]["last not worse (choose_latest)"] == 104
+    assert picks["singer_a"][first] == 0 and picks["singer_a"]["last not worse (choose_latest)"] == 4
+    assert picks["singer_a"]["always the last step"] == 4 and picks["singer_a"]["always untuned (step 0)"] == 0
+    text = ck.report(tmp_path / "work")
+    rows = [r.split("|") for r in text.splitlines() if r.startswith("| noise, tie: later step |")]
+    assert [r[2].strip() for r in rows] == ["25.0", "50.0", "37.5"]  # exoplanets, devsuite, all: (25 + 50) / 2
+    assert [r[3].strip() for r in rows] == ["+10.0", "+0.0", "+5.0"]  # against the first rule: 15 -> 25 on exo
+    assert "(valid 10, dev 100)" in text and "### exoplanets halves: 1 folders" in text
+
+
+def test_build_cuts_by_skeleton_and_copies_the_database(tmp_path):
+    ck = load_script("benchmarks/ckpt_rules.py", "ckpt_rules_bench")
+    from sqltune.check import sql_skeleton
+    from sqltune.dataset import read_jsonl
+
+    made = ck.build(tmp_path / "f", [3], None, 20)
+    assert [m.split(":")[0] for m in made] == ["exo_s3a", "exo_s3b"]
+    a, b = tmp_path / "f" / "exo_s3a", tmp_path / "f" / "exo_s3b"
+    train_a, dev_a = read_jsonl(a / "train.jsonl"), read_jsonl(a / "dev.jsonl")
+    assert len(train_a) + len(dev_a) == 204 and read_jsonl(b / "train.jsonl") == dev_a
+    assert not {sql_skeleton(r["sql"]) for r in train_a} & {sql_skeleton(r["sql"]) for r in dev_a}
+    assert len(read_jsonl(a / "valid.jsonl")) == 10 and (a / "exo_s3a.sqlite").is_file()
+    assert (a / "exo_s3a.notes.md").is_file()  # the run reads the notes beside the database
