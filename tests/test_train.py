@@ -373,3 +373,37 @@ def test_a_work_folder_another_process_is_training_in_is_refused(tiny_model_dir,
         holder.kill()
         holder.wait()
     assert train(cfg(tiny_model_dir), ITEMS, ITEMS, tiny_db, out, resume=True, progress=False).chosen_step is not None
+
+
+def test_an_adapter_on_a_relative_model_folder_loads_from_another_folder(tiny_model_dir, tiny_db, tmp_path, monkeypatch):
+    """The base model given as a relative folder is recorded as given (`base_model`) and as the absolute path it was
+    found at (`base_model_path`), so `load_trained` finds it from any folder, without a `base=`."""
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "work" / "models" / "tiny")
+    monkeypatch.chdir(tmp_path / "work")
+    train(cfg("models/tiny", epochs=1, choose="last"), ITEMS, ITEMS, tiny_db, tmp_path / "out", progress=False)
+    info = read_info(tmp_path / "out")
+    assert info["base_model"] == "models/tiny"
+    assert info["base_model_path"] == str((tmp_path / "work" / "models" / "tiny").resolve())
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert predictions(load_trained(tmp_path / "out", "cpu"), tiny_db) == saved_predictions(tmp_path / "out")
+
+
+def test_checkpoint_base_prefers_the_name_and_falls_back_to_the_recorded_path(tmp_path, monkeypatch):
+    from sqltune.model import checkpoint_base, local_model_path
+
+    (tmp_path / "m").mkdir()
+    monkeypatch.chdir(tmp_path)
+    saved = local_model_path("m")
+    assert saved == str((tmp_path / "m").resolve())
+    assert local_model_path("qwen2.5-coder-0.5b") is None and local_model_path("org/name") is None
+    assert checkpoint_base({"base_model": "m", "base_model_path": saved}) == "m"  # found as named: as named
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "other")
+    assert checkpoint_base({"base_model": "m", "base_model_path": saved}) == saved  # not found here: the recorded path
+    assert checkpoint_base({"base_model": "m"}) == "m"  # a checkpoint from before the path was recorded
+    assert checkpoint_base({"base_model": "org/name", "base_model_path": None}) == "org/name"  # a hub id
+    (tmp_path / "m").rmdir()
+    assert checkpoint_base({"base_model": "m", "base_model_path": saved}) == "m"  # gone there too: as named, to fail clearly

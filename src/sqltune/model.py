@@ -194,6 +194,28 @@ def resolve_model(model: str | os.PathLike | None) -> str:
     return name  # a hub id
 
 
+def local_model_path(model: str | os.PathLike | None) -> str | None:
+    """The absolute path of a model given as a local folder or .gguf file that exists from here; None for a packaged
+    name, a hub id, None (the default model) or a path found nowhere. A checkpoint records it beside the name as given
+    (`base_model_path`), so that it still finds its base from another folder (`checkpoint_base`)."""
+    if model is None or str(model) in PACKAGED:
+        return None
+    path = Path(str(model)).expanduser()
+    return str(path.resolve()) if path.exists() else None
+
+
+def checkpoint_base(info: dict) -> str:
+    """The base model of a checkpoint (`sqltune_checkpoint.json`): its `base_model` as training was given it, or,
+    where that is a relative path not found from here, the absolute path recorded at training (`base_model_path`),
+    where that exists. Anything else stays as named (`resolve_model` says what is wrong with it)."""
+    name = info["base_model"]
+    saved = info.get("base_model_path")
+    path = Path(str(name)).expanduser() if name is not None else None
+    if saved and path is not None and not path.is_absolute() and not path.exists() and Path(saved).exists():
+        return saved
+    return name
+
+
 @dataclass
 class DeviceConfig:
     device: str  # "cuda", "mps" or "cpu"
@@ -275,7 +297,7 @@ def load(model: str | os.PathLike | None = None, device: DeviceConfig | str | No
     adapter = path is not None and path.is_dir() and (path / "adapter_config.json").is_file()
     if adapter and info is None:
         raise SqltuneError(f"{path} is an adapter without sqltune_checkpoint.json; it cannot be checked or loaded")
-    location = resolve_model((base or info["base_model"]) if adapter else model)
+    location = resolve_model((base or checkpoint_base(info)) if adapter else model)
     tok_from = str(path) if path is not None and (path / "tokenizer_config.json").is_file() else location
     try:
         tok = load_tokenizer(tok_from)

@@ -502,7 +502,7 @@ def _configs(config, train_config):
 def _load(tc, init_adapter, dev):
     """(model, tokenizer, peft_config or None, init info or None, base model name, location)."""
     from .checkpoint import is_adapter, read_info
-    from .model import load_model, load_tokenizer, resolve_model
+    from .model import checkpoint_base, load_model, load_tokenizer, resolve_model
 
     peft_config = None
     info = None
@@ -514,9 +514,9 @@ def _load(tc, init_adapter, dev):
         if is_adapter(p):
             from peft import PeftModel
 
-            base, _, location = load_model(info["base_model"], dev)
+            base, _, location = load_model(checkpoint_base(info), dev)
             model = PeftModel.from_pretrained(base, str(p), is_trainable=True)
-            tok = load_tokenizer(str(p) if (p / "tokenizer_config.json").is_file() else resolve_model(info["base_model"]))
+            tok = load_tokenizer(str(p) if (p / "tokenizer_config.json").is_file() else resolve_model(checkpoint_base(info)))
             return model, tok, None, info, info["base_model"], location
         model, tok, location = load_model(str(p), dev)  # a whole model (full fine-tuning): a new adapter on top
         base_name = str(p.resolve())
@@ -719,6 +719,7 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
 
     from .checkpoint import write_checkpoint
     from .evaluate import evaluate_items
+    from .model import local_model_path
     from .train import TrainResult, _versions, _yaml, items_sha256
     from .trainer import readable_logs
 
@@ -891,7 +892,8 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
     start_info = {k: v for k, v in (init_info or {}).items() if k not in ("format", "chosen", "timing", "data", "created")}
     info = {
         **start_info,
-        "base_model": base_name, "base_model_location": location,
+        "base_model": base_name, "base_model_path": local_model_path(base_name) or start_info.get("base_model_path"),
+        "base_model_location": location,
         "method": (init_info or {}).get("method") if init_info and peft_config is None else tc.method,
         "prompt": {**builder.fingerprint(tok), "schema": builder.schema, "fewshot": list(builder.fewshot)},
         "data": data, "db": str(db),

@@ -48,6 +48,7 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     the candidates and writes files, and hands its decisions to the other ranks (`distributed.py`).
     """
     from .db import resolve_db
+    from .model import local_model_path
     from .prompt import PromptBuilder
     from .schema import schema_text
 
@@ -144,7 +145,8 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     session.tokens_example, session.tokens_computed = sum_over_ranks([session.tokens_example, session.tokens_computed])
     cand = session.candidates / f"step-{best['step']}"
     info = {
-        "base_model": cfg.model, "base_model_location": location, "method": cfg.method,
+        "base_model": cfg.model, "base_model_path": local_model_path(cfg.model), "base_model_location": location,
+        "method": cfg.method,
         "prompt": {**builder.fingerprint(tok), "schema": builder.schema, "fewshot": list(builder.fewshot)},
         "data": fingerprint, "db": str(db),
         "chosen": {"step": best["step"], "epoch": best["epoch"], "untrained": best["step"] == 0,
