@@ -509,6 +509,16 @@ def test_db_without_train_writes_pairs_only_where_the_recipe_has_none(tiny_db, t
         assert main(["run", *args, "--out", str(tmp_path / "c")]) == 2
         assert "--valid/--test go with --train" in capsys.readouterr().err
     assert len(calls) == n
+    # a recipe that says `data.train: synth` itself: --test / --valid are the questions held out, in place of its own
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(json.dumps({"name": "mine", "data": {"db": str(tiny_db), "train": "synth", "valid": None,
+                                                         "test": None, "split": True}, "synth": {"k": 5}}))
+    assert main(["run", str(mine), "--test", files["test"], "--out", str(tmp_path / "d")]) == 0
+    assert calls[-1]["data.test"] == files["test"] and "data.train" not in calls[-1] and "data.split" not in calls[-1]
+    assert main(["run", str(mine), "--valid", files["valid"], "--out", str(tmp_path / "e")]) == 0
+    assert calls[-1]["data.valid"] == files["valid"] and calls[-1]["data.split"] is False
+    assert main(["run", str(mine), "--out", str(tmp_path / "f")]) == 0
+    assert not any(k.startswith("data.") for k in calls[-1])  # the recipe's own data section, untouched
 
 
 def test_no_pairs_checks_the_given_questions_before_synthesis_and_names_another_run(tiny_model_dir, tiny_db, tmp_path,

@@ -54,11 +54,20 @@ def register(app: typer.Typer) -> None:
             overrides["data.db"] = db
         # a database and no pairs (the recipe's training pairs are still the exoplanets questions, and none are set):
         # the run writes them from the database alone first (README); a recipe naming pairs of its own keeps them
+        recipe_train = str(load_recipe(recipe, overrides).data.train)
         no_pairs = (train is None and db is not None and "data.train" not in overrides
-                    and str(load_recipe(recipe, overrides).data.train).startswith("exoplanets:"))
-        if (valid or test) and not train and not no_pairs:
+                    and recipe_train.startswith("exoplanets:"))
+        # a recipe (or --set) saying `data.train: synth` already: --valid/--test are the questions to hold out, given
+        # in place of the recipe's own; the rest of its data section stays
+        recipe_no_pairs = train is None and not no_pairs and recipe_train == NO_PAIRS
+        if (valid or test) and not train and not no_pairs and not recipe_no_pairs:
             raise SqltuneError("--valid/--test go with --train (the pairs to fine-tune on), or with --db alone (no "
                                "pairs: the run writes them)")
+        if recipe_no_pairs:
+            if valid is not None:
+                overrides.update({"data.valid": valid, "data.split": False})
+            if test is not None:
+                overrides["data.test"] = test
         if no_pairs:
             train = NO_PAIRS
         if train is not None:
