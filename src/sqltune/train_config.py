@@ -36,7 +36,7 @@ class TrainConfig:
     grad_accum: int = 1
     max_steps: int = -1  # > 0 overrides epochs
     eval_every: int = 0  # evaluate every N optimiser steps; 0 = every epoch
-    early_stopping_patience: int | None = None  # evaluations without a better exact before stopping
+    early_stopping_patience: int | None = None  # evaluations after the one the rule (`choose`) keeps before stopping
     # the checkpoint rule of `sqltune run` and `sqltune train` (`synth.checkpoint_rule`): noise (a trained checkpoint
     # must beat the untuned model on valid by more than the noise of that many questions) or last (the latest one
     # whose valid exact is not below the untuned model's by more than that noise). BENCHMARKS.md, "Session 25".
