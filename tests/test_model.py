@@ -67,6 +67,17 @@ def test_pick_device_overrides():
         pick_device("cpu", "float8")
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_autocast_only_where_probed_and_not_asked_away(monkeypatch, native):
+    import sqltune.model as m
+
+    monkeypatch.setattr(m, "cpu_supports_bf16", lambda: native)
+    assert m.pick_device("cpu").autocast is native and m.pick_device("cpu", "auto").autocast is native
+    assert m.pick_device("cpu").dtype == "float32"
+    assert m.pick_device("cpu", "float32").autocast is False  # asked for float32: float32 throughout
+    assert m.pick_device("cpu", "bfloat16").autocast is False  # bf16 weights need no autocast
+
+
 def test_a_model_loaded_on_cuda_never_uses_cudnn_attention(monkeypatch):
     """cuDNN's fused attention is switched off wherever a model goes to CUDA, for generation as for training (its
     forward failed in the vote's sampling on an H200, its backward gave NaN with padding); on the CPU nothing changes."""

@@ -238,8 +238,12 @@ def cpu_supports_bf16() -> bool:
 
 
 def pick_device(device: str | None = None, dtype: str | None = None) -> DeviceConfig:
-    """CUDA bf16, MPS fp16, else CPU with bf16 autocast where the CPU supports it; overridable."""
+    """CUDA bf16, MPS fp16, else CPU with bf16 autocast where the CPU supports it (probed: AVX512-BF16/AMX), float32
+    where it does not. `dtype` overrides: an explicit "float32" on a CPU is float32 throughout, no autocast (the same
+    answers on every CPU, at the speed of one without bf16)."""
     import torch
+
+    chosen = dtype not in (None, "auto")
 
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
@@ -254,7 +258,7 @@ def pick_device(device: str | None = None, dtype: str | None = None) -> DeviceCo
             dtype = "float32"
     if dtype not in ("bfloat16", "float16", "float32"):
         raise SqltuneError(f"unknown dtype '{dtype}' (bfloat16, float16 or float32)")
-    autocast = device == "cpu" and dtype == "float32" and cpu_supports_bf16()
+    autocast = device == "cpu" and dtype == "float32" and not chosen and cpu_supports_bf16()
     return DeviceConfig(device, dtype, autocast)
 
 
