@@ -514,9 +514,10 @@ def _load(tc, init_adapter, dev):
         if is_adapter(p):
             from peft import PeftModel
 
-            base, _, location = load_model(checkpoint_base(info), dev)
+            base_found = checkpoint_base(info)
+            base, _, location = load_model(base_found, dev)
             model = PeftModel.from_pretrained(base, str(p), is_trainable=True)
-            tok = load_tokenizer(str(p) if (p / "tokenizer_config.json").is_file() else resolve_model(checkpoint_base(info)))
+            tok = load_tokenizer(str(p) if (p / "tokenizer_config.json").is_file() else resolve_model(base_found))
             return model, tok, None, info, info["base_model"], location
         model, tok, location = load_model(str(p), dev)  # a whole model (full fine-tuning): a new adapter on top
         base_name = str(p.resolve())

@@ -391,7 +391,9 @@ def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict
 
 def sft_rule(c: dict) -> str:
     """The fine-tuning stage's checkpoint rule of the recipe `c` (`train.choose`: noise or last)."""
-    return str((c.get("train") or {}).get("choose", "noise"))
+    from .train_config import TrainConfig
+
+    return str((c.get("train") or {}).get("choose", TrainConfig.choose))
 
 
 def nothing_to_beat(base_valid: dict, select_items: list[dict], valid: list[dict], mode: str = "noise") -> str | None:

@@ -103,12 +103,11 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     from .evaluate import EvalConfig
 
     eval_cfg = EvalConfig.from_train_config(cfg, dev, fewshot_pool=train_items, progress=progress).validate()
-    session = CheckpointChoice(cfg, work, builder, tok, valid_items, valid_set, db, dev, progress, eval_cfg)
     if choose is None:  # the config's rule (`train.choose`), at one standard error
         from .synth import checkpoint_rule
 
         choose = checkpoint_rule(len(valid_items), mode=cfg.choose)
-    session.choose = choose
+    session = CheckpointChoice(cfg, work, builder, tok, valid_items, valid_set, db, dev, progress, eval_cfg, choose)
     t_pre = time.monotonic()
     if P:
         session.prefix = SharedPrefix(model, enc_train[0][0][:P], grad=cfg.prefix_grad)

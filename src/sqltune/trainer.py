@@ -137,8 +137,9 @@ class CheckpointChoice(TrainerCallback):
     candidates other than the best dropped: a resume from an earlier checkpoint may need them)."""
 
     def __init__(self, cfg: TrainConfig, work: Path, builder, tokenizer, valid_items, valid_set, db, device,
-                 progress: bool, eval_cfg=None):
+                 progress: bool, eval_cfg, choose):
         self.cfg, self.work, self.builder, self.tok = cfg, work, builder, tokenizer
+        self.choose = choose  # the rule: history -> the chosen line (`synth.checkpoint_rule`; `train.train` passes it)
         self.eval_cfg = eval_cfg  # evaluate.EvalConfig: the run's evaluation, so a candidate's score is reproducible
         self.valid_items, self.valid_set, self.db, self.device, self.progress = valid_items, valid_set, db, device, progress
         self.metrics_file = work / "metrics.jsonl"
@@ -150,7 +151,6 @@ class CheckpointChoice(TrainerCallback):
         self.t0 = time.monotonic()
         self.is_main = is_main()  # under `accelerate launch` only rank 0 evaluates and writes (distributed.py)
         self.last_eval_at = time.monotonic()
-        self.choose = None  # optional rule history -> chosen line (train(..., choose=...))
 
     # -- the Trainer's events
     def on_save(self, args, state, control, **kwargs):
@@ -178,9 +178,7 @@ class CheckpointChoice(TrainerCallback):
     def best(self) -> dict | None:
         if not self.history:
             return None
-        if self.choose is not None:  # issue 14: a checkpoint rule from the caller (synth.checkpoint_rule)
-            return self.choose(self.history)
-        return max(self.history, key=lambda r: (r["exact"], r["step"]))  # ties: the later step (synth.choose_checkpoint)
+        return self.choose(self.history)
 
     def should_stop(self) -> bool:
         p = self.cfg.early_stopping_patience

@@ -84,8 +84,9 @@ def register(app: typer.Typer) -> None:
             from ..run import selection_rule, sft_rule
 
             # the recipe's rule (`train.choose`, at `synth.select_z`), as `sqltune run` applies it
+            c = recipe.to_dict()
             result = run_train(recipe, items["train"], items["valid"], recipe.data.db, out, resume=resume, force=force,
-                               choose=selection_rule(recipe.to_dict(), items, pooled=False, mode=sft_rule(recipe.to_dict())))
+                               choose=selection_rule(c, items, pooled=False, mode=sft_rule(c)))
         except KeyboardInterrupt:
             from ..rl import inner_checkpoints
 
