@@ -120,8 +120,10 @@ class RLConfig:
         if self.probe_max is not None and self.probe_max < 0:
             bad(f"probe_max must be >= 0 (0: every question) or null (4 x steps x prompts_per_step), "
                 f"got {self.probe_max}")
-        if self.choose not in ("noise", "last"):
-            bad(f"choose must be noise or last, got {self.choose!r}")
+        from .train_config import CHECKPOINT_RULES
+
+        if self.choose not in CHECKPOINT_RULES:
+            bad(f"choose must be {' or '.join(CHECKPOINT_RULES)}, got {self.choose!r}")
         if self.eval_every < 0:
             bad("eval_every must be >= 0 (0: only at the end)")
         if not self.timeout > 0:

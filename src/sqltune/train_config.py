@@ -12,6 +12,7 @@ from .model import DEFAULT_MODEL
 METHODS = ("lora", "dora", "full", "qlora")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+CHECKPOINT_RULES = ("noise", "last")  # `train.choose` and `rl.choose` (synth.RULES: what each name does)
 
 
 @dataclass
@@ -81,8 +82,8 @@ class TrainConfig:
             bad("give epochs > 0 or max_steps > 0")
         if self.eval_every < 0:
             bad("eval_every must be 0 (every epoch) or a number of steps")
-        if self.choose not in ("noise", "last"):
-            bad(f"choose must be noise or last, got {self.choose!r}")
+        if self.choose not in CHECKPOINT_RULES:
+            bad(f"choose must be {' or '.join(CHECKPOINT_RULES)}, got {self.choose!r}")
         if self.top_layers is not None and self.top_layers < 1:
             bad(f"top_layers must be at least 1, got {self.top_layers}")
         if self.top_layers is not None and self.layers_to_transform is not None:
