@@ -10,6 +10,7 @@ then replays rules over the logged lines and reports the dev exact of the checkp
     python benchmarks/ckpt_rules.py build --out .gpu/ckr --exo-seeds 1 2 3 4 --devsuite-seed 20
     python benchmarks/ckpt_rules.py run --recipe default --work /root/ckr_work .gpu/ckr/exo_s1a .gpu/ckr/exo_s1b
     python benchmarks/ckpt_rules.py read /root/ckr_work                     # the rules side by side
+    python benchmarks/ckpt_rules.py compare WORK_A WORK_B ...                # one rule, several training settings
 
 Folders `exo_s<seed><a|b>` cut the embedded exoplanets train split (204 pairs) with split seed <seed>; valid is
 exoplanets' own 10 questions. Folders `<db>_<a|b>` are the devsuite's train splits cut as `crossfit.py` cuts
@@ -222,6 +223,31 @@ def report(work: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare(works: list[Path], rule: str = "last not worse (choose_latest)") -> str:
+    """One checkpoint rule over several works (the same folders trained with different settings): per setting, the
+    mean dev exact of the rule's pick and its difference against the first work's, paired by folder; then the mean
+    dev exact per epoch. Folders missing from a work are left out of that work's row."""
+    reads = [{f["folder"]: f for f in read(w)[0]} for w in works]
+    out = []
+    for label, pick in (("exoplanets halves", lambda n: n.startswith("exo_")), ("devsuite halves", lambda n: not n.startswith("exo_"))):
+        ref = reads[0]
+        out += [f"### {label}: `{rule}`", "", "| work | folders | mean dev exact | vs the first (paired) | 95% CI | better / worse |"
+                " mean dev exact per checkpoint (step order) |", "|---|---|---|---|---|---|---|"]
+        for w, r in zip(works, reads):
+            names = sorted(n for n in r if pick(n) and n in ref)
+            if not names:
+                continue
+            vals = [r[n]["picks"][rule][1] for n in names]
+            diff = [v - ref[n]["picks"][rule][1] for v, n in zip(vals, names)]
+            ci = _bootstrap_mean(diff)
+            depth = min(len(r[n]["curve"]) for n in names)
+            curve = " / ".join(f"{100 * sum(r[n]['curve'][i][2] for n in names) / len(names):.1f}" for i in range(depth))
+            out.append(f"| {w.name} | {len(names)} | {100 * sum(vals) / len(vals):.1f} | {100 * sum(diff) / len(diff):+.1f} | "
+                       f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}] | {sum(d > 1e-9 for d in diff)} / {sum(d < -1e-9 for d in diff)} | {curve} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -239,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     rd = sub.add_parser("read")
     rd.add_argument("work")
     rd.add_argument("--out", default=None, help="also write the tables to this Markdown file")
+    c = sub.add_parser("compare")
+    c.add_argument("works", nargs="+", help="works of the same folders; the first is the reference")
+    c.add_argument("--rule", default="last not worse (choose_latest)", help="a rule's name as `read` prints it")
     args = ap.parse_args(argv)
     if args.cmd == "build":
         ds = None if args.no_devsuite else Path(args.devsuite)
@@ -252,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
 
         for f in args.folders:
             run_folder(Path(f), args.recipe, parse_set(args.set), Path(args.work))
+    elif args.cmd == "compare":
+        if args.rule not in rules():
+            print(f"error: no rule named {args.rule!r}; `read` lists them", file=sys.stderr)
+            return 2
+        print(compare([Path(w) for w in args.works], args.rule))
     else:
         text = report(Path(args.work))
         print(text)

@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # The lease behind BENCHMARKS.md "Session 25": benchmarks/ckpt_rules.py on a GPU machine, after
 # `gpu_sweep.sh prepare`, with the folders of `ckpt_rules.py build` in $CKR (carried by the lease's first call).
-# Six jobs of two exoplanets halves each and two jobs of twelve devsuite halves, side by side on GPU $GPU;
+# Six jobs of two exoplanets halves each and $DSJOBS (2) jobs of the devsuite halves, side by side on GPU $GPU;
 # their runs go to $SWEEP_DIR/out/ckr, which `gpu_sweep.sh wait` collects (adapters' weights left out).
 #
+# TAG names a training setting (its work is $SWEEP_DIR/out/ckr_TAG, its jobs TAG-...) and SET its recipe overrides,
+# e.g. the session 26 lease:
+#
 #   CKR=/root/keep/ckr bash benchmarks/ckpt_rules.sh [RECIPE]
+#   TAG=top6 SET="train.top_layers=6" CKR=/root/keep/ckr bash benchmarks/ckpt_rules.sh default
 set -eu
 cd "$(dirname "$0")/.."
-CKR="${CKR:-/root/keep/ckr}"; GPU="${GPU:-0}"; RECIPE="${1:-default}"
+CKR="${CKR:-/root/keep/ckr}"; GPU="${GPU:-0}"; RECIPE="${1:-default}"; TAG="${TAG:-}"; SET="${SET:-}"
 J=${SWEEP_DIR:-/root/jobs}
 B="$J/bench"; mkdir -p "$B"
 cp benchmarks/ckpt_rules.py benchmarks/crossfit.py "$B/"  # the jobs run a snapshot (with gpu_sweep.sh's $J/src)
 S=benchmarks/gpu_sweep.sh
-R="python3 $B/ckpt_rules.py run --recipe $RECIPE --work $J/out/ckr"
+P="${TAG:+$TAG-}"
+R="python3 $B/ckpt_rules.py run --recipe $RECIPE --work $J/out/ckr${TAG:+_$TAG}"
+for kv in $SET; do R="$R --set $kv"; done
 for s in $(ls "$CKR" | sed -n 's/^exo_s\([0-9]*\)a$/\1/p'); do
-  bash $S launch "exo$s" "$GPU" "$R $CKR/exo_s${s}a $CKR/exo_s${s}b"
+  bash $S launch "${P}exo$s" "$GPU" "$R $CKR/exo_s${s}a $CKR/exo_s${s}b"
 done
 ds=$(ls "$CKR" | grep -v '^exo_' | sed "s|^|$CKR/|")
-half=$(( ($(echo "$ds" | wc -l) + 1) / 2 ))
-bash $S launch ds1 "$GPU" "$R $(echo "$ds" | head -n "$half" | tr '\n' ' ')"
-bash $S launch ds2 "$GPU" "$R $(echo "$ds" | tail -n +"$((half + 1))" | tr '\n' ' ')"
+n="${DSJOBS:-2}"  # the devsuite halves in n jobs, folder i in job i mod n
+for i in $(seq 1 "$n"); do
+  bash $S launch "${P}ds$i" "$GPU" "$R $(echo "$ds" | awk -v n="$n" -v i="$i" 'NR % n == i % n' | tr '\n' ' ')"
+done
