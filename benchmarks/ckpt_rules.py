@@ -37,7 +37,7 @@ DEVSUITE = HERE.parent.parent / "shared" / "data" / "devsuite"
 def build(out: Path, exo_seeds: list[int], devsuite: Path | None, devsuite_seed: int, min_train: int = 12) -> list[str]:
     import shutil
 
-    from crossfit import halves
+    from crossfit import claim, halves
 
     from sqltune.dataset import load_items, read_jsonl, write_jsonl
     from sqltune.db import build_exoplanets_db
@@ -45,8 +45,7 @@ def build(out: Path, exo_seeds: list[int], devsuite: Path | None, devsuite_seed:
     made = []
 
     def write(name: str, train: list[dict], dev: list[dict], valid: list[dict], db_from: Path | None) -> None:
-        d = out / name
-        d.mkdir(parents=True, exist_ok=True)
+        d = claim(out / name)
         if db_from is None:
             build_exoplanets_db(d / f"{name}.sqlite", force=True)  # with its notes beside it, as the run reads them
         else:
@@ -274,7 +273,14 @@ def main(argv: list[str] | None = None) -> int:
         if ds is not None and not ds.is_dir():
             print(f"error: no devsuite at {ds}", file=sys.stderr)
             return 2
-        for line in build(Path(args.out), args.exo_seeds, ds, args.devsuite_seed):
+        from crossfit import NotOurs
+
+        try:
+            made = build(Path(args.out), args.exo_seeds, ds, args.devsuite_seed)
+        except NotOurs as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for line in made:
             print(line)
     elif args.cmd == "run":
         from sqltune.recipe import parse_set

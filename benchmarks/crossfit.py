@@ -42,6 +42,23 @@ def halves(rows: list[dict], seed: int) -> tuple[list[dict], list[dict]]:
     return a, b
 
 
+MARK = ".made-by-crossfit"  # in every folder a build writes: a later build may overwrite only such folders
+
+
+class NotOurs(Exception):
+    """A folder a build would write into holds files it did not make."""
+
+
+def claim(d: Path) -> Path:
+    """`d`, made (or found empty, or found marked by an earlier build) and marked; a folder with other files in it is
+    refused (`NotOurs`), so that a mistyped --out never overwrites someone's train.jsonl or database."""
+    if d.exists() and (not d.is_dir() or (any(d.iterdir()) and not (d / MARK).is_file())):
+        raise NotOurs(f"{d} exists and was not made by this script; choose another --out")
+    d.mkdir(parents=True, exist_ok=True)
+    (d / MARK).write_text("benchmarks/crossfit.py or benchmarks/ckpt_rules.py build\n", encoding="utf-8")
+    return d
+
+
 def build(root: Path, out: Path, dbs: list[str], seed: int, sides: str = "ab") -> list[tuple[str, int, int]]:
     """Write `out/<db>_<side>/` for every db and side; returns (name, train, test) per folder written."""
     from sqltune.dataset import read_jsonl, write_jsonl
@@ -54,8 +71,7 @@ def build(root: Path, out: Path, dbs: list[str], seed: int, sides: str = "ab") -
             if side not in sides:
                 continue
             name = f"{db}_{side}"
-            d = out / name
-            d.mkdir(parents=True, exist_ok=True)
+            d = claim(out / name)
             shutil.copyfile(src / f"{db}.sqlite", d / f"{name}.sqlite")
             write_jsonl(d / "train.jsonl", train)
             write_jsonl(d / "test.jsonl", test)
@@ -87,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: not in {root}: {', '.join(missing)}", file=sys.stderr)
         return 2
-    for name, n_train, n_test in build(root, out, dbs, args.seed, args.sides):
+    try:
+        made = build(root, out, dbs, args.seed, args.sides)
+    except NotOurs as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for name, n_train, n_test in made:
         print(f"{name}: train {n_train}, test {n_test}")
     return 0
 

@@ -57,3 +57,23 @@ def test_build_cuts_by_skeleton_and_copies_the_database(tmp_path):
     assert not {sql_skeleton(r["sql"]) for r in train_a} & {sql_skeleton(r["sql"]) for r in dev_a}
     assert len(read_jsonl(a / "valid.jsonl")) == 10 and (a / "exo_s3a.sqlite").is_file()
     assert (a / "exo_s3a.notes.md").is_file()  # the run reads the notes beside the database
+
+
+def test_compare_pairs_settings_by_folder(tmp_path):
+    ck = load_script("benchmarks/ckpt_rules.py", "ckpt_rules_bench")
+
+    def run(work, folder, dev):  # valid flat at 2 of 10, so `last` keeps the last step; dev per step as given
+        d = tmp_path / work / folder
+        _write(d / "metrics.jsonl", [_line(s, 0.2, 0.5) for s in (0, 13, 26)])
+        _write(d / "dev.jsonl", [{"step": s, "n": 100, "exact": e} for s, e in zip((0, 13, 26), dev)])
+
+    for f, base, more in (("exo_s1a", .2, .3), ("exo_s1b", .2, .1), ("exo_s2a", .2, .4), ("tvshow_a", .5, .5)):
+        run("top4", f, (.1, .15, base))
+        run("top8", f, (.1, .2, more))
+    run("top8", "exo_s9a", (.1, .2, .9))  # a folder the reference lacks is left out of the pairing
+    text = ck.compare([tmp_path / "top4", tmp_path / "top8"])
+    row = next(r for r in text.splitlines() if r.startswith("| top8 | 3 |")).split("|")
+    assert row[3].strip() == "26.7" and row[4].strip() == "+6.7" and row[6].strip() == "2 / 1"
+    assert row[7].strip() == "10.0 / 20.0 / 26.7"  # mean dev exact per checkpoint over the paired folders
+    assert "| top8 | 1 | 50.0 | +0.0 |" in text  # the devsuite table: one folder, no change
+    assert ck.main(["compare", str(tmp_path / "top4"), "--rule", "no such rule"]) == 2

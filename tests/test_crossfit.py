@@ -52,3 +52,24 @@ def test_build_writes_both_sides_and_never_the_devsuite_test(tmp_path):
     assert cf.main(["--devsuite", str(tmp_path / "suite"), "--out", str(tmp_path / "none"), "--min-train", "99"]) == 0
     assert not (tmp_path / "none").exists()
     assert cf.main(["--devsuite", str(tmp_path / "suite"), "--out", str(out), "--dbs", "nope"]) == 2
+
+
+def test_build_overwrites_only_its_own_folders(tmp_path, capsys):
+    cf = load_script("benchmarks/crossfit.py", "crossfit_bench")
+    src = tmp_path / "suite" / "d"
+    src.mkdir(parents=True)
+    make_tiny_db(src / "d.sqlite")
+    (src / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    (src / "valid.jsonl").write_text(json.dumps({"id": "v", "question": "v", "sql": "SELECT 1"}) + "\n")
+    args = ["--devsuite", str(tmp_path / "suite"), "--min-train", "4"]
+    out = tmp_path / "xf"
+    assert cf.main(args + ["--out", str(out)]) == 0
+    assert cf.main(args + ["--out", str(out)]) == 0  # its own folders: rebuilt
+    # someone's folder of the same name: refused with one line, nothing in it touched
+    theirs = tmp_path / "mine" / "d_a"
+    theirs.mkdir(parents=True)
+    (theirs / "train.jsonl").write_text("my pairs\n")
+    capsys.readouterr()
+    assert cf.main(args + ["--out", str(tmp_path / "mine")]) == 2
+    assert "was not made by this script" in capsys.readouterr().err
+    assert (theirs / "train.jsonl").read_text() == "my pairs\n" and sorted(p.name for p in theirs.iterdir()) == ["train.jsonl"]
