@@ -9,6 +9,7 @@
 #
 #   CKR=/root/keep/ckr bash benchmarks/ckpt_rules.sh [RECIPE]
 #   TAG=top6 SET="train.top_layers=6" CKR=/root/keep/ckr bash benchmarks/ckpt_rules.sh default
+#   bash benchmarks/gpu_sweep.sh stop 'top6-*'     # give the GPU to the other settings (12-16 jobs per H200 is enough)
 set -eu
 cd "$(dirname "$0")/.."
 CKR="${CKR:-/root/keep/ckr}"; GPU="${GPU:-0}"; RECIPE="${1:-default}"; TAG="${TAG:-}"; SET="${SET:-}"

@@ -13,6 +13,8 @@
 #                                                       #   --resume` then reuses them instead of making them again
 #   bash benchmarks/gpu_sweep.sh launch NAME GPU CMD    # any command as a job (CUDA_VISIBLE_DEVICES=GPU;
 #                                                       #   GPU may be a list such as 1,0); $J/out is for its files
+#   bash benchmarks/gpu_sweep.sh stop 'NAME-GLOB'       # end those jobs (a job killed any other way counts as
+#                                                       #   ended, exit 137, once its process is gone)
 #   bash benchmarks/gpu_sweep.sh wait SECONDS           # until every job is done or SECONDS pass; prints the
 #                                                       #   logs' tails and collects what is finished so far; a job
 #                                                       #   that ran out of GPU memory is started once more (NAME-oom)
@@ -58,7 +60,18 @@ launch() {  # NAME GPU CMD
   # the exit code is written whole, then renamed: a reader never sees an empty .done file
   CUDA_VISIBLE_DEVICES=$gpu setsid nohup bash -c "( $* ); echo \$? > $J/jobs/$name.rc && mv $J/jobs/$name.rc $J/jobs/$name.done" \
     > "$J/jobs/$name.log" 2>&1 < /dev/null &
+  echo $! > "$J/jobs/$name.pid"  # the job's process group (setsid): what `stop` ends
   echo "started $name on GPU $gpu"
+}
+
+ended() {  # a job is over when it wrote its exit code, or when its process is gone without one (killed: 137)
+  local n=$1
+  [ -f "$J/jobs/$n.done" ] && return 0
+  [ -f "$J/jobs/$n.pid" ] || return 1
+  local st; st=$(ps -o stat= -p "$(cat "$J/jobs/$n.pid")" 2> /dev/null)
+  [ -n "$st" ] && [ "${st#Z}" = "$st" ] && return 1  # alive (a zombie nobody reaped is over)
+  sleep 1; [ -f "$J/jobs/$n.done" ] && return 0  # it may have written its code as it ended
+  echo 137 > "$J/jobs/$n.done"
 }
 
 oom_pending() {  # the jobs that ran out of GPU memory and wait for their one relaunch (none with OOM_RETRY=0)
@@ -74,7 +87,7 @@ oom_pending() {  # the jobs that ran out of GPU memory and wait for their one re
 
 jobs_left() {  # the jobs still running, plus the out-of-memory relaunches still to come
   local left; left=$(oom_pending | wc -l)
-  for c in "$J"/jobs/*.cmd; do [ -f "${c%.cmd}.done" ] || left=$((left + 1)); done
+  for c in "$J"/jobs/*.cmd; do ended "$(basename "${c%.cmd}")" || left=$((left + 1)); done
   echo "$left"
 }
 
@@ -205,9 +218,22 @@ wait)
   collect > /dev/null 2>&1
   echo "jobs left: $(jobs_left)"
   ;;
+stop)
+  # end the jobs whose names match the glob (their process groups), e.g. `stop 'top8e3-*'` to let the others have the
+  # GPU (session 26: killing by command line also killed the job's wrapper, and `wait` then waited on it to the limit)
+  [ -n "${2:-}" ] || { echo "usage: $0 stop 'NAME-GLOB'" >&2; exit 2; }
+  for c in "$J"/jobs/$2.cmd; do
+    [ -f "$c" ] || { echo "no job matches $2" >&2; exit 2; }
+    n=$(basename "${c%.cmd}")
+    [ -f "$J/jobs/$n.done" ] && continue
+    [ -f "$J/jobs/$n.pid" ] && kill -TERM -- -"$(cat "$J/jobs/$n.pid")" 2> /dev/null
+    [ -f "$J/jobs/$n.done" ] || echo 143 > "$J/jobs/$n.done"
+    echo "stopped $n"
+  done
+  ;;
 collect)
   collect
   ;;
 *)
-  echo "usage: $0 prepare | devsuite GPU DB... | launch NAME GPU CMD | wait [SECONDS] | collect" >&2; exit 2 ;;
+  echo "usage: $0 prepare | devsuite GPU DB... | launch NAME GPU CMD | wait [SECONDS] | stop 'NAME-GLOB' | collect" >&2; exit 2 ;;
 esac

@@ -259,3 +259,34 @@ def test_wait_on_two_sweeps_of_one_lease(tmp_path):
     res = subprocess.run(["bash", script, "wait", "300"], env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 3 and res.stderr.count("fresh machine") == 2
     assert time.monotonic() - t < 30
+
+
+def test_stop_ends_a_jobs_group_and_wait_does_not_wait_on_a_killed_job(tmp_path):
+    """`stop GLOB` ends the matching jobs (wrapper and child) and marks them; a job killed some other way, with no
+    exit code written, counts as ended (137) once its process is gone, so `wait` does not sit out its limit on it."""
+    jobs = tmp_path / "jobs"
+    (jobs / "jobs").mkdir(parents=True)
+    env = dict(os.environ, SWEEP_DIR=str(jobs), OUT=str(tmp_path / "out"))
+    script = str(REPO / "benchmarks" / "gpu_sweep.sh")
+
+    def sh(*args, timeout=60):
+        return subprocess.run(["bash", script, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+    for name in ("slow-a", "slow-b", "other"):
+        assert sh("launch", name, "0", f"sleep 300; touch {tmp_path}/{name}-finished").returncode == 0
+    pids = {n: int((jobs / "jobs" / f"{n}.pid").read_text()) for n in ("slow-a", "slow-b", "other")}
+    out = sh("stop", "slow-*")
+    assert out.returncode == 0 and "stopped slow-a" in out.stdout and "stopped slow-b" in out.stdout
+    assert (jobs / "jobs" / "slow-a.done").read_text().strip() == "143"
+    assert not (jobs / "jobs" / "other.done").exists()
+    time.sleep(0.5)
+    for n in ("slow-a", "slow-b"):  # the whole group is over, no `sleep 300` left running (zombies may stay unreaped)
+        states = subprocess.run(["ps", "-o", "stat=", "-g", str(pids[n])], capture_output=True, text=True).stdout.split()
+        assert all(st.startswith("Z") for st in states), states
+    # killed from outside, wrapper first: no exit code will ever be written
+    os.killpg(pids["other"], 9)
+    t = time.monotonic()
+    out = sh("wait", "120")
+    assert time.monotonic() - t < 60 and "jobs left: 0" in out.stdout and "== other (exit 137)" in out.stdout
+    assert sh("stop", "nope-*").returncode == 2
+    assert not list(tmp_path.glob("*-finished"))
