@@ -28,13 +28,19 @@ def test_halves_keep_each_skeleton_whole_and_balance_the_sizes():
     assert cf.halves(ROWS, seed=20) == (a, b)  # the seed fixes the cut
 
 
-def test_build_writes_both_sides_and_never_the_devsuite_test(tmp_path):
-    cf = load_script("benchmarks/crossfit.py", "crossfit_bench")
+def _suite(tmp_path):
+    """A devsuite of one DB `d` (the tiny DB, ROWS as train, one valid pair) under tmp_path/suite; returns d's folder."""
     src = tmp_path / "suite" / "d"
     src.mkdir(parents=True)
     make_tiny_db(src / "d.sqlite")
     (src / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     (src / "valid.jsonl").write_text(json.dumps({"id": "v", "question": "v", "sql": "SELECT 1"}) + "\n")
+    return src
+
+
+def test_build_writes_both_sides_and_never_the_devsuite_test(tmp_path):
+    cf = load_script("benchmarks/crossfit.py", "crossfit_bench")
+    src = _suite(tmp_path)
     (src / "test.jsonl").write_text(json.dumps({"id": "SECRET", "question": "t", "sql": "SELECT 2"}) + "\n")
     out = tmp_path / "xf"
     assert cf.main(["--devsuite", str(tmp_path / "suite"), "--out", str(out), "--min-train", "4"]) == 0
@@ -56,11 +62,7 @@ def test_build_writes_both_sides_and_never_the_devsuite_test(tmp_path):
 
 def test_build_overwrites_only_its_own_folders(tmp_path, capsys):
     cf = load_script("benchmarks/crossfit.py", "crossfit_bench")
-    src = tmp_path / "suite" / "d"
-    src.mkdir(parents=True)
-    make_tiny_db(src / "d.sqlite")
-    (src / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    (src / "valid.jsonl").write_text(json.dumps({"id": "v", "question": "v", "sql": "SELECT 1"}) + "\n")
+    _suite(tmp_path)
     args = ["--devsuite", str(tmp_path / "suite"), "--min-train", "4"]
     out = tmp_path / "xf"
     assert cf.main(args + ["--out", str(out)]) == 0
