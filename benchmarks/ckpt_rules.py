@@ -73,9 +73,25 @@ def build(out: Path, exo_seeds: list[int], devsuite: Path | None, devsuite_seed:
 
 
 # ------------------------------------------------------------------ training with a dev score per checkpoint
-def run_folder(folder: Path, recipe: str, overrides: dict, work: Path) -> Path:
+def parse_dev_eval(specs: list[str]) -> dict[str, dict]:
+    """`NAME:KEY=VALUE,KEY=VALUE` (evaluation settings, `EvalConfig` fields) -> {NAME: {KEY: VALUE}}."""
+    from sqltune.recipe import parse_set
+
+    out = {}
+    for spec in specs:
+        name, sep, rest = spec.partition(":")
+        if not sep or not name.strip() or not rest.strip() or name.strip() in out:
+            raise SystemExit(f"error: --dev-eval expects a new NAME:KEY=VALUE[,KEY=VALUE], got {spec!r}")
+        out[name.strip()] = parse_set([kv for kv in rest.split(",") if kv.strip()])
+    return out
+
+
+def run_folder(folder: Path, recipe: str, overrides: dict, work: Path, dev_evals: dict[str, dict] | None = None) -> Path:
     """Train on `folder`'s train half with the recipe; every checkpoint the trainer scores on valid is also
-    scored on the dev half (appended to WORK/NAME/dev.jsonl). Returns the run's folder."""
+    scored on the dev half (appended to WORK/NAME/dev.jsonl, its SQL per question to dev_sql.jsonl). Each of
+    `dev_evals` ({NAME: EvalConfig fields}, e.g. {"fs2": {"fewshot": 2}}) scores the untuned model (step 0) and the
+    last epoch's checkpoint once more under the trainer's evaluation with those fields changed (dev_NAME.jsonl /
+    dev_NAME_sql.jsonl); few-shot examples come from the train half. Returns the run's folder."""
     from sqltune import trainer as trainer_mod
     from sqltune.dataset import read_jsonl
     from sqltune.evaluate import evaluate
@@ -90,17 +106,28 @@ def run_folder(folder: Path, recipe: str, overrides: dict, work: Path) -> Path:
         print(f"{name}: done already", flush=True)
         return dest
     items = {s: read_jsonl(folder / f"{s}.jsonl") for s in ("train", "valid", "dev")}
-    dev_file = dest / "dev.jsonl"
-    dev_file.unlink(missing_ok=True)
+    settings = {"": {}} | {f"_{k}": v for k, v in (dev_evals or {}).items()}
+    for suffix in settings:
+        for kind in ("", "_sql"):
+            (dest / f"dev{suffix}{kind}.jsonl").unlink(missing_ok=True)
     cfg = load_recipe(recipe, overrides)
     original = trainer_mod.CheckpointChoice._evaluate
 
     def scored_on_dev_too(self, model, step, epoch, train_loss, report):
         line = original(self, model, step, epoch, train_loss, report)
-        rep = evaluate(model, self.tok, self.builder, items["dev"], self.db, self.eval_cfg)
-        with open(dev_file, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, "n": rep["summary"]["n"], "exact": rep["summary"]["exact"],
-                                "exact_ids": [e["id"] for e in rep["examples"] if e["exact"]]}) + "\n")
+        ends = step == 0 or epoch >= self.cfg.epochs - 1e-6
+        for suffix, changes in settings.items():
+            if suffix and not ends:
+                continue
+            ev = self.eval_cfg.with_(**changes)
+            if ev.fewshot:
+                ev = ev.with_(fewshot_pool=items["train"])
+            rep = evaluate(model, self.tok, self.builder, items["dev"], self.db, ev.validate())
+            with open(dest / f"dev{suffix}.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": step, "n": rep["summary"]["n"], "exact": rep["summary"]["exact"],
+                                    "exact_ids": [e["id"] for e in rep["examples"] if e["exact"]]}) + "\n")
+            with open(dest / f"dev{suffix}_sql.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": step, "sql": {e["id"]: e.get("pred_sql") for e in rep["examples"]}}) + "\n")
         return line
 
     trainer_mod.CheckpointChoice._evaluate = scored_on_dev_too
@@ -159,17 +186,18 @@ def rules() -> dict:
     }
 
 
-def read(work: Path) -> tuple[list[dict], dict]:
-    """Per folder: the logged lines joined with their dev scores; per rule: the dev exact of its choice."""
+def read(work: Path, dev_name: str = "dev") -> tuple[list[dict], dict]:
+    """Per folder: the logged lines joined with their dev scores (`dev_name`.jsonl: dev.jsonl, or dev_NAME.jsonl of
+    a `--dev-eval NAME:...` setting); per rule: the dev exact of its choice."""
     from sqltune.dataset import read_jsonl
 
     def metrics(d: Path) -> Path | None:  # the run's adapter folder, or a copy of its metrics.jsonl beside dev.jsonl
         return next((m for m in (d / "adapter" / "metrics.jsonl", d / "metrics.jsonl") if m.is_file()), None)
 
     per_folder = []
-    for d in sorted(p for p in work.iterdir() if (p / "dev.jsonl").is_file() and metrics(p) is not None):
+    for d in sorted(p for p in work.iterdir() if (p / f"{dev_name}.jsonl").is_file() and metrics(p) is not None):
         lines = read_jsonl(metrics(d))
-        dev = {r["step"]: r for r in read_jsonl(d / "dev.jsonl")}
+        dev = {r["step"]: r for r in read_jsonl(d / f"{dev_name}.jsonl")}
         lines = [r for r in lines if r["step"] in dev]
         n_valid = lines[0]["n"] if lines else 0
         picks = {name: fn(lines, n_valid) for name, fn in rules().items()}
@@ -247,6 +275,45 @@ def compare(works: list[Path], rule: str = "last not worse (choose_latest)") -> 
     return "\n".join(out)
 
 
+def dev_settings(work: Path) -> list[str]:
+    """The dev scorings a work holds: "dev" and each `--dev-eval` setting's "dev_NAME" (not the *_sql files)."""
+    names = {p.stem for d in work.iterdir() if d.is_dir() for p in d.glob("dev*.jsonl") if not p.stem.endswith("_sql")}
+    return ["dev"] + sorted(names - {"dev"})
+
+
+def evals(work: Path) -> str:
+    """The `--dev-eval` settings of one work side by side: per setting, the dev exact of the untuned model (step 0)
+    and of the last checkpoint, each against the plain scoring of the same checkpoint, paired by folder."""
+    from sqltune.dataset import read_jsonl
+
+    names = dev_settings(work)
+    ends = {}  # (setting, folder) -> (untuned exact, last exact)
+    for n in names:
+        for d in work.iterdir():
+            if (d / f"{n}.jsonl").is_file():
+                rows = sorted(read_jsonl(d / f"{n}.jsonl"), key=lambda r: r["step"])
+                if len(rows) >= 2 and rows[0]["step"] == 0:
+                    ends[n, d.name] = (rows[0]["exact"], rows[-1]["exact"])
+    out = []
+    for label, pick in (("exoplanets halves", lambda n: n.startswith("exo_")), ("devsuite halves", lambda n: not n.startswith("exo_"))):
+        out += [f"### {label}: the untuned model and the last checkpoint, each dev scoring", "",
+                "| scoring | folders | untuned | vs plain | last | vs plain (paired) | 95% CI | better / worse |",
+                "|---|---|---|---|---|---|---|---|"]
+        for n in names:
+            folders = sorted(f for (m, f) in ends if m == n and pick(f) and ("dev", f) in ends)
+            if not folders:
+                continue
+            k = len(folders)
+            base = [ends[n, f][0] - ends["dev", f][0] for f in folders]
+            diff = [ends[n, f][1] - ends["dev", f][1] for f in folders]
+            ci = _bootstrap_mean(diff)
+            out.append(f"| {n} | {k} | {100 * sum(ends[n, f][0] for f in folders) / k:.1f} | {100 * sum(base) / k:+.1f} | "
+                       f"{100 * sum(ends[n, f][1] for f in folders) / k:.1f} | {100 * sum(diff) / k:+.1f} | "
+                       f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}] | {sum(d > 1e-9 for d in diff)} / {sum(d < -1e-9 for d in diff)} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -261,12 +328,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--recipe", default="default")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     r.add_argument("--work", required=True)
+    r.add_argument("--dev-eval", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                   help="also score every checkpoint on dev with these evaluation settings, e.g. fs2:fewshot=2")
     rd = sub.add_parser("read")
     rd.add_argument("work")
     rd.add_argument("--out", default=None, help="also write the tables to this Markdown file")
     c = sub.add_parser("compare")
     c.add_argument("works", nargs="+", help="works of the same folders; the first is the reference")
     c.add_argument("--rule", default="last not worse (choose_latest)", help="a rule's name as `read` prints it")
+    e = sub.add_parser("evals")
+    e.add_argument("work", help="a work whose runs had --dev-eval settings")
     args = ap.parse_args(argv)
     if args.cmd == "build":
         ds = None if args.no_devsuite else Path(args.devsuite)
@@ -286,12 +357,14 @@ def main(argv: list[str] | None = None) -> int:
         from sqltune.recipe import parse_set
 
         for f in args.folders:
-            run_folder(Path(f), args.recipe, parse_set(args.set), Path(args.work))
+            run_folder(Path(f), args.recipe, parse_set(args.set), Path(args.work), parse_dev_eval(args.dev_eval))
     elif args.cmd == "compare":
         if args.rule not in rules():
             print(f"error: no rule named {args.rule!r}; `read` lists them", file=sys.stderr)
             return 2
         print(compare([Path(w) for w in args.works], args.rule))
+    elif args.cmd == "evals":
+        print(evals(Path(args.work)))
     else:
         text = report(Path(args.work))
         print(text)

@@ -10,6 +10,9 @@
 #   CKR=/root/keep/ckr bash benchmarks/ckpt_rules.sh [RECIPE]
 #   TAG=top6 SET="train.top_layers=6" CKR=/root/keep/ckr bash benchmarks/ckpt_rules.sh default
 #   bash benchmarks/gpu_sweep.sh stop 'top6-*'     # give the GPU to the other settings (12-16 jobs per H200 is enough)
+#
+# DEVEVAL adds evaluation settings every checkpoint is also scored under on dev (`ckpt_rules.py run --dev-eval`),
+# e.g. the session 27 lease: DEVEVAL="fs2:fewshot=2 fs4:fewshot=4" (space-separated NAME:KEY=VALUE[,...]).
 set -eu
 cd "$(dirname "$0")/.."
 CKR="${CKR:-/root/keep/ckr}"; GPU="${GPU:-0}"; RECIPE="${1:-default}"; TAG="${TAG:-}"; SET="${SET:-}"
@@ -20,6 +23,7 @@ S=benchmarks/gpu_sweep.sh
 P="${TAG:+$TAG-}"
 R="python3 $B/ckpt_rules.py run --recipe $RECIPE --work $J/out/ckr${TAG:+_$TAG}"
 for kv in $SET; do R="$R --set $kv"; done
+for d in ${DEVEVAL:-}; do R="$R --dev-eval $d"; done
 for s in $(ls "$CKR" | sed -n 's/^exo_s\([0-9]*\)a$/\1/p'); do
   bash $S launch "${P}exo$s" "$GPU" "$R $CKR/exo_s${s}a $CKR/exo_s${s}b"
 done

@@ -77,3 +77,34 @@ def test_compare_pairs_settings_by_folder(tmp_path):
     assert row[7].strip() == "10.0 / 20.0 / 26.7"  # mean dev exact per checkpoint over the paired folders
     assert "| top8 | 1 | 50.0 | +0.0 |" in text  # the devsuite table: one folder, no change
     assert ck.main(["compare", str(tmp_path / "top4"), "--rule", "no such rule"]) == 2
+
+
+def test_dev_eval_settings_parse_and_refuse_bad_specs():
+    import pytest
+
+    ck = load_script("benchmarks/ckpt_rules.py", "ckpt_rules_bench")
+    assert ck.parse_dev_eval(["fs2:fewshot=2", "r1:retries=1,fewshot=4"]) == {"fs2": {"fewshot": 2},
+                                                                           "r1": {"retries": 1, "fewshot": 4}}
+    for bad in (["fewshot=2"], ["fs2:"], [":fewshot=2"], ["a:fewshot=1", "a:fewshot=2"]):
+        with pytest.raises(SystemExit):
+            ck.parse_dev_eval(bad)
+
+
+def test_evals_sets_each_dev_scoring_beside_the_plain_one(tmp_path):
+    ck = load_script("benchmarks/ckpt_rules.py", "ckpt_rules_bench")
+    # two exoplanets runs and one devsuite run, scored plainly at every checkpoint (dev.jsonl) and with few-shot
+    # at the untuned step and the last one (dev_fs2.jsonl), as `run --dev-eval` writes them
+    for folder, plain, fs2 in (("exo_s1a", (.1, .2, .3), (.2, .4)), ("exo_s1b", (.1, .2, .2), (.1, .1)),
+                               ("tvshow_a", (.5, .5, .5), (.25, .75))):
+        d = tmp_path / "w" / folder
+        _write(d / "metrics.jsonl", [_line(s, 0.2, 0.5) for s in (0, 13, 26)])
+        _write(d / "dev.jsonl", [{"step": s, "n": 100, "exact": e} for s, e in zip((0, 13, 26), plain)])
+        _write(d / "dev_fs2.jsonl", [{"step": s, "n": 100, "exact": e} for s, e in zip((26, 0), fs2[::-1])])
+        _write(d / "dev_fs2_sql.jsonl", [{"step": 0, "sql": {}}])  # the SQL files are no scoring of their own
+    assert ck.dev_settings(tmp_path / "w") == ["dev", "dev_fs2"]
+    text = ck.evals(tmp_path / "w")
+    rows = [r.split("|") for r in text.splitlines() if r.startswith("| dev_fs2 |")]
+    # exoplanets: untuned 10 -> 15 (+5), last step 25 -> 25 (+10 and -10: 1 better, 1 worse); devsuite 50 -> 75
+    assert [c.strip() for c in rows[0][2:7]] == ["2", "15.0", "+5.0", "25.0", "+0.0"] and rows[0][8].strip() == "1 / 1"
+    assert [c.strip() for c in rows[1][2:7]] == ["1", "25.0", "-25.0", "75.0", "+25.0"]
+    assert "| dev | 2 | 10.0 | +0.0 | 25.0 | +0.0 |" in text
