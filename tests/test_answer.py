@@ -85,6 +85,28 @@ def test_a_run_folder_gives_its_adapter_db_and_fallback(taught_db, tmp_path, mon
     assert sqltune.load(run=run, fallback="none").fallback == "none" and seen["merge"] is True
 
 
+def test_a_run_with_the_panel_gives_its_training_pairs_as_the_examples_pool(taught_db, tmp_path, monkeypatch):
+    """`eval.fallback: panel` (the default recipe's): `ask --run` and `serve --run` answer as the run scored, with the
+    untuned model's examples retrieved from the run's own training pairs."""
+    import sqltune.evaluate as ev
+    from sqltune.checkpoint import CHECKPOINT_META, COMPLETE
+
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / COMPLETE).write_text("")
+    (run / "adapter" / CHECKPOINT_META).write_text("{}")
+    pairs = [{"question": f"How many authors {i}?", "sql": "SELECT COUNT(*) FROM authors"} for i in range(3)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    (run / "recipe.json").write_text(json.dumps({"model": "m", "data": {"db": str(taught_db), "train": str(tmp_path / "train.jsonl"),
+                                                                        "valid": str(tmp_path / "train.jsonl")},
+                                                 "prompt": {"style": "seed"}, "eval": {"fallback": "panel"}}))
+    monkeypatch.setattr(ev, "load_for_inference", lambda *a, **k: (None, None, None))
+    m = sqltune.load(run=run)
+    assert m.fallback == "panel" and [(e["question"], e["sql"]) for e in m.fewshot_pool] == [(p["question"], p["sql"]) for p in pairs]
+    assert sqltune.load(run=run, fallback="base").fewshot_pool is None  # only the panel reads them
+    assert sqltune.load(run=run, fewshot_pool=pairs[:1]).fewshot_pool == pairs[:1]  # given: taken as given
+
+
 def test_a_run_on_a_relative_db_path_says_so_from_elsewhere(taught_db, tmp_path, monkeypatch):
     """`sqltune run --db my.sqlite` records the path as given; `ask --run`/`load(run=)` from another folder said only
     'database not found: my.sqlite'. A run now records the absolute path too (inputs.json `db_path`), used where the

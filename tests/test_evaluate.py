@@ -20,7 +20,7 @@ def test_eval_config_from_a_recipe_and_from_its_train_config_agree():
     a = EvalConfig.from_recipe(recipe, dev, fewshot_pool=pool)
     b = EvalConfig.from_train_config(recipe.train_config(), dev, fewshot_pool=pool)
     # all but the fallback: training scores its checkpoints on the tuned model's own greedy answers
-    assert (a.fallback, b.fallback) == ("base", "none") and a.with_(fallback="none") == b
+    assert (a.fallback, b.fallback) == ("panel", "none") and a.with_(fallback="none") == b
     assert (a.retries, a.batch_size, a.timeout, a.fewshot, a.autocast) == (2, 7, 3.0, 1, dev.autocast)
     assert EvalConfig.from_recipe(recipe.to_dict(), dev, fewshot_pool=pool) == a  # the run folder's recipe.json form
 
@@ -185,11 +185,116 @@ def test_fallback_leaves_a_model_without_an_adapter_and_the_default_alone(tiny_d
     asked.clear()
     rep = evaluate(_Adapted(), None, None, FB_ITEMS, tiny_db, EvalConfig(progress=False))  # fallback: none
     assert len(asked) == 1 and "fallback_used" not in rep["summary"]
-    with pytest.raises(SqltuneError, match="fallback must be one of none, base, vote"):
+    with pytest.raises(SqltuneError, match="fallback must be one of none, base, vote, panel"):
         EvalConfig(fallback="untuned").validate()
     with pytest.raises(SqltuneError, match="eval.fallback"):
         load_recipe("default", {"eval.fallback": "untuned"})
     assert EvalConfig.from_recipe(load_recipe("default", {"eval.fallback": "base"}), pick_device("cpu", "float32")).fallback == "base"
+
+
+# ---------------------------------------------------------------- eval.fallback: panel (three greedy voters)
+PANEL_ITEMS = [
+    {"id": "a", "question": "How many authors?", "sql": "SELECT COUNT(*) FROM authors"},
+    {"id": "b", "question": "Names of the UK authors?", "sql": "SELECT name FROM authors WHERE country = 'UK'"},
+    {"id": "c", "question": "Titles after 1900?", "sql": "SELECT title FROM books WHERE year > 1900"},
+    {"id": "d", "question": "How many books?", "sql": "SELECT COUNT(*) FROM books"}]
+# per voter and question: what it writes greedily
+PANEL_WRITES = {
+    "adapter": {"How many authors?": "SELECT COUNT(*) FROM authors",  # right, the others wrong two ways: a tie
+                "Names of the UK authors?": "SELECT name FROM authors",  # runs, wrong; both untuned answers right
+                "Titles after 1900?": "SELECT titel FROM books",  # fails, as the untuned model's; the examples help
+                "How many books?": "SELECT COUNT(*) FROM books"},  # right, outvoted by two untuned answers that agree
+    "base": {"How many authors?": "SELECT COUNT(*) FROM books",
+             "Names of the UK authors?": "SELECT name FROM authors WHERE country = 'UK'",
+             "Titles after 1900?": "SELECT ttl FROM books",
+             "How many books?": "SELECT COUNT(*) FROM authors"},
+    "fewshot": {"How many authors?": "SELECT MAX(id) + 1 FROM authors",
+                "Names of the UK authors?": "SELECT name FROM authors WHERE country = 'UK'",
+                "Titles after 1900?": "SELECT title FROM books WHERE year > 1900",
+                "How many books?": "SELECT COUNT(*) FROM authors"}}
+PANEL_POOL = [{"id": f"t{i}", "question": f"Training question {i} about authors?", "sql": "SELECT 1"} for i in range(6)]
+PANEL_POOL_PAIRS = [{"question": e["question"], "sql": e["sql"]} for e in PANEL_POOL]
+
+
+def _fake_panel(monkeypatch, asked):
+    import sqltune.evaluate as ev
+    from sqltune.generate import Generation
+
+    def fake(model, tok, builder, questions, db, cfg, examples=None, stats=None, prefix=None):
+        from sqltune.execute import connect_readonly, execute
+
+        voter = "adapter" if not model.off else ("fewshot" if examples else "base")
+        asked.append((voter, list(questions), [len(e) for e in examples] if examples else None))
+        if examples:  # retrieved from the pool only, never an evaluated question
+            assert all({"question": e["question"], "sql": e["sql"]} in PANEL_POOL_PAIRS for ex in examples for e in ex)
+        con = connect_readonly(db)
+        try:
+            gens = [Generation(q, raw=PANEL_WRITES[voter][q], sql=PANEL_WRITES[voter][q], seconds=0.01) for q in questions]
+            for g in gens:
+                g.error = execute(con, g.sql).error
+        finally:
+            con.close()
+        return gens
+
+    monkeypatch.setattr(ev, "predict_questions", fake)
+
+
+def test_panel_votes_the_adapter_and_both_untuned_answers_by_result(tiny_db, monkeypatch):
+    """`fallback: panel`: the adapter's, the untuned model's and the untuned model's with retrieved examples vote;
+    ties go to the adapter (a), two untuned answers that agree overrule it, right (b) or wrong (d), and where the
+    adapter and the untuned model fail the examples' answer is taken (c). The report counts what it fixed and broke."""
+    asked = []
+    _fake_panel(monkeypatch, asked)
+    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False)
+    rep = evaluate(_Adapted(), None, None, PANEL_ITEMS, tiny_db, cfg)
+    qs = [it["question"] for it in PANEL_ITEMS]
+    assert asked == [("adapter", qs, None), ("base", qs, None), ("fewshot", qs, [4] * 4)]
+    ex = {e["id"]: e for e in rep["examples"]}
+    assert ex["a"]["exact"] and ex["a"]["pool"]["source"] == "adapter" and "fallback" not in ex["a"]
+    assert ex["b"]["exact"] and ex["b"]["pool"]["source"] == "base" and ex["b"]["pool"]["votes"] == 2
+    assert ex["b"]["fallback"]["sql"] == "SELECT name FROM authors"
+    assert ex["c"]["exact"] and ex["c"]["pool"]["source"] == "fewshot"
+    assert "no such column" in ex["c"]["fallback"]["error"]
+    assert not ex["d"]["exact"] and ex["d"]["fallback"]["sql"] == PANEL_ITEMS[3]["sql"]
+    s = rep["summary"]
+    assert (s["pool_voted"], s["pool_changed"], s["pool_fixed"], s["pool_hurt"]) == (4, 3, 2, 1)
+    assert s["exact"] == pytest.approx(3 / 4) and rep["eval_config"]["fallback"] == "panel"
+    assert rep["eval_config"]["panel_fewshot"] == 4
+
+
+def test_panel_takes_known_untuned_answers_and_works_without_a_pool(tiny_db, monkeypatch):
+    """The untuned answers `cfg.untuned` holds are not decoded again; without training pairs to retrieve (or with
+    `panel_fewshot: 0`) the panel is the two models: a tie keeps the adapter's answer, a failing one is replaced."""
+    asked = []
+    _fake_panel(monkeypatch, asked)
+    qs = [it["question"] for it in PANEL_ITEMS]
+    known = {q: {"question": q, "sql": PANEL_WRITES["base"][q]} for q in qs}
+    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False, untuned=known)
+    with_known = evaluate(_Adapted(), None, None, PANEL_ITEMS, tiny_db, cfg)
+    assert [a[0] for a in asked] == ["adapter", "fewshot"]
+    assert with_known["summary"]["exact"] == pytest.approx(3 / 4)
+    for two in (cfg.with_(fewshot_pool=None), cfg.with_(panel_fewshot=0)):
+        asked.clear()
+        rep = evaluate(_Adapted(), None, None, PANEL_ITEMS, tiny_db, two)
+        assert [a[0] for a in asked] == ["adapter"]
+        ex = {e["id"]: e for e in rep["examples"]}
+        assert not ex["b"]["exact"] and ex["b"]["pool"]["source"] == "adapter"  # one vote each: the adapter's
+        assert not ex["c"]["executed"] and ex["c"]["pool"]["fewshot_sql"] is None  # both fail: the adapter's stays
+        assert ex["d"]["exact"] and rep["summary"]["exact"] == pytest.approx(1 / 2)
+    asked.clear()  # a model without an adapter: its own answers, nothing else decoded
+    rep = evaluate(_Plain(), None, None, PANEL_ITEMS, tiny_db, cfg)
+    assert len(asked) == 1 and "pool_voted" in rep["summary"] and rep["summary"]["pool_voted"] == 0
+    with pytest.raises(SqltuneError, match="panel_fewshot cannot be negative"):
+        cfg.with_(panel_fewshot=-1).validate()
+
+
+def test_panel_from_a_recipe_gets_the_training_pairs_as_its_pool():
+    dev = pick_device("cpu", "float32")
+    pool = [{"question": "q", "sql": "SELECT 1"}]
+    cfg = EvalConfig.from_recipe(load_recipe("default", {"eval.fallback": "panel", "eval.panel_fewshot": 2}), dev,
+                                 fewshot_pool=pool)
+    assert (cfg.fallback, cfg.panel_fewshot, cfg.fewshot, cfg.fewshot_pool) == ("panel", 2, 0, pool)
+    assert EvalConfig.from_recipe(load_recipe("default", {"eval.fallback": "base"}), dev, fewshot_pool=pool).fewshot_pool is None
 
 
 # ---------------------------------------------------------------- eval.fallback: vote (both models' candidates)

@@ -43,7 +43,8 @@ def test_run_end_to_end_files_agree(tiny_model_dir, tiny_db, tmp_path):
         for split in ("valid", "test"):
             summary = on_disk[stage][split]
             assert set(summary) == {"n", "execution_rate", "exact", "set", "fuzzy", "vacuous", "retried", "retry_fixed",
-                                    "fallback_used", "fallback_fixed"}  # the default recipe's eval.fallback: base
+                                    "fallback_used", "fallback_fixed", "pool_voted", "pool_changed", "pool_fixed",
+                                    "pool_hurt"}  # the default recipe's eval.fallback: panel
             report = json.loads((out / f"{stage}_{split}_report.json").read_text())
             assert report["summary"] == summary == metrics[stage][split]
             preds = [json.loads(line) for line in (out / f"{stage}_{split}_pred.jsonl").read_text().splitlines()]

@@ -93,6 +93,7 @@ class SQLModel:
     max_rows: int = 10_000
     max_new_tokens: int = 256
     batch_size: int = 16
+    fewshot_pool: list[dict] | None = field(default=None, repr=False)  # `fallback="panel"`: the examples' pairs
 
     def ask(self, question: str) -> Answer:
         """Write SQL for `question`, run it read-only, return both. An empty question is a SqltuneError."""
@@ -110,7 +111,7 @@ class SQLModel:
                 raise SqltuneError(f"a question must be non-empty text, got {q!r}")
         cfg = EvalConfig(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, retries=self.retries,
                          progress=progress, autocast=self.device.autocast, timeout=self.timeout, vote=self.vote,
-                         fallback=self.fallback)
+                         fallback=self.fallback, fewshot_pool=self.fewshot_pool if self.fallback == "panel" else None)
         rows = predict(self.model, self.tokenizer, self.builder, [{"question": q} for q in questions], self.db, cfg)
         con = connect_readonly(self.db)
         try:
@@ -133,15 +134,18 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
          prompt_style: str | None = None, notes: str | os.PathLike | None = None, vote: int | None = None,
          vote_when: str | None = None, temperature: float = 0.8, top_p: float = 0.95, vote_correct: bool = False,
          retries: int = 0, fallback: str | None = None, merge: bool = True, timeout: float = 5.0,
-         max_rows: int = 10_000, max_new_tokens: int = 256, batch_size: int = 16) -> SQLModel:
+         max_rows: int = 10_000, max_new_tokens: int = 256, batch_size: int = 16,
+         fewshot_pool: list[dict] | None = None) -> SQLModel:
     """A model ready to answer questions about `db` (default: the exoplanets DB; with `run`, the run's).
 
     `model`: a packaged name, a model folder, a .gguf file or a hub id (default: the packaged default, or the
     adapter's base model). `adapter`: a checkpoint written by training (its prompt template is checked against `db`).
     `run`: a finished `sqltune run` folder; its final adapter (as `sqltune serve --run` picks it), database, notes,
     prompt style and `eval.fallback` are the defaults. `vote`/`vote_when`: as `sqltune ask` (default: greedy, and
-    ASK_VOTE candidates where the greedy SQL does not execute). `fallback`: none, base or vote (`sqltune ask
-    --fallback`); base and vote load the adapter unmerged. Bad settings and files are a SqltuneError, before any load.
+    ASK_VOTE candidates where the greedy SQL does not execute). `fallback`: none, base, vote or panel (`sqltune ask
+    --fallback`); all but none load the adapter unmerged. `fewshot_pool`: the training pairs the panel retrieves its
+    examples from (with `run` and a panel: the run's own training pairs; without any, the panel is the two models).
+    Bad settings and files are a SqltuneError, before any load.
     """
     from .db import resolve_db
     from .evaluate import check_fallback, fallback_merge, load_for_inference
@@ -163,7 +167,12 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
     merge = fallback_merge(fallback, adapter, merge, "--adapter or --run")
     check_fallback(fallback, "--fallback", vote=n)
     dbp = resolve_db(db, need_tables=True)
+    if fallback == "panel" and fewshot_pool is None and run is not None:
+        from .augment import run_train_items
+
+        fewshot_pool = run_train_items(run)
     dev = pick_device(device, dtype)
     m, tok, builder = load_for_inference(model, adapter, dev, prompt_style, dbp, notes, merge=merge, base=base)
     return SQLModel(m, tok, builder, str(dbp), dev, vote=settings, fallback=fallback, retries=retries, timeout=timeout,
-                    max_rows=max_rows, max_new_tokens=max_new_tokens, batch_size=batch_size)
+                    max_rows=max_rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    fewshot_pool=list(fewshot_pool) if fewshot_pool else None)

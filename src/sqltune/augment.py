@@ -197,6 +197,19 @@ def _run_data(run_dir: Path, data):
                    test=items(data.test, "data.test"), extra=[items(s, "data.extra") for s in data.extra])
 
 
+def run_train_items(run_dir: str | os.PathLike) -> list[dict]:
+    """The training pairs a run folder's recipe names, found from here as `augment --run` finds them (`_run_data`):
+    the pool of the run's `eval.fallback: panel` examples for `ask --run` and `serve --run`."""
+    from .dataset import NO_PAIRS
+    from .recipe import build_recipe
+    from .run import NO_PAIRS_FILE, read_recipe
+
+    run_dir = Path(run_dir)
+    built = build_recipe(read_recipe(run_dir), str(run_dir / "recipe.json"))
+    built.data = _run_data(run_dir, built.data)
+    return built.items(run_dir / NO_PAIRS_FILE if built.data.train == NO_PAIRS else None)["train"]
+
+
 def augment(run_dir: str | os.PathLike, out: str | os.PathLike, max_keep: int = 50, model: str | None = None,
             seed: int = 0, roundtrip: bool = True) -> AugmentResult:
     """Mine a run's valid failures and write validated new training pairs to `out` (JSONL).

@@ -28,7 +28,8 @@ from .generate import Generation, GenerationStats, fewshot_for
 from .prompt import PromptBuilder
 
 
-FALLBACKS = ("none", "base", "vote")
+FALLBACKS = ("none", "base", "vote", "panel")
+PANEL_FEWSHOT = 4  # the panel's third voter: the untuned model with this many retrieved training examples
 
 
 def check_fallback(fallback: str, name: str = "fallback", vote: int | None = None) -> None:
@@ -49,6 +50,7 @@ def fallback_merge(fallback: str, adapter, merge: bool, adapter_flags: str = "--
         if not adapter:
             raise SqltuneError(f"--fallback {fallback} needs {adapter_flags}: the model under the adapter answers "
                                + ("where the adapter's SQL does not execute" if fallback == "base" else
+                                  "beside it and the answers vote" if fallback == "panel" else
                                   "beside it where their results differ"))
         return False
     return merge
@@ -76,6 +78,10 @@ class EvalConfig:
     #                         vote: where the answer does not execute or its result differs from the untuned model's
     #                         greedy answer, both models draw `vote.n` candidates and the majority result of all of
     #                         them wins (`pool_vote`); needs a vote (n > 1) and an unmerged adapter
+    #                         panel: three greedy answers vote by result: the adapter's, the untuned model's, and the
+    #                         untuned model's with `panel_fewshot` retrieved examples from `fewshot_pool`; ties go
+    #                         to the adapter's (`panel_vote`); needs an unmerged adapter
+    panel_fewshot: int = PANEL_FEWSHOT
     test_suite: object = field(default=None, repr=False)  # a built suite (`testsuite`): adds the `suite` metric
     untuned: dict | None = field(default=None, repr=False)  # {question: the untuned model's `predict` row under these
     #                         same settings}, where already known (`sqltune run`'s base stage): the fallbacks take
@@ -85,8 +91,8 @@ class EvalConfig:
         for name in ("batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise SqltuneError(f"eval: {name} must be at least 1, got {getattr(self, name)}")
-        if self.retries < 0 or self.fewshot < 0:
-            raise SqltuneError("eval: retries and fewshot cannot be negative")
+        if self.retries < 0 or self.fewshot < 0 or self.panel_fewshot < 0:
+            raise SqltuneError("eval: retries, fewshot and panel_fewshot cannot be negative")
         if self.fewshot and not self.fewshot_pool:
             raise SqltuneError("few-shot examples need a pool of training items")
         if self.vote is not None and getattr(self.vote, "n", 1) <= 1:
@@ -113,8 +119,9 @@ class EvalConfig:
         kw.setdefault("vote", vote)
         return cls(batch_size=int(get("batch_size", 64)), max_new_tokens=int(get("max_new_tokens", 256)),
                    retries=int(get("retries", 0)), fewshot=int(get("fewshot", 0)), timeout=float(get("timeout", DEFAULT_TIMEOUT)),
-                   autocast=bool(device.autocast), fewshot_pool=fewshot_pool if int(get("fewshot", 0)) else None,
-                   fallback=str(get("fallback", "none")), **kw)
+                   autocast=bool(device.autocast),
+                   fewshot_pool=fewshot_pool if int(get("fewshot", 0)) or get("fallback", "none") == "panel" else None,
+                   fallback=str(get("fallback", "none")), panel_fewshot=int(get("panel_fewshot", PANEL_FEWSHOT)), **kw)
 
     @classmethod
     def from_train_config(cls, cfg, device, fewshot_pool: list[dict] | None = None, **kw) -> "EvalConfig":
@@ -308,6 +315,8 @@ def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
     adapter, or `fallback: none`: `rows` unchanged."""
     if cfg.fallback == "vote":
         return pool_vote(model, tokenizer, builder, items, rows, db, cfg)
+    if cfg.fallback == "panel":
+        return panel_vote(model, tokenizer, builder, items, rows, db, cfg)
     todo = [i for i, r in enumerate(rows) if r.get("error") or not r.get("sql")]
     if cfg.fallback != "base" or not todo or not has_adapter(model):
         return rows
@@ -391,6 +400,54 @@ def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
     return rows
 
 
+def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows: list[dict], db,
+               cfg: EvalConfig) -> list[dict]:
+    """`cfg.fallback == "panel"`: three greedy answers per question vote by result (`vote.choose`): the adapter's (the
+    row's answer), the untuned model's (the same weights under `disable_adapter`; `cfg.untuned`'s where known) and the
+    untuned model's with `cfg.panel_fewshot` training examples retrieved from `cfg.fewshot_pool` (the questions being
+    evaluated never shown). An answer that fails or returns no rows does not vote; ties go to the adapter's answer,
+    then the untuned model's. Two untuned answers that agree thus overrule the adapter, and either one answers where
+    the adapter's fails. Why: on held-out halves of the exoplanets and devsuite train splits the adapter and the
+    untuned model with examples were right on different questions (each about a quarter of the exoplanets halves,
+    together 36 %), and the panel answered 3-4 points more of the exoplanets halves and 5 more of the devsuite halves
+    than `base` (BENCHMARKS.md, "Session 27"). Without a pool (or `panel_fewshot: 0`) the panel is the two models.
+    `row["pool"]` records every question ({sql, raw, error: the adapter's answer; base_sql, fewshot_sql; source:
+    adapter, base or fewshot; votes}); `row["fallback"]` is set where the answer taken is not the adapter's. A model
+    without an adapter: `rows` unchanged."""
+    if not has_adapter(model):
+        return rows
+    from .execute import connect_readonly
+    from .vote import Candidate, choose
+
+    t = time.perf_counter()
+    base = [greedy_answer(r) for r in untuned_rows(model, tokenizer, builder, items, cfg, db, items)]
+    shots = [None] * len(items)
+    if cfg.panel_fewshot > 0 and cfg.fewshot_pool:
+        sub_cfg = cfg.with_(fallback="none", untuned=None, vote=None, retries=0, fewshot=cfg.panel_fewshot,
+                            fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
+        with model.disable_adapter():
+            shots = [r.get("sql") for r in predict(model, tokenizer, builder, items, db, sub_cfg)]
+    con = connect_readonly(db)
+    try:
+        for r, b, f in zip(rows, base, shots):
+            names = ["adapter", "base", "fewshot"]
+            cands = [Candidate(sql=sql, raw="", mean_logprob=-float(k), greedy=k == 0)
+                     for k, sql in enumerate((r.get("sql"), b, f))]
+            out = choose(con, cands, timeout=cfg.timeout)
+            votes = max((g["votes"] for g in out.groups), default=0)
+            r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": b,
+                         "fewshot_sql": f, "source": names[out.chosen], "votes": votes}
+            if out.chosen != 0 and out.sql and out.sql != r.get("sql"):
+                r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
+                r["sql"], r["raw"], r["error"] = out.sql, out.sql, out.candidates[out.chosen]["error"]
+    finally:
+        con.close()
+    per_q = (time.perf_counter() - t) / max(1, len(rows))
+    for r in rows:
+        r["seconds"] = round(r.get("seconds", 0.0) + per_q, 4)
+    return rows
+
+
 # ---------------------------------------------------------------- evaluate
 def evaluate(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg: EvalConfig | None = None) -> dict:
     """Predict, then score by execution. Returns the report.
@@ -425,7 +482,7 @@ def evaluate(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cf
             report["examples"][i]["fallback"] = rows[i]["fallback"]
         report["summary"]["fallback_used"] = len(used)
         report["summary"]["fallback_fixed"] = sum(1 for i in used if report["examples"][i]["exact"])
-    if cfg.fallback == "vote":  # the pooled vote: how many questions it weighed, changed, fixed and broke
+    if cfg.fallback in ("vote", "panel"):  # the pooled vote or the panel: questions weighed, changed, fixed, broken
         pooled = [i for i, r in enumerate(rows) if "pool" in r]
         changed = [i for i in pooled if rows[i]["pool"]["sql"] != rows[i]["sql"]]
         before = dict(zip(changed, score_pairs(db, [items[i] for i in changed], [rows[i]["pool"]["sql"] for i in changed],

@@ -70,6 +70,9 @@ class EvalSection:
     fallback: str = "none"  # base: where the tuned answer (voted or not) does not execute, the untuned model answers
     #                         (`evaluate.fall_back`; an adapter only: the model under it) | vote: where the tuned
     #                         answer fails or its result differs from the untuned greedy one, both vote (`pool_vote`)
+    #                         | panel: the tuned answer, the untuned one and the untuned one with `panel_fewshot`
+    #                         retrieved training examples vote by result, ties to the tuned answer (`panel_vote`)
+    panel_fewshot: int = 4  # the panel's examples (0: the two models alone)
 
 
 @dataclass
@@ -300,6 +303,8 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
         check_fallback(recipe.eval.fallback, "eval.fallback", vote=recipe.eval.vote)
     except SqltuneError as e:
         raise SqltuneError(f"recipe {label}: {e}") from None
+    if not isinstance(recipe.eval.panel_fewshot, int) or recipe.eval.panel_fewshot < 0:
+        raise SqltuneError(f"recipe {label}: eval.panel_fewshot must be a whole number >= 0, got {recipe.eval.panel_fewshot!r}")
     return recipe
 
 

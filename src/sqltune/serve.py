@@ -60,7 +60,8 @@ class ServeConfig:
     vote_when: str = "always"  # a voted request: always vote, or (error) only when the greedy SQL does not execute
     merge: bool = True  # merge an adapter into the weights (faster); False: unmerged, as `run` scored it
     fallback: str | None = None  # base: where the adapter's SQL does not execute, the model under it answers;
-    #                              vote: where the two models' answers differ, both vote (`--fallback`); None: a
+    #                              vote: where the two models' answers differ, both vote; panel: the adapter's, the
+    #                              untuned and the untuned with examples vote (`--fallback`); None: a
     #                              run's recipe's `eval.fallback` with `run_dir`, else none
     pool: int = 8  # fallback vote: candidates per model where they differ (with `run_dir`, the run's `eval.vote`)
 
@@ -160,6 +161,11 @@ class Engine:
             raise SqltuneError(f"serve: --fallback vote needs at least 2 candidates per model (pool {cfg.pool})")
         cfg.merge = fallback_merge(cfg.fallback, cfg.adapter, cfg.merge, "an adapter (--adapter or --run)")
         self.config = cfg
+        self.fewshot_pool = None  # `--fallback panel`: the untuned model's examples come from the run's training pairs
+        if cfg.fallback == "panel" and cfg.run_dir:
+            from .augment import run_train_items
+
+            self.fewshot_pool = run_train_items(cfg.run_dir) or None
         self.db = resolve_db(cfg.db)
         self.device = pick_device(cfg.device, cfg.dtype)
         t = time.perf_counter()
@@ -190,7 +196,7 @@ class Engine:
         fb = self.config.fallback
         cfg = EvalConfig(batch_size=self.config.batch_size, max_new_tokens=self.config.max_new_tokens, progress=False,
                          autocast=self.device.autocast, timeout=self.config.timeout, vote=vote,
-                         fallback="none" if fb == "vote" else fb)
+                         fallback="none" if fb == "vote" else fb, fewshot_pool=self.fewshot_pool)
         items = [{"question": q} for q in questions]
         rows = predict(self.model, self.tokenizer, self.builder, items, self.db, cfg, **kw)
         if fb == "vote":

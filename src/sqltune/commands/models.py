@@ -29,7 +29,8 @@ def _fewshot_pool(data: str, pool: Optional[str]) -> list[dict]:
         if split == "train":
             raise SqltuneError("few-shot examples come from training data; evaluating on train leaves none (pass --fewshot-pool)")
         return load_items(f"{name}:train")
-    raise SqltuneError("--fewshot needs --fewshot-pool TRAIN_FILE (examples come only from training data)")
+    raise SqltuneError("--fewshot and --fallback panel need --fewshot-pool TRAIN_FILE (examples come only from "
+                       "training data)")
 
 
 def _load(model, adapter, device, dtype, prompt_style, db, notes, merge: bool = True):
@@ -154,7 +155,7 @@ def register(app: typer.Typer) -> None:
         items = load_items(data, need_sql=evaluate)
         if not items:
             raise SqltuneError(f"{data}: no items")
-        pool = _fewshot_pool(data, fewshot_pool) if fewshot > 0 else None
+        pool = _fewshot_pool(data, fewshot_pool) if fewshot > 0 or fallback == "panel" else None
         if evaluate and test_suite:  # before the model loads: a bad suite fails fast
             from ..testsuite import build_suite, load_suite
 

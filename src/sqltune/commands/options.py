@@ -22,7 +22,9 @@ MERGE = typer.Option(True, "--merge/--no-merge", help="Merge an adapter into the
 FALLBACK = typer.Option("none", "--fallback", help="base: where the adapter's answer (voted or not) does not execute, "
                         "the model under it answers, and its answer is taken if it executes. vote (with --vote N): "
                         "where the answer fails or its result differs from the untuned model's greedy one, both "
-                        "models draw N candidates and the majority result wins. Both load the adapter unmerged.")
+                        "models draw N candidates and the majority result wins. panel: the adapter's answer, the "
+                        "untuned model's and the untuned model's with 4 retrieved training examples (--fewshot-pool) "
+                        "vote by result, ties to the adapter's. All load the adapter unmerged.")
 MAX_NEW_TOKENS = typer.Option(256, "--max-new-tokens", min=1, help="Most tokens of SQL written per question.")
 TIMEOUT = typer.Option(5.0, "--timeout", min=0.001, help="Seconds allowed per query (> 0).")
 MAX_ROWS = typer.Option(10_000, "--max-rows", min=1, help="Row cap per query (>= 1).")
