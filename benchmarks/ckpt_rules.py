@@ -314,6 +314,68 @@ def evals(work: Path) -> str:
     return "\n".join(out)
 
 
+PANELS = {  # name -> voters in tie order: T the last checkpoint, U the untuned model; the digit: retrieved examples
+    "T": ["T0"], "T, U0 where T fails (fallback: base)": "U0", "T, U4 where T fails": "U4",
+    "panel T, U0, U4 (fallback: panel)": ["T0", "U0", "U4"], "panel T, U4, U0": ["T0", "U4", "U0"],
+    "panel T, U0, U2": ["T0", "U0", "U2"], "panel T, U0, U4, U2": ["T0", "U0", "U4", "U2"],
+}
+
+
+def _sql_lines(path: Path) -> list[dict]:
+    import gzip
+
+    gz = path.with_name(path.name + ".gz")
+    text = path.read_text(encoding="utf-8") if path.is_file() else gzip.decompress(gz.read_bytes()).decode("utf-8")
+    return sorted((json.loads(line) for line in text.splitlines() if line.strip()), key=lambda r: r["step"])
+
+
+def panel(work: Path, folders: Path, panels: dict | None = None) -> str:
+    """Answers the untuned model (step 0) and the last checkpoint wrote on dev under each scoring (`dev*_sql.jsonl`,
+    or .gz), combined offline: a fallback (the tuned answer, another where it does not execute) or a panel (the
+    answers vote by result with the shipped `vote.choose`, ties in the listed order), each scored with the shipped
+    `score_pairs` against the dev half in `folders` (the `build` output). Mean dev exact per kind of half."""
+    from sqltune.dataset import read_jsonl
+    from sqltune.score import score_pairs
+    from sqltune.vote import Candidate, choose
+
+    panels = panels or PANELS
+    sums: dict = {}
+    for d in sorted(p for p in work.iterdir() if p.is_dir()):
+        k = {"": "0", "_fs2": "2", "_fs4": "4"}
+        answers = {}
+        for suffix, digit in k.items():
+            if (d / f"dev{suffix}_sql.jsonl").is_file() or (d / f"dev{suffix}_sql.jsonl.gz").is_file():
+                rows = _sql_lines(d / f"dev{suffix}_sql.jsonl")
+                answers["U" + digit], answers["T" + digit] = rows[0]["sql"], rows[-1]["sql"]
+        gold = read_jsonl(folders / d.name / "dev.jsonl")
+        db = folders / d.name / f"{d.name}.sqlite"
+        kind = "exoplanets halves" if d.name.startswith("exo_") else "devsuite halves"
+        scored = {}
+        for name, voters in panels.items():
+            need = ["T0", voters] if isinstance(voters, str) else voters
+            if any(v not in answers for v in need):
+                continue
+            ids = [str(g["id"]) for g in gold]
+            if isinstance(voters, str):  # a fallback: the tuned answer unless it fails and the other runs
+                for v in ("T0", voters):
+                    if v not in scored:
+                        scored[v] = score_pairs(db, gold, [answers[v].get(i) for i in ids])["examples"]
+                preds = [answers["T0"].get(i) if t["executed"] or not f["executed"] else answers[voters].get(i)
+                         for i, t, f in zip(ids, scored["T0"], scored[voters])]
+            else:
+                preds = [choose(db, [Candidate(sql=answers[v].get(i), raw="", mean_logprob=-float(j), greedy=j == 0)
+                                     for j, v in enumerate(voters)]).sql if len(voters) > 1 else answers[voters[0]].get(i)
+                         for i in ids]
+            ex = score_pairs(db, gold, preds)["summary"]["exact"]
+            sums.setdefault(kind, {}).setdefault(name, []).append(ex)
+    out = []
+    for kind, by in sums.items():
+        out += [f"### {kind}", "", "| answer | folders | mean dev exact |", "|---|---|---|"]
+        out += [f"| {name} | {len(v)} | {100 * sum(v) / len(v):.1f} |" for name, v in by.items()]
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -338,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--rule", default="last not worse (choose_latest)", help="a rule's name as `read` prints it")
     e = sub.add_parser("evals")
     e.add_argument("work", help="a work whose runs had --dev-eval settings")
+    pn = sub.add_parser("panel")
+    pn.add_argument("work", help="a work whose runs had --dev-eval fs2:fewshot=2 and fs4:fewshot=4")
+    pn.add_argument("--folders", required=True, help="the `build` output the work was trained on (dev halves, DBs)")
     args = ap.parse_args(argv)
     if args.cmd == "build":
         ds = None if args.no_devsuite else Path(args.devsuite)
@@ -363,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no rule named {args.rule!r}; `read` lists them", file=sys.stderr)
             return 2
         print(compare([Path(w) for w in args.works], args.rule))
+    elif args.cmd == "panel":
+        print(panel(Path(args.work), Path(args.folders)))
     elif args.cmd == "evals":
         print(evals(Path(args.work)))
     else:

@@ -108,3 +108,33 @@ def test_evals_sets_each_dev_scoring_beside_the_plain_one(tmp_path):
     assert [c.strip() for c in rows[0][2:7]] == ["2", "15.0", "+5.0", "25.0", "+0.0"] and rows[0][8].strip() == "1 / 1"
     assert [c.strip() for c in rows[1][2:7]] == ["1", "25.0", "-25.0", "75.0", "+25.0"]
     assert "| dev | 2 | 10.0 | +0.0 | 25.0 | +0.0 |" in text
+
+
+def test_panel_replays_fallbacks_and_votes_over_the_answers_a_lease_wrote(tmp_path, tiny_db):
+    import gzip
+    import shutil
+
+    ck = load_script("benchmarks/ckpt_rules.py", "ckpt_rules_bench")
+    gold = [{"id": "a", "question": "How many authors?", "sql": "SELECT COUNT(*) FROM authors"},
+            {"id": "b", "question": "Names of the UK authors?", "sql": "SELECT name FROM authors WHERE country = 'UK'"},
+            {"id": "c", "question": "How many books?", "sql": "SELECT COUNT(*) FROM books"}]
+    f = tmp_path / "folders" / "exo_s1a"
+    f.mkdir(parents=True)
+    shutil.copyfile(tiny_db, f / "exo_s1a.sqlite")
+    _write(f / "dev.jsonl", gold)
+    # per question: the tuned answer (right, runs wrong, fails), the untuned one, the untuned one with 4 examples
+    t = {"a": gold[0]["sql"], "b": "SELECT name FROM authors", "c": "SELECT nope FROM books"}
+    u0 = {"a": "SELECT COUNT(*) FROM books", "b": gold[1]["sql"], "c": gold[2]["sql"]}
+    u4 = {"a": "SELECT MAX(id) + 1 FROM authors", "b": gold[1]["sql"], "c": "SELECT COUNT(*) FROM authors"}
+    w = tmp_path / "work" / "exo_s1a"
+    w.mkdir(parents=True)
+    _write(w / "dev_sql.jsonl", [{"step": 13, "sql": {}}, {"step": 26, "sql": t}, {"step": 0, "sql": u0}])
+    (w / "dev_fs4_sql.jsonl.gz").write_bytes(gzip.compress("".join(
+        json.dumps(r) + "\n" for r in ({"step": 0, "sql": u4}, {"step": 26, "sql": {}})).encode()))
+    text = ck.panel(tmp_path / "work", tmp_path / "folders")
+    rows = {r.split("|")[1].strip(): r.split("|")[3].strip() for r in text.splitlines() if r.startswith("| ") and "---" not in r}
+    assert rows["T"] == "33.3"  # a only
+    assert rows["T, U0 where T fails (fallback: base)"] == "66.7"  # c from the untuned model; b's wrong answer runs
+    assert rows["panel T, U0, U4 (fallback: panel)"] == "100.0"  # a: a tie, T's; b: two agree; c: U0 before U4
+    assert rows["panel T, U4, U0"] == "66.7"  # c: the tie goes to U4, wrong
+    assert "panel T, U0, U2" not in rows  # no fs2 answers: left out

@@ -288,6 +288,28 @@ def test_panel_takes_known_untuned_answers_and_works_without_a_pool(tiny_db, mon
         cfg.with_(panel_fewshot=-1).validate()
 
 
+def test_panel_decodes_the_examples_pass_only_where_the_two_models_disagree(tiny_db, monkeypatch):
+    """Two agreeing answers (both run, with rows) win whatever the third says, so the untuned model with examples is
+    asked only the other questions; an agreement on no rows is no majority (no vote), so that question is asked."""
+    asked = []
+    _fake_panel(monkeypatch, asked)
+    agree = {"id": "e", "question": "Titles of the books?", "sql": "SELECT title FROM books"}
+    empty = {"id": "f", "question": "Books after 3000?", "sql": "SELECT title FROM books WHERE year > 3000"}
+    for voter in PANEL_WRITES:
+        monkeypatch.setitem(PANEL_WRITES[voter], agree["question"], agree["sql"] if voter != "fewshot" else "SELECT 1")
+        monkeypatch.setitem(PANEL_WRITES[voter], empty["question"], empty["sql"])
+    items = PANEL_ITEMS + [agree, empty]
+    rep = evaluate(_Adapted(), None, None, items, tiny_db, EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL,
+                                                                     progress=False))
+    qs = [it["question"] for it in items]
+    assert asked[2] == ("fewshot", qs[:4] + [empty["question"]], [4] * 5)
+    ex = {e["id"]: e for e in rep["examples"]}
+    assert ex["e"]["exact"] and ex["e"]["pool"] == {"sql": agree["sql"], "raw": agree["sql"], "error": None,
+                                                   "base_sql": agree["sql"], "fewshot_sql": None,
+                                                   "source": "adapter", "votes": 2}
+    assert ex["f"]["exact"] and ex["f"]["pool"]["source"] == "adapter" and rep["summary"]["exact"] == pytest.approx(5 / 6)
+
+
 def test_panel_from_a_recipe_gets_the_training_pairs_as_its_pool():
     dev = pick_device("cpu", "float32")
     pool = [{"question": "q", "sql": "SELECT 1"}]

@@ -175,3 +175,15 @@ def test_fallback_lines_describe_the_pooled_vote_as_what_it_is():
     both = fallback_lines({**reports, "tuned": {"test": summ(fallback_used=3, fallback_fixed=1)}})
     assert both[0].startswith("## Fallback to the untuned model") and "| tuned | test | 3 | 1 |" in both
     assert any(x.startswith("## Both models vote") for x in both)
+
+
+def test_fallback_lines_describe_the_panel_as_what_it_is():
+    """`eval.fallback: panel` reports (the default recipe's) get their own section, not the pooled vote's."""
+    from sqltune.report import fallback_lines
+
+    panel = {"summary": {"n": 55, "exact": 0.3, "fallback_used": 6, "fallback_fixed": 3, "pool_voted": 55,
+                         "pool_changed": 6, "pool_fixed": 3, "pool_hurt": 1},
+             "examples": [], "eval_config": {"fallback": "panel"}}
+    lines = fallback_lines({"tuned": {"test": panel}})
+    assert lines[0] == "## Three answers vote (`eval.fallback: panel`)"
+    assert "| tuned | test | 55 | 6 | 6 | 3 | 1 |" in lines and not any(x.startswith("## Both models") for x in lines)

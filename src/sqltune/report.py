@@ -218,6 +218,17 @@ def fallback_lines(reports: dict) -> list[str]:
                   "question too, and its answer was taken if it executed.", "",
                   "| stage | split | answered by the untuned model | right |", "|---|---|---|---|"]
         lines += [f"| {st} | {sp} | {s['fallback_used']} | {s['fallback_fixed']} |" for st, sp, s in rows] + [""]
+    panel = [(st, sp, s) for st, sp, s in pooled if reports[st][sp].get("eval_config", {}).get("fallback") == "panel"]
+    pooled = [x for x in pooled if x not in panel]
+    if panel:
+        lines += ["## Three answers vote (`eval.fallback: panel`)", "",
+                  "The tuned model's answer, the untuned model's and the untuned model's with retrieved training "
+                  "examples voted by result; ties went to the tuned answer. Fixed and broken are against the tuned "
+                  "model's own answer.", "",
+                  "| stage | split | questions | answer changed | not the tuned model's | fixed | broken |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {st} | {sp} | {s['pool_voted']} | {s['pool_changed']} | {s.get('fallback_used', 0)} | "
+                  f"{s['pool_fixed']} | {s['pool_hurt']} |" for st, sp, s in panel] + [""]
     if pooled:
         lines += ["## Both models vote where they disagree (`eval.fallback: vote`)", "",
                   "The untuned model answered every question too; where the tuned answer did not execute or gave "

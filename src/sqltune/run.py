@@ -619,8 +619,11 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
             # (a gain beyond the noise of valid), `last` (the latest step that shows no loss beyond it)
             pooled = len(select_items) > len(items["valid"])
             rl_rule = selection_rule(c, items, pooled, mode=str(c["rl"].get("choose", "last")))
+            # the vote and the panel replace answers that executed, some of them right: their greedy view is not
+            # the tuned model's own score, so GRPO scores its step 0 itself
+            voted = (c["eval"].get("fallback") or "none") in ("vote", "panel")
             train_grpo(cfg, train_items, select_items, db, rl_dir, init_adapter=adapter, resume=True,
-                       baseline=None if pooled else greedy_view(reports["tuned"]["valid"]), choose=rl_rule,
+                       baseline=None if pooled or voted else greedy_view(reports["tuned"]["valid"]), choose=rl_rule,
                        on_run=score_inner)
             run_dir.record("rl", time.monotonic() - t)
         model = tok = None
