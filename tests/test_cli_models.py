@@ -213,8 +213,28 @@ def test_fallback_loads_the_adapter_unmerged_and_needs_one(capsys, tiny_db, tmp_
     code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--fallback", "base")
     _one_line_error(code, err, "--fallback base needs --adapter")
     code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--adapter", str(adapter), "--fallback", "tuned")
-    _one_line_error(code, err, "--fallback must be one of none, base, vote")
+    _one_line_error(code, err, "--fallback must be one of none, base, vote, panel")
     assert seen == [False]
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_fallback_panel_needs_training_pairs_for_a_data_file(capsys, tiny_db, tmp_path, monkeypatch, command):
+    """`--fallback panel` retrieves the untuned model's examples from training pairs: for a data file, --fewshot-pool
+    names them (before any model loads), else one clear line; with them it loads the adapter unmerged."""
+    seen, args = _stop_at_load(monkeypatch, tmp_path, command)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--adapter", str(adapter), "--fallback", "panel")
+    _one_line_error(code, err, "--fallback panel need --fewshot-pool TRAIN_FILE")
+    assert seen == []
+    pool = tmp_path / "train.jsonl"
+    pool.write_text(json.dumps({"question": "How many authors?", "sql": "SELECT COUNT(*) FROM authors"}) + "\n")
+    code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--adapter", str(adapter), "--fallback", "panel",
+                        "--fewshot-pool", str(pool))
+    _one_line_error(code, err, "stop here")
+    assert seen == [False]
+    code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--fallback", "panel", "--fewshot-pool", str(pool))
+    _one_line_error(code, err, "--fallback panel needs --adapter")
 
 
 def test_ask_says_when_the_untuned_model_answered(capsys, tiny_db, tmp_path, monkeypatch):
