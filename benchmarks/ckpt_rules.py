@@ -341,21 +341,20 @@ def panel(work: Path, folders: Path, panels: dict | None = None) -> str:
     panels = panels or PANELS
     sums: dict = {}
     for d in sorted(p for p in work.iterdir() if p.is_dir()):
-        k = {"": "0", "_fs2": "2", "_fs4": "4"}
         answers = {}
-        for suffix, digit in k.items():
+        for suffix, digit in (("", "0"), ("_fs2", "2"), ("_fs4", "4")):
             if (d / f"dev{suffix}_sql.jsonl").is_file() or (d / f"dev{suffix}_sql.jsonl.gz").is_file():
                 rows = _sql_lines(d / f"dev{suffix}_sql.jsonl")
                 answers["U" + digit], answers["T" + digit] = rows[0]["sql"], rows[-1]["sql"]
         gold = read_jsonl(folders / d.name / "dev.jsonl")
         db = folders / d.name / f"{d.name}.sqlite"
         kind = "exoplanets halves" if d.name.startswith("exo_") else "devsuite halves"
+        ids = [str(g["id"]) for g in gold]
         scored = {}
         for name, voters in panels.items():
             need = ["T0", voters] if isinstance(voters, str) else voters
             if any(v not in answers for v in need):
                 continue
-            ids = [str(g["id"]) for g in gold]
             if isinstance(voters, str):  # a fallback: the tuned answer unless it fails and the other runs
                 for v in ("T0", voters):
                     if v not in scored:

@@ -103,17 +103,24 @@ WRITES = {False: {"How many authors?": "SELECT COUNT(*) FROM authors",
                  "Titles after 1900?": "SELECT ttl FROM books WHERE year > 1900"}}
 
 
-def _fake_generation(monkeypatch, asked):
+def _fake_generation(monkeypatch, asked, write=None, record=None):
+    """`predict_questions` replaced: `write(model, question, examples)` is the SQL (default: `WRITES[model.off]`),
+    executed for its error as the real one does; each call is recorded in `asked` as `record(model, questions,
+    examples)` (default: (adapter off?, questions))."""
     import sqltune.evaluate as ev
     from sqltune.generate import Generation
+
+    write = write or (lambda model, q, examples: WRITES[model.off][q])
+    record = record or (lambda model, questions, examples: (model.off, list(questions)))
 
     def fake(model, tok, builder, questions, db, cfg, examples=None, stats=None, prefix=None):
         from sqltune.execute import connect_readonly, execute
 
-        asked.append((model.off, list(questions)))
+        asked.append(record(model, questions, examples))
         con = connect_readonly(db)
         try:
-            gens = [Generation(q, raw=WRITES[model.off][q], sql=WRITES[model.off][q], seconds=0.01) for q in questions]
+            sqls = [write(model, q, None if examples is None else examples[i]) for i, q in enumerate(questions)]
+            gens = [Generation(q, raw=sql, sql=sql, seconds=0.01) for q, sql in zip(questions, sqls)]
             for g in gens:
                 g.error = execute(con, g.sql).error
         finally:
@@ -216,27 +223,22 @@ PANEL_POOL = [{"id": f"t{i}", "question": f"Training question {i} about authors?
 PANEL_POOL_PAIRS = [{"question": e["question"], "sql": e["sql"]} for e in PANEL_POOL]
 
 
+def _panel_voter(model, examples) -> str:
+    if examples:  # retrieved from the pool only, never an evaluated question
+        assert all({"question": e["question"], "sql": e["sql"]} in PANEL_POOL_PAIRS for e in examples)
+    return "adapter" if not model.off else ("fewshot" if examples else "base")
+
+
 def _fake_panel(monkeypatch, asked):
-    import sqltune.evaluate as ev
-    from sqltune.generate import Generation
+    """`_fake_generation` writing `PANEL_WRITES[voter]`; `asked` records (voter, questions, examples per question)."""
+    def write(model, q, examples):
+        return PANEL_WRITES[_panel_voter(model, examples)][q]
 
-    def fake(model, tok, builder, questions, db, cfg, examples=None, stats=None, prefix=None):
-        from sqltune.execute import connect_readonly, execute
+    def record(model, questions, examples):
+        return (_panel_voter(model, examples[0] if examples else None), list(questions),
+                [len(e) for e in examples] if examples else None)
 
-        voter = "adapter" if not model.off else ("fewshot" if examples else "base")
-        asked.append((voter, list(questions), [len(e) for e in examples] if examples else None))
-        if examples:  # retrieved from the pool only, never an evaluated question
-            assert all({"question": e["question"], "sql": e["sql"]} in PANEL_POOL_PAIRS for ex in examples for e in ex)
-        con = connect_readonly(db)
-        try:
-            gens = [Generation(q, raw=PANEL_WRITES[voter][q], sql=PANEL_WRITES[voter][q], seconds=0.01) for q in questions]
-            for g in gens:
-                g.error = execute(con, g.sql).error
-        finally:
-            con.close()
-        return gens
-
-    monkeypatch.setattr(ev, "predict_questions", fake)
+    _fake_generation(monkeypatch, asked, write, record)
 
 
 def test_panel_votes_the_adapter_and_both_untuned_answers_by_result(tiny_db, monkeypatch):

@@ -394,10 +394,7 @@ def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
                     r["sql"], r["raw"], r["error"] = out.sql, pooled[out.chosen].raw, out.candidates[out.chosen]["error"]
     finally:
         con.close()
-    per_q = (time.perf_counter() - t) / max(1, len(rows))
-    for r in rows:
-        r["seconds"] = round(r.get("seconds", 0.0) + per_q, 4)
-    return rows
+    return _spread_seconds(rows, t)
 
 
 def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows: list[dict], db,
@@ -405,8 +402,8 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
     """`cfg.fallback == "panel"`: three greedy answers per question vote by result (`vote.choose`): the adapter's (the
     row's answer), the untuned model's (the same weights under `disable_adapter`; `cfg.untuned`'s where known) and the
     untuned model's with `cfg.panel_fewshot` training examples retrieved from `cfg.fewshot_pool` (the questions being
-    evaluated never shown; decoded only where the first two do not agree already, since two agreeing answers win). An answer that fails or returns no rows does not vote; ties go to the adapter's answer,
-    then the untuned model's. Two untuned answers that agree thus overrule the adapter, and either one answers where
+    evaluated never shown; decoded only where the first two do not agree already, since two agreeing answers win). An
+    answer that fails or returns no rows does not vote; ties go to the adapter's answer, then the untuned model's. Two untuned answers that agree thus overrule the adapter, and either one answers where
     the adapter's fails. Why: on held-out halves of the exoplanets and devsuite train splits the adapter and the
     untuned model with examples were right on different questions (each about a quarter of the exoplanets halves,
     together 36 %), and the panel answered 3-4 points more of the exoplanets halves and 5 more of the devsuite halves
@@ -419,42 +416,42 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
     from .execute import connect_readonly
     from .vote import Candidate, choose
 
-    from .execute import execute
-    from .vote import same_result
-
     t = time.perf_counter()
     base = [greedy_answer(r) for r in untuned_rows(model, tokenizer, builder, items, cfg, db, items)]
-    shots = [None] * len(items)
+    names = ("adapter", "base", "fewshot")
+
+    def vote(con, sqls) -> object:  # the answers in tie order: the adapter's first
+        return choose(con, [Candidate(sql=sql, raw="", mean_logprob=-float(k), greedy=k == 0)
+                            for k, sql in enumerate(sqls)], timeout=cfg.timeout)
+
     con = connect_readonly(db)
     try:
-        # where the two models' answers already agree (both run, with rows), they are the majority whatever the
-        # third says: the examples' pass decodes only the other questions (the outcome is the same, for less time)
-        todo = []
-        for i, (r, b) in enumerate(zip(rows, base)):
-            mine = execute(con, r["sql"], timeout=cfg.timeout) if r.get("sql") else None
-            theirs = execute(con, b, timeout=cfg.timeout) if b else None
-            if not (mine is not None and theirs is not None and mine.ok and theirs.ok and mine.rows
-                    and same_result(mine.rows, theirs.rows)):
-                todo.append(i)
+        # where the two models' answers agree (both run, with rows), they are the majority whatever the third says:
+        # the examples' pass decodes only the other questions (the outcome is the same, for less time)
+        outs = [vote(con, (r.get("sql"), b)) for r, b in zip(rows, base)]
+        todo = [i for i, o in enumerate(outs) if not any(g["votes"] == 2 for g in o.groups)]
+        shots = [None] * len(items)
         if cfg.panel_fewshot > 0 and cfg.fewshot_pool and todo:
             sub_cfg = cfg.with_(fallback="none", untuned=None, vote=None, retries=0, fewshot=cfg.panel_fewshot,
                                 fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
             with model.disable_adapter():
                 for i, fr in zip(todo, predict(model, tokenizer, builder, [items[i] for i in todo], db, sub_cfg)):
                     shots[i] = fr.get("sql")
-        for r, b, f in zip(rows, base, shots):
-            names = ["adapter", "base", "fewshot"]
-            cands = [Candidate(sql=sql, raw="", mean_logprob=-float(k), greedy=k == 0)
-                     for k, sql in enumerate((r.get("sql"), b, f))]
-            out = choose(con, cands, timeout=cfg.timeout)
-            votes = max((g["votes"] for g in out.groups), default=0)
+                    outs[i] = vote(con, (rows[i].get("sql"), base[i], shots[i]))
+        for r, b, f, out in zip(rows, base, shots, outs):
             r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": b,
-                         "fewshot_sql": f, "source": names[out.chosen], "votes": votes}
+                         "fewshot_sql": f, "source": names[out.chosen],
+                         "votes": max((g["votes"] for g in out.groups), default=0)}
             if out.chosen != 0 and out.sql and out.sql != r.get("sql"):
                 r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
                 r["sql"], r["raw"], r["error"] = out.sql, out.sql, out.candidates[out.chosen]["error"]
     finally:
         con.close()
+    return _spread_seconds(rows, t)
+
+
+def _spread_seconds(rows: list[dict], t: float) -> list[dict]:
+    """Add the time since `t` (a vote or panel over all `rows`) to each row's seconds, in equal shares."""
     per_q = (time.perf_counter() - t) / max(1, len(rows))
     for r in rows:
         r["seconds"] = round(r.get("seconds", 0.0) + per_q, 4)

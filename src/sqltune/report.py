@@ -206,8 +206,8 @@ def vote_lines(reports: dict) -> list[str]:
 
 def fallback_lines(reports: dict) -> list[str]:
     """Per stage and split, what the fallback did: with `eval.fallback: base`, the answers the untuned model gave where
-    the tuned one's did not execute, and how many of them are right; with `eval.fallback: vote`, the questions both
-    models voted on (`pool_*`), the answers that changed, fixed and broke."""
+    the tuned one's did not execute, and how many of them are right; with `eval.fallback: vote` (or `panel`), the
+    questions both models (or the three answers) voted on (`pool_*`), the answers that changed, fixed and broke."""
     summaries = [(st, sp, r["summary"]) for st, splits in reports.items() for sp, r in splits.items()]
     rows = [(st, sp, s) for st, sp, s in summaries if s.get("fallback_used") and "pool_voted" not in s]
     pooled = [(st, sp, s) for st, sp, s in summaries if s.get("pool_voted")]
@@ -218,26 +218,25 @@ def fallback_lines(reports: dict) -> list[str]:
                   "question too, and its answer was taken if it executed.", "",
                   "| stage | split | answered by the untuned model | right |", "|---|---|---|---|"]
         lines += [f"| {st} | {sp} | {s['fallback_used']} | {s['fallback_fixed']} |" for st, sp, s in rows] + [""]
-    panel = [(st, sp, s) for st, sp, s in pooled if reports[st][sp].get("eval_config", {}).get("fallback") == "panel"]
-    pooled = [x for x in pooled if x not in panel]
-    if panel:
-        lines += ["## Three answers vote (`eval.fallback: panel`)", "",
-                  "The tuned model's answer, the untuned model's and the untuned model's with retrieved training "
-                  "examples voted by result; ties went to the tuned answer. Fixed and broken are against the tuned "
-                  "model's own answer.", "",
-                  "| stage | split | questions | answer changed | not the tuned model's | fixed | broken |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {st} | {sp} | {s['pool_voted']} | {s['pool_changed']} | {s.get('fallback_used', 0)} | "
-                  f"{s['pool_fixed']} | {s['pool_hurt']} |" for st, sp, s in panel] + [""]
-    if pooled:
-        lines += ["## Both models vote where they disagree (`eval.fallback: vote`)", "",
-                  "The untuned model answered every question too; where the tuned answer did not execute or gave "
-                  "another result, both models drew candidates and the result most of them agreed on was taken. "
-                  "Fixed and broken are against the tuned model's own answer.", "",
-                  "| stage | split | questions voted on | answer changed | the untuned model's taken | fixed | broken |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {st} | {sp} | {s['pool_voted']} | {s['pool_changed']} | {s.get('fallback_used', 0)} | "
-                  f"{s['pool_fixed']} | {s['pool_hurt']} |" for st, sp, s in pooled] + [""]
+    def is_panel(st, sp) -> bool:
+        return reports[st][sp].get("eval_config", {}).get("fallback") == "panel"
+
+    sections = (  # the panel's and the pooled vote's: the same counts, under their own title and words
+        (True, "## Three answers vote (`eval.fallback: panel`)",
+         "The tuned model's answer, the untuned model's and the untuned model's with retrieved training examples voted "
+         "by result; ties went to the tuned answer.", ("questions", "not the tuned model's")),
+        (False, "## Both models vote where they disagree (`eval.fallback: vote`)",
+         "The untuned model answered every question too; where the tuned answer did not execute or gave another "
+         "result, both models drew candidates and the result most of them agreed on was taken.",
+         ("questions voted on", "the untuned model's taken")))
+    for panel, title, words, (weighed, taken) in sections:
+        these = [(st, sp, s) for st, sp, s in pooled if is_panel(st, sp) == panel]
+        if these:
+            lines += [title, "", words + " Fixed and broken are against the tuned model's own answer.", "",
+                      f"| stage | split | {weighed} | answer changed | {taken} | fixed | broken |",
+                      "|---|---|---|---|---|---|---|"]
+            lines += [f"| {st} | {sp} | {s['pool_voted']} | {s['pool_changed']} | {s.get('fallback_used', 0)} | "
+                      f"{s['pool_fixed']} | {s['pool_hurt']} |" for st, sp, s in these] + [""]
     return lines
 
 
