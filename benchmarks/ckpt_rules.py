@@ -314,10 +314,17 @@ def evals(work: Path) -> str:
     return "\n".join(out)
 
 
-PANELS = {  # name -> voters in tie order: T the last checkpoint, U the untuned model; the digit: retrieved examples
-    "T": ["T0"], "T, U0 where T fails (fallback: base)": "U0", "T, U4 where T fails": "U4",
+PANELS = {  # name -> voters in tie order (a list: they vote) or (first, other): the first answer unless it fails and
+    # the other runs. T the last checkpoint, U the untuned model; the digit: retrieved examples in the prompt
+    "T": ["T0"], "T, U0 where T fails (fallback: base)": ("T0", "U0"), "T, U4 where T fails": ("T0", "U4"),
     "panel T, U0, U4 (fallback: panel)": ["T0", "U0", "U4"], "panel T, U4, U0": ["T0", "U4", "U0"],
     "panel T, U0, U2": ["T0", "U0", "U2"], "panel T, U0, U4, U2": ["T0", "U0", "U4", "U2"],
+}
+# a work trained with `train.fewshot=4` and `--dev-eval fs0:fewshot=0` (session 28): T4 its last checkpoint as trained
+PANELS_FEWSHOT_TRAINED = {
+    "T4 (trained and scored with 4 examples)": ["T4"], "T0 (the same checkpoint, no examples)": ["T0"],
+    "T4, U0 where T4 fails": ("T4", "U0"), "panel T4, U0, U4": ["T4", "U0", "U4"], "panel T4, T0, U0": ["T4", "T0", "U0"],
+    "panel T4, U0, T0": ["T4", "U0", "T0"],
 }
 
 
@@ -329,20 +336,21 @@ def _sql_lines(path: Path) -> list[dict]:
     return sorted((json.loads(line) for line in text.splitlines() if line.strip()), key=lambda r: r["step"])
 
 
-def panel(work: Path, folders: Path, panels: dict | None = None) -> str:
+def panel(work: Path, folders: Path, panels: dict | None = None, plain_k: int = 0) -> str:
     """Answers the untuned model (step 0) and the last checkpoint wrote on dev under each scoring (`dev*_sql.jsonl`,
-    or .gz), combined offline: a fallback (the tuned answer, another where it does not execute) or a panel (the
+    or .gz), combined offline: a fallback (the first answer, the other where it does not execute) or a panel (the
     answers vote by result with the shipped `vote.choose`, ties in the listed order), each scored with the shipped
-    `score_pairs` against the dev half in `folders` (the `build` output). Mean dev exact per kind of half."""
+    `score_pairs` against the dev half in `folders` (the `build` output). Mean dev exact per kind of half.
+    `plain_k`: the examples of the work's own scoring (`dev_sql.jsonl`; 4 for a `train.fewshot=4` work)."""
     from sqltune.dataset import read_jsonl
     from sqltune.score import score_pairs
     from sqltune.vote import Candidate, choose
 
-    panels = panels or PANELS
+    panels = panels or (PANELS if plain_k == 0 else PANELS_FEWSHOT_TRAINED)
     sums: dict = {}
     for d in sorted(p for p in work.iterdir() if p.is_dir()):
         answers = {}
-        for suffix, digit in (("", "0"), ("_fs2", "2"), ("_fs4", "4")):
+        for suffix, digit in (("", str(plain_k)), ("_fs0", "0"), ("_fs2", "2"), ("_fs4", "4")):
             if (d / f"dev{suffix}_sql.jsonl").is_file() or (d / f"dev{suffix}_sql.jsonl.gz").is_file():
                 rows = _sql_lines(d / f"dev{suffix}_sql.jsonl")
                 answers["U" + digit], answers["T" + digit] = rows[0]["sql"], rows[-1]["sql"]
@@ -352,15 +360,15 @@ def panel(work: Path, folders: Path, panels: dict | None = None) -> str:
         ids = [str(g["id"]) for g in gold]
         scored = {}
         for name, voters in panels.items():
-            need = ["T0", voters] if isinstance(voters, str) else voters
-            if any(v not in answers for v in need):
+            if any(v not in answers for v in voters):
                 continue
-            if isinstance(voters, str):  # a fallback: the tuned answer unless it fails and the other runs
-                for v in ("T0", voters):
+            if isinstance(voters, tuple):  # a fallback: the first answer unless it fails and the other runs
+                for v in voters:
                     if v not in scored:
                         scored[v] = score_pairs(db, gold, [answers[v].get(i) for i in ids])["examples"]
-                preds = [answers["T0"].get(i) if t["executed"] or not f["executed"] else answers[voters].get(i)
-                         for i, t, f in zip(ids, scored["T0"], scored[voters])]
+                first, other = voters
+                preds = [answers[first].get(i) if t["executed"] or not f["executed"] else answers[other].get(i)
+                         for i, t, f in zip(ids, scored[first], scored[other])]
             else:
                 preds = [choose(db, [Candidate(sql=answers[v].get(i), raw="", mean_logprob=-float(j), greedy=j == 0)
                                      for j, v in enumerate(voters)]).sql if len(voters) > 1 else answers[voters[0]].get(i)
@@ -402,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     pn = sub.add_parser("panel")
     pn.add_argument("work", help="a work whose runs had --dev-eval fs2:fewshot=2 and fs4:fewshot=4")
     pn.add_argument("--folders", required=True, help="the `build` output the work was trained on (dev halves, DBs)")
+    pn.add_argument("--plain-k", type=int, default=0,
+                    help="examples in the work's own dev scoring: 4 for a work trained with train.fewshot=4")
     args = ap.parse_args(argv)
     if args.cmd == "build":
         ds = None if args.no_devsuite else Path(args.devsuite)
@@ -428,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(compare([Path(w) for w in args.works], args.rule))
     elif args.cmd == "panel":
-        print(panel(Path(args.work), Path(args.folders)))
+        print(panel(Path(args.work), Path(args.folders), plain_k=args.plain_k))
     elif args.cmd == "evals":
         print(evals(Path(args.work)))
     else:

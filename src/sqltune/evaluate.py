@@ -126,7 +126,7 @@ class EvalConfig:
     @classmethod
     def from_train_config(cls, cfg, device, fewshot_pool: list[dict] | None = None, **kw) -> "EvalConfig":
         """From a `train.TrainConfig` (its eval_* keys, which a recipe fills from its `eval` section)."""
-        k = int(getattr(cfg, "fewshot", 0) or getattr(cfg, "eval_fewshot", 0))
+        k = int(getattr(cfg, "eval_fewshot", 0))
         return cls(batch_size=cfg.eval_batch_size, max_new_tokens=cfg.eval_max_new_tokens,
                    retries=int(getattr(cfg, "eval_retries", 0)), fewshot=k,
                    timeout=float(getattr(cfg, "eval_timeout", DEFAULT_TIMEOUT)), autocast=bool(device.autocast),

@@ -501,21 +501,6 @@ def select_fewshot(question: str, pool: list[dict], k: int, exclude: Iterable = 
     return [{"question": cands[i]["question"], "sql": cands[i]["sql"]} for i in best]
 
 
-def _sql_key(sql: str) -> str:
-    return " ".join(str(sql).lower().split()).rstrip(";").strip()
-
-
-def training_fewshot(items: list[dict], pool: list[dict], k: int) -> list[list[dict]]:
-    """Each training item's `k` examples for its own prompt (`train.fewshot`): `select_fewshot` from `pool` without
-    the item itself and without any pool item whose SQL is the item's (a paraphrase's SQL is the answer; the model is
-    to learn to adapt similar examples, not to copy its target)."""
-    out = []
-    for it in items:
-        key = _sql_key(it["sql"])
-        out.append(select_fewshot(it["question"], [p for p in pool if _sql_key(p["sql"]) != key], k, exclude=[it]))
-    return out
-
-
 def fewshot_for(questions: list[str], pool: list[dict], k: int, exclude: Iterable = ()) -> list[list[dict]]:
     """`select_fewshot` for each question; every question of the batch is excluded for every other."""
     exclude = list(exclude) + list(questions)

@@ -95,14 +95,8 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     on_main(lambda: (claim(work, "training work folder"), held.append(hold(work)), _check_same_run(work, state)))
 
     # data
-    ex_train = ex_valid = None
-    if cfg.fewshot:  # retrieval-augmented training: each prompt carries k similar training pairs, as inference will
-        from .generate import fewshot_for, training_fewshot
-
-        ex_train = training_fewshot(train_items, train_items, cfg.fewshot)
-        ex_valid = fewshot_for([v["question"] for v in valid_items], train_items, cfg.fewshot, exclude=valid_items)
-    enc_train = encode_examples(builder, tok, train_items, ex_train)
-    enc_valid = encode_examples(builder, tok, valid_items, ex_valid)
+    enc_train = encode_examples(builder, tok, train_items)
+    enc_valid = encode_examples(builder, tok, valid_items)
     problem = fast_path_problem(model, cfg, world_size())
     P = shared_prefix_len([p for p, _ in enc_train + enc_valid]) if problem is None else 0
     train_set, valid_set = ExampleSet(enc_train, P), ExampleSet(enc_valid, P)
@@ -152,8 +146,7 @@ def train(config, train_items: list[dict], valid_items: list[dict], db, out_dir,
     info = {
         "base_model": cfg.model, "base_model_path": local_model_path(cfg.model), "base_model_location": location,
         "method": cfg.method,
-        "prompt": {**builder.fingerprint(tok), "schema": builder.schema, "fewshot": list(builder.fewshot),
-                   "fewshot_k": cfg.fewshot},
+        "prompt": {**builder.fingerprint(tok), "schema": builder.schema, "fewshot": list(builder.fewshot)},
         "data": fingerprint, "db": str(db),
         "chosen": {"step": best["step"], "epoch": best["epoch"], "untrained": best["step"] == 0,
                    **{k: best[k] for k in ("exact", "execution_rate", "fuzzy", "set", "valid_loss", "train_loss")}},

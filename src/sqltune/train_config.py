@@ -55,9 +55,6 @@ class TrainConfig:
     eval_retries: int = 0  # the checkpoint is chosen with the evaluation the recipe's `eval` section describes
     eval_timeout: float = 5.0
     eval_fewshot: int = 0  # few-shot examples come from the training items
-    # retrieved examples in every training prompt (each item's k most similar other training pairs, never one with its
-    # own SQL); the tuned model is then scored and used with k examples from its training pairs (eval.fewshot = k)
-    fewshot: int = 0
     keep_work: bool = False  # keep OUT.work (Trainer checkpoints, candidates) after success
 
     def validate(self) -> "TrainConfig":
@@ -68,11 +65,8 @@ class TrainConfig:
             bad(f"unknown method '{self.method}' (one of: {', '.join(METHODS)})")
         if self.scheduler not in SCHEDULERS:
             bad(f"unknown scheduler '{self.scheduler}' (one of: {', '.join(SCHEDULERS)})")
-        if self.eval_retries < 0 or self.eval_fewshot < 0 or self.fewshot < 0:
-            bad("eval_retries, eval_fewshot and fewshot cannot be negative")
-        if self.fewshot and self.eval_fewshot and self.fewshot != self.eval_fewshot:
-            bad(f"fewshot {self.fewshot} trains with {self.fewshot} examples per prompt; eval.fewshot must be 0 or "
-                f"{self.fewshot}, got {self.eval_fewshot}")
+        if self.eval_retries < 0 or self.eval_fewshot < 0:
+            bad("eval_retries and eval_fewshot cannot be negative")
         for name in ("rank", "batch_size", "grad_accum", "eval_batch_size", "eval_max_new_tokens"):
             if getattr(self, name) < 1:
                 bad(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -21,14 +21,13 @@ def items_sha256(items: list[dict]) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
-def encode_examples(builder, tokenizer, items: list[dict], examples: list[list[dict]] | None = None) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, completion ids) per item, tokenised exactly as inference tokenises the prompt. `examples`: each
-    item's few-shot examples (`train.fewshot`); None: the builder's own (usually none)."""
+def encode_examples(builder, tokenizer, items: list[dict]) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, completion ids) per item, tokenised exactly as inference tokenises the prompt."""
     from .prompt import encode
 
     out = []
-    for i, it in enumerate(items):
-        prompt, completion = builder.example(tokenizer, it["question"], it["sql"], None if examples is None else examples[i])
+    for it in items:
+        prompt, completion = builder.example(tokenizer, it["question"], it["sql"])
         p, c = encode(tokenizer, prompt), encode(tokenizer, completion)
         if not c:
             raise SqltuneError(f"item {it.get('id', '?')}: empty completion")
