@@ -138,3 +138,13 @@ def test_panel_replays_fallbacks_and_votes_over_the_answers_a_lease_wrote(tmp_pa
     assert rows["panel T, U0, U4 (fallback: panel)"] == "100.0"  # a: a tie, T's; b: two agree; c: U0 before U4
     assert rows["panel T, U4, U0"] == "66.7"  # c: the tie goes to U4, wrong
     assert "panel T, U0, U2" not in rows  # no fs2 answers: left out
+
+    # a work trained with 4 examples (session 28): its own scoring is T4/U4, `fs0` the same checkpoints without them
+    (w / "dev_fs4_sql.jsonl.gz").unlink()
+    (w / "dev_sql.jsonl").rename(w / "dev_fs0_sql.jsonl")
+    _write(w / "dev_sql.jsonl", [{"step": 0, "sql": u4}, {"step": 26, "sql": u0}])
+    text = ck.panel(tmp_path / "work", tmp_path / "folders", plain_k=4)
+    rows = {r.split("|")[1].strip(): r.split("|")[3].strip() for r in text.splitlines() if r.startswith("| ") and "---" not in r}
+    assert rows["T4 (trained and scored with 4 examples)"] == "66.7"  # u0's answers, as the last checkpoint: b, c
+    assert rows["T0 (the same checkpoint, no examples)"] == "33.3"  # t's: a
+    assert rows["panel T4, U0, U4"] == "66.7"  # U0 here is t (a right); a: a three-way tie goes to T4 (wrong)
