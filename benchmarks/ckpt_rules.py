@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("evals")
     e.add_argument("work", help="a work whose runs had --dev-eval settings")
     pn = sub.add_parser("panel")
-    pn.add_argument("work", help="a work whose runs had --dev-eval fs2:fewshot=2 and fs4:fewshot=4")
+    pn.add_argument("work", help="a work whose runs had --dev-eval settings (fs2/fs4; fs0 for a --plain-k work)")
     pn.add_argument("--folders", required=True, help="the `build` output the work was trained on (dev halves, DBs)")
     pn.add_argument("--plain-k", type=int, default=0,
                     help="examples in the work's own dev scoring: 4 for a work trained with train.fewshot=4")
