@@ -105,6 +105,10 @@ def test_a_run_with_the_panel_gives_its_training_pairs_as_the_examples_pool(taug
     assert m.fallback == "panel" and [(e["question"], e["sql"]) for e in m.fewshot_pool] == [(p["question"], p["sql"]) for p in pairs]
     assert sqltune.load(run=run, fallback="base").fewshot_pool is None  # only the panel reads them
     assert sqltune.load(run=run, fewshot_pool=pairs[:1]).fewshot_pool == pairs[:1]  # given: taken as given
+    assert not m.untuned_model  # a trained adapter: the adapter's panel
+    (run / "adapter" / CHECKPOINT_META).write_text(json.dumps({"prompt": {}, "chosen": {"step": 0, "untrained": True}}))
+    assert sqltune.load(run=run).untuned_model  # training kept step 0: the untuned model's own panel
+    assert not sqltune.load(run=run, fallback="base").untuned_model
 
 
 def test_a_run_on_a_relative_db_path_says_so_from_elsewhere(taught_db, tmp_path, monkeypatch):

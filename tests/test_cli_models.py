@@ -233,8 +233,10 @@ def test_fallback_panel_needs_training_pairs_for_a_data_file(capsys, tiny_db, tm
                         "--fewshot-pool", str(pool))
     _one_line_error(code, err, "stop here")
     assert seen == [False]
+    # without an adapter the model is the untuned one: its own panel (`evaluate.untuned_panel`); nothing to unmerge
     code, _, err = _run(capsys, command, *args, "--db", str(tiny_db), "--fallback", "panel", "--fewshot-pool", str(pool))
-    _one_line_error(code, err, "--fallback panel needs --adapter")
+    _one_line_error(code, err, "stop here")
+    assert seen == [False, True]
 
 
 def test_ask_says_when_the_untuned_model_answered(capsys, tiny_db, tmp_path, monkeypatch):
@@ -277,3 +279,24 @@ def test_ask_says_when_both_models_voted(capsys, tiny_db, tmp_path, monkeypatch)
     code, _, err = _run(capsys, "ask", "How many books?", "--db", str(tiny_db), "--adapter", str(adapter),
                         "--fallback", "vote", "--vote", "1")
     _one_line_error(code, err, "fallback vote needs a vote of 2 or more")
+
+
+def test_predict_with_the_panel_and_no_adapter_runs_the_untuned_models_own_panel(capsys, tiny_db, tmp_path,
+                                                                                   monkeypatch):
+    """`predict --fallback panel --fewshot-pool TRAIN` with no adapter: the model is the untuned one, so its answers
+    with 4, 0 and 2 retrieved examples vote (`evaluate.untuned_panel`); the rows say so."""
+    import sqltune.evaluate as ev
+    from test_evaluate import PANEL_ITEMS, PANEL_POOL, UNTUNED_WRITES, _fake_untuned, _Plain
+
+    monkeypatch.setattr(ev, "load_for_inference", lambda *a, **kw: (_Plain(), None, None))
+    _fake_untuned(monkeypatch, asked := [])
+    data, pool, out = tmp_path / "q.jsonl", tmp_path / "train.jsonl", tmp_path / "pred.jsonl"
+    data.write_text("".join(json.dumps(it) + "\n" for it in PANEL_ITEMS))
+    pool.write_text("".join(json.dumps(it) + "\n" for it in PANEL_POOL))
+    code, _, err = _run(capsys, "predict", "--data", str(data), "--out", str(out), "--db", str(tiny_db),
+                        "--fallback", "panel", "--fewshot-pool", str(pool))
+    assert code == 0, err
+    assert [a[0] for a in asked] == [0, 4, 2]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["sql"] for r in rows] == [UNTUNED_WRITES[4][it["question"]] for it in PANEL_ITEMS]  # see the evaluator's test
+    assert all(r["pool"]["untuned"] for r in rows)

@@ -312,6 +312,101 @@ def test_panel_decodes_the_examples_pass_only_where_the_two_models_disagree(tiny
     assert ex["f"]["exact"] and ex["f"]["pool"]["source"] == "adapter" and rep["summary"]["exact"] == pytest.approx(5 / 6)
 
 
+# the untuned model's own panel: what it writes with 0, 4 and 2 retrieved examples
+UNTUNED_WRITES = {
+    0: {"How many authors?": "SELECT COUNT(*) FROM books",  # wrong; 4 and 2 agree on the right answer
+        "Names of the UK authors?": "SELECT name FROM authors WHERE country = 'UK'",  # right, 4 agrees: 2 not asked
+        "Titles after 1900?": "SELECT ttl FROM books",  # fails; 4 and 2 disagree: a tie, 4's answer first
+        "How many books?": "SELECT COUNT(*) FROM books"},  # right; 4 and 2 agree on a wrong answer: outvoted
+    4: {"How many authors?": "SELECT COUNT(*) FROM authors",
+        "Names of the UK authors?": "SELECT name FROM authors WHERE country = 'UK'",
+        "Titles after 1900?": "SELECT title FROM books WHERE year > 1900",
+        "How many books?": "SELECT COUNT(*) FROM authors"},
+    2: {"How many authors?": "SELECT COUNT(*) FROM authors",
+        "Names of the UK authors?": "SELECT name FROM authors",
+        "Titles after 1900?": "SELECT title FROM books",
+        "How many books?": "SELECT COUNT(*) FROM authors"}}
+
+
+def _fake_untuned(monkeypatch, asked):
+    """`_fake_generation` writing `UNTUNED_WRITES[number of examples]`; `asked` records (examples, questions)."""
+    def shots(examples):
+        if examples:
+            assert all({"question": e["question"], "sql": e["sql"]} in PANEL_POOL_PAIRS for e in examples)
+        return len(examples or ())
+
+    _fake_generation(monkeypatch, asked, lambda model, q, examples: UNTUNED_WRITES[shots(examples)][q],
+                     lambda model, questions, examples: (shots(examples[0] if examples else None), list(questions)))
+
+
+def test_untuned_panel_votes_the_untuned_answers_with_4_0_and_2_examples(tiny_db, monkeypatch):
+    """`fallback: panel` with the untuned model (`untuned_model`): its answers with 4, 0 and 2 retrieved examples vote
+    by result, ties in that order; the answer with 2 is decoded only where the first two do not agree. Two answers
+    with examples that agree overrule the one without, right (a) or wrong (d); where the one without fails and the
+    others disagree, the tie goes to 4's (c). A plain model without the flag keeps its own answers."""
+    asked = []
+    _fake_untuned(monkeypatch, asked)
+    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False, untuned_model=True)
+    rep = evaluate(_Plain(), None, None, PANEL_ITEMS, tiny_db, cfg)
+    qs = [it["question"] for it in PANEL_ITEMS]
+    assert asked == [(0, qs), (4, qs), (2, [qs[0], qs[2], qs[3]])]
+    ex = {e["id"]: e for e in rep["examples"]}
+    assert ex["a"]["exact"] and ex["a"]["pool"]["source"] == "fewshot4" and ex["a"]["pool"]["votes"] == 2
+    assert ex["a"]["fallback"]["sql"] == "SELECT COUNT(*) FROM books" and ex["a"]["pool"]["untuned"]
+    assert ex["b"]["exact"] and "fallback" not in ex["b"] and set(ex["b"]["pool"]["answers"]) == {"4", "0"}
+    assert ex["c"]["exact"] and ex["c"]["pool"]["source"] == "fewshot4" and ex["c"]["pool"]["votes"] == 1
+    assert ex["c"]["pool"]["answers"] == {"4": UNTUNED_WRITES[4][qs[2]], "0": UNTUNED_WRITES[0][qs[2]],
+                                          "2": UNTUNED_WRITES[2][qs[2]]}
+    assert not ex["d"]["exact"] and ex["d"]["fallback"]["sql"] == PANEL_ITEMS[3]["sql"]
+    s = rep["summary"]
+    assert (s["pool_voted"], s["pool_changed"], s["pool_fixed"], s["pool_hurt"]) == (4, 3, 2, 1)
+    assert s["exact"] == pytest.approx(3 / 4) and rep["eval_config"]["untuned_model"] is True
+    asked.clear()  # the same model without the flag (a whole fine-tuned model, say): its own answers, as before
+    rep = evaluate(_Plain(), None, None, PANEL_ITEMS, tiny_db, cfg.with_(untuned_model=False))
+    assert asked == [(0, qs)] and rep["summary"]["pool_voted"] == 0 and rep["summary"]["exact"] == pytest.approx(1 / 2)
+
+
+def test_untuned_panel_reuses_known_answers_and_needs_examples_to_vote_with(tiny_db, monkeypatch):
+    """With every question's untuned answer known (`sqltune run`'s base stage) nothing is decoded again but the
+    answers with examples, and the result is the same as decoding; without training pairs (or `panel_fewshot: 0`)
+    there is no second voter: the rows stay the model's own. An adapter kept at step 0 is switched off while the
+    examples' answers are decoded (the same weights), and the row's answers come first in a user's `fewshot`."""
+    asked = []
+    _fake_untuned(monkeypatch, asked)
+    qs = [it["question"] for it in PANEL_ITEMS]
+    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False, untuned_model=True)
+    decoded = evaluate(_Plain(), None, None, PANEL_ITEMS, tiny_db, cfg)
+    asked.clear()
+    known = {r["question"]: r for r in evaluate(_Plain(), None, None, PANEL_ITEMS, tiny_db,
+                                                EvalConfig(progress=False))["predictions"]}
+    asked.clear()
+    rep = evaluate(_Plain(), None, None, PANEL_ITEMS, tiny_db, cfg.with_(untuned=known))
+    assert [a[0] for a in asked] == [4, 2]
+    assert [e["pred_sql"] for e in rep["examples"]] == [e["pred_sql"] for e in decoded["examples"]]
+    assert [e["id"] for e in rep["examples"]] == ["a", "b", "c", "d"]
+    for none in (cfg.with_(fewshot_pool=None), cfg.with_(panel_fewshot=0)):
+        asked.clear()
+        rep = evaluate(_Plain(), None, None, PANEL_ITEMS, tiny_db, none)
+        assert asked == [(0, qs)] and rep["summary"]["pool_voted"] == 0
+    asked.clear()
+    model = _Adapted()
+    states = []
+    import sqltune.evaluate as ev
+
+    real = ev.predict_questions
+
+    def watch(m, *a, **kw):
+        states.append(m.off)
+        return real(m, *a, **kw)
+
+    monkeypatch.setattr(ev, "predict_questions", watch)
+    rep = evaluate(model, None, None, PANEL_ITEMS, tiny_db, cfg)
+    assert states == [False, True, True] and rep["summary"]["exact"] == pytest.approx(3 / 4)
+    asked.clear()  # the user asks for 2 examples already: the voters are 4, 2 (the row's) and 1
+    evaluate(_Plain(), None, None, PANEL_ITEMS[:1], tiny_db, cfg.with_(fewshot=2, panel_fewshot=4))
+    assert [a[0] for a in asked][:2] == [2, 4]
+
+
 def test_panel_from_a_recipe_gets_the_training_pairs_as_its_pool():
     dev = pick_device("cpu", "float32")
     pool = [{"question": "q", "sql": "SELECT 1"}]

@@ -357,6 +357,7 @@ def test_a_run_folder_from_before_chosen_resumes_to_the_same_closing_line(tiny_m
     resumes to the same closing line, and its metrics.json gains `chosen`."""
     ov = overrides(tiny_model_dir, tiny_db, tmp_path)
     ov["train"]["choose"] = "noise"  # the tiny model gains nothing: the noise rule keeps step 0 (the default's `last` would not)
+    ov["eval"]["fallback"] = "base"  # with the default's panel the step-0 model answers with its own panel instead
     args = [a for k, v in _flat(ov).items() for a in ("--set", f"{k}={'null' if v is None else v}")]
     out = tmp_path / "run"
     assert main(["run", "--out", str(out)] + args) == 0
@@ -368,6 +369,35 @@ def test_a_run_folder_from_before_chosen_resumes_to_the_same_closing_line(tiny_m
     assert main(["run", "--out", str(out), "--resume"] + args) == 0
     assert line in " ".join(capsys.readouterr().out.split())
     assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def test_a_run_that_keeps_step_0_answers_with_the_untuned_models_own_panel(tiny_model_dir, tiny_db, tmp_path,
+                                                                           capsys):
+    """With the panel (the default's `eval.fallback`), a run whose training keeps step 0 does not copy the base
+    stage's scores: the tuned stage is the untuned model answering with its own panel (`evaluate.untuned_panel`),
+    its answers without examples taken from the base stage (the same SQL), the others decoded; metrics.json, the
+    closing line and report.md say so. The base stage stays the plain untuned model."""
+    ov = overrides(tiny_model_dir, tiny_db, tmp_path)
+    ov["train"]["choose"] = "noise"
+    args = [a for k, v in _flat(ov).items() for a in ("--set", f"{k}={'null' if v is None else v}")]
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out)] + args) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "tuned is the untuned model: training did not beat it on valid, so the run kept step 0" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["chosen"] == {"tuned": {"step": 0, "untuned_panel": True}}
+    for split in ("valid", "test"):
+        base = json.loads((out / f"base_{split}_report.json").read_text())
+        tuned = json.loads((out / f"tuned_{split}_report.json").read_text())
+        assert "same_model_as" not in tuned and tuned["eval_config"]["untuned_model"] is True
+        assert base["eval_config"]["untuned_model"] is False and base["summary"]["pool_voted"] == 0
+        assert tuned["summary"]["pool_voted"] == len(tuned["examples"])
+        base_sql = [e["pred_sql"] for e in base["examples"]]
+        assert [e["pool"]["sql"] for e in tuned["examples"]] == base_sql  # the untuned answers, not decoded again
+        assert all(e["pool"]["untuned"] and "4" in e["pool"]["answers"] for e in tuned["examples"])
+    assert "tuned is the untuned model answering with its own panel" in (out / "report.md").read_text()
+    assert main(["run", "--out", str(out), "--resume"] + args) == 0  # a resume scores nothing again
+    assert json.loads((out / "metrics.json").read_text())["tuned"] == metrics["tuned"]
 
 
 def test_a_run_on_a_relative_db_records_its_absolute_path_for_use_from_elsewhere(tiny_model_dir, tiny_db, tmp_path,

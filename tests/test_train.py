@@ -407,3 +407,39 @@ def test_checkpoint_base_prefers_the_name_and_falls_back_to_the_recorded_path(tm
     assert checkpoint_base({"base_model": "org/name", "base_model_path": None}) == "org/name"  # a hub id
     (tmp_path / "m").rmdir()
     assert checkpoint_base({"base_model": "m", "base_model_path": saved}) == "m"  # gone there too: as named, to fail clearly
+
+
+def test_is_untuned_names_the_models_that_answer_as_the_untuned_one(tmp_path, tiny_model_dir):
+    """`checkpoint.is_untuned` (which panel `--fallback panel` runs): a model that is no sqltune checkpoint is the
+    untuned model unless an adapter is given; a checkpoint is, where its training kept step 0 from the untuned model
+    (SFT), or from a checkpoint that is (GRPO's step 0 is its start); a trained step, an unfinished or unreadable
+    checkpoint is not."""
+    import json
+
+    from sqltune.checkpoint import CHECKPOINT_META, COMPLETE, is_untuned
+
+    def checkpoint(name, chosen, **info):
+        d = tmp_path / name
+        d.mkdir()
+        (d / CHECKPOINT_META).write_text(json.dumps({"prompt": {}, "chosen": chosen, **info}))
+        (d / COMPLETE).write_text("")
+        return d
+
+    sft0 = checkpoint("sft0", {"step": 0, "untrained": True})
+    sft4 = checkpoint("sft4", {"step": 4, "untrained": False})
+    assert is_untuned() and is_untuned("qwen2.5-coder-0.5b") and is_untuned(str(tiny_model_dir))
+    assert is_untuned(adapter=sft0) and is_untuned("qwen2.5-coder-0.5b", sft0) and is_untuned(sft0)  # a merged one too
+    assert not is_untuned(adapter=sft4) and not is_untuned(sft4)
+    assert is_untuned(adapter=checkpoint("rl0_from_sft0", {"step": 0, "untrained": True}, trained_with="grpo",
+                                         init_checkpoint=str(sft0)))
+    assert not is_untuned(adapter=checkpoint("rl0_from_sft4", {"step": 0, "untrained": True}, trained_with="grpo",
+                                             init_checkpoint=str(sft4)))
+    assert not is_untuned(adapter=checkpoint("rl0_from_gone", {"step": 0, "untrained": True}, trained_with="grpo",
+                                             init_checkpoint=str(tmp_path / "gone")))
+    assert not is_untuned(adapter=checkpoint("rl3", {"step": 3, "untrained": False}, init_checkpoint=str(sft0)))
+    unfinished = checkpoint("unfinished", {"step": 0, "untrained": True})
+    (unfinished / COMPLETE).unlink()
+    assert not is_untuned(adapter=unfinished)
+    plain = tmp_path / "plain_adapter"  # an adapter folder without sqltune's metadata: not known to be untuned
+    plain.mkdir()
+    assert not is_untuned(adapter=plain)

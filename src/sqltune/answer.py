@@ -94,6 +94,7 @@ class SQLModel:
     max_new_tokens: int = 256
     batch_size: int = 16
     fewshot_pool: list[dict] | None = field(default=None, repr=False)  # `fallback="panel"`: the examples' pairs
+    untuned_model: bool = False  # the model is the untuned one (`checkpoint.is_untuned`): the panel is its own
 
     def ask(self, question: str) -> Answer:
         """Write SQL for `question`, run it read-only, return both. An empty question is a SqltuneError."""
@@ -111,7 +112,8 @@ class SQLModel:
                 raise SqltuneError(f"a question must be non-empty text, got {q!r}")
         cfg = EvalConfig(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, retries=self.retries,
                          progress=progress, autocast=self.device.autocast, timeout=self.timeout, vote=self.vote,
-                         fallback=self.fallback, fewshot_pool=self.fewshot_pool if self.fallback == "panel" else None)
+                         fallback=self.fallback, fewshot_pool=self.fewshot_pool if self.fallback == "panel" else None,
+                         untuned_model=self.untuned_model)
         rows = predict(self.model, self.tokenizer, self.builder, [{"question": q} for q in questions], self.db, cfg)
         con = connect_readonly(self.db)
         try:
@@ -173,6 +175,9 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
         fewshot_pool = run_train_items(run)
     dev = pick_device(device, dtype)
     m, tok, builder = load_for_inference(model, adapter, dev, prompt_style, dbp, notes, merge=merge, base=base)
+    from .checkpoint import is_untuned
+
     return SQLModel(m, tok, builder, str(dbp), dev, vote=settings, fallback=fallback, retries=retries, timeout=timeout,
                     max_rows=max_rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                    fewshot_pool=list(fewshot_pool) if fewshot_pool else None)
+                    fewshot_pool=list(fewshot_pool) if fewshot_pool else None,
+                    untuned_model=fallback == "panel" and is_untuned(model, adapter))

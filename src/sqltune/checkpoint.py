@@ -79,6 +79,24 @@ def read_info(path: str | os.PathLike) -> dict:
     return info
 
 
+def is_untuned(model: str | os.PathLike | None = None, adapter: str | os.PathLike | None = None) -> bool:
+    """Whether the model these name answers as the untuned model does (`evaluate.untuned_panel`): no adapter and a
+    model that is not a sqltune checkpoint (a packaged name, a hub id, a plain model folder), or a checkpoint whose
+    training kept step 0 (`chosen.untrained`) from the untuned model (GRPO's step 0 is the checkpoint it started from:
+    untuned only if that one is). An unreadable checkpoint is not untuned."""
+    path = adapter if adapter is not None else model
+    if path is None or not (Path(path) / CHECKPOINT_META).is_file():
+        return adapter is None
+    try:
+        info = read_info(path)
+    except SqltuneError:
+        return False
+    if not (info.get("chosen") or {}).get("untrained"):
+        return False
+    start = info.get("init_checkpoint")
+    return True if not start else Path(start).is_dir() and is_untuned(adapter=start)
+
+
 def is_adapter(path: str | os.PathLike) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 

@@ -47,6 +47,8 @@ def fallback_merge(fallback: str, adapter, merge: bool, adapter_flags: str = "--
     never with `base`, since a merged adapter cannot be switched off."""
     check_fallback(fallback, "--fallback")
     if fallback != "none":
+        if not adapter and fallback == "panel":  # no adapter: the untuned model's own panel (`untuned_panel`)
+            return merge
         if not adapter:
             raise SqltuneError(f"--fallback {fallback} needs {adapter_flags}: the model under the adapter answers "
                                + ("where the adapter's SQL does not execute" if fallback == "base" else
@@ -80,8 +82,13 @@ class EvalConfig:
     #                         them wins (`pool_vote`); needs a vote (n > 1) and an unmerged adapter
     #                         panel: three greedy answers vote by result: the adapter's, the untuned model's, and the
     #                         untuned model's with `panel_fewshot` retrieved examples from `fewshot_pool`; ties go
-    #                         to the adapter's (`panel_vote`); needs an unmerged adapter
+    #                         to the adapter's (`panel_vote`); needs an unmerged adapter, or the untuned model
+    #                         (`untuned_model`): then its answers with panel_fewshot, 0 and panel_fewshot // 2
+    #                         retrieved examples vote (`untuned_panel`)
     panel_fewshot: int = PANEL_FEWSHOT
+    untuned_model: bool = False  # the model answering is the untuned one (no adapter given, or training kept step 0:
+    #                         `checkpoint.is_untuned`); only the panel reads it. `sqltune run`'s base stage leaves it
+    #                         off: that stage is the untuned model as it answers without sqltune
     test_suite: object = field(default=None, repr=False)  # a built suite (`testsuite`): adds the `suite` metric
     untuned: dict | None = field(default=None, repr=False)  # {question: the untuned model's `predict` row under these
     #                         same settings}, where already known (`sqltune run`'s base stage): the fallbacks take
@@ -253,6 +260,13 @@ def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg
     """
     cfg = (cfg or EvalConfig()).validate()
     questions = [it["question"] for it in items]
+    known = cfg.untuned or {}
+    if cfg.fallback == "panel" and cfg.untuned_model and questions and all(q in known for q in questions):
+        # the untuned model's own panel with its answers already known (`sqltune run`'s base stage, when training
+        # kept step 0): those are the rows; only the answers with examples are decoded
+        rows = [{k: v for k, v in known[q].items() if k not in ("pool", "fallback")} for q in questions]
+        return fall_back(model, tokenizer, builder, items, [dict(r, id=str(it.get("id", i)))
+                                                             for i, (it, r) in enumerate(zip(items, rows))], db, cfg)
     examples = _examples(questions, items, cfg)
     if cfg.vote is not None:  # execution-guided decoding (issue 15): rows carry greedy_sql, overruled, candidates
         from .vote import predict_rows
@@ -411,6 +425,8 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
     `row["pool"]` records every question ({sql, raw, error: the adapter's answer; base_sql, fewshot_sql; source:
     adapter, base or fewshot; votes}); `row["fallback"]` is set where the answer taken is not the adapter's. A model
     without an adapter: `rows` unchanged."""
+    if cfg.untuned_model:
+        return untuned_panel(model, tokenizer, builder, items, rows, db, cfg)
     if not has_adapter(model):
         return rows
     from .execute import connect_readonly
@@ -443,6 +459,67 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
                          "fewshot_sql": f, "source": names[out.chosen],
                          "votes": max((g["votes"] for g in out.groups), default=0)}
             if out.chosen != 0 and out.sql and out.sql != r.get("sql"):
+                r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
+                r["sql"], r["raw"], r["error"] = out.sql, out.sql, out.candidates[out.chosen]["error"]
+    finally:
+        con.close()
+    return _spread_seconds(rows, t)
+
+
+def untuned_panel(model, tokenizer, builder: PromptBuilder, items: list[dict], rows: list[dict], db,
+                  cfg: EvalConfig) -> list[dict]:
+    """`cfg.fallback == "panel"` when the model answering is the untuned one (`cfg.untuned_model`: no adapter was
+    given, or training kept step 0): three greedy answers of that model vote by result (`vote.choose`): with
+    `cfg.panel_fewshot` retrieved training examples, with `cfg.fewshot` (the row's own answer, usually none), and with
+    `cfg.panel_fewshot // 2`, ties in that order (the same number twice votes once). The third is decoded only where
+    the first two do not agree already. An answer that fails or returns no rows does not vote. Why: on held-out halves
+    of the exoplanets and devsuite train splits these answers were right on different questions, and their panel
+    answered 30.0 / 68.8 % where the answer without examples answered 19.6 / 52.0 % (BENCHMARKS.md, "Noticed after
+    the read", session 28); when training keeps step 0 the adapter's panel has no adapter to vote with. `row["pool"]`
+    records every question ({sql, raw, error: the row's answer; base_sql: the same; answers: {k: sql}; source: the
+    k chosen, as "fewshot<k>"; votes; untuned: True}); `row["fallback"]` is set where the answer taken is not the
+    row's. Without a pool of training pairs (or `panel_fewshot: 0`) there is nothing to vote with: `rows` unchanged."""
+    ks = list(dict.fromkeys((cfg.panel_fewshot, cfg.fewshot, cfg.panel_fewshot // 2)))
+    if cfg.panel_fewshot <= 0 or not cfg.fewshot_pool or len(ks) < 2:
+        return rows
+    from contextlib import nullcontext
+
+    from .execute import connect_readonly
+    from .vote import Candidate, choose
+
+    t = time.perf_counter()
+    answers = {cfg.fewshot: [r.get("sql") for r in rows]}
+
+    def decode(k: int, idx: list[int]) -> None:
+        answers.setdefault(k, [None] * len(items))
+        sub_cfg = cfg.with_(fallback="none", untuned=None, untuned_model=False, vote=None, retries=0, fewshot=k,
+                            fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
+        with model.disable_adapter() if has_adapter(model) else nullcontext():  # an adapter kept at step 0
+            for i, r in zip(idx, predict(model, tokenizer, builder, [items[i] for i in idx], db, sub_cfg)):
+                answers[k][i] = r.get("sql")
+
+    def vote(con, i: int, voters: list[int]):  # the answers in tie order
+        return choose(con, [Candidate(sql=answers[k][i], raw="", mean_logprob=-float(n), greedy=n == 0)
+                            for n, k in enumerate(voters)], timeout=cfg.timeout)
+
+    if ks[0] != cfg.fewshot:
+        decode(ks[0], list(range(len(items))))
+    con = connect_readonly(db)
+    try:
+        outs = [vote(con, i, ks[:2]) for i in range(len(items))]
+        # where the first two agree (both run, with rows) they are the majority whatever the third says
+        third = {i for i, o in enumerate(outs) if not any(g["votes"] == 2 for g in o.groups)} if len(ks) > 2 else set()
+        if third:
+            decode(ks[2], sorted(third))
+            for i in third:
+                outs[i] = vote(con, i, ks)
+        for i, (r, out) in enumerate(zip(rows, outs)):
+            voters = ks if i in third else ks[:2]
+            k = voters[out.chosen]
+            r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": r.get("sql"),
+                         "answers": {str(v): answers[v][i] for v in voters}, "source": f"fewshot{k}",
+                         "votes": max((g["votes"] for g in out.groups), default=0), "untuned": True}
+            if k != cfg.fewshot and out.sql and out.sql != r.get("sql"):
                 r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
                 r["sql"], r["raw"], r["error"] = out.sql, out.sql, out.candidates[out.chosen]["error"]
     finally:

@@ -296,6 +296,11 @@ def build_markdown(title: str, summaries: dict, reports: dict, history: list[dic
                                     if rep.get("same_model_as")):
         lines.append(f"- *{st} is the {before} model*: training did not beat it on valid, so the checkpoint kept is "
                      f"step 0 (no training) and its answers are {before}'s.")
+    for st, k in dict.fromkeys((st, (rep.get("eval_config") or {}).get("panel_fewshot")) for st in stages
+                               for rep in reports[st].values() if (rep.get("eval_config") or {}).get("untuned_model")):
+        lines.append(f"- *{st} is the untuned model answering with its own panel*: training did not beat it on valid, "
+                     "so the checkpoint kept is step 0 (no training); each answer is the result most of its answers "
+                     f"with {k}, 0 and {(k or 0) // 2} retrieved training examples agree on (`eval.fallback: panel`).")
     if any(st.startswith("rl") for st in stages):
         lines.append("- *These intervals are over the questions, not over training runs*: GRPO samples its own "
                      "training data, and two runs of one recipe can differ by more than the interval allows "

@@ -355,6 +355,8 @@ def chosen_steps(reports: dict, checkpoints: dict) -> dict:
         same = next((r["same_model_as"] for r in reports[stage].values() if r.get("same_model_as")), None)
         if same:
             out[stage]["same_model_as"] = same
+        if any((r.get("eval_config") or {}).get("untuned_model") for r in reports[stage].values()):
+            out[stage]["untuned_panel"] = True  # step 0 kept, answered by the untuned model's own panel
     return out
 
 
@@ -584,8 +586,16 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         run_dir.record("train", time.monotonic() - t)
 
     # 4. tuned model. When training did not beat the untuned model, the checkpoint *is* that model:
-    #    its scores are the base scores (scoring it again would only add bf16/batching noise).
-    _same_model_scores(run_dir, adapter, "base", "tuned", splits)
+    #    its scores are the base scores (scoring it again would only add bf16/batching noise), unless the recipe's
+    #    answer is the panel: then the untuned model answers with its own panel (`evaluate.untuned_panel`: its
+    #    answers with 4, 0 and 2 retrieved training examples vote), the base stage's answers reused
+    from .checkpoint import is_untuned
+
+    tuned_cfg = eval_cfg
+    if eval_cfg.fallback == "panel" and is_complete(adapter) and is_untuned(adapter=adapter):
+        tuned_cfg = eval_cfg.with_(untuned_model=True)
+    else:
+        _same_model_scores(run_dir, adapter, "base", "tuned", splits)
     tuned_done = all((out / f"tuned_{s}_report.json").is_file() for s in splits)
     model = tok = None
     if not tuned_done:
@@ -594,7 +604,7 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         model, tok = load_trained(adapter, device, builder=builder)[:2]
         run_dir.record("load_tuned", time.monotonic() - t)
     untuned = untuned_answers(run_dir, splits)  # the fallbacks below take the untuned answers from here
-    reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, eval_cfg, splits, suite,
+    reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, tuned_cfg, splits, suite,
                                       untuned)
 
     # 4b. optional (issue 16): execution-reward RL (GRPO) on top of the tuned adapter, then its own scores;

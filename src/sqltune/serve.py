@@ -172,6 +172,9 @@ class Engine:
         self.model, self.tokenizer, self.builder = load_for_inference(
             cfg.model, cfg.adapter, self.device, cfg.prompt_style, self.db, cfg.notes, merge=cfg.merge, base=base)
         self.load_seconds = time.perf_counter() - t
+        from .checkpoint import is_untuned
+
+        self.untuned_model = cfg.fallback == "panel" and is_untuned(cfg.model, cfg.adapter)  # its own panel
         t = time.perf_counter()
         probes = [self.builder.prompt(self.tokenizer, q) for q in PROBE_QUESTIONS]
         self.prefix = prefix_cache(self.model, self.tokenizer, probes, autocast=self.device.autocast)
@@ -196,7 +199,8 @@ class Engine:
         fb = self.config.fallback
         cfg = EvalConfig(batch_size=self.config.batch_size, max_new_tokens=self.config.max_new_tokens, progress=False,
                          autocast=self.device.autocast, timeout=self.config.timeout, vote=vote,
-                         fallback="none" if fb == "vote" else fb, fewshot_pool=self.fewshot_pool)
+                         fallback="none" if fb == "vote" else fb, fewshot_pool=self.fewshot_pool,
+                         untuned_model=self.untuned_model)
         items = [{"question": q} for q in questions]
         rows = predict(self.model, self.tokenizer, self.builder, items, self.db, cfg, **kw)
         if fb == "vote":
@@ -237,7 +241,7 @@ def response_extras(row: dict, voted: bool) -> dict:
     p = row.get("pool")
     if p:
         out["pool"] = {"sql": p["sql"], "error": p.get("error"), "base_sql": p["base_sql"], "source": p["source"],
-                       "votes": p["votes"]}
+                       "votes": p["votes"], "untuned": bool(p.get("untuned"))}
     return out
 
 
@@ -620,6 +624,11 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log=pr
     if fb != "none":  # what answers besides the adapter, and what it costs a request
         log("fallback: " + ("the untuned model answers where the adapter's SQL does not execute" if fb == "base" else
                             f"where the untuned model's answer differs from the adapter's, both draw "
-                            f"{engine.config.pool} candidates and the majority wins (slower on those questions)"))
+                            f"{engine.config.pool} candidates and the majority wins (slower on those questions)"
+                            if fb == "vote" else
+                            "panel: the untuned model's answers with and without retrieved training examples vote "
+                            "(the model is the untuned one)" if engine.untuned_model else
+                            "panel: the adapter's answer, the untuned model's and the untuned model's with retrieved "
+                            "training examples vote"))
     log(f"serving {engine.db} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -121,7 +121,11 @@ def register(app: typer.Typer) -> None:
                     out[key] = getattr(a, key)
             print(json.dumps(out, default=str, ensure_ascii=False))
             return
-        if a.pool is not None:
+        if a.pool is not None and a.pool.get("untuned"):
+            p = a.pool
+            echo(f"the untuned model answered with and without retrieved training examples; {p['votes']} of its "
+                 f"answers agreed on this result ({p['source'].replace('fewshot', '')} examples)")
+        elif a.pool is not None:
             p = a.pool
             echo(f"the tuned and the untuned model answered differently; both voted ({p['votes']} candidates agreed): "
                  f"this is the {'tuned' if p['source'] == 'adapter' else 'untuned'} model's answer")
@@ -161,8 +165,11 @@ def register(app: typer.Typer) -> None:
 
             test_suite = build_suite(dbp, items).meta if test_suite == "auto" else load_suite(test_suite)
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes, merge)
+        from ..checkpoint import is_untuned
+
         kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, retries=retries, fewshot_k=fewshot,
-                  fewshot_pool=pool, autocast=dev.autocast, vote=vote, fallback=fallback)
+                  fewshot_pool=pool, autocast=dev.autocast, vote=vote, fallback=fallback,
+                  untuned_model=fallback == "panel" and is_untuned(model, adapter))
         if evaluate:
             report = evaluate_items(m, tok, builder, items, dbp, test_suite=test_suite, **kw)
             return report["predictions"], report

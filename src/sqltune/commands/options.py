@@ -24,7 +24,8 @@ FALLBACK = typer.Option("none", "--fallback", help="base: where the adapter's an
                         "where the answer fails or its result differs from the untuned model's greedy one, both "
                         "models draw N candidates and the majority result wins. panel: the adapter's answer, the "
                         "untuned model's and the untuned model's with 4 retrieved training examples (--fewshot-pool) "
-                        "vote by result, ties to the adapter's. All load the adapter unmerged.")
+                        "vote by result, ties to the adapter's; with no adapter (or one where training kept step 0) the "
+                        "untuned model's answers with 4, 0 and 2 retrieved examples vote. All load an adapter unmerged.")
 MAX_NEW_TOKENS = typer.Option(256, "--max-new-tokens", min=1, help="Most tokens of SQL written per question.")
 TIMEOUT = typer.Option(5.0, "--timeout", min=0.001, help="Seconds allowed per query (> 0).")
 MAX_ROWS = typer.Option(10_000, "--max-rows", min=1, help="Row cap per query (>= 1).")

@@ -96,6 +96,10 @@ def register(app: typer.Typer) -> None:
                 if chosen.get("same_model_as"):
                     echo(f"{stage} is the {chosen['same_model_as']} model: training did not beat it on valid, so the run "
                          "kept it (step 0)")
+                if chosen.get("untuned_panel"):
+                    echo(f"{stage} is the untuned model: training did not beat it on valid, so the run kept step 0 "
+                         "and answered with the untuned model's own panel (its answers with and without retrieved "
+                         "training examples vote)")
             echo(f"report: {esc(Path(metrics.get('out', out)) / 'report.md')} and report.html beside it")
         except KeyboardInterrupt:  # also while the finished run's scores print: never "nothing written" for a run
             from ..run import is_run_folder
