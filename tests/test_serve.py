@@ -643,3 +643,24 @@ def test_serve_run_answers_with_the_runs_fallback_unless_told_otherwise(tiny_db,
             Engine(cfg)
         assert cfg.fallback == (fallback or "base")
     assert seen == [False, True, False]
+
+
+def test_serve_panel_with_the_untuned_model_votes_its_own_answers(engine, monkeypatch):
+    """`sqltune serve --fallback panel` with the untuned model (no adapter, or a run that kept step 0): its answers
+    with 4, 0 and 2 retrieved examples vote; the response's pool says it was the untuned model's own panel."""
+    from dataclasses import replace
+
+    from sqltune.serve import create_app
+    from test_evaluate import PANEL_POOL, UNTUNED_WRITES, _fake_untuned, _Plain
+
+    _fake_untuned(monkeypatch, asked := [])
+    monkeypatch.setattr(engine, "model", _Plain())
+    monkeypatch.setattr(engine, "untuned_model", True)
+    monkeypatch.setattr(engine, "fewshot_pool", PANEL_POOL)
+    cfg = replace(engine.config, fallback="panel")
+    monkeypatch.setattr(engine, "config", cfg)
+    with TestClient(create_app(engine, cfg)) as c:
+        a = c.post("/api/ask", json={"question": "How many authors?"}).json()
+        assert a["sql"] == UNTUNED_WRITES[4]["How many authors?"] and [n for n, _ in asked] == [0, 4, 2]
+        assert a["pool"]["untuned"] and a["pool"]["sql"] == UNTUNED_WRITES[0]["How many authors?"]
+        assert a["pool"]["source"] == "fewshot4" and a["pool"]["votes"] == 2
