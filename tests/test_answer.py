@@ -109,6 +109,8 @@ def test_a_run_with_the_panel_gives_its_training_pairs_as_the_examples_pool(taug
     (run / "adapter" / CHECKPOINT_META).write_text(json.dumps({"prompt": {}, "chosen": {"step": 0, "untrained": True}}))
     assert sqltune.load(run=run).untuned_model  # training kept step 0: the untuned model's own panel
     assert not sqltune.load(run=run, fallback="base").untuned_model
+    plain = sqltune.load(db=taught_db, fallback="panel", fewshot_pool=pairs)  # no adapter at all: the untuned model
+    assert plain.untuned_model and plain.fewshot_pool == pairs and plain.fallback == "panel"
 
 
 def test_a_run_on_a_relative_db_path_says_so_from_elsewhere(taught_db, tmp_path, monkeypatch):
