@@ -402,9 +402,13 @@ def test_untuned_panel_reuses_known_answers_and_needs_examples_to_vote_with(tiny
     monkeypatch.setattr(ev, "predict_questions", watch)
     rep = evaluate(model, None, None, PANEL_ITEMS, tiny_db, cfg)
     assert states == [False, True, True] and rep["summary"]["exact"] == pytest.approx(3 / 4)
-    asked.clear()  # the user asks for 2 examples already: the voters are 4, 2 (the row's) and 1
-    evaluate(_Plain(), None, None, PANEL_ITEMS[:1], tiny_db, cfg.with_(fewshot=2, panel_fewshot=4))
-    assert [a[0] for a in asked][:2] == [2, 4]
+    asked.clear()  # the user asks for 2 examples already: the voters are 4 and 2 (the row's)
+    rep = evaluate(_Plain(), None, None, PANEL_ITEMS[:1], tiny_db, cfg.with_(fewshot=2, panel_fewshot=4))
+    assert [a[0] for a in asked] == [2, 4] and set(rep["predictions"][0]["pool"]["answers"]) == {"4", "2"}
+    asked.clear()  # ... or 4 itself: the row's answer is the first voter, and 2 the second
+    rep = evaluate(_Plain(), None, None, PANEL_ITEMS, tiny_db, cfg.with_(fewshot=4))
+    assert [a[0] for a in asked] == [4, 2] and rep["summary"]["pool_voted"] == 4
+    assert {e["pool"]["source"] for e in rep["examples"]} <= {"fewshot4", "fewshot2"}
 
 
 def test_panel_from_a_recipe_gets_the_training_pairs_as_its_pool():

@@ -502,8 +502,9 @@ def untuned_panel(model, tokenizer, builder: PromptBuilder, items: list[dict], r
         return choose(con, [Candidate(sql=answers[k][i], raw="", mean_logprob=-float(n), greedy=n == 0)
                             for n, k in enumerate(voters)], timeout=cfg.timeout)
 
-    if ks[0] != cfg.fewshot:
-        decode(ks[0], list(range(len(items))))
+    for k in ks[:2]:  # the row's answer is one of them unless a user's `fewshot` is `panel_fewshot` itself
+        if k not in answers:
+            decode(k, list(range(len(items))))
     con = connect_readonly(db)
     try:
         outs = [vote(con, i, ks[:2]) for i in range(len(items))]
