@@ -319,6 +319,7 @@ PANELS = {  # name -> voters in tie order (a list: they vote) or (first, other):
     "T": ["T0"], "T, U0 where T fails (fallback: base)": ("T0", "U0"), "T, U4 where T fails": ("T0", "U4"),
     "panel T, U0, U4 (fallback: panel)": ["T0", "U0", "U4"], "panel T, U4, U0": ["T0", "U4", "U0"],
     "panel T, U0, U2": ["T0", "U0", "U2"], "panel T, U0, U4, U2": ["T0", "U0", "U4", "U2"],
+    "U0 (untuned)": ["U0"], "untuned panel U4, U0, U2": ["U4", "U0", "U2"],
 }
 # a work trained with `train.fewshot=4` and `--dev-eval fs0:fewshot=0` (session 28): T4 its last checkpoint as trained
 PANELS_FEWSHOT_TRAINED = {
@@ -336,12 +337,15 @@ def _sql_lines(path: Path) -> list[dict]:
     return sorted((json.loads(line) for line in text.splitlines() if line.strip()), key=lambda r: r["step"])
 
 
-def panel(work: Path, folders: Path, panels: dict | None = None, plain_k: int = 0) -> str:
+def panel(work: Path, folders: Path, panels: dict | None = None, plain_k: int = 0, repair: str = "none") -> str:
     """Answers the untuned model (step 0) and the last checkpoint wrote on dev under each scoring (`dev*_sql.jsonl`,
     or .gz), combined offline: a fallback (the first answer, the other where it does not execute) or a panel (the
     answers vote by result with the shipped `vote.choose`, ties in the listed order), each scored with the shipped
     `score_pairs` against the dev half in `folders` (the `build` output). Mean dev exact per kind of half.
-    `plain_k`: the examples of the work's own scoring (`dev_sql.jsonl`; 4 for a `train.fewshot=4` work)."""
+    `plain_k`: the examples of the work's own scoring (`dev_sql.jsonl`; 4 for a `train.fewshot=4` work).
+    `repair`: "each": every answer that fails with an unknown or ambiguous column goes through the shipped `repair.fix`
+    before the vote; "last": only where the combined answer fails, the answers are repaired in tie order and the first
+    rewrite that runs is taken; "none": as written."""
     from sqltune.dataset import read_jsonl
     from sqltune.score import score_pairs
     from sqltune.vote import Candidate, choose
@@ -358,6 +362,22 @@ def panel(work: Path, folders: Path, panels: dict | None = None, plain_k: int = 
         db = folders / d.name / f"{d.name}.sqlite"
         kind = "exoplanets halves" if d.name.startswith("exo_") else "devsuite halves"
         ids = [str(g["id"]) for g in gold]
+        from sqltune.execute import execute
+        from sqltune.repair import fix
+
+        if repair == "each":
+            answers = {v: {i: (fix(db, s)[0] if s else s) for i, s in a.items()} for v, a in answers.items()}
+
+        def last(pred: str | None, i: str, order) -> str | None:  # the combined answer, or the first repair that runs
+            if repair != "last" or (pred and execute(db, pred).ok):
+                return pred
+            for v in order:
+                s = answers[v].get(i)
+                if s:
+                    new, _res, repaired = fix(db, s)
+                    if repaired:
+                        return new
+            return pred
         scored = {}
         for name, voters in panels.items():
             if any(v not in answers for v in voters):
@@ -369,10 +389,12 @@ def panel(work: Path, folders: Path, panels: dict | None = None, plain_k: int = 
                 first, other = voters
                 preds = [answers[first].get(i) if t["executed"] or not f["executed"] else answers[other].get(i)
                          for i, t, f in zip(ids, scored[first], scored[other])]
+                preds = [last(p, i, voters) for p, i in zip(preds, ids)]
             else:
                 preds = [choose(db, [Candidate(sql=answers[v].get(i), raw="", mean_logprob=-float(j), greedy=j == 0)
                                      for j, v in enumerate(voters)]).sql if len(voters) > 1 else answers[voters[0]].get(i)
                          for i in ids]
+                preds = [last(p, i, voters) for p, i in zip(preds, ids)]
             ex = score_pairs(db, gold, preds)["summary"]["exact"]
             sums.setdefault(kind, {}).setdefault(name, []).append(ex)
     out = []
@@ -412,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     pn.add_argument("--folders", required=True, help="the `build` output the work was trained on (dev halves, DBs)")
     pn.add_argument("--plain-k", type=int, default=0,
                     help="examples in the work's own dev scoring: 4 for a work trained with train.fewshot=4")
+    pn.add_argument("--repair", choices=("none", "each", "last"), default="none",
+                    help="each: repair every failing answer before the vote (the shipped repair.fix); last: only where "
+                         "the combined answer fails, the first voter's repair that runs")
     args = ap.parse_args(argv)
     if args.cmd == "build":
         ds = None if args.no_devsuite else Path(args.devsuite)
@@ -438,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(compare([Path(w) for w in args.works], args.rule))
     elif args.cmd == "panel":
-        print(panel(Path(args.work), Path(args.folders), plain_k=args.plain_k))
+        print(panel(Path(args.work), Path(args.folders), plain_k=args.plain_k, repair=args.repair))
     elif args.cmd == "evals":
         print(evals(Path(args.work)))
     else:

@@ -553,7 +553,8 @@ def test_fallback_after_a_vote_keeps_the_votes_own_score(tiny_db, monkeypatch):
                 for q in questions]
 
     monkeypatch.setattr(vote, "sample_sql", fake_sample)
-    cfg = EvalConfig(fallback="base", progress=False, vote=VoteSettings(4, 0.8, 0.95, when="error"))
+    # repair off: WRITES's misspelt columns (`nam`, `titel`) are what this test needs to fail
+    cfg = EvalConfig(fallback="base", progress=False, vote=VoteSettings(4, 0.8, 0.95, when="error"), repair=False)
     rep = evaluate(_Adapted(), None, None, FB_ITEMS, tiny_db, cfg)
     two = ["Names of the UK authors?", "Titles after 1900?"]
     assert asked == [(False, 1, [it["question"] for it in FB_ITEMS]), (False, 4, two), (True, 1, two), (True, 4, ["Titles after 1900?"])]
@@ -593,3 +594,75 @@ def test_the_untuned_pass_of_a_real_adapter_is_the_untuned_model(tiny_model_dir,
     rep = evaluate(peft, tok, builder, FB_ITEMS, tiny_db, cfg.with_(fallback="vote", vote=VoteSettings(2, when="error")))
     assert rep["summary"]["pool_voted"] == len(FB_ITEMS) and rep["eval_config"]["fallback"] == "vote"
     assert all(e["pool"]["source"] in ("adapter", "base") for e in rep["examples"])
+
+
+# ---------------------------------------------------------------- eval.repair
+REPAIR_ITEMS = [
+    {"id": "a", "question": "Titles of the UK authors' books?",
+     "sql": "SELECT T2.title FROM authors AS T1 JOIN books AS T2 ON T1.id = T2.author_id WHERE T1.country = 'UK'"},
+    {"id": "b", "question": "Book titles with their author names?",
+     "sql": "SELECT books.title, authors.name FROM books JOIN authors ON books.author_id = authors.id"},
+    {"id": "c", "question": "Genres of the books?", "sql": "SELECT title FROM books"},
+    {"id": "d", "question": "How many books?", "sql": "SELECT COUNT(*) FROM books"}]
+REPAIR_WRITES = {  # a swapped alias, a column of the neighbour table, an invented column, a query that runs
+    "Titles of the UK authors' books?":
+        "SELECT T1.title FROM authors AS T1 JOIN books AS T2 ON T1.id = T2.author_id WHERE T1.country = 'UK'",
+    "Book titles with their author names?": "SELECT title, name FROM books",
+    "Genres of the books?": "SELECT genre FROM books",
+    "How many books?": "SELECT COUNT(*) FROM books"}
+
+
+def _stub_generate(monkeypatch, writes):
+    """`generate.generate_sql` replaced below the real `predict_questions`, which executes and repairs."""
+    import sqltune.generate as gen
+    from sqltune.generate import Generation
+
+    def fake(model, tok, builder, questions, **kw):
+        return [Generation(q, raw=writes[q], sql=writes[q], seconds=0.01) for q in questions]
+
+    monkeypatch.setattr(gen, "generate_sql", fake)
+
+
+def test_repair_rewrites_a_failing_answer_when_the_rewrite_runs(tiny_db, monkeypatch):
+    """`eval.repair` (on by default): the real `predict_questions` executes each answer, rewrites those that name a
+    column where it is not (a swapped alias, a neighbour's column) and keeps the model's SQL beside the rewrite; an
+    invented column stays a failure; the report counts the rewrites and how many are right. Off: the answers as
+    written."""
+    _stub_generate(monkeypatch, REPAIR_WRITES)
+    rep = evaluate(_Plain(), None, None, REPAIR_ITEMS, tiny_db, EvalConfig(progress=False))
+    ex = {e["id"]: e for e in rep["examples"]}
+    assert ex["a"]["exact"] and ex["a"]["model_sql"] == REPAIR_WRITES[REPAIR_ITEMS[0]["question"]]
+    assert "T2.title" in ex["a"]["pred_sql"]
+    assert ex["b"]["exact"] and "JOIN authors" in ex["b"]["pred_sql"]
+    assert not ex["c"]["executed"] and "model_sql" not in ex["c"]
+    assert ex["d"]["exact"] and "model_sql" not in ex["d"]
+    assert (rep["summary"]["repaired"], rep["summary"]["repair_exact"]) == (2, 2)
+    assert rep["eval_config"]["repair"] is True
+    off = evaluate(_Plain(), None, None, REPAIR_ITEMS, tiny_db, EvalConfig(progress=False, repair=False))
+    assert off["summary"]["exact"] == pytest.approx(1 / 4) and off["summary"]["repaired"] == 0
+    assert [p["sql"] for p in off["predictions"]] == [REPAIR_WRITES[it["question"]] for it in REPAIR_ITEMS]
+
+
+def test_panel_takes_a_voters_repair_and_says_so(tiny_db, monkeypatch):
+    """In the panel each voter's answer is repaired before the vote; where the answer taken is another voter's
+    repaired SQL, the row's `model_sql` is that voter's own SQL (not the adapter's)."""
+    import sqltune.generate as gen
+    from sqltune.generate import Generation
+
+    item = REPAIR_ITEMS[1]
+    model = _Adapted()
+
+    def fake(m, tok, builder, questions, examples=None, **kw):
+        if not model.off:  # the adapter: a wrong answer that runs
+            sql = "SELECT title FROM books"
+        else:  # the untuned model, with and without examples: a neighbour's column, repaired to the gold result
+            sql = "SELECT title, name FROM books"
+        return [Generation(q, raw=sql, sql=sql, seconds=0.01) for q in questions]
+
+    monkeypatch.setattr(gen, "generate_sql", fake)
+    rep = evaluate(model, None, None, [item], tiny_db, EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL,
+                                                                  progress=False))
+    ex = rep["examples"][0]
+    assert ex["exact"] and ex["pool"]["source"] == "base" and ex["pool"]["votes"] == 2
+    assert ex["model_sql"] == "SELECT title, name FROM books" and ex["fallback"]["sql"] == "SELECT title FROM books"
+    assert rep["summary"]["repaired"] == 1

@@ -65,6 +65,8 @@ class EvalConfig:
     batch_size: int = 16
     max_new_tokens: int = 256
     retries: int = 0  # self-correction: re-prompt a failing query with its error this many times
+    repair: bool = True  # a greedy answer that fails with an unknown or ambiguous column is rewritten against the
+    #                       schema (`repair.fix`: qualify, join along a foreign key, a near spelling) if that runs
     fewshot: int = 0  # k similar training examples per question (0: the builder's own, usually none)
     fewshot_pool: list[dict] | None = field(default=None, repr=False)  # training items the examples come from
     fewshot_exclude: list = field(default_factory=list, repr=False)  # never shown (the evaluated items always are)
@@ -125,7 +127,8 @@ class EvalConfig:
                                 correct=bool(get("vote_correct", False)), when=str(get("vote_when", "always")))
         kw.setdefault("vote", vote)
         return cls(batch_size=int(get("batch_size", 64)), max_new_tokens=int(get("max_new_tokens", 256)),
-                   retries=int(get("retries", 0)), fewshot=int(get("fewshot", 0)), timeout=float(get("timeout", DEFAULT_TIMEOUT)),
+                   retries=int(get("retries", 0)), repair=bool(get("repair", True)), fewshot=int(get("fewshot", 0)),
+                   timeout=float(get("timeout", DEFAULT_TIMEOUT)),
                    autocast=bool(device.autocast),
                    fewshot_pool=fewshot_pool if int(get("fewshot", 0)) or get("fallback", "none") == "panel" else None,
                    fallback=str(get("fallback", "none")), panel_fewshot=int(get("panel_fewshot", PANEL_FEWSHOT)), **kw)
@@ -202,7 +205,8 @@ def predict_questions(model, tokenizer, builder: PromptBuilder, questions: list[
                       examples: list[list[dict]] | None = None,
                       stats: GenerationStats | None = None, prefix=None) -> list[Generation]:
     """The one place where questions become SQL: generate (greedy, batched), execute each query
-    read-only, and re-prompt the failing ones with the executor's error up to `cfg.retries` times.
+    read-only, rewrite one that names a column where it is not (`cfg.repair`, `repair.fix`: kept only if it runs),
+    and re-prompt the failing ones with the executor's error up to `cfg.retries` times.
 
     `retry_changed` is True when a retry changed the outcome: the first SQL failed and the final SQL
     runs. `retries` counts the re-prompts a question used; `first_sql`/`first_error` keep the first try.
@@ -211,14 +215,24 @@ def predict_questions(model, tokenizer, builder: PromptBuilder, questions: list[
     from . import generate as gen
     from .execute import connect_readonly, execute
     from .extract import extract_sql
+    from .repair import REPAIRABLE, fix
 
     gens = gen.generate_sql(model, tokenizer, builder, questions, batch_size=cfg.batch_size,
                             max_new_tokens=cfg.max_new_tokens, progress=cfg.progress, autocast=cfg.autocast,
                             examples=examples, stats=stats, prefix=prefix)
     con = connect_readonly(db)
+
+    def run(g) -> None:  # execute g.sql; a repairable failure is rewritten when the rewrite runs
+        res = execute(con, g.sql, timeout=cfg.timeout)
+        if cfg.repair and res.error_kind in REPAIRABLE:
+            sql, res, repaired = fix(db, g.sql, res, timeout=cfg.timeout, con=con)
+            if repaired:
+                g.model_sql, g.sql = g.sql, sql
+        g.error = res.error
+
     try:
         for g in gens:
-            g.error = execute(con, g.sql, timeout=cfg.timeout).error
+            run(g)
         for _ in range(cfg.retries):
             todo = [i for i, g in enumerate(gens) if g.error]
             if not todo:
@@ -231,10 +245,10 @@ def predict_questions(model, tokenizer, builder: PromptBuilder, questions: list[
                 g = gens[i]
                 if g.retries == 0:
                     g.first_sql, g.first_error = g.sql, g.error
-                g.raw, g.sql, g.tokens = raw, extract_sql(raw), ntok
+                g.raw, g.sql, g.tokens, g.model_sql = raw, extract_sql(raw), ntok, None
                 g.seconds += sec
                 g.retries += 1
-                g.error = execute(con, g.sql, timeout=cfg.timeout).error
+                run(g)
                 g.retry_changed = g.error is None
     finally:
         con.close()
@@ -273,7 +287,7 @@ def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg
 
         rows = predict_rows(model, tokenizer, builder, items, db, cfg.vote, examples=examples,
                             batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, timeout=cfg.timeout,
-                            progress=cfg.progress, autocast=cfg.autocast)
+                            progress=cfg.progress, autocast=cfg.autocast, repair=cfg.repair)
         return fall_back(model, tokenizer, builder, items, rows, db, cfg)
     gens = predict_questions(model, tokenizer, builder, questions, db, cfg, examples=examples, stats=stats,
                              prefix=prefix)
@@ -284,6 +298,8 @@ def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg
                "error": g.error}
         if g.retries:
             row["first_sql"], row["first_error"] = g.first_sql, g.first_error
+        if g.model_sql is not None:
+            row["model_sql"] = g.model_sql
         if examples is not None:
             row["fewshot"] = [e["question"] for e in examples[i]]
         rows.append(row)
@@ -343,7 +359,15 @@ def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
         if b.get("sql") and not b.get("error"):
             r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
             r["sql"], r["raw"], r["error"] = b["sql"], b.get("raw"), None
+            _repaired_from(r, b)
     return rows
+
+
+def _repaired_from(row: dict, source: dict | None) -> None:
+    """`row` now answers with `source`'s SQL: it is a repair (`model_sql`) exactly when `source`'s was."""
+    row.pop("model_sql", None)
+    if source is not None and source.get("model_sql") is not None and source.get("sql") == row.get("sql"):
+        row["model_sql"] = source["model_sql"]
 
 
 def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows: list[dict], db,
@@ -406,6 +430,7 @@ def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
                     if source == "base":
                         r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
                     r["sql"], r["raw"], r["error"] = out.sql, pooled[out.chosen].raw, out.candidates[out.chosen]["error"]
+                    _repaired_from(r, None)  # a sampled candidate: never a repair
     finally:
         con.close()
     return _spread_seconds(rows, t)
@@ -433,7 +458,8 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
     from .vote import Candidate, choose
 
     t = time.perf_counter()
-    base = [greedy_answer(r) for r in untuned_rows(model, tokenizer, builder, items, cfg, db, items)]
+    base_rows = untuned_rows(model, tokenizer, builder, items, cfg, db, items)
+    base = [greedy_answer(r) for r in base_rows]
     names = ("adapter", "base", "fewshot")
 
     def vote(con, sqls) -> object:  # the answers in tie order: the adapter's first
@@ -446,21 +472,22 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
         # the examples' pass decodes only the other questions (the outcome is the same, for less time)
         outs = [vote(con, (r.get("sql"), b)) for r, b in zip(rows, base)]
         todo = [i for i, o in enumerate(outs) if not any(g["votes"] == 2 for g in o.groups)]
-        shots = [None] * len(items)
+        shots, shot_rows = [None] * len(items), [None] * len(items)
         if cfg.panel_fewshot > 0 and cfg.fewshot_pool and todo:
             sub_cfg = cfg.with_(fallback="none", untuned=None, vote=None, retries=0, fewshot=cfg.panel_fewshot,
                                 fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
             with model.disable_adapter():
                 for i, fr in zip(todo, predict(model, tokenizer, builder, [items[i] for i in todo], db, sub_cfg)):
-                    shots[i] = fr.get("sql")
+                    shots[i], shot_rows[i] = fr.get("sql"), fr
                     outs[i] = vote(con, (rows[i].get("sql"), base[i], shots[i]))
-        for r, b, f, out in zip(rows, base, shots, outs):
+        for r, b, f, out, voters in zip(rows, base, shots, outs, zip(rows, base_rows, shot_rows)):
             r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": b,
                          "fewshot_sql": f, "source": names[out.chosen],
                          "votes": max((g["votes"] for g in out.groups), default=0)}
             if out.chosen != 0 and out.sql and out.sql != r.get("sql"):
                 r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
                 r["sql"], r["raw"], r["error"] = out.sql, out.sql, out.candidates[out.chosen]["error"]
+                _repaired_from(r, voters[out.chosen])
     finally:
         con.close()
     return _spread_seconds(rows, t)
@@ -489,14 +516,16 @@ def untuned_panel(model, tokenizer, builder: PromptBuilder, items: list[dict], r
 
     t = time.perf_counter()
     answers = {cfg.fewshot: [r.get("sql") for r in rows]}
+    sources = {cfg.fewshot: [dict(r) for r in rows]}  # each answer's row (`model_sql` where it is a repair)
 
     def decode(k: int, idx: list[int]) -> None:
         answers.setdefault(k, [None] * len(items))
         sub_cfg = cfg.with_(fallback="none", untuned=None, untuned_model=False, vote=None, retries=0, fewshot=k,
                             fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
         with model.disable_adapter() if has_adapter(model) else nullcontext():  # an adapter kept at step 0
+            sources.setdefault(k, [None] * len(items))
             for i, r in zip(idx, predict(model, tokenizer, builder, [items[i] for i in idx], db, sub_cfg)):
-                answers[k][i] = r.get("sql")
+                answers[k][i], sources[k][i] = r.get("sql"), r
 
     def vote(con, i: int, voters: list[int]):  # the answers in tie order
         return choose(con, [Candidate(sql=answers[k][i], raw="", mean_logprob=-float(n), greedy=n == 0)
@@ -523,6 +552,7 @@ def untuned_panel(model, tokenizer, builder: PromptBuilder, items: list[dict], r
             if k != cfg.fewshot and out.sql and out.sql != r.get("sql"):
                 r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
                 r["sql"], r["raw"], r["error"] = out.sql, out.sql, out.candidates[out.chosen]["error"]
+                _repaired_from(r, sources[k][i])
     finally:
         con.close()
     return _spread_seconds(rows, t)
@@ -561,6 +591,8 @@ def evaluate(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cf
         first = dict(zip(retried, sub["examples"]))
     for i, (ex, r) in enumerate(zip(report["examples"], rows)):
         ex.update(raw=r["raw"], seconds=r["seconds"], retries=r.get("retries", 0), retry_changed=r.get("retry_changed", False))
+        if r.get("model_sql") is not None:
+            ex["model_sql"] = r["model_sql"]
         if i in first:
             ex["first_sql"] = r["first_sql"]
             ex["first_exact"] = first[i]["exact"]
@@ -581,6 +613,9 @@ def evaluate(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cf
             pool_voted=len(pooled), pool_changed=len(changed),
             pool_fixed=sum(1 for i in changed if report["examples"][i]["exact"] and not before[i]["exact"]),
             pool_hurt=sum(1 for i in changed if before[i]["exact"] and not report["examples"][i]["exact"]))
+    repaired = [i for i, r in enumerate(rows) if r.get("model_sql") is not None]
+    report["summary"]["repaired"] = len(repaired)  # answers that are a rewrite of the model's failing SQL
+    report["summary"]["repair_exact"] = sum(1 for i in repaired if report["examples"][i]["exact"])
     report["summary"]["retried"] = len(retried)
     report["summary"]["retry_fixed"] = sum(1 for i in retried if report["examples"][i]["exact"] and not first[i]["exact"])
     report["timing"] = {"seconds": round(seconds, 3), "queries_per_s": round(len(items) / seconds, 4) if seconds else 0.0,

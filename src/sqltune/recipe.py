@@ -60,6 +60,7 @@ class EvalSection:
     max_new_tokens: int = 256
     timeout: float = 5.0  # seconds per query
     retries: int = 0  # self-correction re-prompts
+    repair: bool = True  # rewrite a greedy answer that names a column where it is not (`sqltune.repair`) if that runs
     fewshot: int = 0  # similar training examples shown per question
     test_suite: bool = False  # also score with a distilled test suite per split (the `suite` metric)
     vote: int = 1  # execution-guided decoding: greedy + vote-1 samples, majority of results (1 = greedy only)
@@ -303,6 +304,8 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
         check_fallback(recipe.eval.fallback, "eval.fallback", vote=recipe.eval.vote)
     except SqltuneError as e:
         raise SqltuneError(f"recipe {label}: {e}") from None
+    if not isinstance(recipe.eval.repair, bool):
+        raise SqltuneError(f"recipe {label}: eval.repair must be true or false, got {recipe.eval.repair!r}")
     if not isinstance(recipe.eval.panel_fewshot, int) or recipe.eval.panel_fewshot < 0:
         raise SqltuneError(f"recipe {label}: eval.panel_fewshot must be a whole number >= 0, got {recipe.eval.panel_fewshot!r}")
     return recipe

@@ -268,13 +268,15 @@ REPAIRABLE = ("unknown_column",)
 
 
 def fix(db: str | os.PathLike, sql: str, result: Result | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-        max_rows: int | None = None) -> tuple[str, Result, bool]:
+        max_rows: int | None = None, con: sqlite3.Connection | None = None) -> tuple[str, Result, bool]:
     """(sql, its result, repaired?) — `sql` itself unless it fails with an unknown/ambiguous column and a repair runs.
 
-    `result`: `sql`'s result when the caller already executed it (saves one execution)."""
+    `result`: `sql`'s result when the caller already executed it (saves one execution); `con`: a read-only connection
+    to `db` to execute on (`execute.connect_readonly`); `db` is the file, where the schema is read from."""
     kw = {"timeout": timeout} if max_rows is None else {"timeout": timeout, "max_rows": max_rows}
-    first = result if result is not None else execute(db, sql, **kw)
-    if first.error_kind not in REPAIRABLE:
+    target = con if con is not None else db
+    first = result if result is not None else execute(target, sql, **kw)
+    if first.error_kind not in REPAIRABLE or not isinstance(db, (str, os.PathLike)):
         return sql, first, False
     cat = catalog(db)
     cur = sql
@@ -282,7 +284,7 @@ def fix(db: str | os.PathLike, sql: str, result: Result | None = None, *, timeou
         new = repair_sql(cur, cat)
         if new is None or new == cur:
             break
-        res = execute(db, new, **kw)
+        res = execute(target, new, **kw)
         if res.ok:
             return new, res, True
         if res.error_kind not in REPAIRABLE:
