@@ -19,8 +19,9 @@ def test_eval_config_from_a_recipe_and_from_its_train_config_agree():
     pool = [{"question": "q", "sql": "SELECT 1"}]
     a = EvalConfig.from_recipe(recipe, dev, fewshot_pool=pool)
     b = EvalConfig.from_train_config(recipe.train_config(), dev, fewshot_pool=pool)
-    # all but the fallback: training scores its checkpoints on the tuned model's own greedy answers
-    assert (a.fallback, b.fallback) == ("panel", "none") and a.with_(fallback="none") == b
+    # all but the fallback and the repair: training scores its checkpoints on the tuned model's own greedy answers
+    assert (a.fallback, b.fallback, a.repair, b.repair) == ("panel", "none", True, False)
+    assert a.with_(fallback="none", repair=False) == b
     assert (a.retries, a.batch_size, a.timeout, a.fewshot, a.autocast) == (2, 7, 3.0, 1, dev.autocast)
     assert EvalConfig.from_recipe(recipe.to_dict(), dev, fewshot_pool=pool) == a  # the run folder's recipe.json form
 
@@ -624,12 +625,12 @@ def _stub_generate(monkeypatch, writes):
 
 
 def test_repair_rewrites_a_failing_answer_when_the_rewrite_runs(tiny_db, monkeypatch):
-    """`eval.repair` (on by default): the real `predict_questions` executes each answer, rewrites those that name a
-    column where it is not (a swapped alias, a neighbour's column) and keeps the model's SQL beside the rewrite; an
-    invented column stays a failure; the report counts the rewrites and how many are right. Off: the answers as
-    written."""
+    """`eval.repair` (the recipes' default; off in a bare EvalConfig): where the answer fails, `predict` rewrites it
+    against the schema (a swapped alias, a neighbour's column) and keeps the model's SQL and error beside the rewrite;
+    an invented column stays a failure, an answer that runs is never touched; the report counts the rewrites and how
+    many are right. Off: the answers as written."""
     _stub_generate(monkeypatch, REPAIR_WRITES)
-    rep = evaluate(_Plain(), None, None, REPAIR_ITEMS, tiny_db, EvalConfig(progress=False))
+    rep = evaluate(_Plain(), None, None, REPAIR_ITEMS, tiny_db, EvalConfig(progress=False, repair=True))
     ex = {e["id"]: e for e in rep["examples"]}
     assert ex["a"]["exact"] and ex["a"]["model_sql"] == REPAIR_WRITES[REPAIR_ITEMS[0]["question"]]
     assert "T2.title" in ex["a"]["pred_sql"]
@@ -638,31 +639,46 @@ def test_repair_rewrites_a_failing_answer_when_the_rewrite_runs(tiny_db, monkeyp
     assert ex["d"]["exact"] and "model_sql" not in ex["d"]
     assert (rep["summary"]["repaired"], rep["summary"]["repair_exact"]) == (2, 2)
     assert rep["eval_config"]["repair"] is True
-    off = evaluate(_Plain(), None, None, REPAIR_ITEMS, tiny_db, EvalConfig(progress=False, repair=False))
-    assert off["summary"]["exact"] == pytest.approx(1 / 4) and off["summary"]["repaired"] == 0
+    row = {p["id"]: p for p in rep["predictions"]}["a"]
+    assert "no such column" in row["model_error"] and row["error"] is None
+    from sqltune.evaluate import as_written, greedy_answer
+
+    assert greedy_answer(row) == REPAIR_WRITES[REPAIR_ITEMS[0]["question"]]  # what the model wrote
+    assert as_written(row)["error"] == row["model_error"]
+    off = evaluate(_Plain(), None, None, REPAIR_ITEMS, tiny_db, EvalConfig(progress=False))
+    assert off["summary"]["exact"] == pytest.approx(1 / 4) and "repaired" not in off["summary"]
     assert [p["sql"] for p in off["predictions"]] == [REPAIR_WRITES[it["question"]] for it in REPAIR_ITEMS]
 
 
-def test_panel_takes_a_voters_repair_and_says_so(tiny_db, monkeypatch):
-    """In the panel each voter's answer is repaired before the vote; where the answer taken is another voter's
-    repaired SQL, the row's `model_sql` is that voter's own SQL (not the adapter's)."""
+def test_panel_repairs_only_where_every_voter_fails_in_tie_order(tiny_db, monkeypatch):
+    """In the panel the voters vote as written; only a question where no answer runs is repaired, its voters tried
+    in tie order (the adapter's first): a question where one voter runs keeps that answer, even if a failing
+    voter's repair would have been right."""
     import sqltune.generate as gen
     from sqltune.generate import Generation
 
-    item = REPAIR_ITEMS[1]
+    items = REPAIR_ITEMS[:2]
     model = _Adapted()
+    writes = {  # (adapter?, examples?) -> question -> SQL
+        (True, False): {items[0]["question"]: "SELECT T1.title FROM authors AS T1 JOIN books AS T2 ON T1.id = T2.author_id "
+                                             "WHERE T1.country = 'UK'",
+                        items[1]["question"]: "SELECT title, name FROM books"},
+        (False, False): {items[0]["question"]: "SELECT title FROM authors WHERE country = 'UK'",
+                         items[1]["question"]: "SELECT title FROM books"},  # runs (wrong): it is the answer
+        (False, True): {items[0]["question"]: "SELECT genre FROM books",
+                        items[1]["question"]: "SELECT title, name FROM books"}}
+    asked = []
 
     def fake(m, tok, builder, questions, examples=None, **kw):
-        if not model.off:  # the adapter: a wrong answer that runs
-            sql = "SELECT title FROM books"
-        else:  # the untuned model, with and without examples: a neighbour's column, repaired to the gold result
-            sql = "SELECT title, name FROM books"
-        return [Generation(q, raw=sql, sql=sql, seconds=0.01) for q in questions]
+        key = (not model.off, bool(examples))
+        asked.append(key)
+        return [Generation(q, raw=writes[key][q], sql=writes[key][q], seconds=0.01) for q in questions]
 
     monkeypatch.setattr(gen, "generate_sql", fake)
-    rep = evaluate(model, None, None, [item], tiny_db, EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL,
-                                                                  progress=False))
-    ex = rep["examples"][0]
-    assert ex["exact"] and ex["pool"]["source"] == "base" and ex["pool"]["votes"] == 2
-    assert ex["model_sql"] == "SELECT title, name FROM books" and ex["fallback"]["sql"] == "SELECT title FROM books"
-    assert rep["summary"]["repaired"] == 1
+    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False, repair=True)
+    rep = evaluate(model, None, None, items, tiny_db, cfg)
+    a, b = rep["examples"]
+    assert a["exact"] and a["model_sql"] == writes[True, False][items[0]["question"]] and "T2.title" in a["pred_sql"]
+    assert a["pool"]["votes"] == 0  # nobody ran: the repair of the first voter in tie order
+    assert not b["exact"] and "model_sql" not in b and b["pred_sql"] == "SELECT title FROM books"
+    assert rep["summary"]["repaired"] == 1 and rep["summary"]["repair_exact"] == 1

@@ -44,7 +44,8 @@ def test_run_end_to_end_files_agree(tiny_model_dir, tiny_db, tmp_path):
             summary = on_disk[stage][split]
             assert set(summary) == {"n", "execution_rate", "exact", "set", "fuzzy", "vacuous", "retried", "retry_fixed",
                                     "fallback_used", "fallback_fixed", "pool_voted", "pool_changed", "pool_fixed",
-                                    "pool_hurt"}  # the default recipe's eval.fallback: panel
+                                    "pool_hurt"} | ({"repaired", "repair_exact"} if stage == "tuned" else set())
+            # the default recipe's eval.fallback: panel, and eval.repair (not in the base stage: the model as it is)
             report = json.loads((out / f"{stage}_{split}_report.json").read_text())
             assert report["summary"] == summary == metrics[stage][split]
             preds = [json.loads(line) for line in (out / f"{stage}_{split}_pred.jsonl").read_text().splitlines()]
@@ -358,6 +359,7 @@ def test_a_run_folder_from_before_chosen_resumes_to_the_same_closing_line(tiny_m
     ov = overrides(tiny_model_dir, tiny_db, tmp_path)
     ov["train"]["choose"] = "noise"  # the tiny model gains nothing: the noise rule keeps step 0 (the default's `last` would not)
     ov["eval"]["fallback"] = "base"  # with the default's panel the step-0 model answers with its own panel instead
+    ov["eval"]["repair"] = False  # and with the repair, the base answers repaired (the next test)
     args = [a for k, v in _flat(ov).items() for a in ("--set", f"{k}={'null' if v is None else v}")]
     out = tmp_path / "run"
     assert main(["run", "--out", str(out)] + args) == 0
@@ -398,6 +400,48 @@ def test_a_run_that_keeps_step_0_answers_with_the_untuned_models_own_panel(tiny_
     assert "tuned is the untuned model answering with its own panel" in (out / "report.md").read_text()
     assert main(["run", "--out", str(out), "--resume"] + args) == 0  # a resume scores nothing again
     assert json.loads((out / "metrics.json").read_text())["tuned"] == metrics["tuned"]
+
+
+def test_a_run_that_keeps_step_0_repairs_the_base_answers_where_they_fail(tiny_model_dir, tiny_db, tmp_path, capsys,
+                                                                          monkeypatch):
+    """`eval.repair` without the panel: a run whose training keeps step 0 does not copy the base stage's scores
+    either; its tuned stage is the base stage's answers (not decoded again) with the last-resort repair. The base
+    stage stays the model as written. Generation is stubbed to one repairable query (a swapped alias)."""
+    import sqltune.generate as gen
+    from sqltune.generate import Generation
+
+    wrote = "SELECT T1.title FROM authors AS T1 JOIN books AS T2 ON T1.id = T2.author_id"
+    calls = []
+
+    def fake(model, tok, builder, questions, **kw):
+        calls.append(len(questions))
+        return [Generation(q, raw=wrote, sql=wrote, seconds=0.01) for q in questions]
+
+    monkeypatch.setattr(gen, "generate_sql", fake)
+    ov = overrides(tiny_model_dir, tiny_db, tmp_path)
+    ov["train"]["choose"] = "noise"  # every checkpoint writes the same: step 0 is kept
+    ov["eval"]["fallback"] = "none"
+    args = [a for k, v in _flat(ov).items() for a in ("--set", f"{k}={'null' if v is None else v}")]
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out)] + args) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "tuned is the untuned model: training did not beat it on valid, so the run kept step 0; its answers are " \
+           "the base stage's, where they fail repaired against the schema" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["chosen"] == {"tuned": {"step": 0, "untuned": True}}
+    for split in ("valid", "test"):
+        base = json.loads((out / f"base_{split}_report.json").read_text())
+        tuned = json.loads((out / f"tuned_{split}_report.json").read_text())
+        assert "same_model_as" not in tuned and tuned["eval_config"]["repair"] is True
+        assert base["eval_config"]["repair"] is False and "repaired" not in base["summary"]
+        assert all(e["pred_sql"] == wrote and not e["executed"] for e in base["examples"])
+        assert all(e["model_sql"] == wrote and e["executed"] and "T2.title" in e["pred_sql"] for e in tuned["examples"])
+        assert tuned["summary"]["repaired"] == len(tuned["examples"]) and tuned["summary"]["execution_rate"] == 1.0
+    n_decoded = sum(calls)
+    md = (out / "report.md").read_text()
+    assert "tuned is the untuned model*" in md and "answers repaired against the schema" in md
+    assert main(["run", "--out", str(out), "--resume"] + args) == 0  # a resume decodes and scores nothing again
+    assert sum(calls) == n_decoded and json.loads((out / "metrics.json").read_text())["tuned"] == metrics["tuned"]
 
 
 def test_a_run_on_a_relative_db_records_its_absolute_path_for_use_from_elsewhere(tiny_model_dir, tiny_db, tmp_path,

@@ -65,8 +65,8 @@ class EvalConfig:
     batch_size: int = 16
     max_new_tokens: int = 256
     retries: int = 0  # self-correction: re-prompt a failing query with its error this many times
-    repair: bool = True  # a greedy answer that fails with an unknown or ambiguous column is rewritten against the
-    #                       schema (`repair.fix`: qualify, join along a foreign key, a near spelling) if that runs
+    repair: bool = False  # the last resort (`repair_rows`): where the answer fails, the answers weighed are rewritten
+    #                       against the schema (`repair.fix`) and the first rewrite that runs is taken
     fewshot: int = 0  # k similar training examples per question (0: the builder's own, usually none)
     fewshot_pool: list[dict] | None = field(default=None, repr=False)  # training items the examples come from
     fewshot_exclude: list = field(default_factory=list, repr=False)  # never shown (the evaluated items always are)
@@ -205,8 +205,7 @@ def predict_questions(model, tokenizer, builder: PromptBuilder, questions: list[
                       examples: list[list[dict]] | None = None,
                       stats: GenerationStats | None = None, prefix=None) -> list[Generation]:
     """The one place where questions become SQL: generate (greedy, batched), execute each query
-    read-only, rewrite one that names a column where it is not (`cfg.repair`, `repair.fix`: kept only if it runs),
-    and re-prompt the failing ones with the executor's error up to `cfg.retries` times.
+    read-only, and re-prompt the failing ones with the executor's error up to `cfg.retries` times.
 
     `retry_changed` is True when a retry changed the outcome: the first SQL failed and the final SQL
     runs. `retries` counts the re-prompts a question used; `first_sql`/`first_error` keep the first try.
@@ -215,24 +214,14 @@ def predict_questions(model, tokenizer, builder: PromptBuilder, questions: list[
     from . import generate as gen
     from .execute import connect_readonly, execute
     from .extract import extract_sql
-    from .repair import REPAIRABLE, fix
 
     gens = gen.generate_sql(model, tokenizer, builder, questions, batch_size=cfg.batch_size,
                             max_new_tokens=cfg.max_new_tokens, progress=cfg.progress, autocast=cfg.autocast,
                             examples=examples, stats=stats, prefix=prefix)
     con = connect_readonly(db)
-
-    def run(g) -> None:  # execute g.sql; a repairable failure is rewritten when the rewrite runs
-        res = execute(con, g.sql, timeout=cfg.timeout)
-        if cfg.repair and res.error_kind in REPAIRABLE:
-            sql, res, repaired = fix(db, g.sql, res, timeout=cfg.timeout, con=con)
-            if repaired:
-                g.model_sql, g.sql = g.sql, sql
-        g.error = res.error
-
     try:
         for g in gens:
-            run(g)
+            g.error = execute(con, g.sql, timeout=cfg.timeout).error
         for _ in range(cfg.retries):
             todo = [i for i, g in enumerate(gens) if g.error]
             if not todo:
@@ -245,10 +234,10 @@ def predict_questions(model, tokenizer, builder: PromptBuilder, questions: list[
                 g = gens[i]
                 if g.retries == 0:
                     g.first_sql, g.first_error = g.sql, g.error
-                g.raw, g.sql, g.tokens, g.model_sql = raw, extract_sql(raw), ntok, None
+                g.raw, g.sql, g.tokens = raw, extract_sql(raw), ntok
                 g.seconds += sec
                 g.retries += 1
-                run(g)
+                g.error = execute(con, g.sql, timeout=cfg.timeout).error
                 g.retry_changed = g.error is None
     finally:
         con.close()
@@ -273,12 +262,19 @@ def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg
     fallbacks' untuned answers never use it (it holds the adapter's keys and values).
     """
     cfg = (cfg or EvalConfig()).validate()
+    rows = _answers(model, tokenizer, builder, items, db, cfg, stats, prefix)
+    return repair_rows(rows, db, cfg) if cfg.repair else rows
+
+
+def _answers(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg: EvalConfig,
+             stats: GenerationStats | None = None, prefix=None) -> list[dict]:
+    """`predict`'s rows before the last-resort repair."""
     questions = [it["question"] for it in items]
     known = cfg.untuned or {}
-    if cfg.fallback == "panel" and cfg.untuned_model and questions and all(q in known for q in questions):
-        # the untuned model's own panel with its answers already known (`sqltune run`'s base stage, when training
-        # kept step 0): those are the rows; only the answers with examples are decoded
-        rows = [{k: v for k, v in known[q].items() if k not in ("pool", "fallback")} for q in questions]
+    if cfg.untuned_model and questions and all(q in known for q in questions):
+        # the untuned model with its answers already known (`sqltune run`'s base stage, when training kept step 0):
+        # those are the rows, as the model wrote them; the panel decodes only the answers with examples
+        rows = [{k: v for k, v in as_written(known[q]).items() if k not in ("pool", "fallback")} for q in questions]
         return fall_back(model, tokenizer, builder, items, [dict(r, id=str(it.get("id", i)))
                                                              for i, (it, r) in enumerate(zip(items, rows))], db, cfg)
     examples = _examples(questions, items, cfg)
@@ -287,7 +283,7 @@ def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg
 
         rows = predict_rows(model, tokenizer, builder, items, db, cfg.vote, examples=examples,
                             batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, timeout=cfg.timeout,
-                            progress=cfg.progress, autocast=cfg.autocast, repair=cfg.repair)
+                            progress=cfg.progress, autocast=cfg.autocast)
         return fall_back(model, tokenizer, builder, items, rows, db, cfg)
     gens = predict_questions(model, tokenizer, builder, questions, db, cfg, examples=examples, stats=stats,
                              prefix=prefix)
@@ -298,12 +294,59 @@ def predict(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cfg
                "error": g.error}
         if g.retries:
             row["first_sql"], row["first_error"] = g.first_sql, g.first_error
-        if g.model_sql is not None:
-            row["model_sql"] = g.model_sql
         if examples is not None:
             row["fewshot"] = [e["question"] for e in examples[i]]
         rows.append(row)
     return fall_back(model, tokenizer, builder, items, rows, db, cfg)
+
+
+def as_written(row: dict) -> dict:
+    """A `predict` row as the model answered, before `repair_rows` (the row itself when it holds no repair)."""
+    if row.get("model_sql") is None:
+        return row
+    out = {k: v for k, v in row.items() if k not in ("model_sql", "model_error")}
+    out["sql"], out["error"] = row["model_sql"], row.get("model_error")
+    return out
+
+
+def _row_answers(row: dict) -> list[str]:
+    """Every answer a row weighed, in its tie order: its own, the one the fallback replaced, the panel's voters
+    (adapter, untuned, with examples; or the untuned panel's by number of examples), the vote's candidates."""
+    pool, vote = row.get("pool") or {}, row.get("vote") or {}
+    out = [row.get("sql"), (row.get("fallback") or {}).get("sql"), pool.get("sql"), pool.get("base_sql"),
+           pool.get("fewshot_sql"), *(pool.get("answers") or {}).values(),
+           *(c.get("sql") for c in vote.get("candidates") or ())]
+    return [a for a in dict.fromkeys(out) if isinstance(a, str) and a.strip()]
+
+
+def repair_rows(rows: list[dict], db, cfg: EvalConfig) -> list[dict]:
+    """`cfg.repair`, the last resort: where a row's answer fails, the answers it weighed (`_row_answers`, in tie
+    order) are rewritten against the schema in turn (`repair.fix`: the column qualified with the FROM's table that
+    has it, a join along a foreign key, a near spelling) and the first rewrite that runs becomes the answer;
+    `model_sql`/`model_error` keep what the row answered. Only failing answers are replaced, so no right answer turns
+    wrong. Why last and not every voter before the vote: on session 27's dev halves repairing each voter first gave
+    the panel -0.2 (a repaired wrong answer then votes), while a single answer gained up to +13 (BENCHMARKS.md,
+    "Session 30")."""
+    from .execute import connect_readonly, execute
+    from .repair import fix
+
+    todo = [r for r in rows if r.get("error") or not r.get("sql")]
+    if not todo or not isinstance(db, (str, os.PathLike)):
+        return rows
+    con = connect_readonly(db)
+    try:
+        for r in todo:
+            if r.get("sql") and execute(con, r["sql"], timeout=cfg.timeout).ok:
+                continue  # the row's error was stale
+            for sql in _row_answers(r):
+                new, _res, repaired = fix(db, sql, timeout=cfg.timeout, con=con)
+                if repaired:
+                    r["model_sql"], r["model_error"] = r.get("sql"), r.get("error")
+                    r["sql"], r["error"] = new, None
+                    break
+    finally:
+        con.close()
+    return rows
 
 
 def has_adapter(model) -> bool:
@@ -313,7 +356,8 @@ def has_adapter(model) -> bool:
 
 def greedy_answer(row: dict) -> str | None:
     """A `predict` row's greedy answer: the vote's greedy candidate, else the first attempt before any retry,
-    else the answer."""
+    else the answer as the model wrote it (before `repair_rows`)."""
+    row = as_written(row)
     if "greedy_sql" in row:
         return row["greedy_sql"]
     return row.get("first_sql") if row.get("retries") else row.get("sql")
@@ -328,7 +372,8 @@ def untuned_rows(model, tokenizer, builder: PromptBuilder, items: list[dict], cf
     rows: list = [known.get(it["question"]) for it in items]
     todo = [i for i, r in enumerate(rows) if r is None]
     if todo:
-        sub_cfg = cfg.with_(fallback="none", untuned=None, fewshot_exclude=list(cfg.fewshot_exclude) + list(evaluated))
+        sub_cfg = cfg.with_(fallback="none", untuned=None, repair=False,
+                            fewshot_exclude=list(cfg.fewshot_exclude) + list(evaluated))
         with model.disable_adapter():
             for i, r in zip(todo, predict(model, tokenizer, builder, [items[i] for i in todo], db, sub_cfg)):
                 rows[i] = r
@@ -343,6 +388,8 @@ def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
     wrote ({sql, raw, error}). Session 14's singer: after GRPO three questions read `SELECT Title, Name FROM song` (no
     such column), every vote sample the same, where the untuned model had joined. Other rows, a model without an
     adapter, or `fallback: none`: `rows` unchanged."""
+    if cfg.untuned_model and cfg.fallback != "panel":
+        return rows  # the untuned model (a step-0 adapter included) has no other model to fall back on
     if cfg.fallback == "vote":
         return pool_vote(model, tokenizer, builder, items, rows, db, cfg)
     if cfg.fallback == "panel":
@@ -359,15 +406,7 @@ def fall_back(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
         if b.get("sql") and not b.get("error"):
             r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
             r["sql"], r["raw"], r["error"] = b["sql"], b.get("raw"), None
-            _repaired_from(r, b)
     return rows
-
-
-def _repaired_from(row: dict, source: dict | None) -> None:
-    """`row` now answers with `source`'s SQL: it is a repair (`model_sql`) exactly when `source`'s was."""
-    row.pop("model_sql", None)
-    if source is not None and source.get("model_sql") is not None and source.get("sql") == row.get("sql"):
-        row["model_sql"] = source["model_sql"]
 
 
 def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows: list[dict], db,
@@ -430,7 +469,6 @@ def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
                     if source == "base":
                         r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
                     r["sql"], r["raw"], r["error"] = out.sql, pooled[out.chosen].raw, out.candidates[out.chosen]["error"]
-                    _repaired_from(r, None)  # a sampled candidate: never a repair
     finally:
         con.close()
     return _spread_seconds(rows, t)
@@ -458,8 +496,7 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
     from .vote import Candidate, choose
 
     t = time.perf_counter()
-    base_rows = untuned_rows(model, tokenizer, builder, items, cfg, db, items)
-    base = [greedy_answer(r) for r in base_rows]
+    base = [greedy_answer(r) for r in untuned_rows(model, tokenizer, builder, items, cfg, db, items)]
     names = ("adapter", "base", "fewshot")
 
     def vote(con, sqls) -> object:  # the answers in tie order: the adapter's first
@@ -472,22 +509,21 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
         # the examples' pass decodes only the other questions (the outcome is the same, for less time)
         outs = [vote(con, (r.get("sql"), b)) for r, b in zip(rows, base)]
         todo = [i for i, o in enumerate(outs) if not any(g["votes"] == 2 for g in o.groups)]
-        shots, shot_rows = [None] * len(items), [None] * len(items)
+        shots = [None] * len(items)
         if cfg.panel_fewshot > 0 and cfg.fewshot_pool and todo:
-            sub_cfg = cfg.with_(fallback="none", untuned=None, vote=None, retries=0, fewshot=cfg.panel_fewshot,
+            sub_cfg = cfg.with_(fallback="none", untuned=None, vote=None, retries=0, repair=False, fewshot=cfg.panel_fewshot,
                                 fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
             with model.disable_adapter():
                 for i, fr in zip(todo, predict(model, tokenizer, builder, [items[i] for i in todo], db, sub_cfg)):
-                    shots[i], shot_rows[i] = fr.get("sql"), fr
+                    shots[i] = fr.get("sql")
                     outs[i] = vote(con, (rows[i].get("sql"), base[i], shots[i]))
-        for r, b, f, out, voters in zip(rows, base, shots, outs, zip(rows, base_rows, shot_rows)):
+        for r, b, f, out in zip(rows, base, shots, outs):
             r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": b,
                          "fewshot_sql": f, "source": names[out.chosen],
                          "votes": max((g["votes"] for g in out.groups), default=0)}
             if out.chosen != 0 and out.sql and out.sql != r.get("sql"):
                 r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
                 r["sql"], r["raw"], r["error"] = out.sql, out.sql, out.candidates[out.chosen]["error"]
-                _repaired_from(r, voters[out.chosen])
     finally:
         con.close()
     return _spread_seconds(rows, t)
@@ -516,16 +552,15 @@ def untuned_panel(model, tokenizer, builder: PromptBuilder, items: list[dict], r
 
     t = time.perf_counter()
     answers = {cfg.fewshot: [r.get("sql") for r in rows]}
-    sources = {cfg.fewshot: [dict(r) for r in rows]}  # each answer's row (`model_sql` where it is a repair)
 
     def decode(k: int, idx: list[int]) -> None:
         answers.setdefault(k, [None] * len(items))
-        sub_cfg = cfg.with_(fallback="none", untuned=None, untuned_model=False, vote=None, retries=0, fewshot=k,
+        sub_cfg = cfg.with_(fallback="none", untuned=None, untuned_model=False, vote=None, retries=0, repair=False,
+                            fewshot=k,
                             fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
         with model.disable_adapter() if has_adapter(model) else nullcontext():  # an adapter kept at step 0
-            sources.setdefault(k, [None] * len(items))
             for i, r in zip(idx, predict(model, tokenizer, builder, [items[i] for i in idx], db, sub_cfg)):
-                answers[k][i], sources[k][i] = r.get("sql"), r
+                answers[k][i] = r.get("sql")
 
     def vote(con, i: int, voters: list[int]):  # the answers in tie order
         return choose(con, [Candidate(sql=answers[k][i], raw="", mean_logprob=-float(n), greedy=n == 0)
@@ -552,7 +587,6 @@ def untuned_panel(model, tokenizer, builder: PromptBuilder, items: list[dict], r
             if k != cfg.fewshot and out.sql and out.sql != r.get("sql"):
                 r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
                 r["sql"], r["raw"], r["error"] = out.sql, out.sql, out.candidates[out.chosen]["error"]
-                _repaired_from(r, sources[k][i])
     finally:
         con.close()
     return _spread_seconds(rows, t)
@@ -613,9 +647,10 @@ def evaluate(model, tokenizer, builder: PromptBuilder, items: list[dict], db, cf
             pool_voted=len(pooled), pool_changed=len(changed),
             pool_fixed=sum(1 for i in changed if report["examples"][i]["exact"] and not before[i]["exact"]),
             pool_hurt=sum(1 for i in changed if before[i]["exact"] and not report["examples"][i]["exact"]))
-    repaired = [i for i, r in enumerate(rows) if r.get("model_sql") is not None]
-    report["summary"]["repaired"] = len(repaired)  # answers that are a rewrite of the model's failing SQL
-    report["summary"]["repair_exact"] = sum(1 for i in repaired if report["examples"][i]["exact"])
+    if cfg.repair:  # answers that are a rewrite of a failing answer (`repair_rows`), and how many of them are right
+        repaired = [i for i, r in enumerate(rows) if r.get("model_sql") is not None]
+        report["summary"]["repaired"] = len(repaired)
+        report["summary"]["repair_exact"] = sum(1 for i in repaired if report["examples"][i]["exact"])
     report["summary"]["retried"] = len(retried)
     report["summary"]["retry_fixed"] = sum(1 for i in retried if report["examples"][i]["exact"] and not first[i]["exact"])
     report["timing"] = {"seconds": round(seconds, 3), "queries_per_s": round(len(items) / seconds, 4) if seconds else 0.0,

@@ -48,7 +48,6 @@ class Generation:
     error: str | None = None  # executor's error for `sql` (set by `predict`)
     first_sql: str | None = None  # the first attempt's SQL, when a retry happened
     first_error: str | None = None
-    model_sql: str | None = None  # the model's own SQL, when `repair` rewrote it (`sql` is then the rewrite)
 
 
 @dataclass

@@ -296,11 +296,25 @@ def build_markdown(title: str, summaries: dict, reports: dict, history: list[dic
                                     if rep.get("same_model_as")):
         lines.append(f"- *{st} is the {before} model*: training did not beat it on valid, so the checkpoint kept is "
                      f"step 0 (no training) and its answers are {before}'s.")
-    for st, k in dict.fromkeys((st, (rep.get("eval_config") or {}).get("panel_fewshot")) for st in stages
-                               for rep in reports[st].values() if (rep.get("eval_config") or {}).get("untuned_model")):
-        lines.append(f"- *{st} is the untuned model answering with its own panel*: training did not beat it on valid, "
-                     "so the checkpoint kept is step 0 (no training); each answer is the result most of its answers "
-                     f"with {k}, 0 and {(k or 0) // 2} retrieved training examples agree on (`eval.fallback: panel`).")
+    untuned = {st: rep["eval_config"] for st in stages for rep in reports[st].values()
+               if (rep.get("eval_config") or {}).get("untuned_model")}
+    for st, ec in untuned.items():
+        if ec.get("fallback") == "panel":
+            k = ec.get("panel_fewshot")
+            lines.append(f"- *{st} is the untuned model answering with its own panel*: training did not beat it on "
+                         "valid, so the checkpoint kept is step 0 (no training); each answer is the result most of its "
+                         f"answers with {k}, 0 and {(k or 0) // 2} retrieved training examples agree on "
+                         "(`eval.fallback: panel`).")
+        else:
+            lines.append(f"- *{st} is the untuned model*: training did not beat it on valid, so the checkpoint kept is "
+                         "step 0 (no training); its answers are the base stage's, with the last-resort repair.")
+    for st in stages:
+        counts = [(split, rep["summary"]["repaired"], rep["summary"].get("repair_exact", 0))
+                  for split, rep in sorted(reports[st].items()) if rep["summary"].get("repaired")]
+        if counts:
+            lines.append(f"- *{st}: answers repaired against the schema* (`eval.repair`; where every answer failed, a "
+                         "column qualified with the table that has it, a join along a foreign key or a near spelling): "
+                         + ", ".join(f"{split} {n} ({k} of them right)" for split, n, k in counts) + ".")
     if any(st.startswith("rl") for st in stages):
         lines.append("- *These intervals are over the questions, not over training runs*: GRPO samples its own "
                      "training data, and two runs of one recipe can differ by more than the interval allows "

@@ -275,7 +275,7 @@ def evaluate_stage(run: RunFolder, stage: str, model, tok, builder, items: dict,
             continue
         t = time.monotonic()
         cfg = eval_cfg
-        if untuned and split in untuned and eval_cfg.fallback != "none":
+        if untuned and split in untuned and (eval_cfg.fallback != "none" or eval_cfg.untuned_model):
             cfg = cfg.with_(untuned=untuned[split])
         if test_suite:  # recipe eval.test_suite: the `suite` metric; the suite is cached by fingerprint
             from .testsuite import build_suite
@@ -309,11 +309,12 @@ def greedy_view(report: dict) -> dict:
     v = report.get("vote")
     if v:
         return {"summary": v["greedy"], "examples": v["greedy_examples"]}
-    if not report["summary"].get("fallback_used"):
+    if not report["summary"].get("fallback_used") and not report["summary"].get("repaired"):
         return report
-    # greedy answers taken from the untuned model (`eval.fallback: base`) did not execute as written: wrong
-    ex = [dict(e, executed=False, exact=False, set=False, fuzzy=False, vacuous=False) if e.get("fallback") else e
-          for e in report["examples"]]
+    # greedy answers taken from the untuned model (`eval.fallback: base`) or rewritten by `eval.repair` did not
+    # execute as written: wrong
+    ex = [dict(e, executed=False, exact=False, set=False, fuzzy=False, vacuous=False)
+          if e.get("fallback") or e.get("model_sql") is not None else e for e in report["examples"]]
     n = len(ex) or 1
     summary = dict(report["summary"], execution_rate=sum(bool(e["executed"]) for e in ex) / n,
                    **{k: sum(bool(e[k]) for e in ex) / n for k in ("exact", "set", "fuzzy", "vacuous")})
@@ -355,8 +356,11 @@ def chosen_steps(reports: dict, checkpoints: dict) -> dict:
         same = next((r["same_model_as"] for r in reports[stage].values() if r.get("same_model_as")), None)
         if same:
             out[stage]["same_model_as"] = same
-        if any((r.get("eval_config") or {}).get("untuned_model") for r in reports[stage].values()):
+        cfgs = [r.get("eval_config") or {} for r in reports[stage].values()]
+        if any(c.get("untuned_model") and c.get("fallback") == "panel" for c in cfgs):
             out[stage]["untuned_panel"] = True  # step 0 kept, answered by the untuned model's own panel
+        elif any(c.get("untuned_model") for c in cfgs):
+            out[stage]["untuned"] = True  # step 0 kept, the base stage's answers with the last-resort repair
     return out
 
 
@@ -565,7 +569,10 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
         run_dir.record("load_base", time.monotonic() - t)
     else:
         tok = None
-    reports["base"] = evaluate_stage(run_dir, "base", model, tok, builder, items, db, eval_cfg, splits, suite)
+    # the base stage is the untuned model as it answers without sqltune: no panel (it needs a tuned model or the
+    # untuned_model flag) and no repair
+    reports["base"] = evaluate_stage(run_dir, "base", model, tok, builder, items, db, eval_cfg.with_(repair=False),
+                                     splits, suite)
     del model
 
     # 3. fine-tune (the trainer keeps the best checkpoint by valid exact, "no training" included)
@@ -587,12 +594,14 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
 
     # 4. tuned model. When training did not beat the untuned model, the checkpoint *is* that model:
     #    its scores are the base scores (scoring it again would only add bf16/batching noise), unless the recipe's
-    #    answer is the panel: then the untuned model answers with its own panel (`evaluate.untuned_panel`: its
-    #    answers with 4, 0 and 2 retrieved training examples vote), the base stage's answers reused
+    #    answer is the panel or repairs (`eval.repair`): then the untuned model answers with its own panel
+    #    (`evaluate.untuned_panel`: its answers with 4, 0 and 2 retrieved training examples vote) and/or the last-resort
+    #    repair, the base stage's answers reused
     from .checkpoint import is_untuned
 
     tuned_cfg = eval_cfg
-    if eval_cfg.fallback == "panel" and is_complete(adapter) and is_untuned(adapter=adapter):
+    if (eval_cfg.fallback == "panel" or eval_cfg.repair) and is_complete(adapter) and is_untuned(adapter=adapter):
+        # the base stage's answers are the rows; the panel and the repair are added to them (`evaluate.predict`)
         tuned_cfg = eval_cfg.with_(untuned_model=True)
     else:
         _same_model_scores(run_dir, adapter, "base", "tuned", splits)

@@ -93,7 +93,6 @@ class Candidate:
     greedy: bool = False
     tokens: int = 0
     ids: list[int] = field(default_factory=list, repr=False)  # the generated token ids (without EOS)
-    model_sql: str | None = None  # the model's own SQL, when `repair_candidates` rewrote it (`sql` is the rewrite)
 
 
 @dataclass
@@ -469,61 +468,20 @@ def correct(model, tokenizer, builder: PromptBuilder, questions: list[str], outc
 
 
 # ---------------------------------------------------------------- predictions (the evaluator's hook)
-def repair_candidates(db, candidates: list[Candidate], *, timeout: float = 5.0, con=None) -> list[bool]:
-    """Each candidate executed; one that fails with an unknown or ambiguous column is rewritten in place when the
-    rewrite runs (`repair.fix`; `model_sql` keeps the model's). Returns whether each candidate now runs."""
-    from .execute import connect_readonly, execute
-    from .repair import REPAIRABLE, fix
-
-    own = con is None
-    con = connect_readonly(db) if own else con
-    done: dict[str, tuple[str, bool]] = {}
-    ok = []
-    try:
-        for c in candidates:
-            if not c.sql:
-                ok.append(False)
-                continue
-            if c.sql not in done:
-                res = execute(con, c.sql, timeout=timeout)
-                new = c.sql
-                if res.error_kind in REPAIRABLE:
-                    new, res, _ = fix(db, c.sql, res, timeout=timeout, con=con)
-                done[c.sql] = (new, res.ok)
-            new, runs = done[c.sql]
-            if new != c.sql:
-                c.model_sql, c.sql = c.sql, new
-            ok.append(runs)
-    finally:
-        if own:
-            con.close()
-    return ok
-
-
 def candidates_for(model, tokenizer, builder: PromptBuilder, questions: list[str], vote: VoteSettings, db, *,
-                   timeout: float = 5.0, examples: list[list[dict]] | None = None, repair: bool = False,
-                   **kw) -> list[list[Candidate]]:
+                   timeout: float = 5.0, examples: list[list[dict]] | None = None, **kw) -> list[list[Candidate]]:
     """The candidates `choose` votes on, per question, by `vote.when`: `always`, greedy + n-1 samples for every
     question (`sample_sql`); `error`, greedy first, and greedy + n-1 samples only for a question whose greedy
-    SQL is missing or does not execute (the others keep their one greedy candidate). `repair`: every candidate that
-    names a column where it is not is rewritten first (`repair_candidates`); a greedy answer repaired to run needs
-    no vote. `kw`: `sample_sql`'s."""
+    SQL is missing or does not execute (the others keep their one greedy candidate). `kw`: `sample_sql`'s."""
     kw = dict(temperature=vote.temperature, top_p=vote.top_p, seed=vote.seed, **kw)
     if vote.when != "error":
-        cands = sample_sql(model, tokenizer, builder, questions, vote.n, examples=examples, **kw)
-        if repair:
-            repair_candidates(db, [c for cs in cands for c in cs], timeout=timeout)
-        return cands
+        return sample_sql(model, tokenizer, builder, questions, vote.n, examples=examples, **kw)
     from .execute import connect_readonly, execute
 
     cands = sample_sql(model, tokenizer, builder, questions, 1, examples=examples, **kw)
     con = connect_readonly(db)
     try:
-        if repair:
-            runs = repair_candidates(db, [cs[0] for cs in cands], timeout=timeout, con=con)
-        else:
-            runs = [bool(cs[0].sql) and execute(con, cs[0].sql, timeout=timeout).ok for cs in cands]
-        failed = [i for i, r in enumerate(runs) if not r]
+        failed = [i for i, cs in enumerate(cands) if not cs[0].sql or not execute(con, cs[0].sql, timeout=timeout).ok]
     finally:
         con.close()
     if failed:
@@ -531,24 +489,20 @@ def candidates_for(model, tokenizer, builder: PromptBuilder, questions: list[str
                           examples=None if examples is None else [examples[i] for i in failed], **kw)
         for i, cs in zip(failed, more):
             cands[i] = cs
-        if repair:
-            repair_candidates(db, [c for i in failed for c in cands[i]], timeout=timeout)
     return cands
 
 
 def predict_rows(model, tokenizer, builder: PromptBuilder, items: list[dict], db, vote: VoteSettings, *,
                  examples: list[list[dict]] | None = None, batch_size: int = 16, max_new_tokens: int = 256,
-                 timeout: float = 5.0, progress: bool = True, autocast: bool = False, repair: bool = False) -> list[dict]:
+                 timeout: float = 5.0, progress: bool = True, autocast: bool = False) -> list[dict]:
     """`predict_items`'s rows for a vote: {id, question, sql, raw, seconds, ..., greedy_sql, overruled, vote}.
-    `repair`: candidates are repaired before the vote (`candidates_for`); a row whose answer is a rewrite has
-    `model_sql`.
 
     With `vote.correct` each row also has `voted_sql` (the vote's answer) and `correction` (see `correct`).
     """
     t = time.perf_counter()
     questions = [it["question"] for it in items]
     cands = candidates_for(model, tokenizer, builder, questions, vote, db, timeout=timeout, examples=examples,
-                           repair=repair, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, autocast=autocast)
+                           max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, autocast=autocast)
     from .execute import connect_readonly
 
     con = connect_readonly(db)
@@ -567,15 +521,12 @@ def predict_rows(model, tokenizer, builder: PromptBuilder, items: list[dict], db
                "seconds": round(per_q, 4), "retries": 0, "retry_changed": False,
                "error": v.candidates[v.chosen]["error"], "greedy_sql": cs[0].sql,
                "overruled": v.overruled, "vote": {"chosen": v.chosen, "candidates": v.candidates, "groups": v.groups}}
-        if chosen.model_sql is not None and v.sql == chosen.sql:
-            row["model_sql"] = chosen.model_sql
         if fixes is not None:
             fx = fixes[i]
             row["voted_sql"] = v.sql
             row["correction"] = {k: fx[k] for k in ("ran", "sql", "error", "changed", "prompt_sqls") if k in fx}
             if fx.get("changed"):
                 row["sql"], row["raw"], row["error"] = fx["sql"], fx["raw"], None
-                row.pop("model_sql", None)
         rows.append(row)
     return rows
 

@@ -96,6 +96,9 @@ def register(app: typer.Typer) -> None:
                 if chosen.get("same_model_as"):
                     echo(f"{stage} is the {chosen['same_model_as']} model: training did not beat it on valid, so the run "
                          "kept it (step 0)")
+                if chosen.get("untuned"):
+                    echo(f"{stage} is the untuned model: training did not beat it on valid, so the run kept step 0; "
+                         "its answers are the base stage's, where they fail repaired against the schema")
                 if chosen.get("untuned_panel"):
                     echo(f"{stage} is the untuned model: training did not beat it on valid, so the run kept step 0 "
                          "and answered with the untuned model's own panel (its answers with and without retrieved "
