@@ -83,6 +83,10 @@ def test_a_run_folder_gives_its_adapter_db_and_fallback(taught_db, tmp_path, mon
     assert seen == {"adapter": str(run / "adapter"), "style": "seed", "db": str(taught_db), "merge": False}
     assert m.fallback == "base" and m.db == str(taught_db)  # the run's fallback: the adapter loads unmerged
     assert sqltune.load(run=run, fallback="none").fallback == "none" and seen["merge"] is True
+    assert m.repair is True  # a run from before eval.repair: on, as the recipes are now
+    (run / "recipe.json").write_text(json.dumps({"model": "m", "data": {"db": str(taught_db)}, "eval": {"repair": False}}))
+    assert sqltune.load(run=run).repair is False and sqltune.load(run=run, repair=True).repair is True
+    assert sqltune.load(db=taught_db).repair is True and sqltune.load(db=taught_db, repair=False).repair is False
 
 
 def test_a_run_with_the_panel_gives_its_training_pairs_as_the_examples_pool(taught_db, tmp_path, monkeypatch):
@@ -219,3 +223,25 @@ def test_the_cli_ask_is_the_api(capsys, taught, taught_db, monkeypatch):
     code = main(["ask", QUESTIONS[1], "--run", str(taught_db.parent), "--adapter", str(taught_db.parent)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "give a run folder or an adapter, not both" in err
+
+
+def test_ask_answers_with_the_schema_repair_where_the_sql_fails(tiny_db, monkeypatch):
+    """Where the model's SQL fails on a column the schema has in a neighbour table, `ask` answers with the rewrite
+    (`repaired` keeps what the model wrote and its error); `repair=False` answers as written."""
+    from dataclasses import replace
+
+    from sqltune.answer import SQLModel
+    from sqltune.model import pick_device
+    from test_evaluate import REPAIR_WRITES, _Plain, _stub_generate
+
+    _stub_generate(monkeypatch, REPAIR_WRITES)
+    q = "Book titles with their author names?"
+    m = SQLModel(_Plain(), None, None, str(tiny_db), pick_device("cpu", "float32"))
+    a = m.ask(q)
+    assert a.ok and "JOIN authors" in a.sql and len(a.rows) == 6
+    assert a.repaired["sql"] == REPAIR_WRITES[q] and "no such column" in a.repaired["error"]
+    assert a.to_dict()["repaired"] == a.repaired
+    ok = m.ask("How many books?")  # SQL that runs is never touched
+    assert ok.ok and ok.repaired is None and ok.sql == REPAIR_WRITES["How many books?"]
+    off = replace(m, repair=False).ask(q)
+    assert not off.ok and off.repaired is None and off.sql == REPAIR_WRITES[q]

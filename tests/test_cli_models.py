@@ -131,6 +131,11 @@ def test_predict_then_score_and_eval(capsys, tiny_db, tiny_model_dir, tmp_path):
     assert report["summary"]["n"] == 3 and report["timing"]["queries_per_s"] > 0
     assert report["timing"]["generation"]["prefix_tokens"] > 0
     assert len((out_dir / "gold_pred.jsonl").read_text().splitlines()) == 3
+    assert report["eval_config"]["repair"] is True and "repaired" in report["summary"]  # on by default, as in run
+    code, out, _ = _run(capsys, "eval", "--data", str(gold), "--out-dir", str(out_dir), "--db", str(tiny_db),
+                        "--model", str(tiny_model_dir), "--max-new-tokens", "6", "--no-repair")
+    report = json.loads((out_dir / "gold_report.json").read_text())
+    assert code == 0 and report["eval_config"]["repair"] is False and "repaired" not in report["summary"]
 
 
 def test_models_lists_the_packaged_models(capsys, monkeypatch):

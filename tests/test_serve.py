@@ -605,7 +605,7 @@ def test_serve_fallback_answers_with_the_untuned_model_where_the_adapters_sql_fa
     monkeypatch.setattr(vote_mod, "sample_sql", lambda model, tok, builder, questions, n, **kw: [
         [Candidate(WRITES[model.off][q], WRITES[model.off][q], -0.1, greedy=j == 0) for j in range(n)] for q in questions])
     monkeypatch.setattr(engine, "model", _Adapted())
-    cfg = replace(engine.config, fallback="base", vote=vote, vote_when="error")
+    cfg = replace(engine.config, fallback="base", vote=vote, vote_when="error", repair=False)
     monkeypatch.setattr(engine, "config", cfg)
     with TestClient(create_app(engine, cfg)) as c:
         a = c.post("/api/ask", json={"question": "Names of the UK authors?"}).json()
@@ -616,6 +616,32 @@ def test_serve_fallback_answers_with_the_untuned_model_where_the_adapters_sql_fa
         assert b["sql"] == "SELECT COUNT(*) FROM authors" and "fallback" not in b
         d = c.post("/api/ask", json={"question": "Titles after 1900?"}).json()  # both fail: the adapter's stays
         assert d["sql"] == WRITES[False]["Titles after 1900?"] and d["error"] and "fallback" not in d
+
+
+@pytest.mark.parametrize("vote", [1, 4])
+def test_serve_repairs_an_answer_that_fails_where_the_fallback_failed_too(engine, monkeypatch, vote):
+    """`serve` (repair on by default): where the adapter's SQL and the untuned model's both fail, the adapter's is
+    rewritten against the schema (`titel` is `books.title`); the response says what the model wrote."""
+    from dataclasses import replace
+
+    import sqltune.vote as vote_mod
+    from sqltune.serve import create_app
+    from sqltune.vote import Candidate
+    from test_evaluate import WRITES, _Adapted, _fake_generation
+
+    _fake_generation(monkeypatch, [])
+    monkeypatch.setattr(vote_mod, "sample_sql", lambda model, tok, builder, questions, n, **kw: [
+        [Candidate(WRITES[model.off][q], WRITES[model.off][q], -0.1, greedy=j == 0) for j in range(n)] for q in questions])
+    monkeypatch.setattr(engine, "model", _Adapted())
+    cfg = replace(engine.config, fallback="base", vote=vote, vote_when="error")
+    assert cfg.repair is True  # ServeConfig's None, made on by Engine
+    monkeypatch.setattr(engine, "config", cfg)
+    with TestClient(create_app(engine, cfg)) as c:
+        d = c.post("/api/ask", json={"question": "Titles after 1900?"}).json()
+        assert d["sql"] == "SELECT title FROM books" and d["error"] is None and len(d["rows"]) == 6
+        assert d["repaired"]["sql"] == WRITES[False]["Titles after 1900?"] and "titel" in d["repaired"]["error"]
+        b = c.post("/api/ask", json={"question": "How many authors?"}).json()
+        assert "repaired" not in b
 
 
 def test_serve_run_answers_with_the_runs_fallback_unless_told_otherwise(tiny_db, tmp_path, monkeypatch):

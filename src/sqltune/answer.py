@@ -66,6 +66,7 @@ class Answer:
     correction: dict | None = None  # the close-vote correction step, where it ran (`vote_correct`)
     fallback: dict | None = None  # the tuned model's answer that failed ({sql, raw, error}): the untuned model's is shown
     pool: dict | None = None  # `fallback="vote"`: both models voted on this question (whose answer won, the votes)
+    repaired: dict | None = None  # the answer failed and `sql` is its rewrite against the schema: {sql, error} written
 
     @property
     def ok(self) -> bool:
@@ -94,6 +95,7 @@ class SQLModel:
     max_new_tokens: int = 256
     batch_size: int = 16
     fewshot_pool: list[dict] | None = field(default=None, repr=False)  # `fallback="panel"`: the examples' pairs
+    repair: bool = True  # where the answer fails, its schema repair (`evaluate.repair_rows`)
     untuned_model: bool = False  # the model is the untuned one (`checkpoint.is_untuned`): the panel is its own
 
     def ask(self, question: str) -> Answer:
@@ -113,7 +115,7 @@ class SQLModel:
         cfg = EvalConfig(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, retries=self.retries,
                          progress=progress, autocast=self.device.autocast, timeout=self.timeout, vote=self.vote,
                          fallback=self.fallback, fewshot_pool=self.fewshot_pool if self.fallback == "panel" else None,
-                         untuned_model=self.untuned_model)
+                         untuned_model=self.untuned_model, repair=self.repair)
         rows = predict(self.model, self.tokenizer, self.builder, [{"question": q} for q in questions], self.db, cfg)
         con = connect_readonly(self.db)
         try:
@@ -125,7 +127,8 @@ class SQLModel:
                     question=q, sql=r["sql"], columns=list(res.columns), rows=list(res.rows), error=res.error,
                     error_kind=res.error_kind, seconds=float(r.get("seconds") or 0.0), raw=r.get("raw") or "",
                     vote=r["vote"] if voted else None, overruled=bool(voted and r.get("overruled")),
-                    correction=r.get("correction") if voted else None, fallback=r.get("fallback"), pool=r.get("pool")))
+                    correction=r.get("correction") if voted else None, fallback=r.get("fallback"), pool=r.get("pool"),
+                    repaired={"sql": r["model_sql"], "error": r.get("model_error")} if r.get("model_sql") else None))
             return answers
         finally:
             con.close()
@@ -137,7 +140,7 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
          vote_when: str | None = None, temperature: float = 0.8, top_p: float = 0.95, vote_correct: bool = False,
          retries: int = 0, fallback: str | None = None, merge: bool = True, timeout: float = 5.0,
          max_rows: int = 10_000, max_new_tokens: int = 256, batch_size: int = 16,
-         fewshot_pool: list[dict] | None = None) -> SQLModel:
+         fewshot_pool: list[dict] | None = None, repair: bool | None = None) -> SQLModel:
     """A model ready to answer questions about `db` (default: the exoplanets DB; with `run`, the run's).
 
     `model`: a packaged name, a model folder, a .gguf file or a hub id (default: the packaged default, or the
@@ -147,7 +150,8 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
     ASK_VOTE candidates where the greedy SQL does not execute). `fallback`: none, base, vote or panel (`sqltune ask
     --fallback`); all but none load the adapter unmerged. `fewshot_pool`: the training pairs the panel retrieves its
     examples from (with `run` and a panel: the run's own training pairs; without any, the panel is the two models).
-    Bad settings and files are a SqltuneError, before any load.
+    `repair`: where the answer fails with a column the schema has elsewhere, its rewrite (`sqltune.repair`) if that
+    runs (default: on; with `run`, the run's `eval.repair`). Bad settings and files are a SqltuneError, before any load.
     """
     from .db import resolve_db
     from .evaluate import check_fallback, fallback_merge, load_for_inference
@@ -159,6 +163,10 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
 
         adapter, db, notes, prompt_style, fallback, _, base = run_settings(run, adapter, db, notes, prompt_style,
                                                                            fallback)
+        if repair is None:
+            from .serve import run_paths
+
+            repair = run_paths(run)["repair"]
     fallback = fallback or "none"
     for name, value in (("retries", retries), ("timeout", timeout), ("max_rows", max_rows),
                         ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
@@ -180,4 +188,5 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
     return SQLModel(m, tok, builder, str(dbp), dev, vote=settings, fallback=fallback, retries=retries, timeout=timeout,
                     max_rows=max_rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
                     fewshot_pool=list(fewshot_pool) if fewshot_pool else None,
-                    untuned_model=fallback == "panel" and is_untuned(model, adapter))
+                    untuned_model=fallback == "panel" and is_untuned(model, adapter),
+                    repair=True if repair is None else bool(repair))

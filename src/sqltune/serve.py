@@ -64,6 +64,8 @@ class ServeConfig:
     #                              untuned and the untuned with examples vote (`--fallback`); None: a
     #                              run's recipe's `eval.fallback` with `run_dir`, else none
     pool: int = 8  # fallback vote: candidates per model where they differ (with `run_dir`, the run's `eval.vote`)
+    repair: bool | None = None  # where the answer fails, its schema repair (`evaluate.repair_rows`); None: the run's
+    #                            `eval.repair` with `run_dir`, else on
 
 
 def run_paths(run_dir: str | os.PathLike) -> dict:
@@ -96,7 +98,9 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
             "prompt_style": (recipe.get("prompt") or {}).get("style"), "adapter": str(adapter),
             # answer as the run scored it: its fallback, and the pool's size where that is the pooled vote
             "fallback": (recipe.get("eval") or {}).get("fallback") or "none",
-            "pool": (recipe.get("eval") or {}).get("vote")}
+            "pool": (recipe.get("eval") or {}).get("vote"),
+            # a run from before `eval.repair` existed: on, as the recipes now are (it only rewrites failing answers)
+            "repair": bool((recipe.get("eval") or {}).get("repair", True))}
 
 
 def run_db(run_dir: str | os.PathLike, db: str | None,
@@ -154,8 +158,11 @@ class Engine:
             cfg.adapter, cfg.db, cfg.notes, cfg.prompt_style, cfg.fallback, pool, base = run_settings(
                 cfg.run_dir, cfg.adapter, cfg.db, cfg.notes, cfg.prompt_style, cfg.fallback)
             cfg.pool = pool or cfg.pool
+            if cfg.repair is None:
+                cfg.repair = run_paths(cfg.run_dir)["repair"]
         else:
             base = None
+        cfg.repair = True if cfg.repair is None else bool(cfg.repair)
         cfg.fallback = cfg.fallback or "none"
         if cfg.fallback == "vote" and cfg.pool < 2:
             raise SqltuneError(f"serve: --fallback vote needs at least 2 candidates per model (pool {cfg.pool})")
@@ -192,20 +199,23 @@ class Engine:
     def _answer(self, questions: list[str], vote=None, **kw) -> list[dict]:
         """`evaluate.predict`'s rows for `questions`, as it answers `sqltune eval` and `sqltune run` (greedy, or `vote`:
         a `vote.VoteSettings`; then `--fallback`), so a question gets the same answer everywhere. `--fallback vote`
-        pools both models' candidates where they differ, `pool` of each whatever the request's vote. `kw`: predict's."""
-        from .evaluate import EvalConfig, pool_vote, predict
+        pools both models' candidates where they differ, `pool` of each whatever the request's vote; the repair
+        (`--no-repair`: off) comes last, after the pool. `kw`: predict's."""
+        from .evaluate import EvalConfig, pool_vote, predict, repair_rows
         from .vote import VoteSettings
 
         fb = self.config.fallback
         cfg = EvalConfig(batch_size=self.config.batch_size, max_new_tokens=self.config.max_new_tokens, progress=False,
                          autocast=self.device.autocast, timeout=self.config.timeout, vote=vote,
                          fallback="none" if fb == "vote" else fb, fewshot_pool=self.fewshot_pool,
-                         untuned_model=self.untuned_model)
+                         untuned_model=self.untuned_model, repair=self.config.repair and fb != "vote")
         items = [{"question": q} for q in questions]
         rows = predict(self.model, self.tokenizer, self.builder, items, self.db, cfg, **kw)
         if fb == "vote":
             rows = pool_vote(self.model, self.tokenizer, self.builder, items, rows, self.db,
                              cfg.with_(vote=VoteSettings(self.config.pool, when=self.config.vote_when), fallback="vote"))
+            if self.config.repair:
+                rows = repair_rows(rows, self.db, cfg)
         return rows
 
     def generate(self, questions: list[str]) -> list[dict]:
@@ -242,6 +252,8 @@ def response_extras(row: dict, voted: bool) -> dict:
     if p:
         out["pool"] = {"sql": p["sql"], "error": p.get("error"), "base_sql": p["base_sql"], "source": p["source"],
                        "votes": p["votes"], "untuned": bool(p.get("untuned"))}
+    if row.get("model_sql"):  # the answer failed; `sql` is its repair against the schema
+        out["repaired"] = {"sql": row["model_sql"], "error": row.get("model_error") or "failed"}
     return out
 
 
@@ -630,5 +642,8 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log=pr
                             "(the model is the untuned one)" if engine.untuned_model else
                             "panel: the adapter's answer, the untuned model's and the untuned model's with retrieved "
                             "training examples vote"))
+    log("repair: " + ("where the answer fails, it is rewritten against the schema (a column qualified with the table "
+                      "that has it, a join along a foreign key, a near spelling) if the rewrite runs"
+                      if engine.config.repair else "off: answers as the model wrote them"))
     log(f"serving {engine.db} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

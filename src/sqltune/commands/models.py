@@ -13,7 +13,7 @@ from ..answer import ASK_VOTE, ask_vote  # noqa: F401 - `ask`'s defaults live wi
 from ..answer import vote_settings as _vote
 from ..errors import SqltuneError
 from .options import (ADAPTER, BATCH_SIZE, DB, DEVICE, DTYPE, FALLBACK, FEWSHOT, FEWSHOT_POOL, MAX_NEW_TOKENS, MERGE,
-                      MODEL, NOTES, PROMPT_STYLE, RETRIES)
+                      MODEL, NOTES, PROMPT_STYLE, REPAIR, RETRIES)
 
 SHOW_ROWS = 50
 
@@ -86,6 +86,8 @@ def register(app: typer.Typer) -> None:
         prompt_style: Optional[str] = PROMPT_STYLE,
         notes: Optional[Path] = NOTES,
         retries: int = RETRIES,
+        repair: Optional[bool] = typer.Option(None, "--repair/--no-repair", help=REPAIR.help + " Default: on, or "
+                                              "the run's eval.repair with --run."),
         device: Optional[str] = DEVICE,
         dtype: Optional[str] = DTYPE,
         vote: Optional[int] = ask_vote_opt,
@@ -113,10 +115,10 @@ def register(app: typer.Typer) -> None:
             raise SqltuneError("the question is empty")
         a = load(model, adapter, db, run=run, device=device, dtype=dtype, prompt_style=prompt_style, notes=notes,
                  vote=vote, vote_when=vote_when, temperature=temperature, top_p=top_p, vote_correct=vote_correct,
-                 retries=retries, fallback=fallback, merge=merge).ask(question)
+                 retries=retries, fallback=fallback, merge=merge, repair=repair).ask(question)
         if as_json:
             out = {"sql": a.sql, "columns": a.columns, "rows": [list(r) for r in a.rows], "error": a.error}
-            for key in ("vote", "correction", "fallback", "pool"):
+            for key in ("vote", "correction", "fallback", "pool", "repaired"):
                 if getattr(a, key) is not None:
                     out[key] = getattr(a, key)
             print(json.dumps(out, default=str, ensure_ascii=False))
@@ -132,6 +134,9 @@ def register(app: typer.Typer) -> None:
         elif a.fallback is not None:
             echo(f"the tuned model's SQL failed ({esc(a.fallback['error'] or 'no SQL')}); "
                  "this is the untuned model's answer")
+        if a.repaired is not None:
+            echo(f"the model's SQL failed ({esc(a.repaired['error'] or 'failed')}): {esc(a.repaired['sql'])}; "
+                 "this is its repair against the schema")
         echo(esc(a.sql) if a.sql else f"[red]no SQL in the model's output:[/] {esc(repr(a.raw))}")
         if a.error:
             echo(f"[red]error ({esc(a.error_kind)}):[/] {esc(a.error)}")
@@ -149,7 +154,7 @@ def register(app: typer.Typer) -> None:
 
     def _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
                  max_new_tokens, device, dtype, evaluate: bool, test_suite=None, vote=None, merge: bool = True,
-                 fallback: str = "none"):
+                 fallback: str = "none", repair: bool = True):
         from ..dataset import load_items
         from ..db import resolve_db
         from ..evaluate import evaluate_items, fallback_merge, predict_items
@@ -167,7 +172,7 @@ def register(app: typer.Typer) -> None:
         m, tok, builder, dev = _load(model, adapter, device, dtype, prompt_style, dbp, notes, merge)
         from ..checkpoint import is_untuned
 
-        kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, retries=retries, fewshot_k=fewshot,
+        kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, retries=retries, repair=repair, fewshot_k=fewshot,
                   fewshot_pool=pool, autocast=dev.autocast, vote=vote, fallback=fallback,
                   untuned_model=fallback == "panel" and is_untuned(model, adapter))
         if evaluate:
@@ -186,6 +191,7 @@ def register(app: typer.Typer) -> None:
         notes: Optional[Path] = NOTES,
         batch_size: int = BATCH_SIZE,
         retries: int = RETRIES,
+        repair: bool = REPAIR,
         fewshot: int = FEWSHOT,
         fewshot_pool: Optional[str] = FEWSHOT_POOL,
         max_new_tokens: int = MAX_NEW_TOKENS,
@@ -212,7 +218,7 @@ def register(app: typer.Typer) -> None:
         settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         rows, _ = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
                            max_new_tokens, device, dtype, evaluate=False, vote=settings, merge=merge,
-                           fallback=fallback)
+                           fallback=fallback, repair=repair)
         write_jsonl(out, rows)
         secs = sum(r["seconds"] for r in rows)
         ran = sum(r["error"] is None for r in rows)
@@ -230,6 +236,7 @@ def register(app: typer.Typer) -> None:
         notes: Optional[Path] = NOTES,
         batch_size: int = BATCH_SIZE,
         retries: int = RETRIES,
+        repair: bool = REPAIR,
         fewshot: int = FEWSHOT,
         fewshot_pool: Optional[str] = FEWSHOT_POOL,
         max_new_tokens: int = MAX_NEW_TOKENS,
@@ -259,7 +266,7 @@ def register(app: typer.Typer) -> None:
         settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         rows, report = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot,
                                 fewshot_pool, max_new_tokens, device, dtype, evaluate=True, test_suite=test_suite,
-                                vote=settings, merge=merge, fallback=fallback)
+                                vote=settings, merge=merge, fallback=fallback, repair=repair)
         out_dir.mkdir(parents=True, exist_ok=True)
         name = _slug(data)
         pred_file, report_file = out_dir / f"{name}_pred.jsonl", out_dir / f"{name}_report.json"
@@ -289,6 +296,9 @@ def register(app: typer.Typer) -> None:
         elif "fallback_used" in sm:
             extra += (f"; the untuned model answered {sm['fallback_used']} questions whose answer "
                       f"failed ({sm['fallback_fixed']} now right)")
+        if sm.get("repaired"):
+            extra += (f"; {sm['repaired']} failing answers repaired against the schema "
+                      f"({sm['repair_exact']} now right)")
         echo(f"{len(rows)} questions in {t['seconds']:.1f} s ({t['queries_per_s']:.2f} q/s){extra}")
         echo(f"wrote {esc(pred_file)} and {esc(report_file)}")
 

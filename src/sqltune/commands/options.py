@@ -15,6 +15,9 @@ DEVICE = typer.Option(None, "--device", help="cuda, mps or cpu (default: the bes
 DTYPE = typer.Option(None, "--dtype", help="bfloat16, float16 or float32 (default: per device).")
 BATCH_SIZE = typer.Option(64, "--batch-size", min=1, help="Questions decoded together (more is faster, up to memory).")
 RETRIES = typer.Option(0, "--retries", min=0, help="Re-prompt failing SQL with its error up to N times.")
+REPAIR = typer.Option(True, "--repair/--no-repair", help="Where the answer fails with a column the schema has "
+                      "elsewhere, rewrite it (the column qualified with the table that has it, a join along a foreign "
+                      "key, a near spelling) and take the rewrite if it runs; --no-repair: the SQL as the model wrote it.")
 FEWSHOT = typer.Option(0, "--fewshot", min=0, help="K similar training examples in each prompt.")
 FEWSHOT_POOL = typer.Option(None, "--fewshot-pool", help="Training items for --fewshot (default NAME:train for NAME:SPLIT).")
 MERGE = typer.Option(True, "--merge/--no-merge", help="Merge an adapter into the weights (faster), or use it unmerged "

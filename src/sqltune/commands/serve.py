@@ -43,6 +43,10 @@ def register(app: typer.Typer) -> None:
                                                "answers differ, both draw 8 candidates and the majority wins (the "
                                                "adapter loads unmerged). Default: with --run, the run's recipe's "
                                                "eval.fallback (and eval.vote candidates); else none."),
+        repair: Optional[bool] = typer.Option(None, "--repair/--no-repair", help="Where the answer fails with a column "
+                                              "the schema has elsewhere, answer with its rewrite (qualified, joined "
+                                              "along a foreign key, a near spelling) if that runs. Default: on, or "
+                                              "the run's eval.repair with --run."),
     ):
         """Serve the model over HTTP: a JSON API (/api/ask, /docs) and a web page at /."""
         from ..console import echo, esc
@@ -55,5 +59,5 @@ def register(app: typer.Typer) -> None:
                           device=device, dtype=dtype, prompt_style=prompt_style, notes=str(notes) if notes else None,
                           feedback=str(feedback) if feedback else None, token=token, batch_size=batch_size,
                           max_wait=max_wait_ms / 1000, max_new_tokens=max_new_tokens, vote=vote, vote_when=vote_when,
-                          merge=merge, fallback=fallback)
+                          merge=merge, fallback=fallback, repair=repair)
         serve(cfg, host=host, port=port, log=lambda m: echo(esc(m), err=True))
