@@ -3,7 +3,8 @@
 - `EvalConfig`: how questions become SQL and how it is scored (batch size, token budget,
   self-correction retries, few-shot examples, bf16 autocast, executor timeout and row cap, the
   execution-guided vote of `vote.py`, the fallback to the model under an adapter where the answer does not
-  execute (`fall_back`), and an optional test suite for the `suite` metric). A
+  execute (`fall_back`), the last-resort schema repair of an answer that still fails (`repair_rows`,
+  `sqltune.repair`), and an optional test suite for the `suite` metric). A
   recipe's `eval` section gives one (`EvalConfig.from_recipe`), as does a `train.TrainConfig`
   (`EvalConfig.from_train_config`), so `run`, training's checkpoint choice and the CLI score a
   model the same way: the same predictions, the same precision (autocast as `model.pick_device`
