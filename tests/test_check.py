@@ -208,3 +208,18 @@ def test_shipped_items_fixed_by_issue_13():
     test = {it["id"]: it for it in load_items("exoplanets:test")}
     assert "radius_wrt" in train["train-007"]["sql"]
     assert "distance < 1000" in test["test-048"]["sql"] and "<=" not in test["test-048"]["sql"]
+
+
+def test_a_gold_query_naming_a_column_where_it_is_not_gets_the_schemas_reading(tmp_path):
+    """A seed whose SQL fails on a column of another table: the error says what the schema repair reads it as."""
+    from conftest import make_tiny_db
+
+    db = make_tiny_db(tmp_path / "tiny.sqlite")
+    rep = check_items(db, {"train": [
+        {"id": "x", "question": "Titles with author names?", "sql": "SELECT title, name FROM books"},
+        {"id": "y", "question": "Genres?", "sql": "SELECT genre FROM books"}]})
+    (x,) = rep.for_item("train", "x")
+    assert x.kind == "error" and "no such column: name" in x.message
+    assert "did you mean: SELECT title, authors.name FROM books JOIN authors ON books.author_id = authors.id" in x.message
+    (y,) = rep.for_item("train", "y")
+    assert y.kind == "error" and "did you mean" not in y.message

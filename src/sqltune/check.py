@@ -463,7 +463,7 @@ def check_items(
                     add(fname, item, i, WARNING, "duplicate_sql",
                         f"same SQL as {seen_sql[ns]} (fine when this question paraphrases that one)")
                 seen_sql.setdefault(ns, iid)
-                _check_query(con, rcon, fname, item, i, add, timeout, max_rows, units)
+                _check_query(con, rcon, fname, item, i, add, timeout, max_rows, units, db=db)
     finally:
         con.close()
         rcon.close()
@@ -477,11 +477,17 @@ def check_items(
     return report
 
 
-def _check_query(con, rcon, fname, item, i, add, timeout, max_rows, units=None) -> None:
+def _check_query(con, rcon, fname, item, i, add, timeout, max_rows, units=None, db=None) -> None:
     sql = item["sql"]
     res = execute(con, sql, timeout, max_rows)
     if not res.ok:
-        add(fname, item, i, ERROR, "error", f"gold query fails ({res.error_kind}): {res.error}")
+        hint = ""
+        if db is not None:  # a column named where it is not: the schema's reading of it, for the user to check
+            from .repair import fix
+
+            fixed, _res, repaired = fix(db, sql, res, timeout=timeout, con=con)
+            hint = f"; did you mean: {fixed}" if repaired else ""
+        add(fname, item, i, ERROR, "error", f"gold query fails ({res.error_kind}): {res.error}{hint}")
         return
     if not res.rows and not _empty_explained(item):
         add(fname, item, i, WARNING, "empty",
