@@ -107,7 +107,8 @@ def test_the_page_answers_a_question_with_sql_and_a_table(server, page, tmp_path
 
 
 def test_the_page_says_whose_answer_it_shows(server, page):
-    """With `--fallback base|vote` an answer may be the untuned model's: the page says so under the result. The API's
+    """With `--fallback base|vote` an answer may be the untuned model's, and a failing one its repair against the
+    schema: the page says so under the result. The API's
     side is tested in test_serve.py; here its answers are stood in for with the page's own request intercepted."""
     import json
 
@@ -118,7 +119,8 @@ def test_the_page_says_whose_answer_it_shows(server, page):
         {"pool": {"sql": "SELECT name FROM authors", "error": None, "base_sql": "SELECT 1", "source": "adapter",
                   "votes": 6}},
         {"fallback": {"sql": "SELECT nam FROM authors", "error": "no such column: nam"}},
-        {}])
+        {},
+        {"repaired": {"sql": "SELECT title, name FROM books", "error": "no such column: name"}}])
 
     def fake(route):
         body = {"question": "q", "sql": "SELECT count(*) FROM authors", "columns": ["n"], "rows": [[4]], "row_count": 1,
@@ -130,7 +132,7 @@ def test_the_page_says_whose_answer_it_shows(server, page):
         page.goto(url + "/")
         before = page.locator("#history li").count()  # the session's history survives the reload
         seen, others = [], []
-        for i in range(4):
+        for i in range(5):
             page.fill("#question", f"question {i}")
             page.click("#go")
             page.wait_for_function(f"document.querySelectorAll('#history li').length === {before + i + 1}")
@@ -149,3 +151,6 @@ def test_the_page_says_whose_answer_it_shows(server, page):
     assert "the tuned model's answer won" in seen[1]
     assert "the tuned model's SQL failed; this is the untuned model's answer" in seen[2]
     assert seen[3] == "answered in 0.50 s"
+    assert "the model's SQL failed; this is its repair against the schema" in seen[4]
+    assert "What the model wrote, which did not run (no such column: name)" in others[4]
+    assert "SELECT title, name FROM books" in others[4]
