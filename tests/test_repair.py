@@ -155,3 +155,20 @@ def test_repair_never_raises(text):
                   (("song", "Singer_ID", "singer", "Singer_ID"),))
     out = repair_sql(text, cat)
     assert out is None or isinstance(out, str)
+
+
+def test_a_join_condition_is_never_made_to_compare_a_column_with_itself(tmp_path):
+    """`e.Shop_ID = s.Shop_ID` where employee has no Shop_ID: qualifying it with `s` would run (a cross join that
+    means nothing); the join needs the table between them, which is not a repair."""
+    p = tmp_path / "h.sqlite"
+    con = sqlite3.connect(p)
+    con.executescript("""
+        CREATE TABLE shop (Shop_ID INTEGER PRIMARY KEY, Name TEXT);
+        CREATE TABLE employee (Employee_ID INTEGER PRIMARY KEY, Name TEXT);
+        CREATE TABLE hiring (Shop_ID INTEGER REFERENCES shop(Shop_ID), Employee_ID INTEGER REFERENCES employee(Employee_ID));
+        INSERT INTO shop VALUES (1, 'A'), (2, 'B'); INSERT INTO employee VALUES (1, 'x'), (2, 'y');
+    """)
+    con.close()
+    sql = "SELECT s.Name, COUNT(e.Employee_ID) FROM employee AS e JOIN shop AS s ON e.Shop_ID = s.Shop_ID GROUP BY s.Name"
+    out, res, repaired = fix(p, sql)
+    assert not repaired and out == sql and res.error_kind == "unknown_column"

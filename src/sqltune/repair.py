@@ -134,6 +134,17 @@ def _outer_has(scope: Scope, cat: Catalog, qualifier: str, name: str) -> bool:
     return False
 
 
+def _tautology(col: exp.Column, table: str) -> bool:
+    """Whether qualifying `col` with `table` makes a comparison of a column with itself (`s.Shop_ID = s.Shop_ID`, from
+    a join condition whose one side names a table without that column): a rewrite that runs and means nothing."""
+    parent = col.parent
+    if not isinstance(parent, (exp.EQ, exp.NEQ)):
+        return False
+    other = parent.expression if parent.this is col else parent.this
+    return (isinstance(other, exp.Column) and other.name.lower() == col.name.lower()
+            and other.table.lower() == table.lower())
+
+
 def _close(name: str, candidates: list[tuple[str, str]]) -> tuple[str, str] | None:
     """The one (source, column) whose column is spelt almost like `name`, or None (none or a tie)."""
     scored = sorted(((SequenceMatcher(None, name.lower(), c.lower()).ratio(), s, c) for s, c in candidates), reverse=True)
@@ -181,7 +192,7 @@ def _rewrite_one(tree: exp.Expression, cat: Catalog) -> bool:
                     if t is None or cat.has(t, name):
                         continue  # a subquery's output, or fine
                     others = [n for n, ot in sources if n != q and cat.has(ot, name)]
-                    if len(others) == 1:  # rule 1
+                    if len(others) == 1 and not _tautology(col, others[0]):  # rule 1
                         col.set("table", exp.to_identifier(others[0]))
                         return True
                     if _add_join(select, col, cat, sources, scope, None, alias=None):  # rule 2
