@@ -61,7 +61,8 @@ def fallback_merge(fallback: str, adapter, merge: bool, adapter_flags: str = "--
 
 @dataclass
 class EvalConfig:
-    """Every setting of one evaluation. Defaults are the CLI's."""
+    """Every setting of one evaluation. Defaults are the CLI's, but for `repair`: off here (a bare evaluation scores
+    the answers as written, as training's checkpoint choice does), on in the recipes and the CLI."""
 
     batch_size: int = 16
     max_new_tokens: int = 256
