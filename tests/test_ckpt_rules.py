@@ -148,3 +148,33 @@ def test_panel_replays_fallbacks_and_votes_over_the_answers_a_lease_wrote(tmp_pa
     assert rows["T4 (trained and scored with 4 examples)"] == "66.7"  # u0's answers, as the last checkpoint: b, c
     assert rows["T0 (the same checkpoint, no examples)"] == "33.3"  # t's: a
     assert rows["panel T4, U0, U4"] == "66.7"  # U0 here is t (a right); a: a three-way tie goes to T4 (wrong)
+
+
+def test_panel_replays_the_repair_before_the_vote_or_as_the_last_resort(tmp_path, tiny_db):
+    """`panel --repair each` repairs every failing answer before the vote; `last` only where the panel's answer fails
+    (the shipped `eval.repair`); `none` scores the answers as written."""
+    import shutil
+
+    ck = load_script("benchmarks/ckpt_rules.py", "ckpt_rules_bench")
+    gold = [{"id": "d", "question": "Titles with author names?",
+             "sql": "SELECT books.title, authors.name FROM books JOIN authors ON books.author_id = authors.id"},
+            {"id": "e", "question": "How many books?", "sql": "SELECT COUNT(*) FROM books"}]
+    f = tmp_path / "folders" / "tvshow_a"
+    f.mkdir(parents=True)
+    shutil.copyfile(tiny_db, f / "tvshow_a.sqlite")
+    _write(f / "dev.jsonl", gold)
+    # d: every answer fails, the tuned one repairable; e: the tuned answer runs (wrong), both untuned ones are a
+    # misspelt column away from the gold
+    t = {"d": "SELECT title, name FROM books", "e": "SELECT COUNT(*) FROM authors"}
+    u0 = {"d": "SELECT nope FROM books", "e": "SELECT COUNT(*) FROM books WHERE titel IS NOT NULL"}
+    u4 = {"d": "SELECT nope FROM books", "e": "SELECT COUNT(*) FROM books WHERE titel IS NOT NULL"}
+    w = tmp_path / "work" / "tvshow_a"
+    w.mkdir(parents=True)
+    _write(w / "dev_sql.jsonl", [{"step": 0, "sql": u0}, {"step": 26, "sql": t}])
+    _write(w / "dev_fs4_sql.jsonl", [{"step": 0, "sql": u4}, {"step": 26, "sql": {}}])
+    got = {}
+    for mode in ("none", "each", "last"):
+        text = ck.panel(tmp_path / "work", tmp_path / "folders", repair=mode)
+        got[mode] = {r.split("|")[1].strip(): r.split("|")[3].strip() for r in text.splitlines()
+                     if r.startswith("| ") and "---" not in r}["panel T, U0, U4 (fallback: panel)"]
+    assert got == {"none": "0.0", "each": "100.0", "last": "50.0"}
