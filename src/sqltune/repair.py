@@ -34,7 +34,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
-from .execute import DEFAULT_TIMEOUT, Result, connect_readonly, execute
+from .execute import DEFAULT_TIMEOUT, Result, execute
 
 CLOSE = 0.8  # difflib ratio from which a misspelt column name is read as the schema's column
 ROUNDS = 4  # repair + execute at most this many times per query
@@ -70,31 +70,21 @@ def catalog(db_path: str | os.PathLike) -> Catalog:
 
 @lru_cache(maxsize=32)
 def _catalog(path: str, _mtime: int) -> Catalog:
-    con = connect_readonly(Path(path))
-    con.set_authorizer(None)  # our own trusted queries read sqlite_master and pragmas
+    from .errors import SqltuneError
+    from .schema import foreign_keys, table_names
+
     try:
-        names = [r[0] for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
-        cols, keys = {}, []
-        for t in names:
-            q = '"' + t.replace('"', '""') + '"'
-            cols[t] = tuple(r[1] for r in con.execute(f"PRAGMA table_info({q})"))
-            for r in con.execute(f"PRAGMA foreign_key_list({q})"):
-                ref = next((n for n in names if n.lower() == str(r[2]).lower()), None)
-                if ref is None:
-                    continue
-                to = r[4]
-                if not to:  # a bare REFERENCES table: its one-column primary key
-                    pk = [x[1] for x in con.execute(f"PRAGMA table_info(\"{ref.replace(chr(34), chr(34) * 2)}\")") if x[5]]
-                    if len(pk) != 1:
-                        continue
-                    to = pk[0]
-                keys.append((t, r[3], ref, to))
-        return Catalog(cols, tuple(keys))
-    except sqlite3.Error:
+        cols, refs = table_names(path), foreign_keys(path)
+    except SqltuneError:  # an unreadable schema: nothing to repair against
         return Catalog({}, ())
-    finally:
-        con.close()
+    named = {t.lower(): t for t in cols}
+    keys = []
+    for t, c, rt, rc in refs:  # keys to a table and column the schema has (not a bare key's rowid)
+        ref = named.get(str(rt).lower())
+        to = next((x for x in cols.get(ref, ()) if x.lower() == str(rc).lower()), None)
+        if to is not None:
+            keys.append((t, c, ref, to))
+    return Catalog({t: tuple(v) for t, v in cols.items()}, tuple(keys))
 
 
 def _sources(scope: Scope, cat: Catalog) -> list[tuple[str, str]]:

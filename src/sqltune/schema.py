@@ -140,17 +140,40 @@ def _yaml_notes(data, indent: str = "") -> str:
     return indent + str(data)
 
 
+def _names(con) -> list[str]:
+    """The tables and views of a database, in the order they were made (SQLite's own tables left out)."""
+    return [r[0] for r in con.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
+
+
+def _refs(con, table: str) -> dict[str, tuple[str, str]]:
+    """{column: (table, column) it references} of `table`'s foreign keys (a bare `REFERENCES t`: `_key_of(t)`)."""
+    return {r[3]: (r[2], r[4] or _key_of(con, r[2])) for r in con.execute(f"PRAGMA foreign_key_list({_q(table)})")}
+
+
 def table_names(db_path: str | os.PathLike) -> dict[str, list[str]]:
     """{table: [column, ...]} of a SQLite database, read-only, from the catalogue alone (no table scans)."""
     con = connect_readonly(Path(db_path))
     con.set_authorizer(None)  # our own trusted queries read sqlite_master and pragmas
     out, t = {}, None
     try:
-        names = [r[0] for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
-        for t in names:
+        for t in _names(con):
             out[t] = [r[1] for r in con.execute(f"PRAGMA table_info({_q(t)})")]
         return out
+    except sqlite3.Error as e:
+        raise _unreadable(db_path, t, e) from None
+    finally:
+        con.close()
+
+
+def foreign_keys(db_path: str | os.PathLike) -> list[tuple[str, str, str, str]]:
+    """(table, column, referenced table, referenced column) of every foreign key, read-only, from the catalogue
+    alone; the referenced table as the key spells it (SQLite matches table names without regard to case)."""
+    con = connect_readonly(Path(db_path))
+    con.set_authorizer(None)  # our own trusted queries read sqlite_master and pragmas
+    t = None
+    try:
+        return [(t, c, rt, rc) for t in _names(con) for c, (rt, rc) in _refs(con, t).items()]
     except sqlite3.Error as e:
         raise _unreadable(db_path, t, e) from None
     finally:
@@ -176,13 +199,10 @@ def describe(db_path: str | os.PathLike, notes: str | os.PathLike | None = None)
     con.set_authorizer(None)  # our own trusted queries read sqlite_master and pragmas
     t = None
     try:
-        names = [r[0] for r in con.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
-        )]
         tables = []
-        for t in names:
+        for t in _names(con):
             info = con.execute(f"PRAGMA table_info({_q(t)})").fetchall()
-            refs = {r[3]: (r[2], r[4] or _key_of(con, r[2])) for r in con.execute(f"PRAGMA foreign_key_list({_q(t)})")}
+            refs = _refs(con, t)
             nrows = con.execute(f"SELECT COUNT(*) FROM {_q(t)}").fetchone()[0]
             cols = []
             for _, cname, ctype, _, _, pk in info:
