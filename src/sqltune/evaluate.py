@@ -338,10 +338,11 @@ def repair_rows(rows: list[dict], db, cfg: EvalConfig) -> list[dict]:
     con = connect_readonly(db)
     try:
         for r in todo:
-            if r.get("sql") and execute(con, r["sql"], timeout=cfg.timeout).ok:
+            own = execute(con, r["sql"], timeout=cfg.timeout) if r.get("sql") else None
+            if own is not None and own.ok:
                 continue  # the row's error was stale
-            for sql in _row_answers(r):
-                new, _res, repaired = fix(db, sql, timeout=cfg.timeout, con=con)
+            for sql in _row_answers(r):  # the row's own answer first: its result is known already
+                new, _res, repaired = fix(db, sql, own if sql == r.get("sql") else None, timeout=cfg.timeout, con=con)
                 if repaired:
                     r["model_sql"], r["model_error"] = r.get("sql"), r.get("error")
                     r["sql"], r["error"] = new, None
