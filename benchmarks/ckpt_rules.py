@@ -362,22 +362,19 @@ def panel(work: Path, folders: Path, panels: dict | None = None, plain_k: int = 
         db = folders / d.name / f"{d.name}.sqlite"
         kind = "exoplanets halves" if d.name.startswith("exo_") else "devsuite halves"
         ids = [str(g["id"]) for g in gold]
-        from sqltune.execute import execute
         from sqltune.repair import fix
 
         if repair == "each":
             answers = {v: {i: (fix(db, s)[0] if s else s) for i, s in a.items()} for v, a in answers.items()}
 
-        def last(pred: str | None, i: str, order) -> str | None:  # the combined answer, or the first repair that runs
-            if repair != "last" or (pred and execute(db, pred).ok):
-                return pred
-            for v in order:
-                s = answers[v].get(i)
-                if s:
-                    new, _res, repaired = fix(db, s)
-                    if repaired:
-                        return new
-            return pred
+        def last(preds: list, order) -> list:  # the shipped `evaluate.repair_rows`: the answers weighed in tie order
+            if repair != "last":
+                return preds
+            from sqltune.evaluate import EvalConfig, repair_rows
+
+            rows = [{"sql": p, "error": "unchecked", "pool": {"answers": {v: answers[v].get(i) for v in order}}}
+                    for p, i in zip(preds, ids)]  # repair_rows executes each answer and skips those that run
+            return [r["sql"] for r in repair_rows(rows, db, EvalConfig(repair=True))]
         scored = {}
         for name, voters in panels.items():
             if any(v not in answers for v in voters):
@@ -389,12 +386,12 @@ def panel(work: Path, folders: Path, panels: dict | None = None, plain_k: int = 
                 first, other = voters
                 preds = [answers[first].get(i) if t["executed"] or not f["executed"] else answers[other].get(i)
                          for i, t, f in zip(ids, scored[first], scored[other])]
-                preds = [last(p, i, voters) for p, i in zip(preds, ids)]
+                preds = last(preds, voters)
             else:
                 preds = [choose(db, [Candidate(sql=answers[v].get(i), raw="", mean_logprob=-float(j), greedy=j == 0)
                                      for j, v in enumerate(voters)]).sql if len(voters) > 1 else answers[voters[0]].get(i)
                          for i in ids]
-                preds = [last(p, i, voters) for p, i in zip(preds, ids)]
+                preds = last(preds, voters)
             ex = score_pairs(db, gold, preds)["summary"]["exact"]
             sums.setdefault(kind, {}).setdefault(name, []).append(ex)
     out = []
