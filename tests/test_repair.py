@@ -83,15 +83,23 @@ def test_ambiguous_column_after_a_join_takes_the_first_table(music):
     assert repaired and res.rows == [("Bob",)]
 
 
-def test_two_neighbours_with_the_column_is_left_alone(tmp_path):
+@pytest.fixture()
+def hiring(tmp_path):
+    """shop n-m employee through hiring: `Name` is in both of hiring's neighbours, and in neither of its columns."""
     p = tmp_path / "h.sqlite"
     con = sqlite3.connect(p)
     con.executescript("""
         CREATE TABLE shop (Shop_ID INTEGER PRIMARY KEY, Name TEXT);
         CREATE TABLE employee (Employee_ID INTEGER PRIMARY KEY, Name TEXT);
         CREATE TABLE hiring (Shop_ID INTEGER REFERENCES shop(Shop_ID), Employee_ID INTEGER REFERENCES employee(Employee_ID));
+        INSERT INTO shop VALUES (1, 'A'), (2, 'B'); INSERT INTO employee VALUES (1, 'x'), (2, 'y');
     """)
     con.close()
+    return p
+
+
+def test_two_neighbours_with_the_column_is_left_alone(hiring):
+    p = hiring
     sql = "SELECT count(*), Name FROM hiring GROUP BY Name"
     assert repair_sql(sql, catalog(p)) is None  # shop.Name or employee.Name: a guess, not a repair
     out, res, repaired = fix(p, sql)
@@ -157,18 +165,10 @@ def test_repair_never_raises(text):
     assert out is None or isinstance(out, str)
 
 
-def test_a_join_condition_is_never_made_to_compare_a_column_with_itself(tmp_path):
+def test_a_join_condition_is_never_made_to_compare_a_column_with_itself(hiring):
     """`e.Shop_ID = s.Shop_ID` where employee has no Shop_ID: qualifying it with `s` would run (a cross join that
     means nothing); the join needs the table between them, which is not a repair."""
-    p = tmp_path / "h.sqlite"
-    con = sqlite3.connect(p)
-    con.executescript("""
-        CREATE TABLE shop (Shop_ID INTEGER PRIMARY KEY, Name TEXT);
-        CREATE TABLE employee (Employee_ID INTEGER PRIMARY KEY, Name TEXT);
-        CREATE TABLE hiring (Shop_ID INTEGER REFERENCES shop(Shop_ID), Employee_ID INTEGER REFERENCES employee(Employee_ID));
-        INSERT INTO shop VALUES (1, 'A'), (2, 'B'); INSERT INTO employee VALUES (1, 'x'), (2, 'y');
-    """)
-    con.close()
+    p = hiring
     sql = "SELECT s.Name, COUNT(e.Employee_ID) FROM employee AS e JOIN shop AS s ON e.Shop_ID = s.Shop_ID GROUP BY s.Name"
     out, res, repaired = fix(p, sql)
     assert not repaired and out == sql and res.error_kind == "unknown_column"
