@@ -227,7 +227,9 @@ PANEL_POOL_PAIRS = [{"question": e["question"], "sql": e["sql"]} for e in PANEL_
 def _panel_voter(model, examples) -> str:
     if examples:  # retrieved from the pool only, never an evaluated question
         assert all({"question": e["question"], "sql": e["sql"]} in PANEL_POOL_PAIRS for e in examples)
-    return "adapter" if not model.off else ("fewshot" if examples else "base")
+    if not model.off:
+        return "adapter_fewshot" if examples else "adapter"
+    return "fewshot" if examples else "base"
 
 
 def _fake_panel(monkeypatch, asked):
@@ -287,8 +289,9 @@ def test_panel_takes_known_untuned_answers_and_works_without_a_pool(tiny_db, mon
     asked.clear()  # a model without an adapter: its own answers, nothing else decoded
     rep = evaluate(_Plain(), None, None, PANEL_ITEMS, tiny_db, cfg)
     assert len(asked) == 1 and "pool_voted" in rep["summary"] and rep["summary"]["pool_voted"] == 0
-    with pytest.raises(SqltuneError, match="panel_fewshot cannot be negative"):
-        cfg.with_(panel_fewshot=-1).validate()
+    for key in ("panel_fewshot", "panel_tuned_fewshot"):
+        with pytest.raises(SqltuneError, match="cannot be negative"):
+            cfg.with_(**{key: -1}).validate()
 
 
 def test_panel_decodes_the_examples_pass_only_where_the_two_models_disagree(tiny_db, monkeypatch):
@@ -311,6 +314,47 @@ def test_panel_decodes_the_examples_pass_only_where_the_two_models_disagree(tiny
                                                    "base_sql": agree["sql"], "fewshot_sql": None,
                                                    "source": "adapter", "votes": 2}
     assert ex["f"]["exact"] and ex["f"]["pool"]["source"] == "adapter" and rep["summary"]["exact"] == pytest.approx(5 / 6)
+
+
+def test_panel_fourth_voter_the_adapter_with_examples_decoded_only_where_it_can_change_the_answer(tiny_db, monkeypatch):
+    """`panel_tuned_fewshot: 2`: the adapter's own answer with 2 retrieved examples votes fourth, last in tie order.
+    It is decoded only where the adapter's answer is not in a group of two already (e: the untuned model agrees; f:
+    the examples' answer agrees): there two of four win or tie. Elsewhere it can keep the adapter's right answer
+    against two untuned answers that agree (d: a 2-2 tie goes to the adapter), or keep its wrong one the same way
+    (b), or side with the examples' answer where the adapter and the untuned model fail (c)."""
+    asked = []
+    _fake_panel(monkeypatch, asked)
+    same = {"id": "e", "question": "Titles of the books?", "sql": "SELECT title FROM books"}
+    four = {"id": "f", "question": "Books after 1900, counted?", "sql": "SELECT COUNT(*) FROM books WHERE year > 1900"}
+    writes = {"adapter": {same["question"]: same["sql"], four["question"]: four["sql"]},
+              "base": {same["question"]: same["sql"], four["question"]: "SELECT COUNT(*) FROM books"},
+              "fewshot": {same["question"]: "SELECT 1", four["question"]: four["sql"]},
+              "adapter_fewshot": {"How many authors?": "SELECT COUNT(*) FROM authors",
+                                  "Names of the UK authors?": "SELECT name FROM authors",
+                                  "Titles after 1900?": "SELECT title FROM books WHERE year > 1900",
+                                  "How many books?": "SELECT COUNT(*) FROM books"}}
+    for voter, by_q in writes.items():
+        monkeypatch.setitem(PANEL_WRITES, voter, dict(PANEL_WRITES.get(voter, {}), **by_q))
+    items = PANEL_ITEMS + [same, four]
+    qs = [it["question"] for it in items]
+    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False, panel_tuned_fewshot=2)
+    rep = evaluate(_Adapted(), None, None, items, tiny_db, cfg)
+    assert asked == [("adapter", qs, None), ("base", qs, None), ("fewshot", qs[:4] + [four["question"]], [4] * 5),
+                     ("adapter_fewshot", qs[:4], [2] * 4)]
+    ex = {e["id"]: e for e in rep["examples"]}
+    assert ex["a"]["exact"] and ex["a"]["pool"]["source"] == "adapter"
+    assert ex["a"]["pool"]["adapter_fewshot_sql"] == "SELECT COUNT(*) FROM authors"
+    assert not ex["b"]["exact"] and ex["b"]["pool"]["source"] == "adapter"  # 2-2: the adapter's wrong answer stays
+    assert ex["c"]["exact"] and ex["c"]["pool"]["source"] == "fewshot" and ex["c"]["pool"]["votes"] == 2
+    assert ex["d"]["exact"] and ex["d"]["pool"]["source"] == "adapter" and "fallback" not in ex["d"]
+    assert ex["e"]["pool"]["adapter_fewshot_sql"] is None and ex["f"]["pool"]["adapter_fewshot_sql"] is None
+    assert ex["e"]["exact"] and ex["f"]["exact"] and rep["summary"]["exact"] == pytest.approx(5 / 6)
+    assert rep["eval_config"]["panel_tuned_fewshot"] == 2
+    asked.clear()  # without it (the default) the panel of three: d is outvoted, and no pool key for the fourth
+    rep = evaluate(_Adapted(), None, None, items, tiny_db, cfg.with_(panel_tuned_fewshot=0))
+    assert [a[0] for a in asked] == ["adapter", "base", "fewshot"]
+    ex = {e["id"]: e for e in rep["examples"]}
+    assert not ex["d"]["exact"] and "adapter_fewshot_sql" not in ex["d"]["pool"]
 
 
 # the untuned model's own panel: what it writes with 0, 4 and 2 retrieved examples
@@ -419,6 +463,11 @@ def test_panel_from_a_recipe_gets_the_training_pairs_as_its_pool():
                                  fewshot_pool=pool)
     assert (cfg.fallback, cfg.panel_fewshot, cfg.fewshot, cfg.fewshot_pool) == ("panel", 2, 0, pool)
     assert EvalConfig.from_recipe(load_recipe("default", {"eval.fallback": "base"}), dev, fewshot_pool=pool).fewshot_pool is None
+    four = EvalConfig.from_recipe(load_recipe("default", {"eval.panel_tuned_fewshot": 3}), dev, fewshot_pool=pool)
+    assert four.panel_tuned_fewshot == 3
+    for bad in (-1, 1.5, True, "two"):
+        with pytest.raises(SqltuneError, match="eval.panel_tuned_fewshot must be"):
+            load_recipe("default", {"eval.panel_tuned_fewshot": bad})
 
 
 # ---------------------------------------------------------------- eval.fallback: vote (both models' candidates)

@@ -31,6 +31,7 @@ from .prompt import PromptBuilder
 
 FALLBACKS = ("none", "base", "vote", "panel")
 PANEL_FEWSHOT = 4  # the panel's third voter: the untuned model with this many retrieved training examples
+PANEL_TUNED_FEWSHOT = 0  # the panel's fourth voter: the adapter's answer with this many retrieved examples (0: none)
 
 
 def check_fallback(fallback: str, name: str = "fallback", vote: int | None = None) -> None:
@@ -90,6 +91,8 @@ class EvalConfig:
     #                         (`untuned_model`): then its answers with panel_fewshot, 0 and panel_fewshot // 2
     #                         retrieved examples vote (`untuned_panel`)
     panel_fewshot: int = PANEL_FEWSHOT
+    panel_tuned_fewshot: int = PANEL_TUNED_FEWSHOT  # panel with an adapter: a fourth voter, the adapter's own answer
+    #                         with this many retrieved examples, last in tie order (0: the panel of three)
     untuned_model: bool = False  # the model answering is the untuned one (no adapter given, or training kept step 0:
     #                         `checkpoint.is_untuned`); only the panel reads it. `sqltune run`'s base stage leaves it
     #                         off: that stage is the untuned model as it answers without sqltune
@@ -102,8 +105,8 @@ class EvalConfig:
         for name in ("batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise SqltuneError(f"eval: {name} must be at least 1, got {getattr(self, name)}")
-        if self.retries < 0 or self.fewshot < 0 or self.panel_fewshot < 0:
-            raise SqltuneError("eval: retries, fewshot and panel_fewshot cannot be negative")
+        if self.retries < 0 or self.fewshot < 0 or self.panel_fewshot < 0 or self.panel_tuned_fewshot < 0:
+            raise SqltuneError("eval: retries, fewshot, panel_fewshot and panel_tuned_fewshot cannot be negative")
         if self.fewshot and not self.fewshot_pool:
             raise SqltuneError("few-shot examples need a pool of training items")
         if self.vote is not None and getattr(self.vote, "n", 1) <= 1:
@@ -133,7 +136,8 @@ class EvalConfig:
                    timeout=float(get("timeout", DEFAULT_TIMEOUT)),
                    autocast=bool(device.autocast),
                    fewshot_pool=fewshot_pool if int(get("fewshot", 0)) or get("fallback", "none") == "panel" else None,
-                   fallback=str(get("fallback", "none")), panel_fewshot=int(get("panel_fewshot", PANEL_FEWSHOT)), **kw)
+                   fallback=str(get("fallback", "none")), panel_fewshot=int(get("panel_fewshot", PANEL_FEWSHOT)),
+                   panel_tuned_fewshot=int(get("panel_tuned_fewshot", PANEL_TUNED_FEWSHOT)), **kw)
 
     @classmethod
     def from_train_config(cls, cfg, device, fewshot_pool: list[dict] | None = None, **kw) -> "EvalConfig":
@@ -316,7 +320,7 @@ def _row_answers(row: dict) -> list[str]:
     (adapter, untuned, with examples; or the untuned panel's by number of examples), the vote's candidates."""
     pool, vote = row.get("pool") or {}, row.get("vote") or {}
     out = [row.get("sql"), (row.get("fallback") or {}).get("sql"), pool.get("sql"), pool.get("base_sql"),
-           pool.get("fewshot_sql"), *(pool.get("answers") or {}).values(),
+           pool.get("fewshot_sql"), pool.get("adapter_fewshot_sql"), *(pool.get("answers") or {}).values(),
            *(c.get("sql") for c in vote.get("candidates") or ())]
     return [a for a in dict.fromkeys(out) if isinstance(a, str) and a.strip()]
 
@@ -488,9 +492,12 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
     untuned model with examples were right on different questions (each about a quarter of the exoplanets halves,
     together 36 %), and the panel answered 3-4 points more of the exoplanets halves and 5 more of the devsuite halves
     than `base` (BENCHMARKS.md, "Session 27"). Without a pool (or `panel_fewshot: 0`) the panel is the two models.
-    `row["pool"]` records every question ({sql, raw, error: the adapter's answer; base_sql, fewshot_sql; source:
-    adapter, base or fewshot; votes}); `row["fallback"]` is set where the answer taken is not the adapter's. A model
-    without an adapter: `rows` unchanged."""
+    `cfg.panel_tuned_fewshot` > 0 adds a fourth voter, last in tie order: the adapter's own answer with that many
+    retrieved examples, decoded only where the adapter's answer is not in a group of two already (there two of four
+    win or tie, and ties go to the adapter). `row["pool"]` records every question ({sql, raw, error: the adapter's
+    answer; base_sql, fewshot_sql, adapter_fewshot_sql (with a fourth voter); source: adapter, base, fewshot or
+    adapter_fewshot; votes}); `row["fallback"]` is set where the answer taken is not the adapter's. A model without
+    an adapter: `rows` unchanged."""
     if cfg.untuned_model:
         return untuned_panel(model, tokenizer, builder, items, rows, db, cfg)
     if not has_adapter(model):
@@ -500,7 +507,7 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
 
     t = time.perf_counter()
     base = [greedy_answer(r) for r in untuned_rows(model, tokenizer, builder, items, cfg, db, items)]
-    names = ("adapter", "base", "fewshot")
+    names = ("adapter", "base", "fewshot", "adapter_fewshot")
 
     def vote(con, sqls) -> object:  # the answers in tie order: the adapter's first
         return choose(con, [Candidate(sql=sql, raw="", mean_logprob=-float(k), greedy=k == 0)
@@ -520,10 +527,24 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
                 for i, fr in zip(todo, predict(model, tokenizer, builder, [items[i] for i in todo], db, sub_cfg)):
                     shots[i] = fr.get("sql")
                     outs[i] = vote(con, (rows[i].get("sql"), base[i], shots[i]))
-        for r, b, f, out in zip(rows, base, shots, outs):
+        own = [None] * len(items)
+        if cfg.panel_tuned_fewshot > 0 and cfg.fewshot_pool:
+            # the fourth voter, the adapter's answer with examples, last in tie order: where the adapter's answer is
+            # in a group of two already, two of four win or tie (ties go to the adapter), so it is decoded elsewhere
+            fourth = [i for i, o in enumerate(outs) if not any(g["votes"] >= 2 and 0 in g["members"] for g in o.groups)]
+            if fourth:
+                sub_cfg = cfg.with_(fallback="none", untuned=None, vote=None, retries=0, repair=False,
+                                    fewshot=cfg.panel_tuned_fewshot,
+                                    fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
+                for i, fr in zip(fourth, predict(model, tokenizer, builder, [items[i] for i in fourth], db, sub_cfg)):
+                    own[i] = fr.get("sql")
+                    outs[i] = vote(con, (rows[i].get("sql"), base[i], shots[i], own[i]))
+        for r, b, f, o, out in zip(rows, base, shots, own, outs):
             r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": b,
                          "fewshot_sql": f, "source": names[out.chosen],
                          "votes": max((g["votes"] for g in out.groups), default=0)}
+            if cfg.panel_tuned_fewshot > 0:
+                r["pool"]["adapter_fewshot_sql"] = o
             if out.chosen != 0 and out.sql and out.sql != r.get("sql"):
                 r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
                 r["sql"], r["raw"], r["error"] = out.sql, out.sql, out.candidates[out.chosen]["error"]

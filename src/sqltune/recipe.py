@@ -74,6 +74,7 @@ class EvalSection:
     #                         | panel: the tuned answer, the untuned one and the untuned one with `panel_fewshot`
     #                         retrieved training examples vote by result, ties to the tuned answer (`panel_vote`)
     panel_fewshot: int = 4  # the panel's examples (0: the two models alone)
+    panel_tuned_fewshot: int = 0  # a fourth voter: the adapter's answer with this many examples (0: none)
 
 
 @dataclass
@@ -306,8 +307,10 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
         raise SqltuneError(f"recipe {label}: {e}") from None
     if not isinstance(recipe.eval.repair, bool):
         raise SqltuneError(f"recipe {label}: eval.repair must be true or false, got {recipe.eval.repair!r}")
-    if not isinstance(recipe.eval.panel_fewshot, int) or recipe.eval.panel_fewshot < 0:
-        raise SqltuneError(f"recipe {label}: eval.panel_fewshot must be a whole number >= 0, got {recipe.eval.panel_fewshot!r}")
+    for key in ("panel_fewshot", "panel_tuned_fewshot"):
+        v = getattr(recipe.eval, key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise SqltuneError(f"recipe {label}: eval.{key} must be a whole number >= 0, got {v!r}")
     return recipe
 
 

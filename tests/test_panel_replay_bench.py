@@ -1,0 +1,86 @@
+"""benchmarks/panel_replay.py: a run's stored tuned answers and the untuned model's answers (without and with
+examples) voted with the shipped `vote.choose`, repaired with the shipped `repair_rows`, scored with `score_pairs`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from repo_scripts import load_script
+
+from sqltune.dataset import write_jsonl
+from sqltune.score import score_pairs
+
+GOLD = [{"id": "a", "question": "How many books?", "sql": "SELECT COUNT(*) FROM books"},
+        {"id": "b", "question": "Titles?", "sql": "SELECT title FROM books"},
+        {"id": "c", "question": "How many authors?", "sql": "SELECT COUNT(*) FROM authors"}]
+# the run's rows: c's tuned answer failed and the `base` fallback replaced it with the untuned model's
+ROWS = [{"id": "a", "sql": "SELECT COUNT(*) FROM authors", "error": None},
+        {"id": "b", "sql": "SELECT title FROM books", "error": None},
+        {"id": "c", "sql": "SELECT COUNT(*) FROM authors", "error": None,
+         "fallback": {"sql": "SELECT genre FROM books", "error": "no such column: genre"}}]
+UNTUNED = {0: ["SELECT COUNT(*) FROM books", "SELECT titel FROM books", "SELECT COUNT(*) FROM authors"],
+           4: ["SELECT COUNT(*) FROM books", "SELECT name FROM authors", "SELECT COUNT(*) FROM books"],
+           2: ["SELECT COUNT(*) FROM books", "SELECT title FROM books", "SELECT COUNT(*) FROM authors"]}
+
+
+def test_the_panel_replay_votes_the_tuned_answer_before_its_fallback_with_both_untuned_answers(tiny_db, tmp_path,
+                                                                                                capsys):
+    bench = load_script("benchmarks/panel_replay.py")
+    suite, runs, untuned = tmp_path / "suite", tmp_path / "runs", tmp_path / "untuned"
+    (suite / "one").mkdir(parents=True)
+    db = suite / "one" / "one.sqlite"
+    db.write_bytes(tiny_db.read_bytes())
+    (runs / "one").mkdir(parents=True)
+    (runs / "one" / "rl_test_report.json").write_text(json.dumps(score_pairs(db, GOLD, [r["sql"] for r in ROWS])))
+    write_jsonl(runs / "one" / "rl_test_pred.jsonl", [dict(r, question=g["question"]) for r, g in zip(ROWS, GOLD)])
+    for k, sqls in UNTUNED.items():
+        write_jsonl(untuned / "one" / f"test_k{k}.jsonl",
+                    [{"id": g["id"], "question": g["question"], "sql": s, "error": None} for g, s in zip(GOLD, sqls)])
+    out = tmp_path / "out.json"
+    assert bench.main(["--runs", str(runs), "--stage", "rl", "--untuned", str(untuned), "--devsuite", str(suite),
+                       "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    # U0 | untuned panel (U4, U0, U2) | tuned as written (c: the answer before the fallback, failing) | shipped | panel
+    assert "| one | 3 | 2 | 2 | 1 | 2 | 3 |" in printed, printed
+    got = json.loads(out.read_text())["one"]
+    assert got["panel"] == [True, True, True] and got["shipped"] == [False, True, True]
+    assert got["untuned_panel"] == [True, False, True]  # b: U4 and U2 one vote each, the tie goes to U4 (wrong)
+    (untuned / "one" / "test_k2.jsonl").unlink()
+    with pytest.raises(SystemExit, match="test_k2.jsonl is missing"):
+        bench.main(["--runs", str(runs), "--stage", "rl", "--untuned", str(untuned), "--devsuite", str(suite)])
+
+
+def test_untuned_answers_writes_every_split_and_k_with_the_db_own_train_pairs(tiny_db, tiny_model_dir, tmp_path,
+                                                                           monkeypatch):
+    """benchmarks/untuned_answers.py decodes through the shipped `evaluate.predict` (here the tests' tiny random
+    model): one file per split and k, the split's ids in order; examples come from the DB's train split only."""
+    import sqltune.evaluate as ev
+
+    bench = load_script("benchmarks/untuned_answers.py")
+    suite = tmp_path / "suite"
+    (suite / "one").mkdir(parents=True)
+    (suite / "one" / "one.sqlite").write_bytes(tiny_db.read_bytes())
+    train = [{"id": f"t{i}", "question": f"Training question {i} about books?", "sql": "SELECT 1"} for i in range(3)]
+    write_jsonl(suite / "one" / "train.jsonl", train)
+    write_jsonl(suite / "one" / "test.jsonl", GOLD)
+    shown = []
+    real = ev.predict_questions
+
+    def spy(model, tok, builder, questions, db, cfg, examples=None, **kw):
+        shown.append(examples)
+        return real(model, tok, builder, questions, db, cfg.with_(max_new_tokens=4), examples=examples, **kw)
+
+    monkeypatch.setattr(ev, "predict_questions", spy)
+    out = tmp_path / "out"
+    assert bench.main(["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32", "--devsuite",
+                       str(suite), "--splits", "test", "--k", "0", "2", "--out", str(out)]) == 0
+    for k in (0, 2):
+        rows = [json.loads(x) for x in (out / "one" / f"test_k{k}.jsonl").read_text().splitlines()]
+        assert [r["id"] for r in rows] == ["a", "b", "c"] and all(set(r) == {"id", "question", "sql", "error"}
+                                                                 for r in rows)
+    assert shown[0] is None and [len(e) for e in shown[1]] == [2, 2, 2]
+    assert all({"question": e["question"], "sql": e["sql"]} in [{"question": t["question"], "sql": t["sql"]}
+                                                               for t in train] for e in shown[1][0])
+    runs = json.loads((out / "timing.json").read_text())["runs"]
+    assert [(r["db"], r["split"], r["k"], r["n"]) for r in runs] == [("one", "test", 0, 3), ("one", "test", 2, 3)]
