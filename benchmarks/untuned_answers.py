@@ -2,8 +2,8 @@
 
 What a panel (`eval.fallback: panel`) weighs besides the tuned answer: U0 (no examples), U4 and U2 (4 and 2 of the
 DB's own train pairs, retrieved by the shipped `fewshot_for`), decoded through the shipped `evaluate.predict` with the
-model loaded once (`model.load`) and one prompt builder per DB (`evaluate._builder` over `schema.schema_text`, the
-recipe's chat style). Answers are as written (no repair, no vote, no fallback); `benchmarks/panel_replay.py` combines
+model loaded once (`model.load`) and one prompt builder per DB (`prompt.PromptBuilder` over `schema.schema_text`,
+the recipe's chat style). Answers are as written (no repair, no vote, no fallback); `benchmarks/panel_replay.py` combines
 them with a run's stored tuned answers.
 
     python benchmarks/untuned_answers.py --model qwen2.5-coder-1.5b --devsuite ../shared/data/devsuite \\
@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     from sqltune.dataset import read_jsonl
-    from sqltune.evaluate import EvalConfig, _builder, predict
+    from sqltune.evaluate import EvalConfig, predict
     from sqltune.model import load, pick_device
+    from sqltune.prompt import PromptBuilder
     from sqltune.schema import schema_text
 
     dev = pick_device(a.device, a.dtype)
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in dbs:
         folder = a.devsuite / name
         db = folder / f"{name}.sqlite"
-        builder = _builder(schema_text(db), "chat", None)
+        builder = PromptBuilder(schema_text(db), "chat")
         train = read_jsonl(folder / "train.jsonl")
         for split in a.splits:
             items = read_jsonl(folder / f"{split}.jsonl")

@@ -250,7 +250,7 @@ def test_panel_votes_the_adapter_and_both_untuned_answers_by_result(tiny_db, mon
     adapter and the untuned model fail the examples' answer is taken (c). The report counts what it fixed and broke."""
     asked = []
     _fake_panel(monkeypatch, asked)
-    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False)
+    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False, panel_tuned_fewshot=0)
     rep = evaluate(_Adapted(), None, None, PANEL_ITEMS, tiny_db, cfg)
     qs = [it["question"] for it in PANEL_ITEMS]
     assert asked == [("adapter", qs, None), ("base", qs, None), ("fewshot", qs, [4] * 4)]
@@ -274,7 +274,7 @@ def test_panel_takes_known_untuned_answers_and_works_without_a_pool(tiny_db, mon
     _fake_panel(monkeypatch, asked)
     qs = [it["question"] for it in PANEL_ITEMS]
     known = {q: {"question": q, "sql": PANEL_WRITES["base"][q]} for q in qs}
-    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False, untuned=known)
+    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False, untuned=known, panel_tuned_fewshot=0)
     with_known = evaluate(_Adapted(), None, None, PANEL_ITEMS, tiny_db, cfg)
     assert [a[0] for a in asked] == ["adapter", "fewshot"]
     assert with_known["summary"]["exact"] == pytest.approx(3 / 4)
@@ -306,7 +306,7 @@ def test_panel_decodes_the_examples_pass_only_where_the_two_models_disagree(tiny
         monkeypatch.setitem(PANEL_WRITES[voter], empty["question"], empty["sql"])
     items = PANEL_ITEMS + [agree, empty]
     rep = evaluate(_Adapted(), None, None, items, tiny_db, EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL,
-                                                                     progress=False))
+                                                                     progress=False, panel_tuned_fewshot=0))
     qs = [it["question"] for it in items]
     assert asked[2] == ("fewshot", qs[:4] + [empty["question"]], [4] * 5)
     ex = {e["id"]: e for e in rep["examples"]}
@@ -337,7 +337,8 @@ def test_panel_fourth_voter_the_adapter_with_examples_decoded_only_where_it_can_
         monkeypatch.setitem(PANEL_WRITES, voter, dict(PANEL_WRITES.get(voter, {}), **by_q))
     items = PANEL_ITEMS + [same, four]
     qs = [it["question"] for it in items]
-    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False, panel_tuned_fewshot=2)
+    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False)
+    assert cfg.panel_tuned_fewshot == 2  # the default, as the default recipe's
     rep = evaluate(_Adapted(), None, None, items, tiny_db, cfg)
     assert asked == [("adapter", qs, None), ("base", qs, None), ("fewshot", qs[:4] + [four["question"]], [4] * 5),
                      ("adapter_fewshot", qs[:4], [2] * 4)]
@@ -715,7 +716,9 @@ def test_panel_repairs_only_where_every_voter_fails_in_tie_order(tiny_db, monkey
         (False, False): {items[0]["question"]: "SELECT title FROM authors WHERE country = 'UK'",
                          items[1]["question"]: "SELECT title FROM books"},  # runs (wrong): it is the answer
         (False, True): {items[0]["question"]: "SELECT genre FROM books",
-                        items[1]["question"]: "SELECT title, name FROM books"}}
+                        items[1]["question"]: "SELECT title, name FROM books"},
+        (True, True): {items[0]["question"]: "SELECT genre, title FROM books",  # the fourth voter fails too
+                       items[1]["question"]: "SELECT titel FROM books"}}
     asked = []
 
     def fake(m, tok, builder, questions, examples=None, **kw):

@@ -31,7 +31,7 @@ from .prompt import PromptBuilder
 
 FALLBACKS = ("none", "base", "vote", "panel")
 PANEL_FEWSHOT = 4  # the panel's third voter: the untuned model with this many retrieved training examples
-PANEL_TUNED_FEWSHOT = 0  # the panel's fourth voter: the adapter's answer with this many retrieved examples (0: none)
+PANEL_TUNED_FEWSHOT = 2  # the panel's fourth voter: the adapter's answer with this many retrieved examples (0: none)
 
 
 def check_fallback(fallback: str, name: str = "fallback", vote: int | None = None) -> None:

@@ -74,7 +74,7 @@ class EvalSection:
     #                         | panel: the tuned answer, the untuned one and the untuned one with `panel_fewshot`
     #                         retrieved training examples vote by result, ties to the tuned answer (`panel_vote`)
     panel_fewshot: int = 4  # the panel's examples (0: the two models alone)
-    panel_tuned_fewshot: int = 0  # a fourth voter: the adapter's answer with this many examples (0: none)
+    panel_tuned_fewshot: int = 2  # a fourth voter: the adapter's answer with this many examples (0: the panel of three)
 
 
 @dataclass
