@@ -187,3 +187,6 @@ def test_fallback_lines_describe_the_panel_as_what_it_is():
     lines = fallback_lines({"tuned": {"test": panel}})
     assert lines[0] == "## Three answers vote (`eval.fallback: panel`)"
     assert "| tuned | test | 55 | 6 | 6 | 3 | 1 |" in lines and not any(x.startswith("## Both models") for x in lines)
+    panel["eval_config"]["panel_tuned_fewshot"] = 2  # the default recipe's since session 31
+    lines = fallback_lines({"tuned": {"test": panel}})
+    assert lines[0] == "## Four answers vote (`eval.fallback: panel`)" and "tuned model's with retrieved" in lines[2]

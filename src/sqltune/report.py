@@ -221,10 +221,13 @@ def fallback_lines(reports: dict) -> list[str]:
     def is_panel(st, sp) -> bool:
         return reports[st][sp].get("eval_config", {}).get("fallback") == "panel"
 
+    fourth = any(reports[st][sp].get("eval_config", {}).get("panel_tuned_fewshot") for st, sp, _ in pooled
+                 if is_panel(st, sp))
     sections = (  # the panel's and the pooled vote's: the same counts, under their own title and words
-        (True, "## Three answers vote (`eval.fallback: panel`)",
-         "The tuned model's answer, the untuned model's and the untuned model's with retrieved training examples voted "
-         "by result; ties went to the tuned answer.", ("questions", "not the tuned model's")),
+        (True, f"## {'Four' if fourth else 'Three'} answers vote (`eval.fallback: panel`)",
+         "The tuned model's answer, the untuned model's and the untuned model's with retrieved training examples "
+         + ("(and, where the tuned answer had no second vote, the tuned model's with retrieved examples) " if fourth
+            else "") + "voted by result; ties went to the tuned answer.", ("questions", "not the tuned model's")),
         (False, "## Both models vote where they disagree (`eval.fallback: vote`)",
          "The untuned model answered every question too; where the tuned answer did not execute or gave another "
          "result, both models drew candidates and the result most of them agreed on was taken.",
