@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Carry real model weights to the lent GPU machine, 40,000,000 bytes a call (PART_SIZE).
+"""Carry real model weights to the lent GPU machine, 36,000,000 bytes a call (PART_SIZE).
 
 Only 64 MiB travels with each `run` call (working tree included), and files outside the repo copy
 (under /root) survive between calls while the machine stays warm (30 s after each call). So:
@@ -10,7 +10,7 @@ Only 64 MiB travels with each `run` call (working tree included), and files outs
           python3 scripts/gpu_weights.py join                 # join, verify sha256 of parts and whole
           python3 scripts/gpu_weights.py materialize          # GGUF -> bf16 safetensors in $SQLTUNE_HOME
 
-`split` carries the default model's GGUF (491 MB, 13 parts) rather than the dequantised safetensors
+`split` carries the default model's GGUF (491 MB, 14 parts) rather than the dequantised safetensors
 (1.26 GB, 32 parts): the GPU image's transformers (5.17) dequantises GGUF with the same GgufConfig
 call sqltune uses, given the gguf wheel from scripts/gpu_wheels.sh. `receive` and `join` use only the
 standard library, so they run before any wheel is installed.
@@ -26,7 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
-PART_SIZE = 40_000_000  # + the working tree (17.4 MiB as sent in session 19) must stay under the 64 MiB a call carries
+PART_SIZE = 36_000_000  # + the working tree (24.9 MiB as sent in session 31, when 40 MB parts stopped fitting) < 64 MiB a call
 REPO = Path(__file__).resolve().parent.parent
 CALL_LIMIT = 64 * 2**20  # what one device call carries: the working tree and the carried paths
 DEFAULT_OUT = REPO / ".gpu" / "weights"
