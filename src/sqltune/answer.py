@@ -97,6 +97,8 @@ class SQLModel:
     fewshot_pool: list[dict] | None = field(default=None, repr=False)  # `fallback="panel"`: the examples' pairs
     repair: bool = True  # where the answer fails, its schema repair (`evaluate.repair_rows`)
     untuned_model: bool = False  # the model is the untuned one (`checkpoint.is_untuned`): the panel is its own
+    panel: dict = field(default_factory=dict)  # the panel's sizes (panel_fewshot, panel_tuned_fewshot): a run's, or
+    #                                            EvalConfig's defaults
 
     def ask(self, question: str) -> Answer:
         """Write SQL for `question`, run it read-only, return both. An empty question is a SqltuneError."""
@@ -115,7 +117,7 @@ class SQLModel:
         cfg = EvalConfig(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, retries=self.retries,
                          progress=progress, autocast=self.device.autocast, timeout=self.timeout, vote=self.vote,
                          fallback=self.fallback, fewshot_pool=self.fewshot_pool if self.fallback == "panel" else None,
-                         untuned_model=self.untuned_model, repair=self.repair)
+                         untuned_model=self.untuned_model, repair=self.repair, **self.panel)
         rows = predict(self.model, self.tokenizer, self.builder, [{"question": q} for q in questions], self.db, cfg)
         con = connect_readonly(self.db)
         try:
@@ -146,7 +148,7 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
     `model`: a packaged name, a model folder, a .gguf file or a hub id (default: the packaged default, or the
     adapter's base model). `adapter`: a checkpoint written by training (its prompt template is checked against `db`).
     `run`: a finished `sqltune run` folder; its final adapter (as `sqltune serve --run` picks it), database, notes,
-    prompt style and `eval.fallback` are the defaults. `vote`/`vote_when`: as `sqltune ask` (default: greedy, and
+    prompt style, `eval.fallback` (and the panel's sizes) are the defaults. `vote`/`vote_when`: as `sqltune ask` (default: greedy, and
     ASK_VOTE candidates where the greedy SQL does not execute). `fallback`: none, base, vote or panel (`sqltune ask
     --fallback`); all but none load the adapter unmerged. `fewshot_pool`: the training pairs the panel retrieves its
     examples from (with `run` and a panel: the run's own training pairs; without any, the panel is the two models).
@@ -158,15 +160,18 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
     from .model import pick_device
 
     base = None  # the adapter's base model, where not where its checkpoint names it (a run read from elsewhere)
+    panel = {}
     if run is not None:
         from .serve import run_settings
 
         adapter, db, notes, prompt_style, fallback, _, base = run_settings(run, adapter, db, notes, prompt_style,
                                                                            fallback)
-        if repair is None:
-            from .serve import run_paths
+        from .serve import run_paths
 
-            repair = run_paths(run)["repair"]
+        found = run_paths(run)
+        panel = found["panel"]  # the panel answers as the run scored it
+        if repair is None:
+            repair = found["repair"]
     fallback = fallback or "none"
     for name, value in (("retries", retries), ("timeout", timeout), ("max_rows", max_rows),
                         ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
@@ -189,4 +194,4 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
                     max_rows=max_rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
                     fewshot_pool=list(fewshot_pool) if fewshot_pool else None,
                     untuned_model=fallback == "panel" and is_untuned(model, adapter),
-                    repair=True if repair is None else bool(repair))
+                    repair=True if repair is None else bool(repair), panel=panel)

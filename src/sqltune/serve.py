@@ -72,6 +72,7 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
     """What a run folder gives a server: db, notes, model, prompt style and its best finished adapter."""
     from .checkpoint import is_complete
 
+    from .evaluate import PANEL_FEWSHOT
     from .run import read_recipe
 
     run = Path(run_dir)
@@ -100,7 +101,10 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
             "fallback": (recipe.get("eval") or {}).get("fallback") or "none",
             "pool": (recipe.get("eval") or {}).get("vote"),
             # a run from before `eval.repair` existed: on, as the recipes now are (it only rewrites failing answers)
-            "repair": bool((recipe.get("eval") or {}).get("repair", True))}
+            "repair": bool((recipe.get("eval") or {}).get("repair", True)),
+            # the panel's sizes as the run scored with them; a run from before the fourth voter had none
+            "panel": {"panel_fewshot": int((recipe.get("eval") or {}).get("panel_fewshot", PANEL_FEWSHOT)),
+                      "panel_tuned_fewshot": int((recipe.get("eval") or {}).get("panel_tuned_fewshot", 0))}}
 
 
 def run_db(run_dir: str | os.PathLike, db: str | None,
@@ -154,12 +158,15 @@ class Engine:
         from .paths import cache_dir
 
         cfg = config
+        self.panel = {}  # the panel's sizes: EvalConfig's defaults, or the run's
         if cfg.run_dir:
             cfg.adapter, cfg.db, cfg.notes, cfg.prompt_style, cfg.fallback, pool, base = run_settings(
                 cfg.run_dir, cfg.adapter, cfg.db, cfg.notes, cfg.prompt_style, cfg.fallback)
             cfg.pool = pool or cfg.pool
+            found = run_paths(cfg.run_dir)
             if cfg.repair is None:
-                cfg.repair = run_paths(cfg.run_dir)["repair"]
+                cfg.repair = found["repair"]
+            self.panel = found["panel"]  # the panel answers as the run scored it
         else:
             base = None
         cfg.repair = True if cfg.repair is None else bool(cfg.repair)
@@ -208,7 +215,7 @@ class Engine:
         cfg = EvalConfig(batch_size=self.config.batch_size, max_new_tokens=self.config.max_new_tokens, progress=False,
                          autocast=self.device.autocast, timeout=self.config.timeout, vote=vote,
                          fallback="none" if fb == "vote" else fb, fewshot_pool=self.fewshot_pool,
-                         untuned_model=self.untuned_model, repair=self.config.repair and fb != "vote")
+                         untuned_model=self.untuned_model, repair=self.config.repair and fb != "vote", **self.panel)
         items = [{"question": q} for q in questions]
         rows = predict(self.model, self.tokenizer, self.builder, items, self.db, cfg, **kw)
         if fb == "vote":
