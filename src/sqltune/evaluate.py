@@ -481,6 +481,15 @@ def pool_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows:
     return _spread_seconds(rows, t)
 
 
+def _with_examples(model, tokenizer, builder: PromptBuilder, items: list[dict], idx: list[int], db, cfg: EvalConfig,
+                   k: int) -> list[str | None]:
+    """A panel voter's greedy answers to `items[i]` for i in `idx`, with `k` retrieved training examples (the items
+    being evaluated never shown), as written: no vote, fallback, retry or repair. The caller switches the adapter."""
+    sub_cfg = cfg.with_(fallback="none", untuned=None, untuned_model=False, vote=None, retries=0, repair=False,
+                        fewshot=k, fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
+    return [r.get("sql") for r in predict(model, tokenizer, builder, [items[i] for i in idx], db, sub_cfg)]
+
+
 def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows: list[dict], db,
                cfg: EvalConfig) -> list[dict]:
     """`cfg.fallback == "panel"`: three greedy answers per question vote by result (`vote.choose`): the adapter's (the
@@ -521,23 +530,20 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
         todo = [i for i, o in enumerate(outs) if not any(g["votes"] == 2 for g in o.groups)]
         shots = [None] * len(items)
         if cfg.panel_fewshot > 0 and cfg.fewshot_pool and todo:
-            sub_cfg = cfg.with_(fallback="none", untuned=None, vote=None, retries=0, repair=False, fewshot=cfg.panel_fewshot,
-                                fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
             with model.disable_adapter():
-                for i, fr in zip(todo, predict(model, tokenizer, builder, [items[i] for i in todo], db, sub_cfg)):
-                    shots[i] = fr.get("sql")
-                    outs[i] = vote(con, (rows[i].get("sql"), base[i], shots[i]))
+                sqls = _with_examples(model, tokenizer, builder, items, todo, db, cfg, cfg.panel_fewshot)
+            for i, sql in zip(todo, sqls):
+                shots[i] = sql
+                outs[i] = vote(con, (rows[i].get("sql"), base[i], shots[i]))
         own = [None] * len(items)
         if cfg.panel_tuned_fewshot > 0 and cfg.fewshot_pool:
             # the fourth voter, the adapter's answer with examples, last in tie order: where the adapter's answer is
             # in a group of two already, two of four win or tie (ties go to the adapter), so it is decoded elsewhere
             fourth = [i for i, o in enumerate(outs) if not any(g["votes"] >= 2 and 0 in g["members"] for g in o.groups)]
             if fourth:
-                sub_cfg = cfg.with_(fallback="none", untuned=None, vote=None, retries=0, repair=False,
-                                    fewshot=cfg.panel_tuned_fewshot,
-                                    fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
-                for i, fr in zip(fourth, predict(model, tokenizer, builder, [items[i] for i in fourth], db, sub_cfg)):
-                    own[i] = fr.get("sql")
+                for i, sql in zip(fourth, _with_examples(model, tokenizer, builder, items, fourth, db, cfg,
+                                                         cfg.panel_tuned_fewshot)):
+                    own[i] = sql
                     outs[i] = vote(con, (rows[i].get("sql"), base[i], shots[i], own[i]))
         for r, b, f, o, out in zip(rows, base, shots, own, outs):
             r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": b,
@@ -579,12 +585,9 @@ def untuned_panel(model, tokenizer, builder: PromptBuilder, items: list[dict], r
 
     def decode(k: int, idx: list[int]) -> None:
         answers.setdefault(k, [None] * len(items))
-        sub_cfg = cfg.with_(fallback="none", untuned=None, untuned_model=False, vote=None, retries=0, repair=False,
-                            fewshot=k,
-                            fewshot_exclude=list(cfg.fewshot_exclude) + list(items))
         with model.disable_adapter() if has_adapter(model) else nullcontext():  # an adapter kept at step 0
-            for i, r in zip(idx, predict(model, tokenizer, builder, [items[i] for i in idx], db, sub_cfg)):
-                answers[k][i] = r.get("sql")
+            for i, sql in zip(idx, _with_examples(model, tokenizer, builder, items, idx, db, cfg, k)):
+                answers[k][i] = sql
 
     def vote(con, i: int, voters: list[int]):  # the answers in tie order
         return choose(con, [Candidate(sql=answers[k][i], raw="", mean_logprob=-float(n), greedy=n == 0)
