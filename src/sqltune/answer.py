@@ -148,9 +148,9 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
     `model`: a packaged name, a model folder, a .gguf file or a hub id (default: the packaged default, or the
     adapter's base model). `adapter`: a checkpoint written by training (its prompt template is checked against `db`).
     `run`: a finished `sqltune run` folder; its final adapter (as `sqltune serve --run` picks it), database, notes,
-    prompt style, `eval.fallback` (and the panel's sizes) are the defaults. `vote`/`vote_when`: as `sqltune ask` (default: greedy, and
-    ASK_VOTE candidates where the greedy SQL does not execute). `fallback`: none, base, vote or panel (`sqltune ask
-    --fallback`); all but none load the adapter unmerged. `fewshot_pool`: the training pairs the panel retrieves its
+    prompt style, `eval.fallback` (and the panel's sizes) are the defaults. `vote`/`vote_when`: as `sqltune ask`
+    (default: greedy, and ASK_VOTE candidates where the greedy SQL does not execute). `fallback`: none, base, vote or
+    panel (`sqltune ask --fallback`); all but none load the adapter unmerged. `fewshot_pool`: the training pairs the panel retrieves its
     examples from (with `run` and a panel: the run's own training pairs; without any, the panel is the two models).
     `repair`: where the answer fails with a column the schema has elsewhere, its rewrite (`sqltune.repair`) if that
     runs (default: on; with `run`, the run's `eval.repair`). Bad settings and files are a SqltuneError, before any load.
@@ -164,11 +164,8 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
     if run is not None:
         from .serve import run_settings
 
-        adapter, db, notes, prompt_style, fallback, _, base = run_settings(run, adapter, db, notes, prompt_style,
-                                                                           fallback)
-        from .serve import run_paths
-
-        found = run_paths(run)
+        adapter, db, notes, prompt_style, fallback, _, base, found = run_settings(run, adapter, db, notes,
+                                                                                  prompt_style, fallback)
         panel = found["panel"]  # the panel answers as the run scored it
         if repair is None:
             repair = found["repair"]

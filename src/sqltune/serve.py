@@ -127,13 +127,14 @@ def run_db(run_dir: str | os.PathLike, db: str | None,
 
 
 def run_settings(run_dir: str | os.PathLike, adapter=None, db=None, notes=None, prompt_style=None, fallback=None):
-    """(adapter, db, notes, prompt_style, fallback, pool, base): a run folder's settings (`run_paths`) under those the
-    caller gave (None: not given), as `serve --run`, `ask --run` and `sqltune.load(run=...)` take them. The adapter is
-    the run's (one given beside the run is refused), the database is checked (`run_db`), the notes file and the base
-    model are found as the run found them, though read from another folder (`run.run_file`, `run.run_base`): `base`
-    is where the adapter's base model is, where that is not where its checkpoint names it (a relative model folder:
-    `load_for_inference`'s `base`), else None; `pool` is the run's vote size where its pooled vote (`eval.fallback:
-    vote`) is taken, else None."""
+    """(adapter, db, notes, prompt_style, fallback, pool, base, found): a run folder's settings (`run_paths`) under
+    those the caller gave (None: not given), as `serve --run`, `ask --run` and `sqltune.load(run=...)` take them.
+    The adapter is the run's (one given beside the run is refused), the database is checked (`run_db`), the notes
+    file and the base model are found as the run found them, though read from another folder (`run.run_file`,
+    `run.run_base`): `base` is where the adapter's base model is, where that is not where its checkpoint names it (a
+    relative model folder: `load_for_inference`'s `base`), else None; `pool` is the run's vote size where its pooled
+    vote (`eval.fallback: vote`) is taken, else None; `found`: `run_paths`' dict itself (its repair and panel
+    sizes), read once."""
     from .run import run_base, run_file
 
     if adapter is not None:
@@ -143,7 +144,7 @@ def run_settings(run_dir: str | os.PathLike, adapter=None, db=None, notes=None, 
     return (found["adapter"], db or run_db(run_dir, found["db"]),
             notes or (found["notes"] and run_file(run_dir, found["notes"], "data.notes")),
             prompt_style or found["prompt_style"], fallback or found["fallback"], pool,
-            run_base(run_dir, found["adapter"]))
+            run_base(run_dir, found["adapter"]), found)
 
 
 # ---------------------------------------------------------------- the model, loaded once
@@ -160,10 +161,9 @@ class Engine:
         cfg = config
         self.panel = {}  # the panel's sizes: EvalConfig's defaults, or the run's
         if cfg.run_dir:
-            cfg.adapter, cfg.db, cfg.notes, cfg.prompt_style, cfg.fallback, pool, base = run_settings(
+            cfg.adapter, cfg.db, cfg.notes, cfg.prompt_style, cfg.fallback, pool, base, found = run_settings(
                 cfg.run_dir, cfg.adapter, cfg.db, cfg.notes, cfg.prompt_style, cfg.fallback)
             cfg.pool = pool or cfg.pool
-            found = run_paths(cfg.run_dir)
             if cfg.repair is None:
                 cfg.repair = found["repair"]
             self.panel = found["panel"]  # the panel answers as the run scored it
@@ -215,7 +215,8 @@ class Engine:
         cfg = EvalConfig(batch_size=self.config.batch_size, max_new_tokens=self.config.max_new_tokens, progress=False,
                          autocast=self.device.autocast, timeout=self.config.timeout, vote=vote,
                          fallback="none" if fb == "vote" else fb, fewshot_pool=self.fewshot_pool,
-                         untuned_model=self.untuned_model, repair=self.config.repair and fb != "vote", **self.panel)
+                         untuned_model=self.untuned_model, repair=self.config.repair and fb != "vote",
+                         **self.panel)
         items = [{"question": q} for q in questions]
         rows = predict(self.model, self.tokenizer, self.builder, items, self.db, cfg, **kw)
         if fb == "vote":
