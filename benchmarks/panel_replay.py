@@ -88,6 +88,7 @@ COLUMNS = ("U0", "untuned_panel", "tuned_as_written", "shipped", "panel")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from repair_replay import per_db
     from sqltune.stats import compare_paired
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -116,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pooled = {c: [x for r in out.values() for x in r[c]] for c in COLUMNS}
     print(f"| **pooled** | {len(pooled['shipped'])} | " + " | ".join(str(sum(v)) for v in pooled.values()) + " |")
-    print("| **mean per DB (%)** | | " + " | ".join(
-        f"{100 * sum(sum(r[c]) / r['n'] for r in out.values()) / len(out):.1f}" for c in COLUMNS) + " |")
+    print("| **mean per DB (%)** | | " + " | ".join(f"{per_db(out, c):.1f}" for c in COLUMNS) + " |")
     print(f"\npanel vs shipped, pooled: {compare_paired(pooled['shipped'], pooled['panel']).sentence()}")
     print(f"untuned panel vs shipped, pooled: {compare_paired(pooled['shipped'], pooled['untuned_panel']).sentence()}")
     if a.json:

@@ -71,6 +71,11 @@ def replay(folder: Path, db: Path, stage: str, split: str = "test") -> dict | No
                           "exact": bool(after[i]["exact"])} for i in repaired]}
 
 
+def per_db(out: dict, key: str) -> float:
+    """Mean over DBs of the share of `out[db][key]` (one bool per question) that is true, in percent."""
+    return 100 * sum(sum(r[key]) / r["n"] for r in out.values()) / len(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     from sqltune.stats import compare_paired
 
@@ -101,11 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     if not out:
         print(f"error: no {args.stage}_{args.split} reports under {runs}", file=sys.stderr)
         return 2
-    per_db = lambda key: 100 * sum(sum(r[key]) / r["n"] for r in out.values()) / len(out)  # noqa: E731
     cmp = compare_paired(before, after)
     print(f"| **pooled** | {len(before)} | {sum(before)} | {sum(after)} | "
           f"{sum(r['repaired'] for r in out.values())} ({sum(r['repaired_right'] for r in out.values())}) |")
-    print(f"\nper DB {per_db('before'):.1f} -> {per_db('after'):.1f} %; pooled {cmp.sentence()}")
+    print(f"\nper DB {per_db(out, 'before'):.1f} -> {per_db(out, 'after'):.1f} %; pooled {cmp.sentence()}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0
