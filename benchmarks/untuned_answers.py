@@ -9,6 +9,11 @@ them with a run's stored tuned answers.
     python benchmarks/untuned_answers.py --model qwen2.5-coder-1.5b --devsuite ../shared/data/devsuite \\
         --splits valid test --k 0 2 4 --out runs/untuned15
     # -> runs/untuned15/<db>/<split>_k<k>.jsonl  ({id, question, sql, error} per question) + timing.json
+
+`--vote N` (N > 1) decodes instead, through the same `predict` with `eval.vote N` (`vote_when: always`), the greedy
+answer and N-1 samples per question (`vote.sample_sql`: one prefill, `--temperature`, `--top-p`, `--seed`) and keeps
+them all: `<split>_k<k>_v<N>.jsonl` rows are {id, question, sql (the greedy answer), error, candidates: [{sql,
+mean_logprob}, ...] (the greedy one first)}, what a replay needs to vote any subset of them.
 """
 
 from __future__ import annotations
@@ -22,6 +27,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 
+def _row(r: dict) -> dict:
+    """What a replay reads of a `predict` row: the greedy answer (a vote's candidate 0) and, with a vote, every
+    candidate's SQL and mean log-probability in the order drawn."""
+    if "vote" not in r:
+        return {key: r.get(key) for key in ("id", "question", "sql", "error")}
+    cands = r["vote"]["candidates"]
+    return {"id": r.get("id"), "question": r.get("question"), "sql": r.get("greedy_sql"), "error": cands[0]["error"],
+            "candidates": [{"sql": c["sql"], "mean_logprob": c["mean_logprob"]} for c in cands]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="qwen2.5-coder-0.5b")
@@ -32,8 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", default=None)
+    ap.add_argument("--vote", type=int, default=1, help="N > 1: keep the greedy answer and N-1 samples per question")
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args(argv)
+    if a.vote < 1:
+        ap.error(f"--vote must be at least 1 (1: the greedy answer only), got {a.vote}")
 
     from sqltune.dataset import read_jsonl
     from sqltune.evaluate import EvalConfig, predict
@@ -41,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     from sqltune.prompt import PromptBuilder
     from sqltune.schema import schema_text
 
+    from sqltune.vote import VoteSettings
+
+    vote = VoteSettings(a.vote, a.temperature, a.top_p, seed=a.seed, when="always") if a.vote > 1 else None
     dev = pick_device(a.device, a.dtype)
     t0 = time.perf_counter()
     loaded = load(a.model, dev, builder=lambda info: None)
@@ -55,17 +79,17 @@ def main(argv: list[str] | None = None) -> int:
             items = read_jsonl(folder / f"{split}.jsonl")
             for k in a.k:
                 cfg = EvalConfig(batch_size=a.batch_size, fewshot=k, fewshot_pool=train if k else None,
-                                 autocast=bool(dev.autocast), progress=False)
+                                 autocast=bool(dev.autocast), progress=False, vote=vote)
                 t = time.perf_counter()
                 rows = predict(loaded.model, loaded.tokenizer, builder, items, db, cfg)
                 secs = time.perf_counter() - t
-                out = a.out / name / f"{split}_k{k}.jsonl"
+                out = a.out / name / (f"{split}_k{k}.jsonl" if vote is None else f"{split}_k{k}_v{a.vote}.jsonl")
                 out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text("".join(json.dumps({key: r.get(key) for key in ("id", "question", "sql", "error")})
-                                       + "\n" for r in rows), encoding="utf-8")
-                timing["runs"].append({"db": name, "split": split, "k": k, "n": len(items), "s": round(secs, 1)})
+                out.write_text("".join(json.dumps(_row(r)) + "\n" for r in rows), encoding="utf-8")
+                timing["runs"].append({"db": name, "split": split, "k": k, "n": len(items), "s": round(secs, 1),
+                                       "vote": a.vote})
                 print(f"{name} {split} k={k}: {len(items)} questions, {secs:.1f} s", flush=True)
-    (a.out / "timing.json").write_text(json.dumps(timing, indent=1), encoding="utf-8")
+    (a.out / ("timing.json" if vote is None else f"timing_v{a.vote}.json")).write_text(json.dumps(timing, indent=1), encoding="utf-8")
     return 0
 
 

@@ -84,3 +84,30 @@ def test_untuned_answers_writes_every_split_and_k_with_the_db_own_train_pairs(ti
                                                                for t in train] for e in shown[1][0])
     runs = json.loads((out / "timing.json").read_text())["runs"]
     assert [(r["db"], r["split"], r["k"], r["n"]) for r in runs] == [("one", "test", 0, 3), ("one", "test", 2, 3)]
+
+
+def test_untuned_answers_with_a_vote_keeps_the_greedy_answer_and_every_sample(tiny_db, tiny_model_dir, tmp_path):
+    """`--vote N`: the shipped `predict` with `eval.vote N` (every question voted); each row keeps the greedy answer
+    as `sql` and all N candidates (greedy first, as `vote.sample_sql` draws them) with their mean log-probability;
+    the files are named apart from the greedy ones, so both can sit in one folder."""
+    bench = load_script("benchmarks/untuned_answers.py")
+    suite = tmp_path / "suite"
+    (suite / "one").mkdir(parents=True)
+    (suite / "one" / "one.sqlite").write_bytes(tiny_db.read_bytes())
+    write_jsonl(suite / "one" / "train.jsonl", [{"id": f"t{i}", "question": f"Question {i}?", "sql": "SELECT 1"}
+                                                for i in range(3)])
+    write_jsonl(suite / "one" / "test.jsonl", GOLD)
+    out = tmp_path / "out"
+    assert bench.main(["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32", "--devsuite",
+                       str(suite), "--splits", "test", "--k", "2", "--vote", "3", "--temperature", "1.5",
+                       "--out", str(out)]) == 0
+    assert not (out / "one" / "test_k2.jsonl").exists()
+    rows = [json.loads(x) for x in (out / "one" / "test_k2_v3.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b", "c"]
+    for r in rows:
+        assert len(r["candidates"]) == 3 and r["candidates"][0]["sql"] == r["sql"]
+        assert all(set(c) == {"sql", "mean_logprob"} and isinstance(c["mean_logprob"], float) for c in r["candidates"])
+    runs = json.loads((out / "timing_v3.json").read_text())["runs"]
+    assert [(r["split"], r["k"], r["n"], r["vote"]) for r in runs] == [("test", 2, 3, 3)]
+    with pytest.raises(SystemExit):  # a vote of 0 is refused before a model is loaded
+        bench.main(["--model", str(tiny_model_dir), "--devsuite", str(suite), "--vote", "0", "--out", str(out)])
