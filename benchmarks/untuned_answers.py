@@ -13,7 +13,9 @@ them with a run's stored tuned answers.
 `--vote N` (N > 1) decodes instead, through the same `predict` with `eval.vote N` (`vote_when: always`), the greedy
 answer and N-1 samples per question (`vote.sample_sql`: one prefill, `--temperature`, `--top-p`, `--seed`) and keeps
 them all: `<split>_k<k>_v<N>.jsonl` rows are {id, question, sql (the greedy answer), error, candidates: [{sql,
-mean_logprob}, ...] (the greedy one first)}, what a replay needs to vote any subset of them.
+mean_logprob}, ...] (the greedy one first)}, what a replay needs to vote any subset of them. `--extra-pool NAME`
+adds the pairs in each DB folder's NAME (e.g. a run's validated synthetic pairs) to the pool the examples are
+retrieved from (`--tag` names those answer files apart).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", default=None)
+    ap.add_argument("--extra-pool", default=None, metavar="NAME",
+                    help="also retrieve examples from <db folder>/NAME (JSONL pairs, e.g. a run's synth.jsonl)")
+    ap.add_argument("--tag", default="", help="appended to every answer file's stem (e.g. _syn)")
     ap.add_argument("--vote", type=int, default=1, help="N > 1: keep the greedy answer and N-1 samples per question")
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--top-p", type=float, default=0.95)
@@ -75,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         db = folder / f"{name}.sqlite"
         builder = PromptBuilder(schema_text(db), "chat")
         train = read_jsonl(folder / "train.jsonl")
+        if a.extra_pool:
+            extra = folder / a.extra_pool
+            if not extra.is_file():
+                raise SystemExit(f"error: {extra} is missing (--extra-pool)")
+            train = train + read_jsonl(extra)
         for split in a.splits:
             items = read_jsonl(folder / f"{split}.jsonl")
             for k in a.k:
@@ -83,13 +93,14 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 rows = predict(loaded.model, loaded.tokenizer, builder, items, db, cfg)
                 secs = time.perf_counter() - t
-                out = a.out / name / (f"{split}_k{k}.jsonl" if vote is None else f"{split}_k{k}_v{a.vote}.jsonl")
+                out = a.out / name / (f"{split}_k{k}{a.tag}.jsonl" if vote is None
+                                      else f"{split}_k{k}_v{a.vote}{a.tag}.jsonl")
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text("".join(json.dumps(_row(r)) + "\n" for r in rows), encoding="utf-8")
                 timing["runs"].append({"db": name, "split": split, "k": k, "n": len(items), "s": round(secs, 1),
-                                       "vote": a.vote})
+                                       "vote": a.vote, "extra_pool": a.extra_pool})
                 print(f"{name} {split} k={k}: {len(items)} questions, {secs:.1f} s", flush=True)
-    (a.out / ("timing.json" if vote is None else f"timing_v{a.vote}.json")).write_text(json.dumps(timing, indent=1), encoding="utf-8")
+    (a.out / (f"timing{a.tag}.json" if vote is None else f"timing_v{a.vote}{a.tag}.json")).write_text(json.dumps(timing, indent=1), encoding="utf-8")
     return 0
 
 
