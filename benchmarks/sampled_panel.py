@@ -12,9 +12,14 @@ last-resort repair over the same list (`evaluate.repair_rows`) and scores with t
 - D: U4, then S4 (15): self-consistency on one prompt
 - E: A, then S4 (15)
 
+With `--pool-tag TAG` (answers decoded with `untuned_answers.py --extra-pool ... --tag TAG`: Vk, the greedy answer
+with k examples retrieved from the seeds and the extra pairs) two more: F = V4, U0, V2 (the panel with the larger
+pool) and G = A, then V4 (a fourth voter, last in tie order).
+
 With `--runs` (a run folder per DB holding its stored answers, as `panel_replay.py` reads them) the tuned forms are
 scored too: `shipped` (the run's answers with the repair), `T` (the tuned answer, before any `base` fallback),
-`TA` = T, U0, U4 (the shipped panel of three) and `T<scheme>` = T, U0, U4, then the scheme's samples.
+`TA` = T, U0, U4 (the shipped panel of three) and `T<scheme>` = T, U0, U4, then the scheme's samples (with
+`--pool-tag`: `TF` = T, U0, V4).
 
     python benchmarks/sampled_panel.py --answers runs/u15/xf --suite .gpu/xf --split test
     python benchmarks/sampled_panel.py --answers runs/u15/ds --suite ../shared/data/devsuite --split valid \\
@@ -73,6 +78,20 @@ def read_answers(folder: Path, split: str, n: int) -> dict[str, tuple[dict, dict
     return out
 
 
+def read_pool(folder: Path, split: str, tag: str) -> dict[int, dict[str, str | None]]:
+    """{k: {id: greedy answer}} from `<split>_k<k><tag>.jsonl` for k = 4, 2 (`untuned_answers.py --tag`)."""
+    from repair_replay import _read
+
+    out = {}
+    for k in (4, 2):
+        rows = _read(folder / f"{split}_k{k}{tag}.jsonl")
+        if rows is None:
+            raise SystemExit(f"error: {folder / f'{split}_k{k}{tag}.jsonl'} is missing "
+                             f"(benchmarks/untuned_answers.py --extra-pool ... --tag {tag} writes it)")
+        out[k] = {str(r["id"]): r.get("sql") for r in rows}
+    return out
+
+
 def replay(db: Path, gold: list[dict], lists: dict[str, dict[str, list]]) -> dict[str, list[bool]]:
     """{scheme: [exact per gold item]}: `lists[scheme][id]` voted (`panel_replay._voted`), repaired, scored."""
     from panel_replay import _voted
@@ -107,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=Path, default=None, help="stored runs, one folder per DB (adds the tuned forms)")
     ap.add_argument("--pattern", default="{db}")
     ap.add_argument("--stage", default="rl")
+    ap.add_argument("--pool-tag", default=None, help="also F, G (and TF): answers with the larger pool, this tag")
+    ap.add_argument("--answers-pool", type=Path, default=None, help="where the --pool-tag answers are (default: --answers)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     out: dict[str, dict] = {}
@@ -130,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         for i in ids:
             for n, v in schemes(*ans[i]).items():
                 lists[n][i] = v
+        pool = read_pool((a.answers_pool or a.answers) / name, a.split, a.pool_tag) if a.pool_tag else None
+        if pool is not None:
+            if any(i not in pool[k] for k in (4, 2) for i in ids):
+                raise SystemExit(f"error: {folder} lacks {a.pool_tag} answers for some {a.split} questions")
+            for i in ids:
+                u = ans[i][0]
+                lists.setdefault("F", {})[i] = [pool[4][i], u[0], pool[2][i]]
+                lists.setdefault("G", {})[i] = [u[4], u[0], u[2], pool[4][i]]
         r = {"n": len(ids)}
         r["U0"] = [bool(e["exact"]) for e in score_pairs(db, gold, [ans[i][0][0] for i in ids])["examples"]]
         if got is not None:
@@ -142,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             for i in ids:
                 for n, v in tuned_schemes(t[i], *ans[i]).items():
                     lists.setdefault(n, {})[i] = v
+                if pool is not None:
+                    lists.setdefault("TF", {})[i] = [t[i], ans[i][0][0], pool[4][i]]
         r.update(replay(db, gold, lists))
         out[name] = r
         if cols is None:
