@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 timing["runs"].append({"db": name, "split": split, "k": k, "n": len(items), "s": round(secs, 1),
                                        "vote": a.vote, "extra_pool": a.extra_pool})
                 print(f"{name} {split} k={k}: {len(items)} questions, {secs:.1f} s", flush=True)
-    (a.out / (f"timing{a.tag}.json" if vote is None else f"timing_v{a.vote}{a.tag}.json")).write_text(json.dumps(timing, indent=1), encoding="utf-8")
+    timing_file = a.out / (f"timing{a.tag}.json" if vote is None else f"timing_v{a.vote}{a.tag}.json")
+    timing_file.write_text(json.dumps(timing, indent=1), encoding="utf-8")
     return 0
 
 

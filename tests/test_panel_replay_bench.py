@@ -111,3 +111,84 @@ def test_untuned_answers_with_a_vote_keeps_the_greedy_answer_and_every_sample(ti
     assert [(r["split"], r["k"], r["n"], r["vote"]) for r in runs] == [("test", 2, 3, 3)]
     with pytest.raises(SystemExit):  # a vote of 0 is refused before a model is loaded
         bench.main(["--model", str(tiny_model_dir), "--devsuite", str(suite), "--vote", "0", "--out", str(out)])
+
+
+def _candidates(k_answers: dict[int, list[list[str]]], suite, folder, split="test", n=3, tag=None):
+    """Write `untuned_answers.py`-shaped files: per k, per GOLD item, the greedy answer then the samples."""
+    for k, per_item in k_answers.items():
+        name = f"{split}_k{k}_v{n}.jsonl" if tag is None else f"{split}_k{k}{tag}.jsonl"
+        rows = []
+        for g, sqls in zip(GOLD, per_item):
+            row = {"id": g["id"], "question": g["question"], "sql": sqls[0], "error": None}
+            if tag is None:
+                row["candidates"] = [{"sql": s, "mean_logprob": -0.1} for s in sqls]
+            rows.append(row)
+        write_jsonl(folder / name, rows)
+
+
+def test_sampled_panel_votes_greedy_answers_then_samples_in_the_rule_order(tiny_db, tmp_path, capsys):
+    """benchmarks/sampled_panel.py: A = U4, U0, U2; D = U4 and its samples; G = A then V4 (the larger pool's answer).
+    Question a: two greedy voters agree on a wrong count, so A is wrong; U4's two samples side with the right one,
+    so D (U4 + S4: right 2, wrong 1) is right; V4 is right, which ties G at 2-2 and the tie goes to the earliest
+    voter of each group (U4, wrong, before U0): G stays wrong. Question c: every greedy answer fails; the repair is
+    the last resort over the same list."""
+    bench = load_script("benchmarks/sampled_panel.py")
+    suite, answers = tmp_path / "suite", tmp_path / "answers"
+    (suite / "one").mkdir(parents=True)
+    db = suite / "one" / "one.sqlite"
+    db.write_bytes(tiny_db.read_bytes())
+    write_jsonl(suite / "one" / "test.jsonl", GOLD)
+    right, wrong = "SELECT COUNT(*) FROM books", "SELECT COUNT(*) FROM authors"
+    _candidates({4: [[wrong, right, right], ["SELECT title FROM books"] * 3, ["SELECT COUNT(*) FROM author"] * 3],
+                 0: [[right, wrong, wrong], ["SELECT title FROM books"] * 3, ["SELECT nope FROM authors"] * 3],
+                 2: [[wrong, wrong, wrong], ["SELECT name FROM authors"] * 3, ["SELECT nope FROM authors"] * 3]},
+                suite, answers / "one")
+    _candidates({4: [[right], ["SELECT title FROM books"], ["SELECT nope FROM authors"]],
+                 2: [[right], ["SELECT title FROM books"], ["SELECT nope FROM authors"]]},
+                suite, answers / "one", tag="_syn")
+    out = tmp_path / "out.json"
+    assert bench.main(["--answers", str(answers), "--suite", str(suite), "--split", "test", "--vote", "3",
+                       "--pool-tag", "_syn", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())["one"]
+    assert got["U0"] == [True, True, False]
+    assert got["A"][0] is False and got["D"][0] is True and got["G"][0] is False
+    assert got["F"][0] is True  # V4, U0, V2: right 3 of 3
+    assert all(got[s][1] for s in ("A", "B", "C", "D", "E", "F", "G"))  # b: title is the majority everywhere
+    assert got["A"][2] is False  # c: no answer runs and no repair finds a `nope` column
+    printed = capsys.readouterr().out
+    assert "| one | 3 |" in printed and "G vs A, pooled" in printed
+    (answers / "one" / "test_k2_syn.jsonl").unlink()
+    with pytest.raises(SystemExit, match="test_k2_syn.jsonl is missing"):
+        bench.main(["--answers", str(answers), "--suite", str(suite), "--vote", "3", "--pool-tag", "_syn"])
+
+
+def test_untuned_answers_extra_pool_adds_the_folder_pairs_to_what_examples_come_from(tiny_db, tiny_model_dir,
+                                                                                     tmp_path, monkeypatch):
+    """`--extra-pool NAME`: examples are retrieved from the DB's train pairs and the pairs in NAME; a missing NAME is
+    one clear error; `--tag` names the files apart."""
+    import sqltune.evaluate as ev
+
+    bench = load_script("benchmarks/untuned_answers.py")
+    suite = tmp_path / "suite"
+    (suite / "one").mkdir(parents=True)
+    (suite / "one" / "one.sqlite").write_bytes(tiny_db.read_bytes())
+    write_jsonl(suite / "one" / "train.jsonl", [{"id": "t0", "question": "Which colour is the sky?", "sql": "SELECT 1"}])
+    write_jsonl(suite / "one" / "synth.jsonl", [{"id": "s0", "question": "How many books are there?",
+                                                 "sql": "SELECT COUNT(*) FROM books"}])
+    write_jsonl(suite / "one" / "test.jsonl", GOLD[:1])
+    shown = []
+    real = ev.predict_questions
+
+    def spy(model, tok, builder, questions, db, cfg, examples=None, **kw):
+        shown.append(examples)
+        return real(model, tok, builder, questions, db, cfg.with_(max_new_tokens=4), examples=examples, **kw)
+
+    monkeypatch.setattr(ev, "predict_questions", spy)
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32", "--devsuite", str(suite),
+            "--splits", "test", "--k", "2", "--out", str(out)]
+    assert bench.main(args + ["--extra-pool", "synth.jsonl", "--tag", "_syn"]) == 0
+    assert sorted(e["question"] for e in shown[0][0]) == ["How many books are there?", "Which colour is the sky?"]
+    assert (out / "one" / "test_k2_syn.jsonl").is_file() and not (out / "one" / "test_k2.jsonl").exists()
+    with pytest.raises(SystemExit, match="missing.jsonl is missing"):
+        bench.main(args + ["--extra-pool", "missing.jsonl"])
