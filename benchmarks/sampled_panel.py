@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pattern", default="{db}")
     ap.add_argument("--stage", default="rl")
     ap.add_argument("--pool-tag", default=None, help="also F, G (and TF): answers with the larger pool, this tag")
-    ap.add_argument("--answers-pool", type=Path, default=None, help="where the --pool-tag answers are (default: --answers)")
+    ap.add_argument("--answers-pool", type=Path, default=None,
+                    help="where the --pool-tag answers are (default: --answers)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     out: dict[str, dict] = {}
@@ -166,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             t = {str(x["id"]): ((x.get("fallback") or {}).get("sql") if x.get("fallback") else x.get("sql"))
                  for x in rows}
             shipped = repair_rows([dict(x) for x in rows], db, EvalConfig(repair=True))
-            r["shipped"] = [bool(e["exact"]) for e in score_pairs(db, gold, [x.get("sql") for x in shipped])["examples"]]
+            r["shipped"] = [bool(e["exact"])
+                            for e in score_pairs(db, gold, [x.get("sql") for x in shipped])["examples"]]
             r["T"] = [bool(e["exact"]) for e in score_pairs(db, gold, [t[i] for i in ids])["examples"]]
             for i in ids:
                 for n, v in tuned_schemes(t[i], *ans[i]).items():

@@ -172,7 +172,8 @@ def test_untuned_answers_extra_pool_adds_the_folder_pairs_to_what_examples_come_
     suite = tmp_path / "suite"
     (suite / "one").mkdir(parents=True)
     (suite / "one" / "one.sqlite").write_bytes(tiny_db.read_bytes())
-    write_jsonl(suite / "one" / "train.jsonl", [{"id": "t0", "question": "Which colour is the sky?", "sql": "SELECT 1"}])
+    write_jsonl(suite / "one" / "train.jsonl",
+                [{"id": "t0", "question": "Which colour is the sky?", "sql": "SELECT 1"}])
     write_jsonl(suite / "one" / "synth.jsonl", [{"id": "s0", "question": "How many books are there?",
                                                  "sql": "SELECT COUNT(*) FROM books"}])
     write_jsonl(suite / "one" / "test.jsonl", GOLD[:1])
