@@ -193,3 +193,29 @@ def test_untuned_answers_extra_pool_adds_the_folder_pairs_to_what_examples_come_
     assert (out / "one" / "test_k2_syn.jsonl").is_file() and not (out / "one" / "test_k2.jsonl").exists()
     with pytest.raises(SystemExit, match="missing.jsonl is missing"):
         bench.main(args + ["--extra-pool", "missing.jsonl"])
+
+
+def test_review_scores_pad_without_changing_a_score_and_pick_follows_the_scheme(tiny_db, tiny_model_dir):
+    """benchmarks/review_replay.py: log P(question | SQL) is the same for a SQL scored alone or in a padded batch
+    beside a longer one (the padding is masked and the question's positions are the row's own); `pick` elects the
+    best-scored group (R1) or the most-voted group with the score breaking ties (R2)."""
+    from sqltune.model import load_model, pick_device
+    from sqltune.vote import Candidate, choose
+
+    bench = load_script("benchmarks/review_replay.py")
+    model, tok, _ = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
+    short, long_ = "SELECT 1", "SELECT title, genre FROM books WHERE title LIKE '%a%' ORDER BY title"
+    alone = bench.review_scores(model, tok, "CREATE TABLE books (title TEXT);", "How many books?", [short])
+    both = bench.review_scores(model, tok, "CREATE TABLE books (title TEXT);", "How many books?", [long_, short])
+    assert len(both) == 2 and all(s < 0 for s in both)
+    assert both[1] == pytest.approx(alone[0], abs=1e-4)
+
+    books, authors = "SELECT COUNT(*) FROM books", "SELECT COUNT(*) FROM authors"
+    o = choose(tiny_db, [Candidate(sql=s, raw="", mean_logprob=-float(k)) for k, s in
+                         enumerate([authors, books, authors, "SELECT nope FROM books"])])
+    scores = {books: -1.0, authors: -5.0}
+    assert bench.pick(o, scores, votes_first=False) == 1  # R1: the better-scored group, though outvoted
+    assert bench.pick(o, scores, votes_first=True) == 0  # R2: two votes beat one
+    o = choose(tiny_db, [Candidate(sql=s, raw="", mean_logprob=-float(k)) for k, s in enumerate([authors, books])])
+    assert bench.pick(o, scores, votes_first=True) == 1  # R2 at a tie: the score instead of the order
+    assert bench.pick(choose(tiny_db, [Candidate(sql="SELECT nope", raw="", mean_logprob=0.0)]), scores, True) is None

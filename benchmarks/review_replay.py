@@ -1,0 +1,200 @@
+"""A reviewer chooses among the panel's answers: log P(question | schema, SQL) under the untuned model, replayed.
+
+The panel (`eval.fallback: panel`) votes its voters' results (`vote.choose`): the largest group wins, ties go to the
+earliest voter. This script scores, for every question whose voters give two or more result groups, each distinct
+SQL by how likely the model finds the question given it (Coder-Reviewer reranking, Zhang et al. 2022): the chat
+template with a reviewer system prompt over the same schema text the answers were written from, the SQL as the
+user's turn and the question's tokens, as the assistant's reply, summed. The question is the same for every
+candidate, so the sums compare directly. A group's score is its best member's. Schemes (session 32's rule,
+BENCHMARKS.md):
+
+- A: U4, U0, U2 voted as shipped (`benchmarks/untuned_answers.py` answers: the greedy answer, candidate 0 of a
+  `--vote N` file); R1: the same voters, the group with the best reviewer score wins; R2: votes first, the reviewer
+  instead of tie order.
+- with `--runs` (stored tuned answers T, as `panel_replay.py` reads them): TA = T, U0, U4 (the shipped panel of
+  three), TR1, TR2 over the same voters.
+
+Every scheme ends with the shipped last-resort repair over its voters (`evaluate.repair_rows`) and is scored with
+`score_pairs`. Scores are cached in `--cache` (JSON), so a second read costs no model time.
+
+    python benchmarks/review_replay.py --model qwen2.5-coder-1.5b --answers xf --suite .gpu/xf --split test \\
+        --cache review_xf.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+REVIEW_SYSTEM = ("You are an expert in SQLite. Given a SQLite query on the database below, write the question it "
+                 "answers.\n\nDatabase schema:\n{schema}")
+
+
+def review_scores(model, tokenizer, schema: str, question: str, sqls: list[str], autocast: bool = False) -> list[float]:
+    """Summed log P(question | schema, sql) for each sql, one padded batch (the question's tokens are the same)."""
+    from contextlib import nullcontext
+
+    import torch
+
+    prompts = [tokenizer.apply_chat_template([{"role": "system", "content": REVIEW_SYSTEM.format(schema=schema)},
+                                              {"role": "user", "content": s}], tokenize=False,
+                                             add_generation_prompt=True) for s in sqls]
+    heads = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    tail = tokenizer(question.strip(), add_special_tokens=False)["input_ids"]
+    rows = [h + tail for h in heads]
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if autocast else nullcontext()
+    with torch.inference_mode(), amp:
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    logp = torch.log_softmax(logits, dim=-1)
+    out = []
+    for b, h in enumerate(heads):
+        pos = torch.arange(len(h) - 1, len(h) - 1 + len(tail), device=device)
+        out.append(float(logp[b, pos, torch.tensor(tail, device=device)].sum()))
+    return out
+
+
+def pick(outcome, scores: dict[str, float], votes_first: bool) -> int | None:
+    """The index of the candidate the reviewer elects among `outcome`'s groups (None: no group ran with rows)."""
+    if not outcome.groups:
+        return None
+    sql_of = {i: c["sql"] for i, c in enumerate(outcome.candidates)}
+
+    def score(g) -> float:
+        return max(scores.get(sql_of[i], float("-inf")) for i in g["members"])
+
+    best = max(outcome.groups, key=lambda g: ((g["votes"],) if votes_first else ()) + (score(g), -min(g["members"])))
+    return min(best["members"])
+
+
+def _exact(db, gold: list[dict], rows: list[dict]) -> list[bool]:
+    from sqltune.score import score_pairs
+
+    return [bool(e["exact"]) for e in score_pairs(db, gold, [x.get("sql") for x in rows])["examples"]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from panel_replay import _voted
+    from repair_replay import per_db, stored_rows
+    from sampled_panel import read_answers
+
+    from sqltune.dataset import read_jsonl
+    from sqltune.evaluate import EvalConfig, as_written, repair_rows
+    from sqltune.execute import connect_readonly
+    from sqltune.schema import schema_text
+    from sqltune.stats import compare_paired
+    from sqltune.vote import Candidate, choose
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="qwen2.5-coder-1.5b")
+    ap.add_argument("--answers", required=True, type=Path, help="benchmarks/untuned_answers.py --vote N's --out")
+    ap.add_argument("--suite", required=True, type=Path)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--vote", type=int, default=16)
+    ap.add_argument("--runs", type=Path, default=None)
+    ap.add_argument("--pattern", default="{db}")
+    ap.add_argument("--stage", default="rl")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--dtype", default=None)
+    ap.add_argument("--cache", type=Path, default=None, help="reviewer scores, read and written ({db: {q: {sql: s}}})")
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args(argv)
+    cache = json.loads(a.cache.read_text()) if a.cache and a.cache.is_file() else {}
+    loaded = dev = None
+    cfg = EvalConfig(repair=True)
+    out: dict[str, dict] = {}
+    spent = 0.0
+    for folder in sorted(p for p in a.answers.iterdir() if p.is_dir()):
+        name = folder.name
+        db = a.suite / name / f"{name}.sqlite"
+        t = None
+        if a.runs is not None:
+            got = stored_rows(a.runs / a.pattern.format(db=name), a.stage, a.split)
+            if got is None:
+                continue
+            gold = got[0]
+            t = {str(x["id"]): ((x.get("fallback") or {}).get("sql") if x.get("fallback") else x.get("sql"))
+                 for x in (as_written(r) for r in got[1])}
+        else:
+            gold = read_jsonl(a.suite / name / f"{a.split}.jsonl")
+        ans = read_answers(folder, a.split, a.vote)
+        ids = [str(g["id"]) for g in gold]
+        question = {str(g["id"]): g["question"] for g in gold}
+        voters = {"A": {i: [ans[i][0][4], ans[i][0][0], ans[i][0][2]] for i in ids}}
+        if t is not None:
+            voters["TA"] = {i: [t[i], ans[i][0][0], ans[i][0][4]] for i in ids}
+        schema = schema_text(db)
+        scores = cache.setdefault(name, {})
+        con = connect_readonly(db)
+        try:
+            picked: dict[str, dict[str, list]] = {}
+            for base, per_id in voters.items():
+                r1, r2 = f"{base[:-1]}R1", f"{base[:-1]}R2"
+                picked[r1], picked[r2] = {}, {}
+                for i in ids:
+                    o = choose(con, [Candidate(sql=s, raw="", mean_logprob=-float(k), greedy=k == 0)
+                                     for k, s in enumerate(per_id[i])])
+                    if len(o.groups) >= 2:
+                        todo = sorted({c["sql"] for c in o.candidates if c["votes"]} - set(scores.get(i, {})))
+                        if todo:
+                            if loaded is None:
+                                from sqltune.model import load, pick_device
+
+                                dev = pick_device(a.device, a.dtype)
+                                loaded = load(a.model, dev, builder=lambda info: None)
+                            t0 = time.perf_counter()
+                            got_scores = review_scores(loaded.model, loaded.tokenizer, schema, question[i], todo,
+                                                       autocast=bool(dev.autocast))
+                            spent += time.perf_counter() - t0
+                            scores.setdefault(i, {}).update(dict(zip(todo, got_scores)))
+                    for key, first in ((r1, False), (r2, True)):
+                        picked[key][i] = pick(o, scores.get(i, {}), first) if len(o.groups) >= 2 else None
+        finally:
+            con.close()
+        if a.cache:
+            a.cache.write_text(json.dumps(cache, indent=0))
+        r = {"n": len(ids)}
+        for base, per_id in voters.items():
+            lists = [{i: per_id[i][j] for i in ids} for j in range(3)]
+            plain = _voted(db, ids, lists)
+            r[base] = _exact(db, gold, repair_rows([dict(x) for x in plain], db, cfg))
+            for key in (f"{base[:-1]}R1", f"{base[:-1]}R2"):
+                rows = [dict(x) for x in plain]
+                for x in rows:
+                    k = picked[key][x["id"]]
+                    if k is not None:  # the elected answer runs with rows (it is in a group)
+                        x["sql"], x["error"] = per_id[x["id"]][k], None
+                r[key] = _exact(db, gold, repair_rows(rows, db, cfg))
+        out[name] = r
+        print(f"| {name} | {r['n']} | " + " | ".join(f"{c} {sum(v)}" for c, v in r.items() if c != "n") + " |",
+              flush=True)
+    if not out:
+        print(f"error: no {a.split} answers under {a.answers}", file=sys.stderr)
+        return 2
+    cols = [c for c in next(iter(out.values())) if c != "n"]
+    pooled = {c: [x for r in out.values() for x in r[c]] for c in cols}
+    print("| **pooled** | " + " | ".join(f"{c} {sum(v)}" for c, v in pooled.items()) + " |")
+    print("| **mean per folder (%)** | " + " | ".join(f"{c} {per_db(out, c):.1f}" for c in cols) + " |")
+    for c in cols:
+        base = "TA" if c.startswith("T") else "A"
+        if c != base:
+            print(f"{c} vs {base}, pooled: {compare_paired(pooled[base], pooled[c]).sentence()}")
+    print(f"reviewer model time: {spent:.0f} s")
+    if a.json:
+        a.json.write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
