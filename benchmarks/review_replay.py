@@ -5,7 +5,8 @@ earliest voter. This script scores, for every question whose voters give two or 
 SQL by how likely the model finds the question given it (Coder-Reviewer reranking, Zhang et al. 2022): the chat
 template with a reviewer system prompt over the same schema text the answers were written from, the SQL as the
 user's turn and the question's tokens, as the assistant's reply, summed. The question is the same for every
-candidate, so the sums compare directly. A group's score is its best member's. Schemes (session 32's rule,
+candidate, so the sums compare directly. A group's score is its best member's. The scoring and R1's election are
+the shipped `vote.review_scores` / `vote.review_pick` (`eval.panel_judge: reviewer`). Schemes (session 32's rule,
 BENCHMARKS.md):
 
 - A: U4, U0, U2 voted as shipped (`benchmarks/untuned_answers.py` answers: the greedy answer, candidate 0 of a
@@ -33,49 +34,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-REVIEW_SYSTEM = ("You are an expert in SQLite. Given a SQLite query on the database below, write the question it "
-                 "answers.\n\nDatabase schema:\n{schema}")
-
-
-def review_scores(model, tokenizer, schema: str, question: str, sqls: list[str], autocast: bool = False) -> list[float]:
-    """Summed log P(question | schema, sql) for each sql, one padded batch (the question's tokens are the same)."""
-    from contextlib import nullcontext
-
-    import torch
-
-    prompts = [tokenizer.apply_chat_template([{"role": "system", "content": REVIEW_SYSTEM.format(schema=schema)},
-                                              {"role": "user", "content": s}], tokenize=False,
-                                             add_generation_prompt=True) for s in sqls]
-    heads = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    tail = tokenizer(question.strip(), add_special_tokens=False)["input_ids"]
-    rows = [h + tail for h in heads]
-    width = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(model.parameters()).device
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
-    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if autocast else nullcontext()
-    with torch.inference_mode(), amp:
-        logits = model(input_ids=ids, attention_mask=mask).logits.float()
-    logp = torch.log_softmax(logits, dim=-1)
-    out = []
-    for b, h in enumerate(heads):
-        pos = torch.arange(len(h) - 1, len(h) - 1 + len(tail), device=device)
-        out.append(float(logp[b, pos, torch.tensor(tail, device=device)].sum()))
-    return out
-
-
 def pick(outcome, scores: dict[str, float], votes_first: bool) -> int | None:
-    """The index of the candidate the reviewer elects among `outcome`'s groups (None: no group ran with rows)."""
-    if not outcome.groups:
-        return None
+    """The index of the candidate elected among `outcome`'s groups (None: fewer than two groups). R1 is the shipped
+    `vote.review_pick`; R2 (votes first, the score instead of tie order) was read beside it and not shipped."""
+    from sqltune.vote import review_pick
+
+    if not votes_first or len(outcome.groups) < 2:
+        return review_pick(outcome, scores)
     sql_of = {i: c["sql"] for i, c in enumerate(outcome.candidates)}
 
     def score(g) -> float:
         return max(scores.get(sql_of[i], float("-inf")) for i in g["members"])
 
-    best = max(outcome.groups, key=lambda g: ((g["votes"],) if votes_first else ()) + (score(g), -min(g["members"])))
-    return min(best["members"])
+    return min(max(outcome.groups, key=lambda g: (g["votes"], score(g), -min(g["members"])))["members"])
 
 
 def _exact(db, gold: list[dict], rows: list[dict]) -> list[bool]:
@@ -94,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     from sqltune.execute import connect_readonly
     from sqltune.schema import schema_text
     from sqltune.stats import compare_paired
-    from sqltune.vote import Candidate, choose
+    from sqltune.prompt import PromptBuilder
+    from sqltune.vote import Candidate, choose, review_scores
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="qwen2.5-coder-1.5b")
@@ -134,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         voters = {"A": {i: [ans[i][0][4], ans[i][0][0], ans[i][0][2]] for i in ids}}
         if t is not None:
             voters["TA"] = {i: [t[i], ans[i][0][0], ans[i][0][4]] for i in ids}
-        schema = schema_text(db)
+        builder = PromptBuilder(schema_text(db), "chat")  # the schema text the answers were written from
         scores = cache.setdefault(name, {})
         con = connect_readonly(db)
         try:
@@ -154,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                                 dev = pick_device(a.device, a.dtype)
                                 loaded = load(a.model, dev, builder=lambda info: None)
                             t0 = time.perf_counter()
-                            got_scores = review_scores(loaded.model, loaded.tokenizer, schema, question[i], todo,
+                            got_scores = review_scores(loaded.model, loaded.tokenizer, builder, question[i], todo,
                                                        autocast=bool(dev.autocast))
                             spent += time.perf_counter() - t0
                             scores.setdefault(i, {}).update(dict(zip(todo, got_scores)))

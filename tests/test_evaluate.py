@@ -734,3 +734,65 @@ def test_panel_repairs_only_where_every_voter_fails_in_tie_order(tiny_db, monkey
     assert a["pool"]["votes"] == 0  # nobody ran: the repair of the first voter in tie order
     assert not b["exact"] and "model_sql" not in b and b["pred_sql"] == "SELECT title FROM books"
     assert rep["summary"]["repaired"] == 1 and rep["summary"]["repair_exact"] == 1
+
+
+# ---------------------------------------------------------------- eval.panel_judge: reviewer
+def _fake_reviewer(monkeypatch, judged, prefer):
+    """`vote.review_scores` replaced: 0 for the SQL `prefer[question]`, -10 for any other; each call is recorded in
+    `judged` as (question, sorted SQL, adapter off?) -- the reviewer is the untuned model."""
+    import sqltune.vote as vote
+
+    def fake(model, tokenizer, builder, question, sqls, autocast=False):
+        judged.append((question, sorted(sqls), getattr(model, "off", None)))
+        return [0.0 if s == prefer.get(question) else -10.0 for s in sqls]
+
+    monkeypatch.setattr(vote, "review_scores", fake)
+
+
+def test_panel_with_the_reviewer_elects_the_result_the_question_fits_votes_aside(tiny_db, monkeypatch):
+    """`panel_judge: reviewer`: the examples' pass is decoded for every question (the reviewer weighs every voter's
+    result, so two agreeing answers no longer settle it: e), and where the voters give two or more results the
+    untuned model (the adapter switched off) scores each and the best-scored result wins, even against two votes
+    (d: the adapter's right count against two untuned wrong ones). One result (c: the others fail): no review."""
+    asked, judged = [], []
+    _fake_panel(monkeypatch, asked)
+    agree = {"id": "e", "question": "Titles of the books?", "sql": "SELECT title FROM books"}
+    for voter in PANEL_WRITES:
+        monkeypatch.setitem(PANEL_WRITES[voter], agree["question"], agree["sql"] if voter != "fewshot" else "SELECT 1")
+    items = PANEL_ITEMS + [agree]
+    _fake_reviewer(monkeypatch, judged, {it["question"]: it["sql"] for it in items})
+    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False, panel_tuned_fewshot=0,
+                     panel_judge="reviewer")
+    rep = evaluate(_Adapted(), None, None, items, tiny_db, cfg)
+    qs = [it["question"] for it in items]
+    assert asked[2] == ("fewshot", qs, [4] * 5)
+    ex = {e["id"]: e for e in rep["examples"]}
+    assert ex["d"]["exact"] and ex["d"]["pool"]["source"] == "adapter" and "fallback" not in ex["d"]
+    assert ex["d"]["pool"]["review"] == {"SELECT COUNT(*) FROM authors": -10.0, "SELECT COUNT(*) FROM books": 0.0}
+    assert ex["b"]["exact"] and ex["b"]["pool"]["source"] == "base"
+    assert ex["c"]["exact"] and "review" not in ex["c"]["pool"]
+    assert ex["e"]["exact"] and ex["e"]["pool"]["source"] == "adapter"  # "SELECT 1" is a second result: reviewed
+    assert {q for q, _, _ in judged} == {qs[1], qs[3], qs[4]} | ({qs[0]} if "review" in ex["a"]["pool"] else set())
+    assert all(off is True for _, _, off in judged)
+    assert rep["summary"]["exact"] == pytest.approx(1.0) and rep["eval_config"]["panel_judge"] == "reviewer"
+    with pytest.raises(SqltuneError, match="panel_judge must be one of vote, reviewer"):
+        cfg.with_(panel_judge="llm").validate()
+
+
+def test_untuned_panel_with_the_reviewer_decodes_every_voter_and_elects_by_review(tiny_db, monkeypatch):
+    """The untuned model's own panel with the reviewer: the answer with 2 examples is decoded for every question,
+    and the reviewer overrules two agreeing answers (d: 4 and 2 agree on a wrong count, 0 is right)."""
+    asked, judged = [], []
+    _fake_untuned(monkeypatch, asked)
+    _fake_reviewer(monkeypatch, judged, {it["question"]: it["sql"] for it in PANEL_ITEMS})
+    cfg = EvalConfig(fallback="panel", fewshot_pool=PANEL_POOL, progress=False, untuned_model=True,
+                     panel_judge="reviewer")
+    rep = evaluate(_Plain(), None, None, PANEL_ITEMS, tiny_db, cfg)
+    qs = [it["question"] for it in PANEL_ITEMS]
+    assert asked == [(0, qs), (4, qs), (2, qs)]
+    ex = {e["id"]: e for e in rep["examples"]}
+    assert ex["d"]["exact"] and ex["d"]["pool"]["source"] == "fewshot0" and "review" in ex["d"]["pool"]
+    assert ex["a"]["exact"] and ex["b"]["exact"] and ex["c"]["exact"]
+    assert rep["summary"]["exact"] == pytest.approx(1.0)
+    vote_rep = evaluate(_Plain(), None, None, PANEL_ITEMS, tiny_db, cfg.with_(panel_judge="vote"))
+    assert vote_rep["summary"]["exact"] == pytest.approx(3 / 4)  # by votes d stays wrong

@@ -196,17 +196,19 @@ def test_untuned_answers_extra_pool_adds_the_folder_pairs_to_what_examples_come_
 
 
 def test_review_scores_pad_without_changing_a_score_and_pick_follows_the_scheme(tiny_db, tiny_model_dir):
-    """benchmarks/review_replay.py: log P(question | SQL) is the same for a SQL scored alone or in a padded batch
+    """The reviewer (`vote.review_scores`, read by benchmarks/review_replay.py): log P(question | SQL) is the same for a SQL scored alone or in a padded batch
     beside a longer one (the padding is masked and the question's positions are the row's own); `pick` elects the
     best-scored group (R1) or the most-voted group with the score breaking ties (R2)."""
     from sqltune.model import load_model, pick_device
-    from sqltune.vote import Candidate, choose
+    from sqltune.prompt import PromptBuilder
+    from sqltune.vote import Candidate, choose, review_scores
 
     bench = load_script("benchmarks/review_replay.py")
     model, tok, _ = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
     short, long_ = "SELECT 1", "SELECT title, genre FROM books WHERE title LIKE '%a%' ORDER BY title"
-    alone = bench.review_scores(model, tok, "CREATE TABLE books (title TEXT);", "How many books?", [short])
-    both = bench.review_scores(model, tok, "CREATE TABLE books (title TEXT);", "How many books?", [long_, short])
+    builder = PromptBuilder("CREATE TABLE books (title TEXT);", "chat")
+    alone = review_scores(model, tok, builder, "How many books?", [short])
+    both = review_scores(model, tok, builder, "How many books?", [long_, short])
     assert len(both) == 2 and all(s < 0 for s in both)
     assert both[1] == pytest.approx(alone[0], abs=1e-4)
 

@@ -170,3 +170,18 @@ def test_first_difference_names_the_line_and_both_texts():
     assert _first_difference("a", "a\nb") == "; first difference, line 2: trained with '(end)', now 'b'"
     assert _first_difference("a", "a") == "" and _first_difference(None, "a") == ""
     assert "…" in _first_difference("x" * 300, "y") and "\n" not in _first_difference("x" * 300, "y")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_the_reviewer_prompt_shows_the_schema_and_the_query_and_ends_where_the_question_goes(tok, style):
+    """`PromptBuilder.review`: the panel's reviewer scores the question as what follows this text, so it must hold the
+    schema and the SQL, end open (chat: the assistant's turn begins), and not be the SQL-writing prompt."""
+    b = PromptBuilder("CREATE TABLE books (title TEXT);", style)
+    text = b.review(tok, "SELECT title\n  FROM books")
+    assert "CREATE TABLE books" in text and text != b.prompt(tok, "SELECT title FROM books")
+    if style == "chat":
+        assert "write the question it answers" in text and "SELECT title\n  FROM books" in text
+        opening = b.prompt(tok, "@@").split("@@")[-1]  # what the template puts between a user turn and the reply
+        assert text.endswith(opening) and opening.strip()
+    else:
+        assert text.endswith("SQL Query: SELECT title FROM books\nQuestion: ")

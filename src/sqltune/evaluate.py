@@ -32,6 +32,7 @@ from .prompt import PromptBuilder
 FALLBACKS = ("none", "base", "vote", "panel")
 PANEL_FEWSHOT = 4  # the panel's third voter: the untuned model with this many retrieved training examples
 PANEL_TUNED_FEWSHOT = 2  # the panel's fourth voter: the adapter's answer with this many retrieved examples (0: none)
+PANEL_JUDGES = ("vote", "reviewer")  # how the panel elects among its voters' results (`eval.panel_judge`)
 
 
 def check_fallback(fallback: str, name: str = "fallback", vote: int | None = None) -> None:
@@ -93,6 +94,9 @@ class EvalConfig:
     panel_fewshot: int = PANEL_FEWSHOT
     panel_tuned_fewshot: int = PANEL_TUNED_FEWSHOT  # panel with an adapter: a fourth voter, the adapter's own answer
     #                         with this many retrieved examples, last in tie order (0: the panel of three)
+    panel_judge: str = "vote"  # vote: the most-voted result wins (ties in tie order); reviewer: where the voters give
+    #                         two or more results, the one whose SQL makes the question likeliest under the untuned
+    #                         model wins (`vote.review_scores`), votes aside; every voter is then decoded everywhere
     untuned_model: bool = False  # the model answering is the untuned one (no adapter given, or training kept step 0:
     #                         `checkpoint.is_untuned`); only the panel reads it. `sqltune run`'s base stage leaves it
     #                         off: that stage is the untuned model as it answers without sqltune
@@ -114,6 +118,8 @@ class EvalConfig:
         if self.vote is not None and self.retries:
             raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
         check_fallback(self.fallback, "eval: fallback", vote=1 if self.vote is None else self.vote.n)
+        if self.panel_judge not in PANEL_JUDGES:
+            raise SqltuneError(f"eval: panel_judge must be one of {', '.join(PANEL_JUDGES)}, got {self.panel_judge!r}")
         return self
 
     def with_(self, **kw) -> "EvalConfig":
@@ -137,7 +143,8 @@ class EvalConfig:
                    autocast=bool(device.autocast),
                    fewshot_pool=fewshot_pool if int(get("fewshot", 0)) or get("fallback", "none") == "panel" else None,
                    fallback=str(get("fallback", "none")), panel_fewshot=int(get("panel_fewshot", PANEL_FEWSHOT)),
-                   panel_tuned_fewshot=int(get("panel_tuned_fewshot", PANEL_TUNED_FEWSHOT)), **kw)
+                   panel_tuned_fewshot=int(get("panel_tuned_fewshot", PANEL_TUNED_FEWSHOT)),
+                   panel_judge=str(get("panel_judge", "vote")), **kw)
 
     @classmethod
     def from_train_config(cls, cfg, device, fewshot_pool: list[dict] | None = None, **kw) -> "EvalConfig":
@@ -527,7 +534,8 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
         # where the two models' answers agree (both run, with rows), they are the majority whatever the third says:
         # the examples' pass decodes only the other questions (the outcome is the same, for less time)
         outs = [vote(con, (r.get("sql"), b)) for r, b in zip(rows, base)]
-        todo = [i for i, o in enumerate(outs) if not any(g["votes"] == 2 for g in o.groups)]
+        judge = cfg.panel_judge == "reviewer"  # the reviewer weighs every voter's result: all are decoded
+        todo = [i for i, o in enumerate(outs) if judge or not any(g["votes"] == 2 for g in o.groups)]
         shots = [None] * len(items)
         if cfg.panel_fewshot > 0 and cfg.fewshot_pool and todo:
             with model.disable_adapter():
@@ -539,21 +547,27 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
         if cfg.panel_tuned_fewshot > 0 and cfg.fewshot_pool:
             # the fourth voter, the adapter's answer with examples, last in tie order: where the adapter's answer is
             # in a group of two already, two of four win or tie (ties go to the adapter), so it is decoded elsewhere
-            fourth = [i for i, o in enumerate(outs) if not any(g["votes"] >= 2 and 0 in g["members"] for g in o.groups)]
+            fourth = [i for i, o in enumerate(outs)
+                      if judge or not any(g["votes"] >= 2 and 0 in g["members"] for g in o.groups)]
             if fourth:
                 for i, sql in zip(fourth, _with_examples(model, tokenizer, builder, items, fourth, db, cfg,
                                                          cfg.panel_tuned_fewshot)):
                     own[i] = sql
                     outs[i] = vote(con, (rows[i].get("sql"), base[i], shots[i], own[i]))
-        for r, b, f, o, out in zip(rows, base, shots, own, outs):
+        reviews = _review(model, tokenizer, builder, items, outs, cfg) if judge else [None] * len(items)
+        for r, b, f, o, out, rev in zip(rows, base, shots, own, outs, reviews):
+            chosen = _elected(out, rev)
             r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": b,
-                         "fewshot_sql": f, "source": names[out.chosen],
+                         "fewshot_sql": f, "source": names[chosen],
                          "votes": max((g["votes"] for g in out.groups), default=0)}
             if cfg.panel_tuned_fewshot > 0:
                 r["pool"]["adapter_fewshot_sql"] = o
-            if out.chosen != 0 and out.sql and out.sql != r.get("sql"):
+            if rev:
+                r["pool"]["review"] = rev
+            sql = out.candidates[chosen]["sql"]
+            if chosen != 0 and sql and sql != r.get("sql"):
                 r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
-                r["sql"], r["raw"], r["error"] = out.sql, out.sql, out.candidates[out.chosen]["error"]
+                r["sql"], r["raw"], r["error"] = sql, sql, out.candidates[chosen]["error"]
     finally:
         con.close()
     return _spread_seconds(rows, t)
@@ -600,23 +614,68 @@ def untuned_panel(model, tokenizer, builder: PromptBuilder, items: list[dict], r
     try:
         outs = [vote(con, i, ks[:2]) for i in range(len(items))]
         # where the first two agree (both run, with rows) they are the majority whatever the third says
-        third = {i for i, o in enumerate(outs) if not any(g["votes"] == 2 for g in o.groups)} if len(ks) > 2 else set()
+        judge = cfg.panel_judge == "reviewer"  # the reviewer weighs every voter's result: all are decoded
+        third = ({i for i, o in enumerate(outs) if judge or not any(g["votes"] == 2 for g in o.groups)}
+                 if len(ks) > 2 else set())
         if third:
             decode(ks[2], sorted(third))
             for i in third:
                 outs[i] = vote(con, i, ks)
-        for i, (r, out) in enumerate(zip(rows, outs)):
+        reviews = _review(model, tokenizer, builder, items, outs, cfg) if judge else [None] * len(items)
+        for i, (r, out, rev) in enumerate(zip(rows, outs, reviews)):
             voters = ks if i in third else ks[:2]
-            k = voters[out.chosen]
+            chosen = _elected(out, rev)
+            k = voters[chosen]
             r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": r.get("sql"),
                          "answers": {str(v): answers[v][i] for v in voters}, "source": f"fewshot{k}",
                          "votes": max((g["votes"] for g in out.groups), default=0), "untuned": True}
-            if k != cfg.fewshot and out.sql and out.sql != r.get("sql"):
+            if rev:
+                r["pool"]["review"] = rev
+            sql = out.candidates[chosen]["sql"]
+            if k != cfg.fewshot and sql and sql != r.get("sql"):
                 r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
-                r["sql"], r["raw"], r["error"] = out.sql, out.sql, out.candidates[out.chosen]["error"]
+                r["sql"], r["raw"], r["error"] = sql, sql, out.candidates[chosen]["error"]
     finally:
         con.close()
     return _spread_seconds(rows, t)
+
+
+def _review(model, tokenizer, builder: PromptBuilder, items: list[dict], outs: list, cfg: EvalConfig) -> list:
+    """`cfg.panel_judge == "reviewer"`: per question whose voters give two or more result groups, {sql: log P(question
+    | sql)} for each SQL in a group, under the untuned model (an adapter is switched off); None elsewhere. Why: on
+    session 32's dev halves the untuned 1.5B's panel with the reviewer electing answered 87.0 % per folder against
+    84.1 % by votes (6 fixed, 2 broken), where more voters (samples, a larger example pool) had not helped: its wrong
+    answers were the model's habit, which votes repeat (BENCHMARKS.md, "Session 32")."""
+    from contextlib import nullcontext
+
+    from .generate import _progress
+    from .vote import review_scores
+
+    out: list = [None] * len(items)
+    todo = [i for i, o in enumerate(outs) if len(o.groups) >= 2]
+    if not todo:
+        return out
+    bar = _progress(len(todo), cfg.progress, "reviewing")
+    with model.disable_adapter() if has_adapter(model) else nullcontext():
+        for i in todo:
+            sqls = sorted({c["sql"] for c in outs[i].candidates if c["votes"]})
+            out[i] = {s: round(v, 4) for s, v in zip(sqls, review_scores(model, tokenizer, builder,
+                                                                         items[i]["question"], sqls,
+                                                                         autocast=cfg.autocast))}
+            bar.update(1)
+    bar.close()
+    return out
+
+
+def _elected(out, review: dict | None) -> int:
+    """The candidate the panel takes: the reviewer's where it judged (`vote.review_pick`), else the vote's."""
+    if review:
+        from .vote import review_pick
+
+        k = review_pick(out, review)
+        if k is not None:
+            return k
+    return out.chosen
 
 
 def _spread_seconds(rows: list[dict], t: float) -> list[dict]:

@@ -53,6 +53,10 @@ CORRECTION_TEMPLATE = (
     "Write the one SQLite query that answers the question correctly (one of these, or a fixed one). "
     "Reply with the SQL query only."
 )
+# The panel's reviewer (`vote.review_scores`): the question's likelihood given a query, over the same schema text.
+REVIEW_SYSTEM = ("You are an expert in SQLite. Given a SQLite query on the database below, write the question it "
+                 "answers.\n\nDatabase schema:\n{schema}")
+REVIEW_TEMPLATE = "Context: {schema}\nSQL Query: {sql}\nQuestion: "  # styles without a chat template
 CORRECTION_ROWS = 3  # first rows shown per query
 CORRECTION_CELL = 40  # characters shown per value
 
@@ -124,6 +128,17 @@ class PromptBuilder:
             parts.append(f"Query {i}:\n{' '.join(str(o['sql']).split())}\nFirst rows ({cols}):\n"
                          + "\n".join(rows or ["(none)"]) + "\n\n")
         return self.prompt(tokenizer, CORRECTION_TEMPLATE.format(question=question, options="".join(parts)), examples)
+
+    def review(self, tokenizer, sql: str) -> str:
+        """The reviewer's prompt: the schema and `sql`; what follows it is scored as the question `sql` answers
+        (`vote.review_scores`). Chat style: a system turn of its own (`REVIEW_SYSTEM`) and the SQL as the user's."""
+        if self.style == "chat":
+            if not getattr(tokenizer, "chat_template", None):
+                raise SqltuneError("prompt style 'chat' needs a tokenizer with a chat template; use --prompt-style seed")
+            return tokenizer.apply_chat_template([{"role": "system", "content": REVIEW_SYSTEM.format(schema=self.schema)},
+                                                  {"role": "user", "content": sql.strip()}], tokenize=False,
+                                                 add_generation_prompt=True)
+        return (tokenizer.bos_token or "") + REVIEW_TEMPLATE.format(schema=self.schema, sql=" ".join(sql.split()))
 
     def example(self, tokenizer, question: str, sql: str, examples: list[dict] | None = None) -> tuple[str, str]:
         return self.prompt(tokenizer, question, examples), self.completion(tokenizer, question, sql, examples)

@@ -75,6 +75,8 @@ class EvalSection:
     #                         retrieved training examples vote by result, ties to the tuned answer (`panel_vote`)
     panel_fewshot: int = 4  # the panel's examples (0: the two models alone)
     panel_tuned_fewshot: int = 2  # a fourth voter: the adapter's answer with this many examples (0: the panel of three)
+    panel_judge: str = "vote"  # vote: the most-voted result | reviewer: the result whose SQL makes the question likeliest
+    #                            under the untuned model (`vote.review_scores`), where the voters disagree
 
 
 @dataclass
@@ -307,6 +309,11 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
         raise SqltuneError(f"recipe {label}: {e}") from None
     if not isinstance(recipe.eval.repair, bool):
         raise SqltuneError(f"recipe {label}: eval.repair must be true or false, got {recipe.eval.repair!r}")
+    from .evaluate import PANEL_JUDGES
+
+    if recipe.eval.panel_judge not in PANEL_JUDGES:
+        raise SqltuneError(f"recipe {label}: eval.panel_judge must be one of {', '.join(PANEL_JUDGES)}, "
+                           f"got {recipe.eval.panel_judge!r}")
     for key in ("panel_fewshot", "panel_tuned_fewshot"):
         v = getattr(recipe.eval, key)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:

@@ -223,11 +223,16 @@ def fallback_lines(reports: dict) -> list[str]:
 
     fourth = any(reports[st][sp].get("eval_config", {}).get("panel_tuned_fewshot") for st, sp, _ in pooled
                  if is_panel(st, sp))
+    reviewer = any(reports[st][sp].get("eval_config", {}).get("panel_judge") == "reviewer" for st, sp, _ in pooled
+                   if is_panel(st, sp))
     sections = (  # the panel's and the pooled vote's: the same counts, under their own title and words
         (True, f"## {'Four' if fourth else 'Three'} answers vote (`eval.fallback: panel`)",
          "The tuned model's answer, the untuned model's and the untuned model's with retrieved training examples "
          + ("(and, where the tuned answer had no second vote, the tuned model's with retrieved examples) " if fourth
-            else "") + "voted by result; ties went to the tuned answer.", ("questions", "not the tuned model's")),
+            else "") + ("were grouped by result; where they disagreed, the untuned model judged which query the "
+                        "question fits best (log P(question | SQL), `eval.panel_judge: reviewer`), votes aside."
+                        if reviewer else "voted by result; ties went to the tuned answer."),
+         ("questions", "not the tuned model's")),
         (False, "## Both models vote where they disagree (`eval.fallback: vote`)",
          "The untuned model answered every question too; where the tuned answer did not execute or gave another "
          "result, both models drew candidates and the result most of them agreed on was taken.",
@@ -305,9 +310,11 @@ def build_markdown(title: str, summaries: dict, reports: dict, history: list[dic
         if ec.get("fallback") == "panel":
             k = ec.get("panel_fewshot")
             lines.append(f"- *{st} is the untuned model answering with its own panel*: training did not beat it on "
-                         "valid, so the checkpoint kept is step 0 (no training); each answer is the result most of its "
-                         f"answers with {k}, 0 and {(k or 0) // 2} retrieved training examples agree on "
-                         "(`eval.fallback: panel`).")
+                         "valid, so the checkpoint kept is step 0 (no training); each answer is the result "
+                         + ("that, of" if ec.get("panel_judge") == "reviewer" else "most of")
+                         + f" its answers with {k}, 0 and {(k or 0) // 2} retrieved training examples "
+                         + ("fits the question best by the model's own reading (`eval.panel_judge: reviewer`)."
+                            if ec.get("panel_judge") == "reviewer" else "agree on (`eval.fallback: panel`)."))
         else:
             lines.append(f"- *{st} is the untuned model*: training did not beat it on valid, so the checkpoint kept is "
                          "step 0 (no training); its answers are the base stage's, with the last-resort repair.")

@@ -104,7 +104,8 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
             "repair": bool((recipe.get("eval") or {}).get("repair", True)),
             # the panel's sizes as the run scored with them; a run from before the fourth voter had none
             "panel": {"panel_fewshot": int((recipe.get("eval") or {}).get("panel_fewshot", PANEL_FEWSHOT)),
-                      "panel_tuned_fewshot": int((recipe.get("eval") or {}).get("panel_tuned_fewshot", 0))}}
+                      "panel_tuned_fewshot": int((recipe.get("eval") or {}).get("panel_tuned_fewshot", 0)),
+                      "panel_judge": str((recipe.get("eval") or {}).get("panel_judge", "vote"))}}
 
 
 def run_db(run_dir: str | os.PathLike, db: str | None,

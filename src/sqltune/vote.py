@@ -417,6 +417,55 @@ def is_close(outcome: VoteOutcome) -> bool:
     return len(g) >= 2 and g[0]["votes"] - g[1]["votes"] <= CLOSE_MARGIN
 
 
+def review_scores(model, tokenizer, builder: PromptBuilder, question: str, sqls: list[str],
+                  autocast: bool = False) -> list[float]:
+    """The reviewer (`eval.panel_judge: reviewer`): log P(question | schema, sql) for each sql, summed over the
+    question's tokens, one padded batch (Coder-Reviewer reranking, Zhang et al. 2022). The question is the same for
+    every sql, so the sums compare directly; the model scores as it is (the panel switches an adapter off first)."""
+    from contextlib import nullcontext
+
+    import torch
+
+    heads = [tokenizer(builder.review(tokenizer, s), add_special_tokens=False)["input_ids"] for s in sqls]
+    tail = tokenizer(question.strip(), add_special_tokens=False)["input_ids"]
+    if not sqls or not tail:
+        return [0.0] * len(sqls)
+    rows = [h + tail for h in heads]
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if autocast else nullcontext()
+    want = torch.tensor(tail, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), amp:
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        out = []
+        for b, h in enumerate(heads):  # the logits at position p predict token p + 1
+            lp = torch.log_softmax(logits[b, len(h) - 1: len(h) - 1 + len(tail)].float(), dim=-1)
+            out.append(float(lp.gather(1, want[:, None]).sum()))
+    finally:
+        if was_training:
+            model.train()
+    return out
+
+
+def review_pick(outcome: VoteOutcome, scores: dict[str, float]) -> int | None:
+    """The candidate the reviewer elects: the first member of the result group whose best member's score is highest
+    (a tie: the group with the earliest member). None where fewer than two groups ran with rows (nothing to judge)."""
+    if len(outcome.groups) < 2:
+        return None
+    sql_of = [c["sql"] for c in outcome.candidates]
+
+    def key(g) -> tuple:
+        return (max(scores.get(sql_of[i], float("-inf")) for i in g["members"]), -min(g["members"]))
+
+    return min(max(outcome.groups, key=key)["members"])
+
+
 def correction_options(outcome: VoteOutcome) -> list[dict]:
     """The two most-voted groups as the correction prompt shows them: {sql, columns, rows} each."""
     out = []
