@@ -208,13 +208,16 @@ def test_cli_train_merge_and_recipes(tiny_models, tiny_db, items_file, tmp_path,
 
 def test_the_05b_gpu_recipe_is_the_15b_pipeline_with_the_pooled_vote():
     """qwen0.5b-gpu is qwen1.5b-gpu with another model and `eval.fallback: vote` (chosen on a dev read, BENCHMARKS.md
-    "Session 20"); anything else that differs is drift between two recipes meant to be one pipeline."""
+    "Session 20"), where the 1.5B has the panel with the reviewer (session 32, read on the 1.5B only); anything else
+    that differs is drift between two recipes meant to be one pipeline."""
     import dataclasses
 
     small, large = (dataclasses.asdict(load_recipe(n)) for n in ("qwen0.5b-gpu", "qwen1.5b-gpu"))
     differ = {k for k in small if small[k] != large[k]} - {"name", "description", "source"}
     assert differ == {"model", "eval"}
     assert (small["model"], large["model"]) == ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
-    assert {k for k in small["eval"] if small["eval"][k] != large["eval"][k]} == {"fallback"}
-    assert (small["eval"]["fallback"], large["eval"]["fallback"]) == ("vote", "base")
+    assert {k for k in small["eval"] if small["eval"][k] != large["eval"][k]} == {"fallback", "panel_judge",
+                                                                                    "panel_tuned_fewshot"}
+    assert (small["eval"]["fallback"], large["eval"]["fallback"]) == ("vote", "panel")
+    assert large["eval"]["panel_judge"] == "reviewer" and large["eval"]["panel_tuned_fewshot"] == 0  # session 32
     assert small["eval"]["vote"] >= 2  # the pool needs candidates
