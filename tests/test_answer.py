@@ -116,15 +116,16 @@ def test_a_run_with_the_panel_gives_its_training_pairs_as_the_examples_pool(taug
     plain = sqltune.load(db=taught_db, fallback="panel", fewshot_pool=pairs)  # no adapter at all: the untuned model
     assert plain.untuned_model and plain.fewshot_pool == pairs and plain.fallback == "panel"
     # the panel's sizes as the run scored: a run from before the fourth voter had none; a newer one says its own
-    assert m.panel == {"panel_fewshot": 4, "panel_tuned_fewshot": 0} and plain.panel == {}
+    assert m.panel == {"panel_fewshot": 4, "panel_tuned_fewshot": 0, "panel_judge": "vote"} and plain.panel == {}
     recipe = json.loads((run / "recipe.json").read_text())
-    recipe["eval"].update(panel_fewshot=3, panel_tuned_fewshot=2)
+    recipe["eval"].update(panel_fewshot=3, panel_tuned_fewshot=2, panel_judge="reviewer")
     (run / "recipe.json").write_text(json.dumps(recipe))
     m = sqltune.load(run=run)
     seen = []
     monkeypatch.setattr(ev, "predict", lambda model, tok, builder, items, db, cfg: seen.append(cfg) or
                         [{"sql": "SELECT COUNT(*) FROM authors", "error": None} for _ in items])
-    assert m.ask("How many authors?").rows and (seen[0].panel_fewshot, seen[0].panel_tuned_fewshot) == (3, 2)
+    assert m.ask("How many authors?").rows
+    assert (seen[0].panel_fewshot, seen[0].panel_tuned_fewshot, seen[0].panel_judge) == (3, 2, "reviewer")
 
 
 def test_a_run_on_a_relative_db_path_says_so_from_elsewhere(taught_db, tmp_path, monkeypatch):

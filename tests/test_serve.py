@@ -380,7 +380,8 @@ def test_run_paths_picks_the_runs_adapter_and_db(tmp_path):
         got = run_paths(tmp_path)
         assert got["adapter"] == str(tmp_path / name) and got["db"] == "x.sqlite" and got["prompt_style"] == "seed"
         assert got["fallback"] == "none"  # a recipe without eval.fallback
-        assert got["panel"] == {"panel_fewshot": 4, "panel_tuned_fewshot": 0}  # from before the fourth voter
+        assert got["panel"] == {"panel_fewshot": 4, "panel_tuned_fewshot": 0,  # from before the fourth voter
+                                "panel_judge": "vote"}  # and the reviewer
     # with GRPO's adapter and the stages' valid reports: GRPO's output stands for SFT (its rule already chose
     # between them), and between it and the augmented round the best valid exact is served (ties: the later)
     (tmp_path / "adapter_rl").mkdir()
