@@ -126,6 +126,9 @@ def test_a_run_with_the_panel_gives_its_training_pairs_as_the_examples_pool(taug
                         [{"sql": "SELECT COUNT(*) FROM authors", "error": None} for _ in items])
     assert m.ask("How many authors?").rows
     assert (seen[0].panel_fewshot, seen[0].panel_tuned_fewshot, seen[0].panel_judge) == (3, 2, "reviewer")
+    assert sqltune.load(run=run, panel_judge="vote").panel["panel_judge"] == "vote"  # given: over the run's
+    with pytest.raises(SqltuneError, match="--panel-judge must be one of vote, reviewer"):
+        sqltune.load(run=run, panel_judge="jury")
 
 
 def test_a_run_on_a_relative_db_path_says_so_from_elsewhere(taught_db, tmp_path, monkeypatch):

@@ -305,3 +305,31 @@ def test_predict_with_the_panel_and_no_adapter_runs_the_untuned_models_own_panel
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["sql"] for r in rows] == [UNTUNED_WRITES[4][it["question"]] for it in PANEL_ITEMS]  # see the evaluator's test
     assert all(r["pool"]["untuned"] for r in rows)
+
+
+def test_predict_with_the_panel_judge_reviewer_elects_by_review_and_a_bad_judge_is_one_line(capsys, tiny_db, tmp_path,
+                                                                                          monkeypatch):
+    """`--panel-judge reviewer`: the untuned model's own panel with every voter decoded and the reviewer electing
+    where its answers disagree (d: the answer without examples, outvoted, is the one the question fits); an unknown
+    judge is refused before any model is loaded."""
+    import sqltune.evaluate as ev
+    from test_evaluate import PANEL_ITEMS, PANEL_POOL, _fake_reviewer, _fake_untuned, _Plain
+
+    loads = []
+    monkeypatch.setattr(ev, "load_for_inference", lambda *a, **kw: loads.append(1) or (_Plain(), None, None))
+    _fake_untuned(monkeypatch, asked := [])
+    _fake_reviewer(monkeypatch, judged := [], {it["question"]: it["sql"] for it in PANEL_ITEMS})
+    data, pool, out = tmp_path / "q.jsonl", tmp_path / "train.jsonl", tmp_path / "pred.jsonl"
+    data.write_text("".join(json.dumps(it) + "\n" for it in PANEL_ITEMS))
+    pool.write_text("".join(json.dumps(it) + "\n" for it in PANEL_POOL))
+    args = ["predict", "--data", str(data), "--out", str(out), "--db", str(tiny_db), "--fallback", "panel",
+            "--fewshot-pool", str(pool)]
+    code, _, err = _run(capsys, *args, "--panel-judge", "reviewer")
+    assert code == 0, err
+    assert [a[0] for a in asked] == [0, 4, 2] and all(len(a[1]) == 4 for a in asked) and judged
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["sql"] for r in rows] == [it["sql"] for it in PANEL_ITEMS]
+    loads.clear()
+    code, _, err = _run(capsys, *args, "--panel-judge", "jury")
+    assert code != 0 and "--panel-judge must be one of vote, reviewer" in err and not loads
+    assert "Traceback" not in err

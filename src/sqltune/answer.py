@@ -142,7 +142,8 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
          vote_when: str | None = None, temperature: float = 0.8, top_p: float = 0.95, vote_correct: bool = False,
          retries: int = 0, fallback: str | None = None, merge: bool = True, timeout: float = 5.0,
          max_rows: int = 10_000, max_new_tokens: int = 256, batch_size: int = 16,
-         fewshot_pool: list[dict] | None = None, repair: bool | None = None) -> SQLModel:
+         fewshot_pool: list[dict] | None = None, repair: bool | None = None,
+         panel_judge: str | None = None) -> SQLModel:
     """A model ready to answer questions about `db` (default: the exoplanets DB; with `run`, the run's).
 
     `model`: a packaged name, a model folder, a .gguf file or a hub id (default: the packaged default, or the
@@ -153,7 +154,9 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
     panel (`sqltune ask --fallback`); all but none load the adapter unmerged. `fewshot_pool`: the training pairs the panel retrieves its
     examples from (with `run` and a panel: the run's own training pairs; without any, the panel is the two models).
     `repair`: where the answer fails with a column the schema has elsewhere, its rewrite (`sqltune.repair`) if that
-    runs (default: on; with `run`, the run's `eval.repair`). Bad settings and files are a SqltuneError, before any load.
+    runs (default: on; with `run`, the run's `eval.repair`). `panel_judge`: how the panel elects, vote or reviewer
+    (`evaluate.EvalConfig.panel_judge`; default: vote, with `run` the run's). Bad settings and files are a
+    SqltuneError, before any load.
     """
     from .db import resolve_db
     from .evaluate import check_fallback, fallback_merge, load_for_inference
@@ -170,6 +173,12 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
         if repair is None:
             repair = found["repair"]
     fallback = fallback or "none"
+    if panel_judge is not None:
+        from .evaluate import PANEL_JUDGES
+
+        if panel_judge not in PANEL_JUDGES:
+            raise SqltuneError(f"--panel-judge must be one of {', '.join(PANEL_JUDGES)}, got {panel_judge!r}")
+        panel = dict(panel, panel_judge=panel_judge)
     for name, value in (("retries", retries), ("timeout", timeout), ("max_rows", max_rows),
                         ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
         if not isinstance(value, (int, float)) or not (value >= 0 if name == "retries" else value > 0):

@@ -13,7 +13,7 @@ from ..answer import ASK_VOTE, ask_vote  # noqa: F401 - `ask`'s defaults live wi
 from ..answer import vote_settings as _vote
 from ..errors import SqltuneError
 from .options import (ADAPTER, BATCH_SIZE, DB, DEVICE, DTYPE, FALLBACK, FEWSHOT, FEWSHOT_POOL, MAX_NEW_TOKENS, MERGE,
-                      MODEL, NOTES, PROMPT_STYLE, REPAIR, RETRIES)
+                      MODEL, NOTES, PANEL_JUDGE, PROMPT_STYLE, REPAIR, RETRIES)
 
 SHOW_ROWS = 50
 
@@ -100,6 +100,7 @@ def register(app: typer.Typer) -> None:
                                                "run's eval.fallback with --run."),
         run: Optional[Path] = typer.Option(None, "--run", help="A finished `sqltune run` folder: its final adapter "
                                            "(as `serve --run` picks it), database, notes and fallback."),
+        panel_judge: Optional[str] = PANEL_JUDGE,
     ):
         """Answer one question: write SQL with the model, run it read-only, print the result.
 
@@ -115,7 +116,8 @@ def register(app: typer.Typer) -> None:
             raise SqltuneError("the question is empty")
         a = load(model, adapter, db, run=run, device=device, dtype=dtype, prompt_style=prompt_style, notes=notes,
                  vote=vote, vote_when=vote_when, temperature=temperature, top_p=top_p, vote_correct=vote_correct,
-                 retries=retries, fallback=fallback, merge=merge, repair=repair).ask(question)
+                 retries=retries, fallback=fallback, merge=merge, repair=repair,
+                 panel_judge=panel_judge).ask(question)
         if as_json:
             out = {"sql": a.sql, "columns": a.columns, "rows": [list(r) for r in a.rows], "error": a.error}
             for key in ("vote", "correction", "fallback", "pool", "repaired"):
@@ -154,12 +156,17 @@ def register(app: typer.Typer) -> None:
 
     def _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
                  max_new_tokens, device, dtype, evaluate: bool, test_suite=None, vote=None, merge: bool = True,
-                 fallback: str = "none", repair: bool = True):
+                 fallback: str = "none", repair: bool = True, panel_judge: str | None = None):
         from ..dataset import load_items
         from ..db import resolve_db
         from ..evaluate import evaluate_items, fallback_merge, predict_items
 
         merge = fallback_merge(fallback, adapter, merge)
+        if panel_judge is not None:
+            from ..evaluate import PANEL_JUDGES
+
+            if panel_judge not in PANEL_JUDGES:
+                raise SqltuneError(f"--panel-judge must be one of {', '.join(PANEL_JUDGES)}, got {panel_judge!r}")
         dbp = resolve_db(db, need_tables=True)
         items = load_items(data, need_sql=evaluate)
         if not items:
@@ -174,7 +181,7 @@ def register(app: typer.Typer) -> None:
 
         kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, retries=retries, repair=repair, fewshot_k=fewshot,
                   fewshot_pool=pool, autocast=dev.autocast, vote=vote, fallback=fallback,
-                  untuned_model=fallback == "panel" and is_untuned(model, adapter))
+                  untuned_model=fallback == "panel" and is_untuned(model, adapter), panel_judge=panel_judge)
         if evaluate:
             report = evaluate_items(m, tok, builder, items, dbp, test_suite=test_suite, **kw)
             return report["predictions"], report
@@ -204,6 +211,7 @@ def register(app: typer.Typer) -> None:
         vote_when: str = when_opt,
         merge: bool = MERGE,
         fallback: str = FALLBACK,
+        panel_judge: Optional[str] = PANEL_JUDGE,
     ):
         """Write SQL for every question of a dataset (batched, greedy) into a JSONL file.
 
@@ -218,7 +226,7 @@ def register(app: typer.Typer) -> None:
         settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         rows, _ = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot, fewshot_pool,
                            max_new_tokens, device, dtype, evaluate=False, vote=settings, merge=merge,
-                           fallback=fallback, repair=repair)
+                           fallback=fallback, repair=repair, panel_judge=panel_judge)
         write_jsonl(out, rows)
         secs = sum(r["seconds"] for r in rows)
         ran = sum(r["error"] is None for r in rows)
@@ -252,6 +260,7 @@ def register(app: typer.Typer) -> None:
         vote_when: str = when_opt,
         merge: bool = MERGE,
         fallback: str = FALLBACK,
+        panel_judge: Optional[str] = PANEL_JUDGE,
     ):
         """Predict and score in one step (execution accuracy); writes predictions and the report.
 
@@ -266,7 +275,8 @@ def register(app: typer.Typer) -> None:
         settings = _vote(vote, temperature, top_p, retries, vote_correct, vote_when)
         rows, report = _predict(data, db, model, adapter, prompt_style, notes, batch_size, retries, fewshot,
                                 fewshot_pool, max_new_tokens, device, dtype, evaluate=True, test_suite=test_suite,
-                                vote=settings, merge=merge, fallback=fallback, repair=repair)
+                                vote=settings, merge=merge, fallback=fallback, repair=repair,
+                                panel_judge=panel_judge)
         out_dir.mkdir(parents=True, exist_ok=True)
         name = _slug(data)
         pred_file, report_file = out_dir / f"{name}_pred.jsonl", out_dir / f"{name}_report.json"

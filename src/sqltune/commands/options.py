@@ -29,6 +29,9 @@ FALLBACK = typer.Option("none", "--fallback", help="base: where the adapter's an
                         "untuned model's and the untuned model's with 4 retrieved training examples (--fewshot-pool) "
                         "vote by result, ties to the adapter's; with no adapter (or one where training kept step 0) the "
                         "untuned model's answers with 4, 0 and 2 retrieved examples vote. All load an adapter unmerged.")
+PANEL_JUDGE = typer.Option(None, "--panel-judge", help="With --fallback panel: vote (the most-voted result wins) or "
+                           "reviewer (where the answers disagree, the untuned model scores how likely each query makes "
+                           "the question, and the likeliest wins). Default: vote, or the run's eval.panel_judge with --run.")
 MAX_NEW_TOKENS = typer.Option(256, "--max-new-tokens", min=1, help="Most tokens of SQL written per question.")
 TIMEOUT = typer.Option(5.0, "--timeout", min=0.001, help="Seconds allowed per query (> 0).")
 MAX_ROWS = typer.Option(10_000, "--max-rows", min=1, help="Row cap per query (>= 1).")
