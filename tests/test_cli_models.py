@@ -329,6 +329,11 @@ def test_predict_with_the_panel_judge_reviewer_elects_by_review_and_a_bad_judge_
     assert [a[0] for a in asked] == [0, 4, 2] and all(len(a[1]) == 4 for a in asked) and judged
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["sql"] for r in rows] == [it["sql"] for it in PANEL_ITEMS]
+    code, out_text, err = _run(capsys, "eval", "--data", str(data), "--out-dir", str(tmp_path / "ev"), "--db",
+                               str(tiny_db), "--fallback", "panel", "--fewshot-pool", str(pool), "--panel-judge",
+                               "reviewer")
+    assert code == 0, err
+    assert "the panel weighed 4 questions (the reviewer judged the" in out_text and "both models voted" not in out_text
     loads.clear()
     code, _, err = _run(capsys, *args, "--panel-judge", "jury")
     assert code != 0 and "--panel-judge must be one of vote, reviewer" in err and not loads

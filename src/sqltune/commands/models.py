@@ -299,7 +299,14 @@ def register(app: typer.Typer) -> None:
                 extra += (f"; correction ran on {c['ran']} close votes, changed {c['changed']} "
                           f"({c['helped']} helped, {c['hurt']} hurt): exact {c['corrected']['exact']:.1%}")
         sm = report["summary"]
-        if "pool_voted" in sm:
+        ec = report.get("eval_config") or {}
+        if "pool_voted" in sm and ec.get("fallback") == "panel":
+            judged = sum(1 for r in rows if (r.get("pool") or {}).get("review"))
+            how = (f"the reviewer judged the {judged} where its answers disagreed" if ec.get("panel_judge") == "reviewer"
+                   else "by votes")
+            extra += (f"; the panel weighed {sm['pool_voted']} questions ({how}): {sm['pool_changed']} changed "
+                      f"({sm['pool_fixed']} fixed, {sm['pool_hurt']} broken)")
+        elif "pool_voted" in sm:
             extra += (f"; both models voted on the {sm['pool_voted']} questions where the answer failed or differed "
                       f"from the untuned model's: {sm['pool_changed']} changed ({sm['pool_fixed']} fixed, "
                       f"{sm['pool_hurt']} broken)")
