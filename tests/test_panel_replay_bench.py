@@ -221,3 +221,25 @@ def test_review_scores_pad_without_changing_a_score_and_pick_follows_the_scheme(
     o = choose(tiny_db, [Candidate(sql=s, raw="", mean_logprob=-float(k)) for k, s in enumerate([authors, books])])
     assert bench.pick(o, scores, votes_first=True) == 1  # R2 at a tie: the score instead of the order
     assert bench.pick(choose(tiny_db, [Candidate(sql="SELECT nope", raw="", mean_logprob=0.0)]), scores, True) is None
+
+
+def test_review_halves_replays_the_default_panel_by_votes_and_by_the_reviewer(tiny_db, tiny_model_dir, tmp_path,
+                                                                              capsys, monkeypatch):
+    """benchmarks/review_halves.py over a stored lease (T0, U0, U4, T2 from `dev*_sql.jsonl`): where the voters
+    disagree the reviewer (here a stand-in preferring the gold SQL) elects; by votes, two agreeing wrong answers win."""
+    import sqltune.vote as vote
+
+    bench = load_script("benchmarks/review_halves.py")
+    work, folders = tmp_path / "work" / "one_a", tmp_path / "folders" / "one_a"
+    work.mkdir(parents=True)
+    folders.mkdir(parents=True)
+    (folders / "one_a.sqlite").write_bytes(tiny_db.read_bytes())
+    write_jsonl(folders / "dev.jsonl", GOLD[:1])
+    right, wrong = GOLD[0]["sql"], "SELECT COUNT(*) FROM authors"
+    for suffix, (u, t) in (("", (wrong, right)), ("_fs2", (wrong, wrong)), ("_fs4", (wrong, wrong))):
+        write_jsonl(work / f"dev{suffix}_sql.jsonl", [{"step": 0, "sql": {"a": u}}, {"step": 9, "sql": {"a": t}}])
+    monkeypatch.setattr(vote, "review_scores", lambda m, tok, b, q, sqls, autocast=False:
+                        [0.0 if s == right else -5.0 for s in sqls])
+    assert bench.main(["--work", str(tmp_path / "work"), "--folders", str(tmp_path / "folders"), "--model",
+                       str(tiny_model_dir), "--device", "cpu", "--dtype", "float32"]) == 0
+    assert "| one_a | 1 | 0 | 1 |" in capsys.readouterr().out
