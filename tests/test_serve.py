@@ -692,3 +692,20 @@ def test_serve_panel_with_the_untuned_model_votes_its_own_answers(engine, monkey
         assert a["sql"] == UNTUNED_WRITES[4]["How many authors?"] and [n for n, _ in asked] == [0, 4, 2]
         assert a["pool"]["untuned"] and a["pool"]["sql"] == UNTUNED_WRITES[0]["How many authors?"]
         assert a["pool"]["source"] == "fewshot4" and a["pool"]["votes"] == 2
+
+
+def test_serve_panel_judge_reaches_the_panel_and_a_bad_one_is_refused_before_loading(taught, taught_db, monkeypatch):
+    """`serve --panel-judge reviewer` sets the panel's judge over a run's (or the default vote); an unknown judge is
+    one clear error raised before any model is loaded."""
+    import sqltune.evaluate as ev
+    from sqltune.errors import SqltuneError
+    from sqltune.serve import Engine, ServeConfig
+
+    loads = []
+    real = ev.load_for_inference
+    monkeypatch.setattr(ev, "load_for_inference", lambda *a, **kw: loads.append(1) or real(*a, **kw))
+    with pytest.raises(SqltuneError, match="--panel-judge must be one of vote, reviewer"):
+        Engine(ServeConfig(model=str(taught), db=str(taught_db), device="cpu", panel_judge="jury"))
+    assert not loads
+    e = Engine(ServeConfig(model=str(taught), db=str(taught_db), device="cpu", panel_judge="reviewer"))
+    assert e.panel == {"panel_judge": "reviewer"}

@@ -66,6 +66,7 @@ class ServeConfig:
     pool: int = 8  # fallback vote: candidates per model where they differ (with `run_dir`, the run's `eval.vote`)
     repair: bool | None = None  # where the answer fails, its schema repair (`evaluate.repair_rows`); None: the run's
     #                            `eval.repair` with `run_dir`, else on
+    panel_judge: str | None = None  # the panel's: vote or reviewer (`--panel-judge`); None: the run's, else vote
 
 
 def run_paths(run_dir: str | os.PathLike) -> dict:
@@ -172,6 +173,12 @@ class Engine:
             base = None
         cfg.repair = True if cfg.repair is None else bool(cfg.repair)
         cfg.fallback = cfg.fallback or "none"
+        if cfg.panel_judge is not None:
+            from .evaluate import PANEL_JUDGES
+
+            if cfg.panel_judge not in PANEL_JUDGES:
+                raise SqltuneError(f"--panel-judge must be one of {', '.join(PANEL_JUDGES)}, got {cfg.panel_judge!r}")
+            self.panel = dict(self.panel, panel_judge=cfg.panel_judge)
         if cfg.fallback == "vote" and cfg.pool < 2:
             raise SqltuneError(f"serve: --fallback vote needs at least 2 candidates per model (pool {cfg.pool})")
         cfg.merge = fallback_merge(cfg.fallback, cfg.adapter, cfg.merge, "an adapter (--adapter or --run)")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .options import MERGE
+from .options import MERGE, PANEL_JUDGE
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
                                               "the schema has elsewhere, answer with its rewrite (qualified, joined "
                                               "along a foreign key, a near spelling) if that runs. Default: on, or "
                                               "the run's eval.repair with --run."),
+        panel_judge: Optional[str] = PANEL_JUDGE,
     ):
         """Serve the model over HTTP: a JSON API (/api/ask, /docs) and a web page at /."""
         from ..console import echo, esc
@@ -59,5 +60,5 @@ def register(app: typer.Typer) -> None:
                           device=device, dtype=dtype, prompt_style=prompt_style, notes=str(notes) if notes else None,
                           feedback=str(feedback) if feedback else None, token=token, batch_size=batch_size,
                           max_wait=max_wait_ms / 1000, max_new_tokens=max_new_tokens, vote=vote, vote_when=vote_when,
-                          merge=merge, fallback=fallback, repair=repair)
+                          merge=merge, fallback=fallback, repair=repair, panel_judge=panel_judge)
         serve(cfg, host=host, port=port, log=lambda m: echo(esc(m), err=True))
