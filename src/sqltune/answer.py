@@ -174,10 +174,9 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
             repair = found["repair"]
     fallback = fallback or "none"
     if panel_judge is not None:
-        from .evaluate import PANEL_JUDGES
+        from .evaluate import check_panel_judge
 
-        if panel_judge not in PANEL_JUDGES:
-            raise SqltuneError(f"--panel-judge must be one of {', '.join(PANEL_JUDGES)}, got {panel_judge!r}")
+        check_panel_judge(panel_judge)
         panel = dict(panel, panel_judge=panel_judge)
     for name, value in (("retries", retries), ("timeout", timeout), ("max_rows", max_rows),
                         ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):

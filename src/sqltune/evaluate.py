@@ -45,6 +45,12 @@ def check_fallback(fallback: str, name: str = "fallback", vote: int | None = Non
                            "candidates")
 
 
+def check_panel_judge(judge: str, name: str = "--panel-judge") -> None:
+    """One clear error for a panel judge that is not one of `PANEL_JUDGES` (`name`: how the user set it)."""
+    if judge not in PANEL_JUDGES:
+        raise SqltuneError(f"{name} must be one of {', '.join(PANEL_JUDGES)}, got {judge!r}")
+
+
 def fallback_merge(fallback: str, adapter, merge: bool, adapter_flags: str = "--adapter") -> bool:
     """A command's --fallback checked against its adapter; returns whether to merge the adapter into the weights:
     never with `base`, since a merged adapter cannot be switched off."""
@@ -118,8 +124,7 @@ class EvalConfig:
         if self.vote is not None and self.retries:
             raise SqltuneError("--retries and --vote do not combine; a vote already executes every candidate")
         check_fallback(self.fallback, "eval: fallback", vote=1 if self.vote is None else self.vote.n)
-        if self.panel_judge not in PANEL_JUDGES:
-            raise SqltuneError(f"eval: panel_judge must be one of {', '.join(PANEL_JUDGES)}, got {self.panel_judge!r}")
+        check_panel_judge(self.panel_judge, "eval: panel_judge")
         return self
 
     def with_(self, **kw) -> "EvalConfig":

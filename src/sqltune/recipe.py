@@ -309,11 +309,9 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
         raise SqltuneError(f"recipe {label}: {e}") from None
     if not isinstance(recipe.eval.repair, bool):
         raise SqltuneError(f"recipe {label}: eval.repair must be true or false, got {recipe.eval.repair!r}")
-    from .evaluate import PANEL_JUDGES
+    from .evaluate import check_panel_judge
 
-    if recipe.eval.panel_judge not in PANEL_JUDGES:
-        raise SqltuneError(f"recipe {label}: eval.panel_judge must be one of {', '.join(PANEL_JUDGES)}, "
-                           f"got {recipe.eval.panel_judge!r}")
+    check_panel_judge(recipe.eval.panel_judge, f"recipe {label}: eval.panel_judge")
     for key in ("panel_fewshot", "panel_tuned_fewshot"):
         v = getattr(recipe.eval, key)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:

@@ -174,10 +174,9 @@ class Engine:
         cfg.repair = True if cfg.repair is None else bool(cfg.repair)
         cfg.fallback = cfg.fallback or "none"
         if cfg.panel_judge is not None:
-            from .evaluate import PANEL_JUDGES
+            from .evaluate import check_panel_judge
 
-            if cfg.panel_judge not in PANEL_JUDGES:
-                raise SqltuneError(f"--panel-judge must be one of {', '.join(PANEL_JUDGES)}, got {cfg.panel_judge!r}")
+            check_panel_judge(cfg.panel_judge)
             self.panel = dict(self.panel, panel_judge=cfg.panel_judge)
         if cfg.fallback == "vote" and cfg.pool < 2:
             raise SqltuneError(f"serve: --fallback vote needs at least 2 candidates per model (pool {cfg.pool})")

@@ -163,10 +163,9 @@ def register(app: typer.Typer) -> None:
 
         merge = fallback_merge(fallback, adapter, merge)
         if panel_judge is not None:
-            from ..evaluate import PANEL_JUDGES
+            from ..evaluate import check_panel_judge
 
-            if panel_judge not in PANEL_JUDGES:
-                raise SqltuneError(f"--panel-judge must be one of {', '.join(PANEL_JUDGES)}, got {panel_judge!r}")
+            check_panel_judge(panel_judge)
         dbp = resolve_db(db, need_tables=True)
         items = load_items(data, need_sql=evaluate)
         if not items:
