@@ -656,7 +656,9 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log=pr
                             "panel: the untuned model's answers with and without retrieved training examples vote "
                             "(the model is the untuned one)" if engine.untuned_model else
                             "panel: the adapter's answer, the untuned model's and the untuned model's with retrieved "
-                            "training examples vote"))
+                            "training examples vote")
+            + ("; where they disagree the untuned model reviews which query the question fits (--panel-judge "
+               "reviewer)" if fb == "panel" and engine.panel.get("panel_judge") == "reviewer" else ""))
     log("repair: " + ("where the answer fails, it is rewritten against the schema (a column qualified with the table "
                       "that has it, a join along a foreign key, a near spelling) if the rewrite runs"
                       if engine.config.repair else "off: answers as the model wrote them"))
