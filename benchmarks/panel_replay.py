@@ -37,6 +37,11 @@ def _answers(path: Path) -> dict[str, str | None]:
     return {str(r["id"]): r.get("sql") for r in rows}
 
 
+def tuned_answers(rows: list[dict]) -> dict[str, str | None]:
+    """{id: the tuned answer} of a run's rows as written: the answer before a `base` fallback replaced it, if any."""
+    return {str(r["id"]): ((r.get("fallback") or {}).get("sql") if r.get("fallback") else r.get("sql")) for r in rows}
+
+
 def _voted(db: Path, ids: list[str], voters: list[dict]) -> list[dict]:
     """`predict`-like rows: the answer the voters' results elect (ties in list order), the answers in `pool`."""
     from sqltune.execute import connect_readonly
@@ -67,7 +72,7 @@ def replay(folder: Path, db: Path, untuned: Path, stage: str, split: str) -> dic
     gold, rows = got
     ids = [str(g["id"]) for g in gold]
     rows = [as_written(r) for r in rows]
-    tuned = {str(r["id"]): ((r.get("fallback") or {}).get("sql") if r.get("fallback") else r.get("sql")) for r in rows}
+    tuned = tuned_answers(rows)
     u = {k: _answers(untuned / f"{split}_k{k}.jsonl") for k in (0, 2, 4)}
     if any(i not in u[k] for k in u for i in ids):
         raise SystemExit(f"error: {untuned} lacks answers for some {split} questions of {folder}")

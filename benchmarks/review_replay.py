@@ -56,16 +56,15 @@ def _exact(db, gold: list[dict], rows: list[dict]) -> list[bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from panel_replay import _voted
-    from repair_replay import per_db, stored_rows
-    from sampled_panel import read_answers
+    from panel_replay import _voted, tuned_answers
+    from repair_replay import per_db
+    from sampled_panel import read_answers, split_items
 
-    from sqltune.dataset import read_jsonl
-    from sqltune.evaluate import EvalConfig, as_written, repair_rows
+    from sqltune.evaluate import EvalConfig, repair_rows
     from sqltune.execute import connect_readonly
+    from sqltune.prompt import PromptBuilder
     from sqltune.schema import schema_text
     from sqltune.stats import compare_paired
-    from sqltune.prompt import PromptBuilder
     from sqltune.vote import Candidate, choose, review_scores
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -90,16 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     for folder in sorted(p for p in a.answers.iterdir() if p.is_dir()):
         name = folder.name
         db = a.suite / name / f"{name}.sqlite"
-        t = None
-        if a.runs is not None:
-            got = stored_rows(a.runs / a.pattern.format(db=name), a.stage, a.split)
-            if got is None:
-                continue
-            gold = got[0]
-            t = {str(x["id"]): ((x.get("fallback") or {}).get("sql") if x.get("fallback") else x.get("sql"))
-                 for x in (as_written(r) for r in got[1])}
-        else:
-            gold = read_jsonl(a.suite / name / f"{a.split}.jsonl")
+        got = split_items(a, name)
+        if got is None:
+            continue
+        gold, rows = got
+        t = None if rows is None else tuned_answers(rows)
         ans = read_answers(folder, a.split, a.vote)
         ids = [str(g["id"]) for g in gold]
         question = {str(g["id"]): g["question"] for g in gold}

@@ -92,6 +92,20 @@ def read_pool(folder: Path, split: str, tag: str) -> dict[int, dict[str, str | N
     return out
 
 
+def split_items(a, name: str) -> tuple[list[dict], list[dict] | None] | None:
+    """(gold, the run's rows as written or None) of one DB's `a.split`: with `a.runs`, the stored run's (None: the DB
+    has no such run, skip it); else the gold items of `a.suite`."""
+    from repair_replay import stored_rows
+
+    from sqltune.dataset import read_jsonl
+    from sqltune.evaluate import as_written
+
+    if a.runs is None:
+        return read_jsonl(a.suite / name / f"{a.split}.jsonl"), None
+    got = stored_rows(a.runs / a.pattern.format(db=name), a.stage, a.split)
+    return None if got is None else (got[0], [as_written(r) for r in got[1]])
+
+
 def replay(db: Path, gold: list[dict], lists: dict[str, dict[str, list]]) -> dict[str, list[bool]]:
     """{scheme: [exact per gold item]}: `lists[scheme][id]` voted (`panel_replay._voted`), repaired, scored."""
     from panel_replay import _voted
@@ -111,10 +125,10 @@ def replay(db: Path, gold: list[dict], lists: dict[str, dict[str, list]]) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    from repair_replay import per_db, stored_rows
+    from panel_replay import tuned_answers
+    from repair_replay import per_db
 
-    from sqltune.dataset import read_jsonl
-    from sqltune.evaluate import EvalConfig, as_written, repair_rows
+    from sqltune.evaluate import EvalConfig, repair_rows
     from sqltune.score import score_pairs
     from sqltune.stats import compare_paired
 
@@ -136,14 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     for folder in sorted(p for p in a.answers.iterdir() if p.is_dir()):
         name = folder.name
         db = a.suite / name / f"{name}.sqlite"
-        got = None
-        if a.runs is not None:
-            got = stored_rows(a.runs / a.pattern.format(db=name), a.stage, a.split)
-            if got is None:
-                continue
-            gold = got[0]
-        else:
-            gold = read_jsonl(a.suite / name / f"{a.split}.jsonl")
+        got = split_items(a, name)
+        if got is None:
+            continue
+        gold, rows = got
         ans = read_answers(folder, a.split, a.vote)
         ids = [str(g["id"]) for g in gold]
         if any(i not in ans for i in ids):
@@ -162,10 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 lists.setdefault("G", {})[i] = [u[4], u[0], u[2], pool[4][i]]
         r = {"n": len(ids)}
         r["U0"] = [bool(e["exact"]) for e in score_pairs(db, gold, [ans[i][0][0] for i in ids])["examples"]]
-        if got is not None:
-            rows = [as_written(x) for x in got[1]]
-            t = {str(x["id"]): ((x.get("fallback") or {}).get("sql") if x.get("fallback") else x.get("sql"))
-                 for x in rows}
+        if rows is not None:
+            t = tuned_answers(rows)
             shipped = repair_rows([dict(x) for x in rows], db, EvalConfig(repair=True))
             r["shipped"] = [bool(e["exact"])
                             for e in score_pairs(db, gold, [x.get("sql") for x in shipped])["examples"]]
