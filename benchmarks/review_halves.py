@@ -3,8 +3,8 @@
 Session 27's lease kept, per dev half (`benchmarks/ckpt_rules.py build` folders), the SQL the untuned model (step 0)
 and the last checkpoint wrote with 0, 2 and 4 retrieved examples (`dev{,_fs2,_fs4}_sql.jsonl[.gz]`). This script
 replays the `default` recipe's panel over them — the tuned answer T0, the untuned U0 and U4, the tuned T2, in that tie
-order — once by votes (`vote.choose`) and once with the reviewer electing where they disagree (the shipped
-`vote.review_scores` / `vote.review_pick`, the untuned model given by `--model`), each ended by the shipped repair
+order — once by votes (`vote.choose`) and once with the reviewer electing where they disagree (the evaluator's own
+reviewer pass, `evaluate._review` / `_elected`, with the untuned model given by `--model`), each ended by the shipped repair
 (`evaluate.repair_rows`) and scored with `score_pairs`. Devsuite halves only (`exo_*` folders are skipped unless
 `--exoplanets`: the exoplanets schema makes each review a long forward pass on a CPU).
 
@@ -32,13 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     from repair_replay import per_db
 
     from sqltune.dataset import read_jsonl
-    from sqltune.evaluate import EvalConfig, repair_rows
+    from sqltune.evaluate import EvalConfig, _elected, _review, repair_rows
     from sqltune.execute import connect_readonly
     from sqltune.model import load, pick_device
     from sqltune.prompt import PromptBuilder
     from sqltune.schema import schema_text
     from sqltune.score import score_pairs
-    from sqltune.vote import Candidate, choose, review_pick, review_scores
+    from sqltune.vote import Candidate, choose
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", required=True, type=Path, help="a lease's stored answers, one folder per dev half")
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     dev = pick_device(a.device, a.dtype)
     loaded = load(a.model, dev, builder=lambda info: None)
     cfg = EvalConfig(repair=True)
+    rcfg = EvalConfig(panel_judge="reviewer", autocast=bool(dev.autocast), progress=False)
     out: dict[str, dict] = {}
     spent = 0.0
     for d in sorted(p for p in a.work.iterdir() if p.is_dir() and (a.exoplanets or not p.name.startswith("exo_"))):
@@ -64,27 +65,20 @@ def main(argv: list[str] | None = None) -> int:
         notes = half / f"{d.name}.notes.md"
         builder = PromptBuilder(schema_text(db, notes if notes.is_file() else None), "chat")
         ids = [str(g["id"]) for g in gold]
-        question = {str(g["id"]): g["question"] for g in gold}
         plain = _voted(db, ids, [{i: answers[v].get(i) for i in ids} for v in ORDER])
         judged = [dict(x) for x in plain]
         con = connect_readonly(db)
         try:
-            for x in judged:
-                i = x["id"]
-                o = choose(con, [Candidate(sql=answers[v].get(i), raw="", mean_logprob=-float(k))
-                                 for k, v in enumerate(ORDER)])
-                if len(o.groups) < 2:
-                    continue
-                sqls = sorted({c["sql"] for c in o.candidates if c["votes"]})
-                t0 = time.perf_counter()
-                scores = dict(zip(sqls, review_scores(loaded.model, loaded.tokenizer, builder, question[i], sqls,
-                                                      autocast=bool(dev.autocast))))
-                spent += time.perf_counter() - t0
-                k = review_pick(o, scores)
-                if k is not None:
-                    x["sql"], x["error"] = answers[ORDER[k]].get(i), None
+            outs = [choose(con, [Candidate(sql=answers[v].get(i), raw="", mean_logprob=-float(k))
+                                 for k, v in enumerate(ORDER)]) for i in ids]
         finally:
             con.close()
+        t0 = time.perf_counter()
+        reviews = _review(loaded.model, loaded.tokenizer, builder, gold, outs, rcfg)  # the shipped reviewer's pass
+        spent += time.perf_counter() - t0
+        for x, o, rev in zip(judged, outs, reviews):
+            if rev:
+                x["sql"], x["error"] = answers[ORDER[_elected(o, rev)]].get(x["id"]), None
 
         def exact(rows: list[dict]) -> list[bool]:
             fixed = repair_rows(rows, db, cfg)
