@@ -24,6 +24,33 @@ UNTUNED = {0: ["SELECT COUNT(*) FROM books", "SELECT titel FROM books", "SELECT 
            2: ["SELECT COUNT(*) FROM books", "SELECT title FROM books", "SELECT COUNT(*) FROM authors"]}
 
 
+def _one_db_suite(tmp_path, tiny_db, train: list[dict], test: list[dict], **extra: list[dict]):
+    """A devsuite-shaped folder with one DB, `one`: its train and test splits, and any other named JSONL files."""
+    suite = tmp_path / "suite"
+    (suite / "one").mkdir(parents=True)
+    (suite / "one" / "one.sqlite").write_bytes(tiny_db.read_bytes())
+    write_jsonl(suite / "one" / "train.jsonl", train)
+    write_jsonl(suite / "one" / "test.jsonl", test)
+    for name, rows in extra.items():
+        write_jsonl(suite / "one" / name, rows)
+    return suite
+
+
+def _spy_examples(monkeypatch) -> list:
+    """`evaluate.predict_questions` kept, with 4 new tokens at most; returns the list each call's examples go to."""
+    import sqltune.evaluate as ev
+
+    shown = []
+    real = ev.predict_questions
+
+    def spy(model, tok, builder, questions, db, cfg, examples=None, **kw):
+        shown.append(examples)
+        return real(model, tok, builder, questions, db, cfg.with_(max_new_tokens=4), examples=examples, **kw)
+
+    monkeypatch.setattr(ev, "predict_questions", spy)
+    return shown
+
+
 def test_the_panel_replay_votes_the_tuned_answer_before_its_fallback_with_both_untuned_answers(tiny_db, tmp_path,
                                                                                                 capsys):
     bench = load_script("benchmarks/panel_replay.py")
@@ -55,23 +82,10 @@ def test_untuned_answers_writes_every_split_and_k_with_the_db_own_train_pairs(ti
                                                                            monkeypatch):
     """benchmarks/untuned_answers.py decodes through the shipped `evaluate.predict` (here the tests' tiny random
     model): one file per split and k, the split's ids in order; examples come from the DB's train split only."""
-    import sqltune.evaluate as ev
-
     bench = load_script("benchmarks/untuned_answers.py")
-    suite = tmp_path / "suite"
-    (suite / "one").mkdir(parents=True)
-    (suite / "one" / "one.sqlite").write_bytes(tiny_db.read_bytes())
     train = [{"id": f"t{i}", "question": f"Training question {i} about books?", "sql": "SELECT 1"} for i in range(3)]
-    write_jsonl(suite / "one" / "train.jsonl", train)
-    write_jsonl(suite / "one" / "test.jsonl", GOLD)
-    shown = []
-    real = ev.predict_questions
-
-    def spy(model, tok, builder, questions, db, cfg, examples=None, **kw):
-        shown.append(examples)
-        return real(model, tok, builder, questions, db, cfg.with_(max_new_tokens=4), examples=examples, **kw)
-
-    monkeypatch.setattr(ev, "predict_questions", spy)
+    suite = _one_db_suite(tmp_path, tiny_db, train, GOLD)
+    shown = _spy_examples(monkeypatch)
     out = tmp_path / "out"
     assert bench.main(["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32", "--devsuite",
                        str(suite), "--splits", "test", "--k", "0", "2", "--out", str(out)]) == 0
@@ -91,12 +105,8 @@ def test_untuned_answers_with_a_vote_keeps_the_greedy_answer_and_every_sample(ti
     as `sql` and all N candidates (greedy first, as `vote.sample_sql` draws them) with their mean log-probability;
     the files are named apart from the greedy ones, so both can sit in one folder."""
     bench = load_script("benchmarks/untuned_answers.py")
-    suite = tmp_path / "suite"
-    (suite / "one").mkdir(parents=True)
-    (suite / "one" / "one.sqlite").write_bytes(tiny_db.read_bytes())
-    write_jsonl(suite / "one" / "train.jsonl", [{"id": f"t{i}", "question": f"Question {i}?", "sql": "SELECT 1"}
-                                                for i in range(3)])
-    write_jsonl(suite / "one" / "test.jsonl", GOLD)
+    suite = _one_db_suite(tmp_path, tiny_db, [{"id": f"t{i}", "question": f"Question {i}?", "sql": "SELECT 1"}
+                                              for i in range(3)], GOLD)
     out = tmp_path / "out"
     assert bench.main(["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32", "--devsuite",
                        str(suite), "--splits", "test", "--k", "2", "--vote", "3", "--temperature", "1.5",
@@ -166,25 +176,11 @@ def test_untuned_answers_extra_pool_adds_the_folder_pairs_to_what_examples_come_
                                                                                      tmp_path, monkeypatch):
     """`--extra-pool NAME`: examples are retrieved from the DB's train pairs and the pairs in NAME; a missing NAME is
     one clear error; `--tag` names the files apart."""
-    import sqltune.evaluate as ev
-
     bench = load_script("benchmarks/untuned_answers.py")
-    suite = tmp_path / "suite"
-    (suite / "one").mkdir(parents=True)
-    (suite / "one" / "one.sqlite").write_bytes(tiny_db.read_bytes())
-    write_jsonl(suite / "one" / "train.jsonl",
-                [{"id": "t0", "question": "Which colour is the sky?", "sql": "SELECT 1"}])
-    write_jsonl(suite / "one" / "synth.jsonl", [{"id": "s0", "question": "How many books are there?",
-                                                 "sql": "SELECT COUNT(*) FROM books"}])
-    write_jsonl(suite / "one" / "test.jsonl", GOLD[:1])
-    shown = []
-    real = ev.predict_questions
-
-    def spy(model, tok, builder, questions, db, cfg, examples=None, **kw):
-        shown.append(examples)
-        return real(model, tok, builder, questions, db, cfg.with_(max_new_tokens=4), examples=examples, **kw)
-
-    monkeypatch.setattr(ev, "predict_questions", spy)
+    suite = _one_db_suite(tmp_path, tiny_db, [{"id": "t0", "question": "Which colour is the sky?", "sql": "SELECT 1"}],
+                          GOLD[:1], **{"synth.jsonl": [{"id": "s0", "question": "How many books are there?",
+                                                        "sql": "SELECT COUNT(*) FROM books"}]})
+    shown = _spy_examples(monkeypatch)
     out = tmp_path / "out"
     args = ["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32", "--devsuite", str(suite),
             "--splits", "test", "--k", "2", "--out", str(out)]
@@ -196,9 +192,10 @@ def test_untuned_answers_extra_pool_adds_the_folder_pairs_to_what_examples_come_
 
 
 def test_review_scores_pad_without_changing_a_score_and_pick_follows_the_scheme(tiny_db, tiny_model_dir):
-    """The reviewer (`vote.review_scores`, read by benchmarks/review_replay.py): log P(question | SQL) is the same for a SQL scored alone or in a padded batch
-    beside a longer one (the padding is masked and the question's positions are the row's own); `pick` elects the
-    best-scored group (R1) or the most-voted group with the score breaking ties (R2)."""
+    """The reviewer (`vote.review_scores`, read by benchmarks/review_replay.py): log P(question | SQL) is the same for
+    a SQL scored alone or in a padded batch beside a longer one (the padding is masked and the question's positions
+    are the row's own); `pick` elects the best-scored group (R1) or the most-voted group with the score breaking ties
+    (R2)."""
     from sqltune.model import load_model, pick_device
     from sqltune.prompt import PromptBuilder
     from sqltune.vote import Candidate, choose, review_scores
