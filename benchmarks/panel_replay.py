@@ -37,6 +37,26 @@ def _answers(path: Path) -> dict[str, str | None]:
     return {str(r["id"]): r.get("sql") for r in rows}
 
 
+def table_header(cols, first: str = "db") -> str:
+    """The markdown header the replay scripts print: a first column, n, then one column per answer kind."""
+    return f"| {first} | n | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols)
+
+
+def table_row(name: str, r: dict, cols) -> str:
+    """One DB's (or folder's) line: n and how many questions each kind answered right."""
+    return f"| {name} | {r['n']} | " + " | ".join(str(sum(r[c])) for c in cols) + " |"
+
+
+def table_totals(out: dict, cols, per: str = "DB") -> tuple[dict, list[str]]:
+    """(pooled exact lists per kind, the pooled line and the mean-per-DB line) over every DB's `out` entry."""
+    from repair_replay import per_db
+
+    pooled = {c: [x for r in out.values() for x in r[c]] for c in cols}
+    n = sum(r["n"] for r in out.values())
+    return pooled, [f"| **pooled** | {n} | " + " | ".join(str(sum(pooled[c])) for c in cols) + " |",
+                    f"| **mean per {per} (%)** | | " + " | ".join(f"{per_db(out, c):.1f}" for c in cols) + " |"]
+
+
 def tuned_answers(rows: list[dict]) -> dict[str, str | None]:
     """{id: the tuned answer} of a run's rows as written: the answer before a `base` fallback replaced it, if any."""
     return {str(r["id"]): ((r.get("fallback") or {}).get("sql") if r.get("fallback") else r.get("sql")) for r in rows}
@@ -93,7 +113,6 @@ COLUMNS = ("U0", "untuned_panel", "tuned_as_written", "shipped", "panel")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from repair_replay import per_db
     from sqltune.stats import compare_paired
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -107,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     runs, suite, untuned = Path(a.runs), Path(a.devsuite), Path(a.untuned)
     out = {}
-    print("| db | n | " + " | ".join(COLUMNS) + " |\n|---|---|" + "---|" * len(COLUMNS))
+    print(table_header(COLUMNS))
     for db in sorted(p.name for p in suite.iterdir() if p.is_dir()):
         folder = runs / a.pattern.format(db=db)
         if not folder.is_dir() or not (untuned / db).is_dir():
@@ -116,13 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         if r is None:
             continue
         out[db] = r
-        print(f"| {db} | {r['n']} | " + " | ".join(str(sum(r[c])) for c in COLUMNS) + " |")
+        print(table_row(db, r, COLUMNS))
     if not out:
         print(f"error: no {a.stage}_{a.split} runs with untuned answers under {runs}", file=sys.stderr)
         return 2
-    pooled = {c: [x for r in out.values() for x in r[c]] for c in COLUMNS}
-    print(f"| **pooled** | {len(pooled['shipped'])} | " + " | ".join(str(sum(v)) for v in pooled.values()) + " |")
-    print("| **mean per DB (%)** | | " + " | ".join(f"{per_db(out, c):.1f}" for c in COLUMNS) + " |")
+    pooled, lines = table_totals(out, COLUMNS)
+    print("\n".join(lines))
     print(f"\npanel vs shipped, pooled: {compare_paired(pooled['shipped'], pooled['panel']).sentence()}")
     print(f"untuned panel vs shipped, pooled: {compare_paired(pooled['shipped'], pooled['untuned_panel']).sentence()}")
     if a.json:

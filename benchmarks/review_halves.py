@@ -24,12 +24,12 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 ORDER = ("T0", "U0", "U4", "T2")  # the default panel's voters in tie order
+COLS = ("vote", "reviewer")
 
 
 def main(argv: list[str] | None = None) -> int:
     from ckpt_rules import _sql_lines
-    from panel_replay import _voted
-    from repair_replay import per_db
+    from panel_replay import _voted, table_header, table_row, table_totals
 
     from sqltune.dataset import read_jsonl
     from sqltune.evaluate import EvalConfig, _elected, _review, repair_rows
@@ -85,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
             return [bool(e["exact"]) for e in score_pairs(db, gold, [r.get("sql") for r in fixed])["examples"]]
 
         out[d.name] = {"n": len(ids), "vote": exact([dict(x) for x in plain]), "reviewer": exact(judged)}
-        print(f"| {d.name} | {len(ids)} | {sum(out[d.name]['vote'])} | {sum(out[d.name]['reviewer'])} |", flush=True)
+        if len(out) == 1:
+            print(table_header(COLS, "half"))
+        print(table_row(d.name, out[d.name], COLS), flush=True)
     if not out:
         print(f"error: no dev halves under {a.work}", file=sys.stderr)
         return 2
-    pooled = {c: sum(sum(r[c]) for r in out.values()) for c in ("vote", "reviewer")}
-    print(f"| **pooled** | {sum(r['n'] for r in out.values())} | {pooled['vote']} | {pooled['reviewer']} |")
-    print(f"| **mean per folder (%)** | | {per_db(out, 'vote'):.1f} | {per_db(out, 'reviewer'):.1f} |")
+    print("\n".join(table_totals(out, COLS, "folder")[1]))
     print(f"reviewer model time: {spent:.0f} s")
     return 0
 

@@ -56,8 +56,7 @@ def _exact(db, gold: list[dict], rows: list[dict]) -> list[bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from panel_replay import _voted, tuned_answers
-    from repair_replay import per_db
+    from panel_replay import _voted, table_header, table_row, table_totals, tuned_answers
     from sampled_panel import read_answers, split_items
 
     from sqltune.evaluate import EvalConfig, repair_rows
@@ -143,15 +142,15 @@ def main(argv: list[str] | None = None) -> int:
                         x["sql"], x["error"] = per_id[x["id"]][k], None
                 r[key] = _exact(db, gold, repair_rows(rows, db, cfg))
         out[name] = r
-        print(f"| {name} | {r['n']} | " + " | ".join(f"{c} {sum(v)}" for c, v in r.items() if c != "n") + " |",
-              flush=True)
+        if len(out) == 1:
+            print(table_header([c for c in r if c != "n"], "folder"))
+        print(table_row(name, r, [c for c in r if c != "n"]), flush=True)
     if not out:
         print(f"error: no {a.split} answers under {a.answers}", file=sys.stderr)
         return 2
     cols = [c for c in next(iter(out.values())) if c != "n"]
-    pooled = {c: [x for r in out.values() for x in r[c]] for c in cols}
-    print("| **pooled** | " + " | ".join(f"{c} {sum(v)}" for c, v in pooled.items()) + " |")
-    print("| **mean per folder (%)** | " + " | ".join(f"{c} {per_db(out, c):.1f}" for c in cols) + " |")
+    pooled, lines = table_totals(out, cols, "folder")
+    print("\n".join(lines))
     for c in cols:
         base = "TA" if c.startswith("T") else "A"
         if c != base:

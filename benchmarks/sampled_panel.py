@@ -125,8 +125,7 @@ def replay(db: Path, gold: list[dict], lists: dict[str, dict[str, list]]) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    from panel_replay import tuned_answers
-    from repair_replay import per_db
+    from panel_replay import table_header, table_row, table_totals, tuned_answers
 
     from sqltune.evaluate import EvalConfig, repair_rows
     from sqltune.score import score_pairs
@@ -187,14 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         out[name] = r
         if cols is None:
             cols = [c for c in r if c != "n"]
-            print("| folder | n | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols))
-        print(f"| {name} | {r['n']} | " + " | ".join(str(sum(r[c])) for c in cols) + " |")
+            print(table_header(cols, "folder"))
+        print(table_row(name, r, cols))
     if not out:
         print(f"error: no {a.split} answers under {a.answers}", file=sys.stderr)
         return 2
-    pooled = {c: [x for r in out.values() for x in r[c]] for c in cols}
-    print(f"| **pooled** | {len(pooled['A'])} | " + " | ".join(str(sum(v)) for v in pooled.values()) + " |")
-    print("| **mean per folder (%)** | | " + " | ".join(f"{per_db(out, c):.1f}" for c in cols) + " |")
+    pooled, lines = table_totals(out, cols, "folder")
+    print("\n".join(lines))
     for c in cols:
         if c not in ("A", "U0"):
             print(f"{c} vs A, pooled: {compare_paired(pooled['A'], pooled[c]).sentence()}")
