@@ -61,6 +61,12 @@ CORRECTION_ROWS = 3  # first rows shown per query
 CORRECTION_CELL = 40  # characters shown per value
 
 
+def _need_chat_template(tokenizer) -> None:
+    """Style `chat` renders through the tokenizer's chat template: one clear error where it has none."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise SqltuneError("prompt style 'chat' needs a tokenizer with a chat template; use --prompt-style seed")
+
+
 @dataclass
 class PromptBuilder:
     schema: str
@@ -92,8 +98,7 @@ class PromptBuilder:
         """The text the model sees before it writes SQL."""
         examples = self.fewshot if examples is None else examples
         if self.style == "chat":
-            if not getattr(tokenizer, "chat_template", None):
-                raise SqltuneError("prompt style 'chat' needs a tokenizer with a chat template; use --prompt-style seed")
+            _need_chat_template(tokenizer)
             return tokenizer.apply_chat_template(self.messages(question, examples), tokenize=False, add_generation_prompt=True)
         tmpl = PREMSQL_TEMPLATE if self.style == "premsql" else SEED_TEMPLATE
         return (tokenizer.bos_token or "") + tmpl.format(schema=self.schema, fewshot=self._fewshot_text(examples), question=question)
@@ -133,8 +138,7 @@ class PromptBuilder:
         """The reviewer's prompt: the schema and `sql`; what follows it is scored as the question `sql` answers
         (`vote.review_scores`). Chat style: a system turn of its own (`REVIEW_SYSTEM`) and the SQL as the user's."""
         if self.style == "chat":
-            if not getattr(tokenizer, "chat_template", None):
-                raise SqltuneError("prompt style 'chat' needs a tokenizer with a chat template; use --prompt-style seed")
+            _need_chat_template(tokenizer)
             return tokenizer.apply_chat_template([{"role": "system", "content": REVIEW_SYSTEM.format(schema=self.schema)},
                                                   {"role": "user", "content": sql.strip()}], tokenize=False,
                                                  add_generation_prompt=True)
