@@ -4,8 +4,8 @@ Session 27's lease kept, per dev half (`benchmarks/ckpt_rules.py build` folders)
 and the last checkpoint wrote with 0, 2 and 4 retrieved examples (`dev{,_fs2,_fs4}_sql.jsonl[.gz]`). This script
 replays the `default` recipe's panel over them — the tuned answer T0, the untuned U0 and U4, the tuned T2, in that tie
 order — once by votes (`vote.choose`) and once with the reviewer electing where they disagree (the evaluator's own
-reviewer pass, `evaluate._review` / `_elected`, with the untuned model given by `--model`), each ended by the shipped repair
-(`evaluate.repair_rows`) and scored with `score_pairs`. Devsuite halves only (`exo_*` folders are skipped unless
+reviewer pass, `evaluate.review_outcomes` / `elected_candidate`, the untuned model given by `--model`), each ended
+by the shipped repair (`evaluate.repair_rows`) and scored with `score_pairs`. Devsuite halves only (`exo_*` folders are skipped unless
 `--exoplanets`: the exoplanets schema makes each review a long forward pass on a CPU).
 
     python benchmarks/review_halves.py --work benchmarks/results/nvidia-h200-2026-12-02-s27-fewshot/seed42 \\
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from panel_replay import _voted, table_header, table_row, table_totals
 
     from sqltune.dataset import read_jsonl
-    from sqltune.evaluate import EvalConfig, _elected, _review, repair_rows
+    from sqltune.evaluate import EvalConfig, elected_candidate, repair_rows, review_outcomes
     from sqltune.execute import connect_readonly
     from sqltune.model import load, pick_device
     from sqltune.prompt import PromptBuilder
@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             con.close()
         t0 = time.perf_counter()
-        reviews = _review(loaded.model, loaded.tokenizer, builder, gold, outs, rcfg)  # the shipped reviewer's pass
+        reviews = review_outcomes(loaded.model, loaded.tokenizer, builder, gold, outs, rcfg)  # the shipped pass
         spent += time.perf_counter() - t0
         for x, o, rev in zip(judged, outs, reviews):
             if rev:
-                x["sql"], x["error"] = answers[ORDER[_elected(o, rev)]].get(x["id"]), None
+                x["sql"], x["error"] = answers[ORDER[elected_candidate(o, rev)]].get(x["id"]), None
 
         def exact(rows: list[dict]) -> list[bool]:
             fixed = repair_rows(rows, db, cfg)

@@ -559,9 +559,9 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
                                                          cfg.panel_tuned_fewshot)):
                     own[i] = sql
                     outs[i] = vote(con, (rows[i].get("sql"), base[i], shots[i], own[i]))
-        reviews = _review(model, tokenizer, builder, items, outs, cfg) if judge else [None] * len(items)
+        reviews = review_outcomes(model, tokenizer, builder, items, outs, cfg) if judge else [None] * len(items)
         for r, b, f, o, out, rev in zip(rows, base, shots, own, outs, reviews):
-            chosen = _elected(out, rev)
+            chosen = elected_candidate(out, rev)
             r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": b,
                          "fewshot_sql": f, "source": names[chosen],
                          "votes": max((g["votes"] for g in out.groups), default=0)}
@@ -626,10 +626,10 @@ def untuned_panel(model, tokenizer, builder: PromptBuilder, items: list[dict], r
             decode(ks[2], sorted(third))
             for i in third:
                 outs[i] = vote(con, i, ks)
-        reviews = _review(model, tokenizer, builder, items, outs, cfg) if judge else [None] * len(items)
+        reviews = review_outcomes(model, tokenizer, builder, items, outs, cfg) if judge else [None] * len(items)
         for i, (r, out, rev) in enumerate(zip(rows, outs, reviews)):
             voters = ks if i in third else ks[:2]
-            chosen = _elected(out, rev)
+            chosen = elected_candidate(out, rev)
             k = voters[chosen]
             r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": r.get("sql"),
                          "answers": {str(v): answers[v][i] for v in voters}, "source": f"fewshot{k}",
@@ -645,7 +645,7 @@ def untuned_panel(model, tokenizer, builder: PromptBuilder, items: list[dict], r
     return _spread_seconds(rows, t)
 
 
-def _review(model, tokenizer, builder: PromptBuilder, items: list[dict], outs: list, cfg: EvalConfig) -> list:
+def review_outcomes(model, tokenizer, builder: PromptBuilder, items: list[dict], outs: list, cfg: EvalConfig) -> list:
     """`cfg.panel_judge == "reviewer"`: per question whose voters give two or more result groups, {sql: log P(question
     | sql)} for each SQL in a group, under the untuned model (an adapter is switched off); None elsewhere. Why: on
     session 32's dev halves the untuned 1.5B's panel with the reviewer electing answered 87.0 % per folder against
@@ -672,7 +672,7 @@ def _review(model, tokenizer, builder: PromptBuilder, items: list[dict], outs: l
     return out
 
 
-def _elected(out, review: dict | None) -> int:
+def elected_candidate(out, review: dict | None) -> int:
     """The candidate the panel takes: the reviewer's where it judged (`vote.review_pick`), else the vote's."""
     if review:
         from .vote import review_pick
