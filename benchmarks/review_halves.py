@@ -5,8 +5,8 @@ and the last checkpoint wrote with 0, 2 and 4 retrieved examples (`dev{,_fs2,_fs
 replays the `default` recipe's panel over them — the tuned answer T0, the untuned U0 and U4, the tuned T2, in that tie
 order — once by votes (`vote.choose`) and once with the reviewer electing where they disagree (the evaluator's own
 reviewer pass, `evaluate.review_outcomes` / `elected_candidate`, the untuned model given by `--model`), each ended
-by the shipped repair (`evaluate.repair_rows`) and scored with `score_pairs`. Devsuite halves only (`exo_*` folders are skipped unless
-`--exoplanets`: the exoplanets schema makes each review a long forward pass on a CPU).
+by the shipped repair (`evaluate.repair_rows`) and scored with `score_pairs`. Devsuite halves only (`exo_*` folders
+are skipped unless `--exoplanets`: the exoplanets schema makes each review a long forward pass on a CPU).
 
     python benchmarks/review_halves.py --work benchmarks/results/nvidia-h200-2026-12-02-s27-fewshot/seed42 \\
         --folders .gpu/ckr --model qwen2.5-coder-0.5b
