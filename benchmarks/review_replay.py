@@ -11,9 +11,11 @@ BENCHMARKS.md):
 
 - A: U4, U0, U2 voted as shipped (`benchmarks/untuned_answers.py` answers: the greedy answer, candidate 0 of a
   `--vote N` file); R1: the same voters, the group with the best reviewer score wins; R2: votes first, the reviewer
-  instead of tie order.
+  instead of tie order; R3: reviewer score + log(votes).
 - with `--runs` (stored tuned answers T, as `panel_replay.py` reads them): TA = T, U0, U4 (the shipped panel of
-  three), TR1, TR2 over the same voters.
+  three), TR1, TR2, TR3 over the same voters.
+- with `--schemes` (session 33): the larger voter lists of `sampled_panel.py` (B, C, E: A then the untuned model's
+  samples per prompt; TB, TC, TE with the tuned answer first), each voted and judged: CR1, CR2, CR3, TCR1, ...
 
 Every scheme ends with the shipped last-resort repair over its voters (`evaluate.repair_rows`) and is scored with
 `score_pairs`. Scores are cached in `--cache` (JSON), so a second read costs no model time.
@@ -34,19 +36,37 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-def pick(outcome, scores: dict[str, float], votes_first: bool) -> int | None:
-    """The index of the candidate elected among `outcome`'s groups (None: fewer than two groups). R1 is the shipped
-    `vote.review_pick`; R2 (votes first, the score instead of tie order) was read beside it and not shipped."""
+from sampled_panel import SCHEMES  # noqa: E402
+
+RULES = ("R1", "R2", "R3")
+
+
+def pick(outcome, scores: dict[str, float], rule: str = "R1") -> int | None:
+    """The index of the candidate elected among `outcome`'s groups (None: fewer than two groups). A group's score is
+    its best member's. R1 (the shipped `vote.review_pick`): the best score wins; R2: votes first, the score instead of
+    tie order; R3: score + log(votes), the result-level coder-reviewer product (votes / n estimate the result's
+    probability under the coder, as the reviewer's score is the question's log-probability given the SQL)."""
+    import math
+
     from sqltune.vote import review_pick
 
-    if not votes_first or len(outcome.groups) < 2:
+    if rule == "R1" or len(outcome.groups) < 2:
         return review_pick(outcome, scores)
     sql_of = {i: c["sql"] for i, c in enumerate(outcome.candidates)}
 
     def score(g) -> float:
         return max(scores.get(sql_of[i], float("-inf")) for i in g["members"])
 
-    return min(max(outcome.groups, key=lambda g: (g["votes"], score(g), -min(g["members"])))["members"])
+    if rule == "R2":
+        key = lambda g: (g["votes"], score(g), -min(g["members"]))  # noqa: E731
+    else:
+        key = lambda g: (score(g) + math.log(g["votes"]), -min(g["members"]))  # noqa: E731
+    return min(max(outcome.groups, key=key)["members"])
+
+
+def judged(base: str, rule: str) -> str:
+    """A judged column's name: R1 (over A), TR1 (over TA), CR1 (over C), TCR1 (over TC), ..."""
+    return f"{base[:-1] if base.endswith('A') else base}{rule}"
 
 
 def _exact(db, gold: list[dict], rows: list[dict]) -> list[bool]:
@@ -57,7 +77,7 @@ def _exact(db, gold: list[dict], rows: list[dict]) -> list[bool]:
 
 def main(argv: list[str] | None = None) -> int:
     from panel_replay import _voted, table_header, table_row, table_totals, tuned_answers
-    from sampled_panel import read_answers, split_items
+    from sampled_panel import read_answers, schemes, split_items, tuned_schemes
 
     from sqltune.evaluate import EvalConfig, repair_rows
     from sqltune.execute import connect_readonly
@@ -78,13 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", default=None)
     ap.add_argument("--cache", type=Path, default=None, help="reviewer scores, read and written ({db: {q: {sql: s}}})")
+    ap.add_argument("--schemes", nargs="+", default=["A"], choices=SCHEMES,
+                    help="the voters judged (sampled_panel.py's schemes; with --runs, their tuned forms too)")
+    ap.add_argument("--scores-only", action="store_true",
+                    help="fill --cache and print no accuracy (scores for a split whose read waits for its rule)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
+    if a.scores_only and not a.cache:
+        ap.error("--scores-only needs --cache")
     cache = json.loads(a.cache.read_text()) if a.cache and a.cache.is_file() else {}
     loaded = dev = None
     cfg = EvalConfig(repair=True)
     out: dict[str, dict] = {}
-    spent = 0.0
+    spent, judged_n = 0.0, 0
     for folder in sorted(p for p in a.answers.iterdir() if p.is_dir()):
         name = folder.name
         db = a.suite / name / f"{name}.sqlite"
@@ -96,17 +122,21 @@ def main(argv: list[str] | None = None) -> int:
         ans = read_answers(folder, a.split, a.vote)
         ids = [str(g["id"]) for g in gold]
         question = {str(g["id"]): g["question"] for g in gold}
-        voters = {"A": {i: [ans[i][0][4], ans[i][0][0], ans[i][0][2]] for i in ids}}
+        voters: dict[str, dict[str, list]] = {}
+        for x in a.schemes:
+            voters[x] = {i: schemes(*ans[i])[x] for i in ids}
         if t is not None:
-            voters["TA"] = {i: [t[i], ans[i][0][0], ans[i][0][4]] for i in ids}
+            for x in a.schemes:
+                voters[f"T{x}"] = {i: tuned_schemes(t[i], *ans[i])[f"T{x}"] for i in ids}
         builder = PromptBuilder(schema_text(db), "chat")  # the schema text the answers were written from
         scores = cache.setdefault(name, {})
         con = connect_readonly(db)
         try:
-            picked: dict[str, dict[str, list]] = {}
+            picked: dict[str, dict[str, int | None]] = {}
             for base, per_id in voters.items():
-                r1, r2 = f"{base[:-1]}R1", f"{base[:-1]}R2"
-                picked[r1], picked[r2] = {}, {}
+                keys = [judged(base, rule) for rule in RULES]
+                for key in keys:
+                    picked[key] = {}
                 for i in ids:
                     o = choose(con, [Candidate(sql=s, raw="", mean_logprob=-float(k), greedy=k == 0)
                                      for k, s in enumerate(per_id[i])])
@@ -122,19 +152,24 @@ def main(argv: list[str] | None = None) -> int:
                             got_scores = review_scores(loaded.model, loaded.tokenizer, builder, question[i], todo,
                                                        autocast=bool(dev.autocast))
                             spent += time.perf_counter() - t0
+                            judged_n += 1
                             scores.setdefault(i, {}).update(dict(zip(todo, got_scores)))
-                    for key, first in ((r1, False), (r2, True)):
-                        picked[key][i] = pick(o, scores.get(i, {}), first) if len(o.groups) >= 2 else None
+                    for key, rule in zip(keys, RULES):
+                        picked[key][i] = pick(o, scores.get(i, {}), rule) if len(o.groups) >= 2 else None
         finally:
             con.close()
         if a.cache:
             a.cache.write_text(json.dumps(cache, indent=0))
+        if a.scores_only:
+            print(f"{name}: {sum(len(v) for v in scores.values())} SQL scored", flush=True)
+            continue
         r = {"n": len(ids)}
         for base, per_id in voters.items():
-            lists = [{i: per_id[i][j] for i in ids} for j in range(3)]
+            width = max(len(per_id[i]) for i in ids)
+            lists = [{i: (per_id[i][j] if j < len(per_id[i]) else None) for i in ids} for j in range(width)]
             plain = _voted(db, ids, lists)
             r[base] = _exact(db, gold, repair_rows([dict(x) for x in plain], db, cfg))
-            for key in (f"{base[:-1]}R1", f"{base[:-1]}R2"):
+            for key in (judged(base, rule) for rule in RULES):
                 rows = [dict(x) for x in plain]
                 for x in rows:
                     k = picked[key][x["id"]]
@@ -145,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(out) == 1:
             print(table_header([c for c in r if c != "n"], "folder"))
         print(table_row(name, r, [c for c in r if c != "n"]), flush=True)
+    if a.scores_only:
+        print(f"reviewer model time: {spent:.0f} s over {judged_n} questions with unscored SQL")
+        return 0
     if not out:
         print(f"error: no {a.split} answers under {a.answers}", file=sys.stderr)
         return 2
@@ -153,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     for c in cols:
         base = "TA" if c.startswith("T") else "A"
-        if c != base:
+        if c != base and base in pooled:
             print(f"{c} vs {base}, pooled: {compare_paired(pooled[base], pooled[c]).sentence()}")
-    print(f"reviewer model time: {spent:.0f} s")
+    print(f"reviewer model time: {spent:.0f} s over {judged_n} questions with unscored SQL")
     if a.json:
         a.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0

@@ -208,16 +208,37 @@ def test_review_scores_pad_without_changing_a_score_and_pick_follows_the_scheme(
     both = review_scores(model, tok, builder, "How many books?", [long_, short])
     assert len(both) == 2 and all(s < 0 for s in both)
     assert both[1] == pytest.approx(alone[0], abs=1e-4)
+    # the shared prefix (system turn + schema) run once equals each whole sequence run through the model
+    import torch
 
-    books, authors = "SELECT COUNT(*) FROM books", "SELECT COUNT(*) FROM authors"
+    q = "How many books?"
+    sqls = [short, long_, books := "SELECT COUNT(*) FROM books"]
+    tail = tok(q, add_special_tokens=False)["input_ids"]
+    plain = []
+    for s in sqls:
+        head = tok(builder.review(tok, s), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            lp = torch.log_softmax(model(input_ids=torch.tensor([head + tail])).logits[0].float(), -1)
+        plain.append(float(sum(lp[len(head) - 1 + t, x] for t, x in enumerate(tail))))
+    for size in (1, 2, 16):
+        assert review_scores(model, tok, builder, q, sqls, batch_size=size) == pytest.approx(plain, abs=1e-4)
+    assert review_scores(model, tok, builder, q, [books]) == pytest.approx(plain[2:], abs=1e-4)
+
+    authors = "SELECT COUNT(*) FROM authors"
     o = choose(tiny_db, [Candidate(sql=s, raw="", mean_logprob=-float(k)) for k, s in
                          enumerate([authors, books, authors, "SELECT nope FROM books"])])
     scores = {books: -1.0, authors: -5.0}
-    assert bench.pick(o, scores, votes_first=False) == 1  # R1: the better-scored group, though outvoted
-    assert bench.pick(o, scores, votes_first=True) == 0  # R2: two votes beat one
+    assert bench.pick(o, scores, "R1") == 1  # R1: the better-scored group, though outvoted
+    assert bench.pick(o, scores, "R2") == 0  # R2: two votes beat one
     o = choose(tiny_db, [Candidate(sql=s, raw="", mean_logprob=-float(k)) for k, s in enumerate([authors, books])])
-    assert bench.pick(o, scores, votes_first=True) == 1  # R2 at a tie: the score instead of the order
-    assert bench.pick(choose(tiny_db, [Candidate(sql="SELECT nope", raw="", mean_logprob=0.0)]), scores, True) is None
+    assert bench.pick(o, scores, "R2") == 1  # R2 at a tie: the score instead of the order
+    assert bench.pick(choose(tiny_db, [Candidate(sql="SELECT nope", raw="", mean_logprob=0.0)]), scores, "R2") is None
+    o = choose(tiny_db, [Candidate(sql=s, raw="", mean_logprob=-float(k)) for k, s in
+                         enumerate([authors, books, authors])])
+    close = {books: -1.0, authors: -1.5}
+    assert bench.pick(o, close, "R1") == 1  # the better score alone
+    assert bench.pick(o, close, "R3") == 0  # -1.5 + log 2 > -1.0 + log 1: votes count as the coder's probability
+    assert bench.pick(o, {books: -1.0, authors: -2.0}, "R3") == 1
 
 
 def test_review_halves_replays_the_default_panel_by_votes_and_by_the_reviewer(tiny_db, tiny_model_dir, tmp_path,

@@ -418,35 +418,62 @@ def is_close(outcome: VoteOutcome) -> bool:
 
 
 def review_scores(model, tokenizer, builder: PromptBuilder, question: str, sqls: list[str],
-                  autocast: bool = False) -> list[float]:
+                  autocast: bool = False, batch_size: int = 16) -> list[float]:
     """The reviewer (`eval.panel_judge: reviewer`): log P(question | schema, sql) for each sql, summed over the
-    question's tokens, one padded batch (Coder-Reviewer reranking, Zhang et al. 2022). The question is the same for
-    every sql, so the sums compare directly; the model scores as it is (the panel switches an adapter off first)."""
+    question's tokens (Coder-Reviewer reranking, Zhang et al. 2022). The question is the same for every sql, so the
+    sums compare directly; the model scores as it is (the panel switches an adapter off first).
+
+    Every reviewer prompt starts with the same system turn and schema (hundreds of tokens; the SQL and the question
+    after it are tens): that shared prefix is run once and its KV cache repeated to `batch_size` rows
+    (`DynamicCache.batch_repeat_interleave`), so only the suffixes (SQL + question) run per candidate, padded on
+    the left so that the questions line up at the end, where alone the vocabulary is projected (`logits_to_keep`).
+    The scores equal whole-sequence scoring (tested) at a fraction of its cost (BENCHMARKS.md, "Session 33")."""
+    import copy
     from contextlib import nullcontext
 
     import torch
+    from transformers import DynamicCache
+
+    from .shared_prefix import shared_prefix_len
 
     heads = [tokenizer(builder.review(tokenizer, s), add_special_tokens=False)["input_ids"] for s in sqls]
     tail = tokenizer(question.strip(), add_special_tokens=False)["input_ids"]
     if not sqls or not tail:
         return [0.0] * len(sqls)
     rows = [h + tail for h in heads]
-    width = max(len(r) for r in rows)
+    # the prefix stops before each head's last token: the logit there predicts the question's first token
+    n = min(shared_prefix_len(rows), min(len(h) for h in heads) - 1)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
     amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if autocast else nullcontext()
     want = torch.tensor(tail, device=device)
     was_training = model.training
     model.eval()
+    out = [0.0] * len(sqls)
     try:
         with torch.inference_mode(), amp:
-            logits = model(input_ids=ids, attention_mask=mask).logits
-        out = []
-        for b, h in enumerate(heads):  # the logits at position p predict token p + 1
-            lp = torch.log_softmax(logits[b, len(h) - 1: len(h) - 1 + len(tail)].float(), dim=-1)
-            out.append(float(lp.gather(1, want[:, None]).sum()))
+            ck, prefix = _cache_kwarg(model), None
+            if n > 0:
+                prefix = DynamicCache(config=model.config)
+                model(input_ids=torch.tensor([rows[0][:n]], device=device), use_cache=True, logits_to_keep=1,
+                      **{ck: prefix})
+            keep = len(tail) + 1  # the logits at the head's last token and the question's: they predict the question
+            for b0 in range(0, len(rows), batch_size):
+                part = [r[n:] for r in rows[b0: b0 + batch_size]]
+                width = max(len(r) for r in part)
+                # left-padded after the prefix, so every row's question ends at the last position
+                ids = torch.tensor([[pad] * (width - len(r)) + r for r in part], device=device)
+                mask = torch.tensor([[1] * n + [0] * (width - len(r)) + [1] * len(r) for r in part], device=device)
+                pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, n:]
+                kw = {}
+                if prefix is not None:
+                    cache = copy.deepcopy(prefix)
+                    cache.batch_repeat_interleave(len(part))
+                    kw = {ck: cache, "use_cache": True}
+                logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep, **kw).logits
+                lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+                got = lp.gather(2, want[None, :, None].expand(len(part), -1, 1)).sum(dim=(1, 2))
+                out[b0: b0 + len(part)] = [float(x) for x in got]
     finally:
         if was_training:
             model.train()
