@@ -79,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     from panel_replay import _voted, table_header, table_row, table_totals, tuned_answers
     from sampled_panel import read_answers, schemes, split_items, tuned_schemes
 
+    from sqltune.dataset import read_jsonl
     from sqltune.evaluate import EvalConfig, repair_rows
     from sqltune.execute import connect_readonly
+    from sqltune.generate import fewshot_for
     from sqltune.prompt import PromptBuilder
     from sqltune.schema import schema_text
     from sqltune.stats import compare_paired
@@ -100,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=None, help="reviewer scores, read and written ({db: {q: {sql: s}}})")
     ap.add_argument("--schemes", nargs="+", default=["A"], choices=SCHEMES,
                     help="the voters judged (sampled_panel.py's schemes; with --runs, their tuned forms too)")
+    ap.add_argument("--review-fewshot", type=int, default=0,
+                    help="train pairs retrieved for the question (as U<k> retrieves them) shown to the reviewer, SQL "
+                         "then question, before each candidate (0: none, as shipped)")
     ap.add_argument("--scores-only", action="store_true",
                     help="fill --cache and print no accuracy (scores for a split whose read waits for its rule)")
     ap.add_argument("--json", type=Path, default=None)
@@ -107,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.scores_only and not a.cache:
         ap.error("--scores-only needs --cache")
     cache = json.loads(a.cache.read_text()) if a.cache and a.cache.is_file() else {}
+    settings = {"review_fewshot": a.review_fewshot}
+    if cache.setdefault("_settings", {"review_fewshot": 0}) != settings:
+        raise SystemExit(f"error: {a.cache} holds scores for {cache['_settings']}, not {settings}")
     loaded = dev = None
     cfg = EvalConfig(repair=True)
     out: dict[str, dict] = {}
@@ -129,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             for x in a.schemes:
                 voters[f"T{x}"] = {i: tuned_schemes(t[i], *ans[i])[f"T{x}"] for i in ids}
         builder = PromptBuilder(schema_text(db), "chat")  # the schema text the answers were written from
+        shots = {i: None for i in ids}
+        if a.review_fewshot:
+            pool = read_jsonl(a.suite / name / "train.jsonl")
+            shots = {i: fewshot_for([question[i]], pool, a.review_fewshot, exclude=gold)[0] for i in ids}
         scores = cache.setdefault(name, {})
         con = connect_readonly(db)
         try:
@@ -150,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                                 loaded = load(a.model, dev, builder=lambda info: None)
                             t0 = time.perf_counter()
                             got_scores = review_scores(loaded.model, loaded.tokenizer, builder, question[i], todo,
-                                                       autocast=bool(dev.autocast))
+                                                       autocast=bool(dev.autocast), examples=shots[i])
                             spent += time.perf_counter() - t0
                             judged_n += 1
                             scores.setdefault(i, {}).update(dict(zip(todo, got_scores)))

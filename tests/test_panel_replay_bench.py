@@ -223,6 +223,12 @@ def test_review_scores_pad_without_changing_a_score_and_pick_follows_the_scheme(
     for size in (1, 2, 16):
         assert review_scores(model, tok, builder, q, sqls, batch_size=size) == pytest.approx(plain, abs=1e-4)
     assert review_scores(model, tok, builder, q, [books]) == pytest.approx(plain[2:], abs=1e-4)
+    shots = [{"question": "List the titles.", "sql": "SELECT title FROM books"}]
+    head = tok(builder.review(tok, short, shots), add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        lp = torch.log_softmax(model(input_ids=torch.tensor([head + tail])).logits[0].float(), -1)
+    want = float(sum(lp[len(head) - 1 + t, x] for t, x in enumerate(tail)))
+    assert review_scores(model, tok, builder, q, [short, long_], examples=shots)[0] == pytest.approx(want, abs=1e-4)
 
     authors = "SELECT COUNT(*) FROM authors"
     o = choose(tiny_db, [Candidate(sql=s, raw="", mean_logprob=-float(k)) for k, s in

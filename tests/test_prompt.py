@@ -185,3 +185,20 @@ def test_the_reviewer_prompt_shows_the_schema_and_the_query_and_ends_where_the_q
         assert text.endswith(opening) and opening.strip()
     else:
         assert text.endswith("SQL Query: SELECT title FROM books\nQuestion: ")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_the_reviewer_prompt_shows_examples_sql_first_before_the_query_and_the_same_prefix_for_every_query(tok, style):
+    """With training pairs the reviewer sees each pair the other way round from the writing prompt (its SQL, then its
+    question), in order, before the query judged; everything before the judged query is the same for two queries, so
+    `vote.review_scores` runs it once."""
+    b = PromptBuilder("CREATE TABLE books (title TEXT);", style)
+    shots = [{"question": "How many books?", "sql": "SELECT count(*) FROM books"},
+             {"question": "List the titles.", "sql": "SELECT title FROM books"}]
+    one, two = b.review(tok, "SELECT 1", shots), b.review(tok, "SELECT 2", shots)
+    at = [one.index(x) for x in ("SELECT count(*) FROM books", "How many books?", "SELECT title FROM books",
+                                 "List the titles.", "SELECT 1")]
+    assert at == sorted(at)
+    cut = one.index("SELECT 1")
+    assert two[:cut] == one[:cut] and b.review(tok, "SELECT 1", []) == b.review(tok, "SELECT 1")
+    assert b.review(tok, "SELECT 1") != one

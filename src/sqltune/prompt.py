@@ -56,7 +56,7 @@ CORRECTION_TEMPLATE = (
 # The panel's reviewer (`vote.review_scores`): the question's likelihood given a query, over the same schema text.
 REVIEW_SYSTEM = ("You are an expert in SQLite. Given a SQLite query on the database below, write the question it "
                  "answers.\n\nDatabase schema:\n{schema}")
-REVIEW_TEMPLATE = "Context: {schema}\nSQL Query: {sql}\nQuestion: "  # styles without a chat template
+REVIEW_TEMPLATE = "Context: {schema}\n{fewshot}SQL Query: {sql}\nQuestion: "  # styles without a chat template
 CORRECTION_ROWS = 3  # first rows shown per query
 CORRECTION_CELL = 40  # characters shown per value
 
@@ -134,15 +134,22 @@ class PromptBuilder:
                          + "\n".join(rows or ["(none)"]) + "\n\n")
         return self.prompt(tokenizer, CORRECTION_TEMPLATE.format(question=question, options="".join(parts)), examples)
 
-    def review(self, tokenizer, sql: str) -> str:
+    def review(self, tokenizer, sql: str, examples: list[dict] | None = None) -> str:
         """The reviewer's prompt: the schema and `sql`; what follows it is scored as the question `sql` answers
-        (`vote.review_scores`). Chat style: a system turn of its own (`REVIEW_SYSTEM`) and the SQL as the user's."""
+        (`vote.review_scores`). Chat style: a system turn of its own (`REVIEW_SYSTEM`) and the SQL as the user's.
+        `examples` (training pairs) come before it the other way round from the writing prompt's: each pair's SQL as
+        the user's turn, its question as the reply. The builder's own fixed examples are not shown."""
+        examples = examples or []
         if self.style == "chat":
             _need_chat_template(tokenizer)
-            return tokenizer.apply_chat_template([{"role": "system", "content": REVIEW_SYSTEM.format(schema=self.schema)},
-                                                  {"role": "user", "content": sql.strip()}], tokenize=False,
-                                                 add_generation_prompt=True)
-        return (tokenizer.bos_token or "") + REVIEW_TEMPLATE.format(schema=self.schema, sql=" ".join(sql.split()))
+            msgs = [{"role": "system", "content": REVIEW_SYSTEM.format(schema=self.schema)}]
+            for e in examples:
+                msgs += [{"role": "user", "content": e["sql"].strip()}, {"role": "assistant", "content": e["question"]}]
+            msgs.append({"role": "user", "content": sql.strip()})
+            return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        shots = "".join(f"SQL Query: {' '.join(e['sql'].split())}\nQuestion: {e['question']}\n" for e in examples)
+        return (tokenizer.bos_token or "") + REVIEW_TEMPLATE.format(schema=self.schema, fewshot=shots,
+                                                                    sql=" ".join(sql.split()))
 
     def example(self, tokenizer, question: str, sql: str, examples: list[dict] | None = None) -> tuple[str, str]:
         return self.prompt(tokenizer, question, examples), self.completion(tokenizer, question, sql, examples)

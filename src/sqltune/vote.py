@@ -418,10 +418,11 @@ def is_close(outcome: VoteOutcome) -> bool:
 
 
 def review_scores(model, tokenizer, builder: PromptBuilder, question: str, sqls: list[str],
-                  autocast: bool = False, batch_size: int = 16) -> list[float]:
+                  autocast: bool = False, batch_size: int = 16, examples: list[dict] | None = None) -> list[float]:
     """The reviewer (`eval.panel_judge: reviewer`): log P(question | schema, sql) for each sql, summed over the
     question's tokens (Coder-Reviewer reranking, Zhang et al. 2022). The question is the same for every sql, so the
-    sums compare directly; the model scores as it is (the panel switches an adapter off first).
+    sums compare directly; the model scores as it is (the panel switches an adapter off first). `examples`: training
+    pairs shown before the SQL (`PromptBuilder.review`), the same for every candidate.
 
     Every reviewer prompt starts with the same system turn and schema (hundreds of tokens; the SQL and the question
     after it are tens): that shared prefix is run once and its KV cache repeated to `batch_size` rows
@@ -436,7 +437,7 @@ def review_scores(model, tokenizer, builder: PromptBuilder, question: str, sqls:
 
     from .shared_prefix import shared_prefix_len
 
-    heads = [tokenizer(builder.review(tokenizer, s), add_special_tokens=False)["input_ids"] for s in sqls]
+    heads = [tokenizer(builder.review(tokenizer, s, examples), add_special_tokens=False)["input_ids"] for s in sqls]
     tail = tokenizer(question.strip(), add_special_tokens=False)["input_ids"]
     if not sqls or not tail:
         return [0.0] * len(sqls)
