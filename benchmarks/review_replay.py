@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--scores-only needs --cache")
     cache = json.loads(a.cache.read_text()) if a.cache and a.cache.is_file() else {}
     settings = {"review_fewshot": a.review_fewshot}
-    if cache.setdefault("_settings", {"review_fewshot": 0}) != settings:
+    # a cache written before the setting existed holds the shipped reviewer's scores (no examples)
+    if cache.setdefault("_settings", {"review_fewshot": 0} if cache else settings) != settings:
         raise SystemExit(f"error: {a.cache} holds scores for {cache['_settings']}, not {settings}")
     loaded = dev = None
     cfg = EvalConfig(repair=True)

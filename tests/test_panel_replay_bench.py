@@ -267,3 +267,23 @@ def test_review_halves_replays_the_default_panel_by_votes_and_by_the_reviewer(ti
     assert bench.main(["--work", str(tmp_path / "work"), "--folders", str(tmp_path / "folders"), "--model",
                        str(tiny_model_dir), "--device", "cpu", "--dtype", "float32"]) == 0
     assert "| one_a | 1 | 0 | 1 |" in capsys.readouterr().out
+
+
+def test_review_speed_times_the_reviewer_on_stored_pools_and_keeps_its_scores(tiny_db, tiny_model_dir, tmp_path,
+                                                                              capsys):
+    """benchmarks/review_speed.py scores each stored pool (at most --max-sql SQL) with the shipped reviewer and says
+    how long it took; a folder without pools is one clear line."""
+    bench = load_script("benchmarks/review_speed.py")
+    suite = _one_db_suite(tmp_path, tiny_db, GOLD[:1], GOLD)
+    pools = tmp_path / "rv.json"
+    pools.write_text(json.dumps({"one": {"a": {"SELECT COUNT(*) FROM books": 0, "SELECT COUNT(*) FROM authors": 0,
+                                               "SELECT 1": 0}, "c": {"SELECT 2": 0}}}))
+    out = tmp_path / "scores.json"
+    args = ["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32", "--scores", str(pools),
+            "--suite", str(suite), "--max-sql", "2", "--out", str(out)]
+    assert bench.main(args + ["--folders", "one"]) == 0
+    assert "2 questions, 3 SQL" in capsys.readouterr().out
+    got = json.loads(out.read_text())
+    assert [len(x) for x in got] == [2, 1] and all(s < 0 for x in got for s in x)
+    assert bench.main(args + ["--folders", "two"]) == 2
+    assert "has no pools for two" in capsys.readouterr().err
