@@ -287,3 +287,34 @@ def test_review_speed_times_the_reviewer_on_stored_pools_and_keeps_its_scores(ti
     assert [len(x) for x in got] == [2, 1] and all(s < 0 for x in got for s in x)
     assert bench.main(args + ["--folders", "two"]) == 2
     assert "has no pools for two" in capsys.readouterr().err
+
+
+def test_review_replay_elects_by_the_cached_reviewer_and_refuses_a_cache_of_another_setting(tiny_db, tiny_model_dir,
+                                                                                            tmp_path, capsys):
+    """benchmarks/review_replay.py over stored answers: where two voters agree on a wrong result and the third is right,
+    the vote (A) takes the wrong one and R1 the one the reviewer's cached scores prefer; --scores-only prints no
+    accuracy; a cache scored with another --review-fewshot is one clear error, not mixed scores."""
+    bench = load_script("benchmarks/review_replay.py")
+    suite = _one_db_suite(tmp_path, tiny_db, GOLD[:1], GOLD)
+    books, authors = GOLD[0]["sql"], "SELECT COUNT(*) FROM authors"
+    answers = tmp_path / "answers" / "one"
+    answers.mkdir(parents=True)
+    greedy = {4: {"a": authors}, 0: {"a": authors}, 2: {"a": books}}
+    for k, first in greedy.items():
+        write_jsonl(answers / f"test_k{k}_v2.jsonl",
+                    [{"id": g["id"], "question": g["question"], "sql": first.get(g["id"], g["sql"]),
+                      "candidates": [{"sql": first.get(g["id"], g["sql"]), "mean_logprob": -0.1},
+                                     {"sql": g["sql"], "mean_logprob": -0.2}]} for g in GOLD])
+    cache = tmp_path / "rv.json"
+    cache.write_text(json.dumps({"one": {"a": {books: -1.0, authors: -5.0}}}))
+    args = ["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32", "--answers",
+            str(tmp_path / "answers"), "--suite", str(suite), "--split", "test", "--vote", "2", "--cache", str(cache)]
+    out = tmp_path / "out.json"
+    assert bench.main(args + ["--json", str(out)]) == 0
+    got = json.loads(out.read_text())["one"]
+    assert got["A"] == [False, True, True] and got["R1"] == [True, True, True]
+    assert "reviewer model time: 0 s" in capsys.readouterr().out  # every disputed SQL was in the cache
+    assert bench.main(args + ["--scores-only"]) == 0
+    assert "| A |" not in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="holds scores for .'review_fewshot': 0., not .'review_fewshot': 2."):
+        bench.main(args + ["--review-fewshot", "2"])
