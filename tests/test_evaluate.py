@@ -647,6 +647,31 @@ def test_the_untuned_pass_of_a_real_adapter_is_the_untuned_model(tiny_model_dir,
     assert all(e["pool"]["source"] in ("adapter", "base") for e in rep["examples"])
 
 
+def test_the_reviewer_through_a_real_adapter_switched_off_scores_as_the_untuned_model(tiny_model_dir, tiny_db):
+    """`review_outcomes` scores under `disable_adapter()`: with a real peft adapter (random, so it changes the scores)
+    the shared-prefix reviewer run through the PEFT wrapper reads exactly what the plain model read before the adapter
+    was put on, and with the adapter on it reads something else."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from sqltune.model import load_model
+    from sqltune.prompt import PromptBuilder
+    from sqltune.schema import schema_text
+    from sqltune.vote import review_scores
+
+    model, tok, _ = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
+    builder = PromptBuilder(schema_text(tiny_db))
+    sqls = ["SELECT COUNT(*) FROM books", "SELECT title FROM books WHERE genre = 'x'", "SELECT 1"]
+    before = review_scores(model, tok, builder, "How many books?", sqls, batch_size=2)
+    torch.manual_seed(0)
+    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"],
+                                            init_lora_weights=False))
+    on = review_scores(peft, tok, builder, "How many books?", sqls, batch_size=2)
+    with peft.disable_adapter():
+        off = review_scores(peft, tok, builder, "How many books?", sqls, batch_size=2)
+    assert off == pytest.approx(before, abs=1e-4) and on != pytest.approx(before, abs=1e-2)
+
+
 # ---------------------------------------------------------------- eval.repair
 REPAIR_ITEMS = [
     {"id": "a", "question": "Titles of the UK authors' books?",
