@@ -172,3 +172,35 @@ def test_the_whole_run_on_cuda_then_ask_and_serve(tmp_path):
     assert r.status_code == 200, r.text
     print("serve:", r.json()["sql"])
     assert r.json()["sql"] and not r.json().get("error")
+
+
+def test_the_reviewer_shared_prefix_equals_whole_sequences_on_cuda_through_an_adapter_switched_off(tiny_model_dir):
+    """`vote.review_scores` on CUDA (its KV cache repeated per batch, left-padded suffixes, `logits_to_keep`): fp32
+    scores equal whole sequences run through the model, through a PEFT adapter switched off as the panel runs it; bf16
+    (the GPU's dtype) stays within bf16 rounding of them."""
+    from peft import LoraConfig, get_peft_model
+
+    from sqltune.model import load_model, pick_device
+    from sqltune.prompt import PromptBuilder
+    from sqltune.vote import review_scores
+
+    model, tok, _ = load_model(str(tiny_model_dir), pick_device("cuda", "float32"))
+    builder = PromptBuilder("CREATE TABLE books (title TEXT, genre TEXT);", "chat")
+    q = "How many books are there?"
+    sqls = ["SELECT COUNT(*) FROM books", "SELECT title FROM books WHERE genre = 'poetry' ORDER BY title", "SELECT 1"]
+    tail = tok(q, add_special_tokens=False)["input_ids"]
+    plain = []
+    for s in sqls:
+        head = tok(builder.review(tok, s), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            lp = torch.log_softmax(model(input_ids=torch.tensor([head + tail]).cuda()).logits[0].float(), -1)
+        plain.append(float(sum(lp[len(head) - 1 + t, x] for t, x in enumerate(tail))))
+    torch.manual_seed(0)
+    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"],
+                                            init_lora_weights=False))
+    with peft.disable_adapter():
+        got = review_scores(peft, tok, builder, q, sqls, batch_size=2)
+        bf16 = review_scores(peft, tok, builder, q, sqls, batch_size=2, autocast=True)
+    print(f"plain {plain}\nshared {got}\nbf16 {bf16}")
+    assert got == pytest.approx(plain, abs=1e-3)
+    assert bf16 == pytest.approx(plain, abs=0.05 * len(tail))
