@@ -36,6 +36,7 @@ from .errors import SqltuneError
 from .extract import extract_sql, is_complete
 from .generate import _cache_kwarg, _progress, _StopGate, eos_token_ids, is_looping
 from .prompt import PromptBuilder, encode
+from .shared_prefix import shared_prefix_len
 
 MAX_VOTE = 64
 PREVIEW_ROWS = 3
@@ -155,17 +156,6 @@ def sample_cap(greedy_tokens: int, max_new_tokens: int) -> int:
     return min(max_new_tokens, int(SAMPLE_CAP[0] * greedy_tokens + 0.999) + SAMPLE_CAP[1])
 
 
-def _common_prefix(seqs: list[list[int]]) -> int:
-    """Tokens every sequence shares at its start, leaving at least one token per sequence."""
-    n = min(len(s) for s in seqs) - 1
-    for s in seqs[1:]:
-        i = 0
-        while i < n and s[i] == seqs[0][i]:
-            i += 1
-        n = i
-    return max(n, 0)
-
-
 def sample_sql(
     model,
     tokenizer,
@@ -214,7 +204,7 @@ def sample_sql(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     prompts = [builder.prompt(tokenizer, q, None if examples is None else examples[i]) for i, q in enumerate(questions)]
     ids = [encode(tokenizer, p) for p in prompts]
-    shared = _common_prefix(ids) if len(ids) > 1 else len(ids[0]) - 1
+    shared = shared_prefix_len(ids)
     per_call = max(1, batch_size // n)
     out: list[list[Candidate]] = [[] for _ in questions]
     amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if autocast else nullcontext()
@@ -434,8 +424,6 @@ def review_scores(model, tokenizer, builder: PromptBuilder, question: str, sqls:
 
     import torch
     from transformers import DynamicCache
-
-    from .shared_prefix import shared_prefix_len
 
     heads = [tokenizer(builder.review(tokenizer, s, examples), add_special_tokens=False)["input_ids"] for s in sqls]
     tail = tokenizer(question.strip(), add_special_tokens=False)["input_ids"]
