@@ -57,6 +57,17 @@ def table_totals(out: dict, cols, per: str = "DB") -> tuple[dict, list[str]]:
                     f"| **mean per {per} (%)** | | " + " | ".join(f"{per_db(out, c):.1f}" for c in cols) + " |"]
 
 
+def print_totals(out: dict, cols, versus: dict[str, str], per: str = "DB") -> None:
+    """Print the pooled and mean-per-DB lines of `table_totals`, then each `col vs base` paired comparison over the
+    pooled questions (`versus`: {col: base}, in its order)."""
+    from sqltune.stats import compare_paired
+
+    pooled, lines = table_totals(out, cols, per)
+    print("\n".join(lines))
+    for c, base in versus.items():
+        print(f"{c} vs {base}, pooled: {compare_paired(pooled[base], pooled[c]).sentence()}")
+
+
 def tuned_answers(rows: list[dict]) -> dict[str, str | None]:
     """{id: the tuned answer} of a run's rows as written: the answer before a `base` fallback replaced it, if any."""
     return {str(r["id"]): ((r.get("fallback") or {}).get("sql") if r.get("fallback") else r.get("sql")) for r in rows}

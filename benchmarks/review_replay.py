@@ -76,7 +76,7 @@ def _exact(db, gold: list[dict], rows: list[dict]) -> list[bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from panel_replay import _voted, table_header, table_row, table_totals, tuned_answers
+    from panel_replay import _voted, print_totals, table_header, table_row, tuned_answers
     from sampled_panel import read_answers, schemes, split_items, tuned_schemes
 
     from sqltune.dataset import read_jsonl
@@ -85,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     from sqltune.generate import fewshot_for
     from sqltune.prompt import PromptBuilder
     from sqltune.schema import schema_text
-    from sqltune.stats import compare_paired
     from sqltune.vote import Candidate, choose, review_scores
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -200,12 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no {a.split} answers under {a.answers}", file=sys.stderr)
         return 2
     cols = [c for c in next(iter(out.values())) if c != "n"]
-    pooled, lines = table_totals(out, cols, "folder")
-    print("\n".join(lines))
-    for c in cols:
-        base = "TA" if c.startswith("T") else "A"
-        if c != base and base in pooled:
-            print(f"{c} vs {base}, pooled: {compare_paired(pooled[base], pooled[c]).sentence()}")
+    base = {c: "TA" if c.startswith("T") else "A" for c in cols}
+    print_totals(out, cols, {c: base[c] for c in cols if c != base[c] and base[c] in cols}, "folder")
     print(f"reviewer model time: {spent:.0f} s over {judged_n} questions with unscored SQL")
     if a.json:
         a.json.write_text(json.dumps(out, indent=1) + "\n")

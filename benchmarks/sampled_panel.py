@@ -125,11 +125,10 @@ def replay(db: Path, gold: list[dict], lists: dict[str, dict[str, list]]) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    from panel_replay import table_header, table_row, table_totals, tuned_answers
+    from panel_replay import print_totals, table_header, table_row, tuned_answers
 
     from sqltune.evaluate import EvalConfig, repair_rows
     from sqltune.score import score_pairs
-    from sqltune.stats import compare_paired
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--answers", required=True, type=Path, help="benchmarks/untuned_answers.py --vote N's --out")
@@ -191,11 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if not out:
         print(f"error: no {a.split} answers under {a.answers}", file=sys.stderr)
         return 2
-    pooled, lines = table_totals(out, cols, "folder")
-    print("\n".join(lines))
-    for c in cols:
-        if c not in ("A", "U0"):
-            print(f"{c} vs A, pooled: {compare_paired(pooled['A'], pooled[c]).sentence()}")
+    print_totals(out, cols, {c: "A" for c in cols if c not in ("A", "U0")}, "folder")
     if a.json:
         a.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0
