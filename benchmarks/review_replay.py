@@ -39,13 +39,18 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from sampled_panel import SCHEMES  # noqa: E402
 
 RULES = ("R1", "R2", "R3")
+CODER_RULES = ("R4", "R5")  # with --coder-fewshot: the reviewer's score and the coder's
 
 
-def pick(outcome, scores: dict[str, float], rule: str = "R1") -> int | None:
+def pick(outcome, scores: dict[str, float], rule: str = "R1", coder: dict[str, list] | None = None,
+         qlen: int = 1) -> int | None:
     """The index of the candidate elected among `outcome`'s groups (None: fewer than two groups). A group's score is
     its best member's. R1 (the shipped `vote.review_pick`): the best score wins; R2: votes first, the score instead of
     tie order; R3: score + log(votes), the result-level coder-reviewer product (votes / n estimate the result's
-    probability under the coder, as the reviewer's score is the question's log-probability given the SQL)."""
+    probability under the coder, as the reviewer's score is the question's log-probability given the SQL).
+    With `coder` ({sql: [log P(sql | prompt), tokens]}, `vote.coder_scores`): R4, the reviewer's score + the coder's
+    (log p(x|y) + log p(y|x), Coder-Reviewer reranking); R5, both per token (the reviewer's over the question's
+    `qlen` tokens, the coder's over its SQL's)."""
     import math
 
     from sqltune.vote import review_pick
@@ -53,11 +58,22 @@ def pick(outcome, scores: dict[str, float], rule: str = "R1") -> int | None:
     if rule == "R1" or len(outcome.groups) < 2:
         return review_pick(outcome, scores)
     sql_of = {i: c["sql"] for i, c in enumerate(outcome.candidates)}
+    inf = float("-inf")
+
+    def both(sql: str) -> float:
+        c = (coder or {}).get(sql)
+        if c is None or sql not in scores:
+            return inf
+        return scores[sql] + c[0] if rule == "R4" else scores[sql] / max(qlen, 1) + c[0] / max(c[1], 1)
 
     def score(g) -> float:
-        return max(scores.get(sql_of[i], float("-inf")) for i in g["members"])
+        if rule in CODER_RULES:
+            return max(both(sql_of[i]) for i in g["members"])
+        return max(scores.get(sql_of[i], inf) for i in g["members"])
 
-    if rule == "R2":
+    if rule in CODER_RULES:
+        key = lambda g: (score(g), -min(g["members"]))  # noqa: E731
+    elif rule == "R2":
         key = lambda g: (g["votes"], score(g), -min(g["members"]))  # noqa: E731
     else:
         key = lambda g: (score(g) + math.log(g["votes"]), -min(g["members"]))  # noqa: E731
@@ -85,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from sqltune.generate import fewshot_for
     from sqltune.prompt import PromptBuilder
     from sqltune.schema import schema_text
-    from sqltune.vote import Candidate, choose, review_scores
+    from sqltune.vote import Candidate, choose, coder_scores, review_scores
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="qwen2.5-coder-1.5b")
@@ -104,12 +120,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--review-fewshot", type=int, default=0,
                     help="train pairs retrieved for the question (as U<k> retrieves them) shown to the reviewer, SQL "
                          "then question, before each candidate (0: none, as shipped)")
+    ap.add_argument("--coder-fewshot", type=int, default=None, metavar="K",
+                    help="also score each SQL by the coder, log P(SQL | the writing prompt with K train pairs retrieved "
+                         "as U<K> retrieves them), and judge by R4/R5 too (needs --coder-cache)")
+    ap.add_argument("--coder-cache", type=Path, default=None,
+                    help="coder scores, read and written ({db: {q: {sql: [sum, tokens], _qlen: n}}})")
     ap.add_argument("--scores-only", action="store_true",
                     help="fill --cache and print no accuracy (scores for a split whose read waits for its rule)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     if a.scores_only and not a.cache:
         ap.error("--scores-only needs --cache")
+    if (a.coder_fewshot is None) != (a.coder_cache is None):
+        ap.error("--coder-fewshot and --coder-cache go together")
+    rules = RULES + (CODER_RULES if a.coder_fewshot is not None else ())
+    ccache = json.loads(a.coder_cache.read_text()) if a.coder_cache and a.coder_cache.is_file() else {}
+    if a.coder_cache and ccache.setdefault("_settings", {"coder_fewshot": a.coder_fewshot}) != {
+            "coder_fewshot": a.coder_fewshot}:
+        raise SystemExit(f"error: {a.coder_cache} holds scores for {ccache['_settings']}, not coder_fewshot "
+                         f"{a.coder_fewshot}")
     cache = json.loads(a.cache.read_text()) if a.cache and a.cache.is_file() else {}
     settings = {"review_fewshot": a.review_fewshot}
     # a cache written before the setting existed holds the shipped reviewer's scores (no examples)
@@ -138,40 +167,57 @@ def main(argv: list[str] | None = None) -> int:
                 voters[f"T{x}"] = {i: tuned_schemes(t[i], *ans[i])[f"T{x}"] for i in ids}
         builder = PromptBuilder(schema_text(db), "chat")  # the schema text the answers were written from
         shots = {i: None for i in ids}
+        pool = read_jsonl(a.suite / name / "train.jsonl") if a.review_fewshot or a.coder_fewshot else []
         if a.review_fewshot:
-            pool = read_jsonl(a.suite / name / "train.jsonl")
             shots = {i: fewshot_for([question[i]], pool, a.review_fewshot, exclude=gold)[0] for i in ids}
         scores = cache.setdefault(name, {})
+        cscores = ccache.setdefault(name, {})
         con = connect_readonly(db)
         try:
             picked: dict[str, dict[str, int | None]] = {}
             for base, per_id in voters.items():
-                keys = [judged(base, rule) for rule in RULES]
+                keys = [judged(base, rule) for rule in rules]
                 for key in keys:
                     picked[key] = {}
                 for i in ids:
                     o = choose(con, [Candidate(sql=s, raw="", mean_logprob=-float(k), greedy=k == 0)
                                      for k, s in enumerate(per_id[i])])
                     if len(o.groups) >= 2:
-                        todo = sorted({c["sql"] for c in o.candidates if c["votes"]} - set(scores.get(i, {})))
-                        if todo:
-                            if loaded is None:
-                                from sqltune.model import load, pick_device
+                        ran = {c["sql"] for c in o.candidates if c["votes"]}
+                        todo = sorted(ran - set(scores.get(i, {})))
+                        ctodo = sorted(ran - set(cscores.get(i, {}))) if a.coder_fewshot is not None else []
+                        if (todo or ctodo) and loaded is None:
+                            from sqltune.model import load, pick_device
 
-                                dev = pick_device(a.device, a.dtype)
-                                loaded = load(a.model, dev, builder=lambda info: None)
+                            dev = pick_device(a.device, a.dtype)
+                            loaded = load(a.model, dev, builder=lambda info: None)
+                        if ctodo:
+                            shown = fewshot_for([question[i]], pool, a.coder_fewshot, exclude=gold)[0]
+                            t0 = time.perf_counter()
+                            got_c = coder_scores(loaded.model, loaded.tokenizer, builder, question[i], ctodo,
+                                                 autocast=bool(dev.autocast), examples=shown)
+                            spent += time.perf_counter() - t0
+                            entry = cscores.setdefault(i, {})
+                            entry.update({q: list(v) for q, v in zip(ctodo, got_c)})
+                            entry["_qlen"] = len(loaded.tokenizer(question[i].strip(),
+                                                                  add_special_tokens=False)["input_ids"])
+                        if todo:
                             t0 = time.perf_counter()
                             got_scores = review_scores(loaded.model, loaded.tokenizer, builder, question[i], todo,
                                                        autocast=bool(dev.autocast), examples=shots[i])
                             spent += time.perf_counter() - t0
                             judged_n += 1
                             scores.setdefault(i, {}).update(dict(zip(todo, got_scores)))
-                    for key, rule in zip(keys, RULES):
-                        picked[key][i] = pick(o, scores.get(i, {}), rule) if len(o.groups) >= 2 else None
+                    ci = cscores.get(i, {})
+                    for key, rule in zip(keys, rules):
+                        picked[key][i] = (pick(o, scores.get(i, {}), rule, ci, ci.get("_qlen", 1))
+                                          if len(o.groups) >= 2 else None)
         finally:
             con.close()
         if a.cache:
             a.cache.write_text(json.dumps(cache, indent=0))
+        if a.coder_cache:
+            a.coder_cache.write_text(json.dumps(ccache, indent=0))
         if a.scores_only:
             print(f"{name}: {sum(len(v) for v in scores.values())} SQL scored", flush=True)
             continue
@@ -181,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             lists = [{i: (per_id[i][j] if j < len(per_id[i]) else None) for i in ids} for j in range(width)]
             plain = _voted(db, ids, lists)
             r[base] = _exact(db, gold, repair_rows([dict(x) for x in plain], db, cfg))
-            for key in (judged(base, rule) for rule in RULES):
+            for key in (judged(base, rule) for rule in rules):
                 rows = [dict(x) for x in plain]
                 for x in rows:
                     k = picked[key][x["id"]]

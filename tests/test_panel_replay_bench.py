@@ -247,6 +247,41 @@ def test_review_scores_pad_without_changing_a_score_and_pick_follows_the_scheme(
     assert bench.pick(o, {books: -1.0, authors: -2.0}, "R3") == 1
 
 
+@pytest.mark.parametrize("style", ["chat", "seed"])
+def test_coder_scores_equal_each_whole_sequence_and_count_the_completion_tokens(tiny_model_dir, style):
+    """The coder's score (`vote.coder_scores`): log P(SQL + end-of-turn | the writing prompt), the prompt (examples
+    too) run once for every candidate: equal to running each prompt + completion through the model whole, whatever the
+    batch size and the candidates' lengths, and the token count is the completion's."""
+    import torch
+
+    from sqltune.model import load_model, pick_device
+    from sqltune.prompt import PromptBuilder, encode
+    from sqltune.vote import coder_scores, tail_logprobs
+
+    model, tok, _ = load_model(str(tiny_model_dir), pick_device("cpu", "float32"))
+    builder = PromptBuilder("CREATE TABLE books (title TEXT, genre TEXT);", style)
+    q = "How many books?"
+    sqls = ["SELECT 1", "SELECT title, genre FROM books WHERE title LIKE '%a%' ORDER BY title",
+            "SELECT COUNT(*) FROM books"]
+    shots = [{"question": "List the titles.", "sql": "SELECT title FROM books"}]
+    for examples in (None, shots):
+        head = encode(tok, builder.prompt(tok, q, examples))
+        plain = []
+        for s in sqls:
+            tail = encode(tok, builder.completion(tok, q, s, examples))
+            with torch.no_grad():
+                lp = torch.log_softmax(model(input_ids=torch.tensor([head + tail])).logits[0].float(), -1)
+            plain.append((float(sum(lp[len(head) - 1 + t, x] for t, x in enumerate(tail))), len(tail)))
+        assert all(n > 1 for _, n in plain) and len({n for _, n in plain}) == 3
+        for size in (1, 2, 16):
+            got = coder_scores(model, tok, builder, q, sqls, batch_size=size, examples=examples)
+            assert [n for _, n in got] == [n for _, n in plain]
+            assert [x for x, _ in got] == pytest.approx([x for x, _ in plain], abs=1e-4)
+    assert coder_scores(model, tok, builder, q, []) == []
+    with pytest.raises(ValueError, match="scored span"):
+        tail_logprobs(model, [[1, 2, 3]], [3])
+
+
 def test_review_halves_replays_the_default_panel_by_votes_and_by_the_reviewer(tiny_db, tiny_model_dir, tmp_path,
                                                                               capsys, monkeypatch):
     """benchmarks/review_halves.py over a stored lease (T0, U0, U4, T2 from `dev*_sql.jsonl`): where the voters

@@ -416,29 +416,58 @@ def review_scores(model, tokenizer, builder: PromptBuilder, question: str, sqls:
 
     Every reviewer prompt starts with the same system turn and schema (hundreds of tokens; the SQL and the question
     after it are tens): that shared prefix is run once and its KV cache repeated to `batch_size` rows
-    (`DynamicCache.batch_repeat_interleave`), so only the suffixes (SQL + question) run per candidate, padded on
-    the left so that the questions line up at the end, where alone the vocabulary is projected (`logits_to_keep`).
-    The scores equal whole-sequence scoring (tested) at a fraction of its cost (BENCHMARKS.md, "Session 33")."""
+    (`tail_logprobs`). The scores equal whole-sequence scoring (tested) at a fraction of its cost (BENCHMARKS.md,
+    "Session 33")."""
+    heads = [tokenizer(builder.review(tokenizer, s, examples), add_special_tokens=False)["input_ids"] for s in sqls]
+    tail = tokenizer(question.strip(), add_special_tokens=False)["input_ids"]
+    if not sqls or not tail:
+        return [0.0] * len(sqls)
+    return tail_logprobs(model, [h + tail for h in heads], [len(tail)] * len(sqls), tokenizer.pad_token_id,
+                         autocast=autocast, batch_size=batch_size)
+
+
+def coder_scores(model, tokenizer, builder: PromptBuilder, question: str, sqls: list[str],
+                 autocast: bool = False, batch_size: int = 16,
+                 examples: list[dict] | None = None) -> list[tuple[float, int]]:
+    """The coder's side of Coder-Reviewer reranking: log P(sql | the writing prompt) for each sql, as
+    (summed log-probability, tokens scored). What is scored is what training teaches after the prompt
+    (`PromptBuilder.completion`: the SQL and the end-of-turn marker), under `builder.prompt(question, examples)`,
+    which every candidate shares: run once, its KV cache repeated (`tail_logprobs`)."""
+    prompt = encode(tokenizer, builder.prompt(tokenizer, question, examples))
+    tails = [encode(tokenizer, builder.completion(tokenizer, question, s, examples)) for s in sqls]
+    if not sqls or not prompt:
+        return [(0.0, len(t)) for t in tails]
+    sums = tail_logprobs(model, [prompt + t for t in tails], [len(t) for t in tails], tokenizer.pad_token_id,
+                         autocast=autocast, batch_size=batch_size)
+    return [(s, len(t)) for s, t in zip(sums, tails)]
+
+
+def tail_logprobs(model, rows: list[list[int]], spans: list[int], pad_id: int | None = None, *,
+                  autocast: bool = False, batch_size: int = 16) -> list[float]:
+    """The summed log-probability of the last `spans[i]` tokens of each token row, given the tokens before them.
+
+    The rows' shared prefix (`shared_prefix_len`, stopped before the first position whose logit is scored) is run
+    once and its KV cache repeated to each batch (`DynamicCache.batch_repeat_interleave`); the rest of each row is
+    padded on the left, so every row's scored tokens end at the last position, where alone the vocabulary is
+    projected (`logits_to_keep`). Equal to running each whole row through the model (tested)."""
     import copy
     from contextlib import nullcontext
 
     import torch
     from transformers import DynamicCache
 
-    heads = [tokenizer(builder.review(tokenizer, s, examples), add_special_tokens=False)["input_ids"] for s in sqls]
-    tail = tokenizer(question.strip(), add_special_tokens=False)["input_ids"]
-    if not sqls or not tail:
-        return [0.0] * len(sqls)
-    rows = [h + tail for h in heads]
-    # the prefix stops before each head's last token: the logit there predicts the question's first token
-    n = min(shared_prefix_len(rows), min(len(h) for h in heads) - 1)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if not rows:
+        return []
+    if any(not 0 < m < len(r) for r, m in zip(rows, spans)):
+        raise ValueError("each row needs at least one token before its scored span, and a span of one or more")
+    # the logit at position len - span - 1 predicts a row's first scored token: the prefix stops before it
+    n = min(shared_prefix_len(rows), min(len(r) - m for r, m in zip(rows, spans)) - 1)
+    pad = pad_id if pad_id is not None else 0
     device = next(model.parameters()).device
     amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if autocast else nullcontext()
-    want = torch.tensor(tail, device=device)
     was_training = model.training
     model.eval()
-    out = [0.0] * len(sqls)
+    out = [0.0] * len(rows)
     try:
         with torch.inference_mode(), amp:
             ck, prefix = _cache_kwarg(model), None
@@ -446,11 +475,12 @@ def review_scores(model, tokenizer, builder: PromptBuilder, question: str, sqls:
                 prefix = DynamicCache(config=model.config)
                 model(input_ids=torch.tensor([rows[0][:n]], device=device), use_cache=True, logits_to_keep=1,
                       **{ck: prefix})
-            keep = len(tail) + 1  # the logits at the head's last token and the question's: they predict the question
             for b0 in range(0, len(rows), batch_size):
                 part = [r[n:] for r in rows[b0: b0 + batch_size]]
+                span = spans[b0: b0 + batch_size]
                 width = max(len(r) for r in part)
-                # left-padded after the prefix, so every row's question ends at the last position
+                keep = max(span) + 1  # the logits before each scored token, and the last one's (dropped)
+                # left-padded after the prefix, so every row's scored span ends at the last position
                 ids = torch.tensor([[pad] * (width - len(r)) + r for r in part], device=device)
                 mask = torch.tensor([[1] * n + [0] * (width - len(r)) + [1] * len(r) for r in part], device=device)
                 pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, n:]
@@ -460,9 +490,12 @@ def review_scores(model, tokenizer, builder: PromptBuilder, question: str, sqls:
                     cache.batch_repeat_interleave(len(part))
                     kw = {ck: cache, "use_cache": True}
                 logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep, **kw).logits
-                lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-                got = lp.gather(2, want[None, :, None].expand(len(part), -1, 1)).sum(dim=(1, 2))
-                out[b0: b0 + len(part)] = [float(x) for x in got]
+                lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # [rows, keep - 1, vocab]: predicts ids[-keep+1:]
+                want = ids[:, -(keep - 1):]
+                got = lp.gather(2, want[:, :, None]).squeeze(2)
+                first = keep - 1 - torch.tensor(span, device=device)  # where each row's scored span starts
+                scored = torch.arange(keep - 1, device=device)[None, :] >= first[:, None]
+                out[b0: b0 + len(part)] = [float(x) for x in torch.where(scored, got, 0.0).sum(dim=1)]
     finally:
         if was_training:
             model.train()
