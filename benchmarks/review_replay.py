@@ -17,6 +17,10 @@ BENCHMARKS.md):
 - with `--schemes` (session 33): the larger voter lists of `sampled_panel.py` (B, C, E: A then the untuned model's
   samples per prompt; TB, TC, TE with the tuned answer first), each voted and judged: CR1, CR2, CR3, TCR1, ...
 
+- with `--coder-fewshot K --coder-cache PATH` (session 34): each SQL also scored by the coder, log P(SQL | the
+  writing prompt with the K train pairs retrieved for the question) (`vote.coder_scores`), and judged by R4
+  (reviewer + coder, summed) and R5 (both per token) too.
+
 Every scheme ends with the shipped last-resort repair over its voters (`evaluate.repair_rows`) and is scored with
 `score_pairs`. Scores are cached in `--cache` (JSON), so a second read costs no model time.
 
