@@ -567,12 +567,7 @@ def panel_vote(model, tokenizer, builder: PromptBuilder, items: list[dict], rows
                          "votes": max((g["votes"] for g in out.groups), default=0)}
             if cfg.panel_tuned_fewshot > 0:
                 r["pool"]["adapter_fewshot_sql"] = o
-            if rev:
-                r["pool"]["review"] = rev
-            sql = out.candidates[chosen]["sql"]
-            if chosen != 0 and sql and sql != r.get("sql"):
-                r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
-                r["sql"], r["raw"], r["error"] = sql, sql, out.candidates[chosen]["error"]
+            _take_elected(r, out, chosen, own=chosen == 0, review=rev)
     finally:
         con.close()
     return _spread_seconds(rows, t)
@@ -634,15 +629,22 @@ def untuned_panel(model, tokenizer, builder: PromptBuilder, items: list[dict], r
             r["pool"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error"), "base_sql": r.get("sql"),
                          "answers": {str(v): answers[v][i] for v in voters}, "source": f"fewshot{k}",
                          "votes": max((g["votes"] for g in out.groups), default=0), "untuned": True}
-            if rev:
-                r["pool"]["review"] = rev
-            sql = out.candidates[chosen]["sql"]
-            if k != cfg.fewshot and sql and sql != r.get("sql"):
-                r["fallback"] = {"sql": r.get("sql"), "raw": r.get("raw"), "error": r.get("error")}
-                r["sql"], r["raw"], r["error"] = sql, sql, out.candidates[chosen]["error"]
+            _take_elected(r, out, chosen, own=k == cfg.fewshot, review=rev)
     finally:
         con.close()
     return _spread_seconds(rows, t)
+
+
+def _take_elected(row: dict, out, chosen: int, *, own: bool, review: dict | None) -> None:
+    """A panel's election written into `row` (whose `pool` is set): the reviewer's scores, if it judged, and the
+    elected candidate's SQL as the row's answer unless it is the row's own (`own`) or the same text; the answer it
+    replaces is kept in `row["fallback"]`."""
+    if review:
+        row["pool"]["review"] = review
+    sql = out.candidates[chosen]["sql"]
+    if not own and sql and sql != row.get("sql"):
+        row["fallback"] = {"sql": row.get("sql"), "raw": row.get("raw"), "error": row.get("error")}
+        row["sql"], row["raw"], row["error"] = sql, sql, out.candidates[chosen]["error"]
 
 
 def review_outcomes(model, tokenizer, builder: PromptBuilder, items: list[dict], outs: list, cfg: EvalConfig) -> list:

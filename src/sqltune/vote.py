@@ -449,7 +449,8 @@ def tail_logprobs(model, rows: list[list[int]], spans: list[int], pad_id: int | 
     The rows' shared prefix (`shared_prefix_len`, stopped before the first position whose logit is scored) is run
     once and its KV cache repeated to each batch (`DynamicCache.batch_repeat_interleave`); the rest of each row is
     padded on the left, so every row's scored tokens end at the last position, where alone the vocabulary is
-    projected (`logits_to_keep`). Equal to running each whole row through the model (tested)."""
+    projected (`logits_to_keep`). Rows are batched shortest first (less padding); the scores come back in the rows'
+    order. Equal to running each whole row through the model (tested)."""
     import copy
     from contextlib import nullcontext
 
@@ -475,9 +476,11 @@ def tail_logprobs(model, rows: list[list[int]], spans: list[int], pad_id: int | 
                 prefix = DynamicCache(config=model.config)
                 model(input_ids=torch.tensor([rows[0][:n]], device=device), use_cache=True, logits_to_keep=1,
                       **{ck: prefix})
+            order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # similar lengths batch with less padding
             for b0 in range(0, len(rows), batch_size):
-                part = [r[n:] for r in rows[b0: b0 + batch_size]]
-                span = spans[b0: b0 + batch_size]
+                idx = order[b0: b0 + batch_size]
+                part = [rows[i][n:] for i in idx]
+                span = [spans[i] for i in idx]
                 width = max(len(r) for r in part)
                 keep = max(span) + 1  # the logits before each scored token, and the last one's (dropped)
                 # left-padded after the prefix, so every row's scored span ends at the last position
@@ -495,7 +498,8 @@ def tail_logprobs(model, rows: list[list[int]], spans: list[int], pad_id: int | 
                 got = lp.gather(2, want[:, :, None]).squeeze(2)
                 first = keep - 1 - torch.tensor(span, device=device)  # where each row's scored span starts
                 scored = torch.arange(keep - 1, device=device)[None, :] >= first[:, None]
-                out[b0: b0 + len(part)] = [float(x) for x in torch.where(scored, got, 0.0).sum(dim=1)]
+                for i, x in zip(idx, torch.where(scored, got, 0.0).sum(dim=1)):
+                    out[i] = float(x)
     finally:
         if was_training:
             model.train()
