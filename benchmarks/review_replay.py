@@ -20,6 +20,8 @@ BENCHMARKS.md):
 - with `--coder-fewshot K --coder-cache PATH` (session 34): each SQL also scored by the coder, log P(SQL | the
   writing prompt with the K train pairs retrieved for the question) (`vote.coder_scores`), and judged by R4
   (reviewer + coder, summed) and R5 (both per token) too.
+- with `--review-canonical` (session 34): the reviewer reads every SQL in one canonical form (`check.normalize_sql`)
+  instead of its voter's spelling; its own cache setting.
 
 Every scheme ends with the shipped last-resort repair over its voters (`evaluate.repair_rows`) and is scored with
 `score_pairs`. Scores are cached in `--cache` (JSON), so a second read costs no model time.
@@ -99,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from panel_replay import _voted, print_totals, table_header, table_row, tuned_answers
     from sampled_panel import read_answers, schemes, split_items, tuned_schemes
 
+    from sqltune.check import normalize_sql
     from sqltune.dataset import read_jsonl
     from sqltune.evaluate import EvalConfig, repair_rows
     from sqltune.execute import connect_readonly
@@ -124,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--review-fewshot", type=int, default=0,
                     help="train pairs retrieved for the question (as U<k> retrieves them) shown to the reviewer, SQL "
                          "then question, before each candidate (0: none, as shipped)")
+    ap.add_argument("--review-canonical", action="store_true",
+                    help="the reviewer reads each SQL in one canonical form (`check.normalize_sql`: sqlglot's spacing "
+                         "and keyword case, identifiers lower-cased), not as its voter wrote it")
     ap.add_argument("--coder-fewshot", type=int, default=None, metavar="K",
                     help="also score each SQL by the coder, log P(SQL | the writing prompt with K train pairs retrieved "
                          "as U<K> retrieves them), and judge by R4/R5 too (needs --coder-cache)")
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {a.coder_cache} holds scores for {ccache['_settings']}, not coder_fewshot "
                          f"{a.coder_fewshot}")
     cache = json.loads(a.cache.read_text()) if a.cache and a.cache.is_file() else {}
-    settings = {"review_fewshot": a.review_fewshot}
+    settings = {"review_fewshot": a.review_fewshot, **({"canonical": True} if a.review_canonical else {})}
     # a cache written before the setting existed holds the shipped reviewer's scores (no examples)
     if cache.setdefault("_settings", {"review_fewshot": 0} if cache else settings) != settings:
         raise SystemExit(f"error: {a.cache} holds scores for {cache['_settings']}, not {settings}")
@@ -207,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                   add_special_tokens=False)["input_ids"])
                         if todo:
                             t0 = time.perf_counter()
-                            got_scores = review_scores(loaded.model, loaded.tokenizer, builder, question[i], todo,
+                            shown_sql = [normalize_sql(x) for x in todo] if a.review_canonical else todo
+                            got_scores = review_scores(loaded.model, loaded.tokenizer, builder, question[i], shown_sql,
                                                        autocast=bool(dev.autocast), examples=shots[i])
                             spent += time.perf_counter() - t0
                             judged_n += 1

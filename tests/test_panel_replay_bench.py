@@ -353,3 +353,45 @@ def test_review_replay_elects_by_the_cached_reviewer_and_refuses_a_cache_of_anot
     assert "| A |" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="holds scores for .'review_fewshot': 0., not .'review_fewshot': 2."):
         bench.main(args + ["--review-fewshot", "2"])
+    with pytest.raises(SystemExit, match="not .'review_fewshot': 0, 'canonical': True."):
+        bench.main(args + ["--review-canonical"])
+
+
+def test_review_replay_canonical_shows_the_reviewer_one_spelling_and_coder_scores_judge_r4_r5(tiny_db, tiny_model_dir,
+                                                                                              tmp_path, monkeypatch):
+    """--review-canonical: the reviewer is given `check.normalize_sql` of each disputed SQL (the scores are kept under
+    the SQL as the voter wrote it); --coder-fewshot: the coder's scores (cached with their token counts and the
+    question's) elect R4/R5, and the coder cache refuses scores of another K."""
+    import sqltune.vote as vote
+
+    bench = load_script("benchmarks/review_replay.py")
+    suite = _one_db_suite(tmp_path, tiny_db, GOLD[:1], GOLD)
+    books, authors = "select  count(*)   from BOOKS", "SELECT COUNT(*) FROM authors"
+    answers = tmp_path / "answers" / "one"
+    answers.mkdir(parents=True)
+    for k, first in {4: authors, 0: authors, 2: books}.items():
+        write_jsonl(answers / f"test_k{k}_v2.jsonl",
+                    [{"id": g["id"], "question": g["question"], "sql": first if g["id"] == "a" else g["sql"],
+                      "candidates": [{"sql": first if g["id"] == "a" else g["sql"], "mean_logprob": -0.1},
+                                     {"sql": g["sql"], "mean_logprob": -0.2}]} for g in GOLD])
+    shown = []
+    monkeypatch.setattr(vote, "review_scores", lambda m, tok, b, q, sqls, autocast=False, examples=None:
+                        shown.extend(sqls) or [0.0 if "books" in x else -50.0 for x in sqls])
+    monkeypatch.setattr(vote, "coder_scores", lambda m, tok, b, q, sqls, autocast=False, examples=None:
+                        [(-60.0, 30) if "books" in x.lower() else (-1.0, 5) for x in sqls])
+    cache, coder = tmp_path / "rv.json", tmp_path / "cs.json"
+    args = ["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32", "--answers",
+            str(tmp_path / "answers"), "--suite", str(suite), "--split", "test", "--vote", "2", "--cache", str(cache),
+            "--review-canonical", "--coder-fewshot", "1", "--coder-cache", str(coder)]
+    out = tmp_path / "out.json"
+    assert bench.main(args + ["--json", str(out)]) == 0
+    assert sorted(shown) == ["SELECT COUNT(*) FROM authors", "SELECT COUNT(*) FROM books"]
+    assert set(json.loads(cache.read_text())["one"]["a"]) == {books, authors}  # kept under the voters' spelling
+    got = json.loads(out.read_text())["one"]
+    # the reviewer prefers books (0 vs -50); summed, the coder's -60 outweighs that (R4), per token (-2 a token) not (R5)
+    assert (got["A"][0], got["R1"][0], got["R4"][0], got["R5"][0]) == (False, True, False, True)
+    cached = json.loads(coder.read_text())
+    assert cached["_settings"] == {"coder_fewshot": 1} and cached["one"]["a"][books] == [-60.0, 30]
+    assert cached["one"]["a"]["_qlen"] > 0
+    with pytest.raises(SystemExit, match="coder_fewshot 2"):
+        bench.main(args[:-4] + ["--coder-fewshot", "2", "--coder-cache", str(coder)])
