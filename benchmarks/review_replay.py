@@ -21,7 +21,8 @@ BENCHMARKS.md):
   writing prompt with the K train pairs retrieved for the question) (`vote.coder_scores`), and judged by R4
   (reviewer + coder, summed) and R5 (both per token) too.
 - with `--review-canonical` (session 34): the reviewer reads every SQL in one canonical form (`check.normalize_sql`)
-  instead of its voter's spelling; its own cache setting.
+  instead of its voter's spelling; with `--review-results`, each SQL's columns and first rows after it; each its own
+  cache setting.
 
 Every scheme ends with the shipped last-resort repair over its voters (`evaluate.repair_rows`) and is scored with
 `score_pairs`. Scores are cached in `--cache` (JSON), so a second read costs no model time.
@@ -104,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     from sqltune.check import normalize_sql
     from sqltune.dataset import read_jsonl
     from sqltune.evaluate import EvalConfig, repair_rows
-    from sqltune.execute import connect_readonly
+    from sqltune.execute import connect_readonly, execute
     from sqltune.generate import fewshot_for
-    from sqltune.prompt import PromptBuilder
+    from sqltune.prompt import CORRECTION_ROWS, PromptBuilder
     from sqltune.schema import schema_text
     from sqltune.vote import Candidate, choose, coder_scores, review_scores
 
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--review-canonical", action="store_true",
                     help="the reviewer reads each SQL in one canonical form (`check.normalize_sql`: sqlglot's spacing "
                          "and keyword case, identifiers lower-cased), not as its voter wrote it")
+    ap.add_argument("--review-results", action="store_true",
+                    help="the reviewer also reads each SQL's result: its columns and first rows, as the vote's "
+                         "correction prompt shows them (`prompt.result_preview`)")
     ap.add_argument("--coder-fewshot", type=int, default=None, metavar="K",
                     help="also score each SQL by the coder, log P(SQL | the writing prompt with K train pairs retrieved "
                          "as U<K> retrieves them), and judge by R4/R5 too (needs --coder-cache)")
@@ -150,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {a.coder_cache} holds scores for {ccache['_settings']}, not coder_fewshot "
                          f"{a.coder_fewshot}")
     cache = json.loads(a.cache.read_text()) if a.cache and a.cache.is_file() else {}
-    settings = {"review_fewshot": a.review_fewshot, **({"canonical": True} if a.review_canonical else {})}
+    settings = {"review_fewshot": a.review_fewshot, **({"canonical": True} if a.review_canonical else {}),
+                **({"results": True} if a.review_results else {})}
     # a cache written before the setting existed holds the shipped reviewer's scores (no examples)
     if cache.setdefault("_settings", {"review_fewshot": 0} if cache else settings) != settings:
         raise SystemExit(f"error: {a.cache} holds scores for {cache['_settings']}, not {settings}")
@@ -214,8 +219,12 @@ def main(argv: list[str] | None = None) -> int:
                         if todo:
                             t0 = time.perf_counter()
                             shown_sql = [normalize_sql(x) for x in todo] if a.review_canonical else todo
+                            res = None
+                            if a.review_results:
+                                res = [{"columns": r.columns, "rows": r.rows[:CORRECTION_ROWS]} for r in
+                                       (execute(con, x, timeout=cfg.timeout) for x in todo)]
                             got_scores = review_scores(loaded.model, loaded.tokenizer, builder, question[i], shown_sql,
-                                                       autocast=bool(dev.autocast), examples=shots[i])
+                                                       autocast=bool(dev.autocast), examples=shots[i], results=res)
                             spent += time.perf_counter() - t0
                             judged_n += 1
                             scores.setdefault(i, {}).update(dict(zip(todo, got_scores)))

@@ -229,6 +229,13 @@ def test_review_scores_pad_without_changing_a_score_and_pick_follows_the_scheme(
         lp = torch.log_softmax(model(input_ids=torch.tensor([head + tail])).logits[0].float(), -1)
     want = float(sum(lp[len(head) - 1 + t, x] for t, x in enumerate(tail)))
     assert review_scores(model, tok, builder, q, [short, long_], examples=shots)[0] == pytest.approx(want, abs=1e-4)
+    result = {"columns": ["title"], "rows": [["Dune"], ["Emma"]]}
+    head = tok(builder.review(tok, short, None, result), add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        lp = torch.log_softmax(model(input_ids=torch.tensor([head + tail])).logits[0].float(), -1)
+    want = float(sum(lp[len(head) - 1 + t, x] for t, x in enumerate(tail)))
+    got = review_scores(model, tok, builder, q, [short, long_], results=[result, None])
+    assert got[0] == pytest.approx(want, abs=1e-4) and got[1] == pytest.approx(plain[1], abs=1e-4)
 
     authors = "SELECT COUNT(*) FROM authors"
     o = choose(tiny_db, [Candidate(sql=s, raw="", mean_logprob=-float(k)) for k, s in
@@ -355,6 +362,23 @@ def test_review_replay_elects_by_the_cached_reviewer_and_refuses_a_cache_of_anot
         bench.main(args + ["--review-fewshot", "2"])
     with pytest.raises(SystemExit, match="not .'review_fewshot': 0, 'canonical': True."):
         bench.main(args + ["--review-canonical"])
+    seen = []
+    import sqltune.vote as vote
+
+    real = vote.review_scores
+
+    def spy(m, tok, b, q, sqls, autocast=False, examples=None, results=None):
+        seen.append(results)
+        return real(m, tok, b, q, sqls, autocast=autocast, examples=examples, results=results)
+
+    vote.review_scores = spy
+    try:
+        fresh = tmp_path / "rr.json"
+        assert bench.main(args[:-1] + [str(fresh), "--review-results", "--scores-only"]) == 0
+    finally:
+        vote.review_scores = real
+    assert seen and all(r["rows"] and len(r["rows"]) <= 3 and r["columns"] for r in seen[0])
+    assert json.loads(fresh.read_text())["_settings"] == {"review_fewshot": 0, "results": True}
 
 
 def test_review_replay_canonical_shows_the_reviewer_one_spelling_and_coder_scores_judge_r4_r5(tiny_db, tiny_model_dir,
@@ -375,7 +399,7 @@ def test_review_replay_canonical_shows_the_reviewer_one_spelling_and_coder_score
                       "candidates": [{"sql": first if g["id"] == "a" else g["sql"], "mean_logprob": -0.1},
                                      {"sql": g["sql"], "mean_logprob": -0.2}]} for g in GOLD])
     shown = []
-    monkeypatch.setattr(vote, "review_scores", lambda m, tok, b, q, sqls, autocast=False, examples=None:
+    monkeypatch.setattr(vote, "review_scores", lambda m, tok, b, q, sqls, autocast=False, examples=None, results=None:
                         shown.extend(sqls) or [0.0 if "books" in x else -50.0 for x in sqls])
     monkeypatch.setattr(vote, "coder_scores", lambda m, tok, b, q, sqls, autocast=False, examples=None:
                         [(-60.0, 30) if "books" in x.lower() else (-1.0, 5) for x in sqls])

@@ -202,3 +202,24 @@ def test_the_reviewer_prompt_shows_examples_sql_first_before_the_query_and_the_s
     cut = one.index("SELECT 1")
     assert two[:cut] == one[:cut] and b.review(tok, "SELECT 1", []) == b.review(tok, "SELECT 1")
     assert b.review(tok, "SELECT 1") != one
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_the_reviewer_prompt_can_show_the_query_result_as_the_correction_prompt_shows_results(tok, style):
+    """`review(..., result=)`: the query's column names and first rows follow it (one formatter with the vote's
+    correction prompt: `result_preview`, rows and cells cut), still before where the question goes; without a result
+    the prompt is as before."""
+    from sqltune.prompt import CORRECTION_ROWS, result_preview
+
+    b = PromptBuilder("CREATE TABLE books (title TEXT, pages INT);", style)
+    rows = [["A very long title " * 5, 10], ["B", None], ["C", 3], ["D", 4]]
+    text = b.review(tok, "SELECT title, pages FROM books", result={"columns": ["title", "pages"], "rows": rows})
+    preview = result_preview(["title", "pages"], rows)
+    assert preview.startswith("First rows (title | pages):\n") and preview.count("\n") == CORRECTION_ROWS
+    assert "..." in preview and "| None" in preview and "D | 4" not in preview
+    assert preview in text and text.index("SELECT title, pages FROM books") < text.index("First rows")
+    assert result_preview(["n"], []) == "First rows (n):\n(none)"
+    plain = b.review(tok, "SELECT title, pages FROM books")
+    assert "First rows" not in plain and b.review(tok, "SELECT title, pages FROM books", result=None) == plain
+    if style != "chat":
+        assert text.endswith(preview + "\nQuestion: ")

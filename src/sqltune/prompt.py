@@ -122,34 +122,29 @@ class PromptBuilder:
         `options`: [{sql, columns, rows}] (the two most-voted results). It is the ordinary prompt of
         a longer question, so it starts with the same schema prefix and renders in every style.
         """
-        def cell(v) -> str:
-            t = repr(v) if not isinstance(v, str) else v
-            return t if len(t) <= CORRECTION_CELL else t[: CORRECTION_CELL - 3] + "..."
-
-        parts = []
-        for i, o in enumerate(options, 1):
-            rows = [" | ".join(cell(v) for v in r) for r in list(o.get("rows") or [])[:CORRECTION_ROWS]]
-            cols = " | ".join(str(c) for c in (o.get("columns") or []))
-            parts.append(f"Query {i}:\n{' '.join(str(o['sql']).split())}\nFirst rows ({cols}):\n"
-                         + "\n".join(rows or ["(none)"]) + "\n\n")
+        parts = [f"Query {i}:\n{' '.join(str(o['sql']).split())}\n{result_preview(o.get('columns'), o.get('rows'))}\n\n"
+                 for i, o in enumerate(options, 1)]
         return self.prompt(tokenizer, CORRECTION_TEMPLATE.format(question=question, options="".join(parts)), examples)
 
-    def review(self, tokenizer, sql: str, examples: list[dict] | None = None) -> str:
+    def review(self, tokenizer, sql: str, examples: list[dict] | None = None, result: dict | None = None) -> str:
         """The reviewer's prompt: the schema and `sql`; what follows it is scored as the question `sql` answers
         (`vote.review_scores`). Chat style: a system turn of its own (`REVIEW_SYSTEM`) and the SQL as the user's.
         `examples` (training pairs) come before it the other way round from the writing prompt's: each pair's SQL as
-        the user's turn, its question as the reply. The builder's own fixed examples are not shown."""
+        the user's turn, its question as the reply. The builder's own fixed examples are not shown. `result`
+        ({columns, rows}): what the SQL returns, shown after it as the correction prompt shows results."""
         examples = examples or []
+        shown = sql.strip() if self.style == "chat" else " ".join(sql.split())
+        if result is not None:
+            shown += "\n" + result_preview(result.get("columns"), result.get("rows"))
         if self.style == "chat":
             _need_chat_template(tokenizer)
             msgs = [{"role": "system", "content": REVIEW_SYSTEM.format(schema=self.schema)}]
             for e in examples:
                 msgs += [{"role": "user", "content": e["sql"].strip()}, {"role": "assistant", "content": e["question"]}]
-            msgs.append({"role": "user", "content": sql.strip()})
+            msgs.append({"role": "user", "content": shown})
             return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         shots = "".join(f"SQL Query: {' '.join(e['sql'].split())}\nQuestion: {e['question']}\n" for e in examples)
-        return (tokenizer.bos_token or "") + REVIEW_TEMPLATE.format(schema=self.schema, fewshot=shots,
-                                                                    sql=" ".join(sql.split()))
+        return (tokenizer.bos_token or "") + REVIEW_TEMPLATE.format(schema=self.schema, fewshot=shots, sql=shown)
 
     def example(self, tokenizer, question: str, sql: str, examples: list[dict] | None = None) -> tuple[str, str]:
         return self.prompt(tokenizer, question, examples), self.completion(tokenizer, question, sql, examples)
@@ -167,6 +162,18 @@ class PromptBuilder:
     def fingerprint(self, tokenizer) -> dict:
         tmpl = self.template(tokenizer)
         return {"style": self.style, "template": tmpl, "sha256": hashlib.sha256(tmpl.encode()).hexdigest()}
+
+
+def result_preview(columns, rows) -> str:
+    """A query's result as prompts show it (the vote's correction, the reviewer's `result`): its column names and its
+    first `CORRECTION_ROWS` rows, each value cut to `CORRECTION_CELL` characters; "(none)" without rows."""
+    def cell(v) -> str:
+        t = repr(v) if not isinstance(v, str) else v
+        return t if len(t) <= CORRECTION_CELL else t[: CORRECTION_CELL - 3] + "..."
+
+    lines = [" | ".join(cell(v) for v in r) for r in list(rows or [])[:CORRECTION_ROWS]]
+    cols = " | ".join(str(c) for c in (columns or []))
+    return f"First rows ({cols}):\n" + "\n".join(lines or ["(none)"])
 
 
 def encode(tokenizer, text: str) -> list[int]:

@@ -408,17 +408,21 @@ def is_close(outcome: VoteOutcome) -> bool:
 
 
 def review_scores(model, tokenizer, builder: PromptBuilder, question: str, sqls: list[str],
-                  autocast: bool = False, batch_size: int = 16, examples: list[dict] | None = None) -> list[float]:
+                  autocast: bool = False, batch_size: int = 16, examples: list[dict] | None = None,
+                  results: list[dict | None] | None = None) -> list[float]:
     """The reviewer (`eval.panel_judge: reviewer`): log P(question | schema, sql) for each sql, summed over the
     question's tokens (Coder-Reviewer reranking, Zhang et al. 2022). The question is the same for every sql, so the
     sums compare directly; the model scores as it is (the panel switches an adapter off first). `examples`: training
-    pairs shown before the SQL (`PromptBuilder.review`), the same for every candidate.
+    pairs shown before the SQL (`PromptBuilder.review`), the same for every candidate; `results`: each SQL's
+    {columns, rows}, shown after it.
 
     Every reviewer prompt starts with the same system turn and schema (hundreds of tokens; the SQL and the question
     after it are tens): that shared prefix is run once and its KV cache repeated to `batch_size` rows
     (`tail_logprobs`). The scores equal whole-sequence scoring (tested) at a fraction of its cost (BENCHMARKS.md,
     "Session 33")."""
-    heads = [tokenizer(builder.review(tokenizer, s, examples), add_special_tokens=False)["input_ids"] for s in sqls]
+    shown = results if results is not None else [None] * len(sqls)
+    heads = [tokenizer(builder.review(tokenizer, s, examples, r), add_special_tokens=False)["input_ids"]
+             for s, r in zip(sqls, shown)]
     tail = tokenizer(question.strip(), add_special_tokens=False)["input_ids"]
     if not sqls or not tail:
         return [0.0] * len(sqls)
