@@ -236,6 +236,8 @@ def test_review_scores_pad_without_changing_a_score_and_pick_follows_the_scheme(
     want = float(sum(lp[len(head) - 1 + t, x] for t, x in enumerate(tail)))
     got = review_scores(model, tok, builder, q, [short, long_], results=[result, None])
     assert got[0] == pytest.approx(want, abs=1e-4) and got[1] == pytest.approx(plain[1], abs=1e-4)
+    with pytest.raises(ValueError, match="1 results for 2 SQL"):
+        review_scores(model, tok, builder, q, [short, long_], results=[result])
 
     authors = "SELECT COUNT(*) FROM authors"
     o = choose(tiny_db, [Candidate(sql=s, raw="", mean_logprob=-float(k)) for k, s in
@@ -287,6 +289,8 @@ def test_coder_scores_equal_each_whole_sequence_and_count_the_completion_tokens(
     assert coder_scores(model, tok, builder, q, []) == []
     with pytest.raises(ValueError, match="scored span"):
         tail_logprobs(model, [[1, 2, 3]], [3])
+    with pytest.raises(ValueError, match="1 spans for 2 rows"):
+        tail_logprobs(model, [[1, 2, 3], [1, 2]], [1])
 
 
 def test_review_halves_replays_the_default_panel_by_votes_and_by_the_reviewer(tiny_db, tiny_model_dir, tmp_path,

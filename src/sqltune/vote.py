@@ -421,6 +421,8 @@ def review_scores(model, tokenizer, builder: PromptBuilder, question: str, sqls:
     (`tail_logprobs`). The scores equal whole-sequence scoring (tested) at a fraction of its cost (BENCHMARKS.md,
     "Session 33")."""
     shown = results if results is not None else [None] * len(sqls)
+    if len(shown) != len(sqls):
+        raise ValueError(f"{len(shown)} results for {len(sqls)} SQL")
     heads = [tokenizer(builder.review(tokenizer, s, examples, r), add_special_tokens=False)["input_ids"]
              for s, r in zip(sqls, shown)]
     tail = tokenizer(question.strip(), add_special_tokens=False)["input_ids"]
@@ -461,6 +463,8 @@ def tail_logprobs(model, rows: list[list[int]], spans: list[int], pad_id: int | 
     import torch
     from transformers import DynamicCache
 
+    if len(rows) != len(spans):
+        raise ValueError(f"{len(spans)} spans for {len(rows)} rows")
     if not rows:
         return []
     if any(not 0 < m < len(r) for r, m in zip(rows, spans)):
