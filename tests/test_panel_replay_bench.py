@@ -336,10 +336,12 @@ def test_review_speed_times_the_reviewer_on_stored_pools_and_keeps_its_scores(ti
 
 
 def test_review_replay_elects_by_the_cached_reviewer_and_refuses_a_cache_of_another_setting(tiny_db, tiny_model_dir,
-                                                                                            tmp_path, capsys):
+                                                                                            tmp_path, capsys,
+                                                                                            monkeypatch):
     """benchmarks/review_replay.py over stored answers: where two voters agree on a wrong result and the third is right,
     the vote (A) takes the wrong one and R1 the one the reviewer's cached scores prefer; --scores-only prints no
-    accuracy; a cache scored with another --review-fewshot is one clear error, not mixed scores."""
+    accuracy; a cache scored with another --review-fewshot is one clear error, not mixed scores; with --review-results
+    each disputed SQL's columns and first rows (at most 3) reach the reviewer, and the new cache records it."""
     bench = load_script("benchmarks/review_replay.py")
     suite = _one_db_suite(tmp_path, tiny_db, GOLD[:1], GOLD)
     books, authors = GOLD[0]["sql"], "SELECT COUNT(*) FROM authors"
@@ -375,12 +377,9 @@ def test_review_replay_elects_by_the_cached_reviewer_and_refuses_a_cache_of_anot
         seen.append(results)
         return real(m, tok, b, q, sqls, autocast=autocast, examples=examples, results=results)
 
-    vote.review_scores = spy
-    try:
-        fresh = tmp_path / "rr.json"
-        assert bench.main(args[:-1] + [str(fresh), "--review-results", "--scores-only"]) == 0
-    finally:
-        vote.review_scores = real
+    monkeypatch.setattr(vote, "review_scores", spy)
+    fresh = tmp_path / "rr.json"
+    assert bench.main(args[:-1] + [str(fresh), "--review-results", "--scores-only"]) == 0
     assert seen and all(r["rows"] and len(r["rows"]) <= 3 and r["columns"] for r in seen[0])
     assert json.loads(fresh.read_text())["_settings"] == {"review_fewshot": 0, "results": True}
 
