@@ -13,7 +13,8 @@ BENCHMARKS.md):
   `--vote N` file); R1: the same voters, the group with the best reviewer score wins; R2: votes first, the reviewer
   instead of tie order; R3: reviewer score + log(votes).
 - with `--runs` (stored tuned answers T, as `panel_replay.py` reads them): TA = T, U0, U4 (the shipped panel of
-  three), TR1, TR2, TR3 over the same voters.
+  three), TR1, TR2, TR3 over the same voters. A run whose training kept step 0 answered with the untuned panel (its
+  rows say `pool.untuned`); its tuned forms are then the untuned ones (TA = A, TR1 = R1, ...), as the run answered.
 - with `--schemes` (session 33): the larger voter lists of `sampled_panel.py` (B, C, E: A then the untuned model's
   samples per prompt; TB, TC, TE with the tuned answer first), each voted and judged: CR1, CR2, CR3, TCR1, ...
 
@@ -171,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         gold, rows = got
         t = None if rows is None else tuned_answers(rows)
+        # a run whose training kept step 0 answers with the untuned panel (U4, U0, U2 and its judge): its rows hold
+        # that panel's answers, not an adapter's, so its tuned forms are the untuned ones (TR1 = R1, ...)
+        kept0 = bool(rows) and all((r.get("pool") or {}).get("untuned") for r in rows)
+        if kept0:
+            print(f"{name}: the run kept step 0 (the untuned panel answered): its tuned forms are the untuned ones",
+                  flush=True)
+            t = None
         ans = read_answers(folder, a.split, a.vote)
         ids = [str(g["id"]) for g in gold]
         question = {str(g["id"]): g["question"] for g in gold}
@@ -254,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                     if k is not None:  # the elected answer runs with rows (it is in a group)
                         x["sql"], x["error"] = per_id[x["id"]][k], None
                 r[key] = _exact(db, gold, repair_rows(rows, db, cfg))
+        if kept0:
+            r.update({f"T{c}": r[c] for c in list(r) if c != "n"})
         out[name] = r
         if len(out) == 1:
             print(table_header([c for c in r if c != "n"], "folder"))

@@ -384,6 +384,58 @@ def test_review_replay_elects_by_the_cached_reviewer_and_refuses_a_cache_of_anot
     assert json.loads(fresh.read_text())["_settings"] == {"review_fewshot": 0, "results": True}
 
 
+def test_review_replay_counts_the_untuned_panel_for_a_run_that_kept_step_0(tiny_db, tiny_model_dir, tmp_path,
+                                                                            capsys):
+    """A run whose training kept step 0 answered with the untuned panel (its rows say `pool.untuned`): its tuned forms
+    are the untuned ones (TA = A, TR1 = R1), not a panel with the untuned greedy answer in the adapter's seat. A run
+    with an adapter still puts its own answer (before the panel replaced it) first."""
+    bench = load_script("benchmarks/review_replay.py")
+    suite = _one_db_suite(tmp_path, tiny_db, GOLD[:1], GOLD)
+    books, authors = GOLD[0]["sql"], "SELECT COUNT(*) FROM authors"
+    answers = tmp_path / "answers" / "one"
+    answers.mkdir(parents=True)
+    greedy = {4: {"a": authors}, 0: {"a": authors}, 2: {"a": books}}
+    for k, first in greedy.items():
+        write_jsonl(answers / f"test_k{k}_v1.jsonl",
+                    [{"id": g["id"], "question": g["question"], "sql": first.get(g["id"], g["sql"]),
+                      "candidates": [{"sql": first.get(g["id"], g["sql"]), "mean_logprob": -0.1}]} for g in GOLD])
+    cache = tmp_path / "rv.json"
+    cache.write_text(json.dumps({"one": {"a": {books: -1.0, authors: -5.0}}}))
+
+    def run(name: str, rows: list[dict]):
+        folder = tmp_path / "runs" / name / "x"
+        folder.mkdir(parents=True)
+        write_jsonl(folder / "tuned_test_pred.jsonl", rows)
+        (folder / "tuned_test_report.json").write_text(json.dumps({"examples": [
+            {"id": g["id"], "question": g["question"], "gold_sql": g["sql"], "pred_sql": r["sql"]}
+            for g, r in zip(GOLD, rows)]}))
+
+    # kept step 0: the untuned panel elected `authors` for a (its own greedy answer, U0, sits in pool.sql)
+    run("kept0", [{"id": g["id"], "sql": authors if g["id"] == "a" else g["sql"], "error": None,
+                   "pool": {"untuned": True, "sql": authors if g["id"] == "a" else g["sql"], "source": "fewshot4"}}
+                  for g in GOLD])
+    # an adapter that answered `books` (right) for a, replaced by the panel with `authors`
+    run("adapter", [{"id": g["id"], "sql": authors if g["id"] == "a" else g["sql"], "error": None,
+                     **({"fallback": {"sql": books, "error": None}} if g["id"] == "a" else {}),
+                     "pool": {"sql": books if g["id"] == "a" else g["sql"], "source": "fewshot" if g["id"] == "a"
+                              else "adapter"}} for g in GOLD])
+    got = {}
+    for name in ("kept0", "adapter"):
+        out = tmp_path / f"{name}.json"
+        assert bench.main(["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32", "--answers",
+                           str(tmp_path / "answers"), "--suite", str(suite), "--split", "test", "--vote", "1",
+                           "--cache", str(cache), "--runs", str(tmp_path / "runs" / name), "--pattern", "x",
+                           "--stage", "tuned", "--json", str(out)]) == 0
+        got[name] = json.loads(out.read_text())["one"]
+    said = capsys.readouterr().out
+    assert said.count("kept step 0") == 1
+    k0, ad = got["kept0"], got["adapter"]
+    assert k0["A"] == [False, True, True] and k0["R1"] == [True, True, True]
+    assert k0["TA"] == k0["A"] and k0["TR1"] == k0["R1"] and k0["TR2"] == k0["R2"]
+    # with the adapter's right answer first, TA (T, U0, U4) ties 1-2 against it by votes, and TR1 elects it
+    assert ad["TA"] == [False, True, True] and ad["TR1"] == [True, True, True]
+
+
 def test_review_replay_canonical_shows_the_reviewer_one_spelling_and_coder_scores_judge_r4_r5(tiny_db, tiny_model_dir,
                                                                                               tmp_path, monkeypatch):
     """--review-canonical: the reviewer is given `check.normalize_sql` of each disputed SQL (the scores are kept under
