@@ -171,14 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         if got is None:
             continue
         gold, rows = got
-        t = None if rows is None else tuned_answers(rows)
         # a run whose training kept step 0 answers with the untuned panel (U4, U0, U2 and its judge): its rows hold
         # that panel's answers, not an adapter's, so its tuned forms are the untuned ones (TR1 = R1, ...)
         kept0 = bool(rows) and all((r.get("pool") or {}).get("untuned") for r in rows)
         if kept0:
             print(f"{name}: the run kept step 0 (the untuned panel answered): its tuned forms are the untuned ones",
                   flush=True)
-            t = None
+        t = None if rows is None or kept0 else tuned_answers(rows)
         ans = read_answers(folder, a.split, a.vote)
         ids = [str(g["id"]) for g in gold]
         question = {str(g["id"]): g["question"] for g in gold}

@@ -36,6 +36,21 @@ def _one_db_suite(tmp_path, tiny_db, train: list[dict], test: list[dict], **extr
     return suite
 
 
+def _review_answers(tmp_path, right: str, wrong: str, vote: int) -> None:
+    """Session 32's answer files for one DB, `one`, under tmp_path/answers: for question a, U4 and U0 answer `wrong`
+    and U2 `right`; every other question is answered with its gold SQL. `vote` 2 adds the gold SQL as a sample."""
+    answers = tmp_path / "answers" / "one"
+    answers.mkdir(parents=True)
+    for k, first in {4: wrong, 0: wrong, 2: right}.items():
+        rows = []
+        for g in GOLD:
+            sql = first if g["id"] == "a" else g["sql"]
+            samples = [{"sql": g["sql"], "mean_logprob": -0.2}] if vote == 2 else []
+            rows.append({"id": g["id"], "question": g["question"], "sql": sql,
+                         "candidates": [{"sql": sql, "mean_logprob": -0.1}, *samples]})
+        write_jsonl(answers / f"test_k{k}_v{vote}.jsonl", rows)
+
+
 def _spy_examples(monkeypatch) -> list:
     """`evaluate.predict_questions` kept, with 4 new tokens at most; returns the list each call's examples go to."""
     import sqltune.evaluate as ev
@@ -345,14 +360,7 @@ def test_review_replay_elects_by_the_cached_reviewer_and_refuses_a_cache_of_anot
     bench = load_script("benchmarks/review_replay.py")
     suite = _one_db_suite(tmp_path, tiny_db, GOLD[:1], GOLD)
     books, authors = GOLD[0]["sql"], "SELECT COUNT(*) FROM authors"
-    answers = tmp_path / "answers" / "one"
-    answers.mkdir(parents=True)
-    greedy = {4: {"a": authors}, 0: {"a": authors}, 2: {"a": books}}
-    for k, first in greedy.items():
-        write_jsonl(answers / f"test_k{k}_v2.jsonl",
-                    [{"id": g["id"], "question": g["question"], "sql": first.get(g["id"], g["sql"]),
-                      "candidates": [{"sql": first.get(g["id"], g["sql"]), "mean_logprob": -0.1},
-                                     {"sql": g["sql"], "mean_logprob": -0.2}]} for g in GOLD])
+    _review_answers(tmp_path, books, authors, vote=2)
     cache = tmp_path / "rv.json"
     cache.write_text(json.dumps({"one": {"a": {books: -1.0, authors: -5.0}}}))
     args = ["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32", "--answers",
@@ -392,13 +400,7 @@ def test_review_replay_counts_the_untuned_panel_for_a_run_that_kept_step_0(tiny_
     bench = load_script("benchmarks/review_replay.py")
     suite = _one_db_suite(tmp_path, tiny_db, GOLD[:1], GOLD)
     books, authors = GOLD[0]["sql"], "SELECT COUNT(*) FROM authors"
-    answers = tmp_path / "answers" / "one"
-    answers.mkdir(parents=True)
-    greedy = {4: {"a": authors}, 0: {"a": authors}, 2: {"a": books}}
-    for k, first in greedy.items():
-        write_jsonl(answers / f"test_k{k}_v1.jsonl",
-                    [{"id": g["id"], "question": g["question"], "sql": first.get(g["id"], g["sql"]),
-                      "candidates": [{"sql": first.get(g["id"], g["sql"]), "mean_logprob": -0.1}]} for g in GOLD])
+    _review_answers(tmp_path, books, authors, vote=1)
     cache = tmp_path / "rv.json"
     cache.write_text(json.dumps({"one": {"a": {books: -1.0, authors: -5.0}}}))
 
@@ -446,13 +448,7 @@ def test_review_replay_canonical_shows_the_reviewer_one_spelling_and_coder_score
     bench = load_script("benchmarks/review_replay.py")
     suite = _one_db_suite(tmp_path, tiny_db, GOLD[:1], GOLD)
     books, authors = "select  count(*)   from BOOKS", "SELECT COUNT(*) FROM authors"
-    answers = tmp_path / "answers" / "one"
-    answers.mkdir(parents=True)
-    for k, first in {4: authors, 0: authors, 2: books}.items():
-        write_jsonl(answers / f"test_k{k}_v2.jsonl",
-                    [{"id": g["id"], "question": g["question"], "sql": first if g["id"] == "a" else g["sql"],
-                      "candidates": [{"sql": first if g["id"] == "a" else g["sql"], "mean_logprob": -0.1},
-                                     {"sql": g["sql"], "mean_logprob": -0.2}]} for g in GOLD])
+    _review_answers(tmp_path, books, authors, vote=2)
     shown = []
     monkeypatch.setattr(vote, "review_scores", lambda m, tok, b, q, sqls, autocast=False, examples=None, results=None:
                         shown.extend(sqls) or [0.0 if "books" in x else -50.0 for x in sqls])
