@@ -47,9 +47,10 @@ export PYTHONPATH="$J/src:/tmp/site" SQLTUNE_HOME="${SQLTUNE_HOME:-/root/sqh}" H
 # the 0.5B's shipped pipeline: RECIPE=qwen0.5b-gpu MODEL=qwen2.5-coder-0.5b (the same as qwen1.5b-gpu but the pooled vote)
 MODEL="${MODEL:-qwen2.5-coder-1.5b}"
 RECIPE="${RECIPE:-qwen1.5b-gpu}"
-# the recipe's own setting (since session 6 qwen1.5b-gpu runs synth -> SFT -> GRPO, 30 steps, probe 8, rule `last`);
-# gradient checkpointing so that 5 jobs share one H200 (6 per GPU ran two of 12 out of memory in session 6)
-SETTING="${SETTING:-grpo:rl.gradient_checkpointing=true}"
+# the recipe's training pipeline (synth -> SFT -> GRPO, 30 steps, probe 8, rule `last`; `qwen1.5b-gpu` trains nothing
+# by default since session 38, so the sweeps, which measure training, turn it on); gradient checkpointing so that 5 jobs
+# share one H200 (6 per GPU ran two of 12 out of memory in session 6)
+SETTING="${SETTING:-grpo:train.enabled=true;rl.gradient_checkpointing=true}"
 ALL_DBS="flight_2 cre_Doc_Template_Mgt tvshow network_1 poker_player orchestra employee_hire_evaluation course_teach singer museum_visit battle_death voter_1"
 T="python3 benchmarks/transfer.py --recipe $RECIPE --model $MODEL --devsuite $J/devsuite --work $J/transfer"
 

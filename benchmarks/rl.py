@@ -133,7 +133,9 @@ def main() -> int:
         if time.monotonic() - t0 > a.budget:
             print(f"budget spent: {db} and later DBs are left for the next call", file=sys.stderr)
             break
-        ov = {**overrides_for(db, a.root), "rl.enabled": True, **extra}
+        # GRPO after SFT is what this measures: training on, whatever the recipe's default (`qwen1.5b-gpu` trains
+        # nothing by default since session 38)
+        ov = {**overrides_for(db, a.root), "train.enabled": True, "rl.enabled": True, **extra}
         if a.model:
             ov["model"] = a.model
         t = time.monotonic()

@@ -131,6 +131,9 @@ def test_bad_recipes_are_one_clear_error(tmp_path):
         ({"synth": {"styles": []}}, r"synth.styles: unknown \(none\)"),
         ({"synth": {"questions": "llm"}}, r"synth.questions must be model or template"),
         ({"synth": {"reader": "qwen2.5-coder-0.5b", "readback": False}}, r"synth.reader checks the model's read-back"),
+        ({"train": {"enabled": "sometimes"}}, r"train.enabled must be true or false, got 'sometimes'"),
+        ({"train": {"enabled": False}, "augment": {"enabled": True}}, r"augment.enabled retrains the run's adapter, "
+                                                                       r"but train.enabled is false"),
     ]
     for data, message in cases:
         with pytest.raises(SqltuneError, match=message):
@@ -214,7 +217,10 @@ def test_the_05b_gpu_recipe_is_the_15b_pipeline_with_the_pooled_vote():
 
     small, large = (dataclasses.asdict(load_recipe(n)) for n in ("qwen0.5b-gpu", "qwen1.5b-gpu"))
     differ = {k for k in small if small[k] != large[k]} - {"name", "description", "source"}
-    assert differ == {"model", "eval"}
+    assert differ == {"model", "eval", "train"}
+    # the 1.5B trains nothing by default (session 38's read on the dev halves); the rest of its training is the 0.5B's
+    assert (small["train"]["enabled"], large["train"]["enabled"]) == (True, False)
+    assert {k for k in small["train"] if small["train"][k] != large["train"][k]} == {"enabled"}
     assert (small["model"], large["model"]) == ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
     assert {k for k in small["eval"] if small["eval"][k] != large["eval"][k]} == {"fallback", "panel_judge",
                                                                                     "panel_tuned_fewshot"}

@@ -652,3 +652,78 @@ def test_a_synthesis_model_that_cannot_be_found_stops_the_run_before_its_folder(
         code = main(["run", "--db", str(tiny_db), "--out", str(out), *args, *base, "--set", "synth.enabled=true",
                      "--set", f"synth.{key}={missing}"])
         assert code == 2 and "no-such-model" in capsys.readouterr().err and not out.exists(), (args, key)
+
+
+def test_a_run_with_training_off_answers_as_sqltune_answer_does(tiny_model_dir, tiny_db, tmp_path, capsys):
+    """`train.enabled: false`: no synth, no adapter, no GRPO; after the base stage, stage `answer` is the untuned model
+    answering with the recipe's panel over the base stage's answers (not decoded again), as `sqltune answer` does
+    without an adapter. metrics.json, report.md and the closing lines say so; a resume scores nothing again."""
+    ov = overrides(tiny_model_dir, tiny_db, tmp_path)
+    ov["train"]["enabled"] = False
+    ov["synth"] = {"enabled": True, "k": 5}  # on in the recipe, skipped: its pairs would serve training alone
+    ov["rl"] = {"enabled": True}
+    args = [a for k, v in _flat(ov).items() for a in ("--set", f"{k}={'null' if v is None else v}")]
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out)] + args) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "answer: the untuned model answers valid and test as `sqltune answer` does" in printed
+    assert "answer / test" in printed and "tuned / " not in printed and "train:" not in printed
+    assert not any((out / f).exists() for f in ("adapter", "adapter_rl", "synth.jsonl", "tuned_valid_report.json"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [k for k in metrics if k in ("base", "tuned", "rl", "answer")] == ["base", "answer"]
+    assert metrics["chosen"] == {}
+    for split in ("valid", "test"):
+        base = json.loads((out / f"base_{split}_report.json").read_text())
+        answer = json.loads((out / f"answer_{split}_report.json").read_text())
+        assert answer["eval_config"]["untuned_model"] is True and answer["eval_config"]["fallback"] == "panel"
+        assert [e["pool"]["sql"] for e in answer["examples"]] == [e["pred_sql"] for e in base["examples"]]
+        assert all(e["pool"]["untuned"] for e in answer["examples"])
+    report = " ".join((out / "report.md").read_text().split())
+    assert "answer is the untuned model as `sqltune answer` answers without an adapter" in report
+    assert "none (train.enabled: false)" in report
+    assert main(["run", "--out", str(out), "--resume"] + args) == 0
+    assert "answer: the untuned model" not in capsys.readouterr().out  # every stage was done: nothing scored again
+    assert json.loads((out / "metrics.json").read_text())["answer"] == metrics["answer"]
+
+
+def test_a_run_with_training_off_and_no_panel_or_repair_copies_the_base_answers(tiny_model_dir, tiny_db, tmp_path):
+    """With neither the panel nor the repair, what `sqltune answer` gives is the untuned model's own answer: stage
+    `answer` is the base stage's reports and answers, copied and marked so (not decoded again)."""
+    ov = overrides(tiny_model_dir, tiny_db, tmp_path)
+    ov["train"]["enabled"] = False
+    ov["eval"].update(fallback="none", repair=False)
+    out = tmp_path / "run"
+    metrics = run("default", out, overrides=ov)
+    assert metrics["answer"] == metrics["base"] and not (out / "adapter").exists()
+    for split in ("valid", "test"):
+        answer = json.loads((out / f"answer_{split}_report.json").read_text())
+        assert answer["same_model_as"] == "base"
+        assert (out / f"answer_{split}_pred.jsonl").read_bytes() == (out / f"base_{split}_pred.jsonl").read_bytes()
+
+
+def test_a_run_with_training_off_is_served_with_its_untuned_model(tiny_model_dir, tiny_db, tmp_path, monkeypatch):
+    """`sqltune.load(run=...)` (and so `ask --run`, `serve --run`) of a run that trained nothing loads the run's own
+    model with no adapter and answers with the untuned model's panel, as the run scored; a run that trains but has no
+    finished adapter is still refused."""
+    import sqltune
+    import sqltune.evaluate as ev
+
+    ov = overrides(tiny_model_dir, tiny_db, tmp_path)
+    ov["train"]["enabled"] = False
+    out = tmp_path / "run"
+    (out).mkdir()
+    (out / "recipe.json").write_text(json.dumps({**ov, "eval": {"fallback": "panel", "panel_judge": "reviewer"}}))
+    seen = {}
+
+    def fake_load(model, adapter, device, style, dbp, notes, merge=True, base=None):
+        seen.update(model=model, adapter=adapter)
+        return None, None, None
+
+    monkeypatch.setattr(ev, "load_for_inference", fake_load)
+    m = sqltune.load(run=out)
+    assert seen == {"model": str(tiny_model_dir), "adapter": None}
+    assert m.untuned_model and m.fallback == "panel" and m.panel["panel_judge"] == "reviewer"
+    ov["train"]["enabled"] = True
+    (out / "recipe.json").write_text(json.dumps(ov))
+    with pytest.raises(SqltuneError, match="has no finished adapter"):
+        sqltune.load(run=out)

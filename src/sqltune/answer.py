@@ -172,6 +172,10 @@ def load(model: str | None = None, adapter: str | os.PathLike | None = None, db:
         panel = found["panel"]  # the panel answers as the run scored it
         if repair is None:
             repair = found["repair"]
+        if adapter is None and model is None:  # a run that trained nothing answered with its recipe's model
+            from .run import run_model
+
+            model = run_model(run, found["model"])
     fallback = fallback or "none"
     if panel_judge is not None:
         from .evaluate import check_panel_judge

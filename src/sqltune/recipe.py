@@ -2,7 +2,7 @@
 
 A recipe has top-level `name`, `description`, `model`, `device`, `dtype`, `out` and the sections
 `data` (db, notes, train/valid/test item specs, extra training specs), `prompt` (style), `train`
-(the fine-tuning hyperparameters: `train.TrainConfig`), `eval` (`evaluate.EvalConfig`: the settings of
+(the fine-tuning hyperparameters: `train.TrainConfig`; and `train.enabled`, whether `sqltune run` trains at all), `eval` (`evaluate.EvalConfig`: the settings of
 every evaluation of the run, training's checkpoint choice included), `augment` (the optional
 augment-and-retrain round), `synth` (synthetic pairs before training) and `rl` (the optional GRPO stage
 after supervised tuning: `rl.RLConfig`). Every key is checked: an unknown key or a value of the
@@ -131,8 +131,13 @@ class SynthSection:
         return self
 
 
+# `train:` keys of a recipe that are not TrainConfig's: they say whether `sqltune run` trains at all
+_TRAIN_RUN_ONLY = {"enabled": bool}  # false: no synth, SFT, GRPO or augment round; the untuned model answers (stage
+#                                      `answer`, as `sqltune answer` without an adapter)
+
+
 def _train_defaults() -> dict:
-    return {k: v for k, v in TrainConfig().to_dict().items() if k not in _TRAIN_ELSEWHERE}
+    return {"enabled": True, **{k: v for k, v in TrainConfig().to_dict().items() if k not in _TRAIN_ELSEWHERE}}
 
 
 @dataclass
@@ -154,7 +159,7 @@ class Recipe:
 
     def train_config(self) -> TrainConfig:
         """The fine-tuning settings, gathered from every section."""
-        return TrainConfig(**self.train, model=self.model, device=self.device, dtype=self.dtype,
+        return TrainConfig(**{k: v for k, v in self.train.items() if k not in _TRAIN_RUN_ONLY}, model=self.model, device=self.device, dtype=self.dtype,
                            prompt_style=self.prompt.style, notes=self.data.notes,
                            eval_batch_size=self.eval.batch_size, eval_max_new_tokens=self.eval.max_new_tokens,
                            eval_retries=self.eval.retries, eval_timeout=self.eval.timeout, eval_fewshot=self.eval.fewshot)
@@ -290,6 +295,9 @@ def build_recipe(raw: dict, label: str = "recipe") -> Recipe:
         raise SqltuneError(f"recipe {label}: rl.{str(e).removeprefix('rl config: ')}") from None
     from .prompt import STYLES
 
+    if not recipe.train["enabled"] and recipe.augment.enabled:
+        raise SqltuneError(f"recipe {label}: augment.enabled retrains the run's adapter, but train.enabled is false "
+                           "(no adapter); set train.enabled: true or augment.enabled: false")
     if recipe.data.valid is None and not recipe.data.split:
         raise SqltuneError(f"recipe {label}: data.valid is null; name a validation file or set data.split: true")
     if recipe.prompt.style not in STYLES:
@@ -334,7 +342,8 @@ def _train_section(value, label: str) -> dict:
         value = {}
     if not isinstance(value, dict):
         raise SqltuneError(f"recipe {label}: section 'train' must be a mapping, got {type(value).__name__}")
-    hints = {k: v for k, v in typing.get_type_hints(TrainConfig).items() if k not in _TRAIN_ELSEWHERE}
+    hints = {**_TRAIN_RUN_ONLY,
+             **{k: v for k, v in typing.get_type_hints(TrainConfig).items() if k not in _TRAIN_ELSEWHERE}}
     for k in value:
         if k in _TRAIN_ELSEWHERE:
             raise SqltuneError(f"recipe {label}: train.{k} is set as {_TRAIN_ELSEWHERE[k]} in a recipe")

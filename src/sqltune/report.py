@@ -307,7 +307,18 @@ def build_markdown(title: str, summaries: dict, reports: dict, history: list[dic
     untuned = {st: rep["eval_config"] for st in stages for rep in reports[st].values()
                if (rep.get("eval_config") or {}).get("untuned_model")}
     for st, ec in untuned.items():
-        if ec.get("fallback") == "panel":
+        if st == "answer":  # `train.enabled: false`: nothing was trained (`run.answer_stage`)
+            k = ec.get("panel_fewshot")
+            lines.append("- *answer is the untuned model as `sqltune answer` answers without an adapter*: the recipe "
+                         "trains nothing (`train.enabled: false`); "
+                         + ((("each answer is the result that, of" if ec.get("panel_judge") == "reviewer" else
+                              "each answer is the result most of")
+                             + f" its answers with {k}, 0 and {(k or 0) // 2} retrieved training examples "
+                             + ("fits the question best by the model's own reading (`eval.panel_judge: reviewer`), "
+                                if ec.get("panel_judge") == "reviewer" else "agree on (`eval.fallback: panel`), "))
+                            if ec.get("fallback") == "panel" else "its answers are the base stage's, ")
+                         + "with the last-resort repair where every answer fails.")
+        elif ec.get("fallback") == "panel":
             k = ec.get("panel_fewshot")
             lines.append(f"- *{st} is the untuned model answering with its own panel*: training did not beat it on "
                          "valid, so the checkpoint kept is step 0 (no training); each answer is the result "

@@ -824,7 +824,8 @@ def _train(tc, rl, recipe_yaml, train_items, valid_items, db, out: Path, start: 
             save(m, step)
         timing["eval_seconds"] += time.monotonic() - t
         _echo(f"grpo step {step}: valid exact {s['exact']:.1%}, executed {s['execution_rate']:.1%}"
-              + (" [new best]" if line["best"] else f" [best stays step {prev['step']}]"))
+              # the rule's choice so far, not the best score: `last` keeps a later step within the noise of a better one
+              + (" [kept by the rule]" if line["best"] else f" [the rule keeps step {prev['step']}]"))
 
     class Hooks(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kw):

@@ -364,11 +364,49 @@ def chosen_steps(reports: dict, checkpoints: dict) -> dict:
     return out
 
 
+def train_on(c: dict) -> bool:
+    """Whether the recipe `c` trains at all (`train.enabled`, true unless a recipe says otherwise; a run folder's
+    recipe.json from before the key existed trains)."""
+    return bool((c.get("train") or {}).get("enabled", True))
+
+
+def answer_stage(run: RunFolder, model, tok, builder, items: dict, db, eval_cfg, splits, test_suite: bool, c: dict,
+                 device) -> dict:
+    """A run that trains nothing (`train.enabled: false`): stage `answer`, the untuned model answering with the recipe's
+    `eval` settings as `sqltune answer`/`serve` do without an adapter. With a panel or the repair (`eval.fallback:
+    panel`, `eval.repair`) that is `evaluate` with `untuned_model` over the base stage's answers (the panel's other
+    voters and its judge need the model: `model`, the base stage's, or loaded here where that stage was resumed);
+    with neither, the untuned model's answers are the base stage's, copied (scoring them again would only add
+    batching noise)."""
+    from .model import load_model
+
+    if eval_cfg.fallback != "panel" and not eval_cfg.repair:
+        for split in splits:
+            src, dst = run.path / f"base_{split}_report.json", run.path / f"answer_{split}_report.json"
+            if not dst.exists():
+                write_bytes(run.path / f"answer_{split}_pred.jsonl", (run.path / f"base_{split}_pred.jsonl").read_bytes())
+                _write_json(dst, {**json.loads(src.read_text()), "same_model_as": "base"})
+        return {s: _stage_report(run.path / f"answer_{s}_report.json") for s in splits}
+    cfg = eval_cfg.with_(untuned_model=True)
+    done = all((run.path / f"answer_{s}_report.json").is_file() for s in splits)
+    if not done:
+        _stage(f"answer: the untuned model answers {' and '.join(splits)} as `sqltune answer` does (train.enabled is "
+               "false: no training)")
+        if model is None:
+            t = time.monotonic()
+            model, tok, _ = load_model(c.get("model"), device)
+            run.record("load_base", time.monotonic() - t)
+    return evaluate_stage(run, "answer", model, tok, builder, items, db, cfg, splits, test_suite,
+                          untuned_answers(run, splits))
+
+
 def synth_stage_on(c: dict) -> bool:
     """Whether the recipe `c` has its synth stage write pairs beside the training pairs: `synth.enabled`, `synth.k` >
-    0, and pairs of the run's own (with none, `data.train: synth`, the training pairs are the synthetic ones already)."""
+    0, pairs of the run's own (with none, `data.train: synth`, the training pairs are the synthetic ones already) and a
+    run that trains (`train_on`: the pairs serve training alone)."""
     syn = c.get("synth") or {}
-    return bool(syn.get("enabled")) and int(syn.get("k", 0)) > 0 and c["data"].get("train") != NO_PAIRS
+    return (train_on(c) and bool(syn.get("enabled")) and int(syn.get("k", 0)) > 0
+            and c["data"].get("train") != NO_PAIRS)
 
 
 def synth_stage(run: RunFolder, c: dict, db, items: dict, device, baseline: dict):
@@ -573,116 +611,123 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     # untuned_model flag) and no repair
     reports["base"] = evaluate_stage(run_dir, "base", model, tok, builder, items, db, eval_cfg.with_(repair=False),
                                      splits, suite)
-    del model
 
-    # 3. fine-tune (the trainer keeps the best checkpoint by valid exact, "no training" included)
-    from .checkpoint import is_complete, load_trained
-
-    adapter = out / "adapter"
-    checkpoints = {"tuned": adapter}  # {stage: the checkpoint it scores}, for metrics.json's `chosen`
-    train_items, select_items, baseline, choose = synth_stage(run_dir, c, db, items, device,
-                                                                  greedy_view(reports["base"]["valid"]))
-    if not is_complete(adapter):
-        _stage(f"train: {c['train'].get('method')} on {len(train_items)} pairs; the checkpoint is chosen on "
-               f"{len(select_items)} questions (the untuned model is a candidate)")
-        note = nothing_to_beat(greedy_view(reports["base"]["valid"]), select_items, items["valid"], sft_rule(c))
-        if note:
-            _stage(note)
-        t = time.monotonic()
-        train(cfg, train_items, select_items, db, adapter, resume=True, baseline=baseline, choose=choose)
-        run_dir.record("train", time.monotonic() - t)
-
-    # 4. tuned model. When training did not beat the untuned model, the checkpoint *is* that model:
-    #    its scores are the base scores (scoring it again would only add bf16/batching noise), unless the recipe's
-    #    answer is the panel or repairs (`eval.repair`): then the untuned model answers with its own panel
-    #    (`evaluate.untuned_panel`: its answers with 4, 0 and 2 retrieved training examples vote) and/or the last-resort
-    #    repair, the base stage's answers reused
-    from .checkpoint import is_untuned
-
-    tuned_cfg = eval_cfg
-    if (eval_cfg.fallback == "panel" or eval_cfg.repair) and is_complete(adapter) and is_untuned(adapter=adapter):
-        # the base stage's answers are the rows; the panel and the repair are added to them (`evaluate.predict`)
-        tuned_cfg = eval_cfg.with_(untuned_model=True)
+    adapter, rl_dir = out / "adapter", out / "adapter_rl"
+    checkpoints: dict = {}  # {stage: the checkpoint it scores}, for metrics.json's `chosen`
+    if not train_on(c):
+        # no training (`train.enabled: false`): the untuned model answers as `sqltune answer` does without an adapter
+        # (its panel and judge, the last-resort repair), the base stage's answers reused; synth, SFT, GRPO and the
+        # augment round are skipped (BENCHMARKS.md, "Session 38": on the dev halves training did not beat this)
+        reports["answer"] = answer_stage(run_dir, model, tok, builder, items, db, eval_cfg, splits, suite, c, device)
     else:
-        _same_model_scores(run_dir, adapter, "base", "tuned", splits)
-    tuned_done = all((out / f"tuned_{s}_report.json").is_file() for s in splits)
-    model = tok = None
-    if not tuned_done:
-        _stage(f"tuned: the tuned model answers {' and '.join(splits)}")
-        t = time.monotonic()
-        model, tok = load_trained(adapter, device, builder=builder)[:2]
-        run_dir.record("load_tuned", time.monotonic() - t)
-    untuned = untuned_answers(run_dir, splits)  # the fallbacks below take the untuned answers from here
-    reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, tuned_cfg, splits, suite,
-                                      untuned)
+        del model  # training loads its own
+        # 3. fine-tune (the trainer keeps the best checkpoint by valid exact, "no training" included)
+        from .checkpoint import is_complete, load_trained
 
-    # 4b. optional (issue 16): execution-reward RL (GRPO) on top of the tuned adapter, then its own scores;
-    #     prompts: the training items of step 3 (seeds, plus the synthetic pairs when synth is on), never valid/test
-    rl_dir = out / "adapter_rl"
-    if (c.get("rl") or {}).get("enabled"):
-        from .rl import inner_checkpoints, train_grpo
-
-        def score_inner(name: str, folder: Path) -> dict:
-            """A checkpoint kept inside GRPO's output (`rl.average`'s step before averaging, each of `rl.runs`),
-            scored as stage rl_NAME; train_grpo calls it as each run is written, the loop below for the rest."""
-            _same_model_scores(run_dir, folder, "tuned", f"rl_{name}", splits)
-            return score_checkpoint(run_dir, f"rl_{name}", folder, device, builder, items, db, eval_cfg, splits, suite,
-                                    untuned)
-
-        if not is_complete(rl_dir):
-            _stage(f"rl: GRPO from the tuned model, rewarded by execution on {len(train_items)} training questions")
-            model = None
+        checkpoints["tuned"] = adapter
+        train_items, select_items, baseline, choose = synth_stage(run_dir, c, db, items, device,
+                                                                      greedy_view(reports["base"]["valid"]))
+        if not is_complete(adapter):
+            _stage(f"train: {c['train'].get('method')} on {len(train_items)} pairs; the checkpoint is chosen on "
+                   f"{len(select_items)} questions (the untuned model is a candidate)")
+            note = nothing_to_beat(greedy_view(reports["base"]["valid"]), select_items, items["valid"], sft_rule(c))
+            if note:
+                _stage(note)
             t = time.monotonic()
-            # the checkpoint is chosen on the same items as SFT's (with synthetic pairs: valid decides, the
-            # held-out synthetic slice guards against forgetting), by the rule `rl.choose`: `noise` as SFT
-            # (a gain beyond the noise of valid), `last` (the latest step that shows no loss beyond it)
-            pooled = len(select_items) > len(items["valid"])
-            rl_rule = selection_rule(c, items, pooled, mode=str(c["rl"].get("choose", "last")))
-            # the vote and the panel replace answers that executed, some of them right: their greedy view is not
-            # the tuned model's own score, so GRPO scores its step 0 itself
-            voted = (c["eval"].get("fallback") or "none") in ("vote", "panel")
-            train_grpo(cfg, train_items, select_items, db, rl_dir, init_adapter=adapter, resume=True,
-                       baseline=None if pooled or voted else greedy_view(reports["tuned"]["valid"]), choose=rl_rule,
-                       on_run=score_inner)
-            run_dir.record("rl", time.monotonic() - t)
+            train(cfg, train_items, select_items, db, adapter, resume=True, baseline=baseline, choose=choose)
+            run_dir.record("train", time.monotonic() - t)
+
+        # 4. tuned model. When training did not beat the untuned model, the checkpoint *is* that model:
+        #    its scores are the base scores (scoring it again would only add bf16/batching noise), unless the recipe's
+        #    answer is the panel or repairs (`eval.repair`): then the untuned model answers with its own panel
+        #    (`evaluate.untuned_panel`: its answers with 4, 0 and 2 retrieved training examples vote) and/or the last-resort
+        #    repair, the base stage's answers reused
+        from .checkpoint import is_untuned
+
+        tuned_cfg = eval_cfg
+        if (eval_cfg.fallback == "panel" or eval_cfg.repair) and is_complete(adapter) and is_untuned(adapter=adapter):
+            # the base stage's answers are the rows; the panel and the repair are added to them (`evaluate.predict`)
+            tuned_cfg = eval_cfg.with_(untuned_model=True)
+        else:
+            _same_model_scores(run_dir, adapter, "base", "tuned", splits)
+        tuned_done = all((out / f"tuned_{s}_report.json").is_file() for s in splits)
         model = tok = None
-        _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)
-        rl_reports = score_checkpoint(run_dir, "rl", rl_dir, device, builder, items, db, eval_cfg, splits, suite,
-                                      untuned)
-        # the checkpoints kept inside GRPO's output, placed before `rl` in the report (a run's scores are read back):
-        # `rl.average` < 1: the chosen step before averaging (tuned -> rl_unaveraged is what GRPO did,
-        # rl_unaveraged -> rl the averaging); `rl.runs` > 1: each run (rl_run1, ...), then their soup (`rl`)
-        for name, inner in inner_checkpoints(rl_dir):
-            reports[f"rl_{name}"] = score_inner(name, inner)
-            checkpoints[f"rl_{name}"] = inner
-        reports["rl"], checkpoints["rl"] = rl_reports, rl_dir
-
-    # 5. optional: mine valid failures, grow the training data, train again, score again
-    aug = c.get("augment") or {}
-    if aug.get("enabled"):
-        from .augment import augment
-
-        aug_file = out / "augmented.jsonl"
-        if not aug_file.is_file():
-            del model
-            model = None
+        if not tuned_done:
+            _stage(f"tuned: the tuned model answers {' and '.join(splits)}")
             t = time.monotonic()
-            res = augment(out, aug_file, int(aug.get("max", 50)), aug.get("model"),
-                          roundtrip=bool(aug.get("roundtrip", True)))
-            _write_json(out / "augment_summary.json", res.summary())
-            run_dir.record("augment", time.monotonic() - t)
-        extra = read_jsonl(aug_file)
-        adapter_aug = out / "adapter_augmented"
-        if not is_complete(adapter_aug):
-            t = time.monotonic()
-            train(cfg, items["train"] + extra, items["valid"], db, adapter_aug, resume=True,
-                  baseline=greedy_view(reports["base"]["valid"]))
-            run_dir.record("train_augmented", time.monotonic() - t)
-        model = tok = None
-        aug_cfg = eval_cfg.with_(fewshot_pool=items["train"] + extra) if eval_cfg.fewshot else eval_cfg
-        reports["augmented"] = score_checkpoint(run_dir, "augmented", adapter_aug, device, builder, items, db, aug_cfg,
-                                                splits, suite, untuned if aug_cfg is eval_cfg else None)
-        checkpoints["augmented"] = adapter_aug
+            model, tok = load_trained(adapter, device, builder=builder)[:2]
+            run_dir.record("load_tuned", time.monotonic() - t)
+        untuned = untuned_answers(run_dir, splits)  # the fallbacks below take the untuned answers from here
+        reports["tuned"] = evaluate_stage(run_dir, "tuned", model, tok, builder, items, db, tuned_cfg, splits, suite,
+                                          untuned)
+
+        # 4b. optional (issue 16): execution-reward RL (GRPO) on top of the tuned adapter, then its own scores;
+        #     prompts: the training items of step 3 (seeds, plus the synthetic pairs when synth is on), never valid/test
+        if (c.get("rl") or {}).get("enabled"):
+            from .rl import inner_checkpoints, train_grpo
+
+            def score_inner(name: str, folder: Path) -> dict:
+                """A checkpoint kept inside GRPO's output (`rl.average`'s step before averaging, each of `rl.runs`),
+                scored as stage rl_NAME; train_grpo calls it as each run is written, the loop below for the rest."""
+                _same_model_scores(run_dir, folder, "tuned", f"rl_{name}", splits)
+                return score_checkpoint(run_dir, f"rl_{name}", folder, device, builder, items, db, eval_cfg, splits, suite,
+                                        untuned)
+
+            if not is_complete(rl_dir):
+                _stage(f"rl: GRPO from the tuned model, rewarded by execution on {len(train_items)} training questions")
+                model = None
+                t = time.monotonic()
+                # the checkpoint is chosen on the same items as SFT's (with synthetic pairs: valid decides, the
+                # held-out synthetic slice guards against forgetting), by the rule `rl.choose`: `noise` as SFT
+                # (a gain beyond the noise of valid), `last` (the latest step that shows no loss beyond it)
+                pooled = len(select_items) > len(items["valid"])
+                rl_rule = selection_rule(c, items, pooled, mode=str(c["rl"].get("choose", "last")))
+                # the vote and the panel replace answers that executed, some of them right: their greedy view is not
+                # the tuned model's own score, so GRPO scores its step 0 itself
+                voted = (c["eval"].get("fallback") or "none") in ("vote", "panel")
+                train_grpo(cfg, train_items, select_items, db, rl_dir, init_adapter=adapter, resume=True,
+                           baseline=None if pooled or voted else greedy_view(reports["tuned"]["valid"]), choose=rl_rule,
+                           on_run=score_inner)
+                run_dir.record("rl", time.monotonic() - t)
+            model = tok = None
+            _same_model_scores(run_dir, rl_dir, "tuned", "rl", splits)
+            rl_reports = score_checkpoint(run_dir, "rl", rl_dir, device, builder, items, db, eval_cfg, splits, suite,
+                                          untuned)
+            # the checkpoints kept inside GRPO's output, placed before `rl` in the report (a run's scores are read back):
+            # `rl.average` < 1: the chosen step before averaging (tuned -> rl_unaveraged is what GRPO did,
+            # rl_unaveraged -> rl the averaging); `rl.runs` > 1: each run (rl_run1, ...), then their soup (`rl`)
+            for name, inner in inner_checkpoints(rl_dir):
+                reports[f"rl_{name}"] = score_inner(name, inner)
+                checkpoints[f"rl_{name}"] = inner
+            reports["rl"], checkpoints["rl"] = rl_reports, rl_dir
+
+        # 5. optional: mine valid failures, grow the training data, train again, score again
+        aug = c.get("augment") or {}
+        if aug.get("enabled"):
+            from .augment import augment
+
+            aug_file = out / "augmented.jsonl"
+            if not aug_file.is_file():
+                del model
+                model = None
+                t = time.monotonic()
+                res = augment(out, aug_file, int(aug.get("max", 50)), aug.get("model"),
+                              roundtrip=bool(aug.get("roundtrip", True)))
+                _write_json(out / "augment_summary.json", res.summary())
+                run_dir.record("augment", time.monotonic() - t)
+            extra = read_jsonl(aug_file)
+            adapter_aug = out / "adapter_augmented"
+            if not is_complete(adapter_aug):
+                t = time.monotonic()
+                train(cfg, items["train"] + extra, items["valid"], db, adapter_aug, resume=True,
+                      baseline=greedy_view(reports["base"]["valid"]))
+                run_dir.record("train_augmented", time.monotonic() - t)
+            model = tok = None
+            aug_cfg = eval_cfg.with_(fewshot_pool=items["train"] + extra) if eval_cfg.fewshot else eval_cfg
+            reports["augmented"] = score_checkpoint(run_dir, "augmented", adapter_aug, device, builder, items, db, aug_cfg,
+                                                    splits, suite, untuned if aug_cfg is eval_cfg else None)
+            checkpoints["augmented"] = adapter_aug
+
 
     # 6. metrics and report
     history = read_jsonl(adapter / "metrics.jsonl") if (adapter / "metrics.jsonl").is_file() else []
@@ -696,7 +741,8 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     metrics["model"] = c.get("model")
     metrics["recipe"] = c.get("name")
     metrics["out"] = str(out)
-    about = {"model": c.get("model"), "recipe": c.get("name"), "method": c["train"].get("method"),
+    about = {"model": c.get("model"), "recipe": c.get("name"),
+             "method": c["train"].get("method") if train_on(c) else "none (train.enabled: false)",
              "database": str(db), **{f"data.{k}": data.get(k) for k in ("train", "valid", "test") if data.get(k)},
              "split": "valid/test split off data.train by gold SQL" if data.get("split") else None}
     if no_pairs_file is not None:

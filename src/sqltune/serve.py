@@ -94,10 +94,12 @@ def run_paths(run_dir: str | os.PathLike) -> dict:
             return -1.0
 
     adapter = max(stages, key=lambda x: (valid_exact(x[2]), x[0]))[1] if stages else None
-    if adapter is None:
+    trained = bool((recipe.get("train") or {}).get("enabled", True))
+    if adapter is None and trained:
         raise SqltuneError(f"{run} has no finished adapter (adapter/ is missing or incomplete)")
+    # a run that trained nothing (`train.enabled: false`) answered with the untuned model: so is it served (adapter None)
     return {"db": data.get("db"), "notes": data.get("notes"), "model": recipe.get("model"),
-            "prompt_style": (recipe.get("prompt") or {}).get("style"), "adapter": str(adapter),
+            "prompt_style": (recipe.get("prompt") or {}).get("style"), "adapter": adapter and str(adapter),
             # answer as the run scored it: its fallback, and the pool's size where that is the pooled vote
             "fallback": (recipe.get("eval") or {}).get("fallback") or "none",
             "pool": (recipe.get("eval") or {}).get("vote"),
@@ -146,7 +148,7 @@ def run_settings(run_dir: str | os.PathLike, adapter=None, db=None, notes=None, 
     return (found["adapter"], db or run_db(run_dir, found["db"]),
             notes or (found["notes"] and run_file(run_dir, found["notes"], "data.notes")),
             prompt_style or found["prompt_style"], fallback or found["fallback"], pool,
-            run_base(run_dir, found["adapter"]), found)
+            found["adapter"] and run_base(run_dir, found["adapter"]), found)
 
 
 # ---------------------------------------------------------------- the model, loaded once
@@ -169,6 +171,10 @@ class Engine:
             if cfg.repair is None:
                 cfg.repair = found["repair"]
             self.panel = found["panel"]  # the panel answers as the run scored it
+            if cfg.adapter is None and cfg.model is None:  # a run that trained nothing answered with its recipe's model
+                from .run import run_model
+
+                cfg.model = run_model(cfg.run_dir, found["model"])
         else:
             base = None
         cfg.repair = True if cfg.repair is None else bool(cfg.repair)

@@ -259,7 +259,8 @@ class CheckpointChoice(TrainerCallback):
             f.write(json.dumps(line) + "\n")
         self.eval_seconds += time.monotonic() - t
         self.last_eval_at = time.monotonic()
-        mark = "new best" if line["best"] else f"best stays step {prev['step'] if prev else '-'}"
+        # the rule's choice so far (`choose`), not the best score: `last` keeps a later step within the noise of a better one
+        mark = "kept by the rule" if line["best"] else f"the rule keeps step {prev['step'] if prev else '-'}"
         echo(f"step {step} (epoch {float(epoch):.2f}): exact {s['exact']:.1%}, executed {s['execution_rate']:.1%}, "
               f"fuzzy {s['fuzzy']:.1%}, valid loss {_fmt(line['valid_loss'])}, train loss {_fmt(train_loss)} [{mark}]")
         return line

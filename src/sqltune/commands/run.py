@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
     def report_cmd(
         run_a: Path = typer.Argument(..., help="First run folder."),
         run_b: Path = typer.Argument(..., help="Second run folder."),
-        stage: str = typer.Option("tuned", help="Which stage's predictions to compare: base, tuned, rl (a GRPO recipe's final answers), rl_run1, ..., augmented; the stages the runs have."),
+        stage: str = typer.Option("tuned", help="Which stage's predictions to compare: base, tuned, rl (a GRPO recipe's final answers), rl_run1, ..., augmented, answer (a run with train.enabled false); the stages the runs have."),
     ):
         """Compare two runs question by question: paired bootstrap CI and McNemar's test.
 
