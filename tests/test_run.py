@@ -667,6 +667,7 @@ def test_a_run_with_training_off_answers_as_sqltune_answer_does(tiny_model_dir, 
     assert main(["run", "--out", str(out)] + args) == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert "answer: the untuned model answers valid and test as `sqltune answer` does" in printed
+    assert "note: train.enabled is false, so train.method, train.rank" in printed  # the skipped stages' settings
     assert "answer / test" in printed and "tuned / " not in printed and "train:" not in printed
     assert not any((out / f).exists() for f in ("adapter", "adapter_rl", "synth.jsonl", "tuned_valid_report.json"))
     metrics = json.loads((out / "metrics.json").read_text())

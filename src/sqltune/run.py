@@ -588,6 +588,10 @@ def run(recipe: str | os.PathLike | None = None, out_dir: str | os.PathLike | No
     sizes = ", ".join(f"{len(v)} {s}" for s, v in items.items())
     _stage(f"{out}: {c.get('model') or 'the default model'} on {db.name} ({sizes} questions)"
            + (" (resumed)" if started else ""))
+    idle = [k for k in _flat(overrides or {}) if k.split(".")[0] in ("train", "synth", "rl") and k != "train.enabled"]
+    if idle and not train_on(c):  # settings of stages this run skips: said, not silently dropped
+        _stage(f"note: train.enabled is false, so {', '.join(idle[:6])}{' and more' if len(idle) > 6 else ''} change "
+               "nothing in this run (--set train.enabled=true trains)")
     device = pick_device(c.get("device"), c.get("dtype"))
     builder = PromptBuilder(schema_text(db, data.get("notes")), style=c["prompt"]["style"])
     from .evaluate import EvalConfig

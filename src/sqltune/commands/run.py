@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
           sqltune run --db mydb.sqlite --train pairs.jsonl
           sqltune run --db mydb.sqlite --train t.jsonl --valid v.jsonl --test x.jsonl
           sqltune run qwen0.5b-gpu --db mydb.sqlite     # no pairs: written from the database first
-          sqltune run qwen1.5b-gpu --set train.epochs=2 --out runs/mine
+          sqltune run qwen1.5b-gpu --set train.enabled=true --set train.epochs=2 --out runs/mine
           sqltune run --out runs/mine --resume          # continue after Ctrl-C
 
         With --train alone, valid and test are split off the file by gold SQL (no query, nor a
