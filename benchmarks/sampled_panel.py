@@ -12,6 +12,10 @@ last-resort repair over the same list (`evaluate.repair_rows`) and scores with t
 - D: U4, then S4 (15): self-consistency on one prompt
 - E: A, then S4 (15)
 
+With `--oracle`, the ceilings of the judges as well (session 39): oA, oB, oC, whether *some* answer in A, B or C is
+exact, which is what a perfect judge over that list would score (the last-resort repair, which writes SQL of its own,
+not counted).
+
 With `--pool-tag TAG` (answers decoded with `untuned_answers.py --extra-pool ... --tag TAG`: Vk, the greedy answer
 with k examples retrieved from the seeds and the extra pairs) two more: F = V4, U0, V2 (the panel with the larger
 pool) and G = A, then V4 (a fourth voter, last in tie order).
@@ -124,6 +128,20 @@ def replay(db: Path, gold: list[dict], lists: dict[str, dict[str, list]]) -> dic
     return out
 
 
+def oracle(db: Path, gold: list[dict], lists: dict[str, dict[str, list]], names=("A", "B", "C")) -> dict:
+    """{"o<scheme>": [some answer of the scheme's list exact, per gold item]}: a perfect judge's score over that list
+    (each distinct SQL scored once with the shipped `score_pairs`)."""
+    from sqltune.score import score_pairs
+
+    ids = [str(g["id"]) for g in gold]
+    by_id = {str(g["id"]): g for g in gold}
+    right: dict[tuple[str, str], bool] = {}
+    todo = sorted({(i, x) for n in names for i in ids for x in lists[n][i] if x})
+    for i, x in todo:
+        right[(i, x)] = bool(score_pairs(db, [by_id[i]], [x])["examples"][0]["exact"])
+    return {f"o{n}": [any(right.get((i, x), False) for x in lists[n][i] if x) for i in ids] for n in names}
+
+
 def main(argv: list[str] | None = None) -> int:
     from panel_replay import print_totals, table_header, table_row, tuned_answers
 
@@ -141,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool-tag", default=None, help="also F, G (and TF): answers with the larger pool, this tag")
     ap.add_argument("--answers-pool", type=Path, default=None,
                     help="where the --pool-tag answers are (default: --answers)")
+    ap.add_argument("--oracle", action="store_true",
+                    help="also oA, oB, oC: some answer of A, B or C exact (a perfect judge's score)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     out: dict[str, dict] = {}
@@ -182,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                 if pool is not None:
                     lists.setdefault("TF", {})[i] = [t[i], ans[i][0][0], pool[4][i]]
         r.update(replay(db, gold, lists))
+        if a.oracle:
+            r.update(oracle(db, gold, lists))
         out[name] = r
         if cols is None:
             cols = [c for c in r if c != "n"]

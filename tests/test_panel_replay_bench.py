@@ -173,8 +173,10 @@ def test_sampled_panel_votes_greedy_answers_then_samples_in_the_rule_order(tiny_
                 suite, answers / "one", tag="_syn")
     out = tmp_path / "out.json"
     assert bench.main(["--answers", str(answers), "--suite", str(suite), "--split", "test", "--vote", "3",
-                       "--pool-tag", "_syn", "--json", str(out)]) == 0
+                       "--pool-tag", "_syn", "--oracle", "--json", str(out)]) == 0
     got = json.loads(out.read_text())["one"]
+    # the ceilings: a's right answer is in every list (A wrong, oA right); c has no answer that runs
+    assert got["oA"] == [True, True, False] and got["oC"] == [True, True, False]
     assert got["U0"] == [True, True, False]
     assert got["A"][0] is False and got["D"][0] is True and got["G"][0] is False
     assert got["F"][0] is True  # V4, U0, V2: right 3 of 3
