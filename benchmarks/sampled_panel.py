@@ -135,11 +135,10 @@ def oracle(db: Path, gold: list[dict], lists: dict[str, dict[str, list]], names=
 
     ids = [str(g["id"]) for g in gold]
     by_id = {str(g["id"]): g for g in gold}
-    right: dict[tuple[str, str], bool] = {}
     todo = sorted({(i, x) for n in names for i in ids for x in lists[n][i] if x})
-    for i, x in todo:
-        right[(i, x)] = bool(score_pairs(db, [by_id[i]], [x])["examples"][0]["exact"])
-    return {f"o{n}": [any(right.get((i, x), False) for x in lists[n][i] if x) for i in ids] for n in names}
+    scored = score_pairs(db, [by_id[i] for i, _ in todo], [x for _, x in todo])["examples"]
+    right = {key: bool(e["exact"]) for key, e in zip(todo, scored)}
+    return {f"o{n}": [any(right[(i, x)] for x in lists[n][i] if x) for i in ids] for n in names}
 
 
 def main(argv: list[str] | None = None) -> int:
