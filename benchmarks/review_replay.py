@@ -48,6 +48,31 @@ from sampled_panel import SCHEMES  # noqa: E402
 
 RULES = ("R1", "R2", "R3")
 CODER_RULES = ("R4", "R5")  # with --coder-fewshot: the reviewer's score and the coder's
+VERIFIER_RULES = ("V1", "V2")  # with --verifier: a verifier trained on the seeds' labelled answers (verifier.py)
+VERIFIER_MIN_CLASS = 5  # a verifier whose train rows hold fewer right or fewer wrong answers than this is not used
+
+
+def verifier_pick(outcome, scores: dict[str, float], rule: str) -> int | None:
+    """The candidate a trained verifier elects (`benchmarks/verifier.py`; `scores`: {sql: log-odds that it is right}).
+    V1 (LEVER's aggregation, Ni et al. 2023): a result group's score is the sum of P(right) over its members, each
+    voter counted (the samples stand in for the coder's probability); V2: the group's best member's log-odds, as R1
+    reads the reviewer's. Ties: the group with the earliest member. None where fewer than two groups ran with rows."""
+    import math
+
+    if len(outcome.groups) < 2:
+        return None
+    sql_of = [c["sql"] for c in outcome.candidates]
+
+    def p(sql: str) -> float:
+        d = scores.get(sql)
+        return 0.0 if d is None else 1.0 / (1.0 + math.exp(-d))
+
+    def key(g) -> tuple:
+        if rule == "V1":
+            return (sum(p(sql_of[i]) for i in g["members"]), -min(g["members"]))
+        return (max(scores.get(sql_of[i], float("-inf")) for i in g["members"]), -min(g["members"]))
+
+    return min(max(outcome.groups, key=key)["members"])
 
 
 def pick(outcome, scores: dict[str, float], rule: str = "R1", coder: dict[str, list] | None = None,
@@ -140,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                          "as U<K> retrieves them), and judge by R4/R5 too (needs --coder-cache)")
     ap.add_argument("--coder-cache", type=Path, default=None,
                     help="coder scores, read and written ({db: {q: {sql: [sum, tokens], _qlen: n}}})")
+    ap.add_argument("--verifier", type=Path, default=None,
+                    help="`benchmarks/verifier.py train`'s scores: judge by V1, V2 too (a folder whose verifier saw "
+                         f"fewer than {VERIFIER_MIN_CLASS} right or wrong answers keeps R1's election)")
     ap.add_argument("--scores-only", action="store_true",
                     help="fill --cache and print no accuracy (scores for a split whose read waits for its rule)")
     ap.add_argument("--json", type=Path, default=None)
@@ -148,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--scores-only needs --cache")
     if (a.coder_fewshot is None) != (a.coder_cache is None):
         ap.error("--coder-fewshot and --coder-cache go together")
-    rules = RULES + (CODER_RULES if a.coder_fewshot is not None else ())
+    rules = RULES + (CODER_RULES if a.coder_fewshot is not None else ()) + (VERIFIER_RULES if a.verifier else ())
+    ver = json.loads(a.verifier.read_text()) if a.verifier else {}
     ccache = json.loads(a.coder_cache.read_text()) if a.coder_cache and a.coder_cache.is_file() else {}
     if a.coder_cache and ccache.setdefault("_settings", {"coder_fewshot": a.coder_fewshot}) != {
             "coder_fewshot": a.coder_fewshot}:
@@ -237,6 +266,14 @@ def main(argv: list[str] | None = None) -> int:
                             scores.setdefault(i, {}).update(dict(zip(todo, got_scores)))
                     ci = cscores.get(i, {})
                     for key, rule in zip(keys, rules):
+                        if rule in VERIFIER_RULES:
+                            v = ver.get(name)
+                            if v is None:
+                                raise SystemExit(f"error: {a.verifier} has no scores for {name}")
+                            usable = min(v["right"], v["train"] - v["right"]) >= VERIFIER_MIN_CLASS
+                            picked[key][i] = (verifier_pick(o, v["scores"].get(i, {}), rule) if usable
+                                              else pick(o, scores.get(i, {}), "R1"))
+                            continue
                         picked[key][i] = (pick(o, scores.get(i, {}), rule, ci, ci.get("_qlen", 1))
                                           if len(o.groups) >= 2 else None)
         finally:

@@ -1,0 +1,286 @@
+"""A verifier trained per database on the model's own labelled answers (LEVER, Ni et al. 2023), as the panel's judge.
+
+Session 39 found that some answer among the untuned 1.5B's 48 (greedy + 15 samples for each of the panel's three
+prompts) is right on 97.7 % of the dev halves' questions, while every judge the untuned model can be (votes, the
+reviewer, ...) stays near R1's 87.0 %. LEVER trains a verifier on execution-labelled samples: given the question, the
+SQL and what it returns, is the SQL right? Here it is trained per database, as a user's run could: on the model's
+answers to the *seed* questions (no examples in the prompt, U0's greedy answer and its samples), each labelled by
+executing it against the seed's gold SQL (`score_pairs`, exact), plus the seeds' gold SQL as right answers. A LoRA on
+the untuned model learns to answer "Yes" or "No" after a prompt built from the same schema text (`VERIFY_SYSTEM`,
+the SQL and its first rows as `prompt.result_preview` shows them); its score is the log-odds logit(Yes) - logit(No).
+
+Three steps (the model runs only in the second; the first and third run here on the CPU):
+
+    # 1. the examples: train (seed questions' answers, labelled) and score (the judged questions' answers)
+    python benchmarks/verifier.py build --answers xf --pool xf --suite .gpu/xf --split test --out .gpu/ver/xf.jsonl.gz
+    # 2. per folder: a fresh LoRA trained on its train rows, then every score row scored (GPU)
+    python benchmarks/verifier.py train --data .gpu/ver/xf.jsonl.gz --model /root/sqh/models/qwen2.5-coder-1.5b \
+        --out verifier_xf.json
+    # 3. the judge replayed: benchmarks/review_replay.py --verifier verifier_xf.json (rules V1, V2)
+
+`--pool`: folders of `untuned_answers.py --vote N` answers in which the seed questions' answers are found, by question
+id (for a dev half, the other half's folder holds them: its test questions are this half's train questions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+VERIFY_SYSTEM = ("You are an expert in SQLite. Given a question about the database below, a SQLite query and the "
+                 "first rows it returns, answer Yes if the query answers the question exactly, else No.\n\n"
+                 "Database schema:\n{schema}")
+YES, NO = "Yes", "No"
+# fixed before the dev read (session 40's rule): LoRA on every linear layer of the untuned model
+SETTINGS = {"r": 16, "alpha": 32, "dropout": 0.05, "lr": 2e-4, "epochs": 4, "batch": 8, "seed": 0, "max_len": 2048}
+
+
+def render(tokenizer, schema: str, question: str, sql: str, result: dict | None) -> str:
+    """The verifier's prompt: the chat template with `VERIFY_SYSTEM` over the schema text, the question, the SQL and
+    its first rows as the user's turn; the reply (its first token, "Yes" or "No") is what is trained and scored."""
+    from sqltune.prompt import result_preview
+
+    shown = result_preview((result or {}).get("columns"), (result or {}).get("rows"))
+    user = f"Question: {question.strip()}\nSQL: {sql.strip()}\n{shown}\nDoes the SQL answer the question?"
+    msgs = [{"role": "system", "content": VERIFY_SYSTEM.format(schema=schema)}, {"role": "user", "content": user}]
+    return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+
+def _answers_by_id(pool: list[Path], split: str, n: int, ks=(0,)) -> dict[str, list[str]]:
+    """{question id: [distinct SQL of U<k>'s greedy answer and samples, k in ks]} over every folder of the pools."""
+    from sampled_panel import read_answers
+
+    out: dict[str, list[str]] = {}
+    for root in pool:
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            for i, (u, s) in read_answers(folder, split, n).items():
+                seen = out.setdefault(i, [])
+                for k in ks:
+                    for x in [u[k]] + s[k]:
+                        if x and x not in seen:
+                            seen.append(x)
+    return out
+
+
+def _results(con, sqls: list[str]) -> dict[str, dict | None]:
+    from sqltune.execute import execute
+    from sqltune.prompt import CORRECTION_ROWS
+
+    out = {}
+    for x in sqls:
+        r = execute(con, x, timeout=5.0)
+        out[x] = {"columns": r.columns, "rows": r.rows[:CORRECTION_ROWS]} if r.ok else None
+    return out
+
+
+def build(a) -> int:
+    from sampled_panel import read_answers, schemes
+
+    from sqltune.dataset import read_jsonl
+    from sqltune.execute import connect_readonly
+    from sqltune.model import load_tokenizer, resolve_model
+    from sqltune.schema import schema_text
+    from sqltune.score import score_pairs
+
+    tok = load_tokenizer(resolve_model(a.tokenizer))
+    seeds_answers = _answers_by_id(a.pool, a.pool_split, a.vote)
+    rows, stats = [], {}
+    for folder in sorted(p for p in a.answers.iterdir() if p.is_dir()):
+        name = folder.name
+        db = a.suite / name / f"{name}.sqlite"
+        schema = schema_text(db)
+        seeds = read_jsonl(a.suite / name / "train.jsonl")
+        judged = [g for sp in a.split for g in read_jsonl(a.suite / name / f"{sp}.jsonl")]
+        missing = [str(s["id"]) for s in seeds if str(s["id"]) not in seeds_answers]
+        if missing:
+            raise SystemExit(f"error: no answers for {len(missing)} of {name}'s seed questions in --pool "
+                             f"(e.g. {missing[0]})")
+        ans = {i: v for sp in a.split for i, v in read_answers(folder, sp, a.vote).items()}
+        con = connect_readonly(db)
+        try:
+            # train: each seed's gold SQL (right) and the model's distinct answers to it, labelled by execution
+            todo = [(s, x) for s in seeds for x in dict.fromkeys([s["sql"]] + seeds_answers[str(s["id"])])]
+            ex = score_pairs(db, [s for s, _ in todo], [x for _, x in todo])["examples"]
+            res = _results(con, [x for _, x in todo])
+            n_pos = 0
+            for (s, x), e in zip(todo, ex):
+                if res[x] is None:  # fails to run: the panel never judges such an answer
+                    continue
+                label = int(bool(e["exact"]))
+                n_pos += label
+                rows.append({"folder": name, "role": "train", "id": str(s["id"]), "sql": x, "label": label,
+                             "text": render(tok, schema, s["question"], x, res[x])})
+            n_train = sum(1 for r in rows if r["folder"] == name and r["role"] == "train")
+            # score: every distinct SQL of scheme C (the panel's three greedy answers and their samples) that runs
+            n_score = 0
+            for g in judged:
+                i = str(g["id"])
+                sqls = [x for x in dict.fromkeys(schemes(*ans[i])["C"]) if x]
+                got = _results(con, sqls)
+                for x in sqls:
+                    if got[x] is None:
+                        continue
+                    n_score += 1
+                    rows.append({"folder": name, "role": "score", "id": i, "sql": x,
+                                 "text": render(tok, schema, g["question"], x, got[x])})
+        finally:
+            con.close()
+        stats[name] = {"train": n_train, "right": n_pos, "score": n_score}
+        print(f"{name}: train {n_train} ({n_pos} right), score {n_score}", flush=True)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(a.out, "wt") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    print(f"wrote {len(rows)} rows to {a.out}")
+    return 0
+
+
+def _batches(items: list, size: int):
+    for b in range(0, len(items), size):
+        yield items[b: b + size]
+
+
+def _encode(tok, texts: list[str], max_len: int, device):
+    import torch
+
+    ids = [tok(t, add_special_tokens=False)["input_ids"][-max_len:] for t in texts]
+    width = max(len(x) for x in ids)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    x = torch.tensor([[pad] * (width - len(r)) + r for r in ids], device=device)  # left-padded: the reply is last
+    m = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids], device=device)
+    return x, m
+
+
+def _yes_no_logits(model, tok, texts: list[str], max_len: int, yes: int, no: int):
+    x, m = _encode(tok, texts, max_len, next(model.parameters()).device)
+    pos = (m.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=x, attention_mask=m, position_ids=pos, logits_to_keep=1).logits[:, -1]
+    return logits[:, [yes, no]].float()
+
+
+def train(a) -> int:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from sqltune.model import load, pick_device
+
+    cfg = dict(SETTINGS)
+    data: dict[str, dict[str, list]] = {}
+    with gzip.open(a.data, "rt") as f:
+        for line in f:
+            r = json.loads(line)
+            data.setdefault(r["folder"], {"train": [], "score": []})[r["role"]].append(r)
+    if a.folders:
+        data = {k: v for k, v in data.items() if k in a.folders}
+    dev = pick_device(a.device, a.dtype)
+    loaded = load(a.model, dev, builder=lambda info: None)
+    base, tok = loaded.model, loaded.tokenizer
+    yes = tok(YES, add_special_tokens=False)["input_ids"]
+    no = tok(NO, add_special_tokens=False)["input_ids"]
+    if len(yes) != 1 or len(no) != 1:
+        raise SystemExit(f"error: '{YES}' / '{NO}' are not one token each for this tokenizer")
+    yes, no = yes[0], no[0]
+    out = json.loads(a.out.read_text()) if a.out.is_file() else {}
+    out["_settings"] = cfg
+    amp = (lambda: torch.autocast(device_type=dev.device, dtype=torch.bfloat16)) if dev.autocast else None
+    from contextlib import nullcontext
+
+    for name, part in sorted(data.items()):
+        if name in out:
+            print(f"{name}: scored already", flush=True)
+            continue
+        t0 = time.perf_counter()
+        torch.manual_seed(cfg["seed"])
+        lora = LoraConfig(r=cfg["r"], lora_alpha=cfg["alpha"], lora_dropout=cfg["dropout"], task_type="CAUSAL_LM",
+                          target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        model = get_peft_model(base, lora)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg["lr"])
+        rows = part["train"]
+        n_pos = sum(r["label"] for r in rows)
+        n_neg = len(rows) - n_pos
+        # balanced: each class weighs half the loss whatever its count (a class with no rows weighs nothing)
+        w = torch.tensor([len(rows) / (2 * max(n_pos, 1)) if n_pos else 0.0,
+                          len(rows) / (2 * max(n_neg, 1)) if n_neg else 0.0], device=dev.device)
+        rng = random.Random(cfg["seed"])
+        losses = []
+        model.train()
+        steps = 0
+        for _ in range(cfg["epochs"]):
+            order = list(rows)
+            rng.shuffle(order)
+            for b in _batches(order, cfg["batch"]):
+                target = torch.tensor([0 if r["label"] else 1 for r in b], device=dev.device)
+                with amp() if amp else nullcontext():
+                    lg = _yes_no_logits(model, tok, [r["text"] for r in b], cfg["max_len"], yes, no)
+                loss = torch.nn.functional.cross_entropy(lg, target, weight=w)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+                steps += 1
+        model.eval()
+        scores: dict[str, dict[str, float]] = {}
+        train_right = 0
+        with torch.inference_mode(), (amp() if amp else nullcontext()):
+            for b in _batches(rows, 16):
+                lg = _yes_no_logits(model, tok, [r["text"] for r in b], cfg["max_len"], yes, no)
+                d = (lg[:, 0] - lg[:, 1]).tolist()
+                train_right += sum(int((q > 0) == bool(r["label"])) for q, r in zip(d, b))
+            for b in _batches(part["score"], 16):
+                lg = _yes_no_logits(model, tok, [r["text"] for r in b], cfg["max_len"], yes, no)
+                for q, r in zip((lg[:, 0] - lg[:, 1]).tolist(), b):  # logit(Yes) - logit(No): log-odds of right
+                    scores.setdefault(r["id"], {})[r["sql"]] = round(q, 4)
+        base = model.unload()  # the LoRA layers out, the untuned weights as they were
+        took = time.perf_counter() - t0
+        first = sum(losses[:5]) / max(len(losses[:5]), 1)
+        last = sum(losses[-5:]) / max(len(losses[-5:]), 1)
+        out[name] = {"scores": scores, "train": len(rows), "right": n_pos, "steps": steps, "loss_first": round(first, 4),
+                     "loss_last": round(last, 4), "train_acc": round(train_right / max(len(rows), 1), 4),
+                     "seconds": round(took, 1)}
+        a.out.write_text(json.dumps(out, indent=0))
+        print(f"{name}: {len(rows)} train ({n_pos} right), {steps} steps, loss {first:.3f} -> {last:.3f}, train acc "
+              f"{train_right / max(len(rows), 1):.3f}, {len(part['score'])} scored, {took:.0f} s", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="the labelled train rows and the rows to score, rendered (CPU)")
+    b.add_argument("--answers", required=True, type=Path, help="answers of the judged split (untuned_answers.py)")
+    b.add_argument("--pool", required=True, type=Path, nargs="+", help="answer folders holding the seeds' answers")
+    b.add_argument("--pool-split", default="test", help="the split name of the --pool answer files")
+    b.add_argument("--suite", required=True, type=Path)
+    b.add_argument("--split", nargs="+", default=["test"], help="the judged splits (one verifier scores them all)")
+    b.add_argument("--vote", type=int, default=16)
+    b.add_argument("--tokenizer", default="qwen2.5-coder-0.5b", help="a model whose chat template renders (Qwen2.5's "
+                   "0.5B and 1.5B share theirs)")
+    b.add_argument("--out", required=True, type=Path)
+    t = sub.add_parser("train", help="per folder: train a LoRA verifier, score (GPU)")
+    t.add_argument("--data", required=True, type=Path)
+    t.add_argument("--model", default="qwen2.5-coder-1.5b")
+    t.add_argument("--device", default=None)
+    t.add_argument("--dtype", default=None)
+    t.add_argument("--folders", nargs="*", default=None)
+    t.add_argument("--epochs", type=int, default=None, help="override (smoke tests only; the rule fixes 4)")
+    t.add_argument("--out", required=True, type=Path)
+    a = ap.parse_args(argv)
+    if a.cmd == "build":
+        return build(a)
+    if a.epochs is not None:
+        SETTINGS["epochs"] = a.epochs
+    return train(a)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
