@@ -57,15 +57,15 @@ def render(tokenizer, schema: str, question: str, sql: str, result: dict | None)
 
 def _answers_by_id(pool: list[Path], split: str, n: int, ks=(0,)) -> dict[str, list[str]]:
     """{question id: [distinct SQL of U<k>'s greedy answer and samples, k in ks]} over every folder of the pools."""
-    from sampled_panel import read_answers
+    from repair_replay import _read
 
     out: dict[str, list[str]] = {}
     for root in pool:
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            for i, (u, s) in read_answers(folder, split, n).items():
-                seen = out.setdefault(i, [])
-                for k in ks:
-                    for x in [u[k]] + s[k]:
+            for k in ks:
+                for r in _read(folder / f"{split}_k{k}_v{n}.jsonl") or []:
+                    seen = out.setdefault(str(r["id"]), [])
+                    for x in (c.get("sql") for c in r["candidates"]):
                         if x and x not in seen:
                             seen.append(x)
     return out

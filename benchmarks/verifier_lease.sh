@@ -14,7 +14,7 @@ W=/root/jobs/out V=/root/v M=qwen2.5-coder-1.5b
 mkdir -p "$W" "$V"
 [ -d "$V/ds" ] || tar xzf benchmarks/results/nvidia-h200-2026-12-03-s32-samples/answers.tgz -C "$V"
 python3 benchmarks/verifier.py train --data .gpu/ver/xf.jsonl.gz --model $M --out "$W/verifier_xf.json"
-python3 benchmarks/untuned_answers.py --model $M --devsuite /root/jobs/devsuite --splits train --k 0 --vote 16 \
+[ -d "$V/tr/voter_1" ] || python3 benchmarks/untuned_answers.py --model $M --devsuite /root/jobs/devsuite --splits train --k 0 --vote 16 \
   --batch-size 512 --out "$V/tr"
 mkdir -p "$W/train_answers" && cp -r "$V/tr/." "$W/train_answers/"
 python3 benchmarks/verifier.py build --answers "$V/ds" --pool "$V/tr" --pool-split train --suite /root/jobs/devsuite \

@@ -472,3 +472,74 @@ def test_review_replay_canonical_shows_the_reviewer_one_spelling_and_coder_score
     assert cached["one"]["a"]["_qlen"] > 0
     with pytest.raises(SystemExit, match="coder_fewshot 2"):
         bench.main(args[:-4] + ["--coder-fewshot", "2", "--coder-cache", str(coder)])
+
+
+def test_verifier_builds_labelled_rows_trains_a_lora_and_judges_the_panel(tiny_db, tiny_model_dir, tmp_path, capsys):
+    """benchmarks/verifier.py (session 40): the seeds' answers found by id in --pool become train rows labelled by
+    execution against the seed's gold (its gold SQL right, a wrong answer wrong, an answer that fails left out); every
+    distinct running SQL of scheme C for the judged questions becomes a score row; `train` fits a LoRA on the tiny
+    model and scores every score row. review_replay.py --verifier then elects by it (V2: the best log-odds), and a
+    folder whose verifier saw fewer than 5 wrong answers keeps R1's election."""
+    import gzip
+
+    bench = load_script("benchmarks/verifier.py")
+    replay = load_script("benchmarks/review_replay.py")
+    seeds = [{"id": "s1", "question": "How many books are there?", "sql": "SELECT COUNT(*) FROM books"}]
+    suite = _one_db_suite(tmp_path, tiny_db, seeds, GOLD)
+    books, authors = GOLD[0]["sql"], "SELECT COUNT(*) FROM authors"
+    _review_answers(tmp_path, books, authors, vote=2)
+    pool = tmp_path / "pool" / "other"
+    pool.mkdir(parents=True)
+    write_jsonl(pool / "test_k0_v2.jsonl", [{"id": "s1", "question": seeds[0]["question"], "sql": authors,
+                                              "candidates": [{"sql": authors}, {"sql": "SELECT nope FROM books"},
+                                                             {"sql": books}]}])
+    data = tmp_path / "rows.jsonl.gz"
+    assert bench.main(["build", "--answers", str(tmp_path / "answers"), "--pool", str(tmp_path / "pool"), "--suite",
+                       str(suite), "--vote", "2", "--tokenizer", str(tiny_model_dir), "--out", str(data)]) == 0
+    rows = [json.loads(x) for x in gzip.open(data, "rt")]
+    train = {r["sql"]: r["label"] for r in rows if r["role"] == "train"}
+    assert train == {books: 1, authors: 0}  # the failing answer is left out, the gold SQL is a right answer
+    scored = {(r["id"], r["sql"]) for r in rows if r["role"] == "score"}
+    assert scored == {("a", books), ("a", authors), ("b", GOLD[1]["sql"]), ("c", GOLD[2]["sql"])}
+    text = next(r["text"] for r in rows if r["role"] == "score" and r["sql"] == authors)
+    assert "How many books?" in text and authors in text and "First rows (COUNT(*)):" in text
+    out = tmp_path / "ver.json"
+    assert bench.main(["train", "--data", str(data), "--model", str(tiny_model_dir), "--device", "cpu", "--dtype",
+                       "float32", "--epochs", "1", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())["one"]
+    assert got["train"] == 2 and got["right"] == 1 and got["steps"] == 1
+    assert {(i, s) for i, d in got["scores"].items() for s in d} == scored
+    # the judge: the reviewer's cache prefers the wrong answer, the verifier the right one
+    cache = tmp_path / "rv.json"
+    cache.write_text(json.dumps({"one": {"a": {books: -5.0, authors: -1.0}}}))
+    ver = {"one": {"train": 12, "right": 6, "scores": {"a": {books: 2.0, authors: -3.0}}}}
+    vpath = tmp_path / "v.json"
+    vpath.write_text(json.dumps(ver))
+    args = ["--model", str(tiny_model_dir), "--answers", str(tmp_path / "answers"), "--suite", str(suite), "--vote",
+            "2", "--cache", str(cache), "--verifier", str(vpath), "--json", str(tmp_path / "o.json")]
+    assert replay.main(args) == 0
+    got = json.loads((tmp_path / "o.json").read_text())["one"]
+    assert got["R1"][0] is False and got["V2"][0] is True and got["V1"][0] is True
+    ver["one"]["right"] = 8  # 4 wrong answers: too few to have learnt from, R1 elects
+    vpath.write_text(json.dumps(ver))
+    assert replay.main(args) == 0
+    got = json.loads((tmp_path / "o.json").read_text())["one"]
+    assert got["V2"] == got["R1"] and got["V1"] == got["R1"]
+    capsys.readouterr()
+
+
+def test_verifier_pick_sums_p_right_over_voters_for_v1_and_takes_the_best_member_for_v2():
+    """V1 (LEVER): two voters at P(right) 0.6 each (sum 1.2) beat one at 0.9; V2: the best log-odds, the one at 0.9.
+    A tie goes to the group with the earliest member; one group alone is nothing to judge (None)."""
+    import math
+    from types import SimpleNamespace
+
+    bench = load_script("benchmarks/review_replay.py")
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    o = SimpleNamespace(candidates=[{"sql": "x"}, {"sql": "y1"}, {"sql": "y2"}],
+                        groups=[{"members": [0], "votes": 1}, {"members": [1, 2], "votes": 2}])
+    scores = {"x": logit(0.9), "y1": logit(0.6), "y2": logit(0.6)}
+    assert bench.verifier_pick(o, scores, "V1") == 1
+    assert bench.verifier_pick(o, scores, "V2") == 0
+    assert bench.verifier_pick(o, {"x": 0.0, "y1": 0.0, "y2": 0.0}, "V2") == 0
+    assert bench.verifier_pick(SimpleNamespace(candidates=o.candidates, groups=o.groups[:1]), scores, "V1") is None
