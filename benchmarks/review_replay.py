@@ -25,6 +25,10 @@ BENCHMARKS.md):
   instead of its voter's spelling; with `--review-results`, each SQL's columns and first rows after it; each its own
   cache setting.
 
+- with `--verifier PATH` (session 40): `benchmarks/verifier.py train`'s per-DB verifier scores, judged by V1 (LEVER's
+  sum of P(right) over a result group's voters) and V2 (the group's best log-odds); a folder whose verifier saw fewer
+  than 5 right or 5 wrong answers keeps R1's election.
+
 Every scheme ends with the shipped last-resort repair over its voters (`evaluate.repair_rows`) and is scored with
 `score_pairs`. Scores are cached in `--cache` (JSON), so a second read costs no model time.
 
