@@ -59,12 +59,15 @@ VERIFIER_MIN_CLASS = 5  # a verifier whose train rows hold fewer right or fewer 
 def verifier_pick(outcome, scores: dict[str, float], rule: str) -> int | None:
     """The candidate a trained verifier elects (`benchmarks/verifier.py`; `scores`: {sql: log-odds that it is right}).
     V1 (LEVER's aggregation, Ni et al. 2023): a result group's score is the sum of P(right) over its members, each
-    voter counted (the samples stand in for the coder's probability); V2: the group's best member's log-odds, as R1
-    reads the reviewer's. Ties: the group with the earliest member. None where fewer than two groups ran with rows."""
+    voter counted (the samples stand in for the coder's probability); V2: the group's best member's log-odds, R1's
+    election (`vote.review_pick`) with the verifier's score. Ties: the group with the earliest member. None where
+    fewer than two groups ran with rows."""
     import math
 
-    if len(outcome.groups) < 2:
-        return None
+    from sqltune.vote import review_pick
+
+    if rule == "V2" or len(outcome.groups) < 2:
+        return review_pick(outcome, scores)
     sql_of = [c["sql"] for c in outcome.candidates]
 
     def p(sql: str) -> float:
@@ -72,9 +75,7 @@ def verifier_pick(outcome, scores: dict[str, float], rule: str) -> int | None:
         return 0.0 if d is None else 1.0 / (1.0 + math.exp(-d))
 
     def key(g) -> tuple:
-        if rule == "V1":
-            return (sum(p(sql_of[i]) for i in g["members"]), -min(g["members"]))
-        return (max(scores.get(sql_of[i], float("-inf")) for i in g["members"]), -min(g["members"]))
+        return (sum(p(sql_of[i]) for i in g["members"]), -min(g["members"]))
 
     return min(max(outcome.groups, key=key)["members"])
 
@@ -227,6 +228,14 @@ def main(argv: list[str] | None = None) -> int:
             shots = {i: fewshot_for([question[i]], pool, a.review_fewshot, exclude=gold)[0] for i in ids}
         scores = cache.setdefault(name, {})
         cscores = ccache.setdefault(name, {})
+        # this folder's verifier scores, or None where it saw too few of a class to judge by (R1 elects there)
+        vscores = None
+        if a.verifier:
+            v = ver.get(name)
+            if v is None:
+                raise SystemExit(f"error: {a.verifier} has no scores for {name}")
+            if min(v["right"], v["train"] - v["right"]) >= VERIFIER_MIN_CLASS:
+                vscores = v["scores"]
         con = connect_readonly(db)
         try:
             picked: dict[str, dict[str, int | None]] = {}
@@ -271,11 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                     ci = cscores.get(i, {})
                     for key, rule in zip(keys, rules):
                         if rule in VERIFIER_RULES:
-                            v = ver.get(name)
-                            if v is None:
-                                raise SystemExit(f"error: {a.verifier} has no scores for {name}")
-                            usable = min(v["right"], v["train"] - v["right"]) >= VERIFIER_MIN_CLASS
-                            picked[key][i] = (verifier_pick(o, v["scores"].get(i, {}), rule) if usable
+                            picked[key][i] = (verifier_pick(o, vscores.get(i, {}), rule) if vscores is not None
                                               else pick(o, scores.get(i, {}), "R1"))
                             continue
                         picked[key][i] = (pick(o, scores.get(i, {}), rule, ci, ci.get("_qlen", 1))

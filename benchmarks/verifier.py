@@ -93,7 +93,7 @@ def build(a) -> int:
 
     tok = load_tokenizer(resolve_model(a.tokenizer))
     seeds_answers = _answers_by_id(a.pool, a.pool_split, a.vote)
-    rows, stats = [], {}
+    rows = []
     for folder in sorted(p for p in a.answers.iterdir() if p.is_dir()):
         name = folder.name
         db = a.suite / name / f"{name}.sqlite"
@@ -111,15 +111,15 @@ def build(a) -> int:
             todo = [(s, x) for s in seeds for x in dict.fromkeys([s["sql"]] + seeds_answers[str(s["id"])])]
             ex = score_pairs(db, [s for s, _ in todo], [x for _, x in todo])["examples"]
             res = _results(con, [x for _, x in todo])
-            n_pos = 0
+            n_train = n_pos = 0
             for (s, x), e in zip(todo, ex):
                 if res[x] is None:  # fails to run: the panel never judges such an answer
                     continue
                 label = int(bool(e["exact"]))
+                n_train += 1
                 n_pos += label
                 rows.append({"folder": name, "role": "train", "id": str(s["id"]), "sql": x, "label": label,
                              "text": render(tok, schema, s["question"], x, res[x])})
-            n_train = sum(1 for r in rows if r["folder"] == name and r["role"] == "train")
             # score: every distinct SQL of scheme C (the panel's three greedy answers and their samples) that runs
             n_score = 0
             for g in judged:
@@ -134,7 +134,6 @@ def build(a) -> int:
                                  "text": render(tok, schema, g["question"], x, got[x])})
         finally:
             con.close()
-        stats[name] = {"train": n_train, "right": n_pos, "score": n_score}
         print(f"{name}: train {n_train} ({n_pos} right), score {n_score}", flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(a.out, "wt") as f:
@@ -168,12 +167,14 @@ def _yes_no_logits(model, tok, texts: list[str], max_len: int, yes: int, no: int
 
 
 def train(a) -> int:
+    from contextlib import nullcontext
+
     import torch
     from peft import LoraConfig, get_peft_model
 
     from sqltune.model import load, pick_device
 
-    cfg = dict(SETTINGS)
+    cfg = dict(SETTINGS, **({"epochs": a.epochs} if a.epochs is not None else {}))
     data: dict[str, dict[str, list]] = {}
     with gzip.open(a.data, "rt") as f:
         for line in f:
@@ -191,8 +192,8 @@ def train(a) -> int:
     yes, no = yes[0], no[0]
     out = json.loads(a.out.read_text()) if a.out.is_file() else {}
     out["_settings"] = cfg
-    amp = (lambda: torch.autocast(device_type=dev.device, dtype=torch.bfloat16)) if dev.autocast else None
-    from contextlib import nullcontext
+    def amp():
+        return torch.autocast(device_type=dev.device, dtype=torch.bfloat16) if dev.autocast else nullcontext()
 
     for name, part in sorted(data.items()):
         if name in out:
@@ -220,7 +221,7 @@ def train(a) -> int:
             rng.shuffle(order)
             for b in _batches(order, cfg["batch"]):
                 target = torch.tensor([0 if r["label"] else 1 for r in b], device=dev.device)
-                with amp() if amp else nullcontext():
+                with amp():
                     lg = _yes_no_logits(model, tok, [r["text"] for r in b], cfg["max_len"], yes, no)
                 loss = torch.nn.functional.cross_entropy(lg, target, weight=w)
                 opt.zero_grad()
@@ -231,7 +232,7 @@ def train(a) -> int:
         model.eval()
         scores: dict[str, dict[str, float]] = {}
         train_right = 0
-        with torch.inference_mode(), (amp() if amp else nullcontext()):
+        with torch.inference_mode(), amp():
             for b in _batches(rows, 16):
                 lg = _yes_no_logits(model, tok, [r["text"] for r in b], cfg["max_len"], yes, no)
                 d = (lg[:, 0] - lg[:, 1]).tolist()
@@ -275,11 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--epochs", type=int, default=None, help="override (smoke tests only; the rule fixes 4)")
     t.add_argument("--out", required=True, type=Path)
     a = ap.parse_args(argv)
-    if a.cmd == "build":
-        return build(a)
-    if a.epochs is not None:
-        SETTINGS["epochs"] = a.epochs
-    return train(a)
+    return build(a) if a.cmd == "build" else train(a)
 
 
 if __name__ == "__main__":
