@@ -82,14 +82,59 @@ def _results(con, sqls: list[str]) -> dict[str, dict | None]:
     return out
 
 
+def _labelled(db: Path, con, tok, schema: str, questions: list[dict], answers: dict[str, list[str]],
+              meta: dict) -> tuple[list[dict], int]:
+    """Train rows: each question's gold SQL (right) and its distinct answers, labelled by executing them against the
+    gold (`score_pairs`, exact); answers that fail to run are left out (the panel never judges such an answer).
+    Returns (rows, how many are right); `meta` is merged into every row."""
+    from sqltune.score import score_pairs
+
+    todo = [(q, x) for q in questions for x in dict.fromkeys([q["sql"]] + answers.get(str(q["id"]), []))]
+    if not todo:
+        return [], 0
+    ex = score_pairs(db, [q for q, _ in todo], [x for _, x in todo])["examples"]
+    res = _results(con, [x for _, x in todo])
+    rows, n_pos = [], 0
+    for (q, x), e in zip(todo, ex):
+        if res[x] is None:
+            continue
+        label = int(bool(e["exact"]))
+        n_pos += label
+        rows.append(dict(meta, role="train", id=str(q["id"]), sql=x, label=label,
+                         text=render(tok, schema, q["question"], x, res[x])))
+    return rows, n_pos
+
+
+def _to_score(con, tok, schema: str, questions: list[dict], ans: dict, meta: dict) -> list[dict]:
+    """Rows to score: every distinct SQL of scheme C (the panel's three greedy answers and their samples) that runs,
+    for each question."""
+    from sampled_panel import schemes
+
+    rows = []
+    for g in questions:
+        i = str(g["id"])
+        sqls = [x for x in dict.fromkeys(schemes(*ans[i])["C"]) if x]
+        got = _results(con, sqls)
+        rows += [dict(meta, role="score", id=i, sql=x, text=render(tok, schema, g["question"], x, got[x]))
+                 for x in sqls if got[x] is not None]
+    return rows
+
+
+def _write_rows(rows: list[dict], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(out, "wt") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    print(f"wrote {len(rows)} rows to {out}")
+
+
 def build(a) -> int:
-    from sampled_panel import read_answers, schemes
+    from sampled_panel import read_answers
 
     from sqltune.dataset import read_jsonl
     from sqltune.execute import connect_readonly
     from sqltune.model import load_tokenizer, resolve_model
     from sqltune.schema import schema_text
-    from sqltune.score import score_pairs
 
     tok = load_tokenizer(resolve_model(a.tokenizer))
     seeds_answers = _answers_by_id(a.pool, a.pool_split, a.vote)
@@ -107,39 +152,89 @@ def build(a) -> int:
         ans = {i: v for sp in a.split for i, v in read_answers(folder, sp, a.vote).items()}
         con = connect_readonly(db)
         try:
-            # train: each seed's gold SQL (right) and the model's distinct answers to it, labelled by execution
-            todo = [(s, x) for s in seeds for x in dict.fromkeys([s["sql"]] + seeds_answers[str(s["id"])])]
-            ex = score_pairs(db, [s for s, _ in todo], [x for _, x in todo])["examples"]
-            res = _results(con, [x for _, x in todo])
-            n_train = n_pos = 0
-            for (s, x), e in zip(todo, ex):
-                if res[x] is None:  # fails to run: the panel never judges such an answer
-                    continue
-                label = int(bool(e["exact"]))
-                n_train += 1
-                n_pos += label
-                rows.append({"folder": name, "role": "train", "id": str(s["id"]), "sql": x, "label": label,
-                             "text": render(tok, schema, s["question"], x, res[x])})
-            # score: every distinct SQL of scheme C (the panel's three greedy answers and their samples) that runs
-            n_score = 0
-            for g in judged:
-                i = str(g["id"])
-                sqls = [x for x in dict.fromkeys(schemes(*ans[i])["C"]) if x]
-                got = _results(con, sqls)
-                for x in sqls:
-                    if got[x] is None:
-                        continue
-                    n_score += 1
-                    rows.append({"folder": name, "role": "score", "id": i, "sql": x,
-                                 "text": render(tok, schema, g["question"], x, got[x])})
+            train_rows, n_pos = _labelled(db, con, tok, schema, seeds, seeds_answers, {"folder": name})
+            score_rows = _to_score(con, tok, schema, judged, ans, {"folder": name})
         finally:
             con.close()
-        print(f"{name}: train {n_train} ({n_pos} right), score {n_score}", flush=True)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(a.out, "wt") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    print(f"wrote {len(rows)} rows to {a.out}")
+        rows += train_rows + score_rows
+        print(f"{name}: train {len(train_rows)} ({n_pos} right), score {len(score_rows)}", flush=True)
+    _write_rows(rows, a.out)
+    return 0
+
+
+def groups_of(names: list[str], k: int) -> dict[str, str]:
+    """{database: group}: the names sorted and dealt round-robin into `k` groups g0..g<k-1> (session 41's rule)."""
+    return {n: f"g{i % k}" for i, n in enumerate(sorted(names))}
+
+
+def build_cross(a) -> int:
+    """Session 41: one verifier per group of databases, trained on the labelled answers of every database outside
+    the group (their train questions' U0 answers, their valid questions' scheme-C answers, and each gold SQL), and
+    scoring the scheme-C answers of the group's own dev halves (`--halves`) and valid/test questions. Rows carry
+    `unit` (the group: what `train` fits one verifier to) beside `folder` (where their scores are filed)."""
+    from sampled_panel import read_answers, schemes
+
+    from sqltune.dataset import read_jsonl
+    from sqltune.execute import connect_readonly
+    from sqltune.model import load_tokenizer, resolve_model
+    from sqltune.schema import schema_text
+
+    tok = load_tokenizer(resolve_model(a.tokenizer))
+    names = sorted(p.name for p in a.suite.iterdir() if (p / f"{p.name}.sqlite").is_file())
+    if not names:
+        raise SystemExit(f"error: no databases in {a.suite}")
+    group = groups_of(names, a.groups)
+    units = sorted(set(group.values()))
+    train_ans = _answers_by_id([a.train_answers], "train", a.vote)
+    rows: list[dict] = []
+    for name in names:
+        db = a.suite / name / f"{name}.sqlite"
+        schema = schema_text(db)
+        train_q = read_jsonl(a.suite / name / "train.jsonl")
+        valid_q = read_jsonl(a.suite / name / "valid.jsonl")
+        missing = [str(q["id"]) for q in train_q if str(q["id"]) not in train_ans]
+        if missing:
+            raise SystemExit(f"error: no answers for {len(missing)} of {name}'s train questions in "
+                             f"{a.train_answers} (e.g. {missing[0]})")
+        ds = {sp: read_answers(a.answers / name, sp, a.vote) for sp in ("valid", "test")}
+        valid_ans = {i: [x for x in dict.fromkeys(schemes(*v)["C"]) if x] for i, v in ds["valid"].items()}
+        con = connect_readonly(db)
+        try:
+            lab, pos = _labelled(db, con, tok, schema, train_q, train_ans, {"db": name})
+            lab_v, pos_v = _labelled(db, con, tok, schema, valid_q, valid_ans, {"db": name})
+            # this DB's labelled rows train every group's verifier but its own
+            for u in units:
+                if u != group[name]:
+                    rows += [dict(r, unit=u, folder=u) for r in lab + lab_v]
+            own = {"unit": group[name], "db": name}
+            n_score = 0
+            for sp in ("valid", "test"):
+                sc = _to_score(con, tok, schema, read_jsonl(a.suite / name / f"{sp}.jsonl"), ds[sp],
+                               dict(own, folder=name))
+                rows += sc
+                n_score += len(sc)
+        finally:
+            con.close()
+        print(f"{name} ({group[name]}): train {len(lab)} ({pos} right) + valid {len(lab_v)} ({pos_v} right), "
+              f"score {n_score}", flush=True)
+    for half in sorted(p for p in (a.halves_answers.iterdir() if a.halves_answers else []) if p.is_dir()):
+        base = next((n for n in names if half.name in (f"{n}_a", f"{n}_b")), None)
+        if base is None:
+            raise SystemExit(f"error: {half.name} is not a half (<db>_a or <db>_b) of a database in {a.suite}")
+        db = a.halves / half.name / f"{half.name}.sqlite"
+        con = connect_readonly(db)
+        try:
+            sc = _to_score(con, tok, schema_text(db), read_jsonl(a.halves / half.name / "test.jsonl"),
+                           read_answers(half, "test", a.vote), {"unit": group[base], "db": base, "folder": half.name})
+        finally:
+            con.close()
+        rows += sc
+        print(f"{half.name} ({group[base]}): score {len(sc)}", flush=True)
+    for u in units:
+        t = [r for r in rows if r["unit"] == u and r["role"] == "train"]
+        print(f"{u}: {', '.join(n for n in names if group[n] == u)}; {len(t)} train rows "
+              f"({sum(r['label'] for r in t)} right)", flush=True)
+    _write_rows(rows, a.out)
     return 0
 
 
@@ -174,12 +269,13 @@ def train(a) -> int:
 
     from sqltune.model import load, pick_device
 
-    cfg = dict(SETTINGS, **({"epochs": a.epochs} if a.epochs is not None else {}))
+    cfg = dict(SETTINGS, **{k: v for k, v in (("epochs", a.epochs), ("batch", a.batch)) if v is not None})
+    # one verifier per unit (a folder, or with build-cross a group of databases); scores are filed by folder
     data: dict[str, dict[str, list]] = {}
     with gzip.open(a.data, "rt") as f:
         for line in f:
             r = json.loads(line)
-            data.setdefault(r["folder"], {"train": [], "score": []})[r["role"]].append(r)
+            data.setdefault(r.get("unit", r["folder"]), {"train": [], "score": []})[r["role"]].append(r)
     if a.folders:
         data = {k: v for k, v in data.items() if k in a.folders}
     dev = pick_device(a.device, a.dtype)
@@ -191,12 +287,18 @@ def train(a) -> int:
         raise SystemExit(f"error: '{YES}' / '{NO}' are not one token each for this tokenizer")
     yes, no = yes[0], no[0]
     out = json.loads(a.out.read_text()) if a.out.is_file() else {}
-    out["_settings"] = cfg
+    done = out.setdefault("_units", [])
+    todo = [n for n in data if n not in done and n not in out]
+    if todo and out.get("_settings", cfg) != cfg:  # one file, one set of settings: resuming must not mix them
+        raise SystemExit(f"error: {a.out} was trained with {out['_settings']}, not {cfg}")
+    if todo:
+        out["_settings"] = cfg
+
     def amp():
         return torch.autocast(device_type=dev.device, dtype=torch.bfloat16) if dev.autocast else nullcontext()
 
     for name, part in sorted(data.items()):
-        if name in out:
+        if name in done or name in out:
             print(f"{name}: scored already", flush=True)
             continue
         t0 = time.perf_counter()
@@ -230,7 +332,7 @@ def train(a) -> int:
                 losses.append(loss.item())
                 steps += 1
         model.eval()
-        scores: dict[str, dict[str, float]] = {}
+        scores: dict[str, dict[str, dict[str, float]]] = {}
         train_right = 0
         with torch.inference_mode(), amp():
             for b in _batches(rows, 16):
@@ -240,14 +342,18 @@ def train(a) -> int:
             for b in _batches(part["score"], 16):
                 lg = _yes_no_logits(model, tok, [r["text"] for r in b], cfg["max_len"], yes, no)
                 for q, r in zip((lg[:, 0] - lg[:, 1]).tolist(), b):  # logit(Yes) - logit(No): log-odds of right
-                    scores.setdefault(r["id"], {})[r["sql"]] = round(q, 4)
+                    scores.setdefault(r["folder"], {}).setdefault(r["id"], {})[r["sql"]] = round(q, 4)
         base = model.unload()  # the LoRA layers out, the untuned weights as they were
         took = time.perf_counter() - t0
         first = sum(losses[:5]) / max(len(losses[:5]), 1)
         last = sum(losses[-5:]) / max(len(losses[-5:]), 1)
-        out[name] = {"scores": scores, "train": len(rows), "right": n_pos, "steps": steps, "loss_first": round(first, 4),
-                     "loss_last": round(last, 4), "train_acc": round(train_right / max(len(rows), 1), 4),
-                     "seconds": round(took, 1)}
+        info = {"train": len(rows), "right": n_pos, "steps": steps, "loss_first": round(first, 4),
+                "loss_last": round(last, 4), "train_acc": round(train_right / max(len(rows), 1), 4),
+                "seconds": round(took, 1)}
+        cross = any("unit" in r for r in rows + part["score"])  # build-cross: the unit is a group of databases
+        for folder in sorted(set(scores) | (set() if cross else {name})):
+            out[folder] = dict(info, scores=scores.get(folder, {}), **({"unit": name} if cross else {}))
+        done.append(name)
         a.out.write_text(json.dumps(out, indent=0))
         print(f"{name}: {len(rows)} train ({n_pos} right), {steps} steps, loss {first:.3f} -> {last:.3f}, train acc "
               f"{train_right / max(len(rows), 1):.3f}, {len(part['score'])} scored, {took:.0f} s", flush=True)
@@ -267,16 +373,31 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--tokenizer", default="qwen2.5-coder-0.5b", help="a model whose chat template renders (Qwen2.5's "
                    "0.5B and 1.5B share theirs)")
     b.add_argument("--out", required=True, type=Path)
-    t = sub.add_parser("train", help="per folder: train a LoRA verifier, score (GPU)")
+    x = sub.add_parser("build-cross", help="session 41: rows for one verifier per group of databases, each trained on "
+                       "the other groups' labelled answers (CPU)")
+    x.add_argument("--suite", required=True, type=Path, help="the devsuite (train/valid/test per database)")
+    x.add_argument("--answers", required=True, type=Path, help="answers to every DB's valid and test questions "
+                   "(untuned_answers.py --vote N, k 4, 0, 2)")
+    x.add_argument("--train-answers", required=True, type=Path, help="U0 answers to every DB's train questions")
+    x.add_argument("--halves", type=Path, default=None, help="crossfit.py's dev halves (their test is scored too)")
+    x.add_argument("--halves-answers", type=Path, default=None, help="answers to the halves' test questions")
+    x.add_argument("--groups", type=int, default=4)
+    x.add_argument("--vote", type=int, default=16)
+    x.add_argument("--tokenizer", default="qwen2.5-coder-0.5b")
+    x.add_argument("--out", required=True, type=Path)
+    t = sub.add_parser("train", help="per folder (or per group): train a LoRA verifier, score (GPU)")
     t.add_argument("--data", required=True, type=Path)
     t.add_argument("--model", default="qwen2.5-coder-1.5b")
     t.add_argument("--device", default=None)
     t.add_argument("--dtype", default=None)
     t.add_argument("--folders", nargs="*", default=None)
-    t.add_argument("--epochs", type=int, default=None, help="override (smoke tests only; the rule fixes 4)")
+    t.add_argument("--epochs", type=int, default=None, help="override (session 40's rule fixes 4; session 41's 2)")
+    t.add_argument("--batch", type=int, default=None, help="override (session 41's rule fixes 16 for build-cross)")
     t.add_argument("--out", required=True, type=Path)
     a = ap.parse_args(argv)
-    return build(a) if a.cmd == "build" else train(a)
+    if a.cmd == "build-cross" and (a.halves is None) != (a.halves_answers is None):
+        ap.error("--halves and --halves-answers go together")
+    return {"build": build, "build-cross": build_cross, "train": train}[a.cmd](a)
 
 
 if __name__ == "__main__":

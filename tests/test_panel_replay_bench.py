@@ -543,3 +543,62 @@ def test_verifier_pick_sums_p_right_over_voters_for_v1_and_takes_the_best_member
     assert bench.verifier_pick(o, scores, "V2") == 0
     assert bench.verifier_pick(o, {"x": 0.0, "y1": 0.0, "y2": 0.0}, "V2") == 0
     assert bench.verifier_pick(SimpleNamespace(candidates=o.candidates, groups=o.groups[:1]), scores, "V1") is None
+
+
+def test_verifier_build_cross_trains_each_group_on_the_other_groups_databases_only(tiny_db, tiny_model_dir, tmp_path):
+    """build-cross (session 41): the databases are dealt round-robin into groups; a group's verifier is trained on
+    the labelled train/valid answers of every database outside it and scores its own databases' valid/test answers
+    (and its dev halves'); `train` fits one LoRA per group and files the scores by folder, with the group named."""
+    import gzip
+
+    bench = load_script("benchmarks/verifier.py")
+    assert bench.groups_of(["c", "a", "b"], 2) == {"a": "g0", "b": "g1", "c": "g0"}
+    suite, answers, train_answers = tmp_path / "suite", tmp_path / "answers", tmp_path / "tr"
+    books, authors = GOLD[0]["sql"], "SELECT COUNT(*) FROM authors"
+    for name in ("alpha", "beta"):
+        (suite / name).mkdir(parents=True)
+        (suite / name / f"{name}.sqlite").write_bytes(tiny_db.read_bytes())
+        seed = {"id": f"{name}-s", "question": "How many books are there?", "sql": books}
+        write_jsonl(suite / name / "train.jsonl", [seed])
+        write_jsonl(suite / name / "valid.jsonl", [dict(GOLD[1], id=f"{name}-v")])
+        write_jsonl(suite / name / "test.jsonl", [dict(GOLD[0], id=f"{name}-t")])
+        (train_answers / name).mkdir(parents=True)
+        write_jsonl(train_answers / name / "train_k0_v2.jsonl", [dict(seed, candidates=[{"sql": authors}])])
+        (answers / name).mkdir(parents=True)
+        for sp, q in (("valid", GOLD[1]), ("test", GOLD[0])):
+            for k in (4, 0, 2):
+                sql = authors if (sp, k) == ("test", 0) else q["sql"]
+                write_jsonl(answers / name / f"{sp}_k{k}_v2.jsonl",
+                            [{"id": f"{name}-{sp[0]}", "question": q["question"], "sql": sql,
+                              "candidates": [{"sql": sql}, {"sql": q["sql"]}]}])
+    data = tmp_path / "x.jsonl.gz"
+    assert bench.main(["build-cross", "--suite", str(suite), "--answers", str(answers), "--train-answers",
+                       str(train_answers), "--groups", "2", "--vote", "2", "--tokenizer", str(tiny_model_dir),
+                       "--out", str(data)]) == 0
+    rows = [json.loads(x) for x in gzip.open(data, "rt")]
+    train = sorted((r["unit"], r["db"], r["id"], r["label"]) for r in rows if r["role"] == "train")
+    # alpha is g0 and beta g1: g0's verifier learns from beta's rows only, and the reverse
+    assert train == [("g0", "beta", "beta-s", 0), ("g0", "beta", "beta-s", 1), ("g0", "beta", "beta-v", 1),
+                     ("g1", "alpha", "alpha-s", 0), ("g1", "alpha", "alpha-s", 1), ("g1", "alpha", "alpha-v", 1)]
+    scored = sorted((r["unit"], r["folder"], r["id"], r["sql"]) for r in rows if r["role"] == "score")
+    assert scored == sorted([("g0", "alpha", "alpha-t", books), ("g0", "alpha", "alpha-t", authors),
+                             ("g0", "alpha", "alpha-v", GOLD[1]["sql"]), ("g1", "beta", "beta-t", books),
+                             ("g1", "beta", "beta-t", authors), ("g1", "beta", "beta-v", GOLD[1]["sql"])])
+    out = tmp_path / "ver.json"
+    assert bench.main(["train", "--data", str(data), "--model", str(tiny_model_dir), "--device", "cpu", "--dtype",
+                       "float32", "--epochs", "1", "--batch", "2", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["_units"] == ["g0", "g1"] and got["_settings"]["batch"] == 2
+    assert got["alpha"]["unit"] == "g0" and got["alpha"]["train"] == 3 and got["alpha"]["steps"] == 2
+    assert set(got["alpha"]["scores"]) == {"alpha-t", "alpha-v"} and set(got["beta"]["scores"]) == {"beta-t", "beta-v"}
+    assert "g0" not in got  # a group is a unit of training, not a folder
+    # a second run finds every group done and trains nothing; resuming with other settings is refused
+    again = ["train", "--data", str(data), "--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32",
+             "--out", str(out)]
+    assert bench.main(again) == 0
+    assert json.loads(out.read_text()) == got
+    part = dict(got, _units=["g0"])
+    del part["beta"]
+    out.write_text(json.dumps(part))
+    with pytest.raises(SystemExit, match="trained with"):
+        bench.main(again)
