@@ -18,6 +18,15 @@ Three steps (the model runs only in the second; the first and third run here on 
         --out verifier_xf.json
     # 3. the judge replayed: benchmarks/review_replay.py --verifier verifier_xf.json (rules V1, V2)
 
+Session 41 (`build-cross`): one verifier per group of databases instead of per folder, trained on the labelled
+answers of every devsuite database outside the group (their train questions' U0 answers and valid questions' scheme-C
+answers), so that what it learns is what makes an answer wrong on databases it never saw:
+
+    python benchmarks/verifier.py build-cross --suite devsuite --answers ds --train-answers train_answers \
+        --halves .gpu/xf --halves-answers xf --out .gpu/ver/cross.jsonl.gz
+    python benchmarks/verifier.py train --data .gpu/ver/cross.jsonl.gz --epochs 2 --batch 16 --out verifier_cross.json
+    python benchmarks/verifier.py pairs --verifier verifier_cross.json --suite .gpu/xf --cache review_xf.json
+
 `--pool`: folders of `untuned_answers.py --vote N` answers in which the seed questions' answers are found, by question
 id (for a dev half, the other half's folder holds them: its test questions are this half's train questions).
 """
@@ -360,6 +369,38 @@ def train(a) -> int:
     return 0
 
 
+def pairs(a) -> int:
+    """How often a judge ranks a right answer above a wrong one to the same question: over every (right, wrong) pair
+    of a folder's scored SQL, labelled by `score_pairs` (exact) against the question's gold, the verifier's rate and,
+    with `--cache` (review_replay.py's), the reviewer's over the pairs it scored; per folder, the verifier's AUC."""
+    from sqltune.dataset import read_jsonl
+    from sqltune.score import score_pairs
+
+    ver = json.loads(a.verifier.read_text())
+    rev = json.loads(a.cache.read_text()) if a.cache else {}
+    by_v, by_r = [], []
+    for name, v in sorted((k, v) for k, v in ver.items() if not k.startswith("_")):
+        gold = {str(g["id"]): g for g in read_jsonl(a.suite / name / f"{a.split}.jsonl")}
+        todo = [(i, x) for i, d in v["scores"].items() for x in d]
+        ex = score_pairs(a.suite / name / f"{name}.sqlite", [gold[i] for i, _ in todo], [x for _, x in todo])
+        right = {k: bool(e["exact"]) for k, e in zip(todo, ex["examples"])}
+        pos = [v["scores"][i][x] for i, x in todo if right[(i, x)]]
+        neg = [v["scores"][i][x] for i, x in todo if not right[(i, x)]]
+        auc = (sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+               if pos and neg else None)
+        for i, d in v["scores"].items():
+            r = rev.get(name, {}).get(i, {})
+            for p in (x for x in d if right[(i, x)]):
+                for n in (x for x in d if not right[(i, x)]):
+                    by_v.append(d[p] > d[n])
+                    if p in r and n in r:
+                        by_r.append(r[p] > r[n])
+        print(f"{name}: {len(pos)} right, {len(neg)} wrong, AUC {'-' if auc is None else f'{auc:.3f}'}")
+    print(f"right above wrong, same question: verifier {sum(by_v) / max(len(by_v), 1):.3f} of {len(by_v)} pairs"
+          + (f"; reviewer {sum(by_r) / max(len(by_r), 1):.3f} of {len(by_r)}" if a.cache else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -394,10 +435,15 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--epochs", type=int, default=None, help="override (session 40's rule fixes 4; session 41's 2)")
     t.add_argument("--batch", type=int, default=None, help="override (session 41's rule fixes 16 for build-cross)")
     t.add_argument("--out", required=True, type=Path)
+    q = sub.add_parser("pairs", help="how often the verifier (and the reviewer) ranks a right answer above a wrong one")
+    q.add_argument("--verifier", required=True, type=Path, help="`train`'s scores")
+    q.add_argument("--suite", required=True, type=Path, help="the folders the scores are filed under")
+    q.add_argument("--split", default="test")
+    q.add_argument("--cache", type=Path, default=None, help="review_replay.py's reviewer cache, for its rate beside")
     a = ap.parse_args(argv)
     if a.cmd == "build-cross" and (a.halves is None) != (a.halves_answers is None):
         ap.error("--halves and --halves-answers go together")
-    return {"build": build, "build-cross": build_cross, "train": train}[a.cmd](a)
+    return {"build": build, "build-cross": build_cross, "train": train, "pairs": pairs}[a.cmd](a)
 
 
 if __name__ == "__main__":

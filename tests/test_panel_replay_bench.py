@@ -602,3 +602,20 @@ def test_verifier_build_cross_trains_each_group_on_the_other_groups_databases_on
     out.write_text(json.dumps(part))
     with pytest.raises(SystemExit, match="trained with"):
         bench.main(again)
+
+
+def test_verifier_pairs_counts_right_above_wrong_within_each_question(tiny_db, tmp_path, capsys):
+    """verifier.py pairs: every scored SQL labelled against its question's gold; the rate at which the verifier (and
+    the cached reviewer, on the pairs it scored) puts a right answer above a wrong one to the same question."""
+    bench = load_script("benchmarks/verifier.py")
+    suite = _one_db_suite(tmp_path, tiny_db, GOLD[:1], GOLD)
+    books, authors, other = GOLD[0]["sql"], "SELECT COUNT(*) FROM authors", "SELECT 42"
+    ver = tmp_path / "v.json"
+    # question a: right books vs wrong authors and other; the verifier gets (books, authors) right, (books, other) wrong
+    ver.write_text(json.dumps({"_settings": {}, "one": {"scores": {"a": {books: 1.0, authors: -1.0, other: 2.0}}}}))
+    cache = tmp_path / "rv.json"
+    cache.write_text(json.dumps({"one": {"a": {books: -1.0, authors: -2.0}}}))
+    assert bench.main(["pairs", "--verifier", str(ver), "--suite", str(suite), "--cache", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "one: 1 right, 2 wrong, AUC 0.500" in out
+    assert "verifier 0.500 of 2 pairs; reviewer 1.000 of 1" in out
