@@ -27,7 +27,8 @@ BENCHMARKS.md):
 
 - with `--verifier PATH` (session 40): `benchmarks/verifier.py train`'s per-DB verifier scores, judged by V1 (LEVER's
   sum of P(right) over a result group's voters) and V2 (the group's best log-odds); a folder whose verifier saw fewer
-  than 5 right or 5 wrong answers keeps R1's election.
+  than 5 right or 5 wrong answers keeps R1's election. V3 (session 41): z(reviewer) + z(verifier) over every SQL of
+  the question both scored (with `--schemes C`, its running scheme-C SQL).
 
 Every scheme ends with the shipped last-resort repair over its voters (`evaluate.repair_rows`) and is scored with
 `score_pairs`. Scores are cached in `--cache` (JSON), so a second read costs no model time.
@@ -52,20 +53,40 @@ from sampled_panel import SCHEMES  # noqa: E402
 
 RULES = ("R1", "R2", "R3")
 CODER_RULES = ("R4", "R5")  # with --coder-fewshot: the reviewer's score and the coder's
-VERIFIER_RULES = ("V1", "V2")  # with --verifier: a verifier trained on the seeds' labelled answers (verifier.py)
+VERIFIER_RULES = ("V1", "V2", "V3")  # with --verifier: a verifier trained on the seeds' labelled answers (verifier.py)
 VERIFIER_MIN_CLASS = 5  # a verifier whose train rows hold fewer right or fewer wrong answers than this is not used
 
 
-def verifier_pick(outcome, scores: dict[str, float], rule: str) -> int | None:
+def zsum(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """z(a) + z(b) for every key both score, each z over those keys (population deviation; 1 where all are equal)."""
+    import statistics
+
+    both = [x for x in a if x in b]
+    if not both:
+        return {}
+
+    def z(m: dict[str, float]) -> dict[str, float]:
+        vals = [m[x] for x in both]
+        mu, sd = statistics.fmean(vals), statistics.pstdev(vals) or 1.0
+        return {x: (m[x] - mu) / sd for x in both}
+
+    za, zb = z(a), z(b)
+    return {x: za[x] + zb[x] for x in both}
+
+
+def verifier_pick(outcome, scores: dict[str, float], rule: str, review: dict[str, float] | None = None) -> int | None:
     """The candidate a trained verifier elects (`benchmarks/verifier.py`; `scores`: {sql: log-odds that it is right}).
     V1 (LEVER's aggregation, Ni et al. 2023): a result group's score is the sum of P(right) over its members, each
     voter counted (the samples stand in for the coder's probability); V2: the group's best member's log-odds, R1's
-    election (`vote.review_pick`) with the verifier's score. Ties: the group with the earliest member. None where
-    fewer than two groups ran with rows."""
+    election (`vote.review_pick`) with the verifier's score; V3 (session 41): the same with z(reviewer) + z(verifier)
+    (`zsum` over every SQL of the question both scored, `review` the reviewer's scores; a SQL missing either cannot
+    win). Ties: the group with the earliest member. None where fewer than two groups ran with rows."""
     import math
 
     from sqltune.vote import review_pick
 
+    if rule == "V3":
+        return review_pick(outcome, zsum(scores, review or {}))
     if rule == "V2" or len(outcome.groups) < 2:
         return review_pick(outcome, scores)
     sql_of = [c["sql"] for c in outcome.candidates]
@@ -171,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--coder-cache", type=Path, default=None,
                     help="coder scores, read and written ({db: {q: {sql: [sum, tokens], _qlen: n}}})")
     ap.add_argument("--verifier", type=Path, default=None,
-                    help="`benchmarks/verifier.py train`'s scores: judge by V1, V2 too (a folder whose verifier saw "
+                    help="`benchmarks/verifier.py train`'s scores: judge by V1, V2, V3 too (a folder whose verifier saw "
                          f"fewer than {VERIFIER_MIN_CLASS} right or wrong answers keeps R1's election)")
     ap.add_argument("--scores-only", action="store_true",
                     help="fill --cache and print no accuracy (scores for a split whose read waits for its rule)")
@@ -280,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                     ci = cscores.get(i, {})
                     for key, rule in zip(keys, rules):
                         if rule in VERIFIER_RULES:
-                            picked[key][i] = (verifier_pick(o, vscores.get(i, {}), rule) if vscores is not None
+                            picked[key][i] = (verifier_pick(o, vscores.get(i, {}), rule, scores.get(i, {}))
+                                              if vscores is not None
                                               else pick(o, scores.get(i, {}), "R1"))
                             continue
                         picked[key][i] = (pick(o, scores.get(i, {}), rule, ci, ci.get("_qlen", 1))

@@ -619,3 +619,27 @@ def test_verifier_pairs_counts_right_above_wrong_within_each_question(tiny_db, t
     out = capsys.readouterr().out
     assert "one: 1 right, 2 wrong, AUC 0.500" in out
     assert "verifier 0.500 of 2 pairs; reviewer 1.000 of 1" in out
+
+
+def test_verifier_pick_v3_sums_the_judges_z_scores_over_the_sql_both_scored():
+    """V3 (session 41): z(reviewer) + z(verifier) over every SQL of the question both scored, not only the panel's:
+    a judge's margin counts in units of its own spread. A SQL one judge did not score cannot win."""
+    from types import SimpleNamespace
+
+    bench = load_script("benchmarks/review_replay.py")
+    z = bench.zsum({"a": 1.0, "b": 3.0, "only_v": 9.0}, {"a": -10.0, "b": -30.0, "only_r": 0.0})
+    assert z == {"a": 0.0, "b": 0.0}  # a is 1 sd above on the reviewer, 1 below on the verifier; b the reverse
+    assert bench.zsum({"a": 2.0, "b": 2.0}, {"a": 0.0, "b": 1.0}) == {"a": -1.0, "b": 1.0}  # no spread: z 0
+    assert bench.zsum({}, {"a": 1.0}) == {}
+    o = SimpleNamespace(candidates=[{"sql": "x"}, {"sql": "y"}],
+                        groups=[{"members": [0], "votes": 1}, {"members": [1], "votes": 1}])
+    # the verifier is sure of y (far above its spread), the reviewer mildly prefers x: V3 follows the verifier
+    ver = {"x": 0.0, "y": 4.0, "s1": 0.0, "s2": 0.0}
+    rev = {"x": -10.0, "y": -10.5, "s1": -10.0, "s2": -11.0}
+    assert bench.verifier_pick(o, ver, "V2") == 1 and bench.verifier_pick(o, rev, "V2") == 0
+    assert bench.verifier_pick(o, ver, "V3", rev) == 1
+    # the same panel where the verifier's margin is small against its spread: the reviewer's margin decides
+    ver2 = {"x": 0.0, "y": 0.5, "s1": -8.0, "s2": 8.0}
+    assert bench.verifier_pick(o, ver2, "V3", rev) == 0
+    # y has no reviewer score: it cannot win whatever the verifier says
+    assert bench.verifier_pick(o, ver, "V3", {"x": -10.0, "s1": -10.0, "s2": -11.0}) == 0
