@@ -372,13 +372,16 @@ def train(a) -> int:
 def pairs(a) -> int:
     """How often a judge ranks a right answer above a wrong one to the same question: over every (right, wrong) pair
     of a folder's scored SQL, labelled by `score_pairs` (exact) against the question's gold, the verifier's rate and,
-    with `--cache` (review_replay.py's), the reviewer's over the pairs it scored; per folder, the verifier's AUC."""
+    with `--cache` (review_replay.py's), the reviewer's over the pairs it scored, and on those pairs all three judges
+    (the verifier, the reviewer, review_replay's V3 sum of their z-scores); per folder, the verifier's AUC."""
     from sqltune.dataset import read_jsonl
     from sqltune.score import score_pairs
 
+    from review_replay import zsum
+
     ver = json.loads(a.verifier.read_text())
     rev = json.loads(a.cache.read_text()) if a.cache else {}
-    by_v, by_r = [], []
+    by_v, by_r, both = [], [], []  # both: (verifier, reviewer, z-sum) right on a pair both judges scored
     for name, v in sorted((k, v) for k, v in ver.items() if not k.startswith("_")):
         gold = {str(g["id"]): g for g in read_jsonl(a.suite / name / f"{a.split}.jsonl")}
         todo = [(i, x) for i, d in v["scores"].items() for x in d]
@@ -390,14 +393,20 @@ def pairs(a) -> int:
                if pos and neg else None)
         for i, d in v["scores"].items():
             r = rev.get(name, {}).get(i, {})
+            zs = zsum(d, r)
             for p in (x for x in d if right[(i, x)]):
                 for n in (x for x in d if not right[(i, x)]):
                     by_v.append(d[p] > d[n])
                     if p in r and n in r:
                         by_r.append(r[p] > r[n])
+                        both.append((d[p] > d[n], r[p] > r[n], zs[p] > zs[n]))
         print(f"{name}: {len(pos)} right, {len(neg)} wrong, AUC {'-' if auc is None else f'{auc:.3f}'}")
     print(f"right above wrong, same question: verifier {sum(by_v) / max(len(by_v), 1):.3f} of {len(by_v)} pairs"
           + (f"; reviewer {sum(by_r) / max(len(by_r), 1):.3f} of {len(by_r)}" if a.cache else ""))
+    if a.cache:
+        rate = [sum(t[k] for t in both) / max(len(both), 1) for k in range(3)]
+        print(f"on the {len(both)} pairs both scored: verifier {rate[0]:.3f}, reviewer {rate[1]:.3f}, "
+              f"z(reviewer) + z(verifier) {rate[2]:.3f}")
     return 0
 
 

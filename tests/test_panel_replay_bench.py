@@ -619,6 +619,8 @@ def test_verifier_pairs_counts_right_above_wrong_within_each_question(tiny_db, t
     out = capsys.readouterr().out
     assert "one: 1 right, 2 wrong, AUC 0.500" in out
     assert "verifier 0.500 of 2 pairs; reviewer 1.000 of 1" in out
+    # on the one pair both scored (books, authors): z-scores over {books, authors} are +-1 for each judge, summed 2/-2
+    assert "on the 1 pairs both scored: verifier 1.000, reviewer 1.000, z(reviewer) + z(verifier) 1.000" in out
 
 
 def test_verifier_pick_v3_sums_the_judges_z_scores_over_the_sql_both_scored():
