@@ -307,7 +307,7 @@ def train(a) -> int:
         return torch.autocast(device_type=dev.device, dtype=torch.bfloat16) if dev.autocast else nullcontext()
 
     for name, part in sorted(data.items()):
-        if name in done or name in out:
+        if name not in todo:
             print(f"{name}: scored already", flush=True)
             continue
         t0 = time.perf_counter()
@@ -381,7 +381,7 @@ def pairs(a) -> int:
 
     ver = json.loads(a.verifier.read_text())
     rev = json.loads(a.cache.read_text()) if a.cache else {}
-    by_v, by_r, both = [], [], []  # both: (verifier, reviewer, z-sum) right on a pair both judges scored
+    by_v, both = [], []  # both: (verifier, reviewer, z-sum) right on a pair both judges scored
     for name, v in sorted((k, v) for k, v in ver.items() if not k.startswith("_")):
         gold = {str(g["id"]): g for g in read_jsonl(a.suite / name / f"{a.split}.jsonl")}
         todo = [(i, x) for i, d in v["scores"].items() for x in d]
@@ -398,13 +398,12 @@ def pairs(a) -> int:
                 for n in (x for x in d if not right[(i, x)]):
                     by_v.append(d[p] > d[n])
                     if p in r and n in r:
-                        by_r.append(r[p] > r[n])
                         both.append((d[p] > d[n], r[p] > r[n], zs[p] > zs[n]))
         print(f"{name}: {len(pos)} right, {len(neg)} wrong, AUC {'-' if auc is None else f'{auc:.3f}'}")
+    rate = [sum(t[k] for t in both) / max(len(both), 1) for k in range(3)]
     print(f"right above wrong, same question: verifier {sum(by_v) / max(len(by_v), 1):.3f} of {len(by_v)} pairs"
-          + (f"; reviewer {sum(by_r) / max(len(by_r), 1):.3f} of {len(by_r)}" if a.cache else ""))
+          + (f"; reviewer {rate[1]:.3f} of {len(both)}" if a.cache else ""))
     if a.cache:
-        rate = [sum(t[k] for t in both) / max(len(both), 1) for k in range(3)]
         print(f"on the {len(both)} pairs both scored: verifier {rate[0]:.3f}, reviewer {rate[1]:.3f}, "
               f"z(reviewer) + z(verifier) {rate[2]:.3f}")
     return 0
